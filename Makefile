@@ -1,0 +1,57 @@
+# ti - convenience wrappers around CMake/ctest. The real build is CMakeLists.txt.
+#
+#   make test        install missing Debian packages (as root), build (CUDA too when nvcc is
+#                    present, warnings are errors), run the whole test suite; then build the
+#                    CPU-only configuration (-DTI_CUDA=OFF) and run its fast tests
+#   make test-asan   the cpu-labelled tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench       benchmarks (not tests); results go to docs/PERF.md by hand
+#   make fuzz        libFuzzer harnesses (clang) for the file readers, FUZZ_SECONDS each
+#   make format      clang-format every C/CUDA source
+BUILD      ?= build
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build test test-cpu-only test-asan bench fuzz format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DTI_WERROR=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 1800
+	$(MAKE) test-cpu-only
+
+test-cpu-only: deps
+	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD)-cpu -j$(JOBS)
+	cd $(BUILD)-cpu && ctest --output-on-failure -L cpu -LE slow --timeout 1800
+
+test-asan: deps
+	cmake -S . -B $(BUILD)-asan -DTI_CUDA=OFF -DTI_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
+	      -DTI_SANITIZE=address,undefined $(CMAKE_ARGS)
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --output-on-failure -L cpu -LE slow --timeout 3600
+
+bench: build
+	cmake --build $(BUILD) -j$(JOBS) --target ti_benchmarks
+	scripts/bench.sh $(BUILD)
+
+fuzz:
+	@scripts/deps.sh --fuzz
+	CC=clang cmake -S . -B $(BUILD)-fuzz -DTI_CUDA=OFF -DTI_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+	      -DTI_SANITIZE=address,undefined $(CMAKE_ARGS)
+	cmake --build $(BUILD)-fuzz -j$(JOBS)
+	scripts/fuzz.sh $(BUILD)-fuzz $(FUZZ_SECONDS)
+
+format:
+	scripts/format.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-cpu $(BUILD)-asan $(BUILD)-fuzz

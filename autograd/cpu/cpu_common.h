@@ -1,0 +1,149 @@
+/*
+ * cpu_common.h - shared by the CPU kernels.
+ *
+ * Most files in cpu/ are compiled twice: with TI_REAL_F32 (`real` = float, functions named
+ * cpu_f32_<op>_<dir>) and with TI_REAL_F64 (`real` = double, cpu_f64_<op>_<dir>), so one
+ * plain-C source is both the fast f32 kernel and the f64 gradcheck reference. Write kernels as
+ *
+ *   ti_status CPU_FN(unary_forward)(struct ti_kctx *k, const struct ti_unary_args *a) { ... }
+ *
+ * using `real`, RSQRT/EXP/... math macros and CPU_GEMM. Files compiled once (cpu_backend.c,
+ * cpu_gemm.c, copy.c) define TI_CPU_ONCE.
+ */
+#ifndef TI_CPU_COMMON_H
+#define TI_CPU_COMMON_H
+
+#include <math.h>   /* defines: expf, exp, erff, erf, sqrtf, sqrt, tanh... */
+#include <stdint.h>
+
+#include "../arena.h"
+#include "../backend.h"
+
+#ifdef _OPENMP
+#include <omp.h> /* defines: omp_get_max_threads, omp_get_thread_num */
+#endif
+
+/* ---- GEMM (row-major), cpu_gemm.c: OpenBLAS when available, else a blocked OpenMP loop ---- */
+/* C (M x N) = alpha * op(A) . op(B) + beta * C; op = transpose when trans != 0;
+ * lda/ldb/ldc are row strides of the stored (untransposed) matrices. */
+void ti_cpu_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc);
+void ti_cpu_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                  const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+                  double *C, int64_t ldc);
+/* Number of threads our own parallel loops use. */
+int ti_cpu_threads(void);
+
+/* ---- every kernel, declared from ops.def: cpu_f32_<op>_<dir> and cpu_f64_<op>_<dir> -------- */
+#define TI_CPU_BWD_DECL_1(pfx, name)                                                               \
+    ti_status pfx##name##_backward(struct ti_kctx *k, const struct ti_##name##_args *a);
+#define TI_CPU_BWD_DECL_0(pfx, name)
+#define TI_KOP(NAME, name, BWD)                                                                    \
+    ti_status cpu_f32_##name##_forward(struct ti_kctx *k, const struct ti_##name##_args *a);       \
+    ti_status cpu_f64_##name##_forward(struct ti_kctx *k, const struct ti_##name##_args *a);       \
+    TI_CPU_BWD_DECL_##BWD(cpu_f32_, name) TI_CPU_BWD_DECL_##BWD(cpu_f64_, name)
+#define TI_FOP(NAME, name)
+#include "../ops.def"
+#undef TI_KOP
+#undef TI_FOP
+/* copy.c: one implementation for every dtype pair */
+ti_status cpu_copy_forward(struct ti_kctx *k, const struct ti_copy_args *a);
+ti_status cpu_copy_backward(struct ti_kctx *k, const struct ti_copy_args *a);
+
+#if defined(TI_REAL_F32)
+typedef float real;
+#define CPU_FN(name) cpu_f32_##name
+#define CPU_GEMM ti_cpu_sgemm
+#define R(x) ((float)(x))
+#define EXP expf
+#define LOG logf
+#define SQRT sqrtf
+#define ERF erff
+#define TANH tanhf
+#define COS cosf
+#define SIN sinf
+#define FABS fabsf
+#define TI_REAL_DTYPE TI_DTYPE_F32
+#elif defined(TI_REAL_F64)
+typedef double real;
+#define CPU_FN(name) cpu_f64_##name
+#define CPU_GEMM ti_cpu_dgemm
+#define R(x) ((double)(x))
+#define EXP exp
+#define LOG log
+#define SQRT sqrt
+#define ERF erf
+#define TANH tanh
+#define COS cos
+#define SIN sin
+#define FABS fabs
+#define TI_REAL_DTYPE TI_DTYPE_F64
+#elif !defined(TI_CPU_ONCE)
+#error "compile cpu kernels with -DTI_REAL_F32 or -DTI_REAL_F64"
+#endif
+
+/* Workspace from the kernel's scratch arena (rewound by the front end after the call). */
+static inline void *cpu_scratch(struct ti_kctx *k, size_t bytes) {
+    void *p = NULL;
+    if (ti_arena_alloc(k->scratch, bytes, &p, NULL, k->err) != TI_OK) return NULL;
+    return p;
+}
+
+/* ---- strided N-d iteration --------------------------------------------------------------------- */
+/* Visits every index of `shape` (ndim <= TI_MAX_DIMS) in row-major order, keeping up to 3
+ * element offsets (one per tensor) in sync. Usage:
+ *   struct ti_iter it; ti_iter_init(&it, ndim, shape, 3, strides3);
+ *   for (int64_t n = 0; n < total; n++, ti_iter_next(&it)) ... it.off[0], it.off[1] ...
+ * Start at linear index `start` with ti_iter_seek. */
+struct ti_iter {
+    int ndim, nt;
+    int64_t shape[TI_MAX_DIMS];
+    int64_t stride[3][TI_MAX_DIMS];
+    int64_t idx[TI_MAX_DIMS];
+    int64_t off[3];
+};
+
+static inline void ti_iter_init(struct ti_iter *it, int ndim, const int64_t *shape, int nt,
+                                const int64_t *const *strides) {
+    it->ndim = ndim;
+    it->nt = nt;
+    for (int d = 0; d < ndim; d++) {
+        it->shape[d] = shape[d];
+        it->idx[d] = 0;
+        for (int t = 0; t < nt; t++) it->stride[t][d] = strides[t][d];
+    }
+    for (int t = 0; t < 3; t++) it->off[t] = 0;
+}
+
+static inline void ti_iter_seek(struct ti_iter *it, int64_t lin) {
+    for (int t = 0; t < it->nt; t++) it->off[t] = 0;
+    for (int d = it->ndim - 1; d >= 0; d--) {
+        int64_t i = it->shape[d] ? lin % it->shape[d] : 0;
+        lin = it->shape[d] ? lin / it->shape[d] : 0;
+        it->idx[d] = i;
+        for (int t = 0; t < it->nt; t++) it->off[t] += i * it->stride[t][d];
+    }
+}
+
+static inline void ti_iter_next(struct ti_iter *it) {
+    for (int d = it->ndim - 1; d >= 0; d--) {
+        it->idx[d]++;
+        for (int t = 0; t < it->nt; t++) it->off[t] += it->stride[t][d];
+        if (it->idx[d] < it->shape[d]) return;
+        for (int t = 0; t < it->nt; t++) it->off[t] -= it->stride[t][d] * it->shape[d];
+        it->idx[d] = 0;
+    }
+}
+
+/* Splits [0, n) into `parts` contiguous ranges; range p is [*lo, *hi). */
+static inline void ti_split_range(int64_t n, int parts, int p, int64_t *lo, int64_t *hi) {
+    int64_t q = n / parts, r = n % parts;
+    *lo = p * q + (p < r ? p : r);
+    *hi = *lo + q + (p < r ? 1 : 0);
+}
+
+/* Parallel-for threshold: loops shorter than this run on one thread. */
+#define TI_CPU_PAR_MIN 16384
+
+#endif /* TI_CPU_COMMON_H */

@@ -1,0 +1,92 @@
+/*
+ * copy.cu - COPY on CUDA: out = cast(inp) between any dtypes (f32, f16, bf16, f64, integers)
+ * with arbitrary strides, and its backward dinp += cast(dout). Same-dtype contiguous copies
+ * are a cudaMemcpyAsync.
+ */
+#include "cuda_common.h"
+#include "launchers.h"
+
+__device__ static double load_any(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case TI_DTYPE_F32: return ((const float *)p)[i];
+    case TI_DTYPE_F16: return __half2float(((const __half *)p)[i]);
+    case TI_DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    case TI_DTYPE_F64: return ((const double *)p)[i];
+    case TI_DTYPE_I64: return (double)((const int64_t *)p)[i];
+    case TI_DTYPE_I32: return ((const int32_t *)p)[i];
+    case TI_DTYPE_I16: return ((const int16_t *)p)[i];
+    case TI_DTYPE_I8: return ((const int8_t *)p)[i];
+    case TI_DTYPE_U8: return ((const uint8_t *)p)[i];
+    case TI_DTYPE_BOOL: return ((const uint8_t *)p)[i] != 0;
+    default: return 0;
+    }
+}
+
+__device__ static void store_any(void *p, int dt, int64_t i, double v) {
+    switch (dt) {
+    case TI_DTYPE_F32: ((float *)p)[i] = (float)v; break;
+    case TI_DTYPE_F16: ((__half *)p)[i] = __float2half((float)v); break;
+    case TI_DTYPE_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16((float)v); break;
+    case TI_DTYPE_F64: ((double *)p)[i] = v; break;
+    case TI_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
+    case TI_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case TI_DTYPE_I16: ((int16_t *)p)[i] = (int16_t)v; break;
+    case TI_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+    case TI_DTYPE_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    case TI_DTYPE_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+    default: break;
+    }
+}
+
+/* dst (op)= cast(src) over dst's shape; both strided. */
+__global__ void copy_forward_kernel(void *dst, int ddt, struct ti_cuda_shape ds, const void *src,
+                                    int sdt, struct ti_cuda_shape ss, int64_t n, int accumulate) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t od = ti_cuda_offset(i, ds, ds.stride);
+        int64_t os = ti_cuda_offset(i, ds, ss.stride);
+        double v = load_any(src, sdt, os);
+        if (accumulate) v += load_any(dst, ddt, od);
+        store_any(dst, ddt, od, v);
+    }
+}
+
+/* same-dtype f32 fast path for strided gathers (permute copies) */
+__global__ void copy_f32_kernel(float *dst, struct ti_cuda_shape ds, const float *src,
+                                struct ti_cuda_shape ss, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[ti_cuda_offset(i, ds, ds.stride)] = src[ti_cuda_offset(i, ds, ss.stride)];
+}
+
+static ti_status launch_copy(struct ti_kctx *k, const struct ti_tensor *dst,
+                             const struct ti_tensor *src, int accumulate) {
+    int64_t n = ti_tensor_numel(dst);
+    if (n == 0) return TI_OK;
+    cudaStream_t s = TI_CUDA_STREAM(k);
+    if (!accumulate && dst->dtype == src->dtype && ti_tensor_is_contiguous(dst) &&
+        ti_tensor_is_contiguous(src)) {
+        CUDA_CHECK(k, cudaMemcpyAsync(dst->data, src->data, (size_t)n * ti_dtype_size(dst->dtype),
+                                      cudaMemcpyDeviceToDevice, s));
+        return TI_OK;
+    }
+    struct ti_cuda_shape ds = ti_cuda_shape_of(dst), ss = ti_cuda_shape_of(src);
+    if (!accumulate && dst->dtype == TI_DTYPE_F32 && src->dtype == TI_DTYPE_F32) {
+        copy_f32_kernel<<<ti_cuda_blocks(n, 256), 256, 0, s>>>((float *)dst->data, ds,
+                                                              (const float *)src->data, ss, n);
+    } else {
+        copy_forward_kernel<<<ti_cuda_blocks(n, 256), 256, 0, s>>>(
+            dst->data, dst->dtype, ds, src->data, src->dtype, ss, n, accumulate);
+    }
+    CUDA_CHECK_LAUNCH(k, "copy");
+    return TI_OK;
+}
+
+extern "C" ti_status cuda_copy_forward(struct ti_kctx *k, const struct ti_copy_args *a) {
+    return launch_copy(k, &a->out, &a->inp, 0);
+}
+
+extern "C" ti_status cuda_copy_backward(struct ti_kctx *k, const struct ti_copy_args *a) {
+    if (!a->dinp.data) return TI_OK;
+    return launch_copy(k, &a->dinp, &a->dout, 1);
+}
