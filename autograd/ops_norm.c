@@ -31,9 +31,11 @@
 
 #include "ops_internal.h"
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------------------------- */
 
-static int present(const struct ti_tensor *t) { return t && t->data; }
+static int present(const struct ti_tensor *t) {
+    return t && t->data;
+}
 
 /* Contiguous copy (or new reference) of an optional 1-D parameter of `n` elements. */
 static ti_status param_contiguous(struct ti_ctx *ctx, const char *op, const char *arg,
@@ -62,7 +64,7 @@ static ti_status check_ndim(struct ti_ctx *ctx, const char *op, const struct ti_
                     ti_shape_str(t->ndim, t->shape, s, sizeof s), expected);
 }
 
-/* ---- GROUPNORM ----------------------------------------------------------------------------------- */
+/* ---- GROUPNORM ------------------------------------------------------------------------------- */
 
 /* Which saved tensors the groupnorm backward kernel reads, from the gradient slots
  * (0 inp, 1 weight, 2 bias) and the SiLU flag. Shared by the front end (what to keep) and the
@@ -90,7 +92,8 @@ ti_status ti_groupnorm(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
     TI_TRY(check_ndim(ctx, op, inp, 2, "(B, C, ...)"));
     char s[128];
     int64_t B = inp->shape[0], C = inp->shape[1], S = 1;
-    for (int i = 2; i < inp->ndim; i++) S *= inp->shape[i];
+    for (int i = 2; i < inp->ndim; i++)
+        S *= inp->shape[i];
     if (groups < 1 || C % groups != 0)
         return ti_error(&ctx->err, TI_ERR_SHAPE,
                         "groupnorm: %d groups do not divide the %lld channels of inp %s", groups,
@@ -176,7 +179,8 @@ ti_status ti_groupnorm_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     a.weight = k.w ? na->weight : ti_tensor_none();
     a.bias = k.b ? na->bias : ti_tensor_none();
     int64_t S = 1; /* dout has the output's (= the input's) shape (B, C, ...) */
-    for (int i = 2; i < dout->ndim; i++) S *= dout->shape[i];
+    for (int i = 2; i < dout->ndim; i++)
+        S *= dout->shape[i];
     int64_t bcs[3] = {dout->shape[0], dout->shape[1], S};
     TI_TRY(ti_tensor_reshape_view(&a.dout, dout, 3, bcs, &ctx->err));
     struct ti_tensor dinp;
@@ -190,12 +194,16 @@ ti_status ti_groupnorm_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return st;
 }
 
-/* ---- LAYERNORM ----------------------------------------------------------------------------------- */
+/* ---- LAYERNORM ------------------------------------------------------------------------------- */
 
 /* Saved tensors the layernorm backward reads: x (inp, mean, rstd) for dinp and dweight, the
  * weight for dinp; dbias needs dout only. */
-static int ln_keep_x(const int32_t *slot) { return slot[0] >= 0 || slot[1] >= 0; }
-static int ln_keep_w(const int32_t *slot) { return slot[0] >= 0; }
+static int ln_keep_x(const int32_t *slot) {
+    return slot[0] >= 0 || slot[1] >= 0;
+}
+static int ln_keep_w(const int32_t *slot) {
+    return slot[0] >= 0;
+}
 
 ti_status ti_layernorm(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                        const struct ti_tensor *weight, const struct ti_tensor *bias, double eps) {
@@ -293,7 +301,7 @@ ti_status ti_layernorm_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return st;
 }
 
-/* ---- GEGLU --------------------------------------------------------------------------------------- */
+/* ---- GEGLU ----------------------------------------------------------------------------------- */
 
 ti_status ti_geglu(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp) {
     static const char op[] = "geglu";
@@ -315,7 +323,8 @@ ti_status ti_geglu(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_te
     memset(&a, 0, sizeof a);
     struct ti_tensor o = ti_tensor_none();
     int64_t oshape[TI_MAX_DIMS], m2f[2] = {M, F2}, mf[2] = {M, F};
-    for (int i = 0; i < x.ndim; i++) oshape[i] = x.shape[i];
+    for (int i = 0; i < x.ndim; i++)
+        oshape[i] = x.shape[i];
     oshape[x.ndim - 1] = F;
     ti_status st = ti_ctx_tensor(ctx, &o, x.dtype, x.ndim, oshape);
     if (st == TI_OK) st = ti_tensor_reshape_view(&a.inp, &x, 2, m2f, &ctx->err);
@@ -356,7 +365,7 @@ ti_status ti_geglu_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return st;
 }
 
-/* ---- SOFTMAX ------------------------------------------------------------------------------------- */
+/* ---- SOFTMAX --------------------------------------------------------------------------------- */
 
 ti_status ti_softmax(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                      double scale) {

@@ -4,7 +4,7 @@
  * trainable and the weights frozen (the textual-inversion case). Median of the repetitions
  * after one warm-up. Not a test: numbers only.
  *
- * Usage: bench_norm [cpu|cuda] [f32|f16|bf16] [reps]     (defaults: cpu f32 20)
+ * Usage: bench_norm [cpu|cuda] [f32|f16|bf16] [reps] [name-substring]   (defaults: cpu f32 20)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,18 +50,19 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static ti_status upload_random(struct ti_ctx *ctx, struct ti_tensor *t, enum ti_dtype dt,
-                               int ndim, const int64_t *shape, double lo, double hi,
-                               struct ti_rng *r) {
+static ti_status upload_random(struct ti_ctx *ctx, struct ti_tensor *t, enum ti_dtype dt, int ndim,
+                               const int64_t *shape, double lo, double hi, struct ti_rng *r) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
     float *f = malloc((size_t)n * sizeof *f);
     uint16_t *h = malloc((size_t)n * sizeof *h);
     for (int64_t i = 0; i < n; i++) {
         f[i] = (float)(lo + (hi - lo) * ti_rng_uniform(r));
         h[i] = dt == TI_DTYPE_F16 ? ti_f32_to_f16(f[i]) : ti_f32_to_bf16(f[i]);
     }
-    ti_status st = ti_ctx_upload(ctx, t, dt == TI_DTYPE_F32 ? (void *)f : (void *)h, dt, ndim, shape);
+    ti_status st =
+        ti_ctx_upload(ctx, t, dt == TI_DTYPE_F32 ? (void *)f : (void *)h, dt, ndim, shape);
     free(f);
     free(h);
     return st;
@@ -71,11 +72,16 @@ static ti_status run_op(struct ti_ctx *ctx, const struct bcase *c, struct ti_ten
                         const struct ti_tensor *x, const struct ti_tensor *w,
                         const struct ti_tensor *b) {
     switch (c->kind) {
-    case GN: return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 0);
-    case GN_SILU: return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 1);
-    case LN: return ti_layernorm(ctx, out, x, w, b, c->eps);
-    case GEGLU: return ti_geglu(ctx, out, x);
-    default: return ti_softmax(ctx, out, x, c->scale);
+    case GN:
+        return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 0);
+    case GN_SILU:
+        return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 1);
+    case LN:
+        return ti_layernorm(ctx, out, x, w, b, c->eps);
+    case GEGLU:
+        return ti_geglu(ctx, out, x);
+    default:
+        return ti_softmax(ctx, out, x, c->scale);
     }
 }
 
@@ -112,6 +118,7 @@ int main(int argc, char **argv) {
     const char *dev = argc > 1 ? argv[1] : "cpu";
     const char *dts = argc > 2 ? argv[2] : "f32";
     int reps = argc > 3 ? atoi(argv[3]) : 20;
+    const char *filter = argc > 4 ? argv[4] : NULL;
     if (reps < 1) reps = 1;
     enum ti_dtype dt = strcmp(dts, "f16") == 0    ? TI_DTYPE_F16
                        : strcmp(dts, "bf16") == 0 ? TI_DTYPE_BF16
@@ -139,9 +146,10 @@ int main(int argc, char **argv) {
     int rc = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0] && rc == 0; i++) {
         const struct bcase *c = &cases[i];
+        if (filter && !strstr(c->name, filter)) continue;
         struct ti_tensor x, w = ti_tensor_none(), b = ti_tensor_none(), dx, seed;
         int64_t pshape[1] = {c->kind == GN || c->kind == GN_SILU ? c->shape[1]
-                                                                   : c->shape[c->ndim - 1]};
+                                                                 : c->shape[c->ndim - 1]};
         int64_t oshape[4];
         memcpy(oshape, c->shape, sizeof oshape);
         if (c->kind == GEGLU) oshape[c->ndim - 1] /= 2;

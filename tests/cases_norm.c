@@ -49,7 +49,9 @@ static ti_status f_softmax(struct ti_ctx *ctx, struct ti_tensor *out, const stru
     return ti_softmax(ctx, out, &in[0], p[0]);
 }
 
-/* inputs: X = data, W = weight, Bv = bias (grad flag g) */
+/* The table keeps one case per entry on as few lines as fit (not clang-formatted).
+ * Inputs: X = data, W = weight, BV = bias; g = 1 when the input is differentiable. */
+/* clang-format off */
 #define X(g, ...) {OC_NDIM(__VA_ARGS__), {__VA_ARGS__}, g, -2, 2, 0}
 #define W(g, n) {1, {n}, g, 0.5, 1.5, 0}
 #define BV(g, n) {1, {n}, g, -0.5, 0.5, 0}
@@ -86,6 +88,9 @@ const struct op_case oc_cases_norm[] = {
     /* frozen input and weight: only dbias flows (the SiLU still needs the saved statistics) */
     {"gn_frozen_input_silu", "groupnorm", f_groupnorm, {3, 1e-5, 1, 1, 1}, 3,
      {X(0, 2, 12, 5, 7), W(0, 12), BV(1, 12)}},
+    /* only dbias wanted, no SiLU: the input and statistics are not even kept */
+    {"gn_bias_only", "groupnorm", f_groupnorm, {4, 1e-5, 0, 1, 1}, 3,
+     {X(0, 2, 12, 5, 7), W(0, 12), BV(1, 12)}},
     /* a single big set (B * groups = 1 < threads): the chunked statistics and row-parallel
      * paths, rows of 1030 > one statistics chunk */
     {"gn_big_set", "groupnorm", f_groupnorm, {1, 1e-5, 1, 1, 1}, 3,
@@ -101,6 +106,8 @@ const struct op_case oc_cases_norm[] = {
      {X(1, 5, 7, 11), W(0, 11), BV(1, 11)}},
     {"ln_frozen_input", "layernorm", f_layernorm, {1e-5, 1, 1}, 3,
      {X(0, 5, 7, 11), W(1, 11), BV(1, 11)}},
+    {"ln_bias_only", "layernorm", f_layernorm, {1e-5, 1, 1}, 3,
+     {X(0, 5, 7, 11), W(0, 11), BV(1, 11)}},
     /* rows longer than one statistics chunk, fewer rows than threads */
     {"ln_long_rows", "layernorm", f_layernorm, {1e-5, 1, 1}, 3,
      {X(1, 1, 1030), W(1, 1030), BV(1, 1030)}},
@@ -119,3 +126,4 @@ const struct op_case oc_cases_norm[] = {
     {"softmax_rows77", "softmax", f_softmax, {0.125}, 1, {X(1, 5, 77)}},
     {NULL},
 };
+/* clang-format on */

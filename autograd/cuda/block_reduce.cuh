@@ -16,12 +16,14 @@
 #define TI_FULL_MASK 0xffffffffu
 
 static __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(TI_FULL_MASK, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(TI_FULL_MASK, v, o);
     return v;
 }
 
 static __device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(TI_FULL_MASK, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(TI_FULL_MASK, v, o));
     return v;
 }
 

@@ -27,9 +27,11 @@
 
 #define LN_ROWS 64 /* rows per layernorm weight-gradient partial (more when M > 65535 * 64) */
 
-static __device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + expf(-v)); }
+static __device__ __forceinline__ float sigmoid_f(float v) {
+    return 1.f / (1.f + expf(-v));
+}
 
-/* ---- GROUPNORM forward ------------------------------------------------------------------------ */
+/* ---- GROUPNORM forward ----------------------------------------------------------------------- */
 
 /* blockIdx.x = set (b * G + g); the set is x[set * n, (set + 1) * n) */
 template <typename T>
@@ -38,7 +40,8 @@ __global__ void groupnorm_stats_kernel(const T *__restrict__ x, float *__restric
     __shared__ float sh[33];
     const T *xs = x + (int64_t)blockIdx.x * n;
     float s = 0.f;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += ldf(xs + i);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += ldf(xs + i);
     const float mu = block_sum(s, sh) / (float)n;
     float q = 0.f;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
@@ -78,26 +81,25 @@ extern "C" ti_status cuda_groupnorm_forward(struct ti_kctx *k, const struct ti_g
     const int ts = ti_row_threads(n, 512);
     TI_CUDA_FLOAT_SWITCH(k, a->inp.dtype, T, {
         groupnorm_stats_kernel<T><<<(unsigned)nsets, ts, 0, st>>>(
-            (const T *)a->inp.data, (float *)a->mean.data, (float *)a->rstd.data, n,
-            (float)a->eps);
+            (const T *)a->inp.data, (float *)a->mean.data, (float *)a->rstd.data, n, (float)a->eps);
         CUDA_CHECK_LAUNCH(k, "groupnorm_stats_kernel");
         groupnorm_forward_kernel<T><<<ti_cuda_blocks(total, 256), 256, 0, st>>>(
             (const T *)a->inp.data, (T *)a->out.data, (const T *)a->weight.data,
-            (const T *)a->bias.data, (const float *)a->mean.data, (const float *)a->rstd.data, C,
-            S, Cg, a->silu, total);
+            (const T *)a->bias.data, (const float *)a->mean.data, (const float *)a->rstd.data, C, S,
+            Cg, a->silu, total);
         CUDA_CHECK_LAUNCH(k, "groupnorm_forward_kernel");
     });
     return TI_OK;
 }
 
-/* ---- GROUPNORM backward ----------------------------------------------------------------------- */
+/* ---- GROUPNORM backward ---------------------------------------------------------------------- */
 
 /* g = dL/d(pre-activation) and xh of element i of row (b, c), set `set`:
  * p = xh * w_c + b_c; with SiLU g = dy * s(p) (1 + p (1 - s(p))), else g = dy. */
 template <typename T>
 static __device__ __forceinline__ void gn_grad_at(const T *x, const T *dy, int64_t i, float mu,
-                                                  float rs, float wc, float bc, int silu,
-                                                  float *g, float *xh) {
+                                                  float rs, float wc, float bc, int silu, float *g,
+                                                  float *xh) {
     *xh = (ldf(x + i) - mu) * rs;
     float d = ldf(dy + i);
     if (silu) {
@@ -130,7 +132,8 @@ __global__ void groupnorm_bwd_rows_kernel(const T *__restrict__ x, const T *__re
             s2 += g * xh;
         }
     } else {
-        for (int64_t s = threadIdx.x; s < S; s += blockDim.x) s1 += ldf(dy + base + s);
+        for (int64_t s = threadIdx.x; s < S; s += blockDim.x)
+            s1 += ldf(dy + base + s);
     }
     s1 = block_sum(s1, sh);
     s2 = block_sum(s2, sh);
@@ -160,12 +163,11 @@ __global__ void groupnorm_bwd_coef_kernel(const T *__restrict__ w, const float *
 }
 
 template <typename T>
-__global__ void groupnorm_bwd_dx_kernel(const T *__restrict__ x, const T *__restrict__ dy,
-                                        const T *__restrict__ w, const T *__restrict__ bias,
-                                        const float *__restrict__ mean,
-                                        const float *__restrict__ rstd,
-                                        const float *__restrict__ coef, int64_t C, int64_t S,
-                                        int64_t Cg, int silu, int64_t total, T *__restrict__ dx) {
+__global__ void
+groupnorm_bwd_dx_kernel(const T *__restrict__ x, const T *__restrict__ dy, const T *__restrict__ w,
+                        const T *__restrict__ bias, const float *__restrict__ mean,
+                        const float *__restrict__ rstd, const float *__restrict__ coef, int64_t C,
+                        int64_t S, int64_t Cg, int silu, int64_t total, T *__restrict__ dx) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t row = i / S, c = row % C, set = row / Cg;
@@ -194,8 +196,7 @@ __global__ void groupnorm_bwd_params_kernel(const float *__restrict__ sg,
     if (dw) stf(dw + c, ldf(dw + c) + s2);
 }
 
-extern "C" ti_status cuda_groupnorm_backward(struct ti_kctx *k,
-                                             const struct ti_groupnorm_args *a) {
+extern "C" ti_status cuda_groupnorm_backward(struct ti_kctx *k, const struct ti_groupnorm_args *a) {
     const int has_dx = a->dinp.data != NULL, has_dw = a->dweight.data != NULL,
               has_db = a->dbias.data != NULL;
     if (!has_dx && !has_dw && !has_db) return TI_OK;
@@ -232,7 +233,7 @@ extern "C" ti_status cuda_groupnorm_backward(struct ti_kctx *k,
     return TI_OK;
 }
 
-/* ---- LAYERNORM forward ------------------------------------------------------------------------ */
+/* ---- LAYERNORM forward ----------------------------------------------------------------------- */
 
 /* blockIdx.x = row m */
 template <typename T>
@@ -243,7 +244,8 @@ __global__ void layernorm_forward_kernel(const T *__restrict__ x, T *__restrict_
     __shared__ float sh[33];
     const int64_t base = (int64_t)blockIdx.x * D;
     float s = 0.f;
-    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) s += ldf(x + base + d);
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x)
+        s += ldf(x + base + d);
     const float mu = block_sum(s, sh) / (float)D;
     float q = 0.f;
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
@@ -278,7 +280,7 @@ extern "C" ti_status cuda_layernorm_forward(struct ti_kctx *k, const struct ti_l
     return TI_OK;
 }
 
-/* ---- LAYERNORM backward ----------------------------------------------------------------------- */
+/* ---- LAYERNORM backward ---------------------------------------------------------------------- */
 
 /* blockIdx.x = row m: dx += rstd (g w - mean(g w) - xh mean(g w xh)), g = dy */
 template <typename T>
@@ -310,8 +312,8 @@ __global__ void layernorm_bwd_dx_kernel(const T *__restrict__ x, const T *__rest
 template <typename T>
 __global__ void layernorm_bwd_partial_kernel(const T *__restrict__ x, const T *__restrict__ dy,
                                              const float *__restrict__ mean,
-                                             const float *__restrict__ rstd, int64_t M,
-                                             int64_t D, int64_t rows, float *__restrict__ part) {
+                                             const float *__restrict__ rstd, int64_t M, int64_t D,
+                                             int64_t rows, float *__restrict__ part) {
     __shared__ float shw[LN_TY][33], shb[LN_TY][33];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int64_t d = (int64_t)blockIdx.x * 32 + tx;
@@ -341,8 +343,8 @@ __global__ void layernorm_bwd_partial_kernel(const T *__restrict__ x, const T *_
 
 /* one thread per column: dweight[d] += sum over row blocks of part[.][0][d], dbias likewise */
 template <typename T>
-__global__ void layernorm_bwd_params_kernel(const float *__restrict__ part, int64_t nrb,
-                                            int64_t D, T *__restrict__ dw, T *__restrict__ db) {
+__global__ void layernorm_bwd_params_kernel(const float *__restrict__ part, int64_t nrb, int64_t D,
+                                            T *__restrict__ dw, T *__restrict__ db) {
     const int64_t d = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (d >= D) return;
     float sw = 0.f, sb = 0.f;
@@ -354,8 +356,7 @@ __global__ void layernorm_bwd_params_kernel(const float *__restrict__ part, int6
     if (db) stf(db + d, ldf(db + d) + sb);
 }
 
-extern "C" ti_status cuda_layernorm_backward(struct ti_kctx *k,
-                                             const struct ti_layernorm_args *a) {
+extern "C" ti_status cuda_layernorm_backward(struct ti_kctx *k, const struct ti_layernorm_args *a) {
     const int has_dx = a->dinp.data != NULL, has_dw = a->dweight.data != NULL,
               has_db = a->dbias.data != NULL;
     if (!has_dx && !has_dw && !has_db) return TI_OK;
@@ -363,7 +364,8 @@ extern "C" ti_status cuda_layernorm_backward(struct ti_kctx *k,
     if (M == 0 || D == 0) return TI_OK;
     cudaStream_t st = TI_CUDA_STREAM(k);
     int64_t rows = LN_ROWS; /* gridDim.y is at most 65535 */
-    while (CEIL_DIV(M, rows) > 65535) rows *= 2;
+    while (CEIL_DIV(M, rows) > 65535)
+        rows *= 2;
     const int64_t nrb = CEIL_DIV(M, rows);
     float *part = NULL;
     if (has_dw || has_db) {
@@ -382,8 +384,8 @@ extern "C" ti_status cuda_layernorm_backward(struct ti_kctx *k,
         if (part) {
             /* x is NULL when only dbias is wanted (the front end did not keep it) */
             dim3 grid((unsigned)CEIL_DIV(D, (int64_t)32), (unsigned)nrb), block(32, LN_TY);
-            layernorm_bwd_partial_kernel<T><<<grid, block, 0, st>>>(has_dw ? x : NULL, dy, mean,
-                                                                      rstd, M, D, rows, part);
+            layernorm_bwd_partial_kernel<T>
+                <<<grid, block, 0, st>>>(has_dw ? x : NULL, dy, mean, rstd, M, D, rows, part);
             CUDA_CHECK_LAUNCH(k, "layernorm_bwd_partial_kernel");
             layernorm_bwd_params_kernel<T><<<(unsigned)CEIL_DIV(D, (int64_t)128), 128, 0, st>>>(
                 part, nrb, D, (T *)a->dweight.data, (T *)a->dbias.data);

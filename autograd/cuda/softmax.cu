@@ -12,7 +12,7 @@
 #include "launchers.h"
 #include "block_reduce.cuh"
 
-/* ---- SOFTMAX ---------------------------------------------------------------------------------- */
+/* ---- SOFTMAX --------------------------------------------------------------------------------- */
 
 /* blockIdx.x = row: y = exp(s x - max(s x)) / sum (the maximum keeps exponents <= 0) */
 template <typename T>
@@ -21,10 +21,12 @@ __global__ void softmax_forward_kernel(const T *__restrict__ x, T *__restrict__ 
     __shared__ float sh[33];
     const int64_t base = (int64_t)blockIdx.x * N;
     float mx = -INFINITY;
-    for (int64_t n = threadIdx.x; n < N; n += blockDim.x) mx = fmaxf(mx, scale * ldf(x + base + n));
+    for (int64_t n = threadIdx.x; n < N; n += blockDim.x)
+        mx = fmaxf(mx, scale * ldf(x + base + n));
     mx = block_max(mx, sh);
     float s = 0.f;
-    for (int64_t n = threadIdx.x; n < N; n += blockDim.x) s += expf(scale * ldf(x + base + n) - mx);
+    for (int64_t n = threadIdx.x; n < N; n += blockDim.x)
+        s += expf(scale * ldf(x + base + n) - mx);
     const float inv = 1.f / block_sum(s, sh);
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x)
         stf(y + base + n, expf(scale * ldf(x + base + n) - mx) * inv);
@@ -37,7 +39,8 @@ __global__ void softmax_backward_kernel(const T *__restrict__ y, const T *__rest
     __shared__ float sh[33];
     const int64_t base = (int64_t)blockIdx.x * N;
     float dot = 0.f;
-    for (int64_t n = threadIdx.x; n < N; n += blockDim.x) dot += ldf(dy + base + n) * ldf(y + base + n);
+    for (int64_t n = threadIdx.x; n < N; n += blockDim.x)
+        dot += ldf(dy + base + n) * ldf(y + base + n);
     dot = block_sum(dot, sh);
     for (int64_t n = threadIdx.x; n < N; n += blockDim.x) {
         const float yn = ldf(y + base + n);
@@ -51,8 +54,8 @@ extern "C" ti_status cuda_softmax_forward(struct ti_kctx *k, const struct ti_sof
     cudaStream_t st = TI_CUDA_STREAM(k);
     const int tr = ti_row_threads(N, 256);
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {
-        softmax_forward_kernel<T><<<(unsigned)M, tr, 0, st>>>(
-            (const T *)a->inp.data, (T *)a->out.data, N, (float)a->scale);
+        softmax_forward_kernel<T><<<(unsigned)M, tr, 0, st>>>((const T *)a->inp.data,
+                                                              (T *)a->out.data, N, (float)a->scale);
         CUDA_CHECK_LAUNCH(k, "softmax_forward_kernel");
     });
     return TI_OK;
@@ -66,15 +69,14 @@ extern "C" ti_status cuda_softmax_backward(struct ti_kctx *k, const struct ti_so
     const int tr = ti_row_threads(N, 256);
     TI_CUDA_FLOAT_SWITCH(k, a->dinp.dtype, T, {
         softmax_backward_kernel<T><<<(unsigned)M, tr, 0, st>>>(
-            (const T *)a->out.data, (const T *)a->dout.data, (T *)a->dinp.data, N,
-            (float)a->scale);
+            (const T *)a->out.data, (const T *)a->dout.data, (T *)a->dinp.data, N, (float)a->scale);
         CUDA_CHECK_LAUNCH(k, "softmax_backward_kernel");
     });
     return TI_OK;
 }
 
-/* ---- GEGLU ------------------------------------------------------------------------------------ */
-#define INV_SQRT2_F 0.70710678118654752f
+/* ---- GEGLU ----------------------------------------------------------------------------------- */
+#define INV_SQRT2_F   0.70710678118654752f
 #define INV_SQRT2PI_F 0.39894228040143268f
 
 /* element i = m * F + f: a = x[m, f], g = x[m, F + f] */

@@ -75,6 +75,8 @@ CASES = [
          [X(2, 12, 5, 7), W(12, grad=0), BV(12)]),
     Case("gn_frozen_input_silu", groupnorm, [3, 1e-5, 1, 1, 1],
          [X(2, 12, 5, 7, grad=0), W(12, grad=0), BV(12)]),
+    Case("gn_bias_only", groupnorm, [4, 1e-5, 0, 1, 1],
+         [X(2, 12, 5, 7, grad=0), W(12, grad=0), BV(12)]),
     Case("gn_big_set", groupnorm, [1, 1e-5, 1, 1, 1], [X(1, 2, 1030), W(2), BV(2)]),
     # layernorm
     Case("ln_3d", layernorm, [1e-5, 1, 1], [X(5, 7, 11), W(11), BV(11)]),
@@ -83,6 +85,7 @@ CASES = [
     Case("ln_eps6_weight_only", layernorm, [1e-6, 1, 0], [X(7, 13), W(13)]),
     Case("ln_frozen_weight", layernorm, [1e-5, 1, 1], [X(5, 7, 11), W(11, grad=0), BV(11)]),
     Case("ln_frozen_input", layernorm, [1e-5, 1, 1], [X(5, 7, 11, grad=0), W(11), BV(11)]),
+    Case("ln_bias_only", layernorm, [1e-5, 1, 1], [X(5, 7, 11, grad=0), W(11, grad=0), BV(11)]),
     Case("ln_long_rows", layernorm, [1e-5, 1, 1], [X(1, 1030), W(1030), BV(1030)]),
     Case("ln_strided", layernorm_strided, [1e-5], [X(5, 11, 7), W(11), BV(11)]),
     # geglu
