@@ -126,7 +126,7 @@ TI_VCLONES static void gn_apply_row(const struct ti_groupnorm_args *a, int64_t r
     const real mu = ((const real *)a->mean.data)[set], rs = ((const real *)a->rstd.data)[set];
     const real sc = w ? rs * w[c] : rs, sh = bb ? bb[c] : R(0);
     if (a->silu) {
-#pragma omp simd
+        TI_SIMD_MATH
         for (int64_t s = 0; s < S; s++) {
             real p = (x[s] - mu) * sc + sh;
             y[s] = p * sigmoid_r(p);
@@ -193,7 +193,7 @@ TI_VCLONES static void gn_row_sums(const struct ti_groupnorm_args *a, int64_t ro
     if (a->silu) {
         const real wc = w ? w[c] : R(1), bc = bb ? bb[c] : R(0);
         if (gout) {
-#pragma omp simd reduction(+ : s1, s2)
+            TI_SIMD_MATH_RED(+ : s1, s2)
             for (int64_t s = 0; s < S; s++) {
                 real xh = (x[s] - mu) * rs, p = xh * wc + bc, sp = sigmoid_r(p);
                 real g = dy[s] * sp * (R(1) + p * (R(1) - sp));
@@ -202,7 +202,7 @@ TI_VCLONES static void gn_row_sums(const struct ti_groupnorm_args *a, int64_t ro
                 s2 += (double)g * (double)xh;
             }
         } else {
-#pragma omp simd reduction(+ : s1, s2)
+            TI_SIMD_MATH_RED(+ : s1, s2)
             for (int64_t s = 0; s < S; s++) {
                 real xh = (x[s] - mu) * rs, p = xh * wc + bc, sp = sigmoid_r(p);
                 real g = dy[s] * sp * (R(1) + p * (R(1) - sp));
@@ -242,7 +242,7 @@ TI_VCLONES static void gn_row_dx(const struct ti_groupnorm_args *a, int64_t row,
             dx[s] += rw * gin[s] - rs * (k1 + xh * k2);
         }
     } else if (a->silu) {
-#pragma omp simd
+        TI_SIMD_MATH
         for (int64_t s = 0; s < S; s++) {
             real xh = (x[s] - mu) * rs, p = xh * wc + bc, sp = sigmoid_r(p);
             real g = dy[s] * sp * (R(1) + p * (R(1) - sp));

@@ -16,13 +16,13 @@
  * large logits cannot overflow (the result is mathematically unchanged). */
 TI_VCLONES static void softmax_fwd_row(const real *x, real *y, int64_t N, real sc) {
     real mx = sc * x[0];
-#pragma omp simd reduction(max : mx)
+    TI_SIMD_MAX(mx)
     for (int64_t n = 1; n < N; n++) {
         real v = sc * x[n];
         mx = v > mx ? v : mx;
     }
     double sum = 0;
-#pragma omp simd reduction(+ : sum)
+    TI_SIMD_MATH_RED(+ : sum)
     for (int64_t n = 0; n < N; n++) {
         real e = VEXP(sc * x[n] - mx);
         y[n] = e;
@@ -80,7 +80,7 @@ ti_status CPU_FN(softmax_backward)(struct ti_kctx *k, const struct ti_softmax_ar
 /* one row: x (2F) = [a | g], y (F) = a * g * Phi(g) (= a * gelu(g)) */
 TI_VCLONES static void geglu_fwd_row(const real *x, real *y, int64_t F) {
     const real *xa = x, *xg = x + F;
-#pragma omp simd
+    TI_SIMD_MATH
     for (int64_t f = 0; f < F; f++)
         y[f] = xa[f] * xg[f] * VPHI(xg[f]);
 }
@@ -102,7 +102,7 @@ ti_status CPU_FN(geglu_forward)(struct ti_kctx *k, const struct ti_geglu_args *a
 TI_VCLONES static void geglu_bwd_row(const real *x, const real *dy, real *dx, int64_t F) {
     const real *xa = x, *xg = x + F;
     real *da = dx, *dg = dx + F;
-#pragma omp simd
+    TI_SIMD_MATH
     for (int64_t f = 0; f < F; f++) {
         real g = xg[f];
         real cdf = VPHI(g);

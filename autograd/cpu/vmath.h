@@ -127,6 +127,23 @@ static TI_VINLINE float ti_vphif(float x) {
     return ti_vsel(x != x, x, r);
 }
 
+/* `omp simd` for the kernels' loops that call VEXP / VPHI, and for float max reductions. Clang
+ * warns (-Wpass-failed) when it cannot honour the pragma: libm calls in the f64 build, float max
+ * reductions without fast-math; these keep the pragma where it vectorises. */
+#define TI_PRAGMA_(x) _Pragma(#x)
+#if defined(__clang__) && defined(TI_REAL_F64)
+#define TI_SIMD_MATH
+#define TI_SIMD_MATH_RED(...)
+#else
+#define TI_SIMD_MATH          _Pragma("omp simd")
+#define TI_SIMD_MATH_RED(...) TI_PRAGMA_(omp simd reduction(__VA_ARGS__))
+#endif
+#if defined(__clang__)
+#define TI_SIMD_MAX(v)
+#else
+#define TI_SIMD_MAX(v) TI_PRAGMA_(omp simd reduction(max : v))
+#endif
+
 /* For the kernels compiled once per `real` (cpu_common.h): VEXP / VPHI are the vectorisable forms
  * above for f32 and libm for f64 (the gradcheck reference). */
 #if defined(TI_REAL_F32)
