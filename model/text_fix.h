@@ -26,8 +26,11 @@
  * Deviations from ftfy (by construction, none on text a Python str can hold):
  *   - fix_surrogates is not needed: a ti_ustr decoded from UTF-8 holds no surrogates, and no
  *     step here creates one (ftfy's own codecs never emit them either).
- *   - The repeat-until-stable loops stop after 64 rounds (ftfy has no bound); no input in the
- *     test fixtures needs more than 3.
+ *   - The repeat-until-stable loops (and the recursion of embedded-mojibake repair) stop after
+ *     64 rounds, where ftfy has no bound; real text settles after two or three.
+ *
+ * Not here: whitespace clean-up and lower-casing (tokenizer_bpe.c does those after fix_text),
+ * ftfy's other entry points (fix_file, guess_bytes, explanations), configurable fixers.
  */
 #ifndef TI_TEXT_FIX_H
 #define TI_TEXT_FIX_H

@@ -171,33 +171,29 @@ ti_status ti_bpe_load(struct ti_bpe **out, const char *path, struct ti_err *err)
     struct ti_bpe *bpe = calloc(1, sizeof *bpe);
     if (!bpe) return ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate");
     char *text = NULL, *cat = NULL;
-    size_t len = 0, start = 0;
+    size_t *line_off = NULL, *line_len = NULL;
+    size_t len = 0, start = 0, cat_cap = 0;
     ti_status st = TI_OK;
     TI_TRY_GOTO(st, read_merges_text(&text, &len, &start, path, err));
 
-    /* lines[0] is the header; merge r is line r + 1 */
-    size_t *line_off = malloc((TI_BPE_N_MERGES + 2) * sizeof(size_t));
-    size_t *line_len = malloc((TI_BPE_N_MERGES + 2) * sizeof(size_t));
+    /* line 0 is the header; merge r is line r + 1 (HF: text.strip().split("\n")[1:48895]) */
+    line_off = malloc((TI_BPE_N_MERGES + 1) * sizeof(size_t));
+    line_len = malloc((TI_BPE_N_MERGES + 1) * sizeof(size_t));
     if (!line_off || !line_len) {
-        free(line_off);
-        free(line_len);
         st = ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate the line index");
         goto fail;
     }
-    size_t nl = 0, p = start;
-    while (p <= len && nl < TI_BPE_N_MERGES + 1) {
+    size_t nl = 0;
+    for (size_t p = start; p < len && nl < TI_BPE_N_MERGES + 1;) {
         size_t e = p;
         while (e < len && text[e] != '\n')
             e++;
-        if (e == len && p == len) break;
         line_off[nl] = p;
         line_len[nl] = e - p;
         nl++;
         p = e + 1;
     }
     if (nl < TI_BPE_N_MERGES + 1) {
-        free(line_off);
-        free(line_len);
         st = ti_error(err, TI_ERR_FORMAT,
                       "bpe: merges file %s has %zu merge lines after the header, expected at "
                       "least %d (is it bpe_simple_vocab_16e6.txt[.gz]?)",
@@ -226,33 +222,27 @@ ti_status ti_bpe_load(struct ti_bpe **out, const char *path, struct ti_err *err)
     for (int b = 0; b < 256; b++)
         bpe->sym_byte[cps[b]] = (uint8_t)b;
 
-    /* ids 512..49405: one per merge, the concatenation of its two symbols */
+    /* ids 512..49405: one per merge, the concatenation of its two symbols; then BOS, EOS */
     const char *f[3];
     size_t fl[3];
-    size_t cat_cap = 256;
-    cat = malloc(cat_cap);
-    if (!cat) {
-        st = ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate");
-        goto fail_lines;
-    }
     for (int r = 0; r < TI_BPE_N_MERGES; r++) {
-        const char *line = text + line_off[r + 1];
-        int nf = split_fields(line, line_len[r + 1], f, fl, 3);
+        int nf = split_fields(text + line_off[r + 1], line_len[r + 1], f, fl, 3);
         if (nf != 2) {
             st = ti_error(err, TI_ERR_FORMAT,
                           "bpe: merges file %s line %d: expected two space-separated symbols, "
                           "found %d",
                           path, r + 2, nf);
-            goto fail_lines;
+            goto fail;
         }
         if (fl[0] + fl[1] > cat_cap) {
-            cat_cap = fl[0] + fl[1];
-            char *c2 = realloc(cat, cat_cap);
-            if (!c2) {
-                st = ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate");
-                goto fail_lines;
+            size_t c = fl[0] + fl[1] + 64;
+            char *p = realloc(cat, c);
+            if (!p) {
+                st = ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate %zu bytes", c);
+                goto fail;
             }
-            cat = c2;
+            cat = p;
+            cat_cap = c;
         }
         memcpy(cat, f[0], fl[0]);
         memcpy(cat + fl[0], f[1], fl[1]);
@@ -261,16 +251,16 @@ ti_status ti_bpe_load(struct ti_bpe **out, const char *path, struct ti_err *err)
     TI_TRY_GOTO(st, ti_vocab_add(&bpe->vocab, "<|startoftext|>", 15, err));
     TI_TRY_GOTO(st, ti_vocab_add(&bpe->vocab, "<|endoftext|>", 13, err));
 
-    /* merge ranks: both symbols and the result resolved through the finished vocabulary */
+    /* merge ranks: both symbols and the result resolved through the finished vocabulary (a
+     * string listed twice resolves to its later id, as in HF's vocab dict) */
     bpe->n_slots = 1u << 17;
     bpe->merges = calloc(bpe->n_slots, sizeof *bpe->merges);
     if (!bpe->merges) {
         st = ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate the merge table");
-        goto fail_lines;
+        goto fail;
     }
     for (int r = 0; r < TI_BPE_N_MERGES; r++) {
-        const char *line = text + line_off[r + 1];
-        split_fields(line, line_len[r + 1], f, fl, 3);
+        split_fields(text + line_off[r + 1], line_len[r + 1], f, fl, 3);
         int32_t a = ti_vocab_find(&bpe->vocab, f[0], fl[0]);
         int32_t b = ti_vocab_find(&bpe->vocab, f[1], fl[1]);
         if (a < 0 || b < 0) {
@@ -278,26 +268,23 @@ ti_status ti_bpe_load(struct ti_bpe **out, const char *path, struct ti_err *err)
                           "bpe: merges file %s line %d: symbol '%.*s' is neither a byte symbol "
                           "nor the result of a merge",
                           path, r + 2, (int)(a < 0 ? fl[0] : fl[1]), a < 0 ? f[0] : f[1]);
-            goto fail_lines;
+            goto fail;
         }
         memcpy(cat, f[0], fl[0]);
         memcpy(cat + fl[0], f[1], fl[1]);
         merge_put(bpe, a, b, r, ti_vocab_find(&bpe->vocab, cat, fl[0] + fl[1]));
     }
+fail:
     free(line_off);
     free(line_len);
     free(text);
     free(cat);
+    if (st != TI_OK) {
+        ti_bpe_free(&bpe);
+        return st;
+    }
     *out = bpe;
     return TI_OK;
-fail_lines:
-    free(line_off);
-    free(line_len);
-fail:
-    free(text);
-    free(cat);
-    ti_bpe_free(&bpe);
-    return st;
 }
 
 void ti_bpe_free(struct ti_bpe **bpe) {

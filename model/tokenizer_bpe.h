@@ -23,6 +23,10 @@
  *
  * Invalid UTF-8 in the input is decoded as U+FFFD (see unicode.h), which is what Python would
  * hand the tokenizer after bytes.decode("utf-8", errors="replace").
+ *
+ * Not here: the CLIP text encoder (clip_text.c), the common front end over both tokenizers
+ * (tokenizer.h), ftfy (text_fix.h). Objects are read-only after loading: one ti_bpe can serve
+ * several threads.
  */
 #ifndef TI_TOKENIZER_BPE_H
 #define TI_TOKENIZER_BPE_H

@@ -19,7 +19,11 @@
  * capital sigma becomes σ, not ς as Python's str.lower() would give (the slow BertTokenizer).
  *
  * Vocabulary: id = 0-based line number of vocab.txt, the line without its "\n" (as HF's
- * load_vocab); a repeated line points at its later id.
+ * load_vocab, universal newlines); a repeated line points at its later id. Ill-formed UTF-8 in
+ * the input becomes U+FFFD, which the normalizer then drops (as tokenizers-rs does).
+ *
+ * Not here: the BERT encoder (bert_embedder.c), the common front end (tokenizer.h). Objects are
+ * read-only after loading: one ti_wordpiece can serve several threads.
  */
 #ifndef TI_TOKENIZER_WORDPIECE_H
 #define TI_TOKENIZER_WORDPIECE_H
