@@ -142,7 +142,10 @@ static ti_status wordpiece_word(struct ids *out, const struct ti_wordpiece *wp, 
         w->bytes = p;
         w->bytes_cap = need;
     }
-    char *b = w->bytes + 2; /* b[-2..-1] hold "##" when a piece needs the prefix */
+    /* the word's UTF-8 starts at b = bytes + 2; a continuation piece starting at b + off[s] is
+     * looked up as b[off[s] - 2 ..] after writing "##" there: those two bytes belong to pieces
+     * already emitted (or to the two spare bytes in front), so nothing still needed is lost */
+    char *b = w->bytes + 2;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         off[i] = m;
@@ -153,14 +156,10 @@ static ti_status wordpiece_word(struct ids *out, const struct ti_wordpiece *wp, 
     for (size_t s = 0; s < n;) {
         int32_t found = -1;
         size_t e = n;
+        if (s > 0) memcpy(b + off[s] - 2, "##", 2);
         for (; e > s; e--) {
-            const char *str = b + off[s];
-            size_t len = off[e] - off[s];
-            if (s > 0) {
-                str -= 2;
-                len += 2;
-                memcpy((char *)str, "##", 2);
-            }
+            const char *str = s > 0 ? b + off[s] - 2 : b;
+            size_t len = off[e] - off[s] + (s > 0 ? 2 : 0);
             found = ti_vocab_find(&wp->vocab, str, len);
             if (found >= 0) break;
         }
