@@ -10,7 +10,33 @@
 #include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free */
 #include <string.h> /* defines: memcpy, strlen, strerror */
-#include <zlib.h>   /* defines: gzopen, gzread, gzclose, gzerror */
+#ifdef TI_HAVE_ZLIB
+#include <zlib.h> /* defines: gzopen, gzread, gzclose, gzerror */
+#else
+/* Built without zlib: read plain files through stdio and refuse gzip data with a clear error. */
+#include <stdio.h>
+typedef FILE *gzFile;
+#define Z_ERRNO (-1)
+static gzFile gzopen(const char *path, const char *mode) { return fopen(path, mode); }
+static int gzclose(gzFile f) { return fclose(f); }
+static int gz_is_gzip = 0;
+static int gzread(gzFile f, void *buf, unsigned n) {
+    size_t got = fread(buf, 1, n, f);
+    if (ferror(f)) return -1;
+    if (got >= 2 && ((unsigned char *)buf)[0] == 0x1f && ((unsigned char *)buf)[1] == 0x8b &&
+        ftell(f) == (long)got) {
+        gz_is_gzip = 1;
+        return -1;
+    }
+    return (int)got;
+}
+static const char *gzerror(gzFile f, int *zerr) {
+    (void)f;
+    *zerr = gz_is_gzip ? 0 : Z_ERRNO;
+    return "the file is gzip-compressed and this ti was built without zlib (install zlib1g-dev "
+           "and rebuild, or gunzip the file)";
+}
+#endif
 
 #include "text_fix.h"
 #include "unicode.h"
