@@ -63,10 +63,13 @@
 #define ROW_CLONES
 #endif
 
-/* Bytes of the per-thread S block (BQ x Tk) the query block size aims for: a block of S
- * stays in L2 between the GEMM that writes it, the softmax and the GEMM that reads it. */
-#define S_BLOCK_BYTES ((int64_t)256 << 10)
-#define BQ_MIN 16
+/* Bytes of the per-thread S block (BQ x Tk) the query block size aims for. Each GEMM call
+ * packs all of K (or V) of the head, so small blocks pay that packing over and over: at
+ * Tk = 4096, D = 40 one thread measured fwd / fwd+bwd 621 / 2148 ms with BQ 32, 541 / 1801
+ * with 64, 555 / 1652 with 128, 561 / 1659 with 256 (CPU time). 2 MiB gives BQ 128 there
+ * (the block then lives in L3, which costs less than the repacking). */
+#define S_BLOCK_BYTES ((int64_t)2 << 20)
+#define BQ_MIN 32
 #define BQ_MAX 256
 
 /* ---- geometry ---------------------------------------------------------------------------------- */
