@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - `make bench`: CPU op benchmarks of ti beside PyTorch, as Markdown tables.
+#
+#   scripts/bench.sh <builddir>        (make bench builds <builddir>/bench/bench_ops first)
+#
+# Runs <builddir>/bench/bench_ops (ti) and scripts/bench_torch_ops.py (Debian python3-torch,
+# /usr/bin/python3) on the same ops and sizes in the same run, twice:
+#   1. with the environment as set (this workplace sets OPENBLAS_CORETYPE=Haswell and
+#      OPENBLAS_L2_SIZE, which halves OpenBLAS SGEMM on its Zen CPUs), and
+#   2. with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset in the benchmark commands only
+#      (as on users' machines).
+# Both programs print `RESULT op pass median_ms gflop min_ms max_ms` lines (median of
+# BENCH_REPS timed runs after BENCH_WARMUP untimed ones); an op one side cannot run is printed
+# as "<op>: unavailable (<reason>)" and the rest still runs.
+# PyTorch runs with jemalloc preloaded when libjemalloc.so.2 is installed (as the project's CPU
+# anchors were measured: with glibc malloc its fresh-page faults make it several times slower);
+# the table header says which allocator it had.
+#
+# Environment: BENCH_REPS (5), BENCH_WARMUP (2), BENCH_THREADS (nproc), BENCH_PYTHON
+# (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only).
+set -euo pipefail
+
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$BUILD/bench/bench_ops"
+PY=${BENCH_PYTHON:-/usr/bin/python3}
+REPS=${BENCH_REPS:-5}
+WARMUP=${BENCH_WARMUP:-2}
+THREADS=${BENCH_THREADS:-$(nproc)}
+ONLY_ARGS=()
+if [ -n "${BENCH_ONLY:-}" ]; then ONLY_ARGS=(--only "$BENCH_ONLY"); fi
+
+if [ ! -x "$BIN" ]; then
+    echo "bench.sh: $BIN not found; build it with: cmake --build $BUILD --target ti_benchmarks" >&2
+    exit 2
+fi
+
+JEMALLOC=""
+for lib in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 \
+           /usr/lib/libjemalloc.so.2; do
+    if [ -e "$lib" ]; then JEMALLOC=$lib; break; fi
+done
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+sockets=$(lscpu 2>/dev/null | sed -n 's/^Socket(s):[[:space:]]*//p' | head -1)
+cores_per=$(lscpu 2>/dev/null | sed -n 's/^Core(s) per socket:[[:space:]]*//p' | head -1)
+tpc=$(lscpu 2>/dev/null | sed -n 's/^Thread(s) per core:[[:space:]]*//p' | head -1)
+echo "# ti op benchmarks (CPU, f32)"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "- machine: ${model:-unknown CPU}, ${sockets:-?} socket(s) x ${cores_per:-?} core(s) x ${tpc:-?} thread(s), $(nproc) CPUs online, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2}') GiB"
+echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+echo "- threads: ti OMP_NUM_THREADS=$THREADS, PyTorch torch.set_num_threads($THREADS)"
+echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: ${JEMALLOC:+jemalloc ($JEMALLOC)}${JEMALLOC:-glibc malloc (libjemalloc2 not installed)}"
+echo "- timing: median of $REPS runs after $WARMUP warm-up runs; ratio = ti ms / PyTorch ms (< 1: ti faster)"
+echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
+echo "  attention 4*B*NH*Tq*Tk*D per forward; backward 2x forward for PyTorch (keeps P),"
+echo "  2.5x for ti (recomputes P from the saved log-sum-exp): GFLOP/s is each side's own count"
+
+# run_side <outfile> <env -u args...> -- <command...>
+run_mode() {
+    local label=$1
+    shift
+    local envargs=("$@")
+    echo
+    echo "## $label"
+    echo
+    env "${envargs[@]}" OMP_NUM_THREADS="$THREADS" "$BIN" --reps "$REPS" --warmup "$WARMUP" \
+        "${ONLY_ARGS[@]}" > "$TMP/ti.txt" 2> "$TMP/ti.err" || true
+    env "${envargs[@]}" ${JEMALLOC:+LD_PRELOAD=$JEMALLOC} "$PY" "$ROOT/scripts/bench_torch_ops.py" \
+        --reps "$REPS" --warmup "$WARMUP" --threads "$THREADS" "${ONLY_ARGS[@]}" \
+        > "$TMP/torch.txt" 2> "$TMP/torch.err" || true
+    awk -F'\t' '
+        { side = FILENAME == ARGV[1] ? 1 : 2 }
+        $1 == "RESULT" {
+            key = $2 "\t" $3
+            if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+            ms[side, key] = $4; gf[side, key] = $5
+            next
+        }
+        /: unavailable \(/ { note[++nn] = (side == 1 ? "ti " : "PyTorch ") $0 }
+        END {
+            print "| op | pass | ti ms | ti GFLOP/s | PyTorch ms | PyTorch GFLOP/s | ti / PyTorch |"
+            print "|---|---|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, f, "\t")
+                t = ms[1, k]; p = ms[2, k]
+                tg = t != "" && t > 0 ? sprintf("%.1f", gf[1, k] / t * 1e3) : "-"
+                pg = p != "" && p > 0 ? sprintf("%.1f", gf[2, k] / p * 1e3) : "-"
+                r = t != "" && p != "" && p > 0 ? sprintf("%.2f", t / p) : "-"
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], \
+                       t == "" ? "-" : sprintf("%.1f", t), tg, p == "" ? "-" : sprintf("%.1f", p), pg, r
+            }
+            for (i = 1; i <= nn; i++) printf "\n%s\n", note[i]
+        }' "$TMP/ti.txt" "$TMP/torch.txt"
+    if [ -s "$TMP/ti.err" ]; then echo; echo "ti stderr:"; sed 's/^/    /' "$TMP/ti.err"; fi
+    if [ -s "$TMP/torch.err" ]; then echo; echo "PyTorch stderr:"; sed 's/^/    /' "$TMP/torch.err" | tail -5; fi
+}
+
+run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
+run_mode "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (benchmark commands only)" \
+    -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
