@@ -54,7 +54,8 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- machine: ${model:-unknown CPU}, ${sockets:-?} socket(s) x ${cores_per:-?} core(s) x ${tpc:-?} thread(s), $(nproc) CPUs online, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2}') GiB"
 echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 echo "- threads: ti OMP_NUM_THREADS=$THREADS, PyTorch torch.set_num_threads($THREADS)"
-echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: ${JEMALLOC:+jemalloc ($JEMALLOC)}${JEMALLOC:-glibc malloc (libjemalloc2 not installed)}"
+if [ -n "$JEMALLOC" ]; then alloc="jemalloc ($JEMALLOC preloaded)"; else alloc="glibc malloc (libjemalloc2 not installed)"; fi
+echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: $alloc; ti: its own arenas"
 echo "- timing: median of $REPS runs after $WARMUP warm-up runs; ratio = ti ms / PyTorch ms (< 1: ti faster)"
 echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
 echo "  attention 4*B*NH*Tq*Tk*D per forward; backward 2x forward for PyTorch (keeps P),"
@@ -74,6 +75,11 @@ run_mode() {
         --reps "$REPS" --warmup "$WARMUP" --threads "$THREADS" "${ONLY_ARGS[@]}" \
         > "$TMP/torch.txt" 2> "$TMP/torch.err" || true
     awk -F'\t' '
+        BEGIN {
+            # rows in a fixed order (conv first), whichever side printed them
+            n = split("conv2d\tforward|conv2d\tforward+input-grad|attention\tforward|attention\tforward+input-grad", pre, "|")
+            for (i = 1; i <= n; i++) { order[i] = pre[i]; seen[pre[i]] = 1 }
+        }
         { side = FILENAME == ARGV[1] ? 1 : 2 }
         $1 == "RESULT" {
             key = $2 "\t" $3
@@ -88,6 +94,7 @@ run_mode() {
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, f, "\t")
                 t = ms[1, k]; p = ms[2, k]
+                if (t == "" && p == "") continue
                 tg = t != "" && t > 0 ? sprintf("%.1f", gf[1, k] / t * 1e3) : "-"
                 pg = p != "" && p > 0 ? sprintf("%.1f", gf[2, k] / p * 1e3) : "-"
                 r = t != "" && p != "" && p > 0 ? sprintf("%.2f", t / p) : "-"
