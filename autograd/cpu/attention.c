@@ -213,6 +213,16 @@ ROW_CLONES static void row_dsoftmax(const real *p, real *dp, int64_t n, real d) 
     for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - d);
 }
 
+/* C (m x n, row stride ldc) = alpha A B^T with A (m x kk), B (n x kk) rows strided. Zeroing C
+ * ourselves and calling GEMM with beta = 1 is faster than beta = 0, whose separate scaling pass
+ * in OpenBLAS cost ~10% of these thin GEMMs (m 128, n 4096, kk 40: 57 -> 63 GFLOP/s, one
+ * thread). */
+static void gemm_abt(int64_t m, int64_t n, int64_t kk, real alpha, const real *A, int64_t lda,
+                     const real *B, int64_t ldb, real *C, int64_t ldc) {
+    for (int64_t r = 0; r < m; r++) memset(C + r * ldc, 0, (size_t)n * sizeof(real));
+    CPU_GEMM(0, 1, m, n, kk, alpha, A, lda, B, ldb, R(1), C, ldc);
+}
+
 /* ---- forward --------------------------------------------------------------------------------- */
 /* One (b, h, query block [i0, i0+m)) of the forward. S: m x ldS workspace; rinv: m reals. */
 static void fwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i0, int64_t m,
@@ -224,7 +234,7 @@ static void fwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
     real *L = g->lse + b * g->ls0 + h * g->ls1 + i0 * g->ls2;   /* (m) stride ls2 */
     /* causal: the block's last query sees keys [0, i0+m); later keys are masked for all rows */
     int64_t n = g->causal ? i0 + m : g->Tk;
-    CPU_GEMM(0, 1, m, n, g->D, g->scale, Q, g->qs1, K, g->ks1, R(0), S, g->ldS);
+    gemm_abt(m, n, g->D, g->scale, Q, g->qs1, K, g->ks1, S, g->ldS);
     for (int64_t r = 0; r < m; r++) {
         real *row = S + r * g->ldS;
         int64_t nr = g->causal ? i0 + r + 1 : n; /* keys visible to query i0+r (>= 1) */
@@ -293,7 +303,7 @@ static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
     const real *L = g->lse + b * g->ls0 + h * g->ls1 + i0 * g->ls2; /* (m) */
     int64_t n = g->causal ? i0 + m : g->Tk;
     /* P = exp(scale Q K^T - lse), masked entries 0 */
-    CPU_GEMM(0, 1, m, n, g->D, g->scale, Q, g->qs1, K, g->ks1, R(0), P, g->ldS);
+    gemm_abt(m, n, g->D, g->scale, Q, g->qs1, K, g->ks1, P, g->ldS);
     for (int64_t r = 0; r < m; r++) {
         real *row = P + r * g->ldS;
         int64_t nr = g->causal ? i0 + r + 1 : n;
@@ -312,7 +322,7 @@ static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
         Di[r] = s;
     }
     /* dP = dO V^T, then dS = P (dP - D) in place */
-    CPU_GEMM(0, 1, m, n, g->Dv, R(1), dO, g->dos1, V, g->vs1, R(0), dP, g->ldS);
+    gemm_abt(m, n, g->Dv, R(1), dO, g->dos1, V, g->vs1, dP, g->ldS);
     for (int64_t r = 0; r < m; r++) row_dsoftmax(P + r * g->ldS, dP + r * g->ldS, n, Di[r]);
     /* dQ (m, D) += scale dS K;  dK (n, D) += scale dS^T Q */
     if (dst->dq)
