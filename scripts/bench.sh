@@ -13,8 +13,10 @@
 # BENCH_REPS timed runs after BENCH_WARMUP untimed ones); an op one side cannot run is printed
 # as "<op>: unavailable (<reason>)" and the rest still runs.
 # PyTorch runs with jemalloc preloaded when libjemalloc.so.2 is installed (as the project's CPU
-# anchors were measured: with glibc malloc its fresh-page faults make it several times slower);
-# the table header says which allocator it had.
+# anchors were measured: with glibc malloc its fresh-page faults make it several times slower),
+# with page decay off (MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1: freed pages are kept,
+# not returned to the kernel; on this VM the default decay alone made attention 3.7x slower);
+# the header says which allocator it had. ti reuses its arenas (no fresh memory after warm-up).
 #
 # Environment: BENCH_REPS (5), BENCH_WARMUP (2), BENCH_THREADS (nproc), BENCH_PYTHON
 # (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only).
@@ -54,7 +56,7 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- machine: ${model:-unknown CPU}, ${sockets:-?} socket(s) x ${cores_per:-?} core(s) x ${tpc:-?} thread(s), $(nproc) CPUs online, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2}') GiB"
 echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 echo "- threads: ti OMP_NUM_THREADS=$THREADS, PyTorch torch.set_num_threads($THREADS)"
-if [ -n "$JEMALLOC" ]; then alloc="jemalloc ($JEMALLOC preloaded)"; else alloc="glibc malloc (libjemalloc2 not installed)"; fi
+if [ -n "$JEMALLOC" ]; then alloc="jemalloc ($JEMALLOC preloaded, MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1)"; else alloc="glibc malloc (libjemalloc2 not installed)"; fi
 echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: $alloc; ti: its own arenas"
 echo "- timing: median of $REPS runs after $WARMUP warm-up runs; ratio = ti ms / PyTorch ms (< 1: ti faster)"
 echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
@@ -71,7 +73,7 @@ run_mode() {
     echo
     env "${envargs[@]}" OMP_NUM_THREADS="$THREADS" "$BIN" --reps "$REPS" --warmup "$WARMUP" \
         "${ONLY_ARGS[@]}" > "$TMP/ti.txt" 2> "$TMP/ti.err" || true
-    env "${envargs[@]}" ${JEMALLOC:+LD_PRELOAD=$JEMALLOC} "$PY" "$ROOT/scripts/bench_torch_ops.py" \
+    env "${envargs[@]}" ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} "$PY" "$ROOT/scripts/bench_torch_ops.py" \
         --reps "$REPS" --warmup "$WARMUP" --threads "$THREADS" "${ONLY_ARGS[@]}" \
         > "$TMP/torch.txt" 2> "$TMP/torch.err" || true
     awk -F'\t' '
