@@ -27,11 +27,14 @@
  * all wanted. Gradients that are not wanted (data NULL) are skipped with their GEMMs: only dv
  * wanted -> no dP; no dq -> no dQ GEMM (cross-attention over a frozen latent path).
  *
- * Threading (2-core measurements on this project's build machine, SD self-attention
- * 4096 x 4096 x 8 heads of 40, f32; see bench/bench_ops.c): OpenMP over work items with
- * single-threaded GEMMs beats OpenBLAS-threaded GEMMs per block, because the GEMMs are thin
- * (K or N = D = 40) and each threaded call pays a fork/join; the exp loops are then parallel
- * for free. OpenBLAS is switched to one thread for the duration of a call (and restored).
+ * Threading, decided by measurement (SD self-attention 4096 x 4096 x 8 heads of 40, f32, on
+ * this project's 2-core build VM while other jobs kept about one core busy, so CPU time is
+ * the fair measure): A = OpenMP over work items with single-threaded GEMMs cost 552 / 1700 ms
+ * CPU for forward / forward+backward; B = one item at a time with OpenBLAS-threaded GEMMs
+ * cost 546-718 / 2093-2228 ms (one thread alone: 507-524 / 1698-1741). B pays a fork/join per
+ * thin GEMM (K or N = D = 40; 2-5 GEMMs per 128-query block) and would still need its own
+ * parallel loops for the exp; A has neither cost, so A it is. OpenBLAS is switched to one
+ * thread for the duration of a call (and restored).
  *   forward:  items (b, h, block) flattened, dynamic schedule (causal blocks differ in cost).
  *   backward: dK/dV of a head collect contributions from every query block, so
  *     - B*NH large enough: one thread owns whole heads (no sharing, results independent of
