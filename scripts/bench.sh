@@ -18,8 +18,11 @@
 # not returned to the kernel; on this VM the default decay alone made attention 3.7x slower);
 # the header says which allocator it had. ti reuses its arenas (no fresh memory after warm-up).
 #
-# Environment: BENCH_REPS (5), BENCH_WARMUP (2), BENCH_THREADS (nproc), BENCH_PYTHON
-# (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only).
+# Each side runs BENCH_ROUNDS times, alternating ti and PyTorch; a row shows the median of the
+# rounds' medians and, in parentheses, the fastest single run (the machine may be shared: the
+# fastest run is the least disturbed one).
+# Environment: BENCH_REPS (5), BENCH_WARMUP (2), BENCH_ROUNDS (3), BENCH_THREADS (nproc),
+# BENCH_PYTHON (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only).
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -27,6 +30,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$BUILD/bench/bench_ops"
 PY=${BENCH_PYTHON:-/usr/bin/python3}
 REPS=${BENCH_REPS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-2}
 THREADS=${BENCH_THREADS:-$(nproc)}
 ONLY_ARGS=()
@@ -58,12 +62,15 @@ echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || ec
 echo "- threads: ti OMP_NUM_THREADS=$THREADS, PyTorch torch.set_num_threads($THREADS)"
 if [ -n "$JEMALLOC" ]; then alloc="jemalloc ($JEMALLOC preloaded, MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1)"; else alloc="glibc malloc (libjemalloc2 not installed)"; fi
 echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: $alloc; ti: its own arenas"
-echo "- timing: median of $REPS runs after $WARMUP warm-up runs; ratio = ti ms / PyTorch ms (< 1: ti faster)"
+echo "- timing: $ROUNDS rounds alternating ti and PyTorch, each the median of $REPS runs after $WARMUP warm-up runs;"
+echo "  a cell is the median of the round medians (fastest single run); ratio = ti / PyTorch medians (< 1: ti faster)"
 echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
 echo "  attention 4*B*NH*Tq*Tk*D per forward; backward 2x forward for PyTorch (keeps P),"
 echo "  2.5x for ti (recomputes P from the saved log-sum-exp): GFLOP/s is each side's own count"
 
-# run_side <outfile> <env -u args...> -- <command...>
+# run_mode <label> [env -u args...]: ROUNDS rounds, each running ti then PyTorch (alternating,
+# so a change of machine load hits both sides alike), then one table: per row the median of the
+# round medians and the fastest single run.
 run_mode() {
     local label=$1
     shift
@@ -71,11 +78,17 @@ run_mode() {
     echo
     echo "## $label"
     echo
-    env "${envargs[@]}" OMP_NUM_THREADS="$THREADS" "$BIN" --reps "$REPS" --warmup "$WARMUP" \
-        "${ONLY_ARGS[@]}" > "$TMP/ti.txt" 2> "$TMP/ti.err" || true
-    env "${envargs[@]}" ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} "$PY" "$ROOT/scripts/bench_torch_ops.py" \
-        --reps "$REPS" --warmup "$WARMUP" --threads "$THREADS" "${ONLY_ARGS[@]}" \
-        > "$TMP/torch.txt" 2> "$TMP/torch.err" || true
+    : > "$TMP/ti.txt"
+    : > "$TMP/torch.txt"
+    : > "$TMP/ti.err"
+    : > "$TMP/torch.err"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        env "${envargs[@]}" OMP_NUM_THREADS="$THREADS" "$BIN" --reps "$REPS" --warmup "$WARMUP" \
+            "${ONLY_ARGS[@]}" >> "$TMP/ti.txt" 2>> "$TMP/ti.err" || true
+        env "${envargs[@]}" ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} "$PY" "$ROOT/scripts/bench_torch_ops.py" \
+            --reps "$REPS" --warmup "$WARMUP" --threads "$THREADS" "${ONLY_ARGS[@]}" \
+            >> "$TMP/torch.txt" 2>> "$TMP/torch.err" || true
+    done
     awk -F'\t' '
         BEGIN {
             # rows in a fixed order (conv first), whichever side printed them
@@ -86,27 +99,39 @@ run_mode() {
         $1 == "RESULT" {
             key = $2 "\t" $3
             if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-            ms[side, key] = $4; gf[side, key] = $5
+            c = ++cnt[side, key]
+            med[side, key, c] = $4 + 0; gf[side, key] = $5
+            if (!((side, key) in best) || $6 + 0 < best[side, key]) best[side, key] = $6 + 0
             next
         }
-        /: unavailable \(/ { note[++nn] = (side == 1 ? "ti " : "PyTorch ") $0 }
+        /: unavailable \(/ { if (!(side SUBSEP $0 in noted)) { noted[side, $0] = 1; note[++nn] = (side == 1 ? "ti " : "PyTorch ") $0 } }
+        function median(side, key,    c, i, j, t, a) {
+            c = cnt[side, key]
+            if (c == 0) return ""
+            for (i = 1; i <= c; i++) a[i] = med[side, key, i]
+            for (i = 2; i <= c; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return c % 2 ? a[(c + 1) / 2] : 0.5 * (a[c / 2] + a[c / 2 + 1])
+        }
         END {
-            print "| op | pass | ti ms | ti GFLOP/s | PyTorch ms | PyTorch GFLOP/s | ti / PyTorch |"
+            print "| op | pass | ti ms (fastest) | ti GFLOP/s | PyTorch ms (fastest) | PyTorch GFLOP/s | ti / PyTorch |"
             print "|---|---|---:|---:|---:|---:|---:|"
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, f, "\t")
-                t = ms[1, k]; p = ms[2, k]
+                t = median(1, k); p = median(2, k)
                 if (t == "" && p == "") continue
+                ts = t == "" ? "-" : sprintf("%.1f (%.1f)", t, best[1, k])
+                ps = p == "" ? "-" : sprintf("%.1f (%.1f)", p, best[2, k])
                 tg = t != "" && t > 0 ? sprintf("%.1f", gf[1, k] / t * 1e3) : "-"
                 pg = p != "" && p > 0 ? sprintf("%.1f", gf[2, k] / p * 1e3) : "-"
                 r = t != "" && p != "" && p > 0 ? sprintf("%.2f", t / p) : "-"
-                printf "| %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], \
-                       t == "" ? "-" : sprintf("%.1f", t), tg, p == "" ? "-" : sprintf("%.1f", p), pg, r
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], ts, tg, ps, pg, r
             }
             for (i = 1; i <= nn; i++) printf "\n%s\n", note[i]
         }' "$TMP/ti.txt" "$TMP/torch.txt"
-    if [ -s "$TMP/ti.err" ]; then echo; echo "ti stderr:"; sed 's/^/    /' "$TMP/ti.err"; fi
-    if [ -s "$TMP/torch.err" ]; then echo; echo "PyTorch stderr:"; sed 's/^/    /' "$TMP/torch.err" | tail -5; fi
+    echo
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+    if [ -s "$TMP/ti.err" ]; then echo; echo "ti stderr:"; sort -u "$TMP/ti.err" | sed 's/^/    /'; fi
+    if [ -s "$TMP/torch.err" ]; then echo; echo "PyTorch stderr:"; sort -u "$TMP/torch.err" | sed 's/^/    /' | tail -5; fi
 }
 
 run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
