@@ -22,8 +22,9 @@
  *        (softmax Jacobian: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik); the row sum equals
  *         dO_i . (P V)_i = dO_i . O_i, so D needs only O, not the full P row)
  *   dQ = scale dS K,   dK = scale dS^T Q
- * Per (b, h, query block): 1 GEMM to recompute S, then dV += P^T dO, dP = dO V^T,
- * dQ += scale dS K, dK += scale dS^T Q: 2.5x the forward's GEMM FLOPs when dq, dk and dv are
+ * Per (b, h, query block): S = scale Q K^T (recomputed) and dP = dO V^T, one pass making P and
+ * dS from them, then dV += P^T dO, dQ += scale dS K, dK += scale dS^T Q: 2.5x the forward's
+ * GEMM FLOPs when dq, dk and dv are
  * all wanted. Gradients that are not wanted (data NULL) are skipped with their GEMMs: only dv
  * wanted -> no dP; no dq -> no dQ GEMM (cross-attention over a frozen latent path).
  *
@@ -77,7 +78,7 @@ struct row_ops {
     real (*max)(const real *s, int64_t n);
     real (*exp_sum)(real *s, int64_t n, real m);
     void (*exp)(real *s, int64_t n, real m);
-    void (*dsoftmax)(const real *p, real *dp, int64_t n, real d);
+    void (*exp_dsoftmax)(real *s, real *dp, int64_t n, real m, real d);
 };
 
 #define ROWS_NAME(f) f##_base
@@ -108,14 +109,14 @@ struct row_ops {
 #endif
 
 static struct row_ops row_ops_pick(void) {
-    struct row_ops o = {row_max_base, row_exp_sum_base, row_exp_base, row_dsoftmax_base};
+    struct row_ops o = {row_max_base, row_exp_sum_base, row_exp_base, row_exp_dsoftmax_base};
 #ifdef HAVE_ROWS_AVX2
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         o.max = row_max_avx2;
         o.exp_sum = row_exp_sum_avx2;
         o.exp = row_exp_avx2;
-        o.dsoftmax = row_dsoftmax_avx2;
+        o.exp_dsoftmax = row_exp_dsoftmax_avx2;
     }
 #endif
     return o;
@@ -311,28 +312,35 @@ static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
     const real *dO = g->dout + b * g->dos0 + i0 * g->dos1 + h * g->Dv; /* (m, Dv) */
     const real *L = g->lse + b * g->ls0 + h * g->ls1 + i0 * g->ls2; /* (m) */
     int64_t n = g->causal ? i0 + m : g->Tk;
-    /* P = exp(scale Q K^T - lse), masked entries 0 */
+    const int need_ds = dst->dq || dst->dk;
+    /* S = scale Q K^T into P; with dq or dk wanted also D_i = dO_i . O_i and dP = dO V^T */
     gemm_abt(m, n, g->D, g->scale, Q, g->qs1, K, g->ks1, P, g->ldS);
+    if (need_ds) {
+        for (int64_t r = 0; r < m; r++) {
+            const real *x = dO + r * g->dos1, *y = O + r * g->os1;
+            real s = 0;
+            for (int64_t d = 0; d < g->Dv; d++) s += x[d] * y[d];
+            Di[r] = s;
+        }
+        gemm_abt(m, n, g->Dv, R(1), dO, g->dos1, V, g->vs1, dP, g->ldS);
+    }
+    /* P = exp(S - lse) and dS = P (dP - D) in one pass over each row; masked entries 0 */
     for (int64_t r = 0; r < m; r++) {
         real *row = P + r * g->ldS;
         int64_t nr = g->causal ? i0 + r + 1 : n;
-        g->rows.exp(row, nr, L[r * g->ls2]);
+        if (need_ds) {
+            real *drow = dP + r * g->ldS;
+            g->rows.exp_dsoftmax(row, drow, nr, L[r * g->ls2], Di[r]);
+            for (int64_t j = nr; j < n; j++) drow[j] = R(0);
+        } else {
+            g->rows.exp(row, nr, L[r * g->ls2]);
+        }
         for (int64_t j = nr; j < n; j++) row[j] = R(0);
     }
     /* dV (n, Dv) += P^T dO */
     if (dst->dv)
         CPU_GEMM(1, 0, n, g->Dv, m, R(1), P, g->ldS, dO, g->dos1, R(1), dst->dv, dst->dvs1);
-    if (!dst->dq && !dst->dk) return;
-    /* D_i = dO_i . O_i */
-    for (int64_t r = 0; r < m; r++) {
-        const real *x = dO + r * g->dos1, *y = O + r * g->os1;
-        real s = 0;
-        for (int64_t d = 0; d < g->Dv; d++) s += x[d] * y[d];
-        Di[r] = s;
-    }
-    /* dP = dO V^T, then dS = P (dP - D) in place */
-    gemm_abt(m, n, g->Dv, R(1), dO, g->dos1, V, g->vs1, dP, g->ldS);
-    for (int64_t r = 0; r < m; r++) g->rows.dsoftmax(P + r * g->ldS, dP + r * g->ldS, n, Di[r]);
+    if (!need_ds) return;
     /* dQ (m, D) += scale dS K;  dK (n, D) += scale dS^T Q */
     if (dst->dq)
         CPU_GEMM(0, 0, m, g->D, n, g->scale, dP, g->ldS, K, g->ks1, R(1), dst->dq, dst->dqs1);

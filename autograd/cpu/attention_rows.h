@@ -1,6 +1,6 @@
 /*
- * attention_rows.h - the row loops of the CPU attention kernels (max, exp + sum, exp, softmax
- * backward), included by cpu/attention.c once per instruction-set variant with
+ * attention_rows.h - the row loops of the CPU attention kernels (max, exp + sum, exp, exp +
+ * softmax backward), included by cpu/attention.c once per instruction-set variant with
  *   ROWS_NAME(f)  the variant's function name for f,
  *   ROWS_ATTR     function attributes (e.g. __attribute__((target("avx2,fma")))),
  *   ROWS_EXP(x)   the exp to use (ti_fast_expf, ti_fast_expf_fma, or exp for f64).
@@ -37,7 +37,12 @@ ROWS_ATTR static void ROWS_NAME(row_exp)(real *s, int64_t n, real m) {
     for (int64_t j = 0; j < n; j++) s[j] = ROWS_EXP(s[j] - m);
 }
 
-/* dp[j] = p[j] * (dp[j] - d) for j < n: dS from P and dP */
-ROWS_ATTR static void ROWS_NAME(row_dsoftmax)(const real *p, real *dp, int64_t n, real d) {
-    for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - d);
+/* backward, one pass: s[j] = p = exp(s[j] - m) (P, with m = lse) and dp[j] = p (dp[j] - d)
+ * (dS from dP = dO V^T and d = D_i) for j < n */
+ROWS_ATTR static void ROWS_NAME(row_exp_dsoftmax)(real *s, real *dp, int64_t n, real m, real d) {
+    for (int64_t j = 0; j < n; j++) {
+        real p = ROWS_EXP(s[j] - m);
+        s[j] = p;
+        dp[j] = p * (dp[j] - d);
+    }
 }
