@@ -70,8 +70,8 @@ ti_status ti_attention(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
                         "heads %d",
                         vs, (long long)v->shape[2], heads);
     if (k->shape[0] != q->shape[0] || v->shape[0] != q->shape[0])
-        return ti_error(&ctx->err, TI_ERR_SHAPE,
-                        "attention: batch sizes differ: q %s, k %s, v %s", qs, ks, vs);
+        return ti_error(&ctx->err, TI_ERR_SHAPE, "attention: batch sizes differ: q %s, k %s, v %s",
+                        qs, ks, vs);
     if (k->shape[2] != q->shape[2])
         return ti_error(&ctx->err, TI_ERR_SHAPE,
                         "attention: q %s and k %s must have the same feature size", qs, ks);

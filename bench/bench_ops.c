@@ -56,13 +56,16 @@ static int cmp_double(const void *a, const void *b) {
 static ti_status rand_tensor(struct ti_ctx *ctx, struct ti_tensor *t, int ndim,
                              const int64_t *shape, float lo, float hi, uint64_t seed) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
     float *buf = malloc((size_t)n * sizeof *buf);
-    if (!buf) return ti_error(&ctx->err, TI_ERR_NOMEM, "bench: cannot allocate %lld floats",
-                              (long long)n);
+    if (!buf)
+        return ti_error(&ctx->err, TI_ERR_NOMEM, "bench: cannot allocate %lld floats",
+                        (long long)n);
     struct ti_rng r;
     ti_rng_seed(&r, seed);
-    for (int64_t i = 0; i < n; i++) buf[i] = lo + (hi - lo) * (float)ti_rng_uniform(&r);
+    for (int64_t i = 0; i < n; i++)
+        buf[i] = lo + (hi - lo) * (float)ti_rng_uniform(&r);
     ti_status st = ti_ctx_upload(ctx, t, buf, TI_DTYPE_F32, ndim, shape);
     free(buf);
     return st;
@@ -71,9 +74,10 @@ static ti_status rand_tensor(struct ti_ctx *ctx, struct ti_tensor *t, int ndim,
 /* One timed case: run(ctx, user) does the work once (and releases what it made). */
 typedef ti_status (*bench_fn)(struct ti_ctx *ctx, void *user);
 
-static ti_status time_case(struct ti_ctx *ctx, const struct bench_opts *o, bench_fn fn,
-                           void *user, const char *op, const char *pass, double gflop) {
-    for (int i = 0; i < o->warmup; i++) TI_TRY(fn(ctx, user));
+static ti_status time_case(struct ti_ctx *ctx, const struct bench_opts *o, bench_fn fn, void *user,
+                           const char *op, const char *pass, double gflop) {
+    for (int i = 0; i < o->warmup; i++)
+        TI_TRY(fn(ctx, user));
     double *t = malloc((size_t)o->reps * sizeof *t);
     if (!t) return ti_error(&ctx->err, TI_ERR_NOMEM, "bench: cannot allocate timings");
     for (int i = 0; i < o->reps; i++) {
@@ -87,14 +91,13 @@ static ti_status time_case(struct ti_ctx *ctx, const struct bench_opts *o, bench
     }
     qsort(t, (size_t)o->reps, sizeof *t, cmp_double);
     double med = o->reps % 2 ? t[o->reps / 2] : 0.5 * (t[o->reps / 2 - 1] + t[o->reps / 2]);
-    printf("RESULT\t%s\t%s\t%.3f\t%.4f\t%.3f\t%.3f\n", op, pass, med, gflop, t[0],
-           t[o->reps - 1]);
+    printf("RESULT\t%s\t%s\t%.3f\t%.4f\t%.3f\t%.3f\n", op, pass, med, gflop, t[0], t[o->reps - 1]);
     fflush(stdout);
     free(t);
     return TI_OK;
 }
 
-/* ---- conv 3x3 320 -> 320 at 64x64 ---------------------------------------------------------------- */
+/* ---- conv 3x3 320 -> 320 at 64x64 ------------------------------------------------------------ */
 /* The conv front end belongs to the gemm op family, which may not be built on every branch:
  * referenced weakly, so this program links either way and reports the op as unavailable when
  * it is missing (NULL) or returns an error. Once ops_gemm.c defines it, the archive member is
@@ -178,7 +181,7 @@ static int bench_conv(struct ti_ctx *ctx, const struct bench_opts *o) {
     return ok;
 }
 
-/* ---- attention 4096 x 4096, 8 heads of 40 ------------------------------------------------------- */
+/* ---- attention 4096 x 4096, 8 heads of 40 ---------------------------------------------------- */
 struct attn_bench {
     struct ti_tensor q, k, v, dq, dk, dv, dout;
     int heads;
@@ -253,9 +256,12 @@ static void usage(void) {
 int main(int argc, char **argv) {
     struct bench_opts o = {5, 2, NULL};
     for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) o.reps = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--warmup") == 0) o.warmup = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--only") == 0) o.only = argv[++i];
+        if (i + 1 < argc && strcmp(argv[i], "--reps") == 0)
+            o.reps = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--warmup") == 0)
+            o.warmup = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--only") == 0)
+            o.only = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0) {
 #ifdef _OPENMP
             omp_set_num_threads(atoi(argv[++i]));

@@ -38,6 +38,8 @@ static ti_status f_attention_fused(struct ti_ctx *ctx, struct ti_tensor *out,
     return st;
 }
 
+/* one case per entry reads better than one field per line */
+/* clang-format off */
 /* a differentiable (grad = 1) or frozen (grad = 0) 3-D input in [-1, 1] */
 #define IN3(g, a, b, c) {3, {a, b, c}, g, -1, 1, 0}
 
@@ -68,3 +70,4 @@ const struct op_case oc_cases_attention[] = {
      {IN3(0, 2, 11, 12), IN3(1, 2, 7, 12), IN3(1, 2, 7, 8)}},
     {NULL},
 };
+/* clang-format on */

@@ -30,7 +30,7 @@
 #include <omp.h> /* defines: omp_set_num_threads, omp_get_max_threads */
 #endif
 
-/* ---- exp ------------------------------------------------------------------------------------------ */
+/* ---- exp ------------------------------------------------------------------------------------- */
 static float bits_float(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
@@ -75,8 +75,12 @@ static double exp_sweep(float (*f)(float), long *n_out, long *bad_special, float
     return worst;
 }
 
-static float exp_plain(float x) { return ti_fast_expf(x); }
-static float exp_fused(float x) { return ti_fast_expf_fma(x); } /* libm fmaf here: same values */
+static float exp_plain(float x) {
+    return ti_fast_expf(x);
+}
+static float exp_fused(float x) {
+    return ti_fast_expf_fma(x);
+} /* libm fmaf here: same values */
 
 TEST(exp_matches_expf) {
     float (*const fns[2])(float) = {exp_plain, exp_fused};
@@ -103,7 +107,7 @@ TEST(exp_matches_expf) {
     }
 }
 
-/* ---- attention against a naive reference ------------------------------------------------------------ */
+/* ---- attention against a naive reference ----------------------------------------------------- */
 struct cfg {
     int B, Tq, Tk, NH, D, Dv, causal;
     double scale;
@@ -127,17 +131,21 @@ static void naive_attention(const struct cfg *c, const double *q, const double *
                 for (int j = 0; j < nk; j++) {
                     const double *kj = k + ((size_t)b * Tk + j) * Cq + h * D;
                     double s = 0;
-                    for (int d = 0; d < D; d++) s += qi[d] * kj[d];
+                    for (int d = 0; d < D; d++)
+                        s += qi[d] * kj[d];
                     P[j] = c->scale * s;
                     mx = P[j] > mx ? P[j] : mx;
                 }
-                for (int j = 0; j < nk; j++) l += (P[j] = exp(P[j] - mx));
-                for (int j = 0; j < nk; j++) P[j] /= l;
+                for (int j = 0; j < nk; j++)
+                    l += (P[j] = exp(P[j] - mx));
+                for (int j = 0; j < nk; j++)
+                    P[j] /= l;
                 double *oi = out + ((size_t)b * Tq + i) * Cv + h * Dv;
                 const double *doi = dout + ((size_t)b * Tq + i) * Cv + h * Dv;
                 for (int e = 0; e < Dv; e++) {
                     double s = 0;
-                    for (int j = 0; j < nk; j++) s += P[j] * v[((size_t)b * Tk + j) * Cv + h * Dv + e];
+                    for (int j = 0; j < nk; j++)
+                        s += P[j] * v[((size_t)b * Tk + j) * Cv + h * Dv + e];
                     oi[e] = s;
                 }
                 /* dP_j = dO_i . v_j; dS_j = P_j (dP_j - sum_k P_k dP_k) */
@@ -145,7 +153,8 @@ static void naive_attention(const struct cfg *c, const double *q, const double *
                 for (int j = 0; j < nk; j++) {
                     const double *vj = v + ((size_t)b * Tk + j) * Cv + h * Dv;
                     double s = 0;
-                    for (int e = 0; e < Dv; e++) s += doi[e] * vj[e];
+                    for (int e = 0; e < Dv; e++)
+                        s += doi[e] * vj[e];
                     dP[j] = s;
                     Di += P[j] * s;
                 }
@@ -159,7 +168,8 @@ static void naive_attention(const struct cfg *c, const double *q, const double *
                         dqi[d] += ds * kj[d];
                         dkj[d] += ds * qi[d];
                     }
-                    for (int e = 0; e < Dv; e++) dvj[e] += P[j] * doi[e];
+                    for (int e = 0; e < Dv; e++)
+                        dvj[e] += P[j] * doi[e];
                 }
             }
     free(P);
@@ -168,7 +178,8 @@ static void naive_attention(const struct cfg *c, const double *q, const double *
 
 static double *rand_array(long n, struct ti_rng *r) {
     double *x = malloc((size_t)n * sizeof *x);
-    for (long i = 0; i < n; i++) x[i] = 2.0 * ti_rng_uniform(r) - 1.0;
+    for (long i = 0; i < n; i++)
+        x[i] = 2.0 * ti_rng_uniform(r) - 1.0;
     return x;
 }
 
@@ -178,7 +189,8 @@ static ti_status upload_as(struct ti_ctx *ctx, struct ti_tensor *t, const double
     long n = (long)(d0 * d1 * d2);
     if (dt == TI_DTYPE_F64) return ti_ctx_upload(ctx, t, x, dt, 3, shape);
     float *f = malloc((size_t)n * sizeof *f);
-    for (long i = 0; i < n; i++) f[i] = (float)x[i];
+    for (long i = 0; i < n; i++)
+        f[i] = (float)x[i];
     ti_status st = ti_ctx_upload(ctx, t, f, dt, 3, shape);
     free(f);
     return st;
@@ -192,7 +204,8 @@ static void download_as(struct ti_ctx *ctx, const struct ti_tensor *t, double *x
     }
     float *f = malloc((size_t)n * sizeof *f);
     CHECK_OK(ti_ctx_download(ctx, f, (size_t)n * sizeof *f, t), &ctx->err);
-    for (long i = 0; i < n; i++) x[i] = f[i];
+    for (long i = 0; i < n; i++)
+        x[i] = f[i];
     free(f);
 }
 
@@ -250,7 +263,8 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
     ti_tape_free(&tape);
     ctx.tape = NULL;
     ti_tensor_release(&y);
-    for (int i = 0; i < 3; i++) ti_tensor_release(&g[i]);
+    for (int i = 0; i < 3; i++)
+        ti_tensor_release(&g[i]);
     ti_tensor_release(&tq);
     ti_tensor_release(&tk);
     ti_tensor_release(&tv);
@@ -332,7 +346,8 @@ TEST(strided_inputs) {
     double *qt = malloc((size_t)(B * T * C) * sizeof *qt); /* (B, C, T) */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
-            for (int c = 0; c < C; c++) qt[(b * C + c) * T + t] = q[(b * T + t) * C + c];
+            for (int c = 0; c < C; c++)
+                qt[(b * C + c) * T + t] = q[(b * T + t) * C + c];
     double res[2][2][B * T * C]; /* [run][out, dq] */
     for (int run = 0; run < 2; run++) {
         struct ti_tensor tq, tk, tv, tdo, dq, y = ti_tensor_none(), qin;
@@ -341,8 +356,10 @@ TEST(strided_inputs) {
         CHECK_OK(ti_ctx_upload(&ctx, &tk, k, TI_DTYPE_F64, 3, shape), &ctx.err);
         CHECK_OK(ti_ctx_upload(&ctx, &tv, v, TI_DTYPE_F64, 3, shape), &ctx.err);
         CHECK_OK(ti_ctx_upload(&ctx, &tdo, dout, TI_DTYPE_F64, 3, shape), &ctx.err);
-        if (run == 0) CHECK_OK(ti_ctx_upload(&ctx, &tq, q, TI_DTYPE_F64, 3, shape), &ctx.err);
-        else CHECK_OK(ti_ctx_upload(&ctx, &tq, qt, TI_DTYPE_F64, 3, tshape), &ctx.err);
+        if (run == 0)
+            CHECK_OK(ti_ctx_upload(&ctx, &tq, q, TI_DTYPE_F64, 3, shape), &ctx.err);
+        else
+            CHECK_OK(ti_ctx_upload(&ctx, &tq, qt, TI_DTYPE_F64, 3, tshape), &ctx.err);
         CHECK_OK(ti_ctx_zeros(&ctx, &dq, TI_DTYPE_F64, 3, tq.shape), &ctx.err);
         struct ti_tape *tape = NULL;
         CHECK_OK(ti_tape_init(&tape, &ctx.err), &ctx.err);
@@ -403,16 +420,16 @@ TEST(rejects_bad_shapes) {
         int heads, causal;
         ti_status want;
     } bad[] = {
-        {&q, &k, &v, 4, 0, TI_ERR_SHAPE},    /* 6 features, 4 heads */
-        {&q, &k, &v, 0, 0, TI_ERR_INVALID},  /* no heads */
-        {&q, &k2, &v, 2, 0, TI_ERR_SHAPE},   /* k and v lengths differ */
-        {&q, &k2, &k2, 2, 1, TI_ERR_SHAPE},  /* causal with Tq != Tk */
-        {&q, &k, &v2, 2, 0, TI_ERR_SHAPE},   /* batch sizes differ */
-        {&q64, &k, &v, 2, 0, TI_ERR_DTYPE},  /* dtypes differ */
+        {&q, &k, &v, 4, 0, TI_ERR_SHAPE},   /* 6 features, 4 heads */
+        {&q, &k, &v, 0, 0, TI_ERR_INVALID}, /* no heads */
+        {&q, &k2, &v, 2, 0, TI_ERR_SHAPE},  /* k and v lengths differ */
+        {&q, &k2, &k2, 2, 1, TI_ERR_SHAPE}, /* causal with Tq != Tk */
+        {&q, &k, &v2, 2, 0, TI_ERR_SHAPE},  /* batch sizes differ */
+        {&q64, &k, &v, 2, 0, TI_ERR_DTYPE}, /* dtypes differ */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ti_status st = ti_attention(&ctx, &y, bad[i].q, bad[i].k, bad[i].v, bad[i].heads, 0.5,
-                                    bad[i].causal);
+        ti_status st =
+            ti_attention(&ctx, &y, bad[i].q, bad[i].k, bad[i].v, bad[i].heads, 0.5, bad[i].causal);
         CHECK(st == bad[i].want);
         CHECK(y.data == NULL);
         CHECK(strstr(ctx.err.msg, "attention") != NULL);

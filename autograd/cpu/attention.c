@@ -67,10 +67,10 @@
  * with 64, 555 / 1652 with 128, 561 / 1659 with 256 (CPU time). 2 MiB gives BQ 128 there
  * (the block then lives in L3, which costs less than the repacking). */
 #define S_BLOCK_BYTES ((int64_t)2 << 20)
-#define BQ_MIN 32
-#define BQ_MAX 256
+#define BQ_MIN        32
+#define BQ_MAX        256
 
-/* ---- row loops (the exp is the hot spot after the GEMMs) --------------------------------------- */
+/* ---- row loops (the exp is the hot spot after the GEMMs) ------------------------------------- */
 /* Two variants on x86-64 GCC/Clang: AVX2 + FMA (with the fused-multiply-add exp, ~35% faster
  * than the portable one there) and the portable build's baseline, picked once per call from
  * the CPU's features. The portable build targets SSE2 only, hence the explicit variant. */
@@ -95,8 +95,8 @@ struct row_ops {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_ROWS_AVX2 1
-#define ROWS_NAME(f) f##_avx2
-#define ROWS_ATTR __attribute__((target("avx2,fma")))
+#define ROWS_NAME(f)   f##_avx2
+#define ROWS_ATTR      __attribute__((target("avx2,fma")))
 #if defined(TI_REAL_F32)
 #define ROWS_EXP(x) ti_fast_expf_fma(x)
 #else
@@ -122,7 +122,7 @@ static struct row_ops row_ops_pick(void) {
     return o;
 }
 
-/* ---- geometry ---------------------------------------------------------------------------------- */
+/* ---- geometry -------------------------------------------------------------------------------- */
 struct attn_geom {
     int64_t B, Tq, Tk, NH, D, Dv;
     int64_t bq, nqb, ldS; /* query block, number of blocks, row stride of the S workspace */
@@ -188,8 +188,8 @@ static void geom_init(struct attn_geom *g, const struct ti_attention_args *a) {
 
 /* Threads for a call: one for tiny problems (fork/join would dominate). */
 static int attn_threads(const struct attn_geom *g) {
-    double work = (double)g->B * (double)g->NH * (double)g->Tq * (double)g->Tk *
-                  (double)(g->D + g->Dv);
+    double work =
+        (double)g->B * (double)g->NH * (double)g->Tq * (double)g->Tk * (double)(g->D + g->Dv);
     int nt = ti_cpu_threads();
     return work < 4e5 || nt < 1 ? 1 : nt;
 }
@@ -229,7 +229,8 @@ static int thread_id(void) {
  * thread). */
 static void gemm_abt(int64_t m, int64_t n, int64_t kk, real alpha, const real *A, int64_t lda,
                      const real *B, int64_t ldb, real *C, int64_t ldc) {
-    for (int64_t r = 0; r < m; r++) memset(C + r * ldc, 0, (size_t)n * sizeof(real));
+    for (int64_t r = 0; r < m; r++)
+        memset(C + r * ldc, 0, (size_t)n * sizeof(real));
     CPU_GEMM(0, 1, m, n, kk, alpha, A, lda, B, ldb, R(1), C, ldc);
 }
 
@@ -250,7 +251,8 @@ static void fwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
         int64_t nr = g->causal ? i0 + r + 1 : n; /* keys visible to query i0+r (>= 1) */
         real mx = g->rows.max(row, nr);
         real l = g->rows.exp_sum(row, nr, mx); /* >= 1: the max term is exp(0) */
-        for (int64_t j = nr; j < n; j++) row[j] = R(0); /* masked: P = 0 */
+        for (int64_t j = nr; j < n; j++)
+            row[j] = R(0); /* masked: P = 0 */
         L[r * g->ls2] = mx + LOG(l);
         rinv[r] = R(1) / l;
     }
@@ -258,7 +260,8 @@ static void fwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
     CPU_GEMM(0, 0, m, g->Dv, n, R(1), S, g->ldS, V, g->vs1, R(0), O, g->os1);
     for (int64_t r = 0; r < m; r++) {
         real *orow = O + r * g->os1;
-        for (int64_t d = 0; d < g->Dv; d++) orow[d] *= rinv[r];
+        for (int64_t d = 0; d < g->Dv; d++)
+            orow[d] *= rinv[r];
     }
 }
 
@@ -305,12 +308,12 @@ struct bwd_dst {
  * dst->dq points at the block's first row; dst->dk / dst->dv at key 0 of the head. */
 static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i0, int64_t m,
                       real *P, real *dP, real *Di, const struct bwd_dst *dst) {
-    const real *Q = g->q + b * g->qs0 + i0 * g->qs1 + h * g->D;     /* (m, D) */
-    const real *K = g->k + b * g->ks0 + h * g->D;                   /* (Tk, D) */
-    const real *V = g->v + b * g->vs0 + h * g->Dv;                  /* (Tk, Dv) */
-    const real *O = g->o + b * g->os0 + i0 * g->os1 + h * g->Dv;    /* (m, Dv) */
+    const real *Q = g->q + b * g->qs0 + i0 * g->qs1 + h * g->D;        /* (m, D) */
+    const real *K = g->k + b * g->ks0 + h * g->D;                      /* (Tk, D) */
+    const real *V = g->v + b * g->vs0 + h * g->Dv;                     /* (Tk, Dv) */
+    const real *O = g->o + b * g->os0 + i0 * g->os1 + h * g->Dv;       /* (m, Dv) */
     const real *dO = g->dout + b * g->dos0 + i0 * g->dos1 + h * g->Dv; /* (m, Dv) */
-    const real *L = g->lse + b * g->ls0 + h * g->ls1 + i0 * g->ls2; /* (m) */
+    const real *L = g->lse + b * g->ls0 + h * g->ls1 + i0 * g->ls2;    /* (m) */
     int64_t n = g->causal ? i0 + m : g->Tk;
     const int need_ds = dst->dq || dst->dk;
     /* S = scale Q K^T into P; with dq or dk wanted also D_i = dO_i . O_i and dP = dO V^T */
@@ -319,7 +322,8 @@ static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
         for (int64_t r = 0; r < m; r++) {
             const real *x = dO + r * g->dos1, *y = O + r * g->os1;
             real s = 0;
-            for (int64_t d = 0; d < g->Dv; d++) s += x[d] * y[d];
+            for (int64_t d = 0; d < g->Dv; d++)
+                s += x[d] * y[d];
             Di[r] = s;
         }
         gemm_abt(m, n, g->Dv, R(1), dO, g->dos1, V, g->vs1, dP, g->ldS);
@@ -331,11 +335,13 @@ static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
         if (need_ds) {
             real *drow = dP + r * g->ldS;
             g->rows.exp_dsoftmax(row, drow, nr, L[r * g->ls2], Di[r]);
-            for (int64_t j = nr; j < n; j++) drow[j] = R(0);
+            for (int64_t j = nr; j < n; j++)
+                drow[j] = R(0);
         } else {
             g->rows.exp(row, nr, L[r * g->ls2]);
         }
-        for (int64_t j = nr; j < n; j++) row[j] = R(0);
+        for (int64_t j = nr; j < n; j++)
+            row[j] = R(0);
     }
     /* dV (n, Dv) += P^T dO */
     if (dst->dv)
@@ -367,6 +373,8 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
     per = (per + 15) / 16 * 16;
     real *ws = cpu_scratch(k, (size_t)nt * (size_t)per * sizeof(real));
     if (!ws) return TI_ERR_NOMEM;
+    /* per thread: P [, dP], Di, then (split heads only) the partial dK, dV */
+    const int64_t part_off = g.bq * g.ldS * (need_dp ? 2 : 1) + g.bq;
     int saved = blas_single_begin(nt);
     if (by_head) {
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -397,8 +405,8 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
                 real *P = ws + (int64_t)tid * per;
                 real *dP = need_dp ? P + g.bq * g.ldS : NULL;
                 real *Di = P + g.bq * g.ldS * (need_dp ? 2 : 1);
-                real *pk = Di + g.bq;                       /* (Tk, D) partial dK */
-                real *pv = pk + (dk ? g.Tk * g.D : 0);      /* (Tk, Dv) partial dV */
+                real *pk = P + part_off;               /* (Tk, D) partial dK */
+                real *pv = pk + (dk ? g.Tk * g.D : 0); /* (Tk, Dv) partial dV */
                 if (dk) memset(pk, 0, (size_t)(g.Tk * g.D) * sizeof(real));
                 if (dv) memset(pv, 0, (size_t)(g.Tk * g.Dv) * sizeof(real));
                 /* round-robin blocks: balanced under the causal mask, fixed per thread */
@@ -420,16 +428,18 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
                 ti_split_range(g.Tk, nt, tid, &lo, &hi);
                 for (int64_t j = lo; j < hi; j++) {
                     for (int t = 0; t < nt; t++) {
-                        const real *tp = ws + (int64_t)t * per + g.bq * g.ldS * (need_dp ? 2 : 1) + g.bq;
+                        const real *tp = ws + (int64_t)t * per + part_off;
                         if (dk) {
                             real *drow = dk + b * dks0 + j * dks1 + h * g.D;
                             const real *src = tp + j * g.D;
-                            for (int64_t d = 0; d < g.D; d++) drow[d] += src[d];
+                            for (int64_t d = 0; d < g.D; d++)
+                                drow[d] += src[d];
                         }
                         if (dv) {
                             real *drow = dv + b * dvs0 + j * dvs1 + h * g.Dv;
                             const real *src = tp + (dk ? g.Tk * g.D : 0) + j * g.Dv;
-                            for (int64_t d = 0; d < g.Dv; d++) drow[d] += src[d];
+                            for (int64_t d = 0; d < g.Dv; d++)
+                                drow[d] += src[d];
                         }
                     }
                 }

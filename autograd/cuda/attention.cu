@@ -45,7 +45,7 @@
 #include "launchers.h"
 
 #define FULL_MASK 0xffffffffu
-#define TILE 32 /* keys (forward, dQ) or queries (dK/dV) per shared-memory tile: one per lane */
+#define TILE      32 /* keys (forward, dQ) or queries (dK/dV) per shared-memory tile: one per lane */
 
 /* Warps per block and rows per warp for each NC (register budget: NC * PER_WARP accumulators,
  * twice that in dK/dV). */
@@ -58,8 +58,8 @@ template <int NC> struct attn_shape {
 struct attn_params {
     const void *q, *k, *v, *o, *dout;
     void *out, *dq, *dk, *dv;
-    float *lse;      /* forward: written; backward: read */
-    float *drow;     /* backward: D_i = dO_i . out_i, (B, NH, Tq) contiguous */
+    float *lse;  /* forward: written; backward: read */
+    float *drow; /* backward: D_i = dO_i . out_i, (B, NH, Tq) contiguous */
     int64_t qs0, qs1, ks0, ks1, vs0, vs1, os0, os1, dos0, dos1;
     int64_t dqs0, dqs1, dks0, dks1, dvs0, dvs1, ls0, ls1, ls2;
     int Tq, Tk, NH, D, Dv;
@@ -69,17 +69,21 @@ struct attn_params {
 };
 
 __device__ __forceinline__ float warp_max(float x) {
-    for (int off = 16; off > 0; off >>= 1) x = fmaxf(x, __shfl_xor_sync(FULL_MASK, x, off));
+    for (int off = 16; off > 0; off >>= 1)
+        x = fmaxf(x, __shfl_xor_sync(FULL_MASK, x, off));
     return x;
 }
 
 __device__ __forceinline__ float warp_sum(float x) {
-    for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(FULL_MASK, x, off);
+    for (int off = 16; off > 0; off >>= 1)
+        x += __shfl_xor_sync(FULL_MASK, x, off);
     return x;
 }
 
 /* odd row stride for tiles read one row per lane (bank-conflict free) */
-__host__ __device__ __forceinline__ int odd_stride(int w) { return w | 1; }
+__host__ __device__ __forceinline__ int odd_stride(int w) {
+    return w | 1;
+}
 
 /* rows [r0, r0 + nrows) x cols [0, w) of a strided (row stride rs) T matrix into f32 shared
  * memory with row stride ld; rows past `limit` are zero */
@@ -93,11 +97,10 @@ __device__ __forceinline__ void load_tile(float *dst, int ld, const T *src, int6
     }
 }
 
-/* ---- forward ------------------------------------------------------------------------------------ */
+/* ---- forward --------------------------------------------------------------------------------- */
 /* grid (ceil(Tq / ROWS), NH, B), block WARPS * 32; shared: sQ (ROWS x D), sK (TILE x odd(D)),
  * sV (TILE x Dv) */
-template <typename T, int NC>
-__global__ void attention_forward_kernel(struct attn_params p) {
+template <typename T, int NC> __global__ void attention_forward_kernel(struct attn_params p) {
     typedef attn_shape<NC> S;
     extern __shared__ float smem[];
     const int D = p.D, Dv = p.Dv, ldk = odd_stride(D);
@@ -115,7 +118,8 @@ __global__ void attention_forward_kernel(struct attn_params p) {
         m[r] = -INFINITY;
         l[r] = 0.f;
 #pragma unroll
-        for (int c = 0; c < NC; c++) acc[r][c] = 0.f;
+        for (int c = 0; c < NC; c++)
+            acc[r][c] = 0.f;
     }
     const int64_t row0 = q0 + warp * S::PER_WARP; /* the warp's first query */
     /* causal: no query of this block sees keys >= q0 + ROWS */
@@ -129,13 +133,15 @@ __global__ void attention_forward_kernel(struct attn_params p) {
         /* s_r = scale q_r . k_j, k_j read once per feature for all the warp's rows */
         float s[S::PER_WARP];
 #pragma unroll
-        for (int r = 0; r < S::PER_WARP; r++) s[r] = 0.f;
+        for (int r = 0; r < S::PER_WARP; r++)
+            s[r] = 0.f;
         const float *kr = sK + lane * ldk;
         const float *qw = sQ + warp * S::PER_WARP * D;
         for (int d = 0; d < D; d++) {
             float kd = kr[d];
 #pragma unroll
-            for (int r = 0; r < S::PER_WARP; r++) s[r] += qw[r * D + d] * kd;
+            for (int r = 0; r < S::PER_WARP; r++)
+                s[r] += qw[r * D + d] * kd;
         }
 #pragma unroll
         for (int r = 0; r < S::PER_WARP; r++) {
@@ -149,7 +155,8 @@ __global__ void attention_forward_kernel(struct attn_params p) {
             l[r] = l[r] * alpha + warp_sum(pj);
             m[r] = mnew;
 #pragma unroll
-            for (int c = 0; c < NC; c++) acc[r][c] *= alpha;
+            for (int c = 0; c < NC; c++)
+                acc[r][c] *= alpha;
             for (int jj = 0; jj < TILE; jj++) {
                 float pb = __shfl_sync(FULL_MASK, pj, jj);
                 const float *vr = sV + jj * Dv;
@@ -176,10 +183,9 @@ __global__ void attention_forward_kernel(struct attn_params p) {
     }
 }
 
-/* ---- backward: D_i = dO_i . out_i ------------------------------------------------------------------ */
+/* ---- backward: D_i = dO_i . out_i ------------------------------------------------------------ */
 /* one warp per (b, h, i); drow (B, NH, Tq) contiguous */
-template <typename T>
-__global__ void attention_drow_kernel(struct attn_params p, int64_t nrows) {
+template <typename T> __global__ void attention_drow_kernel(struct attn_params p, int64_t nrows) {
     const int lane = threadIdx.x & 31;
     int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     const int64_t nw = ((int64_t)gridDim.x * blockDim.x) >> 5;
@@ -188,17 +194,17 @@ __global__ void attention_drow_kernel(struct attn_params p, int64_t nrows) {
         const T *o = (const T *)p.o + b * p.os0 + i * p.os1 + h * p.Dv;
         const T *g = (const T *)p.dout + b * p.dos0 + i * p.dos1 + h * p.Dv;
         float s = 0.f;
-        for (int e = lane; e < p.Dv; e += 32) s += ldf(o + e) * ldf(g + e);
+        for (int e = lane; e < p.Dv; e += 32)
+            s += ldf(o + e) * ldf(g + e);
         s = warp_sum(s);
         if (lane == 0) p.drow[w] = s;
     }
 }
 
-/* ---- backward: dQ ------------------------------------------------------------------------------------ */
+/* ---- backward: dQ ---------------------------------------------------------------------------- */
 /* grid (ceil(Tq / ROWS), NH, B); shared: sQ (ROWS x D), sdO (ROWS x Dv), sK (TILE x odd(D)),
  * sV (TILE x odd(Dv)) */
-template <typename T, int NC>
-__global__ void attention_backward_dq_kernel(struct attn_params p) {
+template <typename T, int NC> __global__ void attention_backward_dq_kernel(struct attn_params p) {
     typedef attn_shape<NC> S;
     extern __shared__ float smem[];
     const int D = p.D, Dv = p.Dv, ldk = odd_stride(D), ldv = odd_stride(Dv);
@@ -220,7 +226,8 @@ __global__ void attention_backward_dq_kernel(struct attn_params p) {
         lse[r] = i < p.Tq ? p.lse[b * p.ls0 + h * p.ls1 + i * p.ls2] : 0.f;
         drow[r] = i < p.Tq ? p.drow[(b * p.NH + h) * p.Tq + i] : 0.f;
 #pragma unroll
-        for (int c = 0; c < NC; c++) acc[r][c] = 0.f;
+        for (int c = 0; c < NC; c++)
+            acc[r][c] = 0.f;
     }
     const int64_t kend = p.causal ? min((int64_t)p.Tk, q0 + S::ROWS) : (int64_t)p.Tk;
     for (int64_t j0 = 0; j0 < kend; j0 += TILE) {
@@ -231,18 +238,21 @@ __global__ void attention_backward_dq_kernel(struct attn_params p) {
         const int64_t j = j0 + lane;
         float s[S::PER_WARP], dp[S::PER_WARP];
 #pragma unroll
-        for (int r = 0; r < S::PER_WARP; r++) s[r] = dp[r] = 0.f;
+        for (int r = 0; r < S::PER_WARP; r++)
+            s[r] = dp[r] = 0.f;
         const float *kr = sK + lane * ldk, *vr = sV + lane * ldv;
         const float *qw = sQ + warp * S::PER_WARP * D, *gw = sdO + warp * S::PER_WARP * Dv;
         for (int d = 0; d < D; d++) {
             float kd = kr[d];
 #pragma unroll
-            for (int r = 0; r < S::PER_WARP; r++) s[r] += qw[r * D + d] * kd;
+            for (int r = 0; r < S::PER_WARP; r++)
+                s[r] += qw[r * D + d] * kd;
         }
         for (int e = 0; e < Dv; e++) {
             float ve = vr[e];
 #pragma unroll
-            for (int r = 0; r < S::PER_WARP; r++) dp[r] += gw[r * Dv + e] * ve;
+            for (int r = 0; r < S::PER_WARP; r++)
+                dp[r] += gw[r * Dv + e] * ve;
         }
 #pragma unroll
         for (int r = 0; r < S::PER_WARP; r++) {
@@ -277,11 +287,10 @@ __global__ void attention_backward_dq_kernel(struct attn_params p) {
     }
 }
 
-/* ---- backward: dK and dV ------------------------------------------------------------------------------ */
+/* ---- backward: dK and dV --------------------------------------------------------------------- */
 /* grid (ceil(Tk / ROWS), NH, B); the block owns keys [k0, k0 + ROWS); shared: sK (ROWS x D),
  * sV (ROWS x Dv), per query tile sQ (TILE x odd(D)), sdO (TILE x odd(Dv)), sL (TILE), sDr (TILE) */
-template <typename T, int NC>
-__global__ void attention_backward_dkdv_kernel(struct attn_params p) {
+template <typename T, int NC> __global__ void attention_backward_dkdv_kernel(struct attn_params p) {
     typedef attn_shape<NC> S;
     extern __shared__ float smem[];
     const int D = p.D, Dv = p.Dv, ldq = odd_stride(D), ldo = odd_stride(Dv);
@@ -304,7 +313,8 @@ __global__ void attention_backward_dkdv_kernel(struct attn_params p) {
 #pragma unroll
     for (int r = 0; r < S::PER_WARP; r++)
 #pragma unroll
-        for (int c = 0; c < NC; c++) acck[r][c] = accv[r][c] = 0.f;
+        for (int c = 0; c < NC; c++)
+            acck[r][c] = accv[r][c] = 0.f;
     /* causal: queries before the block's first key see none of its keys */
     const int64_t istart = p.causal ? k0 / TILE * TILE : 0;
     for (int64_t i0 = istart; i0 < p.Tq; i0 += TILE) {
@@ -320,19 +330,22 @@ __global__ void attention_backward_dkdv_kernel(struct attn_params p) {
         const int64_t i = i0 + lane; /* this lane's query */
         float s[S::PER_WARP], dp[S::PER_WARP];
 #pragma unroll
-        for (int r = 0; r < S::PER_WARP; r++) s[r] = dp[r] = 0.f;
+        for (int r = 0; r < S::PER_WARP; r++)
+            s[r] = dp[r] = 0.f;
         const float *qr = sQ + lane * ldq, *gr = sdO + lane * ldo;
         const float *kw = sK + warp * S::PER_WARP * D, *vw = sV + warp * S::PER_WARP * Dv;
         for (int d = 0; d < D; d++) {
             float qd = qr[d];
 #pragma unroll
-            for (int r = 0; r < S::PER_WARP; r++) s[r] += kw[r * D + d] * qd;
+            for (int r = 0; r < S::PER_WARP; r++)
+                s[r] += kw[r * D + d] * qd;
         }
         if (want_dk)
             for (int e = 0; e < Dv; e++) {
                 float ge = gr[e];
 #pragma unroll
-                for (int r = 0; r < S::PER_WARP; r++) dp[r] += vw[r * Dv + e] * ge;
+                for (int r = 0; r < S::PER_WARP; r++)
+                    dp[r] += vw[r * Dv + e] * ge;
             }
 #pragma unroll
         for (int r = 0; r < S::PER_WARP; r++) {
@@ -375,7 +388,7 @@ __global__ void attention_backward_dkdv_kernel(struct attn_params p) {
     }
 }
 
-/* ---- launchers ------------------------------------------------------------------------------------------ */
+/* ---- launchers ------------------------------------------------------------------------------- */
 static void params_init(struct attn_params *p, const struct ti_attention_args *a) {
     memset(p, 0, sizeof *p);
     p->q = a->q.data;
@@ -421,16 +434,16 @@ static ti_status smem_prepare(struct ti_kctx *k, K kernel, size_t bytes, const c
         return ti_error(k->err, TI_ERR_UNSUPPORTED,
                         "%s: needs %zu bytes of shared memory per block, the device allows %d",
                         what, bytes, max_optin);
-    CUDA_CHECK(k, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)bytes));
+    CUDA_CHECK(
+        k, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
     return TI_OK;
 }
 
 template <typename T, int NC>
 static ti_status launch_forward(struct ti_kctx *k, const struct attn_params &p, int B) {
     typedef attn_shape<NC> S;
-    size_t smem = sizeof(float) * ((size_t)S::ROWS * p.D + (size_t)TILE * odd_stride(p.D) +
-                                   (size_t)TILE * p.Dv);
+    size_t smem = sizeof(float) *
+                  ((size_t)S::ROWS * p.D + (size_t)TILE * odd_stride(p.D) + (size_t)TILE * p.Dv);
     TI_TRY(smem_prepare(k, attention_forward_kernel<T, NC>, smem, "attention_forward"));
     dim3 grid((unsigned)CEIL_DIV(p.Tq, S::ROWS), (unsigned)p.NH, (unsigned)B);
     attention_forward_kernel<T, NC><<<grid, S::WARPS * 32, smem, TI_CUDA_STREAM(k)>>>(p);
@@ -456,9 +469,9 @@ static ti_status launch_backward(struct ti_kctx *k, const struct attn_params &p,
         CUDA_CHECK_LAUNCH(k, "attention_backward (dq)");
     }
     if (p.dk || p.dv) {
-        size_t smem = sizeof(float) * ((size_t)S::ROWS * (p.D + p.Dv) +
-                                       (size_t)TILE * (odd_stride(p.D) + odd_stride(p.Dv)) +
-                                       2 * TILE);
+        size_t smem =
+            sizeof(float) * ((size_t)S::ROWS * (p.D + p.Dv) +
+                             (size_t)TILE * (odd_stride(p.D) + odd_stride(p.Dv)) + 2 * TILE);
         TI_TRY(smem_prepare(k, attention_backward_dkdv_kernel<T, NC>, smem, "attention_backward"));
         dim3 grid((unsigned)CEIL_DIV(p.Tk, S::ROWS), (unsigned)p.NH, (unsigned)B);
         attention_backward_dkdv_kernel<T, NC><<<grid, S::WARPS * 32, smem, s>>>(p);
@@ -488,9 +501,12 @@ extern "C" ti_status cuda_attention_forward(struct ti_kctx *k, const struct ti_a
                         "attention: head widths D %d, Dv %d; the CUDA kernels support up to 512",
                         p.D, p.Dv);
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {
-        if (nc == 2) TI_TRY((launch_forward<T, 2>(k, p, B)));
-        else if (nc == 5) TI_TRY((launch_forward<T, 5>(k, p, B)));
-        else TI_TRY((launch_forward<T, 16>(k, p, B)));
+        if (nc == 2)
+            TI_TRY((launch_forward<T, 2>(k, p, B)));
+        else if (nc == 5)
+            TI_TRY((launch_forward<T, 5>(k, p, B)));
+        else
+            TI_TRY((launch_forward<T, 16>(k, p, B)));
     });
     return TI_OK;
 }
@@ -532,9 +548,12 @@ extern "C" ti_status cuda_attention_backward(struct ti_kctx *k, const struct ti_
         if (!p.drow) return TI_ERR_NOMEM;
     }
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {
-        if (nc == 2) TI_TRY((launch_backward<T, 2>(k, p, B)));
-        else if (nc == 5) TI_TRY((launch_backward<T, 5>(k, p, B)));
-        else TI_TRY((launch_backward<T, 16>(k, p, B)));
+        if (nc == 2)
+            TI_TRY((launch_backward<T, 2>(k, p, B)));
+        else if (nc == 5)
+            TI_TRY((launch_backward<T, 5>(k, p, B)));
+        else
+            TI_TRY((launch_backward<T, 16>(k, p, B)));
     });
     return TI_OK;
 }
