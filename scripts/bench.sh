@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - `make bench`: CPU op benchmarks of ti beside PyTorch, as Markdown tables.
+#
+#   scripts/bench.sh <builddir>        (make bench builds <builddir>/bench/bench_ops first)
+#
+# Runs <builddir>/bench/bench_ops (ti) and scripts/bench_torch_ops.py (Debian python3-torch,
+# /usr/bin/python3) on the same ops and sizes in the same run, twice:
+#   1. with the environment as set (this workplace sets OPENBLAS_CORETYPE=Haswell and
+#      OPENBLAS_L2_SIZE, which halves OpenBLAS SGEMM on its Zen CPUs), and
+#   2. with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset in the benchmark commands only
+#      (as on users' machines).
+# Both programs print `RESULT op pass median_ms gflop min_ms max_ms` lines (median of
+# BENCH_REPS timed runs after BENCH_WARMUP untimed ones); an op one side cannot run is printed
+# as "<op>: unavailable (<reason>)" and the rest still runs.
+# PyTorch runs with jemalloc preloaded when libjemalloc.so.2 is installed (as the project's CPU
+# anchors were measured: with glibc malloc its fresh-page faults make it several times slower),
+# with page decay off (MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1: freed pages are kept,
+# not returned to the kernel; on this VM the default decay alone made attention 3.7x slower);
+# the header says which allocator it had. ti reuses its arenas (no fresh memory after warm-up).
+#
+# Each side runs BENCH_ROUNDS times, alternating ti and PyTorch; a row shows the median of the
+# rounds' medians and, in parentheses, the fastest single run (the machine may be shared: the
+# fastest run is the least disturbed one).
+# Environment: BENCH_REPS (5), BENCH_WARMUP (2), BENCH_ROUNDS (3), BENCH_THREADS (nproc),
+# BENCH_PYTHON (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only).
+set -euo pipefail
+
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$BUILD/bench/bench_ops"
+PY=${BENCH_PYTHON:-/usr/bin/python3}
+REPS=${BENCH_REPS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-2}
+THREADS=${BENCH_THREADS:-$(nproc)}
+ONLY_ARGS=()
+if [ -n "${BENCH_ONLY:-}" ]; then ONLY_ARGS=(--only "$BENCH_ONLY"); fi
+
+if [ ! -x "$BIN" ]; then
+    echo "bench.sh: $BIN not found; build it with: cmake --build $BUILD --target ti_benchmarks" >&2
+    exit 2
+fi
+
+JEMALLOC=""
+for lib in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 \
+           /usr/lib/libjemalloc.so.2; do
+    if [ -e "$lib" ]; then JEMALLOC=$lib; break; fi
+done
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+sockets=$(lscpu 2>/dev/null | sed -n 's/^Socket(s):[[:space:]]*//p' | head -1)
+cores_per=$(lscpu 2>/dev/null | sed -n 's/^Core(s) per socket:[[:space:]]*//p' | head -1)
+tpc=$(lscpu 2>/dev/null | sed -n 's/^Thread(s) per core:[[:space:]]*//p' | head -1)
+echo "# ti op benchmarks (CPU, f32)"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "- machine: ${model:-unknown CPU}, ${sockets:-?} socket(s) x ${cores_per:-?} core(s) x ${tpc:-?} thread(s), $(nproc) CPUs online, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2}') GiB"
+echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+echo "- threads: ti OMP_NUM_THREADS=$THREADS, PyTorch torch.set_num_threads($THREADS)"
+if [ -n "$JEMALLOC" ]; then alloc="jemalloc ($JEMALLOC preloaded, MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1)"; else alloc="glibc malloc (libjemalloc2 not installed)"; fi
+echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: $alloc; ti: its own arenas"
+echo "- timing: $ROUNDS rounds alternating ti and PyTorch, each the median of $REPS runs after $WARMUP warm-up runs;"
+echo "  a cell is the median of the round medians (fastest single run); ratio = ti / PyTorch medians (< 1: ti faster)"
+echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
+echo "  attention 4*B*NH*Tq*Tk*D per forward; backward 2x forward for PyTorch (keeps P),"
+echo "  2.5x for ti (recomputes P from the saved log-sum-exp): GFLOP/s is each side's own count"
+
+# run_mode <label> [env -u args...]: ROUNDS rounds, each running ti then PyTorch (alternating,
+# so a change of machine load hits both sides alike), then one table: per row the median of the
+# round medians and the fastest single run.
+run_mode() {
+    local label=$1
+    shift
+    local envargs=("$@")
+    echo
+    echo "## $label"
+    echo
+    : > "$TMP/ti.txt"
+    : > "$TMP/torch.txt"
+    : > "$TMP/ti.err"
+    : > "$TMP/torch.err"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        env "${envargs[@]}" OMP_NUM_THREADS="$THREADS" "$BIN" --reps "$REPS" --warmup "$WARMUP" \
+            "${ONLY_ARGS[@]}" >> "$TMP/ti.txt" 2>> "$TMP/ti.err" || true
+        env "${envargs[@]}" ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} "$PY" "$ROOT/scripts/bench_torch_ops.py" \
+            --reps "$REPS" --warmup "$WARMUP" --threads "$THREADS" "${ONLY_ARGS[@]}" \
+            >> "$TMP/torch.txt" 2>> "$TMP/torch.err" || true
+    done
+    awk -F'\t' '
+        BEGIN {
+            # rows in a fixed order (conv first), whichever side printed them
+            n = split("conv2d\tforward|conv2d\tforward+input-grad|attention\tforward|attention\tforward+input-grad", pre, "|")
+            for (i = 1; i <= n; i++) { order[i] = pre[i]; seen[pre[i]] = 1 }
+        }
+        { side = FILENAME == ARGV[1] ? 1 : 2 }
+        $1 == "RESULT" {
+            key = $2 "\t" $3
+            if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+            c = ++cnt[side, key]
+            med[side, key, c] = $4 + 0; gf[side, key] = $5
+            if (!((side, key) in best) || $6 + 0 < best[side, key]) best[side, key] = $6 + 0
+            next
+        }
+        /: unavailable \(/ { if (!(side SUBSEP $0 in noted)) { noted[side, $0] = 1; note[++nn] = (side == 1 ? "ti " : "PyTorch ") $0 } }
+        function median(side, key,    c, i, j, t, a) {
+            c = cnt[side, key]
+            if (c == 0) return ""
+            for (i = 1; i <= c; i++) a[i] = med[side, key, i]
+            for (i = 2; i <= c; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return c % 2 ? a[(c + 1) / 2] : 0.5 * (a[c / 2] + a[c / 2 + 1])
+        }
+        END {
+            print "| op | pass | ti ms (fastest) | ti GFLOP/s | PyTorch ms (fastest) | PyTorch GFLOP/s | ti / PyTorch |"
+            print "|---|---|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, f, "\t")
+                t = median(1, k); p = median(2, k)
+                if (t == "" && p == "") continue
+                ts = t == "" ? "-" : sprintf("%.1f (%.1f)", t, best[1, k])
+                ps = p == "" ? "-" : sprintf("%.1f (%.1f)", p, best[2, k])
+                tg = t != "" && t > 0 ? sprintf("%.1f", gf[1, k] / t * 1e3) : "-"
+                pg = p != "" && p > 0 ? sprintf("%.1f", gf[2, k] / p * 1e3) : "-"
+                r = t != "" && p != "" && p > 0 ? sprintf("%.2f", t / p) : "-"
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], ts, tg, ps, pg, r
+            }
+            for (i = 1; i <= nn; i++) printf "\n%s\n", note[i]
+        }' "$TMP/ti.txt" "$TMP/torch.txt"
+    echo
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+    if [ -s "$TMP/ti.err" ]; then echo; echo "ti stderr:"; sort -u "$TMP/ti.err" | sed 's/^/    /'; fi
+    if [ -s "$TMP/torch.err" ]; then echo; echo "PyTorch stderr:"; sort -u "$TMP/torch.err" | sed 's/^/    /' | tail -5; fi
+}
+
+run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
+run_mode "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (benchmark commands only)" \
+    -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
