@@ -25,12 +25,14 @@ static void meta_only(struct ti_tensor *t) {
 /* Contiguous versions of up to three optional operands; releases all of them on failure. */
 static ti_status contiguous3(struct ti_ctx *ctx, struct ti_tensor out[3],
                              const struct ti_tensor *const in[3]) {
-    for (int i = 0; i < 3; i++) out[i] = ti_tensor_none();
+    for (int i = 0; i < 3; i++)
+        out[i] = ti_tensor_none();
     for (int i = 0; i < 3; i++) {
         if (!in[i] || !in[i]->data) continue;
         ti_status st = ti_contiguous(ctx, &out[i], in[i]);
         if (st != TI_OK) {
-            for (int j = 0; j < i; j++) ti_tensor_release(&out[j]);
+            for (int j = 0; j < i; j++)
+                ti_tensor_release(&out[j]);
             return st;
         }
     }
@@ -38,7 +40,8 @@ static ti_status contiguous3(struct ti_ctx *ctx, struct ti_tensor out[3],
 }
 
 static void release3(struct ti_tensor t[3]) {
-    for (int i = 0; i < 3; i++) ti_tensor_release(&t[i]);
+    for (int i = 0; i < 3; i++)
+        ti_tensor_release(&t[i]);
 }
 
 /* A 1-D bias of n elements with the op's dtype (NULL or absent: no bias). */
@@ -110,10 +113,14 @@ ti_status ti_linear(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
             n->in_slot[1] = c[1].grad;
             n->in_slot[2] = c[2].data ? c[2].grad : -1;
             /* dinp = dout . weight needs the weight; dweight = dout^T . inp needs inp */
-            if (c[0].grad >= 0) ti_node_keep(n, &n->args.linear.weight);
-            else meta_only(&n->args.linear.weight);
-            if (c[1].grad >= 0) ti_node_keep(n, &n->args.linear.inp);
-            else meta_only(&n->args.linear.inp);
+            if (c[0].grad >= 0)
+                ti_node_keep(n, &n->args.linear.weight);
+            else
+                meta_only(&n->args.linear.weight);
+            if (c[1].grad >= 0)
+                ti_node_keep(n, &n->args.linear.inp);
+            else
+                meta_only(&n->args.linear.inp);
         }
     }
     release3(c);
@@ -193,8 +200,7 @@ ti_status ti_matmul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
     TI_TRY(ti_check_float(ctx, "matmul", "a", a));
     TI_TRY(ti_check_dtype(ctx, "matmul", "b", b, a->dtype));
     if (a->ndim < 2 || a->ndim > 3 || b->ndim < 2 || b->ndim > 3)
-        return ti_error(&ctx->err, TI_ERR_SHAPE,
-                        "matmul: operands %s and %s must have 2 or 3 dims",
+        return ti_error(&ctx->err, TI_ERR_SHAPE, "matmul: operands %s and %s must have 2 or 3 dims",
                         ti_shape_str(a->ndim, a->shape, x, sizeof x),
                         ti_shape_str(b->ndim, b->shape, y, sizeof y));
     struct ti_matmul_args k;
@@ -204,10 +210,11 @@ ti_status ti_matmul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
     int64_t M = k.a.shape[1], K = k.a.shape[2], N = k.b.shape[2];
     int64_t ba = k.a.shape[0], bb = k.b.shape[0], bt = ba > bb ? ba : bb;
     if (k.b.shape[1] != K || (ba != bb && ba != 1 && bb != 1))
-        return ti_error(&ctx->err, TI_ERR_SHAPE,
-                        "matmul: a %s%s and b %s%s do not multiply (batch, M, K) . (batch, K, N)",
-                        ti_shape_str(a->ndim, a->shape, x, sizeof x), trans_a ? " (transposed)" : "",
-                        ti_shape_str(b->ndim, b->shape, y, sizeof y), trans_b ? " (transposed)" : "");
+        return ti_error(
+            &ctx->err, TI_ERR_SHAPE,
+            "matmul: a %s%s and b %s%s do not multiply (batch, M, K) . (batch, K, N)",
+            ti_shape_str(a->ndim, a->shape, x, sizeof x), trans_a ? " (transposed)" : "",
+            ti_shape_str(b->ndim, b->shape, y, sizeof y), trans_b ? " (transposed)" : "");
 
     /* operands whose matrices have no unit stride are copied (recorded, so gradients flow) */
     struct ti_tensor src[2];
@@ -259,10 +266,14 @@ ti_status ti_matmul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
                 meta_only(d);
             }
             /* da = alpha dout . b^T reads b; db = alpha a^T . dout reads a */
-            if (src[0].grad >= 0) ti_node_keep(n, &r->b);
-            else meta_only(&r->b);
-            if (src[1].grad >= 0) ti_node_keep(n, &r->a);
-            else meta_only(&r->a);
+            if (src[0].grad >= 0)
+                ti_node_keep(n, &r->b);
+            else
+                meta_only(&r->b);
+            if (src[1].grad >= 0)
+                ti_node_keep(n, &r->a);
+            else
+                meta_only(&r->a);
         }
     }
     ti_tensor_release(&src[0]);
@@ -286,11 +297,15 @@ ti_status ti_matmul_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     TI_TRY(ti_tensor_reshape_view(&a.dout, dout, 3, out3, &ctx->err));
     struct ti_tensor g;
     TI_TRY(ti_tape_grad(ctx, node->in_slot[0], &g));
-    if (g.data) a.da.data = g.data;
-    else a.da = ti_tensor_none();
+    if (g.data)
+        a.da.data = g.data;
+    else
+        a.da = ti_tensor_none();
     TI_TRY(ti_tape_grad(ctx, node->in_slot[1], &g));
-    if (g.data) a.db.data = g.data;
-    else a.db = ti_tensor_none();
+    if (g.data)
+        a.db.data = g.data;
+    else
+        a.db = ti_tensor_none();
     if (!a.da.data && !a.db.data) return TI_OK;
     ti_status st;
     TI_RUN_KERNEL(st, ctx, dout->dtype, matmul_backward, &a);
@@ -320,7 +335,8 @@ ti_status ti_conv2d(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
     TI_TRY(check_bias(ctx, "conv2d", bias, inp->dtype, weight->shape[0], weight));
     int p[4] = {0, 0, 0, 0};
     if (pad)
-        for (int i = 0; i < 4; i++) p[i] = pad[i];
+        for (int i = 0; i < 4; i++)
+            p[i] = pad[i];
     if (stride < 1 || p[0] < 0 || p[1] < 0 || p[2] < 0 || p[3] < 0)
         return ti_error(&ctx->err, TI_ERR_INVALID,
                         "conv2d: stride %d and padding {%d, %d, %d, %d} (top, bottom, left, "
@@ -346,7 +362,8 @@ ti_status ti_conv2d(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
     k.weight = c[1];
     k.bias = c[2];
     k.stride[0] = k.stride[1] = stride;
-    for (int i = 0; i < 4; i++) k.pad[i] = p[i];
+    for (int i = 0; i < 4; i++)
+        k.pad[i] = p[i];
     if (st == TI_OK) TI_RUN_KERNEL(st, ctx, inp->dtype, conv2d_forward, &k);
 
     const struct ti_tensor *ins[3] = {&c[0], &c[1], &c[2]};
@@ -362,10 +379,14 @@ ti_status ti_conv2d(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
             n->in_slot[1] = c[1].grad;
             n->in_slot[2] = c[2].data ? c[2].grad : -1;
             /* backward-data reads the weight, backward-filter the input */
-            if (c[0].grad >= 0) ti_node_keep(n, &r->weight);
-            else meta_only(&r->weight);
-            if (c[1].grad >= 0) ti_node_keep(n, &r->inp);
-            else meta_only(&r->inp);
+            if (c[0].grad >= 0)
+                ti_node_keep(n, &r->weight);
+            else
+                meta_only(&r->weight);
+            if (c[1].grad >= 0)
+                ti_node_keep(n, &r->inp);
+            else
+                meta_only(&r->inp);
         }
     }
     release3(c);
@@ -379,10 +400,10 @@ ti_status ti_conv2d(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
 
 /* y[b,o,i,j] = bias[o] + sum_{c,u,v} w[o,c,u,v] x[b, c, i*s+u-top, j*s+v-left], so with
  * g = dL/dy:
- *   dL/dx[b,c,h,w] = sum over (o,u,v,i,j) with h = i*s+u-top, w = j*s+v-left of w[o,c,u,v] g[b,o,i,j]
- *                    (the transposed convolution; padded positions are dropped),
- *   dL/dw[o,c,u,v] = sum_{b,i,j} g[b,o,i,j] x[b, c, i*s+u-top, j*s+v-left] (x = 0 in the padding),
- *   dL/dbias[o]    = sum_{b,i,j} g[b,o,i,j]. */
+ *   dL/dx[b,c,h,w] = sum over (o,u,v,i,j) with h = i*s+u-top, w = j*s+v-left of w[o,c,u,v]
+ * g[b,o,i,j] (the transposed convolution; padded positions are dropped), dL/dw[o,c,u,v] =
+ * sum_{b,i,j} g[b,o,i,j] x[b, c, i*s+u-top, j*s+v-left] (x = 0 in the padding), dL/dbias[o]    =
+ * sum_{b,i,j} g[b,o,i,j]. */
 ti_status ti_conv2d_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
                                   const struct ti_tensor *dout) {
     struct ti_conv2d_args a = node->args.conv2d;

@@ -50,6 +50,8 @@ static ti_status f_conv2d(struct ti_ctx *ctx, struct ti_tensor *out, const struc
     return ti_conv2d(ctx, out, &in[0], &in[1], p[5] != 0 ? &in[2] : NULL, (int)p[0], pad);
 }
 
+/* (one case per line or two: clang-format would put every field on its own line) */
+/* clang-format off */
 /* input specs: differentiable (G) or frozen (F), values in [-1, 1] */
 #define G2(a, b) {2, {a, b}, 1, -1, 1, 0}
 #define G3(a, b, c) {3, {a, b, c}, 1, -1, 1, 0}
@@ -84,6 +86,10 @@ const struct op_case oc_cases_gemm[] = {
     /* ---- conv2d: p0 = stride, p1..p4 = pad top, bottom, left, right, p5 = has bias ---- */
     {"conv2d_3x3_s1_p1", "conv2d", f_conv2d, {1, 1, 1, 1, 1, 1}, 3,
      {G4(2, 3, 7, 9), G4(5, 3, 3, 3), G1(5)}},
+    {"conv2d_3x3_s1_nopad", "conv2d", f_conv2d, {1, 0, 0, 0, 0, 1}, 3,
+     {G4(1, 5, 9, 7), G4(3, 5, 3, 3), G1(3)}},
+    {"conv2d_3x3_s1_asym", "conv2d", f_conv2d, {1, 2, 0, 0, 1, 1}, 3,
+     {G4(2, 3, 6, 5), G4(5, 3, 3, 3), G1(5)}},
     {"conv2d_3x3_s2_p1", "conv2d", f_conv2d, {2, 1, 1, 1, 1, 1}, 3,
      {G4(2, 3, 9, 7), G4(5, 3, 3, 3), G1(5)}},
     {"conv2d_1x1", "conv2d", f_conv2d, {1, 0, 0, 0, 0, 1}, 3,
@@ -106,3 +112,4 @@ const struct op_case oc_cases_gemm[] = {
      {G4(1, 5, 9, 7), F4(3, 5, 3, 3), F1(3)}},
     {NULL},
 };
+/* clang-format on */

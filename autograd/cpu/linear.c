@@ -66,7 +66,8 @@ static ti_status mat_gemm(struct ti_kctx *k, struct mat C, struct mat A, struct 
 static void fill_rows(real *out, const real *bias, int64_t M, int64_t N) {
     int nt = M * N >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t m = 0; m < M; m++) memcpy(out + m * N, bias, (size_t)N * sizeof(real));
+    for (int64_t m = 0; m < M; m++)
+        memcpy(out + m * N, bias, (size_t)N * sizeof(real));
 }
 
 /* dbias (N) += sum over the M rows of g (M, N), in double, in row order (deterministic).
@@ -78,16 +79,19 @@ static void add_col_sums(real *dbias, const real *g, int64_t M, int64_t N) {
     for (int64_t blk = 0; blk < nb; blk++) {
         double acc[64];
         int64_t n0 = blk * 64, nn = N - n0 < 64 ? N - n0 : 64;
-        for (int64_t j = 0; j < nn; j++) acc[j] = 0;
+        for (int64_t j = 0; j < nn; j++)
+            acc[j] = 0;
         for (int64_t m = 0; m < M; m++) {
             const real *row = g + m * N + n0;
-            for (int64_t j = 0; j < nn; j++) acc[j] += row[j];
+            for (int64_t j = 0; j < nn; j++)
+                acc[j] += row[j];
         }
-        for (int64_t j = 0; j < nn; j++) dbias[n0 + j] += (real)acc[j];
+        for (int64_t j = 0; j < nn; j++)
+            dbias[n0 + j] += (real)acc[j];
     }
 }
 
-/* ---- LINEAR: out (M, N) = inp (M, K) . weight (N, K)^T + bias ----------------------------------- */
+/* ---- LINEAR: out (M, N) = inp (M, K) . weight (N, K)^T + bias -------------------------------- */
 ti_status CPU_FN(linear_forward)(struct ti_kctx *k, const struct ti_linear_args *a) {
     (void)k;
     int64_t M = a->inp.shape[0], K = a->inp.shape[1], N = a->weight.shape[0];
@@ -115,7 +119,7 @@ ti_status CPU_FN(linear_backward)(struct ti_kctx *k, const struct ti_linear_args
     return TI_OK;
 }
 
-/* ---- MATMUL: out_b = alpha a_b . b_b + beta out_b ------------------------------------------------ */
+/* ---- MATMUL: out_b = alpha a_b . b_b + beta out_b -------------------------------------------- */
 
 /* Matrix b of a 3-D view. */
 static struct mat mat_of(const struct ti_tensor *t, int64_t b) {
@@ -137,8 +141,10 @@ ti_status CPU_FN(matmul_backward)(struct ti_kctx *k, const struct ti_matmul_args
     real alpha = (real)a->alpha;
     for (int64_t b = 0; b < a->dout.shape[0]; b++) {
         struct mat g = mat_of(&a->dout, b);
-        if (a->da.data) TI_TRY(mat_gemm(k, mat_of(&a->da, b), g, mat_t(mat_of(&a->b, b)), alpha, R(1)));
-        if (a->db.data) TI_TRY(mat_gemm(k, mat_of(&a->db, b), mat_t(mat_of(&a->a, b)), g, alpha, R(1)));
+        if (a->da.data)
+            TI_TRY(mat_gemm(k, mat_of(&a->da, b), g, mat_t(mat_of(&a->b, b)), alpha, R(1)));
+        if (a->db.data)
+            TI_TRY(mat_gemm(k, mat_of(&a->db, b), mat_t(mat_of(&a->a, b)), g, alpha, R(1)));
     }
     return TI_OK;
 }

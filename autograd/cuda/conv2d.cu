@@ -61,7 +61,7 @@ static ti_status scratch_or_fail(struct ti_kctx *k, void **p, size_t bytes, cons
     return TI_OK;
 }
 
-/* ---- element kernels ---------------------------------------------------------------------------- */
+/* ---- element kernels ------------------------------------------------------------------------- */
 
 /* col (Cin*KH*KW, Ho*Wo)[(c,u,v), (i,j)] = x[c, i*s+u-pt, j*s+v-pl], 0 in the padding */
 template <typename T>
@@ -75,8 +75,10 @@ __global__ void im2col_kernel(T *col, const T *x, struct conv_geom g, int64_t to
         t /= g.KW;
         int64_t u = t % g.KH, c = t / g.KH;
         int64_t y = i * g.s + u - g.pt, xx = j * g.s + v - g.pl;
-        if (y >= 0 && y < g.H && xx >= 0 && xx < g.W) col[n] = x[(c * g.H + y) * g.W + xx];
-        else stf(col + n, 0.f);
+        if (y >= 0 && y < g.H && xx >= 0 && xx < g.W)
+            col[n] = x[(c * g.H + y) * g.W + xx];
+        else
+            stf(col + n, 0.f);
     }
 }
 
@@ -95,14 +97,15 @@ __global__ void col2im_add_kernel(T *dx, const T *col, struct conv_geom g, int64
             for (int64_t v = 0; v < g.KW; v++) {
                 int64_t tx = xx + g.pl - v;
                 if (tx < 0 || tx % g.s != 0 || tx / g.s >= g.Wo) continue;
-                acc += ldf(col + ((c * g.KH + u) * g.KW + v) * plane + (ty / g.s) * g.Wo + tx / g.s);
+                acc +=
+                    ldf(col + ((c * g.KH + u) * g.KW + v) * plane + (ty / g.s) * g.Wo + tx / g.s);
             }
         }
         stf(dx + n, ldf(dx + n) + acc);
     }
 }
 
-/* ---- im2col + cuBLAS path (one image at a time) ------------------------------------------------- */
+/* ---- im2col + cuBLAS path (one image at a time) ---------------------------------------------- */
 
 static struct ti_cuda_mat mat2(void *p, int64_t r, int64_t c, int64_t sr, int64_t sc) {
     struct ti_cuda_mat m;
@@ -120,8 +123,8 @@ static ti_status im2col(struct ti_kctx *k, enum ti_dtype dt, void *col, const vo
     int64_t total = g.Cin * g.KH * g.KW * g.Ho * g.Wo;
     cudaStream_t s = TI_CUDA_STREAM(k);
     TI_CUDA_FLOAT_SWITCH(k, dt, T, {
-        im2col_kernel<T><<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)col, (const T *)x, g,
-                                                                     total);
+        im2col_kernel<T>
+            <<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)col, (const T *)x, g, total);
     });
     CUDA_CHECK_LAUNCH(k, "conv2d im2col");
     return TI_OK;
@@ -133,8 +136,8 @@ static ti_status col2im_add(struct ti_kctx *k, enum ti_dtype dt, void *dx, const
     if (total == 0) return TI_OK;
     cudaStream_t s = TI_CUDA_STREAM(k);
     TI_CUDA_FLOAT_SWITCH(k, dt, T, {
-        col2im_add_kernel<T><<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)dx, (const T *)col,
-                                                                         g, total);
+        col2im_add_kernel<T>
+            <<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)dx, (const T *)col, g, total);
     });
     CUDA_CHECK_LAUNCH(k, "conv2d col2im");
     return TI_OK;
@@ -178,8 +181,8 @@ static ti_status gemm_backward(struct ti_kctx *k, const struct ti_conv2d_args *a
         if (want_w) {
             TI_TRY(im2col(k, dt, col, (const char *)a->inp.data + xoff, g));
             TI_TRY(ti_cuda_gemm(k, dt, 1, mat2(a->dweight.data, g.Cout, ckk, ckk, 1),
-                                mat2(dy, g.Cout, plane, plane, 1),
-                                mat2(col, plane, ckk, 1, plane), 1.f, 1.f));
+                                mat2(dy, g.Cout, plane, plane, 1), mat2(col, plane, ckk, 1, plane),
+                                1.f, 1.f));
         }
         if (want_x) {
             TI_TRY(ti_cuda_gemm(k, dt, 1, mat2(col, ckk, plane, plane, 1),
@@ -191,7 +194,7 @@ static ti_status gemm_backward(struct ti_kctx *k, const struct ti_conv2d_args *a
     return TI_OK;
 }
 
-/* ---- cuDNN path ------------------------------------------------------------------------------------ */
+/* ---- cuDNN path ------------------------------------------------------------------------------ */
 #ifdef TI_HAVE_CUDNN
 
 /* xp (BC, Hp, Wp) = x (BC, H, W) with pt rows on top and pl columns on the left of zeros (the
@@ -203,8 +206,10 @@ __global__ void pad_kernel(T *xp, const T *x, int64_t H, int64_t W, int64_t Hp, 
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t j = i % Wp, t = i / Wp, r = t % Hp, bc = t / Hp;
         int64_t y = r - pt, xx = j - pl;
-        if (y >= 0 && y < H && xx >= 0 && xx < W) xp[i] = x[(bc * H + y) * W + xx];
-        else stf(xp + i, 0.f);
+        if (y >= 0 && y < H && xx >= 0 && xx < W)
+            xp[i] = x[(bc * H + y) * W + xx];
+        else
+            stf(xp + i, 0.f);
     }
 }
 
@@ -226,7 +231,7 @@ static ti_status launch_pad(struct ti_kctx *k, enum ti_dtype dt, void *xp, const
     cudaStream_t s = TI_CUDA_STREAM(k);
     TI_CUDA_FLOAT_SWITCH(k, dt, T, {
         pad_kernel<T><<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)xp, (const T *)x, g.H, g.W,
-                                                                  g.Hp, g.Wp, g.pt, g.pl, total);
+                                                                 g.Hp, g.Wp, g.pt, g.pl, total);
     });
     CUDA_CHECK_LAUNCH(k, "conv2d pad");
     return TI_OK;
@@ -264,14 +269,23 @@ struct dnn_descs {
 
 static int dnn_type(enum ti_dtype dt, cudnnDataType_t *t) {
     switch (dt) {
-    case TI_DTYPE_F32: *t = CUDNN_DATA_FLOAT; return 1;
-    case TI_DTYPE_F16: *t = CUDNN_DATA_HALF; return 1;
-    case TI_DTYPE_BF16: *t = CUDNN_DATA_BFLOAT16; return 1;
-    default: return 0;
+    case TI_DTYPE_F32:
+        *t = CUDNN_DATA_FLOAT;
+        return 1;
+    case TI_DTYPE_F16:
+        *t = CUDNN_DATA_HALF;
+        return 1;
+    case TI_DTYPE_BF16:
+        *t = CUDNN_DATA_BFLOAT16;
+        return 1;
+    default:
+        return 0;
     }
 }
 
-static int fits_int(int64_t v) { return v >= 0 && v <= 2147483647; }
+static int fits_int(int64_t v) {
+    return v >= 0 && v <= 2147483647;
+}
 
 /* Descriptors for the convolution of an input (B, Cin, hin, win) padded symmetrically by
  * (ph, pw), producing (B, Cout, Ho, Wo). *ok = 0 when cuDNN cannot describe it (int sizes). */
@@ -281,8 +295,20 @@ static ti_status dnn_setup(struct ti_kctx *k, dnn_descs &d, enum ti_dtype dt,
     cudnnDataType_t t;
     *ok = 0;
     if (!dnn_type(dt, &t)) return TI_OK;
-    const int64_t dims[] = {g.B, g.Cin, hin, win, g.Cout, g.KH, g.KW, g.Ho, g.Wo, ph, pw, g.s,
-                            g.B * g.Cin * hin * win, g.B * g.Cout * g.Ho * g.Wo};
+    const int64_t dims[] = {g.B,
+                            g.Cin,
+                            hin,
+                            win,
+                            g.Cout,
+                            g.KH,
+                            g.KW,
+                            g.Ho,
+                            g.Wo,
+                            ph,
+                            pw,
+                            g.s,
+                            g.B * g.Cin * hin * win,
+                            g.B * g.Cout * g.Ho * g.Wo};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (!fits_int(dims[i])) return TI_OK;
     CUDNN_CHECK(k, cudnnCreateTensorDescriptor(&d.x));
@@ -333,8 +359,8 @@ static int dnn_unsupported(cudnnStatus_t st) {
 }
 
 /* y = alpha conv(x, w) + beta y. *done = 0 when no algorithm runs the case. */
-static ti_status dnn_run_forward(struct ti_kctx *k, dnn_descs &d, enum ti_dtype dt,
-                                 const void *x, const void *w, void *y, float beta, int *done) {
+static ti_status dnn_run_forward(struct ti_kctx *k, dnn_descs &d, enum ti_dtype dt, const void *x,
+                                 const void *w, void *y, float beta, int *done) {
     cudnnHandle_t h = (cudnnHandle_t)k->dnn;
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0, order[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -352,8 +378,8 @@ static ti_status dnn_run_forward(struct ti_kctx *k, dnn_descs &d, enum ti_dtype 
             continue;
         void *ws;
         TI_TRY(scratch_or_fail(k, &ws, wsz, "the cuDNN forward workspace"));
-        cudnnStatus_t st = cudnnConvolutionForward(h, &alpha, d.x, x, d.w, w, d.c, p.algo, ws,
-                                                   wsz, &beta, d.y, y);
+        cudnnStatus_t st =
+            cudnnConvolutionForward(h, &alpha, d.x, x, d.w, w, d.c, p.algo, ws, wsz, &beta, d.y, y);
         if (dnn_unsupported(st)) continue;
         CUDNN_CHECK(k, st);
         *done = 1;
@@ -382,8 +408,8 @@ static ti_status dnn_run_data(struct ti_kctx *k, dnn_descs &d, enum ti_dtype dt,
             continue;
         void *ws;
         TI_TRY(scratch_or_fail(k, &ws, wsz, "the cuDNN backward-data workspace"));
-        cudnnStatus_t st = cudnnConvolutionBackwardData(h, &alpha, d.w, w, d.y, dy, d.c, p.algo,
-                                                        ws, wsz, &beta, d.x, dx);
+        cudnnStatus_t st = cudnnConvolutionBackwardData(h, &alpha, d.w, w, d.y, dy, d.c, p.algo, ws,
+                                                        wsz, &beta, d.x, dx);
         if (dnn_unsupported(st)) continue;
         CUDNN_CHECK(k, st);
         *done = 1;
@@ -422,7 +448,9 @@ static ti_status dnn_run_filter(struct ti_kctx *k, dnn_descs &d, enum ti_dtype d
     return TI_OK;
 }
 
-static int asymmetric(const struct conv_geom &g) { return g.pt != g.pb || g.pl != g.pr; }
+static int asymmetric(const struct conv_geom &g) {
+    return g.pt != g.pb || g.pl != g.pr;
+}
 
 /* Forward through cuDNN; *done = 0 leaves the case to the GEMM path. */
 static ti_status dnn_forward(struct ti_kctx *k, const struct ti_conv2d_args *a,
@@ -443,7 +471,8 @@ static ti_status dnn_forward(struct ti_kctx *k, const struct ti_conv2d_args *a,
     if (!ok) return TI_OK;
     if (asymmetric(g)) { /* x zero-padded into scratch, convolved with pad 0 */
         void *xp;
-        TI_TRY(scratch_or_fail(k, &xp, (size_t)(g.B * g.Cin * g.Hp * g.Wp) * es, "the padded input"));
+        TI_TRY(
+            scratch_or_fail(k, &xp, (size_t)(g.B * g.Cin * g.Hp * g.Wp) * es, "the padded input"));
         TI_TRY(launch_pad(k, dt, xp, a->inp.data, g));
         x = xp;
     }
@@ -493,7 +522,7 @@ static ti_status dnn_backward(struct ti_kctx *k, const struct ti_conv2d_args *a,
 }
 #endif /* TI_HAVE_CUDNN */
 
-/* ---- launchers ----------------------------------------------------------------------------------- */
+/* ---- launchers ------------------------------------------------------------------------------- */
 
 extern "C" ti_status cuda_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a) {
     struct conv_geom g;

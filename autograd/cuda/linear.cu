@@ -16,14 +16,21 @@
 #include "launchers.h"
 #include "linear.h"
 
-/* ---- the strided GEMM ---------------------------------------------------------------------------- */
+/* ---- the strided GEMM ------------------------------------------------------------------------ */
 
 static int blas_type(enum ti_dtype dt, cudaDataType_t *t) {
     switch (dt) {
-    case TI_DTYPE_F32: *t = CUDA_R_32F; return 1;
-    case TI_DTYPE_F16: *t = CUDA_R_16F; return 1;
-    case TI_DTYPE_BF16: *t = CUDA_R_16BF; return 1;
-    default: return 0;
+    case TI_DTYPE_F32:
+        *t = CUDA_R_32F;
+        return 1;
+    case TI_DTYPE_F16:
+        *t = CUDA_R_16F;
+        return 1;
+    case TI_DTYPE_BF16:
+        *t = CUDA_R_16BF;
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -56,7 +63,9 @@ static int mat_layout(struct ti_cuda_mat m, int *trans, int64_t *ld) {
     return 0;
 }
 
-static int fits_int(int64_t v) { return v >= 0 && v <= 2147483647; }
+static int fits_int(int64_t v) {
+    return v >= 0 && v <= 2147483647;
+}
 
 ti_status ti_cuda_gemm(struct ti_kctx *k, enum ti_dtype dt, int64_t bt, struct ti_cuda_mat C,
                        struct ti_cuda_mat A, struct ti_cuda_mat B, float alpha, float beta) {
@@ -94,20 +103,19 @@ ti_status ti_cuda_gemm(struct ti_kctx *k, enum ti_dtype dt, int64_t bt, struct t
             const char *pb = (const char *)B.p + (size_t)(b * B.sb) * es;
             CUBLAS_CHECK(k, cublasGemmEx(h, opb, opa, (int)N, (int)M, (int)K, &alpha, pb, type,
                                          (int)ldb, pa, type, (int)lda, b == 0 ? &beta : &one, C.p,
-                                         type, (int)ldc, CUBLAS_COMPUTE_32F,
-                                         CUBLAS_GEMM_DEFAULT));
+                                         type, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
         return TI_OK;
     }
     CUBLAS_CHECK(k, cublasGemmStridedBatchedEx(h, opb, opa, (int)N, (int)M, (int)K, &alpha, B.p,
-                                               type, (int)ldb, (long long)B.sb, A.p, type,
-                                               (int)lda, (long long)A.sb, &beta, C.p, type,
-                                               (int)ldc, (long long)C.sb, (int)bt,
-                                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                               type, (int)ldb, (long long)B.sb, A.p, type, (int)lda,
+                                               (long long)A.sb, &beta, C.p, type, (int)ldc,
+                                               (long long)C.sb, (int)bt, CUBLAS_COMPUTE_32F,
+                                               CUBLAS_GEMM_DEFAULT));
     return TI_OK;
 }
 
-/* ---- bias kernels ------------------------------------------------------------------------------- */
+/* ---- bias kernels ---------------------------------------------------------------------------- */
 
 template <typename T>
 __global__ void bias_fill_kernel(T *out, const T *bias, int64_t n, int64_t inner, int64_t total) {
@@ -122,8 +130,8 @@ ti_status ti_cuda_bias_fill(struct ti_kctx *k, enum ti_dtype dt, void *out, cons
     if (total == 0) return TI_OK;
     cudaStream_t s = TI_CUDA_STREAM(k);
     TI_CUDA_FLOAT_SWITCH(k, dt, T, {
-        bias_fill_kernel<T><<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)out, (const T *)bias,
-                                                                         n, inner, total);
+        bias_fill_kernel<T>
+            <<<ti_cuda_blocks(total, 256), 256, 0, s>>>((T *)out, (const T *)bias, n, inner, total);
     });
     CUDA_CHECK_LAUNCH(k, "bias_fill");
     return TI_OK;
@@ -137,12 +145,14 @@ __global__ void bias_grad_cols_kernel(T *dbias, const T *g, int64_t rows, int64_
     int64_t col = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.f;
     if (col < n)
-        for (int64_t r = threadIdx.y; r < rows; r += 8) acc += ldf(g + r * n + col);
+        for (int64_t r = threadIdx.y; r < rows; r += 8)
+            acc += ldf(g + r * n + col);
     part[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && col < n) {
         float s = 0.f;
-        for (int y = 0; y < 8; y++) s += part[y][threadIdx.x];
+        for (int y = 0; y < 8; y++)
+            s += part[y][threadIdx.x];
         stf(dbias + col, ldf(dbias + col) + s);
     }
 }
@@ -182,15 +192,15 @@ ti_status ti_cuda_bias_grad(struct ti_kctx *k, enum ti_dtype dt, void *dbias, co
         });
     } else {
         TI_CUDA_FLOAT_SWITCH(k, dt, T, {
-            bias_grad_chan_kernel<T><<<(unsigned)n, 256, 0, s>>>((T *)dbias, (const T *)g, outer,
-                                                                  n, inner);
+            bias_grad_chan_kernel<T>
+                <<<(unsigned)n, 256, 0, s>>>((T *)dbias, (const T *)g, outer, n, inner);
         });
     }
     CUDA_CHECK_LAUNCH(k, "bias_grad");
     return TI_OK;
 }
 
-/* ---- LINEAR: out (M, N) = inp (M, K) . weight (N, K)^T + bias ------------------------------------- */
+/* ---- LINEAR: out (M, N) = inp (M, K) . weight (N, K)^T + bias -------------------------------- */
 
 static struct ti_cuda_mat mat2(void *p, int64_t r, int64_t c, int64_t sr, int64_t sc) {
     struct ti_cuda_mat m;
@@ -234,7 +244,7 @@ extern "C" ti_status cuda_linear_backward(struct ti_kctx *k, const struct ti_lin
     return TI_OK;
 }
 
-/* ---- MATMUL: out_b = alpha a_b . b_b + beta out_b ------------------------------------------------- */
+/* ---- MATMUL: out_b = alpha a_b . b_b + beta out_b -------------------------------------------- */
 
 static struct ti_cuda_mat mat3(const struct ti_tensor *t) {
     struct ti_cuda_mat m;

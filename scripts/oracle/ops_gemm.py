@@ -62,6 +62,8 @@ CASES = [
     Case("matmul_copied_a", matmul_permuted, [0, 0, 1, 2, 0, 1], [G(5, 7, 3), G(3, 7, 11)]),
     # conv2d: p0 = stride, p1..p4 = pad top, bottom, left, right, p5 = has bias
     Case("conv2d_3x3_s1_p1", conv2d, [1, 1, 1, 1, 1, 1], [G(2, 3, 7, 9), G(5, 3, 3, 3), G(5)]),
+    Case("conv2d_3x3_s1_nopad", conv2d, [1, 0, 0, 0, 0, 1], [G(1, 5, 9, 7), G(3, 5, 3, 3), G(3)]),
+    Case("conv2d_3x3_s1_asym", conv2d, [1, 2, 0, 0, 1, 1], [G(2, 3, 6, 5), G(5, 3, 3, 3), G(5)]),
     Case("conv2d_3x3_s2_p1", conv2d, [2, 1, 1, 1, 1, 1], [G(2, 3, 9, 7), G(5, 3, 3, 3), G(5)]),
     Case("conv2d_1x1", conv2d, [1, 0, 0, 0, 0, 1], [G(2, 5, 7, 3), G(7, 5, 1, 1), G(7)]),
     Case("conv2d_1x1_s2", conv2d, [2, 0, 0, 0, 0, 1], [G(1, 5, 7, 9), G(3, 5, 1, 1), G(3)]),
