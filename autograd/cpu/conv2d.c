@@ -237,8 +237,12 @@ struct wino {
     int64_t B, Ci, Hi, Wi; /* input (B, Ci, Hi, Wi) */
     int64_t Co, Ho, Wo;    /* output (B, Co, Ho, Wo) */
     int64_t py, px;        /* out[y][x] reads in[y + u - py][x + v - px], u, v in 0..2 */
-    int64_t th, tw, N;     /* tiles per image: th x tw; N = B * th * tw */
+    int64_t th, tw;        /* tiles per image: th rows of tw tiles */
+    int64_t rows;          /* tile rows per chunk (bounds V and M, see wino_conv) */
 };
+
+/* Scratch for the transformed input and products of one chunk. */
+#define WINO_CHUNK_BYTES ((int64_t)64 << 20)
 
 static void wino_init(struct wino *q, int64_t B, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co,
                       int64_t Ho, int64_t Wo, int64_t py, int64_t px) {
@@ -253,7 +257,10 @@ static void wino_init(struct wino *q, int64_t B, int64_t Ci, int64_t Hi, int64_t
     q->px = px;
     q->th = (Ho + 1) / 2;
     q->tw = (Wo + 1) / 2;
-    q->N = B * q->th * q->tw;
+    int64_t per_row = 16 * (Ci + Co) * q->tw * (int64_t)sizeof(real);
+    q->rows = per_row > 0 ? WINO_CHUNK_BYTES / per_row : 1;
+    if (q->rows < 1) q->rows = 1;
+    if (q->rows > B * q->th) q->rows = B * q->th;
 }
 
 /* U (16, Co, Ci) = G g G^T of every filter. flip = 0: g = w[o][c] of weight (Co, Ci, 3, 3);
@@ -281,111 +288,159 @@ static void wino_weights(real *U, const real *w, int64_t Co, int64_t Ci, int fli
         }
 }
 
-/* V (16, Ci, N) = B^T d B of every 4x4 input patch; rows (4 x (2*tw + 2)) is workspace that
- * holds the patch rows of one tile row with zeros outside the input. */
-static void wino_input(real *V, const real *in, const struct wino *q, real *rows) {
-    int64_t lw = 2 * q->tw + 2, T = q->th * q->tw;
-    for (int64_t b = 0; b < q->B; b++)
+/* floor(a / 2) and ceil(a / 2) for any sign */
+static int64_t floor2(int64_t a) {
+    return a >= 0 ? a / 2 : -((1 - a) / 2);
+}
+static int64_t ceil2(int64_t a) {
+    return -floor2(-a);
+}
+
+/* e[k] = P(2k), o[k] = P(2k+1) for k < n, P(m) = row[m - px] inside [0, W), else 0 (row NULL: a
+ * row outside the input). Deinterleaving here makes every later loop unit-stride. */
+static void wino_load_row(real *e, real *o, const real *row, int64_t W, int64_t px, int64_t n) {
+    memset(e, 0, (size_t)n * sizeof(real));
+    memset(o, 0, (size_t)n * sizeof(real));
+    if (!row) return;
+    int64_t lo = ceil2(px), hi = floor2(W - 1 + px) + 1; /* 0 <= 2k - px < W */
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > n ? n : hi;
+    for (int64_t k = lo; k < hi; k++)
+        e[k] = row[2 * k - px];
+    lo = ceil2(px - 1); /* 0 <= 2k + 1 - px < W */
+    hi = floor2(W - 2 + px) + 1;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > n ? n : hi;
+    for (int64_t k = lo; k < hi; k++)
+        o[k] = row[2 * k + 1 - px];
+}
+
+/* Rows of B^T d from the 4 patch rows a0..a3 (one parity of columns, n entries). */
+static void wino_vert(real *restrict p0, real *restrict p1, real *restrict p2, real *restrict p3,
+                      const real *restrict a0, const real *restrict a1, const real *restrict a2,
+                      const real *restrict a3, int64_t n) {
+    for (int64_t k = 0; k < n; k++) {
+        p0[k] = a0[k] - a2[k];
+        p1[k] = a1[k] + a2[k];
+        p2[k] = a2[k] - a1[k];
+        p3[k] = a1[k] - a3[k];
+    }
+}
+
+/* One row of (B^T d) B for a whole tile row: with x0..x3 = e[tx], o[tx], e[tx+1], o[tx+1],
+ * (x B) = [x0 - x2, x1 + x2, x2 - x1, x1 - x3]. */
+static void wino_horiz(real *restrict v0, real *restrict v1, real *restrict v2, real *restrict v3,
+                       const real *restrict e, const real *restrict o, int64_t tw) {
+    for (int64_t tx = 0; tx < tw; tx++) {
+        v0[tx] = e[tx] - e[tx + 1];
+        v1[tx] = o[tx] + e[tx + 1];
+        v2[tx] = e[tx + 1] - o[tx];
+        v3[tx] = o[tx] - o[tx + 1];
+    }
+}
+
+/* V (16, Ci, n) = B^T d B of every 4x4 input patch of the tile rows [g0, g1) (global tile row
+ * g = b*th + ty; tile column n = (g - g0)*tw + tx). ws: 16 * (tw + 1) reals.
+ * Per tile row and channel: the 4 patch rows are deinterleaved into even / odd columns,
+ * combined vertically (B^T d), then horizontally; every loop is unit-stride. */
+static void wino_input(real *V, const real *in, const struct wino *q, int64_t g0, int64_t g1,
+                       real *ws) {
+    int64_t m = q->tw + 1, n = (g1 - g0) * q->tw, ps = q->Ci * n;
+    for (int64_t g = g0; g < g1; g++) {
+        int64_t b = g / q->th, ty = g % q->th;
         for (int64_t c = 0; c < q->Ci; c++) {
             const real *src = in + (b * q->Ci + c) * q->Hi * q->Wi;
-            real *vc = V + c * q->N + b * T;
-            /* the input columns x in [x0, x1) land at rows[x + px] */
-            int64_t x0 = q->px < 0 ? -q->px : 0;
-            int64_t x1 = q->Wi < lw - q->px ? q->Wi : lw - q->px;
-            for (int64_t ty = 0; ty < q->th; ty++) {
-                for (int i = 0; i < 4; i++) {
-                    real *r = rows + i * lw;
-                    int64_t y = 2 * ty + i - q->py;
-                    memset(r, 0, (size_t)lw * sizeof(real));
-                    if (y >= 0 && y < q->Hi && x1 > x0)
-                        memcpy(r + x0 + q->px, src + y * q->Wi + x0,
-                               (size_t)(x1 - x0) * sizeof(real));
-                }
-                const real *r0 = rows, *r1 = rows + lw, *r2 = rows + 2 * lw, *r3 = rows + 3 * lw;
-                real *vt = vc + ty * q->tw;
-                int64_t ps = q->Ci * q->N; /* stride between the 16 transform positions */
-                for (int64_t tx = 0; tx < q->tw; tx++) {
-                    real d[4][4], e[4][4];
-                    for (int j = 0; j < 4; j++) { /* columns of B^T d */
-                        real a0 = r0[2 * tx + j], a1 = r1[2 * tx + j], a2 = r2[2 * tx + j],
-                             a3 = r3[2 * tx + j];
-                        d[0][j] = a0 - a2;
-                        d[1][j] = a1 + a2;
-                        d[2][j] = a2 - a1;
-                        d[3][j] = a1 - a3;
-                    }
-                    for (int i = 0; i < 4; i++) { /* rows of (B^T d) B */
-                        e[i][0] = d[i][0] - d[i][2];
-                        e[i][1] = d[i][1] + d[i][2];
-                        e[i][2] = d[i][2] - d[i][1];
-                        e[i][3] = d[i][1] - d[i][3];
-                    }
-                    for (int t = 0; t < 16; t++)
-                        vt[t * ps + tx] = e[t / 4][t % 4];
-                }
+            for (int i = 0; i < 4; i++) { /* ws rows 2i, 2i+1: even, odd columns of row i */
+                int64_t y = 2 * ty + i - q->py;
+                wino_load_row(ws + 2 * i * m, ws + (2 * i + 1) * m,
+                              y >= 0 && y < q->Hi ? src + y * q->Wi : NULL, q->Wi, q->px, m);
+            }
+            real *pe = ws + 8 * m, *po = ws + 12 * m; /* B^T d: even, odd columns, 4 rows each */
+            wino_vert(pe, pe + m, pe + 2 * m, pe + 3 * m, ws, ws + 2 * m, ws + 4 * m, ws + 6 * m,
+                      m);
+            wino_vert(po, po + m, po + 2 * m, po + 3 * m, ws + m, ws + 3 * m, ws + 5 * m,
+                      ws + 7 * m, m);
+            real *vc = V + c * n + (g - g0) * q->tw;
+            for (int i = 0; i < 4; i++) {
+                real *v0 = vc + (4 * i) * ps;
+                wino_horiz(v0, v0 + ps, v0 + 2 * ps, v0 + 3 * ps, pe + i * m, po + i * m, q->tw);
             }
         }
+    }
 }
 
-/* out (B, Co, Ho, Wo) = (accumulate ? out : bias or 0) + A^T M A of every tile, M (16, Co, N). */
-static void wino_output(real *out, const real *M, const struct wino *q, const real *bias,
-                        int accumulate) {
-    int64_t T = q->th * q->tw, ps = q->Co * q->N;
-    for (int64_t b = 0; b < q->B; b++)
+/* The 2x2 results A^T m A of a whole tile row: m holds the 16 transform positions at stride
+ * ps; s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 over rows, then the same over columns. */
+static void wino_tiles(real *restrict t00, real *restrict t01, real *restrict t10,
+                       real *restrict t11, const real *restrict m, int64_t ps, int64_t tw) {
+    for (int64_t tx = 0; tx < tw; tx++) {
+        const real *p = m + tx;
+        real a0 = p[0] + p[4 * ps] + p[8 * ps], a1 = p[ps] + p[5 * ps] + p[9 * ps];
+        real a2 = p[2 * ps] + p[6 * ps] + p[10 * ps], a3 = p[3 * ps] + p[7 * ps] + p[11 * ps];
+        real b0 = p[4 * ps] - p[8 * ps] - p[12 * ps], b1 = p[5 * ps] - p[9 * ps] - p[13 * ps];
+        real b2 = p[6 * ps] - p[10 * ps] - p[14 * ps], b3 = p[7 * ps] - p[11 * ps] - p[15 * ps];
+        t00[tx] = a0 + a1 + a2;
+        t01[tx] = a1 - a2 - a3;
+        t10[tx] = b0 + b1 + b2;
+        t11[tx] = b1 - b2 - b3;
+    }
+}
+
+/* out (B, Co, Ho, Wo) (+)= A^T M A of every tile of the tile rows [g0, g1), M (16, Co, n);
+ * accumulate = 0 writes bias (or 0) + the result. ws: 4 * tw reals.
+ * The 2x2 tiles of a tile row are computed at once (wino_tiles), then interleaved into the two
+ * output rows. */
+static void wino_output(real *out, const real *M, const struct wino *q, int64_t g0, int64_t g1,
+                        const real *bias, int accumulate, real *ws) {
+    int64_t n = (g1 - g0) * q->tw, ps = q->Co * n, tw = q->tw, full = q->Wo / 2;
+    real *t00 = ws, *t01 = ws + tw, *t10 = ws + 2 * tw, *t11 = ws + 3 * tw;
+    for (int64_t g = g0; g < g1; g++) {
+        int64_t b = g / q->th, ty = g % q->th;
         for (int64_t o = 0; o < q->Co; o++) {
-            real *dst = out + (b * q->Co + o) * q->Ho * q->Wo;
-            const real *mo = M + o * q->N + b * T;
-            real b0 = bias ? bias[o] : R(0);
-            for (int64_t ty = 0; ty < q->th; ty++) {
-                const real *m = mo + ty * q->tw;
-                real *y0 = dst + 2 * ty * q->Wo;
-                real *y1 = 2 * ty + 1 < q->Ho ? y0 + q->Wo : NULL;
-                for (int64_t tx = 0; tx < q->tw; tx++) {
-                    real s0[4], s1[4];
-                    for (int j = 0; j < 4; j++) { /* A^T M */
-                        real m0 = m[j * ps + tx], m1 = m[(4 + j) * ps + tx],
-                             m2 = m[(8 + j) * ps + tx], m3 = m[(12 + j) * ps + tx];
-                        s0[j] = m0 + m1 + m2;
-                        s1[j] = m1 - m2 - m3;
+            wino_tiles(t00, t01, t10, t11, M + o * n + (g - g0) * tw, ps, tw);
+            real b0 = accumulate ? R(0) : bias ? bias[o] : R(0);
+            for (int r = 0; r < 2 && 2 * ty + r < q->Ho; r++) {
+                real *y = out + ((b * q->Co + o) * q->Ho + 2 * ty + r) * q->Wo;
+                const real *a0 = r ? t10 : t00, *a1 = r ? t11 : t01;
+                if (accumulate) {
+                    for (int64_t tx = 0; tx < full; tx++) {
+                        y[2 * tx] += a0[tx];
+                        y[2 * tx + 1] += a1[tx];
                     }
-                    real v00 = s0[0] + s0[1] + s0[2], v01 = s0[1] - s0[2] - s0[3];
-                    real v10 = s1[0] + s1[1] + s1[2], v11 = s1[1] - s1[2] - s1[3];
-                    int64_t x = 2 * tx;
-                    int two = x + 1 < q->Wo;
-                    if (accumulate) {
-                        y0[x] += v00;
-                        if (two) y0[x + 1] += v01;
-                        if (y1) {
-                            y1[x] += v10;
-                            if (two) y1[x + 1] += v11;
-                        }
-                    } else {
-                        y0[x] = b0 + v00;
-                        if (two) y0[x + 1] = b0 + v01;
-                        if (y1) {
-                            y1[x] = b0 + v10;
-                            if (two) y1[x + 1] = b0 + v11;
-                        }
+                    if (q->Wo & 1) y[2 * full] += a0[full];
+                } else {
+                    for (int64_t tx = 0; tx < full; tx++) {
+                        y[2 * tx] = b0 + a0[tx];
+                        y[2 * tx + 1] = b0 + a1[tx];
                     }
+                    if (q->Wo & 1) y[2 * full] = b0 + a0[full];
                 }
             }
         }
+    }
 }
 
-/* out (+)= conv3x3(in, w) through Winograd; flip selects backward-data (see wino_weights). */
+/* out (+)= conv3x3(in, w) through Winograd; flip selects backward-data (see wino_weights).
+ * The tiles are processed in chunks of q->rows tile rows (one chunk for the SD UNet's 64x64
+ * layers) so that V and M stay within WINO_CHUNK_BYTES whatever the image size. */
 static ti_status wino_conv(struct ti_kctx *k, real *out, const real *in, const real *w,
                            const real *bias, const struct wino *q, int flip, int accumulate) {
-    real *U, *V, *M, *rows;
+    int64_t nmax = q->rows * q->tw, grows = q->B * q->th;
+    real *U, *V, *M, *ws;
     SCRATCH(U, k, 16 * q->Co * q->Ci, "the Winograd weights");
-    SCRATCH(V, k, 16 * q->Ci * q->N, "the Winograd input");
-    SCRATCH(M, k, 16 * q->Co * q->N, "the Winograd products");
-    SCRATCH(rows, k, 4 * (2 * q->tw + 2), "the Winograd rows");
+    SCRATCH(V, k, 16 * q->Ci * nmax, "the Winograd input");
+    SCRATCH(M, k, 16 * q->Co * nmax, "the Winograd products");
+    SCRATCH(ws, k, 16 * (q->tw + 1), "the Winograd rows");
     wino_weights(U, w, q->Co, q->Ci, flip);
-    wino_input(V, in, q, rows);
-    for (int t = 0; t < 16; t++)
-        CPU_GEMM(0, 0, q->Co, q->N, q->Ci, R(1), U + t * q->Co * q->Ci, q->Ci, V + t * q->Ci * q->N,
-                 q->N, R(0), M + t * q->Co * q->N, q->N);
-    wino_output(out, M, q, bias, accumulate);
+    for (int64_t g0 = 0; g0 < grows; g0 += q->rows) {
+        int64_t g1 = g0 + q->rows < grows ? g0 + q->rows : grows, n = (g1 - g0) * q->tw;
+        wino_input(V, in, q, g0, g1, ws);
+        /* M_t (Co, n) = U_t (Co, Ci) . V_t (Ci, n) */
+        for (int t = 0; t < 16; t++)
+            CPU_GEMM(0, 0, q->Co, n, q->Ci, R(1), U + t * q->Co * q->Ci, q->Ci, V + t * q->Ci * n,
+                     n, R(0), M + t * q->Co * n, n);
+        wino_output(out, M, q, g0, g1, bias, accumulate, ws);
+    }
     return TI_OK;
 }
 
@@ -410,88 +465,104 @@ static ti_status wino_backward_data(struct ti_kctx *k, const struct ti_conv2d_ar
 
 /* ---- general path (stride > 1): im2col ------------------------------------------------------- */
 
-/* col (Cin*KH*KW, Ho*Wo): col[(c,u,v), (i,j)] = x[c, i*s+u-pt, j*s+v-pl] or 0 in the padding. */
-static void im2col(real *col, const real *x, const struct geom *g) {
-    int64_t rows = g->Cin * g->KH * g->KW, plane = g->Ho * g->Wo;
-    int nt = rows * plane >= 4 * TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
+/* Output rows per im2col chunk: col stays within COL_CHUNK_BYTES whatever the image size. */
+#define COL_CHUNK_BYTES ((int64_t)32 << 20)
+
+static int64_t col_rows(const struct geom *g) {
+    int64_t per_row = g->Cin * g->KH * g->KW * g->Wo * (int64_t)sizeof(real);
+    int64_t r = per_row > 0 ? COL_CHUNK_BYTES / per_row : 1;
+    return r < 1 ? 1 : r > g->Ho ? g->Ho : r;
+}
+
+/* col (Cin*KH*KW, n) for the output rows [i0, i1), n = (i1 - i0)*Wo:
+ * col[(c,u,v), (i - i0)*Wo + j] = x[c, i*s+u-pt, j*s+v-pl], 0 in the padding. */
+static void im2col(real *col, const real *x, const struct geom *g, int64_t i0, int64_t i1) {
+    int64_t rows = g->Cin * g->KH * g->KW, n = (i1 - i0) * g->Wo;
     for (int64_t r = 0; r < rows; r++) {
         int64_t c = r / (g->KH * g->KW), u = (r / g->KW) % g->KH, v = r % g->KW;
-        real *d = col + r * plane;
         const real *xc = x + c * g->H * g->W;
-        for (int64_t i = 0; i < g->Ho; i++) {
+        for (int64_t i = i0; i < i1; i++) {
             int64_t y = i * g->s + u - g->pt;
-            real *di = d + i * g->Wo;
+            real *d = col + r * n + (i - i0) * g->Wo;
             if (y < 0 || y >= g->H) {
-                for (int64_t j = 0; j < g->Wo; j++)
-                    di[j] = R(0);
+                memset(d, 0, (size_t)g->Wo * sizeof(real));
                 continue;
             }
             const real *xr = xc + y * g->W;
             for (int64_t j = 0; j < g->Wo; j++) {
                 int64_t xx = j * g->s + v - g->pl;
-                di[j] = xx >= 0 && xx < g->W ? xr[xx] : R(0);
+                d[j] = xx >= 0 && xx < g->W ? xr[xx] : R(0);
             }
         }
     }
 }
 
-/* dx (Cin, H, W) += col2im(col): each channel is owned by one thread and summed in a fixed
- * order (deterministic). */
-static void col2im_add(real *dx, const real *col, const struct geom *g) {
-    int64_t kk = g->KH * g->KW, plane = g->Ho * g->Wo;
-    int nt = g->Cin * kk * plane >= 4 * TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
+/* dx (Cin, H, W) += col2im(col) for the output rows [i0, i1) (the transpose of im2col). */
+static void col2im_add(real *dx, const real *col, const struct geom *g, int64_t i0, int64_t i1) {
+    int64_t kk = g->KH * g->KW, n = (i1 - i0) * g->Wo;
     for (int64_t c = 0; c < g->Cin; c++) {
         real *dc = dx + c * g->H * g->W;
         for (int64_t t = 0; t < kk; t++) {
             int64_t u = t / g->KW, v = t % g->KW;
-            const real *s = col + (c * kk + t) * plane;
-            for (int64_t i = 0; i < g->Ho; i++) {
+            const real *s = col + (c * kk + t) * n;
+            for (int64_t i = i0; i < i1; i++) {
                 int64_t y = i * g->s + u - g->pt;
                 if (y < 0 || y >= g->H) continue;
+                const real *si = s + (i - i0) * g->Wo;
                 for (int64_t j = 0; j < g->Wo; j++) {
                     int64_t xx = j * g->s + v - g->pl;
-                    if (xx >= 0 && xx < g->W) dc[y * g->W + xx] += s[i * g->Wo + j];
+                    if (xx >= 0 && xx < g->W) dc[y * g->W + xx] += si[j];
                 }
             }
         }
     }
 }
 
+/* y_b[:, rows i0..i1) (Cout, n) = W (Cout, Cin*KH*KW) . col, chunk by chunk; the chunk of y is
+ * the columns [i0*Wo, i1*Wo) of each channel plane (leading dimension Ho*Wo). */
 static ti_status conv_forward_col(struct ti_kctx *k, const struct ti_conv2d_args *a,
                                   const struct geom *g) {
-    int64_t ckk = g->Cin * g->KH * g->KW, plane = g->Ho * g->Wo;
+    int64_t ckk = g->Cin * g->KH * g->KW, plane = g->Ho * g->Wo, rows = col_rows(g);
     real *col;
-    SCRATCH(col, k, ckk * plane, "im2col");
+    SCRATCH(col, k, ckk * rows * g->Wo, "im2col");
     const real *bias = a->bias.data;
     for (int64_t b = 0; b < g->B; b++) {
         real *y = (real *)a->out.data + b * g->Cout * plane;
-        im2col(col, (const real *)a->inp.data + b * g->Cin * g->H * g->W, g);
+        const real *x = (const real *)a->inp.data + b * g->Cin * g->H * g->W;
         if (bias) fill_bias(y, bias, g->Cout, plane);
-        /* y (Cout, Ho*Wo) = W (Cout, Cin*KH*KW) . col */
-        CPU_GEMM(0, 0, g->Cout, plane, ckk, R(1), a->weight.data, ckk, col, plane,
-                 bias ? R(1) : R(0), y, plane);
+        for (int64_t i0 = 0; i0 < g->Ho; i0 += rows) {
+            int64_t i1 = i0 + rows < g->Ho ? i0 + rows : g->Ho, n = (i1 - i0) * g->Wo;
+            im2col(col, x, g, i0, i1);
+            CPU_GEMM(0, 0, g->Cout, n, ckk, R(1), a->weight.data, ckk, col, n, bias ? R(1) : R(0),
+                     y + i0 * g->Wo, plane);
+        }
     }
     return TI_OK;
 }
 
+/* Per chunk: dW (Cout, Cin*KH*KW) += dy_chunk (Cout, n) . col^T; col = W^T . dy_chunk, then
+ * col2im into dinp (chunks share input rows at their borders: += keeps that exact). */
 static ti_status conv_backward_col(struct ti_kctx *k, const struct ti_conv2d_args *a,
                                    const struct geom *g) {
-    int64_t ckk = g->Cin * g->KH * g->KW, plane = g->Ho * g->Wo;
+    int64_t ckk = g->Cin * g->KH * g->KW, plane = g->Ho * g->Wo, rows = col_rows(g);
     real *col;
-    SCRATCH(col, k, ckk * plane, "im2col");
+    SCRATCH(col, k, ckk * rows * g->Wo, "im2col");
     for (int64_t b = 0; b < g->B; b++) {
         const real *dy = (const real *)a->dout.data + b * g->Cout * plane;
-        if (a->dweight.data) { /* dW (Cout, Cin*KH*KW) += dy (Cout, Ho*Wo) . col^T */
-            im2col(col, (const real *)a->inp.data + b * g->Cin * g->H * g->W, g);
-            CPU_GEMM(0, 1, g->Cout, ckk, plane, R(1), dy, plane, col, plane, R(1), a->dweight.data,
-                     ckk);
-        }
-        if (a->dinp.data) { /* col = W^T (Cin*KH*KW, Cout) . dy, then scattered back */
-            CPU_GEMM(1, 0, ckk, plane, g->Cout, R(1), a->weight.data, ckk, dy, plane, R(0), col,
-                     plane);
-            col2im_add((real *)a->dinp.data + b * g->Cin * g->H * g->W, col, g);
+        size_t xo = (size_t)(b * g->Cin * g->H * g->W);
+        for (int64_t i0 = 0; i0 < g->Ho; i0 += rows) {
+            int64_t i1 = i0 + rows < g->Ho ? i0 + rows : g->Ho, n = (i1 - i0) * g->Wo;
+            const real *dyc = dy + i0 * g->Wo;
+            if (a->dweight.data) {
+                im2col(col, (const real *)a->inp.data + xo, g, i0, i1);
+                CPU_GEMM(0, 1, g->Cout, ckk, n, R(1), dyc, plane, col, n, R(1), a->dweight.data,
+                         ckk);
+            }
+            if (a->dinp.data) {
+                CPU_GEMM(1, 0, ckk, n, g->Cout, R(1), a->weight.data, ckk, dyc, plane, R(0), col,
+                         n);
+                col2im_add((real *)a->dinp.data + xo, col, g, i0, i1);
+            }
         }
     }
     return TI_OK;
