@@ -4,29 +4,35 @@
  * f64 (cpu_common.h). Everything heavy is CPU_GEMM (OpenBLAS); workspace comes from
  * cpu_scratch. Not here: shape checks (ops_gemm.c).
  *
- * Stride 1 (every 3x3 and 1x1 conv of the SD UNet and VAE except the downsamples): "shifted
- * GEMM" over the padded width, no im2col. Pad one image once to xp (Cin, Hp, Wp) and flatten
- * each channel (row pitch Wp). For a tap (u, v) of the kernel,
- *     y[o, i*Wp + j] += sum_c w[o, c, u, v] * xp[c, i*Wp + j + u*Wp + v],
- * i.e. one GEMM  Y (Cout, Ho*Wp) += W_uv (Cout, Cin) . Xp_shifted (Cin, Ho*Wp), whose B operand
- * is xp itself offset by u*Wp + v with leading dimension = the channel pitch. The Wp - Wo
- * columns j >= Wo of each output row are garbage (they wrap into the next row) and are cropped.
- * The KH*KW GEMMs accumulate into one output; the weight is repacked once per call to
- * (KH*KW, Cout, Cin) so each W_uv is a plain matrix. A 1x1 conv without padding is a single
- * GEMM on the input in place, written straight into the output.
- *   backward-data:   the transpose, dXp (Cin, ...) at offset u*Wp+v  += W_uv^T . dYp, where dYp is
- *                    dout laid out over the padded width with zeros in the garbage columns (so
- *                    nothing leaks into neighbouring rows); then the interior of dXp is added to
- *                    dinp (the padding's gradient is dropped).
- *   backward-filter: dW_uv (Cout, Cin) += dYp (Cout, Ho*Wp) . Xp_shifted^T.
- * Stride > 1 (downsamples): im2col (Cin*KH*KW, Ho*Wo) and one GEMM per image; backward-data is
- * col = W^T . dout then col2im; backward-filter dW += dout . col^T.
+ * Paths (chosen per call from the geometry):
+ *  - 3x3, stride 1 (nearly every conv of the SD UNet and VAE): Winograd F(2x2, 3x3) for forward
+ *    and backward-data, 16 GEMMs over transformed tiles (2.25x fewer multiplications than a
+ *    direct or im2col convolution); see "Winograd" below. Backward-filter: shifted GEMM.
+ *  - other stride-1 kernels (1x1, 5x5, 2x3, ...): "shifted GEMM" over the padded width, no
+ *    im2col. Pad one image once to xp (Cin, Hp, Wp) and flatten each channel (row pitch Wp).
+ *    For a tap (u, v) of the kernel,
+ *        y[o, i*Wp + j] += sum_c w[o, c, u, v] * xp[c, i*Wp + j + u*Wp + v],
+ *    i.e. one GEMM  Y (Cout, Ho*Wp) += W_uv (Cout, Cin) . Xp_shifted (Cin, Ho*Wp), whose B
+ *    operand is xp itself offset by u*Wp + v with leading dimension = the channel pitch. The
+ *    Wp - Wo columns j >= Wo of each output row are garbage (they wrap into the next row) and
+ *    are cropped. The KH*KW GEMMs accumulate into one output; the weight is repacked once per
+ *    call to (KH*KW, Cout, Cin) so each W_uv is a plain matrix. A 1x1 conv without padding is a
+ *    single GEMM on the input in place, written straight into the output.
+ *      backward-data:   the transpose, dXp (Cin, ...) at offset u*Wp+v += W_uv^T . dYp, where
+ *                       dYp is dout laid out over the padded width with zeros in the garbage
+ *                       columns (so nothing leaks into neighbouring rows); then the interior of
+ *                       dXp is added to dinp (the padding's gradient is dropped).
+ *      backward-filter: dW_uv (Cout, Cin) += dYp (Cout, Ho*Wp) . Xp_shifted^T.
+ *  - stride > 1 (downsamples): im2col (Cin*KH*KW, rows*Wo) over chunks of output rows and one
+ *    GEMM per chunk; backward-data is col = W^T . dout then col2im; backward-filter
+ *    dW += dout . col^T.
+ * Winograd and im2col work in chunks so their workspace stays bounded (64 / 32 MiB) whatever
+ * the image size (the VAE at 512 px); the SD UNet's layers fit in one chunk.
  *
- * Timing (2-core AVX2 EPYC VM, OpenBLAS 0.3.21 pthreads, OPENBLAS_CORETYPE unset): SD's 3x3
- * 320->320 conv at 64x64 is one GEMM-bound pass of 7.55 GFLOP: see the gemm family's report.
- * The copies (pad, crop, repack) are memory-bound and run on one thread: an OpenMP team that
- * spins after its loop steals a core from the OpenBLAS threads of the GEMM that follows.
- * OpenBLAS threads itself: CPU_GEMM is never called inside an OpenMP region.
+ * Threads: OpenBLAS threads the GEMMs itself (CPU_GEMM is never called inside an OpenMP
+ * region). The transforms and copies between GEMMs run on one thread: they are memory-bound,
+ * and an OpenMP team that spin-waits after its loop (libgomp's default) takes a core from the
+ * OpenBLAS threads of the GEMM that follows.
  */
 #include "cpu_common.h"
 

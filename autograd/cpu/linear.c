@@ -62,23 +62,19 @@ static ti_status mat_gemm(struct ti_kctx *k, struct mat C, struct mat A, struct 
     return TI_OK;
 }
 
-/* out (M, N) rows = bias (N) */
+/* out (M, N) rows = bias (N). One thread: this memory-bound copy runs right before a GEMM, and an
+ * OpenMP team spin-waiting after its loop would take a core from OpenBLAS's threads. */
 static void fill_rows(real *out, const real *bias, int64_t M, int64_t N) {
-    int nt = M * N >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t m = 0; m < M; m++)
         memcpy(out + m * N, bias, (size_t)N * sizeof(real));
 }
 
-/* dbias (N) += sum over the M rows of g (M, N), in double, in row order (deterministic).
- * Columns are split into blocks of 64 so each thread streams whole cache lines. */
+/* dbias (N) += sum over the M rows of g (M, N), in double, in row order (deterministic), in
+ * blocks of 64 columns so the accumulators stay in registers / L1. One thread, as fill_rows. */
 static void add_col_sums(real *dbias, const real *g, int64_t M, int64_t N) {
-    int64_t nb = (N + 63) / 64;
-    int nt = M * N >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t blk = 0; blk < nb; blk++) {
+    for (int64_t n0 = 0; n0 < N; n0 += 64) {
         double acc[64];
-        int64_t n0 = blk * 64, nn = N - n0 < 64 ? N - n0 : 64;
+        int64_t nn = N - n0 < 64 ? N - n0 : 64;
         for (int64_t j = 0; j < nn; j++)
             acc[j] = 0;
         for (int64_t m = 0; m < M; m++) {
