@@ -1,8 +1,10 @@
 /*
  * test_ops_gemm.c - tests of the GEMM op family beyond the shared op-case table (cases_gemm.c):
  *   - the CPU conv2d fast paths (Winograd F(2x2,3x3), shifted GEMM, in-place 1x1, chunked
- *     im2col) at sizes the small cases cannot reach (several Winograd / im2col chunks, a chunk
- *     that spans two images), forward and every gradient, against a direct loop in double;
+ *     im2col) at sizes the small op cases cannot reach (several Winograd / im2col chunks, a
+ *     chunk that spans two images, 3x3 with too few tiles for Winograd: the op cases, with few
+ *     filters, always take Winograd for 3x3 stride 1), forward and every gradient, against a
+ *     direct loop in double;
  *   - argument validation: errors name the op, the argument and the shapes.
  * Usage: test_ops_gemm
  */
@@ -36,14 +38,16 @@ static const struct conv_spec specs[] = {
     {"im2col_chunks_f32", TI_DTYPE_F32, 1, 8, 1023, 1023, 2, 3, 3, 2, {0, 1, 0, 1}, 1, 1e-4, 1e-4},
     /* shifted GEMM, 5x5 with padding (cropped garbage columns) */
     {"shifted_5x5_f32", TI_DTYPE_F32, 2, 7, 33, 31, 5, 5, 5, 1, {2, 2, 2, 2}, 1, 1e-4, 1e-4},
+    /* 3x3 on an 8x8 image with many filters: the shifted GEMM (too few tiles for Winograd) */
+    {"shifted_3x3_small_f32", TI_DTYPE_F32, 1, 72, 8, 8, 72, 3, 3, 1, {1, 1, 1, 1}, 1, 1e-4, 1e-4},
     /* 1x1 in place: one GEMM per image straight into the output */
     {"inplace_1x1_f32", TI_DTYPE_F32, 2, 32, 20, 24, 16, 1, 1, 1, {0, 0, 0, 0}, 1, 1e-4, 1e-4},
 };
 
 /* y, dx, dw, db of the convolution in double, by the definition (ops.h CONV2D). */
 static void conv_reference(const struct conv_spec *s, const double *x, const double *w,
-                           const double *b, const double *dy, int Ho, int Wo, double *y,
-                           double *dx, double *dw, double *db) {
+                           const double *b, const double *dy, int Ho, int Wo, double *y, double *dx,
+                           double *dw, double *db) {
     long nx = (long)s->B * s->Ci * s->H * s->W, nw = (long)s->Co * s->Ci * s->KH * s->KW;
     memset(dx, 0, (size_t)nx * sizeof *dx);
     memset(dw, 0, (size_t)nw * sizeof *dw);
@@ -96,7 +100,8 @@ static double *download(struct ti_ctx *ctx, const struct ti_tensor *t) {
     }
     float *f = malloc((size_t)n * sizeof *f);
     CHECK_OK(ti_ctx_download(ctx, f, (size_t)n * sizeof *f, t), &ctx->err);
-    for (long i = 0; i < n; i++) d[i] = f[i];
+    for (long i = 0; i < n; i++)
+        d[i] = f[i];
     free(f);
     return d;
 }
@@ -148,7 +153,8 @@ static void check_conv(const struct conv_spec *s) {
         free(got);
         CHECK_OK(ti_tape_backward(&ctx, &y, &tdy), &ctx.err);
         got = download(&ctx, &gx);
-        if (!CHECK_CLOSE(got, rdx, nx, s->atol, s->rtol)) fprintf(stderr, "  (%s: dinp)\n", s->name);
+        if (!CHECK_CLOSE(got, rdx, nx, s->atol, s->rtol))
+            fprintf(stderr, "  (%s: dinp)\n", s->name);
         free(got);
         got = download(&ctx, &gw);
         /* dweight sums B*Ho*Wo products: scale the absolute tolerance with the count */
@@ -221,8 +227,8 @@ TEST(errors_name_op_argument_and_shapes) {
     CHECK(out.data == NULL);
     expect_error(&ctx, ti_linear(&ctx, &out, &x, &w2, &bias), TI_ERR_SHAPE, "linear", "'bias'",
                  "[10]");
-    expect_error(&ctx, ti_matmul(&ctx, &out, &x, &w2, 0, 0, 1.0), TI_ERR_SHAPE, "matmul",
-                 "[5, 7]", "[11, 7]");
+    expect_error(&ctx, ti_matmul(&ctx, &out, &x, &w2, 0, 0, 1.0), TI_ERR_SHAPE, "matmul", "[5, 7]",
+                 "[11, 7]");
     expect_error(&ctx, ti_conv2d(&ctx, &out, &x4, &w4, NULL, 1, NULL), TI_ERR_SHAPE, "conv2d",
                  "'weight'", "[5, 2, 3, 3]");
     const int64_t s_w5[4] = {5, 3, 7, 3};

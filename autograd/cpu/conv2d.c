@@ -5,11 +5,13 @@
  * cpu_scratch. Not here: shape checks (ops_gemm.c).
  *
  * Paths (chosen per call from the geometry):
- *  - 3x3, stride 1 (nearly every conv of the SD UNet and VAE): Winograd F(2x2, 3x3) for forward
- *    and backward-data, 16 GEMMs over transformed tiles (2.25x fewer multiplications than a
- *    direct or im2col convolution); see "Winograd" below. Backward-filter: shifted GEMM.
- *  - other stride-1 kernels (1x1, 5x5, 2x3, ...): "shifted GEMM" over the padded width, no
- *    im2col. Pad one image once to xp (Cin, Hp, Wp) and flatten each channel (row pitch Wp).
+ *  - 3x3, stride 1 (nearly every conv of the SD UNet and VAE) with at least 128 output tiles of
+ *    2x2 (e.g. 32x32 and larger at batch 1): Winograd F(2x2, 3x3) for forward and
+ *    backward-data, 16 GEMMs over transformed tiles (2.25x fewer multiplications than a direct
+ *    or im2col convolution); see "Winograd" below. Backward-filter: shifted GEMM.
+ *  - other stride-1 convolutions (1x1, 5x5, 3x3 on small images, ...): "shifted GEMM" over the
+ *    padded width, no im2col. Pad one image once to xp (Cin, Hp, Wp) and flatten each channel
+ *    (row pitch Wp).
  *    For a tap (u, v) of the kernel,
  *        y[o, i*Wp + j] += sum_c w[o, c, u, v] * xp[c, i*Wp + j + u*Wp + v],
  *    i.e. one GEMM  Y (Cout, Ho*Wp) += W_uv (Cout, Cin) . Xp_shifted (Cin, Ho*Wp), whose B
@@ -450,9 +452,15 @@ static ti_status wino_conv(struct ti_kctx *k, real *out, const real *in, const r
     return TI_OK;
 }
 
-/* 3x3 stride-1 convolutions take the Winograd path (forward and backward-data). */
-static int wino_applies(const struct geom *g) {
-    return g->s == 1 && g->KH == 3 && g->KW == 3;
+/* Whether a 3x3 stride-1 convolution producing (B, co, h, w) from ci channels takes the
+ * Winograd path. Its weight transform costs about as much as the multiplications it saves on
+ * ~35 tiles, and GEMMs over few tiles run slowly: below 128 tiles (the SD UNet's 8x8 and, at
+ * batch 1, 16x16 layers) the shifted GEMM is faster. With few filters (co*ci <= 4096) either
+ * path costs next to nothing; Winograd is kept there (small layers, the op test cases). */
+static int wino_applies(const struct geom *g, int64_t B, int64_t co, int64_t ci, int64_t h,
+                        int64_t w) {
+    if (g->s != 1 || g->KH != 3 || g->KW != 3) return 0;
+    return B * ((h + 1) / 2) * ((w + 1) / 2) >= 128 || co * ci <= 4096;
 }
 
 static ti_status wino_forward(struct ti_kctx *k, const struct ti_conv2d_args *a,
@@ -580,7 +588,7 @@ ti_status CPU_FN(conv2d_forward)(struct ti_kctx *k, const struct ti_conv2d_args 
     struct geom g;
     geom_of(&g, a);
     if (g.B * g.Cout * g.Ho * g.Wo == 0) return TI_OK;
-    if (wino_applies(&g)) return wino_forward(k, a, &g);
+    if (wino_applies(&g, g.B, g.Cout, g.Cin, g.Ho, g.Wo)) return wino_forward(k, a, &g);
     return g.s == 1 ? conv_forward_s1(k, a, &g) : conv_forward_col(k, a, &g);
 }
 
@@ -603,7 +611,7 @@ ti_status CPU_FN(conv2d_backward)(struct ti_kctx *k, const struct ti_conv2d_args
     }
     int want_x = a->dinp.data != NULL, want_w = a->dweight.data != NULL;
     if (g.s != 1) return want_x || want_w ? conv_backward_col(k, a, &g) : TI_OK;
-    if (want_x && wino_applies(&g)) {
+    if (want_x && wino_applies(&g, g.B, g.Cin, g.Cout, g.H, g.W)) {
         TI_TRY(wino_backward_data(k, a, &g));
         want_x = 0;
     }
