@@ -271,29 +271,52 @@ static void wino_init(struct wino *q, int64_t B, int64_t Ci, int64_t Hi, int64_t
     if (q->rows > B * q->th) q->rows = B * q->th;
 }
 
+/* U[t][o][c] (t = 4i + j, stride ps between positions) = (G g_c G^T)[i][j] for the filters
+ * g_c of one output channel, given as 9 rows of Ci: gt[k*Ci + c] = g_c[k / 3][k % 3].
+ * G g: rows g0, (g0 + g1 + g2)/2, (g0 - g1 + g2)/2, g2; then the same on the columns. */
+static void wino_filters(real *restrict U, int64_t ps, const real *restrict gt, int64_t Ci) {
+    const real h = R(0.5);
+    for (int64_t c = 0; c < Ci; c++) { /* written out so the loop over c vectorizes */
+        real g0 = gt[c], g1 = gt[Ci + c], g2 = gt[2 * Ci + c];
+        real g3 = gt[3 * Ci + c], g4 = gt[4 * Ci + c], g5 = gt[5 * Ci + c];
+        real g6 = gt[6 * Ci + c], g7 = gt[7 * Ci + c], g8 = gt[8 * Ci + c];
+        /* t = G g (4 x 3) */
+        real t00 = g0, t01 = g1, t02 = g2;
+        real t10 = h * (g0 + g3 + g6), t11 = h * (g1 + g4 + g7), t12 = h * (g2 + g5 + g8);
+        real t20 = h * (g0 - g3 + g6), t21 = h * (g1 - g4 + g7), t22 = h * (g2 - g5 + g8);
+        real t30 = g6, t31 = g7, t32 = g8;
+        /* U = t G^T (4 x 4) */
+        U[c] = t00;
+        U[ps + c] = h * (t00 + t01 + t02);
+        U[2 * ps + c] = h * (t00 - t01 + t02);
+        U[3 * ps + c] = t02;
+        U[4 * ps + c] = t10;
+        U[5 * ps + c] = h * (t10 + t11 + t12);
+        U[6 * ps + c] = h * (t10 - t11 + t12);
+        U[7 * ps + c] = t12;
+        U[8 * ps + c] = t20;
+        U[9 * ps + c] = h * (t20 + t21 + t22);
+        U[10 * ps + c] = h * (t20 - t21 + t22);
+        U[11 * ps + c] = t22;
+        U[12 * ps + c] = t30;
+        U[13 * ps + c] = h * (t30 + t31 + t32);
+        U[14 * ps + c] = h * (t30 - t31 + t32);
+        U[15 * ps + c] = t32;
+    }
+}
+
 /* U (16, Co, Ci) = G g G^T of every filter. flip = 0: g = w[o][c] of weight (Co, Ci, 3, 3);
- * flip = 1 (backward-data): g[u][v] = w[c][o][2-u][2-v] of weight (Ci, Co, 3, 3). */
-static void wino_weights(real *U, const real *w, int64_t Co, int64_t Ci, int flip) {
-    for (int64_t o = 0; o < Co; o++)
+ * flip = 1 (backward-data): g[u][v] = w[c][o][2-u][2-v] of weight (Ci, Co, 3, 3).
+ * gt: workspace of 9 * Ci reals (one output channel's filters, tap-major). */
+static void wino_weights(real *U, const real *w, int64_t Co, int64_t Ci, int flip, real *gt) {
+    for (int64_t o = 0; o < Co; o++) {
         for (int64_t c = 0; c < Ci; c++) {
-            real g[3][3], t[4][3];
             const real *s = flip ? w + (c * Co + o) * 9 : w + (o * Ci + c) * 9;
-            for (int u = 0; u < 3; u++)
-                for (int v = 0; v < 3; v++)
-                    g[u][v] = flip ? s[(2 - u) * 3 + 2 - v] : s[u * 3 + v];
-            for (int v = 0; v < 3; v++) { /* t = G g */
-                t[0][v] = g[0][v];
-                t[1][v] = R(0.5) * (g[0][v] + g[1][v] + g[2][v]);
-                t[2][v] = R(0.5) * (g[0][v] - g[1][v] + g[2][v]);
-                t[3][v] = g[2][v];
-            }
-            for (int i = 0; i < 4; i++) { /* U = t G^T */
-                real r[4] = {t[i][0], R(0.5) * (t[i][0] + t[i][1] + t[i][2]),
-                             R(0.5) * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-                for (int j = 0; j < 4; j++)
-                    U[((i * 4 + j) * Co + o) * Ci + c] = r[j];
-            }
+            for (int k = 0; k < 9; k++)
+                gt[k * Ci + c] = s[flip ? 8 - k : k];
         }
+        wino_filters(U + o * Ci, Co * Ci, gt, Ci);
+    }
 }
 
 /* floor(a / 2) and ceil(a / 2) for any sign */
@@ -323,7 +346,7 @@ static void wino_load_row(real *e, real *o, const real *row, int64_t W, int64_t 
         o[k] = row[2 * k + 1 - px];
 }
 
-/* Rows of B^T d from the 4 patch rows a0..a3 (one parity of columns, n entries). */
+/* (B^T .) over 4 consecutive rows a0..a3 (n entries each): d0 - d2, d1 + d2, d2 - d1, d1 - d3. */
 static void wino_vert(real *restrict p0, real *restrict p1, real *restrict p2, real *restrict p3,
                       const real *restrict a0, const real *restrict a1, const real *restrict a2,
                       const real *restrict a3, int64_t n) {
@@ -335,8 +358,8 @@ static void wino_vert(real *restrict p0, real *restrict p1, real *restrict p2, r
     }
 }
 
-/* One row of (B^T d) B for a whole tile row: with x0..x3 = e[tx], o[tx], e[tx+1], o[tx+1],
- * (x B) = [x0 - x2, x1 + x2, x2 - x1, x1 - x3]. */
+/* (. B) of one input row for a whole tile row: with x0..x3 = e[tx], o[tx], e[tx+1], o[tx+1]
+ * (the patch columns 2tx .. 2tx+3), x B = [x0 - x2, x1 + x2, x2 - x1, x1 - x3]. */
 static void wino_horiz(real *restrict v0, real *restrict v1, real *restrict v2, real *restrict v3,
                        const real *restrict e, const real *restrict o, int64_t tw) {
     for (int64_t tx = 0; tx < tw; tx++) {
@@ -348,31 +371,41 @@ static void wino_horiz(real *restrict v0, real *restrict v1, real *restrict v2, 
 }
 
 /* V (16, Ci, n) = B^T d B of every 4x4 input patch of the tile rows [g0, g1) (global tile row
- * g = b*th + ty; tile column n = (g - g0)*tw + tx). ws: 16 * (tw + 1) reals.
- * Per tile row and channel: the 4 patch rows are deinterleaved into even / odd columns,
- * combined vertically (B^T d), then horizontally; every loop is unit-stride. */
+ * g = b*th + ty; tile column n = (g - g0)*tw + tx). ws: 18*tw + 2 reals.
+ * Each input row is deinterleaved into even / odd columns and transformed horizontally once
+ * (d B: 4 rows of tw); the 4 rows under a tile row then combine vertically (B^T .) straight
+ * into the 16 positions of V. Consecutive tile rows share 2 input rows, kept in the slots.
+ * Every loop is unit-stride. */
 static void wino_input(real *V, const real *in, const struct wino *q, int64_t g0, int64_t g1,
                        real *ws) {
-    int64_t m = q->tw + 1, n = (g1 - g0) * q->tw, ps = q->Ci * n;
-    for (int64_t g = g0; g < g1; g++) {
-        int64_t b = g / q->th, ty = g % q->th;
-        for (int64_t c = 0; c < q->Ci; c++) {
+    int64_t tw = q->tw, n = (g1 - g0) * tw, ps = q->Ci * n;
+    real *e = ws + 16 * tw, *o = e + tw + 1;
+    for (int64_t c = 0; c < q->Ci; c++) {
+        real *slot[4] = {ws, ws + 4 * tw, ws + 8 * tw, ws + 12 * tw};
+        for (int64_t g = g0; g < g1; g++) {
+            int64_t b = g / q->th, ty = g % q->th;
             const real *src = in + (b * q->Ci + c) * q->Hi * q->Wi;
-            for (int i = 0; i < 4; i++) { /* ws rows 2i, 2i+1: even, odd columns of row i */
+            int first = 0;
+            if (g > g0 && ty > 0) { /* rows 0, 1 of this tile row are rows 2, 3 of the last */
+                real *t0 = slot[0], *t1 = slot[1];
+                slot[0] = slot[2];
+                slot[1] = slot[3];
+                slot[2] = t0;
+                slot[3] = t1;
+                first = 2;
+            }
+            for (int i = first; i < 4; i++) {
                 int64_t y = 2 * ty + i - q->py;
-                wino_load_row(ws + 2 * i * m, ws + (2 * i + 1) * m,
-                              y >= 0 && y < q->Hi ? src + y * q->Wi : NULL, q->Wi, q->px, m);
+                real *h = slot[i];
+                wino_load_row(e, o, y >= 0 && y < q->Hi ? src + y * q->Wi : NULL, q->Wi, q->px,
+                              tw + 1);
+                wino_horiz(h, h + tw, h + 2 * tw, h + 3 * tw, e, o, tw);
             }
-            real *pe = ws + 8 * m, *po = ws + 12 * m; /* B^T d: even, odd columns, 4 rows each */
-            wino_vert(pe, pe + m, pe + 2 * m, pe + 3 * m, ws, ws + 2 * m, ws + 4 * m, ws + 6 * m,
-                      m);
-            wino_vert(po, po + m, po + 2 * m, po + 3 * m, ws + m, ws + 3 * m, ws + 5 * m,
-                      ws + 7 * m, m);
-            real *vc = V + c * n + (g - g0) * q->tw;
-            for (int i = 0; i < 4; i++) {
-                real *v0 = vc + (4 * i) * ps;
-                wino_horiz(v0, v0 + ps, v0 + 2 * ps, v0 + 3 * ps, pe + i * m, po + i * m, q->tw);
-            }
+            real *vc = V + c * n + (g - g0) * tw;
+            for (int j = 0; j < 4; j++)
+                wino_vert(vc + j * ps, vc + (4 + j) * ps, vc + (8 + j) * ps, vc + (12 + j) * ps,
+                          slot[0] + j * tw, slot[1] + j * tw, slot[2] + j * tw, slot[3] + j * tw,
+                          tw);
         }
     }
 }
@@ -438,8 +471,8 @@ static ti_status wino_conv(struct ti_kctx *k, real *out, const real *in, const r
     SCRATCH(U, k, 16 * q->Co * q->Ci, "the Winograd weights");
     SCRATCH(V, k, 16 * q->Ci * nmax, "the Winograd input");
     SCRATCH(M, k, 16 * q->Co * nmax, "the Winograd products");
-    SCRATCH(ws, k, 16 * (q->tw + 1), "the Winograd rows");
-    wino_weights(U, w, q->Co, q->Ci, flip);
+    SCRATCH(ws, k, 18 * q->tw + 2 > 9 * q->Ci ? 18 * q->tw + 2 : 9 * q->Ci, "the Winograd rows");
+    wino_weights(U, w, q->Co, q->Ci, flip, ws);
     for (int64_t g0 = 0; g0 < grows; g0 += q->rows) {
         int64_t g1 = g0 + q->rows < grows ? g0 + q->rows : grows, n = (g1 - g0) * q->tw;
         wino_input(V, in, q, g0, g1, ws);
