@@ -2,9 +2,9 @@
  * test_ops_gemm.c - tests of the GEMM op family beyond the shared op-case table (cases_gemm.c):
  *   - the CPU conv2d fast paths (Winograd F(2x2,3x3), shifted GEMM, in-place 1x1, chunked
  *     im2col) at sizes the small op cases cannot reach (several Winograd / im2col chunks, a
- *     chunk that spans two images, 3x3 with too few tiles for Winograd: the op cases, with few
- *     filters, always take Winograd for 3x3 stride 1), forward and every gradient, against a
- *     direct loop in double;
+ *     chunk that spans two images, 3x3 with too few tiles for Winograd through im2col or the
+ *     shifted GEMM: the op cases, with few filters, always take Winograd for 3x3 stride 1), forward
+ * and every gradient, against a direct loop in double;
  *   - argument validation: errors name the op, the argument and the shapes.
  * Usage: test_ops_gemm
  */
@@ -38,8 +38,10 @@ static const struct conv_spec specs[] = {
     {"im2col_chunks_f32", TI_DTYPE_F32, 1, 8, 1023, 1023, 2, 3, 3, 2, {0, 1, 0, 1}, 1, 1e-4, 1e-4},
     /* shifted GEMM, 5x5 with padding (cropped garbage columns) */
     {"shifted_5x5_f32", TI_DTYPE_F32, 2, 7, 33, 31, 5, 5, 5, 1, {2, 2, 2, 2}, 1, 1e-4, 1e-4},
-    /* 3x3 on an 8x8 image with many filters: the shifted GEMM (too few tiles for Winograd) */
-    {"shifted_3x3_small_f32", TI_DTYPE_F32, 1, 72, 8, 8, 72, 3, 3, 1, {1, 1, 1, 1}, 1, 1e-4, 1e-4},
+    /* 3x3 stride 1 on an 8x8 image with many filters: im2col (too few tiles for Winograd) */
+    {"im2col_3x3_s1_f32", TI_DTYPE_F32, 1, 72, 8, 8, 72, 3, 3, 1, {1, 1, 1, 1}, 1, 1e-4, 1e-4},
+    /* 3x3 stride 1, too few tiles for Winograd, images larger than 2*Cout: the shifted GEMM */
+    {"shifted_3x3_f32", TI_DTYPE_F32, 2, 72, 10, 12, 72, 3, 3, 1, {1, 1, 1, 1}, 1, 1e-4, 1e-4},
     /* 1x1 in place: one GEMM per image straight into the output */
     {"inplace_1x1_f32", TI_DTYPE_F32, 2, 32, 20, 24, 16, 1, 1, 1, {0, 0, 0, 0}, 1, 1e-4, 1e-4},
 };

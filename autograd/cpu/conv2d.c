@@ -9,7 +9,7 @@
  *    2x2 (e.g. 32x32 and larger at batch 1): Winograd F(2x2, 3x3) for forward and
  *    backward-data, 16 GEMMs over transformed tiles (2.25x fewer multiplications than a direct
  *    or im2col convolution); see "Winograd" below. Backward-filter: shifted GEMM.
- *  - other stride-1 convolutions (1x1, 5x5, 3x3 on small images, ...): "shifted GEMM" over the
+ *  - other stride-1 convolutions (1x1, 5x5, 3x3 with few tiles, ...): "shifted GEMM" over the
  *    padded width, no im2col. Pad one image once to xp (Cin, Hp, Wp) and flatten each channel
  *    (row pitch Wp).
  *    For a tap (u, v) of the kernel,
@@ -25,8 +25,10 @@
  *                       columns (so nothing leaks into neighbouring rows); then the interior of
  *                       dXp is added to dinp (the padding's gradient is dropped).
  *      backward-filter: dW_uv (Cout, Cin) += dYp (Cout, Ho*Wp) . Xp_shifted^T.
- *  - stride > 1 (downsamples): im2col (Cin*KH*KW, rows*Wo) over chunks of output rows and one
- *    GEMM per chunk; backward-data is col = W^T . dout then col2im; backward-filter
+ *  - stride > 1 (downsamples), and stride 1 on images small next to the filters (the UNet's
+ *    8x8 and 16x16 layers, where repacking 59 MB of weights would cost more than the
+ *    convolution): im2col (Cin*KH*KW, rows*Wo) over chunks of output rows and one GEMM per chunk
+ *    on the weight in place; backward-data is col = W^T . dout then col2im; backward-filter
  *    dW += dout . col^T.
  * Winograd and im2col work in chunks so their workspace stays bounded (64 / 32 MiB) whatever
  * the image size (the VAE at 512 px); the SD UNet's layers fit in one chunk.
@@ -590,7 +592,7 @@ static ti_status conv_forward_col(struct ti_kctx *k, const struct ti_conv2d_args
 /* Per chunk: dW (Cout, Cin*KH*KW) += dy_chunk (Cout, n) . col^T; col = W^T . dy_chunk, then
  * col2im into dinp (chunks share input rows at their borders: += keeps that exact). */
 static ti_status conv_backward_col(struct ti_kctx *k, const struct ti_conv2d_args *a,
-                                   const struct geom *g) {
+                                   const struct geom *g, int want_x, int want_w) {
     int64_t ckk = g->Cin * g->KH * g->KW, plane = g->Ho * g->Wo, rows = col_rows(g);
     real *col;
     SCRATCH(col, k, ckk * rows * g->Wo, "im2col");
@@ -600,12 +602,12 @@ static ti_status conv_backward_col(struct ti_kctx *k, const struct ti_conv2d_arg
         for (int64_t i0 = 0; i0 < g->Ho; i0 += rows) {
             int64_t i1 = i0 + rows < g->Ho ? i0 + rows : g->Ho, n = (i1 - i0) * g->Wo;
             const real *dyc = dy + i0 * g->Wo;
-            if (a->dweight.data) {
+            if (want_w) {
                 im2col(col, (const real *)a->inp.data + xo, g, i0, i1);
                 CPU_GEMM(0, 1, g->Cout, ckk, n, R(1), dyc, plane, col, n, R(1), a->dweight.data,
                          ckk);
             }
-            if (a->dinp.data) {
+            if (want_x) {
                 CPU_GEMM(1, 0, ckk, n, g->Cout, R(1), a->weight.data, ckk, dyc, plane, R(0), col,
                          n);
                 col2im_add((real *)a->dinp.data + xo, col, g, i0, i1);
@@ -617,12 +619,20 @@ static ti_status conv_backward_col(struct ti_kctx *k, const struct ti_conv2d_arg
 
 /* ---- entry points ---------------------------------------------------------------------------- */
 
+/* im2col (rather than the shifted GEMM) for every stride > 1, and for stride 1 when the images
+ * are small next to the filters (B*Ho*Wo <= 2*Cout: the UNet's 8x8 and 16x16 layers): its
+ * col buffer then costs less than the shifted path's weight repacks, and its GEMMs read the
+ * weight in place. A 1x1 conv without padding always runs in place (no copy at all). */
+static int use_col(const struct geom *g) {
+    return g->s != 1 || (!g->in_place && g->B * g->Ho * g->Wo <= 2 * g->Cout);
+}
+
 ti_status CPU_FN(conv2d_forward)(struct ti_kctx *k, const struct ti_conv2d_args *a) {
     struct geom g;
     geom_of(&g, a);
     if (g.B * g.Cout * g.Ho * g.Wo == 0) return TI_OK;
     if (wino_applies(&g, g.B, g.Cout, g.Cin, g.Ho, g.Wo)) return wino_forward(k, a, &g);
-    return g.s == 1 ? conv_forward_s1(k, a, &g) : conv_forward_col(k, a, &g);
+    return use_col(&g) ? conv_forward_col(k, a, &g) : conv_forward_s1(k, a, &g);
 }
 
 ti_status CPU_FN(conv2d_backward)(struct ti_kctx *k, const struct ti_conv2d_args *a) {
@@ -643,10 +653,11 @@ ti_status CPU_FN(conv2d_backward)(struct ti_kctx *k, const struct ti_conv2d_args
         }
     }
     int want_x = a->dinp.data != NULL, want_w = a->dweight.data != NULL;
-    if (g.s != 1) return want_x || want_w ? conv_backward_col(k, a, &g) : TI_OK;
     if (want_x && wino_applies(&g, g.B, g.Cin, g.Cout, g.H, g.W)) {
         TI_TRY(wino_backward_data(k, a, &g));
         want_x = 0;
     }
-    return want_x || want_w ? conv_backward_s1(k, a, &g, want_x, want_w) : TI_OK;
+    if (!want_x && !want_w) return TI_OK;
+    return use_col(&g) ? conv_backward_col(k, a, &g, want_x, want_w)
+                       : conv_backward_s1(k, a, &g, want_x, want_w);
 }
