@@ -1,0 +1,5 @@
+# tests/io.cmake - checkpoint and embedding file formats (model/io/, train/embedding_io.c, the
+# ti-inspect and ti-convert tools). Fixtures: tests/fixtures/io (scripts/oracle/io_fixtures.py).
+ti_add_test(test_io_zip SOURCES test_io_zip.c LABELS cpu LIBS ti_model)
+ti_add_test(test_io_pickle SOURCES test_io_pickle.c LABELS cpu LIBS ti_model)
+ti_add_test(test_io_torchfile SOURCES test_io_torchfile.c LABELS cpu LIBS ti_model)
