@@ -3,3 +3,9 @@
 ti_add_test(test_io_zip SOURCES test_io_zip.c LABELS cpu LIBS ti_model)
 ti_add_test(test_io_pickle SOURCES test_io_pickle.c LABELS cpu LIBS ti_model)
 ti_add_test(test_io_torchfile SOURCES test_io_torchfile.c LABELS cpu LIBS ti_model)
+ti_add_test(test_io_safetensors SOURCES test_io_safetensors.c LABELS cpu LIBS ti_model)
+ti_add_test(test_io_ckpt SOURCES test_io_ckpt.c LABELS cpu LIBS ti_model)
+ti_add_test(test_io_embedding SOURCES test_io_embedding.c LABELS cpu LIBS ti_train)
+ti_add_test(test_io_tools SOURCES test_io_tools.c LABELS cpu LIBS ti_train
+            ARGS $<TARGET_FILE:ti-inspect> $<TARGET_FILE:ti-convert>)
+add_dependencies(test_io_tools ti-inspect ti-convert)

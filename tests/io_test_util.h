@@ -67,6 +67,7 @@ static int tio_rm_one(const char *p, const struct stat *sb, int flag, struct FTW
 static inline void tio_rmrf(const char *dir) { nftw(dir, tio_rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 static inline uint8_t *tio_read(const char *path, size_t *n) {
+    *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);

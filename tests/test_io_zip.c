@@ -73,7 +73,7 @@ static void check_round_trip(uint64_t threshold) {
     if (!z) return;
     struct ti_zip zip;
     struct ti_err err = {0};
-    CHECK_OK(ti_zip_open(&zip, z, size, &err), &err);
+    CHECK_OK(ti_zip_open(&zip, z, size, "test.zip", &err), &err);
     CHECK(zip.n == 12);
     CHECK(zip.zip64 == (threshold == 0));
     for (int i = 0; i < 12; i++) {
@@ -112,7 +112,7 @@ TEST(every_truncation_is_an_error) {
         memcpy(c, z, n);
         struct ti_zip zip;
         struct ti_err err = {0};
-        if (ti_zip_open(&zip, c, n, &err) == TI_OK) oks++;
+        if (ti_zip_open(&zip, c, n, "test.zip", &err) == TI_OK) oks++;
         else {
             errors++;
             CHECK(err.msg[0] != '\0');
@@ -138,7 +138,7 @@ TEST(every_flipped_directory_byte_is_safe) {
             c[i] = v == 0 ? (uint8_t)(c[i] ^ 0xFF) : v == 1 ? (uint8_t)(c[i] + 1) : 0xFF;
             struct ti_zip zip;
             struct ti_err err = {0};
-            if (ti_zip_open(&zip, c, size, &err) == TI_OK) {
+            if (ti_zip_open(&zip, c, size, "test.zip", &err) == TI_OK) {
                 for (size_t r = 0; r < zip.n; r++) { /* whatever opened must read safely */
                     const uint8_t *d;
                     void *owned;
@@ -165,7 +165,7 @@ static uint8_t *cd_entry(uint8_t *z, size_t size, int n) {
 static void expect_error(uint8_t *z, size_t size, ti_status code, const char *needle) {
     struct ti_zip zip;
     struct ti_err err = {0};
-    ti_status st = ti_zip_open(&zip, z, size, &err);
+    ti_status st = ti_zip_open(&zip, z, size, "test.zip", &err);
     CHECK(st == code);
     CHECK(strstr(err.msg, needle) != NULL);
     if (!strstr(err.msg, needle)) fprintf(stderr, "  message was: %s\n", err.msg);
@@ -227,7 +227,7 @@ TEST(malformed_directories) {
     memset(t + size, 'x', 100);
     struct ti_zip zip;
     struct ti_err err = {0};
-    CHECK_OK(ti_zip_open(&zip, t, size + 100, &err), &err);
+    CHECK_OK(ti_zip_open(&zip, t, size + 100, "test.zip", &err), &err);
     ti_zip_close(&zip);
     free(t);
     free(c);
@@ -255,8 +255,8 @@ TEST(deflated_records_from_python) {
     if (!a || !b) return;
     struct ti_zip za, zb;
     struct ti_err err = {0};
-    CHECK_OK(ti_zip_open(&za, a, n1, &err), &err);
-    CHECK_OK(ti_zip_open(&zb, b, n2, &err), &err);
+    CHECK_OK(ti_zip_open(&za, a, n1, "test.zip", &err), &err);
+    CHECK_OK(ti_zip_open(&zb, b, n2, "test.zip", &err), &err);
     int deflated = 0;
     for (size_t i = 0; i < za.n; i++) {
         const struct ti_zip_record *ra = &za.recs[i], *rb = ti_zip_find(&zb, ra->name);
@@ -341,7 +341,7 @@ TEST(zip_bombs_are_refused) {
     uint8_t *s = bomb_stream(400000, &slen);
     uint8_t *z = deflate_archive(s, slen, 1u << 20, &size);
     struct ti_zip zip;
-    CHECK_OK(ti_zip_open(&zip, z, size, &err), &err);
+    CHECK_OK(ti_zip_open(&zip, z, size, "test.zip", &err), &err);
     const uint8_t *d;
     void *owned = NULL;
     CHECK(ti_zip_read(&zip, &zip.recs[0], &d, &owned, &err) == TI_ERR_FORMAT);
@@ -352,7 +352,7 @@ TEST(zip_bombs_are_refused) {
     /* declared 300 MB: refused before anything is allocated */
     ti_err_clear(&err);
     z = deflate_archive(s, slen, 300u << 20, &size);
-    CHECK_OK(ti_zip_open(&zip, z, size, &err), &err);
+    CHECK_OK(ti_zip_open(&zip, z, size, "test.zip", &err), &err);
     CHECK(ti_zip_read(&zip, &zip.recs[0], &d, &owned, &err) == TI_ERR_FORMAT);
     CHECK(strstr(err.msg, "inflates records of at most") != NULL);
     ti_zip_close(&zip);
@@ -362,7 +362,7 @@ TEST(zip_bombs_are_refused) {
     ti_err_clear(&err);
     s = bomb_stream(20, &slen);
     z = deflate_archive(s, slen, 200u << 20, &size);
-    CHECK_OK(ti_zip_open(&zip, z, size, &err), &err);
+    CHECK_OK(ti_zip_open(&zip, z, size, "test.zip", &err), &err);
     CHECK(ti_zip_read(&zip, &zip.recs[0], &d, &owned, &err) == TI_ERR_FORMAT);
     CHECK(strstr(err.msg, "zip bomb") != NULL);
     ti_zip_close(&zip);
@@ -370,7 +370,7 @@ TEST(zip_bombs_are_refused) {
     /* the honest declaration inflates, and to the right bytes */
     ti_err_clear(&err);
     z = deflate_archive(s, slen, 1 + 258 * 20, &size);
-    CHECK_OK(ti_zip_open(&zip, z, size, &err), &err);
+    CHECK_OK(ti_zip_open(&zip, z, size, "test.zip", &err), &err);
     CHECK_OK(ti_zip_read(&zip, &zip.recs[0], &d, &owned, &err), &err);
     int zeros = owned != NULL;
     for (size_t i = 0; owned && i < 1 + 258 * 20; i++) zeros &= d[i] == 0;

@@ -65,7 +65,7 @@ static ti_status bind_storage(struct ti_torchfile *tf, struct ti_py_storage *s, 
 
 static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err *err) {
     ti_status st;
-    TI_TRY(ti_zip_open(&tf->zip, tf->data, tf->size, err));
+    TI_TRY(ti_zip_open(&tf->zip, tf->data, tf->size, tf->name, err));
     /* exactly one <folder>/data.pkl; a TorchScript archive is not a checkpoint */
     const struct ti_zip_record *pkl = NULL;
     for (size_t i = 0; i < tf->zip.n; i++) {

@@ -1,6 +1,7 @@
 /* zip.c - zip/zip64 reader over mapped bytes, bounded DEFLATE, streaming writer (see zip.h). */
 #include "zip.h"
 
+#include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, calloc, free, qsort_r */
 #include <string.h> /* defines: memcpy, memcmp, strcmp, strlen */
 
@@ -33,9 +34,10 @@ static int cmp_by_offset(const void *a, const void *b, void *ctx) {
 
 /* Finds the end-of-central-directory record: the last signature in the final 65557 bytes
  * whose fixed part and comment fit in the file. */
-static ti_status find_eocd(const uint8_t *d, uint64_t size, uint64_t *pos, struct ti_err *err) {
-    if (size < 22) return ti_error(err, TI_ERR_FORMAT, "zip: file of %llu bytes is too short to "
-                                   "be an archive (truncated?)", (unsigned long long)size);
+static ti_status find_eocd(const struct ti_zip *z, const uint8_t *d, uint64_t size, uint64_t *pos,
+                           struct ti_err *err) {
+    if (size < 22) return ti_error(err, TI_ERR_FORMAT, "zip '%s': file of %llu bytes is too short to "
+                                   "be an archive (truncated?)", z->name, (unsigned long long)size);
     uint64_t lo = size > 22 + 65535 ? size - 22 - 65535 : 0;
     for (uint64_t p = size - 22 + 1; p-- > lo;) {
         if (rd32(d + p) != SIG_EOCD) continue;
@@ -44,12 +46,13 @@ static ti_status find_eocd(const uint8_t *d, uint64_t size, uint64_t *pos, struc
         *pos = p;
         return TI_OK;
     }
-    return ti_error(err, TI_ERR_FORMAT, "zip: no end-of-central-directory record (the file is "
-                    "truncated or not a zip archive)");
+    return ti_error(err, TI_ERR_FORMAT, "zip '%s': no end-of-central-directory record (the file is "
+                    "truncated or not a zip archive)", z->name);
 }
 
 /* Reads the zip64 fields of a CD entry from its extra data, for each field that is saturated. */
-static ti_status read_zip64_extra(const uint8_t *ex, uint32_t exlen, uint64_t *usize,
+static ti_status read_zip64_extra(const struct ti_zip *z, const uint8_t *ex, uint32_t exlen,
+                                  uint64_t *usize,
                                   uint64_t *csize, uint64_t *off, const char *name,
                                   struct ti_err *err) {
     int need_u = *usize == 0xFFFFFFFFu, need_c = *csize == 0xFFFFFFFFu, need_o = *off == 0xFFFFFFFFu;
@@ -79,21 +82,23 @@ static ti_status read_zip64_extra(const uint8_t *ex, uint32_t exlen, uint64_t *u
         }
         p += 4u + len;
     }
-    return ti_error(err, TI_ERR_FORMAT, "zip: record '%s' has 32-bit fields saturated at "
-                    "0xFFFFFFFF but no zip64 extra field", name);
+    return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' has 32-bit fields saturated at "
+                    "0xFFFFFFFF but no zip64 extra field", z->name, name);
 short_field:
-    return ti_error(err, TI_ERR_FORMAT, "zip: record '%s' has a zip64 extra field that is too "
-                    "short for its saturated fields", name);
+    return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' has a zip64 extra field that is too "
+                    "short for its saturated fields", z->name, name);
 }
 
-ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct ti_err *err) {
+ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const char *name,
+                      struct ti_err *err) {
     ti_status st = TI_OK;
     memset(z, 0, sizeof *z);
+    snprintf(z->name, sizeof z->name, "%s", name ? name : "<memory>");
     const uint8_t *d = data;
     z->data = d;
     z->size = size;
     uint64_t eocd = 0;
-    TI_TRY(find_eocd(d, size, &eocd, err));
+    TI_TRY(find_eocd(z, d, size, &eocd, err));
     uint64_t n_disk = rd16(d + eocd + 8), n_total = rd16(d + eocd + 10);
     uint64_t cd_size = rd32(d + eocd + 12), cd_off = rd32(d + eocd + 16);
     uint32_t disk = rd16(d + eocd + 4), cd_disk = rd16(d + eocd + 6);
@@ -101,8 +106,8 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct 
     if (eocd >= 20 && rd32(d + eocd - 20) == SIG_LOC64) {
         uint64_t off64 = rd64(d + eocd - 20 + 8);
         if (!fits(off64, 56, eocd - 20) || rd32(d + off64) != SIG_EOCD64)
-            return ti_error(err, TI_ERR_FORMAT, "zip: the zip64 end record offset %llu is not "
-                            "valid (file of %llu bytes)", (unsigned long long)off64,
+            return ti_error(err, TI_ERR_FORMAT, "zip '%s': the zip64 end record offset %llu is not "
+                            "valid (file of %llu bytes)", z->name, (unsigned long long)off64,
                             (unsigned long long)size);
         const uint8_t *r = d + off64;
         disk = rd32(r + 16);
@@ -115,23 +120,23 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct 
         z->zip64 = 1;
     }
     if (disk != 0 || cd_disk != 0 || n_disk != n_total)
-        return ti_error(err, TI_ERR_FORMAT, "zip: multi-disk archives are not supported");
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': multi-disk archives are not supported", z->name);
     if (!fits(cd_off, cd_size, cd_limit))
-        return ti_error(err, TI_ERR_FORMAT, "zip: central directory (offset %llu, %llu bytes) "
-                        "lies outside the file (%llu bytes; truncated?)",
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory (offset %llu, %llu bytes) "
+                        "lies outside the file (%llu bytes; truncated?)", z->name,
                         (unsigned long long)cd_off, (unsigned long long)cd_size,
                         (unsigned long long)size);
     if (n_total > cd_size / 46)
-        return ti_error(err, TI_ERR_FORMAT, "zip: %llu entries cannot fit in a central directory "
-                        "of %llu bytes", (unsigned long long)n_total, (unsigned long long)cd_size);
-    if (n_total == 0) return ti_error(err, TI_ERR_FORMAT, "zip: the archive is empty");
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': %llu entries cannot fit in a central directory "
+                        "of %llu bytes", z->name, (unsigned long long)n_total, (unsigned long long)cd_size);
+    if (n_total == 0) return ti_error(err, TI_ERR_FORMAT, "zip '%s': the archive is empty", z->name);
 
     z->n = (size_t)n_total;
     z->recs = calloc(z->n, sizeof *z->recs);
     z->by_name = calloc(z->n, sizeof *z->by_name);
     z->names = malloc((size_t)cd_size + 1); /* names are shorter than the CD holding them */
     if (!z->recs || !z->by_name || !z->names) {
-        st = ti_error(err, TI_ERR_NOMEM, "zip: out of memory for %zu entries", z->n);
+        st = ti_error(err, TI_ERR_NOMEM, "zip '%s': out of memory for %zu entries", z->name, z->n);
         goto fail;
     }
     size_t pool = 0;
@@ -139,8 +144,8 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct 
     for (size_t i = 0; i < z->n; i++) {
         struct ti_zip_record *r = &z->recs[i];
         if (!fits(p, 46, cd_end) || rd32(d + p) != SIG_CENTRAL) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: central directory entry %zu of %zu is "
-                          "damaged (bad signature or past the directory's end)", i, z->n);
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory entry %zu of %zu is "
+                          "damaged (bad signature or past the directory's end)", z->name, i, z->n);
             goto fail;
         }
         const uint8_t *c = d + p;
@@ -152,49 +157,49 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct 
         uint32_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
         r->header_offset = rd32(c + 42);
         if (!fits(p + 46, (uint64_t)nlen + xlen + clen, cd_end)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: central directory entry %zu runs past the "
-                          "directory's end", i);
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory entry %zu runs past the "
+                          "directory's end", z->name, i);
             goto fail;
         }
         if (nlen == 0 || nlen > TI_ZIP_MAX_NAME || memchr(c + 46, 0, nlen)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: central directory entry %zu has an invalid "
-                          "name (empty, too long or with a NUL byte)", i);
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory entry %zu has an invalid "
+                          "name (empty, too long or with a NUL byte)", z->name, i);
             goto fail;
         }
         memcpy(z->names + pool, c + 46, nlen);
         z->names[pool + nlen] = '\0';
         r->name = z->names + pool;
         pool += nlen + 1;
-        TI_TRY_GOTO(st, read_zip64_extra(c + 46 + nlen, xlen, &r->size, &r->csize,
+        TI_TRY_GOTO(st, read_zip64_extra(z, c + 46 + nlen, xlen, &r->size, &r->csize,
                                          &r->header_offset, r->name, err));
         if (r->flags & 0x41) {
-            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip: record '%s' is encrypted", r->name);
+            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip '%s': record '%s' is encrypted", z->name, r->name);
             goto fail;
         }
         if (r->method != 0 && r->method != 8) {
-            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip: record '%s' uses compression method %u; "
-                          "ti reads stored (0) and deflated (8) records", r->name, r->method);
+            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip '%s': record '%s' uses compression method %u; "
+                          "ti reads stored (0) and deflated (8) records", z->name, r->name, r->method);
             goto fail;
         }
         if (r->method == 0 && r->csize != r->size) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: stored record '%s' declares %llu compressed "
-                          "but %llu uncompressed bytes", r->name, (unsigned long long)r->csize,
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': stored record '%s' declares %llu compressed "
+                          "but %llu uncompressed bytes", z->name, r->name, (unsigned long long)r->csize,
                           (unsigned long long)r->size);
             goto fail;
         }
         /* local header: signature, then the data right after its name and extra field */
         uint64_t lh = r->header_offset;
         if (!fits(lh, 30, size) || rd32(d + lh) != SIG_LOCAL) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: record '%s': local header at offset %llu is "
-                          "missing or damaged (file of %llu bytes)", r->name,
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s': local header at offset %llu is "
+                          "missing or damaged (file of %llu bytes)", z->name, r->name,
                           (unsigned long long)lh, (unsigned long long)size);
             goto fail;
         }
         r->data_offset = lh + 30 + rd16(d + lh + 26) + rd16(d + lh + 28);
         if (!fits(r->data_offset, r->csize, cd_off)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: record '%s' (%llu bytes at offset %llu) "
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' (%llu bytes at offset %llu) "
                           "runs past the data area, which ends at %llu (truncated file or bad "
-                          "offset)", r->name, (unsigned long long)r->csize,
+                          "offset)", z->name, r->name, (unsigned long long)r->csize,
                           (unsigned long long)r->data_offset, (unsigned long long)cd_off);
             goto fail;
         }
@@ -206,7 +211,7 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct 
     for (size_t i = 1; i < z->n; i++) {
         const struct ti_zip_record *a = &z->recs[z->by_name[i - 1]], *b = &z->recs[z->by_name[i]];
         if (a->data_offset + a->csize > b->header_offset) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: records '%s' and '%s' overlap", a->name,
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': records '%s' and '%s' overlap", z->name, a->name,
                           b->name);
             goto fail;
         }
@@ -214,7 +219,7 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct 
     qsort_r(z->by_name, z->n, sizeof *z->by_name, cmp_by_name, z->recs);
     for (size_t i = 1; i < z->n; i++)
         if (!strcmp(z->recs[z->by_name[i - 1]].name, z->recs[z->by_name[i]].name)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip: the name '%s' appears twice",
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': the name '%s' appears twice", z->name,
                           z->recs[z->by_name[i]].name);
             goto fail;
         }
@@ -249,8 +254,8 @@ ti_status ti_zip_check_crc(const struct ti_zip *z, const struct ti_zip_record *r
     if (r->crc == 0 || r->method != 0) return TI_OK;
     uint32_t c = ti_crc32(0, z->data + r->data_offset, (size_t)r->size);
     if (c != r->crc)
-        return ti_error(err, TI_ERR_FORMAT, "zip: record '%s' fails its CRC-32 check (stored "
-                        "%08x, computed %08x): the file is damaged", r->name, r->crc, c);
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' fails its CRC-32 check (stored "
+                        "%08x, computed %08x): the file is damaged", z->name, r->name, r->crc, c);
     return TI_OK;
 }
 
@@ -264,31 +269,31 @@ ti_status ti_zip_read(struct ti_zip *z, const struct ti_zip_record *r, const uin
     }
     /* deflated: refuse bombs before allocating anything */
     if (r->size > TI_ZIP_INFLATE_MAX)
-        return ti_error(err, TI_ERR_FORMAT, "zip: compressed record '%s' would inflate to %llu "
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': compressed record '%s' would inflate to %llu "
                         "bytes; ti inflates records of at most %llu bytes (torch.save stores "
-                        "records uncompressed)", r->name, (unsigned long long)r->size,
+                        "records uncompressed)", z->name, r->name, (unsigned long long)r->size,
                         (unsigned long long)TI_ZIP_INFLATE_MAX);
     if (r->size > 1024 && r->size / TI_ZIP_MAX_RATIO > r->csize)
-        return ti_error(err, TI_ERR_FORMAT, "zip: compressed record '%s' claims %llu bytes from "
-                        "%llu, a ratio DEFLATE cannot reach: a zip bomb", r->name,
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': compressed record '%s' claims %llu bytes from "
+                        "%llu, a ratio DEFLATE cannot reach: a zip bomb", z->name, r->name,
                         (unsigned long long)r->size, (unsigned long long)r->csize);
     if (z->inflated + r->size > TI_ZIP_INFLATE_TOTAL)
-        return ti_error(err, TI_ERR_FORMAT, "zip: the archive inflates to more than %llu bytes "
-                        "in all: a zip bomb", (unsigned long long)TI_ZIP_INFLATE_TOTAL);
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': the archive inflates to more than %llu bytes "
+                        "in all: a zip bomb", z->name, (unsigned long long)TI_ZIP_INFLATE_TOTAL);
     uint8_t *buf = malloc(r->size ? (size_t)r->size : 1);
-    if (!buf) return ti_error(err, TI_ERR_NOMEM, "zip: out of memory inflating '%s'", r->name);
+    if (!buf) return ti_error(err, TI_ERR_NOMEM, "zip '%s': out of memory inflating '%s'", z->name, r->name);
     ti_status st = ti_inflate(buf, (size_t)r->size, z->data + r->data_offset, (size_t)r->csize, err);
     if (st != TI_OK) {
         free(buf);
-        return ti_error(err, st, "in zip record '%s'", r->name);
+        return ti_error(err, st, "in record '%s' of '%s'", r->name, z->name);
     }
     z->inflated += r->size;
     if (r->crc != 0) {
         uint32_t c = ti_crc32(0, buf, (size_t)r->size);
         if (c != r->crc) {
             free(buf);
-            return ti_error(err, TI_ERR_FORMAT, "zip: record '%s' fails its CRC-32 check "
-                            "(stored %08x, computed %08x)", r->name, r->crc, c);
+            return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' fails its CRC-32 check "
+                            "(stored %08x, computed %08x)", z->name, r->name, r->crc, c);
         }
     }
     *out = buf;

@@ -54,6 +54,7 @@ struct ti_zip_record {
 };
 
 struct ti_zip {
+    char name[256];               /* the file, for messages */
     const uint8_t *data;          /* the archive bytes (borrowed) */
     uint64_t size;
     struct ti_zip_record *recs;   /* in central-directory order */
@@ -64,9 +65,10 @@ struct ti_zip {
     uint64_t inflated;            /* bytes inflated so far (bounded by TI_ZIP_INFLATE_TOTAL) */
 };
 
-/* Parses the archive in data[0..size). `data` must outlive the ti_zip. On error *z is left
- * closed (safe to ti_zip_close). */
-ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, struct ti_err *err);
+/* Parses the archive in data[0..size); `name` (the file) is used in messages. `data` must
+ * outlive the ti_zip. On error *z is left closed (safe to ti_zip_close). */
+ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const char *name,
+                      struct ti_err *err);
 void ti_zip_close(struct ti_zip *z);
 /* Exact name lookup; NULL if absent. */
 const struct ti_zip_record *ti_zip_find(const struct ti_zip *z, const char *name);
