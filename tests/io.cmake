@@ -9,3 +9,6 @@ ti_add_test(test_io_embedding SOURCES test_io_embedding.c LABELS cpu LIBS ti_tra
 ti_add_test(test_io_tools SOURCES test_io_tools.c LABELS cpu LIBS ti_train
             ARGS $<TARGET_FILE:ti-inspect> $<TARGET_FILE:ti-convert>)
 add_dependencies(test_io_tools ti-inspect ti-convert)
+# The one place the suite runs Python: Debian's python3 + python3-torch (scripts/deps.sh installs
+# them) load what ti wrote. SKIP (77) when the interpreter or torch is missing, never PASS.
+ti_add_test(test_io_python SOURCES test_io_python.c LABELS python LIBS ti_train TIMEOUT 600)
