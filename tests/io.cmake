@@ -12,3 +12,7 @@ add_dependencies(test_io_tools ti-inspect ti-convert)
 # The one place the suite runs Python: Debian's python3 + python3-torch (scripts/deps.sh installs
 # them) load what ti wrote. SKIP (77) when the interpreter or torch is missing, never PASS.
 ti_add_test(test_io_python SOURCES test_io_python.c LABELS python LIBS ti_train TIMEOUT 600)
+# libFuzzer harnesses for the zip, pickle and safetensors readers (make fuzz)
+if(TI_FUZZ)
+  add_subdirectory(fuzz)
+endif()

@@ -7,7 +7,8 @@
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free */
 #include <string.h> /* defines: memcpy, memchr, strcmp, strlen, strncmp */
 
-#define NODE_CHUNK 4096
+#define NODE_CHUNK_MIN 64     /* first chunk; each next one doubles, up to NODE_CHUNK_MAX */
+#define NODE_CHUNK_MAX 4096
 #define BYTE_CHUNK (1u << 20)
 #define MAX_STACK (1u << 20)     /* values on the stack */
 #define MAX_MARKS (1u << 16)     /* nested MARKs */
@@ -16,8 +17,8 @@
 
 struct node_chunk {
     struct node_chunk *next;
-    size_t used;
-    struct ti_py nodes[NODE_CHUNK];
+    size_t used, cap;
+    struct ti_py nodes[];
 };
 
 struct byte_chunk {
@@ -53,11 +54,14 @@ static struct ti_py_storage *storage_lookup(struct ti_pickle *pk, const char *ke
 
 static struct ti_py *new_node(struct ti_pickle *pk, enum ti_py_kind kind) {
     if (pk->n_nodes >= MAX_NODES) return NULL;
-    if (!pk->chunks || pk->chunks->used == NODE_CHUNK) {
-        struct node_chunk *c = malloc(sizeof *c);
+    if (!pk->chunks || pk->chunks->used == pk->chunks->cap) {
+        size_t cap = pk->chunks ? 2 * pk->chunks->cap : NODE_CHUNK_MIN;
+        if (cap > NODE_CHUNK_MAX) cap = NODE_CHUNK_MAX;
+        struct node_chunk *c = malloc(sizeof *c + cap * sizeof(struct ti_py));
         if (!c) return NULL;
         c->next = pk->chunks;
         c->used = 0;
+        c->cap = cap;
         pk->chunks = c;
     }
     struct ti_py *v = &pk->chunks->nodes[pk->chunks->used++];
@@ -70,7 +74,10 @@ static struct ti_py *new_node(struct ti_pickle *pk, enum ti_py_kind kind) {
 static void *new_bytes(struct ti_pickle *pk, size_t n) {
     n = (n + 7) & ~(size_t)7;
     if (!pk->bytes || pk->bytes->cap - pk->bytes->used < n) {
-        size_t cap = n > BYTE_CHUNK / 4 ? n : BYTE_CHUNK;
+        /* chunks grow from 4 KiB to BYTE_CHUNK; a big string gets a chunk of its own */
+        size_t grow = !pk->bytes ? 4096 : pk->bytes->cap >= BYTE_CHUNK / 2 ? BYTE_CHUNK
+                                                                            : 2 * pk->bytes->cap;
+        size_t cap = n > BYTE_CHUNK / 4 ? n : grow < n ? n : grow;
         struct byte_chunk *c = malloc(sizeof *c + cap);
         if (!c) return NULL;
         c->used = 0;
