@@ -16,3 +16,6 @@ ti_add_test(test_io_python SOURCES test_io_python.c LABELS python LIBS ti_train 
 if(TI_FUZZ)
   add_subdirectory(fuzz)
 endif()
+# A full-size SD v1 checkpoint layout (~4.3 GB, generated with python3-torch, then deleted).
+ti_add_test(test_io_fullsize SOURCES test_io_fullsize.c LABELS "slow;python" LIBS ti_model
+            TIMEOUT 1800)

@@ -10,8 +10,8 @@
 #define TI_IO_TEST_UTIL_H
 
 #define _GNU_SOURCE 1
-#include <dirent.h>   /* defines: opendir, readdir */
-#include <ftw.h>      /* defines: nftw */
+#include <dirent.h> /* defines: opendir, readdir */
+#include <ftw.h>    /* defines: nftw */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +64,9 @@ static int tio_rm_one(const char *p, const struct stat *sb, int flag, struct FTW
     return remove(p);
 }
 
-static inline void tio_rmrf(const char *dir) { nftw(dir, tio_rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static inline void tio_rmrf(const char *dir) {
+    nftw(dir, tio_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static inline uint8_t *tio_read(const char *path, size_t *n) {
     *n = 0;
@@ -137,7 +139,8 @@ static inline struct ti_param_spec *tio_load_spec(const char *path, const char *
 }
 
 static inline void tio_free_spec(struct ti_param_spec *s, size_t n) {
-    for (size_t i = 0; i < n; i++) free((char *)s[i].key);
+    for (size_t i = 0; i < n; i++)
+        free((char *)s[i].key);
     free(s);
 }
 

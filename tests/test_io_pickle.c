@@ -18,8 +18,12 @@ static void put(struct bs *b, const void *d, size_t n) {
     memcpy(b->p + b->n, d, n);
     b->n += n;
 }
-static void op(struct bs *b, uint8_t o) { put(b, &o, 1); }
-static void u8(struct bs *b, uint8_t v) { put(b, &v, 1); }
+static void op(struct bs *b, uint8_t o) {
+    put(b, &o, 1);
+}
+static void u8(struct bs *b, uint8_t v) {
+    put(b, &v, 1);
+}
 static void u32(struct bs *b, uint32_t v) {
     uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
     put(b, x, 4);
@@ -54,7 +58,8 @@ static ti_status run(struct bs *b, struct ti_pickle **pk, struct ti_py **root, s
 }
 
 static int n_seen;
-static ti_status count_tensor(void *ud, const char *path, const struct ti_py *t, struct ti_err *err) {
+static ti_status count_tensor(void *ud, const char *path, const struct ti_py *t,
+                              struct ti_err *err) {
     (void)ud, (void)path, (void)t, (void)err;
     n_seen++;
     return TI_OK;
@@ -62,9 +67,9 @@ static ti_status count_tensor(void *ud, const char *path, const struct ti_py *t,
 
 TEST(opcodes_and_memo) {
     struct bs b = {.n = 0};
-    op(&b, 0x80), u8(&b, 4);             /* PROTO 4 */
-    op(&b, 0x95), u64(&b, 10);           /* FRAME (length only checked) */
-    op(&b, '}'), op(&b, 0x94);           /* EMPTY_DICT, MEMOIZE -> 0 */
+    op(&b, 0x80), u8(&b, 4);   /* PROTO 4 */
+    op(&b, 0x95), u64(&b, 10); /* FRAME (length only checked) */
+    op(&b, '}'), op(&b, 0x94); /* EMPTY_DICT, MEMOIZE -> 0 */
     op(&b, '(');
     sstr(&b, "small"), op(&b, 'K'), u8(&b, 200);
     sstr(&b, "mid"), op(&b, 'M'), u8(&b, 0x34), u8(&b, 0x12);
@@ -72,24 +77,26 @@ TEST(opcodes_and_memo) {
     sstr(&b, "big"), op(&b, 0x8a), u8(&b, 6), put(&b, "\x00\x00\x00\x00\x00\x01", 6); /* 2^40 */
     sstr(&b, "negbig"), op(&b, 0x8a), u8(&b, 2), put(&b, "\x00\x80", 2);              /* -32768 */
     sstr(&b, "huge"), op(&b, 0x8b), u32(&b, 9), put(&b, "\x01\x00\x00\x00\x00\x00\x00\x00\x01", 9);
-    sstr(&b, "flt"), op(&b, 'G'), put(&b, "\x3f\xf8\x00\x00\x00\x00\x00\x00", 8);       /* 1.5 */
+    sstr(&b, "flt"), op(&b, 'G'), put(&b, "\x3f\xf8\x00\x00\x00\x00\x00\x00", 8); /* 1.5 */
     ustr(&b, "s8"), op(&b, 0x8d), u64(&b, 3), put(&b, "abc", 3);
     sstr(&b, "bytes"), op(&b, 'C'), u8(&b, 2), put(&b, "\x00\xff", 2);
     sstr(&b, "pystr"), op(&b, 'U'), u8(&b, 2), put(&b, "hi", 2);
     sstr(&b, "t"), op(&b, 0x88);
     sstr(&b, "f"), op(&b, 0x89);
     sstr(&b, "none"), op(&b, 'N');
-    sstr(&b, "tup"), op(&b, 'K'), u8(&b, 1), op(&b, 'K'), u8(&b, 2), op(&b, 0x86), op(&b, 'q'), u8(&b, 7);
-    sstr(&b, "again"), op(&b, 'h'), u8(&b, 7);                                     /* BINGET */
+    sstr(&b, "tup"), op(&b, 'K'), u8(&b, 1), op(&b, 'K'), u8(&b, 2), op(&b, 0x86), op(&b, 'q'),
+        u8(&b, 7);
+    sstr(&b, "again"), op(&b, 'h'), u8(&b, 7); /* BINGET */
     sstr(&b, "lst"), op(&b, ']'), op(&b, '('), op(&b, 'K'), u8(&b, 3), op(&b, 'K'), u8(&b, 4),
-        op(&b, 'e'), op(&b, 'K'), u8(&b, 5), op(&b, 'a');                          /* [3,4,5] */
+        op(&b, 'e'), op(&b, 'K'), u8(&b, 5), op(&b, 'a'); /* [3,4,5] */
     sstr(&b, "set"), op(&b, 0x8f), op(&b, '('), op(&b, 'K'), u8(&b, 9), op(&b, 0x90);
     sstr(&b, "fz"), op(&b, '('), op(&b, 'K'), u8(&b, 1), op(&b, 0x91);
-    sstr(&b, "dup"), op(&b, 'K'), u8(&b, 42), op(&b, '2'), op(&b, '0');           /* DUP, POP */
+    sstr(&b, "dup"), op(&b, 'K'), u8(&b, 42), op(&b, '2'), op(&b, '0'); /* DUP, POP */
     sstr(&b, "lp"), op(&b, 'N'), op(&b, 'r'), u32(&b, 200), op(&b, '0'), op(&b, 'j'), u32(&b, 200);
-    sstr(&b, "pm"), op(&b, '('), op(&b, 'K'), u8(&b, 1), op(&b, '1'), op(&b, 'K'), u8(&b, 6); /* POP_MARK */
-    sstr(&b, "d"), op(&b, '('), sstr(&b, "k"), op(&b, 'K'), u8(&b, 1), op(&b, 'd');   /* DICT */
-    sstr(&b, "self"), op(&b, 'h'), u8(&b, 0);                                      /* the dict itself */
+    sstr(&b, "pm"), op(&b, '('), op(&b, 'K'), u8(&b, 1), op(&b, '1'), op(&b, 'K'),
+        u8(&b, 6);                                                                  /* POP_MARK */
+    sstr(&b, "d"), op(&b, '('), sstr(&b, "k"), op(&b, 'K'), u8(&b, 1), op(&b, 'd'); /* DICT */
+    sstr(&b, "self"), op(&b, 'h'), u8(&b, 0); /* the dict itself */
     op(&b, 'u'), op(&b, '.');
     struct ti_pickle *pk = NULL;
     struct ti_py *root;
@@ -141,17 +148,22 @@ static void expect(struct bs *b, ti_status code, const char *needle) {
 
 TEST(dangerous_globals_are_refused_by_name) {
     static const char *const bad[][2] = {
-        {"os", "system"},          {"posix", "system"},        {"nt", "system"},
-        {"subprocess", "Popen"},   {"sys", "modules"},         {"builtins", "eval"},
-        {"builtins", "exec"},      {"builtins", "getattr"},    {"builtins", "__import__"},
-        {"builtins", "compile"},   {"builtins", "open"},       {"__builtin__", "eval"},
-        {"runpy", "_run_code"},    {"importlib", "import_module"}, {"importlib.util", "x"},
-        {"shutil", "rmtree"},      {"socket", "socket"},       {"ctypes", "CDLL"},
-        {"pickle", "loads"},       {"marshal", "loads"},       {"operator", "attrgetter"},
-        {"functools", "partial"},  {"types", "FunctionType"},  {"torch", "load"},
-        {"torch.hub", "load"},     {"torch.storage", "_load_from_bytes"}, {"numpy", "load"},
-        {"numpy.testing._private.utils", "runstring"},        {"os.path", "join"},
-        {"timeit", "timeit"},      {"pydoc", "pipepager"},     {"codecs", "open"},
+        {"os", "system"},           {"posix", "system"},
+        {"nt", "system"},           {"subprocess", "Popen"},
+        {"sys", "modules"},         {"builtins", "eval"},
+        {"builtins", "exec"},       {"builtins", "getattr"},
+        {"builtins", "__import__"}, {"builtins", "compile"},
+        {"builtins", "open"},       {"__builtin__", "eval"},
+        {"runpy", "_run_code"},     {"importlib", "import_module"},
+        {"importlib.util", "x"},    {"shutil", "rmtree"},
+        {"socket", "socket"},       {"ctypes", "CDLL"},
+        {"pickle", "loads"},        {"marshal", "loads"},
+        {"operator", "attrgetter"}, {"functools", "partial"},
+        {"types", "FunctionType"},  {"torch", "load"},
+        {"torch.hub", "load"},      {"torch.storage", "_load_from_bytes"},
+        {"numpy", "load"},          {"numpy.testing._private.utils", "runstring"},
+        {"os.path", "join"},        {"timeit", "timeit"},
+        {"pydoc", "pipepager"},     {"codecs", "open"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char want[128];
@@ -180,10 +192,16 @@ TEST(dangerous_globals_are_refused_by_name) {
 
 TEST(inert_globals_are_accepted) {
     static const char *const ok[][2] = {
-        {"collections", "OrderedDict"}, {"builtins", "set"}, {"__builtin__", "set"},
-        {"numpy.core.multiarray", "scalar"}, {"numpy", "dtype"}, {"_codecs", "encode"},
+        {"collections", "OrderedDict"},
+        {"builtins", "set"},
+        {"__builtin__", "set"},
+        {"numpy.core.multiarray", "scalar"},
+        {"numpy", "dtype"},
+        {"_codecs", "encode"},
         {"pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"},
-        {"torch", "Size"}, {"argparse", "Namespace"}, {"builtins", "dict"},
+        {"torch", "Size"},
+        {"argparse", "Namespace"},
+        {"builtins", "dict"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         struct bs b = {.n = 0};
@@ -274,7 +292,8 @@ TEST(structural_errors) {
     op(&b, 'X'), u32(&b, 2), put(&b, "\xc3\x28", 2), op(&b, '.');
     expect(&b, TI_ERR_FORMAT, "UTF-8");
     b.n = 0;
-    for (int i = 0; i < 70000; i++) op(&b, '(');
+    for (int i = 0; i < 70000; i++)
+        op(&b, '(');
     expect(&b, TI_ERR_FORMAT, "MARKs nested deeper");
     /* every truncation of a valid pickle is an error, never a crash */
     struct ti_pkw w;
@@ -310,8 +329,10 @@ TEST(structural_errors) {
 TEST(walker_bounds) {
     for (int depth = 50; depth <= 150; depth += 100) {
         struct bs b = {.n = 0};
-        for (int i = 0; i < depth; i++) op(&b, ']');
-        for (int i = 1; i < depth; i++) op(&b, 'a');
+        for (int i = 0; i < depth; i++)
+            op(&b, ']');
+        for (int i = 1; i < depth; i++)
+            op(&b, 'a');
         op(&b, '.');
         struct ti_pickle *pk = NULL;
         struct ti_py *root;
@@ -347,12 +368,15 @@ static void tensor_v2(struct bs *b, const char *cls, const char *key, int numel,
     op(b, 'M'), u8(b, (uint8_t)numel), u8(b, (uint8_t)(numel >> 8)), op(b, 't'), op(b, 'Q');
     op(b, 'K'), u8(b, (uint8_t)offset);
     op(b, '(');
-    for (int i = 0; i < nd; i++) op(b, 'K'), u8(b, (uint8_t)size[i]);
+    for (int i = 0; i < nd; i++)
+        op(b, 'K'), u8(b, (uint8_t)size[i]);
     op(b, 't');
     op(b, '(');
     for (int i = 0; i < nd; i++) {
-        if (stride[i] < 0) op(b, 'J'), u32(b, (uint32_t)stride[i]);
-        else op(b, 'K'), u8(b, (uint8_t)stride[i]);
+        if (stride[i] < 0)
+            op(b, 'J'), u32(b, (uint32_t)stride[i]);
+        else
+            op(b, 'K'), u8(b, (uint8_t)stride[i]);
     }
     op(b, 't');
     op(b, 0x89), global(b, "collections", "OrderedDict"), op(b, ')'), op(b, 'R');
@@ -382,8 +406,10 @@ TEST(tensor_views) {
     static float s0[32], s1[24];
     static uint16_t s2[4];
     static int64_t s3[1];
-    for (int i = 0; i < 32; i++) s0[i] = (float)i;
-    for (int i = 0; i < 24; i++) s1[i] = (float)(100 + i);
+    for (int i = 0; i < 32; i++)
+        s0[i] = (float)i;
+    for (int i = 0; i < 24; i++)
+        s1[i] = (float)(100 + i);
     const void *bufs[4] = {s0, s1, s2, s3};
     const uint64_t sizes[4] = {sizeof s0, sizeof s1, sizeof s2, sizeof s3};
     int k = 0;
@@ -396,7 +422,8 @@ TEST(tensor_views) {
     const struct ti_py *a = ti_py_dict_get(root, "a"), *bb = ti_py_dict_get(root, "b");
     const struct ti_py *t = ti_py_dict_get(root, "t"), *p = ti_py_dict_get(root, "p");
     CHECK(a->u.tensor.storage == bb->u.tensor.storage); /* shared, bound once */
-    CHECK(((const float *)a->u.tensor.t.data)[0] == 8.0f && ((const float *)bb->u.tensor.t.data)[7] == 31.0f);
+    CHECK(((const float *)a->u.tensor.t.data)[0] == 8.0f &&
+          ((const float *)bb->u.tensor.t.data)[7] == 31.0f);
     CHECK(t->u.tensor.t.stride[0] == 1 && t->u.tensor.t.stride[1] == 2);
     CHECK(ti_py_dict_get(root, "h")->u.tensor.t.ndim == 0);
     CHECK(ti_tensor_numel(&ti_py_dict_get(root, "e")->u.tensor.t) == 0);
@@ -412,7 +439,8 @@ TEST(tensor_views) {
     ti_pickle_storages(pk)->data = (const uint8_t *)s0;
     ti_pickle_storages(pk)->nbytes = 64;
     CHECK(ti_pickle_bind_tensors(pk, &err) == TI_ERR_FORMAT);
-    CHECK(strstr(err.msg, "holds 64 bytes but the pickle declares 32 f32 elements (128 bytes)") != NULL);
+    CHECK(strstr(err.msg, "holds 64 bytes but the pickle declares 32 f32 elements (128 bytes)") !=
+          NULL);
     ti_pickle_free(pk);
 }
 
@@ -461,14 +489,32 @@ TEST(bad_tensor_views) {
 }
 
 TEST(writer_ints_round_trip) {
-    const int64_t vals[] = {0, 1, 255, 256, 65535, 65536, -1, -128, -129, INT32_MIN, INT32_MAX,
-                            (int64_t)INT32_MAX + 1, (int64_t)INT32_MIN - 1, (int64_t)1 << 40,
-                            -((int64_t)1 << 40), INT64_MIN, INT64_MAX, 0x7f, 0x80, -0x8000};
+    const int64_t vals[] = {0,
+                            1,
+                            255,
+                            256,
+                            65535,
+                            65536,
+                            -1,
+                            -128,
+                            -129,
+                            INT32_MIN,
+                            INT32_MAX,
+                            (int64_t)INT32_MAX + 1,
+                            (int64_t)INT32_MIN - 1,
+                            (int64_t)1 << 40,
+                            -((int64_t)1 << 40),
+                            INT64_MIN,
+                            INT64_MAX,
+                            0x7f,
+                            0x80,
+                            -0x8000};
     struct ti_pkw w;
     ti_pkw_init(&w);
     ti_pkw_proto(&w, 2);
     ti_pkw_op(&w, TI_PK_MARK);
-    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) ti_pkw_int(&w, vals[i]);
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
+        ti_pkw_int(&w, vals[i]);
     ti_pkw_op(&w, TI_PK_TUPLE);
     ti_pkw_op(&w, TI_PK_STOP);
     struct ti_err err = {0};
@@ -480,7 +526,8 @@ TEST(writer_ints_round_trip) {
     CHECK_OK(ti_pickle_run(pk, w.buf, w.n, &used, &root, &err), &err);
     CHECK(used == w.n);
     int same = root && root->u.seq.n == sizeof vals / sizeof *vals;
-    for (size_t i = 0; same && i < root->u.seq.n; i++) same = root->u.seq.items[i]->u.i == vals[i];
+    for (size_t i = 0; same && i < root->u.seq.n; i++)
+        same = root->u.seq.items[i]->u.i == vals[i];
     CHECK(same);
     ti_pickle_free(pk);
     ti_pkw_free(&w);

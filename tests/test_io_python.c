@@ -17,9 +17,9 @@ static void fill(float *v, int n, uint32_t seed) {
     for (int i = 0; i < n; i++) {
         seed = seed * 1664525u + 1013904223u;
         uint32_t bits = seed;
-        if (i == 0) bits = 0x80000000u; /* -0 */
-        if (i == 1) bits = 0x00000001u; /* subnormal */
-        if (i == 2) bits = 0x7f7fffffu; /* FLT_MAX */
+        if (i == 0) bits = 0x80000000u;                               /* -0 */
+        if (i == 1) bits = 0x00000001u;                               /* subnormal */
+        if (i == 2) bits = 0x7f7fffffu;                               /* FLT_MAX */
         if ((bits & 0x7f800000u) == 0x7f800000u) bits ^= 0x40000000u; /* no inf/NaN: torch.equal */
         memcpy(&v[i], &bits, 4);
     }
@@ -57,7 +57,9 @@ int main(void) {
 
     ti_embedding_init(&s);
     CHECK_OK(ti_embedding_add_term(&s, "<cat-toy>", -1, 3, 1024, v4, &err), &err);
-    CHECK_OK(ti_embedding_write(&s, tio_path(dir, "learned_embeds.safetensors"), TI_EMB_DIFFUSERS, &err), &err);
+    CHECK_OK(
+        ti_embedding_write(&s, tio_path(dir, "learned_embeds.safetensors"), TI_EMB_DIFFUSERS, &err),
+        &err);
     write_raw(dir, "diffusers.f32", v4, 3 * 1024);
 
     struct ti_torch_writer w; /* {'t': tensor} with zip64 fields in every record */
@@ -76,12 +78,15 @@ int main(void) {
     FILE *f = fopen(tio_path(dir, "expected.json"), "w");
     CHECK(f != NULL);
     if (f) {
-        fprintf(f, "{\"a1111\": {\"token\": 265, \"n_vectors\": 2, \"dim\": 768, "
-                   "\"name\": \"cat-toy \\u00e9\", \"step\": 3000, \"sd_checkpoint\": \"a1b2c3d4\", "
-                   "\"sd_checkpoint_name\": null},\n"
-                   " \"peer\": {\"terms\": [{\"placeholder\": \"*\", \"token\": 265, \"n_vectors\": 1, "
-                   "\"dim\": 768}, {\"placeholder\": \"@\", \"token\": 287, \"n_vectors\": 4, \"dim\": 768}]},\n"
-                   " \"diffusers\": {\"placeholder\": \"<cat-toy>\", \"n_vectors\": 3, \"dim\": 1024}}\n");
+        fprintf(
+            f,
+            "{\"a1111\": {\"token\": 265, \"n_vectors\": 2, \"dim\": 768, "
+            "\"name\": \"cat-toy \\u00e9\", \"step\": 3000, \"sd_checkpoint\": \"a1b2c3d4\", "
+            "\"sd_checkpoint_name\": null},\n"
+            " \"peer\": {\"terms\": [{\"placeholder\": \"*\", \"token\": 265, \"n_vectors\": 1, "
+            "\"dim\": 768}, {\"placeholder\": \"@\", \"token\": 287, \"n_vectors\": 4, \"dim\": "
+            "768}]},\n"
+            " \"diffusers\": {\"placeholder\": \"<cat-toy>\", \"n_vectors\": 3, \"dim\": 1024}}\n");
         fclose(f);
     }
     ti_embedding_free(&a);

@@ -22,7 +22,8 @@ TEST(round_trip_every_dtype) {
     static int8_t i8[3] = {-128, 0, 127};
     static uint8_t u8[1] = {255}, b8[2] = {1, 0};
     static float six[64];
-    for (int i = 0; i < 64; i++) six[i] = (float)i;
+    for (int i = 0; i < 64; i++)
+        six[i] = (float)i;
     struct ti_tensor t[13];
     t[0] = ti_tensor_view(f64, TI_DTYPE_F64, TI_DEVICE_CPU, 1, (int64_t[]){3});
     t[1] = ti_tensor_view(f32, TI_DTYPE_F32, TI_DEVICE_CPU, 2, (int64_t[]){2, 3});
@@ -38,10 +39,13 @@ TEST(round_trip_every_dtype) {
     t[11] = ti_tensor_view(six, TI_DTYPE_F32, TI_DEVICE_CPU, 6, (int64_t[]){2, 2, 2, 2, 2, 2});
     struct ti_err err = {0};
     CHECK_OK(ti_tensor_permute_view(&t[12], &t[1], (int[]){1, 0}, &err), &err); /* strided */
-    const char *names[13] = {"f64", "f32", "f16", "bf16", "i64", "i32", "i16", "i8", "u8",
-                             "bool", "empty", "six \"quoted\" \\ \xc3\xa9", "transposed"};
+    const char *names[13] = {"f64",       "f32",  "f16",   "bf16",
+                             "i64",       "i32",  "i16",   "i8",
+                             "u8",        "bool", "empty", "six \"quoted\" \\ \xc3\xa9",
+                             "transposed"};
     struct ti_st_entry e[13];
-    for (int i = 0; i < 13; i++) e[i] = (struct ti_st_entry){names[i], &t[i]};
+    for (int i = 0; i < 13; i++)
+        e[i] = (struct ti_st_entry){names[i], &t[i]};
     const char *meta[] = {"format", "pt", "note", "line\nbreak \"q\""};
     const char *p = tio_path(tmp, "all.safetensors");
     CHECK_OK(ti_safetensors_write(p, e, 13, meta, 2, &err), &err);
@@ -74,7 +78,8 @@ TEST(round_trip_every_dtype) {
     struct ti_st_entry res[1] = {{"__metadata__", &t[1]}};
     CHECK(ti_safetensors_write(tio_path(tmp, "res.safetensors"), res, 1, NULL, 0, &err) ==
           TI_ERR_INVALID);
-    CHECK(!tio_exists(tio_path(tmp, "dup.safetensors")) && !tio_exists(tio_path(tmp, "res.safetensors")));
+    CHECK(!tio_exists(tio_path(tmp, "dup.safetensors")) &&
+          !tio_exists(tio_path(tmp, "res.safetensors")));
 }
 
 TEST(files_from_python) {
@@ -87,12 +92,14 @@ TEST(files_from_python) {
         CHECK(!strcmp(ti_safetensors_meta(st, "format"), "pt"));
         if (t) {
             double got[2304], want[2304];
-            for (int i = 0; i < 2304; i++) got[i] = ((const float *)t->t.data)[i], want[i] = tio_value(i, 9);
+            for (int i = 0; i < 2304; i++)
+                got[i] = ((const float *)t->t.data)[i], want[i] = tio_value(i, 9);
             CHECK_CLOSE(got, want, 2304, 0, 0);
         }
         ti_safetensors_close(st);
     }
-    CHECK_OK(ti_safetensors_open(&st, tio_fixture("diffusers_tiny_original.safetensors"), &err), &err);
+    CHECK_OK(ti_safetensors_open(&st, tio_fixture("diffusers_tiny_original.safetensors"), &err),
+             &err);
     CHECK(st && st->n == 1131);
     ti_safetensors_close(st);
 }
@@ -102,9 +109,11 @@ static ti_status open_raw(const char *header, uint64_t declared, size_t buf, str
     size_t hl = strlen(header);
     uint8_t *f = malloc(8 + hl + buf + 1);
     uint64_t n = declared ? declared : hl;
-    for (int i = 0; i < 8; i++) f[i] = (uint8_t)(n >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        f[i] = (uint8_t)(n >> (8 * i));
     memcpy(f + 8, header, hl);
-    for (size_t i = 0; i < buf; i++) f[8 + hl + i] = (uint8_t)i;
+    for (size_t i = 0; i < buf; i++)
+        f[8 + hl + i] = (uint8_t)i;
     struct ti_safetensors *st = NULL;
     ti_err_clear(err);
     ti_status s = ti_safetensors_open_mem(&st, f, 8 + hl + buf, "raw", err);
@@ -120,18 +129,23 @@ static void expect_raw(const char *header, uint64_t declared, size_t buf, ti_sta
     CHECK(s == code);
     CHECK(strstr(err.msg, needle) != NULL);
     if (s != code || !strstr(err.msg, needle))
-        fprintf(stderr, "  header %s: expected %d '%s', got %d: %s\n", header, code, needle, s, err.msg);
+        fprintf(stderr, "  header %s: expected %d '%s', got %d: %s\n", header, code, needle, s,
+                err.msg);
 }
 
-#define T2(a, b) "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" a "]},"            \
-                 "\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" b "]}}"
+#define T2(a, b)                                                                                   \
+    "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" a "]},"                           \
+    "\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" b "]}}"
 
 TEST(lying_headers) {
     struct ti_err err = {0};
     CHECK_OK(open_raw(T2("0,8", "8,16"), 0, 16, &err), &err);
     CHECK_OK(open_raw("{}", 0, 0, &err), &err);
-    CHECK_OK(open_raw("{\"__metadata__\":{},\"s\":{\"shape\":[],\"data_offsets\":[0,8],\"dtype\":\"I64\"}}  ",
-                      0, 8, &err), &err);
+    CHECK_OK(
+        open_raw(
+            "{\"__metadata__\":{},\"s\":{\"shape\":[],\"data_offsets\":[0,8],\"dtype\":\"I64\"}}  ",
+            0, 8, &err),
+        &err);
     expect_raw("{}", 100000001, 0, TI_ERR_FORMAT, "exceeds the limit");
     expect_raw("{}", 4096, 0, TI_ERR_FORMAT, "runs past the end");
     expect_raw(T2("0,8", "12,20"), 0, 20, TI_ERR_FORMAT, "leave a gap");
@@ -153,15 +167,18 @@ TEST(lying_headers) {
                TI_ERR_FORMAT, "non-negative integer");
     expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[02],\"data_offsets\":[0,8]}}", 0, 8,
                TI_ERR_FORMAT, "leading zero");
-    expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}",
-               0, 8, TI_ERR_FORMAT, "too large");
-    expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":[0,8]}}",
+    expect_raw(
+        "{\"x\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,8]}}", 0, 8,
+        TI_ERR_FORMAT, "too large");
+    expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776],\"data_offsets\":"
+               "[0,8]}}",
                0, 8, TI_ERR_FORMAT, "impossible shape");
     expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 0, 4,
                TI_ERR_UNSUPPORTED, "more than 6 dimensions");
-    expect_raw("{\"x\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, TI_ERR_FORMAT, "lacks 'dtype'");
-    expect_raw("{\"x\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0,
-               8, TI_ERR_FORMAT, "duplicate 'dtype'");
+    expect_raw("{\"x\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, TI_ERR_FORMAT,
+               "lacks 'dtype'");
+    expect_raw("{\"x\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+               0, 8, TI_ERR_FORMAT, "duplicate 'dtype'");
     expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}x", 0, 8,
                TI_ERR_FORMAT, "trailing bytes");
     expect_raw("{\"x\\q\":{}}", 0, 0, TI_ERR_FORMAT, "invalid string");
@@ -170,20 +187,25 @@ TEST(lying_headers) {
     expect_raw("{\"\\ud800\":{}}", 0, 0, TI_ERR_FORMAT, "invalid string");
     expect_raw("{\"x\":{}}", 0, 0, TI_ERR_FORMAT, "empty entry");
     expect_raw("{\"__metadata__\":{\"a\":1}}", 0, 0, TI_ERR_FORMAT, "must be strings");
-    expect_raw("{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, TI_ERR_FORMAT, "duplicate __metadata__");
+    expect_raw("{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, TI_ERR_FORMAT,
+               "duplicate __metadata__");
     expect_raw("[1]", 0, 0, TI_ERR_FORMAT, "expected '{'");
     expect_raw("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"deep\":"
                "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}}",
                0, 8, TI_ERR_FORMAT, "nested too deeply");
     /* unknown keys inside an entry are skipped, as the reference reader does */
     CHECK_OK(open_raw("{\"x\":{\"dtype\":\"F32\",\"extra\":{\"a\":[1,-2.5e3,true,null,\"s\"]},"
-                      "\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, &err), &err);
+                      "\"shape\":[2],\"data_offsets\":[0,8]}}",
+                      0, 8, &err),
+             &err);
     /* escapes decode to the right name */
     struct ti_safetensors *st = NULL;
-    const char *h = "{\"\\u00e9\\ud83d\\ude00\\n\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}";
+    const char *h =
+        "{\"\\u00e9\\ud83d\\ude00\\n\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}";
     uint8_t f[256];
     size_t hl = strlen(h);
-    for (int i = 0; i < 8; i++) f[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        f[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     memcpy(f + 8, h, hl);
     f[8 + hl] = 7;
     CHECK_OK(ti_safetensors_open_mem(&st, f, 8 + hl + 1, "esc", &err), &err);
@@ -197,7 +219,8 @@ TEST(unaligned_tensors_are_copied) {
                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[1,9]}}";
     size_t hl = strlen(h);
     uint8_t *f = malloc(8 + hl + 9);
-    for (int i = 0; i < 8; i++) f[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        f[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     memcpy(f + 8, h, hl);
     float v[2] = {1.25f, -7.5f};
     f[8 + hl] = 3;

@@ -62,9 +62,11 @@ TEST(inspect_files) {
     snprintf(args, sizeof args, "--json %s", tio_fixture("a1111_f32.pt"));
     CHECK(tool(inspect, args) == 0);
     double sum = 0;
-    for (int i = 0; i < 1536; i++) sum += tio_value(i, 1);
+    for (int i = 0; i < 1536; i++)
+        sum += tio_value(i, 1);
     char want[256];
-    snprintf(want, sizeof want, "\"first\": [%.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g], \"sum\": %.17g}",
+    snprintf(want, sizeof want,
+             "\"first\": [%.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g, %.9g], \"sum\": %.17g}",
              tio_value(0, 1), tio_value(1, 1), tio_value(2, 1), tio_value(3, 1), tio_value(4, 1),
              tio_value(5, 1), tio_value(6, 1), tio_value(7, 1), sum);
     CHECK(out_has(want));
@@ -73,8 +75,10 @@ TEST(inspect_files) {
     CHECK(out_has("\"container\": \"torch-zip\""));
     snprintf(args, sizeof args, "--json %s", tio_fixture("dtypes.pt"));
     CHECK(tool(inspect, args) == 0);
-    CHECK(out_has("{\"key\": \"i64\", \"dtype\": \"i64\", \"shape\": [3], \"first\": [1, -2, 1099511627776]"));
-    CHECK(out_has("{\"key\": \"scalar\", \"dtype\": \"f32\", \"shape\": [], \"first\": [7.5], \"sum\": 7.5}"));
+    CHECK(out_has("{\"key\": \"i64\", \"dtype\": \"i64\", \"shape\": [3], \"first\": [1, -2, "
+                  "1099511627776]"));
+    CHECK(out_has("{\"key\": \"scalar\", \"dtype\": \"f32\", \"shape\": [], \"first\": [7.5], "
+                  "\"sum\": 7.5}"));
     snprintf(args, sizeof args, "%s", tio_fixture("lightning_mini.ckpt"));
     CHECK(tool(inspect, args) == 0 && out_has("state_dict.model_ema.diffusion_modelout2weight") &&
           out_has("looks like: an SD v1 checkpoint"));
@@ -84,14 +88,17 @@ TEST(inspect_files) {
     snprintf(args, sizeof args, "%s", tio_fixture("peer_merged.pt"));
     CHECK(tool(inspect, args) == 0 && out_has("term '@': token 287, 3 vectors of width 768"));
     snprintf(args, sizeof args, "%s", tio_fixture("learned_embeds.safetensors"));
-    CHECK(tool(inspect, args) == 0 && out_has("metadata: format = pt") && out_has("diffusers format"));
+    CHECK(tool(inspect, args) == 0 && out_has("metadata: format = pt") &&
+          out_has("diffusers format"));
 }
 
 TEST(inspect_refuses_bad_files) {
     char args[1024];
     static const char *const bad[][2] = {
-        {"mal_os_system.pt", "os.system"}, {"mal_posix_system_in_a1111.pt", "posix.system"},
-        {"mal_inst_os_system.pt", "os.system"}, {"mal_stack_global_eval.pt", "builtins.eval"},
+        {"mal_os_system.pt", "os.system"},
+        {"mal_posix_system_in_a1111.pt", "posix.system"},
+        {"mal_inst_os_system.pt", "os.system"},
+        {"mal_stack_global_eval.pt", "builtins.eval"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(args, sizeof args, "--json %s", tio_fixture(bad[i][0]));
@@ -156,12 +163,13 @@ TEST(convert_files) {
     /* a diffusers vector has no token id: the peer format needs --token */
     snprintf(args, sizeof args, "%s %s/c4.pt --format peer", tio_fixture("diffusers_2d.bin"), dir);
     CHECK(tool(convert, args) == 1 && err_has("--token"));
-    snprintf(args, sizeof args, "%s %s --format peer --token 49408", tio_fixture("diffusers_2d.bin"),
-             tio_path(tmp, "c4.pt"));
+    snprintf(args, sizeof args, "%s %s --format peer --token 49408",
+             tio_fixture("diffusers_2d.bin"), tio_path(tmp, "c4.pt"));
     CHECK(tool(convert, args) == 0);
     read_back("c4.pt", &e);
-    CHECK(e.format == TI_EMB_PEER && e.terms[0].token == 49408 && !strcmp(e.terms[0].placeholder, "<cat-toy>") &&
-          e.terms[0].n_vectors == 3 && e.terms[0].vectors[100] == tio_value(100, 8));
+    CHECK(e.format == TI_EMB_PEER && e.terms[0].token == 49408 &&
+          !strcmp(e.terms[0].placeholder, "<cat-toy>") && e.terms[0].n_vectors == 3 &&
+          e.terms[0].vectors[100] == tio_value(100, 8));
     ti_embedding_free(&e);
     /* into a folder as learned_embeds.safetensors; name and step overrides */
     snprintf(args, sizeof args, "%s %s --format diffusers", tio_fixture("kohya.safetensors"), dir);

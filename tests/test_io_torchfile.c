@@ -25,17 +25,27 @@ static const struct ti_tensor *get(const struct ti_py *d, const char *key) {
 }
 
 static double at(const struct ti_tensor *t, int64_t i) { /* element i of a 1-D tensor */
-    const uint8_t *p = (const uint8_t *)t->data + i * t->stride[0] * (int64_t)ti_dtype_size(t->dtype);
+    const uint8_t *p =
+        (const uint8_t *)t->data + i * t->stride[0] * (int64_t)ti_dtype_size(t->dtype);
     switch (t->dtype) {
-    case TI_DTYPE_F32: return *(const float *)p;
-    case TI_DTYPE_F16: return ti_f16_to_f32(*(const uint16_t *)p);
-    case TI_DTYPE_BF16: return ti_bf16_to_f32(*(const uint16_t *)p);
-    case TI_DTYPE_F64: return *(const double *)p;
-    case TI_DTYPE_I64: return (double)*(const int64_t *)p;
-    case TI_DTYPE_I32: return *(const int32_t *)p;
-    case TI_DTYPE_I16: return *(const int16_t *)p;
-    case TI_DTYPE_I8: return *(const int8_t *)p;
-    default: return *p;
+    case TI_DTYPE_F32:
+        return *(const float *)p;
+    case TI_DTYPE_F16:
+        return ti_f16_to_f32(*(const uint16_t *)p);
+    case TI_DTYPE_BF16:
+        return ti_bf16_to_f32(*(const uint16_t *)p);
+    case TI_DTYPE_F64:
+        return *(const double *)p;
+    case TI_DTYPE_I64:
+        return (double)*(const int64_t *)p;
+    case TI_DTYPE_I32:
+        return *(const int32_t *)p;
+    case TI_DTYPE_I16:
+        return *(const int16_t *)p;
+    case TI_DTYPE_I8:
+        return *(const int8_t *)p;
+    default:
+        return *p;
     }
 }
 
@@ -43,7 +53,11 @@ TEST(every_dtype_from_torch) {
     struct ti_torchfile *tf = open_fixture("dtypes.pt", TI_TORCH_VERIFY_CRC);
     if (!tf) return;
     CHECK(tf->container == TI_TORCH_ZIP && !strcmp(tf->prefix, "dtypes"));
-    static const struct { const char *key; enum ti_dtype dt; double v[3]; } want[] = {
+    static const struct {
+        const char *key;
+        enum ti_dtype dt;
+        double v[3];
+    } want[] = {
         {"f32", TI_DTYPE_F32, {1.5, -2.25, 3.0}},
         {"f16", TI_DTYPE_F16, {1.5, -2.25, 65504.0}},
         {"f64", TI_DTYPE_F64, {1.5, -2.25, 1e300}},
@@ -84,7 +98,8 @@ TEST(noncontiguous_and_shared_views) {
         int ok = t != NULL;
         for (int i = 0; ok && i < 2; i++)
             for (int j = 0; j < 12; j++)
-                ok &= ((const float *)t->data)[i * t->stride[0] + j * t->stride[1]] == (float)(2 * j + i);
+                ok &= ((const float *)t->data)[i * t->stride[0] + j * t->stride[1]] ==
+                      (float)(2 * j + i);
         CHECK(ok);
         ti_torchfile_close(tf);
     }
@@ -108,7 +123,7 @@ static void check_a1111_values(const struct ti_torchfile *tf, enum ti_dtype dt) 
     double got[1536], want[1536];
     for (int i = 0; i < 1536; i++) {
         const uint8_t *q = (const uint8_t *)t->data + (size_t)i * ti_dtype_size(dt);
-        got[i] = dt == TI_DTYPE_F32 ? *(const float *)q
+        got[i] = dt == TI_DTYPE_F32   ? *(const float *)q
                  : dt == TI_DTYPE_F16 ? ti_f16_to_f32(*(const uint16_t *)q)
                                       : ti_bf16_to_f32(*(const uint16_t *)q);
         want[i] = tio_value(i, 1);
@@ -156,11 +171,13 @@ TEST(lightning_checkpoint) {
     CHECK(ti_py_is_str(ti_py_dict_get(r, "pytorch-lightning_version"), "1.4.2"));
     const struct ti_py *sd = ti_py_dict_get(r, "state_dict");
     CHECK(sd && ti_py_dict_len(sd) == 11);
-    const struct ti_tensor *w = sd ? get(sd, "model.diffusion_model.input_blocks.0.0.weight") : NULL;
+    const struct ti_tensor *w =
+        sd ? get(sd, "model.diffusion_model.input_blocks.0.0.weight") : NULL;
     CHECK(w && w->ndim == 4 && w->shape[0] == 4 && w->shape[3] == 3);
     if (w) {
         double got[72], want[72];
-        for (int i = 0; i < 72; i++) got[i] = ((const float *)w->data)[i], want[i] = tio_value(i, 21);
+        for (int i = 0; i < 72; i++)
+            got[i] = ((const float *)w->data)[i], want[i] = tio_value(i, 21);
         CHECK_CLOSE(got, want, 72, 0, 0);
     }
     const struct ti_tensor *n = sd ? get(sd, "model_ema.num_updates") : NULL;
@@ -257,7 +274,8 @@ static const char *hand_archive(const char *name, const struct ti_pkw *pk, const
 
 static void one_tensor_pickle(struct ti_torch_writer *w, int64_t numel) {
     static float v[64];
-    for (int i = 0; i < 64; i++) v[i] = (float)i + 0.5f;
+    for (int i = 0; i < 64; i++)
+        v[i] = (float)i + 0.5f;
     ti_torch_writer_init(w);
     ti_pkw_proto(&w->pk, 2);
     struct ti_tensor t = ti_tensor_view(v, TI_DTYPE_F32, TI_DEVICE_CPU, 1, (int64_t[]){numel});
@@ -270,7 +288,8 @@ TEST(inconsistent_archives) {
     struct ti_torch_writer w;
     one_tensor_pickle(&w, 8);
     float data[8];
-    for (int i = 0; i < 8; i++) data[i] = (float)i + 0.5f;
+    for (int i = 0; i < 8; i++)
+        data[i] = (float)i + 0.5f;
     const void *recs[1] = {data};
     size_t short_size[1] = {16}, full_size[1] = {32};
     struct ti_torchfile *tf = NULL;
@@ -278,7 +297,8 @@ TEST(inconsistent_archives) {
     /* a storage record shorter than the pickle declares */
     const char *p = hand_archive("short.pt", &w.pk, recs, short_size, 1, 64, NULL);
     CHECK(ti_torchfile_open(&tf, p, 0, &err) == TI_ERR_FORMAT);
-    CHECK(strstr(err.msg, "holds 16 bytes but the pickle declares 8 f32 elements (32 bytes)") != NULL);
+    CHECK(strstr(err.msg, "holds 16 bytes but the pickle declares 8 f32 elements (32 bytes)") !=
+          NULL);
     /* a missing storage record */
     ti_err_clear(&err);
     p = hand_archive("missing.pt", &w.pk, recs, full_size, 0, 64, NULL);
@@ -315,7 +335,8 @@ TEST(inconsistent_archives) {
         CHECK_OK(ti_torchfile_open_mem(&tf, d, n, "crc.pt", 0, &err), &err);
         ti_torchfile_close(tf);
         tf = NULL;
-        CHECK(ti_torchfile_open_mem(&tf, d, n, "crc.pt", TI_TORCH_VERIFY_CRC, &err) == TI_ERR_FORMAT);
+        CHECK(ti_torchfile_open_mem(&tf, d, n, "crc.pt", TI_TORCH_VERIFY_CRC, &err) ==
+              TI_ERR_FORMAT);
         CHECK(strstr(err.msg, "CRC-32") != NULL);
         d[pos - d + 5] ^= 1;
         const uint8_t *pk = memmem(d, n, "storage", 7);
@@ -327,7 +348,8 @@ TEST(inconsistent_archives) {
     free(d);
     /* not torch files */
     ti_err_clear(&err);
-    CHECK(ti_torchfile_open_mem(&tf, "hello world, not a checkpoint", 29, "txt", 0, &err) == TI_ERR_FORMAT);
+    CHECK(ti_torchfile_open_mem(&tf, "hello world, not a checkpoint", 29, "txt", 0, &err) ==
+          TI_ERR_FORMAT);
     CHECK(strstr(err.msg, "not a torch file") != NULL);
     uint8_t tar[600] = {0};
     memcpy(tar + 257, "ustar", 5);
@@ -339,7 +361,8 @@ TEST(inconsistent_archives) {
 static void writer_round_trip(uint64_t threshold) {
     /* f32 (from a non-contiguous view), f16, bf16, f64, i64 0-d; a dict of them */
     static float base[24];
-    for (int i = 0; i < 24; i++) base[i] = (float)i * 1.25f - 3.0f;
+    for (int i = 0; i < 24; i++)
+        base[i] = (float)i * 1.25f - 3.0f;
     struct ti_tensor tr = ti_tensor_view(base, TI_DTYPE_F32, TI_DEVICE_CPU, 2, (int64_t[]){12, 2});
     struct ti_tensor t;
     struct ti_err err = {0};
@@ -362,7 +385,8 @@ static void writer_round_trip(uint64_t threshold) {
     for (int i = 0; i < 5; i++) {
         ti_pkw_str(&w.pk, names[i]);
         CHECK_OK(i == 2 ? ti_torch_writer_parameter(&w, ts[i], 1, &err)
-                        : ti_torch_writer_tensor(&w, ts[i], 0, &err), &err);
+                        : ti_torch_writer_tensor(&w, ts[i], 0, &err),
+                 &err);
     }
     ti_pkw_op(&w.pk, TI_PK_SETITEMS);
     const char *p = tio_path(tmp, threshold ? "round.pt" : "round64.pt");
@@ -373,11 +397,13 @@ static void writer_round_trip(uint64_t threshold) {
     if (!tf) return;
     CHECK(!strcmp(tf->prefix, threshold ? "round" : "round64"));
     CHECK(tf->zip.zip64 == (threshold == 0));
-    for (size_t r = 0; r < tf->zip.n; r++) CHECK(tf->zip.recs[r].data_offset % 64 == 0);
+    for (size_t r = 0; r < tf->zip.n; r++)
+        CHECK(tf->zip.recs[r].data_offset % 64 == 0);
     const struct ti_tensor *rt = get(tf->root, "t");
     int same = rt && rt->shape[0] == 2 && rt->shape[1] == 12 && ti_tensor_is_contiguous(rt);
     for (int i = 0; same && i < 2; i++)
-        for (int j = 0; j < 12; j++) same &= ((const float *)rt->data)[i * 12 + j] == base[j * 2 + i];
+        for (int j = 0; j < 12; j++)
+            same &= ((const float *)rt->data)[i * 12 + j] == base[j * 2 + i];
     CHECK(same);
     const struct ti_tensor *rh = get(tf->root, "h"), *rb = get(tf->root, "b"),
                            *rd = get(tf->root, "d"), *ri = get(tf->root, "i");
@@ -389,8 +415,12 @@ static void writer_round_trip(uint64_t threshold) {
     ti_torchfile_close(tf);
 }
 
-TEST(writer_round_trip_plain) { writer_round_trip(0xFFFFFFFFu); }
-TEST(writer_round_trip_zip64) { writer_round_trip(0); }
+TEST(writer_round_trip_plain) {
+    writer_round_trip(0xFFFFFFFFu);
+}
+TEST(writer_round_trip_zip64) {
+    writer_round_trip(0);
+}
 
 int main(void) {
     tmp = tio_tmpdir();

@@ -9,8 +9,12 @@
 #include "test_common.h"
 #include "zip.h"
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)rd16(p) | ((uint32_t)rd16(p + 2) << 16); }
+static uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)rd16(p) | ((uint32_t)rd16(p + 2) << 16);
+}
 static void wr16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
@@ -43,7 +47,8 @@ static uint8_t *make_archive(int n, uint64_t threshold, size_t *size) {
     for (int i = 0; i < n; i++) {
         size_t len = (size_t)(i * 37 % 200) + (i == 1 ? 0 : 1);
         uint8_t *d = malloc(len + 1);
-        for (size_t k = 0; k < len; k++) d[k] = (uint8_t)(k * 7 + (size_t)i);
+        for (size_t k = 0; k < len; k++)
+            d[k] = (uint8_t)(k * 7 + (size_t)i);
         char name[32];
         snprintf(name, sizeof name, "a/r%d", i);
         CHECK_OK(ti_zip_writer_add(&w, name, d, len, &err), &err);
@@ -60,7 +65,8 @@ TEST(crc32_known_values) {
     CHECK(ti_crc32(0, "", 0) == 0);
     CHECK(ti_crc32(0, "The quick brown fox jumps over the lazy dog", 43) == 0x414FA339u);
     uint8_t buf[1000];
-    for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 13);
+    for (int i = 0; i < 1000; i++)
+        buf[i] = (uint8_t)(i * 13);
     uint32_t whole = ti_crc32(0, buf, 1000);
     uint32_t part = ti_crc32(ti_crc32(ti_crc32(0, buf, 3), buf + 3, 500), buf + 503, 497);
     CHECK(whole == part);
@@ -92,7 +98,8 @@ static void check_round_trip(uint64_t threshold) {
         CHECK_OK(ti_zip_read(&zip, r, &d, &owned, &err), &err);
         CHECK(owned == NULL); /* stored records are used in place */
         int same = 1;
-        for (size_t k = 0; k < len; k++) same &= d[k] == (uint8_t)(k * 7 + (size_t)i);
+        for (size_t k = 0; k < len; k++)
+            same &= d[k] == (uint8_t)(k * 7 + (size_t)i);
         CHECK(same);
     }
     CHECK(ti_zip_find(&zip, "a/missing") == NULL);
@@ -100,8 +107,12 @@ static void check_round_trip(uint64_t threshold) {
     free(z);
 }
 
-TEST(writer_reader_round_trip) { check_round_trip(0xFFFFFFFFu); }
-TEST(writer_reader_round_trip_zip64) { check_round_trip(0); }
+TEST(writer_reader_round_trip) {
+    check_round_trip(0xFFFFFFFFu);
+}
+TEST(writer_reader_round_trip_zip64) {
+    check_round_trip(0);
+}
 
 TEST(every_truncation_is_an_error) {
     size_t size;
@@ -112,7 +123,8 @@ TEST(every_truncation_is_an_error) {
         memcpy(c, z, n);
         struct ti_zip zip;
         struct ti_err err = {0};
-        if (ti_zip_open(&zip, c, n, "test.zip", &err) == TI_OK) oks++;
+        if (ti_zip_open(&zip, c, n, "test.zip", &err) == TI_OK)
+            oks++;
         else {
             errors++;
             CHECK(err.msg[0] != '\0');
@@ -158,7 +170,8 @@ TEST(every_flipped_directory_byte_is_safe) {
 /* Offsets of the n-th central directory entry. */
 static uint8_t *cd_entry(uint8_t *z, size_t size, int n) {
     uint8_t *p = z + cd_offset(z, size);
-    for (int i = 0; i < n; i++) p += 46 + rd16(p + 28) + rd16(p + 30) + rd16(p + 32);
+    for (int i = 0; i < n; i++)
+        p += 46 + rd16(p + 28) + rd16(p + 30) + rd16(p + 32);
     return p;
 }
 
@@ -297,12 +310,13 @@ static void putbits(struct bitw *w, uint32_t v, int n) {
     }
 }
 static void puthuff(struct bitw *w, uint32_t code, int n) { /* Huffman codes go MSB first */
-    for (int i = n - 1; i >= 0; i--) putbits(w, (code >> i) & 1u, 1);
+    for (int i = n - 1; i >= 0; i--)
+        putbits(w, (code >> i) & 1u, 1);
 }
 static uint8_t *bomb_stream(size_t reps, size_t *n) {
     struct bitw w = {malloc(reps * 2 + 64), 0, reps * 2 + 64, 0, 0};
-    putbits(&w, 1, 1); /* final */
-    putbits(&w, 1, 2); /* fixed Huffman */
+    putbits(&w, 1, 1);        /* final */
+    putbits(&w, 1, 2);        /* fixed Huffman */
     puthuff(&w, 0x30 + 0, 8); /* literal 0 */
     for (size_t i = 0; i < reps; i++) {
         puthuff(&w, 0xC5, 8); /* length symbol 285 (258): codes 280-287 are 11000000 + (s-280) */
@@ -328,9 +342,9 @@ static uint8_t *deflate_archive(const uint8_t *stream, size_t slen, uint32_t usi
     CHECK_OK(ti_outfile_commit(&f, &err), &err);
     uint8_t *z = tio_read(p, size);
     uint8_t *cd = cd_entry(z, *size, 0);
-    wr16(cd + 10, 8);      /* method: deflate */
-    wr32(cd + 16, 0);      /* CRC not computed */
-    wr32(cd + 24, usize);  /* declared uncompressed size */
+    wr16(cd + 10, 8);     /* method: deflate */
+    wr32(cd + 16, 0);     /* CRC not computed */
+    wr32(cd + 24, usize); /* declared uncompressed size */
     return z;
 }
 
@@ -373,7 +387,8 @@ TEST(zip_bombs_are_refused) {
     CHECK_OK(ti_zip_open(&zip, z, size, "test.zip", &err), &err);
     CHECK_OK(ti_zip_read(&zip, &zip.recs[0], &d, &owned, &err), &err);
     int zeros = owned != NULL;
-    for (size_t i = 0; owned && i < 1 + 258 * 20; i++) zeros &= d[i] == 0;
+    for (size_t i = 0; owned && i < 1 + 258 * 20; i++)
+        zeros &= d[i] == 0;
     CHECK(zeros);
     free(owned);
     ti_zip_close(&zip);
@@ -397,7 +412,8 @@ TEST(inflate_rejects_garbage) {
     int errors = 0;
     for (int seed = 0; seed < 2000; seed++) { /* random bytes never crash */
         uint32_t x = (uint32_t)seed * 2654435761u + 1;
-        for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)((x = x * 1103515245u + 12345u) >> 24);
+        for (size_t i = 0; i < sizeof in; i++)
+            in[i] = (uint8_t)((x = x * 1103515245u + 12345u) >> 24);
         ti_err_clear(&err);
         errors += ti_inflate(out, sizeof out, in, sizeof in, &err) != TI_OK;
     }

@@ -39,9 +39,10 @@ void ti_embedding_free(struct ti_embedding *emb) {
 ti_status ti_embedding_add_term(struct ti_embedding *emb, const char *placeholder, int64_t token,
                                 int n_vectors, int dim, const float *vectors, struct ti_err *err) {
     if (n_vectors < 1 || n_vectors > TI_EMB_MAX_VECTORS || dim < 1 || dim > TI_EMB_MAX_DIM)
-        return ti_error(err, TI_ERR_SHAPE, "embedding term '%s': %d vectors of width %d is out of "
-                        "range (1..%d vectors, width 1..%d)", placeholder, n_vectors, dim,
-                        TI_EMB_MAX_VECTORS, TI_EMB_MAX_DIM);
+        return ti_error(err, TI_ERR_SHAPE,
+                        "embedding term '%s': %d vectors of width %d is out of "
+                        "range (1..%d vectors, width 1..%d)",
+                        placeholder, n_vectors, dim, TI_EMB_MAX_VECTORS, TI_EMB_MAX_DIM);
     for (int i = 0; i < emb->n_terms; i++)
         if (!strcmp(emb->terms[i].placeholder, placeholder))
             return ti_error(err, TI_ERR_INVALID, "embedding: placeholder '%s' appears twice",
@@ -58,8 +59,10 @@ ti_status ti_embedding_add_term(struct ti_embedding *emb, const char *placeholde
         free(nt->vectors);
         return ti_error(err, TI_ERR_NOMEM, "out of memory");
     }
-    if (vectors) memcpy(nt->vectors, vectors, n * sizeof(float));
-    else memset(nt->vectors, 0, n * sizeof(float));
+    if (vectors)
+        memcpy(nt->vectors, vectors, n * sizeof(float));
+    else
+        memset(nt->vectors, 0, n * sizeof(float));
     nt->token = token;
     nt->n_vectors = n_vectors;
     nt->dim = dim;
@@ -87,11 +90,16 @@ ti_status ti_embedding_set_meta(struct ti_embedding *emb, const char *name, int6
 
 const char *ti_embedding_format_name(enum ti_embedding_format f) {
     switch (f) {
-    case TI_EMB_A1111: return "a1111";
-    case TI_EMB_PEER: return "peer";
-    case TI_EMB_DIFFUSERS: return "diffusers";
-    case TI_EMB_KOHYA: return "kohya";
-    default: return "unknown";
+    case TI_EMB_A1111:
+        return "a1111";
+    case TI_EMB_PEER:
+        return "peer";
+    case TI_EMB_DIFFUSERS:
+        return "diffusers";
+    case TI_EMB_KOHYA:
+        return "kohya";
+    default:
+        return "unknown";
     }
 }
 
@@ -104,10 +112,14 @@ enum ti_embedding_format ti_embedding_format_parse(const char *s) {
 
 const char *ti_embedding_width_name(int dim) {
     switch (dim) {
-    case 768: return "SD v1";
-    case 1024: return "SD 2.x";
-    case 1280: return "LDM text2img-large";
-    default: return "unknown model";
+    case 768:
+        return "SD v1";
+    case 1024:
+        return "SD 2.x";
+    case 1280:
+        return "LDM text2img-large";
+    default:
+        return "unknown model";
     }
 }
 
@@ -116,8 +128,12 @@ ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_
     for (int i = 0; i < emb->n_terms; i++) {
         int d = emb->terms[i].dim;
         if (d == expected_dim) continue;
-        return ti_error(err, TI_ERR_SHAPE, "embedding '%s' has vectors of width %d (%s); this "
-                        "model expects %d (%s)", emb->source ? emb->source : emb->name ? emb->name : "?",
+        return ti_error(err, TI_ERR_SHAPE,
+                        "embedding '%s' has vectors of width %d (%s); this "
+                        "model expects %d (%s)",
+                        emb->source ? emb->source
+                        : emb->name ? emb->name
+                                    : "?",
                         d, ti_embedding_width_name(d), expected_dim,
                         ti_embedding_width_name(expected_dim));
     }
@@ -127,16 +143,18 @@ ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_
 /* ---- reading ------------------------------------------------------------------------------- */
 
 /* Converts one tensor ([n, dim] or [dim]) to a term. */
-static ti_status add_tensor_term(struct ti_embedding *emb, const char *what, const char *placeholder,
-                                 int64_t token, const struct ti_tensor *t, struct ti_err *err) {
+static ti_status add_tensor_term(struct ti_embedding *emb, const char *what,
+                                 const char *placeholder, int64_t token, const struct ti_tensor *t,
+                                 struct ti_err *err) {
     char sh[128];
     if (!ti_dtype_is_float(t->dtype))
         return ti_error(err, TI_ERR_DTYPE, "'%s': the vectors of '%s' are %s, expected floats",
                         what, placeholder, ti_dtype_name(t->dtype));
     if (t->ndim != 1 && t->ndim != 2)
-        return ti_error(err, TI_ERR_SHAPE, "'%s': the vectors of '%s' have shape %s, expected "
-                        "[n_vectors, width] or [width]", what, placeholder,
-                        ti_shape_str(t->ndim, t->shape, sh, sizeof sh));
+        return ti_error(err, TI_ERR_SHAPE,
+                        "'%s': the vectors of '%s' have shape %s, expected "
+                        "[n_vectors, width] or [width]",
+                        what, placeholder, ti_shape_str(t->ndim, t->shape, sh, sizeof sh));
     int64_t n = t->ndim == 2 ? t->shape[0] : 1, dim = t->shape[t->ndim - 1];
     if (n < 1 || n > TI_EMB_MAX_VECTORS || dim < 1 || dim > TI_EMB_MAX_DIM)
         return ti_error(err, TI_ERR_SHAPE, "'%s': the vectors of '%s' have shape %s, out of range",
@@ -151,7 +169,9 @@ static ti_status add_tensor_term(struct ti_embedding *emb, const char *what, con
             const uint8_t *p = base + (r * rs + c * cs) * (int64_t)es;
             float v;
             switch (t->dtype) {
-            case TI_DTYPE_F32: memcpy(&v, p, 4); break;
+            case TI_DTYPE_F32:
+                memcpy(&v, p, 4);
+                break;
             case TI_DTYPE_F64: {
                 double d;
                 memcpy(&d, p, 8);
@@ -186,7 +206,8 @@ static ti_status token_of(const struct ti_py *v, int64_t *out) {
     }
     if (v->kind == TI_PY_TENSOR && ti_tensor_numel(&v->u.tensor.t) == 1) {
         const struct ti_tensor *t = &v->u.tensor.t;
-        if (t->dtype == TI_DTYPE_I64) memcpy(out, t->data, 8);
+        if (t->dtype == TI_DTYPE_I64)
+            memcpy(out, t->data, 8);
         else if (t->dtype == TI_DTYPE_I32) {
             int32_t x;
             memcpy(&x, t->data, 4);
@@ -207,8 +228,10 @@ static ti_status meta_str(const struct ti_py *root, const char *key, char **dst,
 }
 
 static ti_status sdxl_error(const char *what, struct ti_err *err) {
-    return ti_error(err, TI_ERR_UNSUPPORTED, "'%s' is an SDXL embedding (clip_l 768 + clip_g "
-                    "1280 vectors); ti trains and loads SD v1 and LDM embeddings only", what);
+    return ti_error(err, TI_ERR_UNSUPPORTED,
+                    "'%s' is an SDXL embedding (clip_l 768 + clip_g "
+                    "1280 vectors); ti trains and loads SD v1 and LDM embeddings only",
+                    what);
 }
 
 ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torchfile *tf,
@@ -224,8 +247,10 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
         return TI_OK;
     }
     if (root->kind != TI_PY_DICT) {
-        st = ti_error(err, TI_ERR_FORMAT, "'%s' is not an embedding file (it holds a %s, not a "
-                      "dict)", what, ti_py_kind_name(root->kind));
+        st = ti_error(err, TI_ERR_FORMAT,
+                      "'%s' is not an embedding file (it holds a %s, not a "
+                      "dict)",
+                      what, ti_py_kind_name(root->kind));
         goto fail;
     }
     const struct ti_py *s2p = ti_py_dict_get(root, "string_to_param");
@@ -233,8 +258,10 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
         const struct ti_py *params = ti_py_unwrap_module(s2p);
         const struct ti_py *s2t = ti_py_dict_get(root, "string_to_token");
         if (!params) {
-            st = ti_error(err, TI_ERR_FORMAT, "'%s': string_to_param is a %s, expected a dict or "
-                          "an nn.ParameterDict", what, ti_py_kind_name(s2p->kind));
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "'%s': string_to_param is a %s, expected a dict or "
+                          "an nn.ParameterDict",
+                          what, ti_py_kind_name(s2p->kind));
             goto fail;
         }
         if (ti_py_dict_len(params) == 0) {
@@ -245,8 +272,10 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
         for (size_t i = 0; i < ti_py_dict_len(params); i++) {
             const struct ti_py *k = ti_py_dict_key(params, i), *v = ti_py_dict_value(params, i);
             if (k->kind != TI_PY_STR || v->kind != TI_PY_TENSOR) {
-                st = ti_error(err, TI_ERR_FORMAT, "'%s': string_to_param entry %zu is not "
-                              "placeholder -> tensor", what, i);
+                st = ti_error(err, TI_ERR_FORMAT,
+                              "'%s': string_to_param entry %zu is not "
+                              "placeholder -> tensor",
+                              what, i);
                 goto fail;
             }
             const struct ti_py *tok = s2t ? ti_py_dict_get(s2t, k->u.str.s) : NULL;
@@ -286,9 +315,11 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
         TI_TRY_GOTO(st, set_str(&emb->name, stem, err));
         return TI_OK;
     }
-    st = ti_error(err, TI_ERR_FORMAT, "'%s' is not an embedding file: it has no string_to_param "
+    st = ti_error(err, TI_ERR_FORMAT,
+                  "'%s' is not an embedding file: it has no string_to_param "
                   "(a1111/peer), emb_params (kohya) or single placeholder tensor (diffusers)%s",
-                  what, ti_py_dict_get(root, "state_dict") ? "; it looks like a model checkpoint" : "");
+                  what,
+                  ti_py_dict_get(root, "state_dict") ? "; it looks like a model checkpoint" : "");
 fail:
     ti_embedding_free(emb);
     return st;
@@ -308,10 +339,13 @@ ti_status ti_embedding_from_safetensors(struct ti_embedding *emb, const struct t
         TI_TRY_GOTO(s, add_tensor_term(emb, st->name, "*", -1, &k->t, err));
     } else if (st->n == 1) {
         emb->format = TI_EMB_DIFFUSERS;
-        TI_TRY_GOTO(s, add_tensor_term(emb, st->name, st->tensors[0].name, -1, &st->tensors[0].t, err));
+        TI_TRY_GOTO(
+            s, add_tensor_term(emb, st->name, st->tensors[0].name, -1, &st->tensors[0].t, err));
     } else {
-        s = ti_error(err, TI_ERR_FORMAT, "'%s' is not an embedding file: it holds %zu tensors and "
-                     "no emb_params (an embedding .safetensors holds one tensor)", st->name, st->n);
+        s = ti_error(err, TI_ERR_FORMAT,
+                     "'%s' is not an embedding file: it holds %zu tensors and "
+                     "no emb_params (an embedding .safetensors holds one tensor)",
+                     st->name, st->n);
         goto fail;
     }
     TI_TRY_GOTO(s, set_str(&emb->name, stem, err));
@@ -343,11 +377,15 @@ ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct t
             ti_safetensors_close(sf);
         }
     } else if (m.size >= 8 && !memcmp(m.data, "\x89PNG\r\n\x1a\n", 8)) {
-        st = ti_error(err, TI_ERR_UNSUPPORTED, "'%s' is a PNG; embeddings stored inside images "
-                      "are not supported (use the .pt file)", path);
+        st = ti_error(err, TI_ERR_UNSUPPORTED,
+                      "'%s' is a PNG; embeddings stored inside images "
+                      "are not supported (use the .pt file)",
+                      path);
     } else {
-        st = ti_error(err, TI_ERR_FORMAT, "'%s' is not an embedding file (expected a torch .pt/.bin "
-                      "or a .safetensors file)", path);
+        st = ti_error(err, TI_ERR_FORMAT,
+                      "'%s' is not an embedding file (expected a torch .pt/.bin "
+                      "or a .safetensors file)",
+                      path);
     }
     ti_fmap_close(&m);
     if (st == TI_OK) st = set_str(&emb->source, path, err);
@@ -358,8 +396,10 @@ ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct t
 /* ---- writing ------------------------------------------------------------------------------- */
 
 static ti_status write_str_or_none(struct ti_pkw *pk, const char *s) {
-    if (s) ti_pkw_str(pk, s);
-    else ti_pkw_op(pk, TI_PK_NONE);
+    if (s)
+        ti_pkw_str(pk, s);
+    else
+        ti_pkw_op(pk, TI_PK_NONE);
     return TI_OK;
 }
 
@@ -370,8 +410,10 @@ static struct ti_tensor term_tensor(const struct ti_embedding_term *t) {
 
 static ti_status write_a1111(const struct ti_embedding *emb, const char *path, struct ti_err *err) {
     if (emb->n_terms != 1)
-        return ti_error(err, TI_ERR_INVALID, "the a1111 format holds exactly one term; this "
-                        "embedding has %d (write it with the peer format)", emb->n_terms);
+        return ti_error(err, TI_ERR_INVALID,
+                        "the a1111 format holds exactly one term; this "
+                        "embedding has %d (write it with the peer format)",
+                        emb->n_terms);
     const struct ti_embedding_term *t = &emb->terms[0];
     char stem[256];
     const char *name = emb->name ? emb->name : ti_path_stem(path, stem, sizeof stem);
@@ -396,8 +438,10 @@ static ti_status write_a1111(const struct ti_embedding *emb, const char *path, s
         ti_pkw_str(pk, "name");
         ti_pkw_str(pk, name);
         ti_pkw_str(pk, "step");
-        if (emb->step >= 0) ti_pkw_int(pk, emb->step);
-        else ti_pkw_op(pk, TI_PK_NONE);
+        if (emb->step >= 0)
+            ti_pkw_int(pk, emb->step);
+        else
+            ti_pkw_op(pk, TI_PK_NONE);
         ti_pkw_str(pk, "sd_checkpoint");
         write_str_or_none(pk, emb->sd_checkpoint);
         ti_pkw_str(pk, "sd_checkpoint_name");
@@ -419,7 +463,8 @@ static ti_status write_peer(const struct ti_embedding *emb, const char *path, st
     if (emb->n_terms < 1) return ti_error(err, TI_ERR_INVALID, "the embedding has no terms");
     for (int i = 0; i < emb->n_terms; i++)
         if (emb->terms[i].token < 0 && strcmp(emb->terms[i].placeholder, "*"))
-            return ti_error(err, TI_ERR_INVALID, "the peer format stores each placeholder's token "
+            return ti_error(err, TI_ERR_INVALID,
+                            "the peer format stores each placeholder's token "
                             "id, and '%s' has none (give it one, e.g. ti-convert --token ID)",
                             emb->terms[i].placeholder);
     struct ti_torch_writer w;
@@ -458,11 +503,16 @@ static ti_status write_peer(const struct ti_embedding *emb, const char *path, st
         st = ti_torch_writer_parameter(&w, &v, 1, err);
     }
     ti_pkw_op(pk, TI_PK_SETITEMS);
-    static const char *const hooks[] = {"_buffers",         "_non_persistent_buffers_set",
-                                        "_backward_hooks",  "_is_full_backward_hook",
-                                        "_forward_hooks",   "_forward_pre_hooks",
-                                        "_state_dict_hooks", "_load_state_dict_pre_hooks",
-                                        "_load_state_dict_post_hooks", "_modules"};
+    static const char *const hooks[] = {"_buffers",
+                                        "_non_persistent_buffers_set",
+                                        "_backward_hooks",
+                                        "_is_full_backward_hook",
+                                        "_forward_hooks",
+                                        "_forward_pre_hooks",
+                                        "_state_dict_hooks",
+                                        "_load_state_dict_pre_hooks",
+                                        "_load_state_dict_post_hooks",
+                                        "_modules"};
     for (size_t i = 0; i < sizeof hooks / sizeof *hooks; i++) {
         ti_pkw_str(pk, hooks[i]);
         if (!strcmp(hooks[i], "_non_persistent_buffers_set")) {
@@ -495,8 +545,10 @@ static ti_status write_peer(const struct ti_embedding *emb, const char *path, st
 static ti_status write_diffusers(const struct ti_embedding *emb, const char *path,
                                  struct ti_err *err) {
     if (emb->n_terms != 1)
-        return ti_error(err, TI_ERR_INVALID, "the diffusers format holds exactly one term; this "
-                        "embedding has %d (write it with the peer format)", emb->n_terms);
+        return ti_error(err, TI_ERR_INVALID,
+                        "the diffusers format holds exactly one term; this "
+                        "embedding has %d (write it with the peer format)",
+                        emb->n_terms);
     char full[4096];
     if (ti_path_is_dir(path)) {
         snprintf(full, sizeof full, "%s/learned_embeds.safetensors", path);
@@ -515,11 +567,16 @@ ti_status ti_embedding_write(const struct ti_embedding *emb, const char *path,
             return ti_error(err, TI_ERR_INVALID, "embedding term '%s' has no vectors",
                             emb->terms[i].placeholder);
     switch (format) {
-    case TI_EMB_A1111: return write_a1111(emb, path, err);
-    case TI_EMB_PEER: return write_peer(emb, path, err);
-    case TI_EMB_DIFFUSERS: return write_diffusers(emb, path, err);
+    case TI_EMB_A1111:
+        return write_a1111(emb, path, err);
+    case TI_EMB_PEER:
+        return write_peer(emb, path, err);
+    case TI_EMB_DIFFUSERS:
+        return write_diffusers(emb, path, err);
     default:
-        return ti_error(err, TI_ERR_INVALID, "ti writes embeddings as a1111, peer or diffusers, "
-                        "not %s", ti_embedding_format_name(format));
+        return ti_error(err, TI_ERR_INVALID,
+                        "ti writes embeddings as a1111, peer or diffusers, "
+                        "not %s",
+                        ti_embedding_format_name(format));
     }
 }

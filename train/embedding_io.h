@@ -50,7 +50,7 @@ extern "C" {
 #endif
 
 #define TI_EMB_MAX_VECTORS 4096
-#define TI_EMB_MAX_DIM 65536
+#define TI_EMB_MAX_DIM     65536
 
 enum ti_embedding_format {
     TI_EMB_UNKNOWN = 0,
@@ -61,18 +61,18 @@ enum ti_embedding_format {
 };
 
 struct ti_embedding_term {
-    char *placeholder;  /* "*", "<cat-toy>", ... */
-    int64_t token;      /* tokenizer id, -1 if the file does not say */
+    char *placeholder; /* "*", "<cat-toy>", ... */
+    int64_t token;     /* tokenizer id, -1 if the file does not say */
     int n_vectors, dim;
-    float *vectors;     /* n_vectors x dim, row-major */
+    float *vectors; /* n_vectors x dim, row-major */
 };
 
 struct ti_embedding {
-    char *source;             /* the file it was read from (NULL when built in memory) */
-    char *name;               /* a1111 `name`, else the file stem; may be NULL when built */
-    int64_t step;             /* -1: none */
-    char *sd_checkpoint;      /* or NULL */
-    char *sd_checkpoint_name; /* or NULL */
+    char *source;                    /* the file it was read from (NULL when built in memory) */
+    char *name;                      /* a1111 `name`, else the file stem; may be NULL when built */
+    int64_t step;                    /* -1: none */
+    char *sd_checkpoint;             /* or NULL */
+    char *sd_checkpoint_name;        /* or NULL */
     enum ti_embedding_format format; /* the format it was read from */
     enum ti_dtype file_dtype;        /* dtype of the vectors in the file */
     int n_terms;

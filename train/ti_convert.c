@@ -16,27 +16,26 @@
 #include "embedding_io.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: ti-convert IN OUT [--format a1111|peer|diffusers] [--name NAME]\n"
-            "                  [--step N] [--token ID]\n"
-            "\n"
-            "Converts the textual-inversion embedding IN (AUTOMATIC1111 .pt, the original\n"
-            "textual_inversion embeddings.pt, diffusers learned_embeds.bin/.safetensors, kohya\n"
-            "emb_params; float32/16/bf16) into OUT, always float32.\n"
-            "\n"
-            "  --format a1111      (default) AUTOMATIC1111 .pt; loads with\n"
-            "                      torch.load(weights_only=True), in A1111, ComfyUI, diffusers\n"
-            "  --format peer       the original textual_inversion format (nn.ParameterDict);\n"
-            "                      the only one that holds several placeholders\n"
-            "  --format diffusers  learned_embeds.safetensors (OUT may be a folder)\n"
-            "  --name NAME         the embedding's name (a1111 `name`)\n"
-            "  --step N            the training step to record (a1111 `step`)\n"
-            "  --token ID          the token id of the placeholder (peer format; single term)\n"
-            "  --help              this text\n"
-            "\n"
-            "OUT appears only when the conversion succeeded.\n"
-            "Exit status: 0 ok, 1 the input is unreadable or cannot be written that way,\n"
-            "2 usage error.\n");
+    fprintf(f, "usage: ti-convert IN OUT [--format a1111|peer|diffusers] [--name NAME]\n"
+               "                  [--step N] [--token ID]\n"
+               "\n"
+               "Converts the textual-inversion embedding IN (AUTOMATIC1111 .pt, the original\n"
+               "textual_inversion embeddings.pt, diffusers learned_embeds.bin/.safetensors, kohya\n"
+               "emb_params; float32/16/bf16) into OUT, always float32.\n"
+               "\n"
+               "  --format a1111      (default) AUTOMATIC1111 .pt; loads with\n"
+               "                      torch.load(weights_only=True), in A1111, ComfyUI, diffusers\n"
+               "  --format peer       the original textual_inversion format (nn.ParameterDict);\n"
+               "                      the only one that holds several placeholders\n"
+               "  --format diffusers  learned_embeds.safetensors (OUT may be a folder)\n"
+               "  --name NAME         the embedding's name (a1111 `name`)\n"
+               "  --step N            the training step to record (a1111 `step`)\n"
+               "  --token ID          the token id of the placeholder (peer format; single term)\n"
+               "  --help              this text\n"
+               "\n"
+               "OUT appears only when the conversion succeeded.\n"
+               "Exit status: 0 ok, 1 the input is unreadable or cannot be written that way,\n"
+               "2 usage error.\n");
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out) {
@@ -68,15 +67,18 @@ int main(int argc, char **argv) {
             if (!strcmp(a, "--format")) {
                 fmt = ti_embedding_format_parse(v);
                 if (fmt != TI_EMB_A1111 && fmt != TI_EMB_PEER && fmt != TI_EMB_DIFFUSERS) {
-                    fprintf(stderr, "ti-convert: --format must be a1111, peer or diffusers, not "
-                            "'%s'\n", v);
+                    fprintf(stderr,
+                            "ti-convert: --format must be a1111, peer or diffusers, not "
+                            "'%s'\n",
+                            v);
                     return 2;
                 }
             } else if (!strcmp(a, "--name")) {
                 name = v;
             } else if (!strcmp(a, "--step")) {
                 if (!parse_int(v, 0, INT64_MAX, &step)) {
-                    fprintf(stderr, "ti-convert: --step needs a non-negative integer, not '%s'\n", v);
+                    fprintf(stderr, "ti-convert: --step needs a non-negative integer, not '%s'\n",
+                            v);
                     return 2;
                 }
             } else if (!parse_int(v, 0, INT32_MAX, &token)) {
@@ -90,8 +92,10 @@ int main(int argc, char **argv) {
             usage(stderr);
             return 2;
         }
-        if (!in) in = a;
-        else if (!out) out = a;
+        if (!in)
+            in = a;
+        else if (!out)
+            out = a;
         else {
             fprintf(stderr, "ti-convert: too many arguments ('%s')\n", a);
             return 2;
@@ -115,9 +119,12 @@ int main(int argc, char **argv) {
                                    emb.sd_checkpoint, emb.sd_checkpoint_name, &err);
     if (st == TI_OK && token != -2) {
         if (emb.n_terms != 1)
-            st = ti_error(&err, TI_ERR_INVALID, "--token applies to a single-term embedding; '%s' "
-                          "has %d terms", in, emb.n_terms);
-        else emb.terms[0].token = token;
+            st = ti_error(&err, TI_ERR_INVALID,
+                          "--token applies to a single-term embedding; '%s' "
+                          "has %d terms",
+                          in, emb.n_terms);
+        else
+            emb.terms[0].token = token;
     }
     if (st == TI_OK) st = ti_embedding_write(&emb, out, fmt, &err);
     if (st != TI_OK) {

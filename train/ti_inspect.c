@@ -23,22 +23,21 @@
 #include "torchfile.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: ti-inspect FILE [--json]\n"
-            "\n"
-            "Lists what FILE holds: each tensor's key, dtype and shape. FILE may be a torch\n"
-            "checkpoint or embedding (.ckpt, .pt, .pth, .bin; zip or legacy format), a\n"
-            ".safetensors file, or a diffusers model folder (unet/, text_encoder/, vae/).\n"
-            "For embedding files it also shows the format (a1111, peer, diffusers, kohya),\n"
-            "placeholder strings, token ids, vector count and width, name and step.\n"
-            "\n"
-            "  --json   machine-readable output; adds each tensor's first 8 values and its\n"
-            "           sum (in f64), which reads every byte of the file\n"
-            "  --help   this text\n"
-            "\n"
-            "ti-inspect never runs code from a file: a pickle that references a dangerous\n"
-            "callable (os.system, builtins.eval, ...) is refused with an error naming it.\n"
-            "Exit status: 0 ok, 1 unreadable or refused file, 2 usage error.\n");
+    fprintf(f, "usage: ti-inspect FILE [--json]\n"
+               "\n"
+               "Lists what FILE holds: each tensor's key, dtype and shape. FILE may be a torch\n"
+               "checkpoint or embedding (.ckpt, .pt, .pth, .bin; zip or legacy format), a\n"
+               ".safetensors file, or a diffusers model folder (unet/, text_encoder/, vae/).\n"
+               "For embedding files it also shows the format (a1111, peer, diffusers, kohya),\n"
+               "placeholder strings, token ids, vector count and width, name and step.\n"
+               "\n"
+               "  --json   machine-readable output; adds each tensor's first 8 values and its\n"
+               "           sum (in f64), which reads every byte of the file\n"
+               "  --help   this text\n"
+               "\n"
+               "ti-inspect never runs code from a file: a pickle that references a dangerous\n"
+               "callable (os.system, builtins.eval, ...) is refused with an error naming it.\n"
+               "Exit status: 0 ok, 1 unreadable or refused file, 2 usage error.\n");
 }
 
 struct item {
@@ -83,15 +82,45 @@ static double element(const struct ti_tensor *t, int64_t i) {
     }
     const uint8_t *p = (const uint8_t *)t->data + off * (int64_t)ti_dtype_size(t->dtype);
     switch (t->dtype) {
-    case TI_DTYPE_F32: { float v; memcpy(&v, p, 4); return v; }
-    case TI_DTYPE_F64: { double v; memcpy(&v, p, 8); return v; }
-    case TI_DTYPE_F16: { uint16_t h; memcpy(&h, p, 2); return ti_f16_to_f32(h); }
-    case TI_DTYPE_BF16: { uint16_t h; memcpy(&h, p, 2); return ti_bf16_to_f32(h); }
-    case TI_DTYPE_I64: { int64_t v; memcpy(&v, p, 8); return (double)v; }
-    case TI_DTYPE_I32: { int32_t v; memcpy(&v, p, 4); return v; }
-    case TI_DTYPE_I16: { int16_t v; memcpy(&v, p, 2); return v; }
-    case TI_DTYPE_I8: return (int8_t)*p;
-    default: return *p; /* u8, bool */
+    case TI_DTYPE_F32: {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case TI_DTYPE_F64: {
+        double v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    case TI_DTYPE_F16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return ti_f16_to_f32(h);
+    }
+    case TI_DTYPE_BF16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return ti_bf16_to_f32(h);
+    }
+    case TI_DTYPE_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    case TI_DTYPE_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case TI_DTYPE_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case TI_DTYPE_I8:
+        return (int8_t)*p;
+    default:
+        return *p; /* u8, bool */
     }
 }
 
@@ -100,53 +129,73 @@ static double tensor_sum(const struct ti_tensor *t) {
     double s = 0;
     if (t->dtype == TI_DTYPE_F32 && ti_tensor_is_contiguous(t)) {
         const float *p = t->data;
-        for (int64_t i = 0; i < n; i++) s += p[i];
+        for (int64_t i = 0; i < n; i++)
+            s += p[i];
         return s;
     }
-    for (int64_t i = 0; i < n; i++) s += element(t, i);
+    for (int64_t i = 0; i < n; i++)
+        s += element(t, i);
     return s;
 }
 
 static void json_str(const char *s) {
     putchar('"');
     for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-        if (*q == '"' || *q == '\\') printf("\\%c", *q);
-        else if (*q < 0x20) printf("\\u%04x", *q);
-        else putchar(*q);
+        if (*q == '"' || *q == '\\')
+            printf("\\%c", *q);
+        else if (*q < 0x20)
+            printf("\\u%04x", *q);
+        else
+            putchar(*q);
     }
     putchar('"');
 }
 
 static void json_num(double v, enum ti_dtype dt) {
-    if (isnan(v)) printf("\"nan\"");
-    else if (isinf(v)) printf(v > 0 ? "\"inf\"" : "\"-inf\"");
-    else if (!ti_dtype_is_float(dt)) printf("%.0f", v);
-    else if (dt == TI_DTYPE_F64) printf("%.17g", v);
-    else printf("%.9g", v);
+    if (isnan(v))
+        printf("\"nan\"");
+    else if (isinf(v))
+        printf(v > 0 ? "\"inf\"" : "\"-inf\"");
+    else if (!ti_dtype_is_float(dt))
+        printf("%.0f", v);
+    else if (dt == TI_DTYPE_F64)
+        printf("%.17g", v);
+    else
+        printf("%.9g", v);
 }
 
 static void print_embedding_json(const struct ti_embedding *e) {
     printf("  \"embedding\": {\"format\": ");
     json_str(ti_embedding_format_name(e->format));
     printf(", \"name\": ");
-    if (e->name) json_str(e->name);
-    else printf("null");
+    if (e->name)
+        json_str(e->name);
+    else
+        printf("null");
     printf(", \"step\": ");
-    if (e->step >= 0) printf("%lld", (long long)e->step);
-    else printf("null");
+    if (e->step >= 0)
+        printf("%lld", (long long)e->step);
+    else
+        printf("null");
     printf(", \"sd_checkpoint\": ");
-    if (e->sd_checkpoint) json_str(e->sd_checkpoint);
-    else printf("null");
+    if (e->sd_checkpoint)
+        json_str(e->sd_checkpoint);
+    else
+        printf("null");
     printf(", \"sd_checkpoint_name\": ");
-    if (e->sd_checkpoint_name) json_str(e->sd_checkpoint_name);
-    else printf("null");
+    if (e->sd_checkpoint_name)
+        json_str(e->sd_checkpoint_name);
+    else
+        printf("null");
     printf(", \"dtype\": \"%s\", \"terms\": [", ti_dtype_name(e->file_dtype));
     for (int i = 0; i < e->n_terms; i++) {
         printf("%s{\"placeholder\": ", i ? ", " : "");
         json_str(e->terms[i].placeholder);
         printf(", \"token\": ");
-        if (e->terms[i].token >= 0) printf("%lld", (long long)e->terms[i].token);
-        else printf("null");
+        if (e->terms[i].token >= 0)
+            printf("%lld", (long long)e->terms[i].token);
+        else
+            printf("null");
         printf(", \"n_vectors\": %d, \"dim\": %d}", e->terms[i].n_vectors, e->terms[i].dim);
     }
     printf("]},\n");
@@ -155,8 +204,10 @@ static void print_embedding_json(const struct ti_embedding *e) {
 static void print_embedding_text(const struct ti_embedding *e) {
     printf("embedding: %s format, name '%s', step ", ti_embedding_format_name(e->format),
            e->name ? e->name : "");
-    if (e->step >= 0) printf("%lld", (long long)e->step);
-    else printf("-");
+    if (e->step >= 0)
+        printf("%lld", (long long)e->step);
+    else
+        printf("-");
     printf(", sd_checkpoint %s%s%s, sd_checkpoint_name %s%s%s, vectors %s on disk\n",
            e->sd_checkpoint ? "'" : "", e->sd_checkpoint ? e->sd_checkpoint : "-",
            e->sd_checkpoint ? "'" : "", e->sd_checkpoint_name ? "'" : "",
@@ -164,8 +215,10 @@ static void print_embedding_text(const struct ti_embedding *e) {
            ti_dtype_name(e->file_dtype));
     for (int i = 0; i < e->n_terms; i++) {
         printf("  term '%s': token ", e->terms[i].placeholder);
-        if (e->terms[i].token >= 0) printf("%lld", (long long)e->terms[i].token);
-        else printf("-");
+        if (e->terms[i].token >= 0)
+            printf("%lld", (long long)e->terms[i].token);
+        else
+            printf("-");
         printf(", %d vector%s of width %d (%s)\n", e->terms[i].n_vectors,
                e->terms[i].n_vectors == 1 ? "" : "s", e->terms[i].dim,
                ti_embedding_width_name(e->terms[i].dim));
@@ -224,7 +277,8 @@ int main(int argc, char **argv) {
                 container = tf->container == TI_TORCH_ZIP ? "torch-zip" : "torch-legacy";
                 st = ti_pickle_walk_tensors(tf->pk, tf->root, on_tensor, &l, &err);
                 struct ti_err e2 = {0};
-                if (st == TI_OK && ti_embedding_from_torch(&emb, tf, stem, &e2) == TI_OK) have_emb = 1;
+                if (st == TI_OK && ti_embedding_from_torch(&emb, tf, stem, &e2) == TI_OK)
+                    have_emb = 1;
             }
         } else if (ti_safetensors_sniff(m.data, m.size)) {
             st = ti_safetensors_open_mem(&sf, m.data, m.size, path, &err);
@@ -237,8 +291,10 @@ int main(int argc, char **argv) {
                     have_emb = 1;
             }
         } else {
-            st = ti_error(&err, TI_ERR_FORMAT, "'%s' is not a torch file, a safetensors file or a "
-                          "diffusers folder", path);
+            st = ti_error(&err, TI_ERR_FORMAT,
+                          "'%s' is not a torch file, a safetensors file or a "
+                          "diffusers folder",
+                          path);
         }
     }
     if (st != TI_OK) {
@@ -256,7 +312,8 @@ int main(int argc, char **argv) {
     }
 
     uint64_t total = 0;
-    for (size_t i = 0; i < l.n; i++) total += ti_tensor_nbytes(&l.v[i].t);
+    for (size_t i = 0; i < l.n; i++)
+        total += ti_tensor_nbytes(&l.v[i].t);
     if (json) {
         printf("{\n  \"file\": ");
         json_str(path);
@@ -289,7 +346,8 @@ int main(int argc, char **argv) {
             printf("    {\"key\": ");
             json_str(l.v[i].key);
             printf(", \"dtype\": \"%s\", \"shape\": [", ti_dtype_name(t->dtype));
-            for (int d = 0; d < t->ndim; d++) printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
+            for (int d = 0; d < t->ndim; d++)
+                printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
             printf("], \"first\": [");
             int64_t n = ti_tensor_numel(t);
             for (int64_t k = 0; k < n && k < 8; k++) {
@@ -323,7 +381,8 @@ int main(int argc, char **argv) {
     }
     rc = fflush(stdout) == 0 ? 0 : 1;
 done:
-    for (size_t i = 0; i < l.n; i++) free(l.v[i].key);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.v[i].key);
     free(l.v);
     ti_embedding_free(&emb);
     ti_torchfile_close(tf);

@@ -12,7 +12,7 @@
 #include "torchfile.h"
 
 #define MAX_SOURCES 3
-#define KEY_MAX 1024
+#define KEY_MAX     1024
 
 struct ti_state_dict {
     char *path;
@@ -79,8 +79,10 @@ static struct ti_state_dict_entry *find_entry(const struct ti_state_dict *sd, co
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(sd->e[mid].key, key);
         if (!c) return &sd->e[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -95,7 +97,8 @@ static int match(const char *k, const char *pat, int *nums, const char **rest) {
         if (*pat == '#') {
             if (*k < '0' || *k > '9') return 0;
             int v = 0, digits = 0;
-            while (*k >= '0' && *k <= '9' && digits < 3) v = v * 10 + (*k++ - '0'), digits++;
+            while (*k >= '0' && *k <= '9' && digits < 3)
+                v = v * 10 + (*k++ - '0'), digits++;
             if (digits > 2 || (digits == 2 && v < 10)) return 0;
             nums[ni++] = v;
             pat++;
@@ -123,8 +126,9 @@ static int fmt(char *out, size_t n, const char *f, ...) {
 /* inside UNet resnets: norm1 -> in_layers.0, ... */
 static const char *unet_resnet_part(const char *rest, const char **tail) {
     static const char *const map[][2] = {
-        {"norm1.", "in_layers.0."},   {"conv1.", "in_layers.2."},  {"time_emb_proj.", "emb_layers.1."},
-        {"norm2.", "out_layers.0."},  {"conv2.", "out_layers.3."}, {"conv_shortcut.", "skip_connection."},
+        {"norm1.", "in_layers.0."},          {"conv1.", "in_layers.2."},
+        {"time_emb_proj.", "emb_layers.1."}, {"norm2.", "out_layers.0."},
+        {"conv2.", "out_layers.3."},         {"conv_shortcut.", "skip_connection."},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         size_t n = strlen(map[i][0]);
@@ -166,8 +170,11 @@ static int map_unet(const char *k, char *out, size_t n) {
 
 static const char *vae_resnet_part(const char *rest, const char **tail) {
     static const char *const map[][2] = {
-        {"norm1.", "norm1."}, {"conv1.", "conv1."}, {"norm2.", "norm2."},
-        {"conv2.", "conv2."}, {"conv_shortcut.", "nin_shortcut."},
+        {"norm1.", "norm1."},
+        {"conv1.", "conv1."},
+        {"norm2.", "norm2."},
+        {"conv2.", "conv2."},
+        {"conv_shortcut.", "nin_shortcut."},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         size_t n = strlen(map[i][0]);
@@ -181,8 +188,14 @@ static const char *vae_resnet_part(const char *rest, const char **tail) {
 
 static const char *vae_attn_part(const char *rest, const char **tail) {
     static const char *const map[][2] = {
-        {"group_norm.", "norm."}, {"query.", "q."},  {"to_q.", "q."},         {"key.", "k."},
-        {"to_k.", "k."},          {"value.", "v."},  {"to_v.", "v."},         {"proj_attn.", "proj_out."},
+        {"group_norm.", "norm."},
+        {"query.", "q."},
+        {"to_q.", "q."},
+        {"key.", "k."},
+        {"to_k.", "k."},
+        {"value.", "v."},
+        {"to_v.", "v."},
+        {"proj_attn.", "proj_out."},
         {"to_out.0.", "proj_out."},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
@@ -209,7 +222,8 @@ static int map_vae(const char *k, char *out, size_t n) {
         if (match(s, "conv_in.", v, &r) || match(s, "conv_out.", v, &r))
             return fmt(out, n, "%s%s.%s", P, ed, s);
         if (match(s, "conv_norm_out.", v, &r)) return fmt(out, n, "%s%s.norm_out.%s", P, ed, r);
-        if (match(s, "mid_block.resnets.#.", v, &r) && v[0] <= 1 && (part = vae_resnet_part(r, &tail)))
+        if (match(s, "mid_block.resnets.#.", v, &r) && v[0] <= 1 &&
+            (part = vae_resnet_part(r, &tail)))
             return fmt(out, n, "%s%s.mid.block_%d.%s%s", P, ed, v[0] + 1, part, tail);
         if (match(s, "mid_block.attentions.0.", v, &r) && (part = vae_attn_part(r, &tail)))
             return fmt(out, n, "%s%s.mid.attn_1.%s%s", P, ed, part, tail);
@@ -264,8 +278,10 @@ static ti_status open_file(struct ti_state_dict *sd, int slot, const char *path,
         st = ti_safetensors_open_mem(&sd->st[slot], m.data, m.size, path, err);
         if (st == TI_OK) sd->st[slot]->map = m;
     } else {
-        st = ti_error(err, TI_ERR_FORMAT, "'%s' is neither a torch file (.ckpt/.pt/.bin) nor a "
-                      "safetensors file", path);
+        st = ti_error(err, TI_ERR_FORMAT,
+                      "'%s' is neither a torch file (.ckpt/.pt/.bin) nor a "
+                      "safetensors file",
+                      path);
     }
     if (st != TI_OK) ti_fmap_close(&m);
     sd->n_sources = slot + 1 > sd->n_sources ? slot + 1 : sd->n_sources;
@@ -304,9 +320,11 @@ static ti_status add_mapped(struct ti_state_dict *sd, const char *comp, const ch
                             const struct ti_tensor *t, const char *file, struct ti_err *err) {
     char mapped[KEY_MAX];
     if (!ti_diffusers_key_map(comp, key, mapped, sizeof mapped))
-        return ti_error(err, TI_ERR_FORMAT, "'%s': diffusers %s key '%s' has no SD v1 / LDM "
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s': diffusers %s key '%s' has no SD v1 / LDM "
                         "counterpart (ti maps the SD v1 layout; an SDXL or otherwise different "
-                        "model cannot be loaded)", file, comp, key);
+                        "model cannot be loaded)",
+                        file, comp, key);
     struct ti_tensor v = *t;
     /* VAE attention: diffusers keeps [C, C] linear weights, the original [C, C, 1, 1] convs */
     size_t ml = strlen(mapped);
@@ -334,18 +352,21 @@ static ti_status load_diffusers(struct ti_state_dict *sd, const char *dir, int v
             if (ti_path_is_file(path)) break;
         }
         if (k == 4)
-            return ti_error(err, TI_ERR_NOT_FOUND, "diffusers folder '%s': %s/ holds none of %s, "
-                            "%s, %s, %s (sharded weights are not supported)", dir, comp_names[c],
-                            comp_files[c][0], comp_files[c][1], comp_files[c][2], comp_files[c][3]);
+            return ti_error(err, TI_ERR_NOT_FOUND,
+                            "diffusers folder '%s': %s/ holds none of %s, "
+                            "%s, %s, %s (sharded weights are not supported)",
+                            dir, comp_names[c], comp_files[c][0], comp_files[c][1],
+                            comp_files[c][2], comp_files[c][3]);
         TI_TRY(open_file(sd, c, path, verify, err));
         if (sd->tf[c]) {
             struct ti_state_dict tmp = {0}; /* collect raw keys, then map them */
             struct collect col = {&tmp};
-            ti_status st = ti_pickle_walk_tensors(sd->tf[c]->pk, sd->tf[c]->root, collect_tensor,
-                                                  &col, err);
+            ti_status st =
+                ti_pickle_walk_tensors(sd->tf[c]->pk, sd->tf[c]->root, collect_tensor, &col, err);
             for (size_t i = 0; st == TI_OK && i < tmp.n; i++)
                 st = add_mapped(sd, comp_names[c], tmp.e[i].key, &tmp.e[i].t, path, err);
-            for (size_t i = 0; i < tmp.n_owned; i++) free(tmp.owned[i]);
+            for (size_t i = 0; i < tmp.n_owned; i++)
+                free(tmp.owned[i]);
             free(tmp.owned);
             free(tmp.e);
             TI_TRY(st);
@@ -356,13 +377,16 @@ static ti_status load_diffusers(struct ti_state_dict *sd, const char *dir, int v
         }
     }
     if (!found)
-        return ti_error(err, TI_ERR_FORMAT, "'%s' is a folder but not a diffusers model (it has "
-                        "no unet/, text_encoder/ or vae/)", dir);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s' is a folder but not a diffusers model (it has "
+                        "no unet/, text_encoder/ or vae/)",
+                        dir);
     snprintf(path, sizeof path, "%s/tokenizer", dir);
     if (ti_path_is_dir(path) && !(sd->tokenizer_dir = own_str(sd, path)))
         return ti_error(err, TI_ERR_NOMEM, "out of memory");
     /* newer transformers do not save position_ids: synthesise 0..P-1 */
-    const char *pe_key = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight";
+    const char *pe_key =
+        "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight";
     const char *pi_key = "cond_stage_model.transformer.text_model.embeddings.position_ids";
     int has_pi = 0;
     const struct ti_tensor *pe = NULL;
@@ -374,7 +398,8 @@ static ti_status load_diffusers(struct ti_state_dict *sd, const char *dir, int v
         int64_t p = pe->shape[0];
         int64_t *ids = own(sd, malloc((size_t)p * sizeof *ids));
         if (!ids) return ti_error(err, TI_ERR_NOMEM, "out of memory");
-        for (int64_t i = 0; i < p; i++) ids[i] = i;
+        for (int64_t i = 0; i < p; i++)
+            ids[i] = i;
         struct ti_tensor t = ti_tensor_view(ids, TI_DTYPE_I64, TI_DEVICE_CPU, 2, (int64_t[]){1, p});
         TI_TRY(add_entry(sd, pi_key, &t, err));
     }
@@ -395,7 +420,8 @@ static int ema_key(const char *key, char *out, size_t n) {
 
 static ti_status select_ema(struct ti_state_dict *sd, struct ti_err *err) {
     if (!sd->has_ema)
-        return ti_error(err, TI_ERR_NOT_FOUND, "EMA weights were asked for, but '%s' has no "
+        return ti_error(err, TI_ERR_NOT_FOUND,
+                        "EMA weights were asked for, but '%s' has no "
                         "model_ema.* tensors (an EMA-only checkpoint already holds the EMA "
                         "weights under model.diffusion_model.*: load it without asking for EMA)",
                         sd->path);
@@ -405,20 +431,25 @@ static ti_status select_ema(struct ti_state_dict *sd, struct ti_err *err) {
         if (!ema_key(sd->e[i].key, ek, sizeof ek)) continue;
         const struct ti_state_dict_entry *e = find_entry(sd, ek);
         if (!e)
-            return ti_error(err, TI_ERR_NOT_FOUND, "'%s': EMA weights were asked for, but "
-                            "'%s' has no EMA copy '%s'", sd->path, sd->e[i].key, ek);
+            return ti_error(err, TI_ERR_NOT_FOUND,
+                            "'%s': EMA weights were asked for, but "
+                            "'%s' has no EMA copy '%s'",
+                            sd->path, sd->e[i].key, ek);
         if (!ti_tensor_same_shape(&e->t, &sd->e[i].t)) {
             char a[128], b[128];
             return ti_error(err, TI_ERR_SHAPE, "'%s': EMA tensor '%s' has shape %s but '%s' has %s",
                             sd->path, ek, ti_shape_str(e->t.ndim, e->t.shape, a, sizeof a),
-                            sd->e[i].key, ti_shape_str(sd->e[i].t.ndim, sd->e[i].t.shape, b, sizeof b));
+                            sd->e[i].key,
+                            ti_shape_str(sd->e[i].t.ndim, sd->e[i].t.shape, b, sizeof b));
         }
         sd->e[i].t = e->t;
         swapped++;
     }
     if (!swapped)
-        return ti_error(err, TI_ERR_NOT_FOUND, "'%s': EMA weights were asked for, but the file "
-                        "has no model.diffusion_model.* tensors to replace", sd->path);
+        return ti_error(err, TI_ERR_NOT_FOUND,
+                        "'%s': EMA weights were asked for, but the file "
+                        "has no model.diffusion_model.* tensors to replace",
+                        sd->path);
     return TI_OK;
 }
 
@@ -462,14 +493,17 @@ void ti_state_dict_close(struct ti_state_dict *sd) {
         ti_torchfile_close(sd->tf[i]);
         ti_safetensors_close(sd->st[i]);
     }
-    for (size_t i = 0; i < sd->n_owned; i++) free(sd->owned[i]);
+    for (size_t i = 0; i < sd->n_owned; i++)
+        free(sd->owned[i]);
     free(sd->owned);
     free(sd->e);
     free(sd->path);
     free(sd);
 }
 
-size_t ti_state_dict_count(const struct ti_state_dict *sd) { return sd->n; }
+size_t ti_state_dict_count(const struct ti_state_dict *sd) {
+    return sd->n;
+}
 const struct ti_state_dict_entry *ti_state_dict_at(const struct ti_state_dict *sd, size_t i) {
     return i < sd->n ? &sd->e[i] : NULL;
 }
@@ -483,10 +517,18 @@ ti_status ti_state_dict_get(const struct ti_state_dict *sd, const char *key,
     if (!*out) return ti_error(err, TI_ERR_NOT_FOUND, "'%s' has no tensor '%s'", sd->path, key);
     return TI_OK;
 }
-enum ti_state_dict_source ti_state_dict_source(const struct ti_state_dict *sd) { return sd->source; }
-const char *ti_state_dict_path(const struct ti_state_dict *sd) { return sd->path; }
-int ti_state_dict_has_ema(const struct ti_state_dict *sd) { return sd->has_ema; }
-const char *ti_state_dict_tokenizer_dir(const struct ti_state_dict *sd) { return sd->tokenizer_dir; }
+enum ti_state_dict_source ti_state_dict_source(const struct ti_state_dict *sd) {
+    return sd->source;
+}
+const char *ti_state_dict_path(const struct ti_state_dict *sd) {
+    return sd->path;
+}
+int ti_state_dict_has_ema(const struct ti_state_dict *sd) {
+    return sd->has_ema;
+}
+const char *ti_state_dict_tokenizer_dir(const struct ti_state_dict *sd) {
+    return sd->tokenizer_dir;
+}
 
 /* ---- what the file looks like -------------------------------------------------------------- */
 
@@ -494,14 +536,22 @@ enum family { FAM_UNKNOWN, FAM_SD1, FAM_SD2, FAM_SDXL, FAM_LDM, FAM_EMBEDDING, F
 
 static const char *family_text(enum family f) {
     switch (f) {
-    case FAM_SD1: return "an SD v1 checkpoint (CLIP ViT-L/14 text encoder, context width 768)";
-    case FAM_SD2: return "an SD 2.x checkpoint (OpenCLIP ViT-H text encoder, context width 1024)";
-    case FAM_SDXL: return "an SDXL checkpoint (two text encoders, context width 2048)";
-    case FAM_LDM: return "an LDM text2img-large checkpoint (BERT text encoder, context width 1280)";
-    case FAM_EMBEDDING: return "a textual-inversion embedding file, not a model checkpoint";
-    case FAM_LORA: return "a LoRA file, not a full model checkpoint";
-    case FAM_VAE: return "a VAE-only file, not a full model checkpoint";
-    default: return "";
+    case FAM_SD1:
+        return "an SD v1 checkpoint (CLIP ViT-L/14 text encoder, context width 768)";
+    case FAM_SD2:
+        return "an SD 2.x checkpoint (OpenCLIP ViT-H text encoder, context width 1024)";
+    case FAM_SDXL:
+        return "an SDXL checkpoint (two text encoders, context width 2048)";
+    case FAM_LDM:
+        return "an LDM text2img-large checkpoint (BERT text encoder, context width 1280)";
+    case FAM_EMBEDDING:
+        return "a textual-inversion embedding file, not a model checkpoint";
+    case FAM_LORA:
+        return "a LoRA file, not a full model checkpoint";
+    case FAM_VAE:
+        return "a VAE-only file, not a full model checkpoint";
+    default:
+        return "";
     }
 }
 
@@ -524,14 +574,17 @@ static enum family guess(const struct ti_state_dict *sd, int *inpaint) {
         if (!strncmp(k, "string_to_param", 15) || !strcmp(k, "emb_params") || !strcmp(k, "clip_l"))
             return FAM_EMBEDDING;
         if (!strncmp(k, "lora_unet_", 10) || !strncmp(k, "lora_te", 7)) return FAM_LORA;
-        if (!strncmp(k, "model.diffusion_model.", 22)) has_unet = 1;
+        if (!strncmp(k, "model.diffusion_model.", 22))
+            has_unet = 1;
         else if (!strncmp(k, "first_stage_model.", 18) || !strncmp(k, "encoder.", 8) ||
                  !strncmp(k, "decoder.", 8) || !strncmp(k, "quant_conv.", 11) ||
                  !strncmp(k, "post_quant_conv.", 16))
             has_vae = 1;
-        else has_other = 1;
+        else
+            has_other = 1;
     }
-    const struct ti_tensor *in0 = ti_state_dict_find(sd, "model.diffusion_model.input_blocks.0.0.weight");
+    const struct ti_tensor *in0 =
+        ti_state_dict_find(sd, "model.diffusion_model.input_blocks.0.0.weight");
     if (in0 && in0->ndim == 4 && in0->shape[1] == 9) *inpaint = 1;
     int64_t ctx = ctx_width_of(ti_state_dict_find(
         sd, "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"));
@@ -571,11 +624,15 @@ static void cause(const struct ti_state_dict *sd, const struct ti_param_spec *sp
     out[0] = '\0';
     if (f == FAM_UNKNOWN) return;
     if (f == want && inpaint)
-        snprintf(out, outn, "; the file is an inpainting model (9 UNet input channels), which "
-                 "%s cannot use", model);
+        snprintf(out, outn,
+                 "; the file is an inpainting model (9 UNet input channels), which "
+                 "%s cannot use",
+                 model);
     else if (f == want)
-        snprintf(out, outn, "; the file looks like %s, so it may be damaged or come from a "
-                 "modified model", family_text(f));
+        snprintf(out, outn,
+                 "; the file looks like %s, so it may be damaged or come from a "
+                 "modified model",
+                 family_text(f));
     else
         snprintf(out, outn, "; the file looks like %s, which %s cannot use", family_text(f), model);
 }
@@ -590,7 +647,8 @@ ti_status ti_state_dict_check(const struct ti_state_dict *sd, const struct ti_pa
             continue;
         }
         int same = t->ndim == spec[i].ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == spec[i].shape[d];
+        for (int d = 0; same && d < t->ndim; d++)
+            same = t->shape[d] == spec[i].shape[d];
         if (!same && !bad++) first_bad = i;
     }
     if (!missing && !bad) return TI_OK;
@@ -605,7 +663,8 @@ ti_status ti_state_dict_check(const struct ti_state_dict *sd, const struct ti_pa
                         s->key, ti_shape_str(t->ndim, t->shape, a, sizeof a), model,
                         ti_shape_str(s->ndim, s->shape, b, sizeof b), more, why);
     }
-    return ti_error(err, TI_ERR_NOT_FOUND, "'%s' has no tensor '%s', which %s needs (%zu of the "
-                    "%zu tensors it needs are missing)%s", sd->path, spec[first_missing].key, model,
-                    missing, n, why);
+    return ti_error(err, TI_ERR_NOT_FOUND,
+                    "'%s' has no tensor '%s', which %s needs (%zu of the "
+                    "%zu tensors it needs are missing)%s",
+                    sd->path, spec[first_missing].key, model, missing, n, why);
 }

@@ -1,23 +1,24 @@
 /* fileio.c - mapped input files, atomic output files, CRC-32 (see fileio.h). */
 #include "fileio.h"
 
-#include <errno.h>     /* defines: errno */
-#include <fcntl.h>     /* defines: open, O_* */
-#include <pthread.h>   /* defines: pthread_once */
-#include <stdio.h>     /* defines: snprintf */
-#include <stdlib.h>    /* defines: malloc, free, mkstemp */
-#include <string.h>    /* defines: memcpy, strerror, strrchr */
-#include <sys/mman.h>  /* defines: mmap, munmap, madvise */
-#include <sys/stat.h>  /* defines: fstat, stat */
-#include <unistd.h>    /* defines: close, write, fsync, unlink */
+#include <errno.h>    /* defines: errno */
+#include <fcntl.h>    /* defines: open, O_* */
+#include <pthread.h>  /* defines: pthread_once */
+#include <stdio.h>    /* defines: snprintf */
+#include <stdlib.h>   /* defines: malloc, free, mkstemp */
+#include <string.h>   /* defines: memcpy, strerror, strrchr */
+#include <sys/mman.h> /* defines: mmap, munmap, madvise */
+#include <sys/stat.h> /* defines: fstat, stat */
+#include <unistd.h>   /* defines: close, write, fsync, unlink */
 
 /* ---- mapped input files -------------------------------------------------------------------- */
 
 ti_status ti_fmap_open(struct ti_fmap *m, const char *path, struct ti_err *err) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ti_error(err, errno == ENOENT ? TI_ERR_NOT_FOUND : TI_ERR_IO,
-                                "cannot open '%s': %s", path, strerror(errno));
+    if (fd < 0)
+        return ti_error(err, errno == ENOENT ? TI_ERR_NOT_FOUND : TI_ERR_IO, "cannot open '%s': %s",
+                        path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
@@ -181,8 +182,10 @@ ti_status ti_outfile_commit(struct ti_outfile *f, struct ti_err *err) {
     {
         const char *slash = strrchr(f->path, '/');
         char dir[4096];
-        if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - f->path + 1), f->path);
-        else snprintf(dir, sizeof dir, ".");
+        if (slash)
+            snprintf(dir, sizeof dir, "%.*s", (int)(slash - f->path + 1), f->path);
+        else
+            snprintf(dir, sizeof dir, ".");
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             (void)fsync(dfd);
@@ -228,7 +231,8 @@ static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
         crc_table[0][i] = c;
     }
     for (uint32_t i = 0; i < 256; i++)
@@ -250,13 +254,14 @@ uint32_t ti_crc32(uint32_t crc, const void *data, size_t n) {
         memcpy(&hi, p + 4, 4);
         lo ^= c; /* little-endian hosts only (ti targets x86-64 and aarch64) */
         c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-            crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-            crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-            crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+            crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
+            crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^
+            crc_table[0][hi >> 24];
         p += 8;
         n -= 8;
     }
-    while (n--) c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    while (n--)
+        c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
     return ~c;
 }
 
@@ -265,9 +270,11 @@ uint32_t ti_crc32(uint32_t crc, const void *data, size_t n) {
 const char *ti_path_stem(const char *path, char *buf, size_t n) {
     if (!n) return buf;
     size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--; /* "dir/" -> "dir" */
+    while (len > 1 && path[len - 1] == '/')
+        len--; /* "dir/" -> "dir" */
     size_t start = len;
-    while (start > 0 && path[start - 1] != '/') start--;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
     size_t end = len;
     for (size_t i = len; i > start + 1; i--)
         if (path[i - 1] == '.') {

@@ -43,13 +43,13 @@ void ti_fmap_advise_sequential(const struct ti_fmap *m, uint64_t off, uint64_t n
 
 /* ---- write side: an output file that appears whole or not at all -------------------------- */
 struct ti_outfile {
-    int fd;          /* -1 when closed */
-    char *path;      /* final name */
-    char *tmp;       /* temporary name in the same folder */
-    uint8_t *buf;    /* write buffer */
-    size_t used;     /* bytes in buf */
-    uint64_t offset; /* bytes written so far (the current file offset) */
-    ti_status failed;/* first write error, sticky: commit refuses after a failed write */
+    int fd;           /* -1 when closed */
+    char *path;       /* final name */
+    char *tmp;        /* temporary name in the same folder */
+    uint8_t *buf;     /* write buffer */
+    size_t used;      /* bytes in buf */
+    uint64_t offset;  /* bytes written so far (the current file offset) */
+    ti_status failed; /* first write error, sticky: commit refuses after a failed write */
 };
 
 ti_status ti_outfile_open(struct ti_outfile *f, const char *path, struct ti_err *err);

@@ -7,13 +7,13 @@
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free */
 #include <string.h> /* defines: memcpy, memchr, strcmp, strlen, strncmp */
 
-#define NODE_CHUNK_MIN 64     /* first chunk; each next one doubles, up to NODE_CHUNK_MAX */
-#define NODE_CHUNK_MAX 4096
-#define BYTE_CHUNK (1u << 20)
-#define MAX_STACK (1u << 20)     /* values on the stack */
-#define MAX_MARKS (1u << 16)     /* nested MARKs */
-#define MAX_NODES (8u << 20)     /* nodes per VM (a full SD checkpoint needs ~20k) */
-#define MAX_GLOBAL_NAME 1024     /* module or name of a GLOBAL */
+#define NODE_CHUNK_MIN  64 /* first chunk; each next one doubles, up to NODE_CHUNK_MAX */
+#define NODE_CHUNK_MAX  4096
+#define BYTE_CHUNK      (1u << 20)
+#define MAX_STACK       (1u << 20) /* values on the stack */
+#define MAX_MARKS       (1u << 16) /* nested MARKs */
+#define MAX_NODES       (8u << 20) /* nodes per VM (a full SD checkpoint needs ~20k) */
+#define MAX_GLOBAL_NAME 1024       /* module or name of a GLOBAL */
 
 struct node_chunk {
     struct node_chunk *next;
@@ -75,8 +75,9 @@ static void *new_bytes(struct ti_pickle *pk, size_t n) {
     n = (n + 7) & ~(size_t)7;
     if (!pk->bytes || pk->bytes->cap - pk->bytes->used < n) {
         /* chunks grow from 4 KiB to BYTE_CHUNK; a big string gets a chunk of its own */
-        size_t grow = !pk->bytes ? 4096 : pk->bytes->cap >= BYTE_CHUNK / 2 ? BYTE_CHUNK
-                                                                            : 2 * pk->bytes->cap;
+        size_t grow = !pk->bytes                         ? 4096
+                      : pk->bytes->cap >= BYTE_CHUNK / 2 ? BYTE_CHUNK
+                                                         : 2 * pk->bytes->cap;
         size_t cap = n > BYTE_CHUNK / 4 ? n : grow < n ? n : grow;
         struct byte_chunk *c = malloc(sizeof *c + cap);
         if (!c) return NULL;
@@ -155,20 +156,27 @@ void ti_pickle_free(struct ti_pickle *pk) {
     free(pk);
 }
 
-struct ti_py_storage *ti_pickle_storages(struct ti_pickle *pk) { return pk->storages; }
+struct ti_py_storage *ti_pickle_storages(struct ti_pickle *pk) {
+    return pk->storages;
+}
 struct ti_py_storage *ti_pickle_storage_find(struct ti_pickle *pk, const char *key) {
     return storage_lookup(pk, key);
 }
-size_t ti_pickle_storage_count(const struct ti_pickle *pk) { return pk->n_storages; }
-struct ti_py *ti_pickle_tensors(struct ti_pickle *pk) { return pk->tensors; }
+size_t ti_pickle_storage_count(const struct ti_pickle *pk) {
+    return pk->n_storages;
+}
+struct ti_py *ti_pickle_tensors(struct ti_pickle *pk) {
+    return pk->tensors;
+}
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 5, 6)))
 #endif
-static ti_status vm_error(struct ti_pickle *pk, struct ti_err *err, ti_status code,
-                          const uint8_t *at, const char *fmt, ...) {
+static ti_status
+vm_error(struct ti_pickle *pk, struct ti_err *err, ti_status code, const uint8_t *at,
+         const char *fmt, ...) {
     char msg[640];
     va_list ap;
     va_start(ap, fmt);
@@ -183,36 +191,97 @@ static ti_status vm_error(struct ti_pickle *pk, struct ti_err *err, ti_status co
 
 /* Whole modules (and their submodules) whose callables run code, touch files or processes, or
  * call other callables (operator/functools chains). NULL name = every name in the module. */
-static const struct { const char *module, *name; } denied[] = {
-    {"os", NULL},          {"posix", NULL},       {"nt", NULL},          {"sys", NULL},
-    {"subprocess", NULL},  {"runpy", NULL},       {"importlib", NULL},   {"shutil", NULL},
-    {"socket", NULL},      {"pty", NULL},         {"ctypes", NULL},      {"multiprocessing", NULL},
-    {"signal", NULL},      {"code", NULL},        {"codeop", NULL},      {"pdb", NULL},
-    {"bdb", NULL},         {"pickle", NULL},      {"_pickle", NULL},     {"cPickle", NULL},
-    {"marshal", NULL},     {"webbrowser", NULL},  {"commands", NULL},    {"popen2", NULL},
-    {"asyncio", NULL},     {"operator", NULL},    {"_operator", NULL},   {"functools", NULL},
-    {"types", NULL},       {"timeit", NULL},      {"trace", NULL},       {"profile", NULL},
-    {"cProfile", NULL},    {"doctest", NULL},     {"pydoc", NULL},       {"idlelib", NULL},
-    {"zipimport", NULL},   {"pkgutil", NULL},     {"site", NULL},        {"io", NULL},
-    {"_io", NULL},         {"codecs", NULL},      {"tempfile", NULL},    {"urllib", NULL},
-    {"http", NULL},        {"ftplib", NULL},      {"smtplib", NULL},     {"telnetlib", NULL},
-    {"requests", NULL},    {"pip", NULL},         {"setuptools", NULL},  {"distutils", NULL},
-    {"venv", NULL},        {"ensurepip", NULL},   {"_posixsubprocess", NULL},
-    {"_winapi", NULL},     {"msvcrt", NULL},      {"winreg", NULL},      {"threading", NULL},
-    {"_thread", NULL},     {"inspect", NULL},     {"dill", NULL},        {"cloudpickle", NULL},
-    {"joblib", NULL},      {"yaml", NULL},        {"glob", NULL},        {"pathlib", "Path.write_text"},
-    {"torch", "load"},     {"torch.serialization", "load"},              {"torch.hub", NULL},
-    {"torch.package", NULL}, {"torch.storage", "_load_from_bytes"},      {"torch.jit", "load"},
-    {"numpy", "load"},     {"numpy", "loads"},    {"numpy", "fromfile"}, {"numpy.lib.npyio", NULL},
-    {"numpy.testing", NULL}, {"numpy.f2py", NULL}, {"numpy.distutils", NULL},
+static const struct {
+    const char *module, *name;
+} denied[] = {
+    {"os", NULL},
+    {"posix", NULL},
+    {"nt", NULL},
+    {"sys", NULL},
+    {"subprocess", NULL},
+    {"runpy", NULL},
+    {"importlib", NULL},
+    {"shutil", NULL},
+    {"socket", NULL},
+    {"pty", NULL},
+    {"ctypes", NULL},
+    {"multiprocessing", NULL},
+    {"signal", NULL},
+    {"code", NULL},
+    {"codeop", NULL},
+    {"pdb", NULL},
+    {"bdb", NULL},
+    {"pickle", NULL},
+    {"_pickle", NULL},
+    {"cPickle", NULL},
+    {"marshal", NULL},
+    {"webbrowser", NULL},
+    {"commands", NULL},
+    {"popen2", NULL},
+    {"asyncio", NULL},
+    {"operator", NULL},
+    {"_operator", NULL},
+    {"functools", NULL},
+    {"types", NULL},
+    {"timeit", NULL},
+    {"trace", NULL},
+    {"profile", NULL},
+    {"cProfile", NULL},
+    {"doctest", NULL},
+    {"pydoc", NULL},
+    {"idlelib", NULL},
+    {"zipimport", NULL},
+    {"pkgutil", NULL},
+    {"site", NULL},
+    {"io", NULL},
+    {"_io", NULL},
+    {"codecs", NULL},
+    {"tempfile", NULL},
+    {"urllib", NULL},
+    {"http", NULL},
+    {"ftplib", NULL},
+    {"smtplib", NULL},
+    {"telnetlib", NULL},
+    {"requests", NULL},
+    {"pip", NULL},
+    {"setuptools", NULL},
+    {"distutils", NULL},
+    {"venv", NULL},
+    {"ensurepip", NULL},
+    {"_posixsubprocess", NULL},
+    {"_winapi", NULL},
+    {"msvcrt", NULL},
+    {"winreg", NULL},
+    {"threading", NULL},
+    {"_thread", NULL},
+    {"inspect", NULL},
+    {"dill", NULL},
+    {"cloudpickle", NULL},
+    {"joblib", NULL},
+    {"yaml", NULL},
+    {"glob", NULL},
+    {"pathlib", "Path.write_text"},
+    {"torch", "load"},
+    {"torch.serialization", "load"},
+    {"torch.hub", NULL},
+    {"torch.package", NULL},
+    {"torch.storage", "_load_from_bytes"},
+    {"torch.jit", "load"},
+    {"numpy", "load"},
+    {"numpy", "loads"},
+    {"numpy", "fromfile"},
+    {"numpy.lib.npyio", NULL},
+    {"numpy.testing", NULL},
+    {"numpy.f2py", NULL},
+    {"numpy.distutils", NULL},
 };
 
 /* builtins that are plain types (inert as symbols, harmless to construct); every other
  * builtin (eval, exec, getattr, setattr, __import__, compile, open, input, globals, vars,
  * breakpoint, ...) is refused */
 static const char *const builtin_types[] = {
-    "set", "frozenset", "bytearray", "bytes", "complex", "slice", "range", "object",
-    "int", "float", "str", "bool", "list", "dict", "tuple", "NoneType", "Ellipsis",
+    "set",   "frozenset", "bytearray", "bytes", "complex", "slice", "range",    "object",   "int",
+    "float", "str",       "bool",      "list",  "dict",    "tuple", "NoneType", "Ellipsis",
 };
 
 static int module_in(const char *module, const char *m) {
@@ -260,7 +329,8 @@ static ti_status push_global(struct ti_pickle *pk, const char *module, size_t ml
         return vm_error(pk, err, TI_ERR_UNSAFE, at,
                         "refused: the file references %s.%s, %s. ti never runs code from model "
                         "files; this file was made to run code when loaded with torch.load. Do "
-                        "not load it with other tools either", m, n, why);
+                        "not load it with other tools either",
+                        m, n, why);
     v->u.global.module = m;
     v->u.global.name = n;
     *out = v;
@@ -269,27 +339,34 @@ static ti_status push_global(struct ti_pickle *pk, const char *module, size_t ml
 
 /* ---- storages and tensors ------------------------------------------------------------------ */
 
-static const struct { const char *name; enum ti_dtype dt; } storage_types[] = {
-    {"FloatStorage", TI_DTYPE_F32},  {"HalfStorage", TI_DTYPE_F16},
+static const struct {
+    const char *name;
+    enum ti_dtype dt;
+} storage_types[] = {
+    {"FloatStorage", TI_DTYPE_F32},     {"HalfStorage", TI_DTYPE_F16},
     {"BFloat16Storage", TI_DTYPE_BF16}, {"DoubleStorage", TI_DTYPE_F64},
-    {"LongStorage", TI_DTYPE_I64},   {"IntStorage", TI_DTYPE_I32},
-    {"ShortStorage", TI_DTYPE_I16},  {"CharStorage", TI_DTYPE_I8},
-    {"ByteStorage", TI_DTYPE_U8},    {"BoolStorage", TI_DTYPE_BOOL},
+    {"LongStorage", TI_DTYPE_I64},      {"IntStorage", TI_DTYPE_I32},
+    {"ShortStorage", TI_DTYPE_I16},     {"CharStorage", TI_DTYPE_I8},
+    {"ByteStorage", TI_DTYPE_U8},       {"BoolStorage", TI_DTYPE_BOOL},
     {"UntypedStorage", TI_DTYPE_U8},
 };
 
-static const struct { const char *name; enum ti_dtype dt; } dtype_names[] = {
-    {"float32", TI_DTYPE_F32}, {"float", TI_DTYPE_F32},   {"float16", TI_DTYPE_F16},
+static const struct {
+    const char *name;
+    enum ti_dtype dt;
+} dtype_names[] = {
+    {"float32", TI_DTYPE_F32}, {"float", TI_DTYPE_F32},     {"float16", TI_DTYPE_F16},
     {"half", TI_DTYPE_F16},    {"bfloat16", TI_DTYPE_BF16}, {"float64", TI_DTYPE_F64},
-    {"double", TI_DTYPE_F64},  {"int64", TI_DTYPE_I64},   {"long", TI_DTYPE_I64},
-    {"int32", TI_DTYPE_I32},   {"int", TI_DTYPE_I32},     {"int16", TI_DTYPE_I16},
-    {"short", TI_DTYPE_I16},   {"int8", TI_DTYPE_I8},     {"uint8", TI_DTYPE_U8},
+    {"double", TI_DTYPE_F64},  {"int64", TI_DTYPE_I64},     {"long", TI_DTYPE_I64},
+    {"int32", TI_DTYPE_I32},   {"int", TI_DTYPE_I32},       {"int16", TI_DTYPE_I16},
+    {"short", TI_DTYPE_I16},   {"int8", TI_DTYPE_I8},       {"uint8", TI_DTYPE_U8},
     {"bool", TI_DTYPE_BOOL},
 };
 
 static uint64_t hash_str(const char *s) {
     uint64_t h = 1469598103934665603ull;
-    while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 1099511628211ull;
     return h;
 }
 
@@ -311,7 +388,8 @@ static int storage_insert(struct ti_pickle *pk, struct ti_py_storage *s) {
             struct ti_py_storage *o = pk->st_table[j];
             if (!o) continue;
             size_t i = hash_str(o->key) & (cap - 1);
-            while (t[i]) i = (i + 1) & (cap - 1);
+            while (t[i])
+                i = (i + 1) & (cap - 1);
             t[i] = o;
         }
         free(pk->st_table);
@@ -319,7 +397,8 @@ static int storage_insert(struct ti_pickle *pk, struct ti_py_storage *s) {
         pk->st_cap = cap;
     }
     size_t i = hash_str(s->key) & (pk->st_cap - 1);
-    while (pk->st_table[i]) i = (i + 1) & (pk->st_cap - 1);
+    while (pk->st_table[i])
+        i = (i + 1) & (pk->st_cap - 1);
     pk->st_table[i] = s;
     *pk->storage_tail = s;
     pk->storage_tail = &s->next;
@@ -332,7 +411,8 @@ static ti_status persistent_load(struct ti_pickle *pk, struct ti_py *pid, const 
                                  struct ti_py **out, struct ti_err *err) {
     if (pid->kind != TI_PY_TUPLE || pid->u.seq.n < 5 || pid->u.seq.n > 6 ||
         !ti_py_is_str(pid->u.seq.items[0], "storage"))
-        return vm_error(pk, err, TI_ERR_FORMAT, at, "persistent id is not a torch storage "
+        return vm_error(pk, err, TI_ERR_FORMAT, at,
+                        "persistent id is not a torch storage "
                         "tuple ('storage', type, key, location, numel)");
     struct ti_py **it = pid->u.seq.items;
     const struct ti_py *cls = it[1];
@@ -345,15 +425,18 @@ static ti_status persistent_load(struct ti_pickle *pk, struct ti_py *pid, const 
         for (size_t i = 0; i < sizeof storage_types / sizeof *storage_types; i++)
             if (!strcmp(name, storage_types[i].name)) found = (int)i;
     if (found < 0)
-        return vm_error(pk, err, TI_ERR_UNSUPPORTED, at, "storage type %s.%s is not supported "
+        return vm_error(pk, err, TI_ERR_UNSUPPORTED, at,
+                        "storage type %s.%s is not supported "
                         "(ti reads float32/16/64, bfloat16, int8-64, uint8 and bool storages)",
                         mod, name);
     if (it[2]->kind != TI_PY_STR || it[3]->kind != TI_PY_STR || it[4]->kind != TI_PY_INT ||
         it[4]->u.i < 0)
-        return vm_error(pk, err, TI_ERR_FORMAT, at, "storage tuple has wrong field types "
+        return vm_error(pk, err, TI_ERR_FORMAT, at,
+                        "storage tuple has wrong field types "
                         "(key and location must be strings, numel a non-negative int)");
     if (pid->u.seq.n == 6 && it[5]->kind != TI_PY_NONE)
-        return vm_error(pk, err, TI_ERR_UNSUPPORTED, at, "legacy storage views (view_metadata) "
+        return vm_error(pk, err, TI_ERR_UNSUPPORTED, at,
+                        "legacy storage views (view_metadata) "
                         "are not supported");
     enum ti_dtype dt = storage_types[found].dt;
     uint64_t numel = (uint64_t)it[4]->u.i;
@@ -364,8 +447,10 @@ static ti_status persistent_load(struct ti_pickle *pk, struct ti_py *pid, const 
     struct ti_py_storage *s = storage_lookup(pk, key);
     if (s) {
         if (s->dtype != dt || s->numel != numel)
-            return vm_error(pk, err, TI_ERR_FORMAT, at, "storage '%s' is declared twice with "
-                            "different types or sizes", key);
+            return vm_error(pk, err, TI_ERR_FORMAT, at,
+                            "storage '%s' is declared twice with "
+                            "different types or sizes",
+                            key);
     } else {
         s = calloc(1, sizeof *s);
         if (!s) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
@@ -408,25 +493,36 @@ static ti_status rebuild_tensor(struct ti_pickle *pk, int version, const struct 
     size_t n = args->u.seq.n;
     int ok = version == 1 ? n == 4 : version == 2 ? (n == 6 || n == 7) : (n == 7 || n == 8);
     if (!ok)
-        return vm_error(pk, err, TI_ERR_FORMAT, at, "_rebuild_tensor%s takes %s arguments, "
-                        "got %zu", version == 1 ? "" : version == 2 ? "_v2" : "_v3",
-                        version == 1 ? "4" : version == 2 ? "6 or 7" : "7 or 8", n);
+        return vm_error(pk, err, TI_ERR_FORMAT, at,
+                        "_rebuild_tensor%s takes %s arguments, "
+                        "got %zu",
+                        version == 1   ? ""
+                        : version == 2 ? "_v2"
+                                       : "_v3",
+                        version == 1   ? "4"
+                        : version == 2 ? "6 or 7"
+                                       : "7 or 8",
+                        n);
     struct ti_py *const *a = args->u.seq.items;
     if (a[0]->kind != TI_PY_STORAGE)
         return vm_error(pk, err, TI_ERR_FORMAT, at, "tensor storage argument is a %s",
                         ti_py_kind_name(a[0]->kind));
     struct ti_py_storage *s = a[0]->u.storage;
     if (a[1]->kind != TI_PY_INT || a[1]->u.i < 0)
-        return vm_error(pk, err, TI_ERR_FORMAT, at, "tensor storage offset is not a "
+        return vm_error(pk, err, TI_ERR_FORMAT, at,
+                        "tensor storage offset is not a "
                         "non-negative int");
     int64_t size[TI_MAX_DIMS], stride[TI_MAX_DIMS];
     int nd = 0, ns = 0;
     int rs = int_tuple(a[2], size, &nd), rt = int_tuple(a[3], stride, &ns);
     if (rs < 0 || rt < 0)
-        return vm_error(pk, err, TI_ERR_UNSUPPORTED, at, "tensor with %d dimensions (ti "
-                        "supports up to %d)", rs < 0 ? nd : ns, TI_MAX_DIMS);
+        return vm_error(pk, err, TI_ERR_UNSUPPORTED, at,
+                        "tensor with %d dimensions (ti "
+                        "supports up to %d)",
+                        rs < 0 ? nd : ns, TI_MAX_DIMS);
     if (!rs || !rt || nd != ns)
-        return vm_error(pk, err, TI_ERR_FORMAT, at, "tensor size and stride must be int tuples "
+        return vm_error(pk, err, TI_ERR_FORMAT, at,
+                        "tensor size and stride must be int tuples "
                         "of the same length");
     enum ti_dtype dt = s->dtype;
     if (version == 3) {
@@ -436,14 +532,18 @@ static ti_status rebuild_tensor(struct ti_pickle *pk, int version, const struct 
             for (size_t i = 0; i < sizeof dtype_names / sizeof *dtype_names; i++)
                 if (!strcmp(d->u.global.name, dtype_names[i].name)) found = (int)i;
         if (found < 0)
-            return vm_error(pk, err, TI_ERR_UNSUPPORTED, at, "tensor dtype %s%s%s is not "
-                            "supported", d->kind == TI_PY_GLOBAL ? d->u.global.module : "?",
+            return vm_error(pk, err, TI_ERR_UNSUPPORTED, at,
+                            "tensor dtype %s%s%s is not "
+                            "supported",
+                            d->kind == TI_PY_GLOBAL ? d->u.global.module : "?",
                             d->kind == TI_PY_GLOBAL ? "." : "",
                             d->kind == TI_PY_GLOBAL ? d->u.global.name : "");
         dt = dtype_names[found].dt;
         if (strcmp(s->type_name, "UntypedStorage") && dt != s->dtype)
-            return vm_error(pk, err, TI_ERR_FORMAT, at, "tensor dtype %s does not match its "
-                            "%s", ti_dtype_name(dt), s->type_name);
+            return vm_error(pk, err, TI_ERR_FORMAT, at,
+                            "tensor dtype %s does not match its "
+                            "%s",
+                            ti_dtype_name(dt), s->type_name);
     }
     /* bounds of the view, in bytes of the storage, without overflow */
     uint64_t es = ti_dtype_size(dt);
@@ -487,13 +587,14 @@ static ti_status rebuild_tensor(struct ti_pickle *pk, int version, const struct 
     pk->tensor_tail = &t->next;
     *out = v;
     return TI_OK;
-out_of_bounds: {
+out_of_bounds : {
     char sh[160], stv[160];
-    return vm_error(pk, err, TI_ERR_FORMAT, at, "tensor view (offset %llu, size %s, stride %s) "
+    return vm_error(pk, err, TI_ERR_FORMAT, at,
+                    "tensor view (offset %llu, size %s, stride %s) "
                     "reaches past the end of storage '%s' (%llu %s elements)",
                     (unsigned long long)off, ti_shape_str(nd, size, sh, sizeof sh),
-                    ti_shape_str(nd, stride, stv, sizeof stv), s->key,
-                    (unsigned long long)s->numel, ti_dtype_name(s->dtype));
+                    ti_shape_str(nd, stride, stv, sizeof stv), s->key, (unsigned long long)s->numel,
+                    ti_dtype_name(s->dtype));
 }
 }
 
@@ -501,10 +602,11 @@ ti_status ti_pickle_bind_tensors(struct ti_pickle *pk, struct ti_err *err) {
     for (struct ti_py_storage *s = pk->storages; s; s = s->next) {
         uint64_t need = s->numel * ti_dtype_size(s->dtype);
         if (!s->data || s->nbytes < need)
-            return ti_error(err, TI_ERR_FORMAT, "%s: storage '%s' holds %llu bytes but the "
+            return ti_error(err, TI_ERR_FORMAT,
+                            "%s: storage '%s' holds %llu bytes but the "
                             "pickle declares %llu %s elements (%llu bytes): the file is "
-                            "truncated or damaged", pk->what, s->key,
-                            (unsigned long long)(s->data ? s->nbytes : 0),
+                            "truncated or damaged",
+                            pk->what, s->key, (unsigned long long)(s->data ? s->nbytes : 0),
                             (unsigned long long)s->numel, ti_dtype_name(s->dtype),
                             (unsigned long long)need);
     }
@@ -518,8 +620,7 @@ ti_status ti_pickle_bind_tensors(struct ti_pickle *pk, struct ti_err *err) {
 /* ---- interpreted calls --------------------------------------------------------------------- */
 
 static ti_status reduce_call(struct ti_pickle *pk, struct ti_py *fn, struct ti_py *args,
-                             const uint8_t *at, int depth, struct ti_py **out,
-                             struct ti_err *err) {
+                             const uint8_t *at, int depth, struct ti_py **out, struct ti_err *err) {
     size_t n = args->u.seq.n;
     struct ti_py *const *a = args->u.seq.items;
     if (ti_py_is_global(fn, "torch._utils", "_rebuild_tensor"))
@@ -557,7 +658,8 @@ static ti_status reduce_call(struct ti_pickle *pk, struct ti_py *fn, struct ti_p
                     return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
             }
         }
-    } else if (ti_py_is_global(fn, "builtins", "set") || ti_py_is_global(fn, "builtins", "frozenset")) {
+    } else if (ti_py_is_global(fn, "builtins", "set") ||
+               ti_py_is_global(fn, "builtins", "frozenset")) {
         v = new_node(pk, TI_PY_SET);
         if (v && n == 1 && (a[0]->kind == TI_PY_LIST || a[0]->kind == TI_PY_TUPLE))
             for (size_t i = 0; i < a[0]->u.seq.n; i++)
@@ -575,7 +677,8 @@ static ti_status reduce_call(struct ti_pickle *pk, struct ti_py *fn, struct ti_p
         v = new_node(pk, TI_PY_BYTES);
         if (!b || !v) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory or nodes");
         for (size_t i = 0; i < len; i++) {
-            if (s[i] < 0x80) b[k++] = (char)s[i];
+            if (s[i] < 0x80)
+                b[k++] = (char)s[i];
             else if ((s[i] & 0xE0) == 0xC0 && i + 1 < len && s[i] <= 0xC3)
                 b[k++] = (char)(((s[i] & 0x1F) << 6) | (s[i + 1] & 0x3F)), i++;
             else
@@ -603,11 +706,16 @@ static int utf8_ok(const uint8_t *s, size_t n) {
     while (i < n) {
         uint8_t c = s[i];
         int k;
-        if (c < 0x80) k = 0;
-        else if (c >= 0xC2 && c <= 0xDF) k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) k = 2;
-        else if (c >= 0xF0 && c <= 0xF4) k = 3;
-        else return 0;
+        if (c < 0x80)
+            k = 0;
+        else if (c >= 0xC2 && c <= 0xDF)
+            k = 1;
+        else if (c >= 0xE0 && c <= 0xEF)
+            k = 2;
+        else if (c >= 0xF0 && c <= 0xF4)
+            k = 3;
+        else
+            return 0;
         if (n - i - 1 < (size_t)k) return 0;
         for (int j = 1; j <= k; j++)
             if ((s[i + j] & 0xC0) != 0x80) return 0;
@@ -623,30 +731,48 @@ static int utf8_ok(const uint8_t *s, size_t n) {
 
 static const char *opcode_name(uint8_t op) {
     switch (op) {
-    case 'i': return "INST";
-    case 'o': return "OBJ";
-    case 0x92: return "NEWOBJ_EX";
-    case 0x82: return "EXT1";
-    case 0x83: return "EXT2";
-    case 0x84: return "EXT4";
-    case 'P': return "PERSID";
-    case 'I': return "INT (text)";
-    case 'L': return "LONG (text)";
-    case 'F': return "FLOAT (text)";
-    case 'S': return "STRING (text)";
-    case 'V': return "UNICODE (text)";
-    case 'g': return "GET (text)";
-    case 'p': return "PUT (text)";
-    case 0x97: return "NEXT_BUFFER";
-    case 0x98: return "READONLY_BUFFER";
-    default: return NULL;
+    case 'i':
+        return "INST";
+    case 'o':
+        return "OBJ";
+    case 0x92:
+        return "NEWOBJ_EX";
+    case 0x82:
+        return "EXT1";
+    case 0x83:
+        return "EXT2";
+    case 0x84:
+        return "EXT4";
+    case 'P':
+        return "PERSID";
+    case 'I':
+        return "INT (text)";
+    case 'L':
+        return "LONG (text)";
+    case 'F':
+        return "FLOAT (text)";
+    case 'S':
+        return "STRING (text)";
+    case 'V':
+        return "UNICODE (text)";
+    case 'g':
+        return "GET (text)";
+    case 'p':
+        return "PUT (text)";
+    case 0x97:
+        return "NEXT_BUFFER";
+    case 0x98:
+        return "READONLY_BUFFER";
+    default:
+        return NULL;
     }
 }
 
 static ti_status push(struct ti_pickle *pk, struct ti_py *v, const uint8_t *at,
                       struct ti_err *err) {
-    if (!v) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory or too many objects (%u)",
-                            MAX_NODES);
+    if (!v)
+        return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory or too many objects (%u)",
+                        MAX_NODES);
     if (pk->sp == pk->stack_cap) {
         if (pk->stack_cap >= MAX_STACK)
             return vm_error(pk, err, TI_ERR_FORMAT, at, "stack deeper than %u", MAX_STACK);
@@ -696,7 +822,8 @@ static ti_status memo_put(struct ti_pickle *pk, uint64_t idx, struct ti_py *v, c
                         (unsigned long long)idx);
     if (idx >= pk->memo_cap) {
         size_t cap = pk->memo_cap ? pk->memo_cap : 64;
-        while (cap <= idx) cap *= 2;
+        while (cap <= idx)
+            cap *= 2;
         if (cap > pk->memo_limit) cap = (size_t)pk->memo_limit;
         struct ti_py **m = realloc(pk->memo, cap * sizeof *m);
         if (!m) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
@@ -711,7 +838,8 @@ static ti_status memo_put(struct ti_pickle *pk, uint64_t idx, struct ti_py *v, c
 
 static uint64_t rd_le(const uint8_t *p, int n) {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -762,9 +890,11 @@ static ti_status set_items(struct ti_pickle *pk, struct ti_py *target, struct ti
         target = target->u.obj.dict;
     }
     if (target->kind != TI_PY_DICT)
-        return vm_error(pk, err, TI_ERR_FORMAT, at, "SETITEM on a %s", ti_py_kind_name(target->kind));
+        return vm_error(pk, err, TI_ERR_FORMAT, at, "SETITEM on a %s",
+                        ti_py_kind_name(target->kind));
     for (size_t i = 0; i < n; i++)
-        if (!seq_push(target, items[i])) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
+        if (!seq_push(target, items[i]))
+            return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
     return TI_OK;
 }
 
@@ -779,7 +909,8 @@ static ti_status append_items(struct ti_pickle *pk, struct ti_py *target, struct
         return vm_error(pk, err, TI_ERR_FORMAT, at, "%s on a %s", is_set ? "ADDITEMS" : "APPEND",
                         ti_py_kind_name(target->kind));
     for (size_t i = 0; i < n; i++)
-        if (!seq_push(target, items[i])) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
+        if (!seq_push(target, items[i]))
+            return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory");
     return TI_OK;
 }
 
@@ -787,39 +918,74 @@ static ti_status append_items(struct ti_pickle *pk, struct ti_py *target, struct
  * INST names its callable in its argument, so a hostile pickle is refused by name even when an
  * opcode ti does not support comes first. It stops quietly at anything it cannot step over;
  * the VM then reports that precisely. */
-static ti_status prescan(struct ti_pickle *pk, const uint8_t *data, size_t len, struct ti_err *err) {
+static ti_status prescan(struct ti_pickle *pk, const uint8_t *data, size_t len,
+                         struct ti_err *err) {
     const uint8_t *p = data, *end = data + len;
     while (p < end) {
         const uint8_t *at = p;
         uint8_t op = *p++;
         uint64_t skip = 0;
         switch (op) {
-        case '.': return TI_OK;
-        case 0x80: case 'K': case 'h': case 'q': case 0x82: skip = 1; break;
-        case 'M': case 0x83: skip = 2; break;
-        case 'J': case 'j': case 'r': case 0x84: skip = 4; break;
-        case 'G': case 0x95: skip = 8; break;
-        case 0x8c: case 'U': case 'C': case 0x8a:
+        case '.':
+            return TI_OK;
+        case 0x80:
+        case 'K':
+        case 'h':
+        case 'q':
+        case 0x82:
+            skip = 1;
+            break;
+        case 'M':
+        case 0x83:
+            skip = 2;
+            break;
+        case 'J':
+        case 'j':
+        case 'r':
+        case 0x84:
+            skip = 4;
+            break;
+        case 'G':
+        case 0x95:
+            skip = 8;
+            break;
+        case 0x8c:
+        case 'U':
+        case 'C':
+        case 0x8a:
             if (p >= end) return TI_OK;
             skip = 1 + (uint64_t)*p;
             break;
-        case 'X': case 'T': case 'B': case 0x8b:
+        case 'X':
+        case 'T':
+        case 'B':
+        case 0x8b:
             if (end - p < 4) return TI_OK;
             skip = 4 + rd_le(p, 4);
             break;
-        case 0x8d: case 0x8e: case 0x96:
+        case 0x8d:
+        case 0x8e:
+        case 0x96:
             if (end - p < 8) return TI_OK;
             skip = rd_le(p, 8);
             if (skip > UINT64_MAX - 8) return TI_OK;
             skip += 8;
             break;
-        case 'I': case 'L': case 'F': case 'S': case 'V': case 'g': case 'p': case 'P': {
+        case 'I':
+        case 'L':
+        case 'F':
+        case 'S':
+        case 'V':
+        case 'g':
+        case 'p':
+        case 'P': {
             const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
             if (!nl) return TI_OK;
             skip = (uint64_t)(nl - p) + 1;
             break;
         }
-        case 'c': case 'i': {
+        case 'c':
+        case 'i': {
             const uint8_t *nl1 = memchr(p, '\n', (size_t)(end - p));
             if (!nl1) return TI_OK;
             const uint8_t *nl2 = memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1));
@@ -842,13 +1008,42 @@ static ti_status prescan(struct ti_pickle *pk, const uint8_t *data, size_t len, 
             skip = (uint64_t)(nl2 - p) + 1;
             break;
         }
-        case '(': case '0': case '1': case '2': case 'N': case 0x88: case 0x89: case ')':
-        case ']': case '}': case 0x8f: case 't': case 0x85: case 0x86: case 0x87: case 'l':
-        case 'd': case 'a': case 'e': case 's': case 'u': case 'b': case 'R': case 0x81:
-        case 0x92: case 'o': case 'Q': case 0x93: case 0x94: case 0x90: case 0x91: case 0x97:
+        case '(':
+        case '0':
+        case '1':
+        case '2':
+        case 'N':
+        case 0x88:
+        case 0x89:
+        case ')':
+        case ']':
+        case '}':
+        case 0x8f:
+        case 't':
+        case 0x85:
+        case 0x86:
+        case 0x87:
+        case 'l':
+        case 'd':
+        case 'a':
+        case 'e':
+        case 's':
+        case 'u':
+        case 'b':
+        case 'R':
+        case 0x81:
+        case 0x92:
+        case 'o':
+        case 'Q':
+        case 0x93:
+        case 0x94:
+        case 0x90:
+        case 0x91:
+        case 0x97:
         case 0x98:
             break;
-        default: return TI_OK;
+        default:
+            return TI_OK;
         }
         if (skip > (uint64_t)(end - p)) return TI_OK;
         p += skip;
@@ -912,8 +1107,10 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             pk->marks[pk->n_marks++] = pk->sp;
             break;
         case '0': /* POP */
-            if (pk->sp > mark_base(pk)) pk->sp--;
-            else TRY(pop_mark(pk, &first, &n, at, err));
+            if (pk->sp > mark_base(pk))
+                pk->sp--;
+            else
+                TRY(pop_mark(pk, &first, &n, at, err));
             break;
         case '1': /* POP_MARK */
             TRY(pop_mark(pk, &first, &n, at, err));
@@ -922,7 +1119,9 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             TRY(top(pk, &v, at, err));
             TRY(push(pk, v, at, err));
             break;
-        case 'N': TRY(push(pk, new_node(pk, TI_PY_NONE), at, err)); break;
+        case 'N':
+            TRY(push(pk, new_node(pk, TI_PY_NONE), at, err));
+            break;
         case 0x88:
         case 0x89: /* NEWTRUE / NEWFALSE */
             v = new_node(pk, TI_PY_BOOL);
@@ -970,7 +1169,8 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
         case 'G': { /* BINFLOAT: big-endian double */
             NEED(8);
             uint64_t u = 0;
-            for (int i = 0; i < 8; i++) u = (u << 8) | p[i];
+            for (int i = 0; i < 8; i++)
+                u = (u << 8) | p[i];
             p += 8;
             v = new_node(pk, TI_PY_FLOAT);
             if (v) memcpy(&v->u.f, &u, 8);
@@ -991,8 +1191,8 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             p += k;
             break;
         }
-        case 'T':    /* BINSTRING (Python 2 str) */
-        case 'U': {  /* SHORT_BINSTRING */
+        case 'T':   /* BINSTRING (Python 2 str) */
+        case 'U': { /* SHORT_BINSTRING */
             int w8 = op == 'T' ? 4 : 1;
             NEED(w8);
             uint64_t k = rd_le(p, w8);
@@ -1000,7 +1200,8 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             if (op == 'T' && (int32_t)k < 0)
                 return vm_error(pk, err, TI_ERR_FORMAT, at, "negative BINSTRING size");
             NEED(k);
-            TRY(push(pk, make_str(pk, utf8_ok(p, (size_t)k) ? TI_PY_STR : TI_PY_BYTES, p, (size_t)k),
+            TRY(push(pk,
+                     make_str(pk, utf8_ok(p, (size_t)k) ? TI_PY_STR : TI_PY_BYTES, p, (size_t)k),
                      at, err));
             p += k;
             break;
@@ -1018,10 +1219,18 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             p += k;
             break;
         }
-        case ')': TRY(push(pk, make_seq(pk, TI_PY_TUPLE, NULL, 0), at, err)); break;
-        case ']': TRY(push(pk, make_seq(pk, TI_PY_LIST, NULL, 0), at, err)); break;
-        case '}': TRY(push(pk, make_seq(pk, TI_PY_DICT, NULL, 0), at, err)); break;
-        case 0x8f: TRY(push(pk, make_seq(pk, TI_PY_SET, NULL, 0), at, err)); break;
+        case ')':
+            TRY(push(pk, make_seq(pk, TI_PY_TUPLE, NULL, 0), at, err));
+            break;
+        case ']':
+            TRY(push(pk, make_seq(pk, TI_PY_LIST, NULL, 0), at, err));
+            break;
+        case '}':
+            TRY(push(pk, make_seq(pk, TI_PY_DICT, NULL, 0), at, err));
+            break;
+        case 0x8f:
+            TRY(push(pk, make_seq(pk, TI_PY_SET, NULL, 0), at, err));
+            break;
         case 0x85:
         case 0x86:
         case 0x87: { /* TUPLE1/2/3 */
@@ -1093,8 +1302,10 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             TRY(pop(pk, &args, at, err));
             TRY(pop(pk, &fn, at, err));
             if (args->kind != TI_PY_TUPLE)
-                return vm_error(pk, err, TI_ERR_FORMAT, at, "REDUCE arguments are a %s, not a "
-                                "tuple", ti_py_kind_name(args->kind));
+                return vm_error(pk, err, TI_ERR_FORMAT, at,
+                                "REDUCE arguments are a %s, not a "
+                                "tuple",
+                                ti_py_kind_name(args->kind));
             TRY(reduce_call(pk, fn, args, at, 0, &res, err));
             TRY(push(pk, res, at, err));
             break;
@@ -1130,7 +1341,7 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             TRY(persistent_load(pk, v, at, &w, err));
             TRY(push(pk, w, at, err));
             break;
-        case 'h': /* BINGET */
+        case 'h':   /* BINGET */
         case 'j': { /* LONG_BINGET */
             int w8 = op == 'h' ? 1 : 4;
             NEED(w8);
@@ -1142,7 +1353,7 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             TRY(push(pk, pk->memo[idx], at, err));
             break;
         }
-        case 'q': /* BINPUT */
+        case 'q':   /* BINPUT */
         case 'r': { /* LONG_BINPUT */
             int w8 = op == 'q' ? 1 : 4;
             NEED(w8);
@@ -1162,19 +1373,23 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
                 const uint8_t *nl1 = memchr(p, '\n', (size_t)(end - p));
                 const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
                 if (nl2 && nl1 - p < 200 && nl2 - nl1 < 200)
-                    return vm_error(pk, err, TI_ERR_UNSAFE, at, "refused: opcode INST calls "
+                    return vm_error(pk, err, TI_ERR_UNSAFE, at,
+                                    "refused: opcode INST calls "
                                     "%.*s.%.*s while loading; ti never calls anything from a "
-                                    "pickle and refuses files that try", (int)(nl1 - p), p,
-                                    (int)(nl2 - nl1 - 1), nl1 + 1);
+                                    "pickle and refuses files that try",
+                                    (int)(nl1 - p), p, (int)(nl2 - nl1 - 1), nl1 + 1);
             }
-            return vm_error(pk, err, TI_ERR_UNSAFE, at, "refused: opcode %s calls a class while "
-                            "loading; ti never calls anything from a pickle", opcode_name(op));
+            return vm_error(pk, err, TI_ERR_UNSAFE, at,
+                            "refused: opcode %s calls a class while "
+                            "loading; ti never calls anything from a pickle",
+                            opcode_name(op));
         }
         default: {
             const char *name = opcode_name(op);
             if (name)
-                return vm_error(pk, err, op == 0x92 || (op >= 0x82 && op <= 0x84) ? TI_ERR_UNSAFE
-                                                                                    : TI_ERR_FORMAT,
+                return vm_error(pk, err,
+                                op == 0x92 || (op >= 0x82 && op <= 0x84) ? TI_ERR_UNSAFE
+                                                                         : TI_ERR_FORMAT,
                                 at, "refused: opcode %s is not allowed in torch files", name);
             return vm_error(pk, err, TI_ERR_FORMAT, at, "unknown pickle opcode 0x%02x", op);
         }
@@ -1190,15 +1405,15 @@ truncated:
 /* ---- the tree ------------------------------------------------------------------------------ */
 
 const char *ti_py_kind_name(enum ti_py_kind k) {
-    static const char *const names[] = {"None",   "bool",    "int",    "big int", "float",
-                                        "str",    "bytes",   "tuple",  "list",    "dict",
-                                        "set",    "global",  "object", "storage", "tensor",
-                                        "mark"};
+    static const char *const names[] = {"None",   "bool",    "int",    "big int", "float", "str",
+                                        "bytes",  "tuple",   "list",   "dict",    "set",   "global",
+                                        "object", "storage", "tensor", "mark"};
     return (unsigned)k < sizeof names / sizeof *names ? names[k] : "?";
 }
 
 int ti_py_is_str(const struct ti_py *v, const char *s) {
-    return v && v->kind == TI_PY_STR && v->u.str.len == strlen(s) && !memcmp(v->u.str.s, s, v->u.str.len);
+    return v && v->kind == TI_PY_STR && v->u.str.len == strlen(s) &&
+           !memcmp(v->u.str.s, s, v->u.str.len);
 }
 
 size_t ti_py_dict_len(const struct ti_py *d) {
@@ -1242,8 +1457,8 @@ static ti_status walk_child(struct walk *w, const char *seg, size_t seglen, cons
                             int depth, struct ti_err *err) {
     size_t old = w->len, need = old + (old ? 1 : 0) + seglen;
     if (need + 1 > sizeof w->path)
-        return ti_error(err, TI_ERR_FORMAT, "%s: a key path is longer than %zu bytes",
-                        w->pk->what, sizeof w->path);
+        return ti_error(err, TI_ERR_FORMAT, "%s: a key path is longer than %zu bytes", w->pk->what,
+                        sizeof w->path);
     if (old) w->path[w->len++] = '.';
     memcpy(w->path + w->len, seg, seglen);
     w->len += seglen;
@@ -1288,19 +1503,23 @@ static ti_status walk_value(struct walk *w, const struct ti_py *v, int depth, st
         return ti_error(err, TI_ERR_FORMAT, "%s: objects nested deeper than %d levels at '%s'",
                         w->pk->what, TI_PY_MAX_DEPTH, w->path);
     switch (v->kind) {
-    case TI_PY_TENSOR: return w->fn(w->ud, w->path, v, err);
+    case TI_PY_TENSOR:
+        return w->fn(w->ud, w->path, v, err);
     case TI_PY_DICT:
     case TI_PY_LIST:
     case TI_PY_TUPLE:
     case TI_PY_SET:
-    case TI_PY_OBJECT: break;
-    default: return TI_OK;
+    case TI_PY_OBJECT:
+        break;
+    default:
+        return TI_OK;
     }
     if (v->seen == w->pk->stamp) return TI_OK; /* shared or cyclic: visit each container once */
     ((struct ti_py *)v)->seen = w->pk->stamp;
     if (v->kind == TI_PY_DICT) return walk_dict(w, v, depth, err);
     if (v->kind != TI_PY_OBJECT) {
-        for (size_t i = 0; i < v->u.seq.n; i++) TI_TRY(walk_index(w, i, v->u.seq.items[i], depth, err));
+        for (size_t i = 0; i < v->u.seq.n; i++)
+            TI_TRY(walk_index(w, i, v->u.seq.items[i], depth, err));
         return TI_OK;
     }
     /* objects: nn.Module state is flattened like a state_dict; other objects expose their
@@ -1309,7 +1528,8 @@ static ti_status walk_value(struct walk *w, const struct ti_py *v, int depth, st
     if (s && s->kind == TI_PY_TUPLE && s->u.seq.n == 2) s = s->u.seq.items[0];
     const struct ti_py *params = ti_py_dict_get(s, "_parameters");
     if (params && params->kind == TI_PY_DICT) {
-        const struct ti_py *bufs = ti_py_dict_get(s, "_buffers"), *mods = ti_py_dict_get(s, "_modules");
+        const struct ti_py *bufs = ti_py_dict_get(s, "_buffers"),
+                           *mods = ti_py_dict_get(s, "_modules");
         TI_TRY(walk_dict(w, params, depth, err));
         if (bufs && bufs->kind == TI_PY_DICT) TI_TRY(walk_dict(w, bufs, depth, err));
         if (mods && mods->kind == TI_PY_DICT) TI_TRY(walk_dict(w, mods, depth, err));
@@ -1320,16 +1540,18 @@ static ti_status walk_value(struct walk *w, const struct ti_py *v, int depth, st
         for (size_t i = 0; i < v->u.obj.list->u.seq.n; i++)
             TI_TRY(walk_index(w, i, v->u.obj.list->u.seq.items[i], depth, err));
     if (v->u.obj.state) {
-        if (v->u.obj.state->kind == TI_PY_DICT) TI_TRY(walk_value(w, v->u.obj.state, depth + 1, err));
-        else TI_TRY(walk_child(w, "__state__", 9, v->u.obj.state, depth, err));
+        if (v->u.obj.state->kind == TI_PY_DICT)
+            TI_TRY(walk_value(w, v->u.obj.state, depth + 1, err));
+        else
+            TI_TRY(walk_child(w, "__state__", 9, v->u.obj.state, depth, err));
     }
     if (v->u.obj.args && v->u.obj.args->u.seq.n)
         TI_TRY(walk_child(w, "__args__", 8, v->u.obj.args, depth, err));
     return TI_OK;
 }
 
-ti_status ti_pickle_walk_tensors(struct ti_pickle *pk, const struct ti_py *root,
-                                 ti_py_tensor_fn fn, void *ud, struct ti_err *err) {
+ti_status ti_pickle_walk_tensors(struct ti_pickle *pk, const struct ti_py *root, ti_py_tensor_fn fn,
+                                 void *ud, struct ti_err *err) {
     struct walk *w = malloc(sizeof *w);
     if (!w) return ti_error(err, TI_ERR_NOMEM, "out of memory");
     w->pk = pk;
@@ -1345,7 +1567,9 @@ ti_status ti_pickle_walk_tensors(struct ti_pickle *pk, const struct ti_py *root,
 
 /* ---- writer -------------------------------------------------------------------------------- */
 
-void ti_pkw_init(struct ti_pkw *w) { memset(w, 0, sizeof *w); }
+void ti_pkw_init(struct ti_pkw *w) {
+    memset(w, 0, sizeof *w);
+}
 void ti_pkw_free(struct ti_pkw *w) {
     free(w->buf);
     memset(w, 0, sizeof *w);
@@ -1355,7 +1579,8 @@ static void pkw_put(struct ti_pkw *w, const void *p, size_t n) {
     if (w->oom) return;
     if (w->cap - w->n < n) {
         size_t cap = w->cap ? w->cap : 256;
-        while (cap - w->n < n) cap *= 2;
+        while (cap - w->n < n)
+            cap *= 2;
         uint8_t *b = realloc(w->buf, cap);
         if (!b) {
             w->oom = 1;
@@ -1399,24 +1624,30 @@ void ti_pkw_int(struct ti_pkw *w, int64_t v) {
     } else if (v >= INT32_MIN && v <= INT32_MAX) {
         uint32_t u = (uint32_t)(int32_t)v;
         b[0] = 'J';
-        for (int i = 0; i < 4; i++) b[1 + i] = (uint8_t)(u >> (8 * i));
+        for (int i = 0; i < 4; i++)
+            b[1 + i] = (uint8_t)(u >> (8 * i));
         pkw_put(w, b, 5);
     } else { /* LONG1: shortest little-endian two's complement */
         uint64_t u = (uint64_t)v;
         int n = 8;
         while (n > 1) {
             uint8_t hi = (uint8_t)(u >> (8 * (n - 1))), next = (uint8_t)(u >> (8 * (n - 2)));
-            if ((hi == 0 && !(next & 0x80)) || (hi == 0xff && (next & 0x80))) n--;
-            else break;
+            if ((hi == 0 && !(next & 0x80)) || (hi == 0xff && (next & 0x80)))
+                n--;
+            else
+                break;
         }
         b[0] = 0x8a;
         b[1] = (uint8_t)n;
-        for (int i = 0; i < n; i++) b[2 + i] = (uint8_t)(u >> (8 * i));
+        for (int i = 0; i < n; i++)
+            b[2 + i] = (uint8_t)(u >> (8 * i));
         pkw_put(w, b, (size_t)n + 2);
     }
 }
 
-void ti_pkw_bool(struct ti_pkw *w, int v) { ti_pkw_op(w, v ? TI_PK_NEWTRUE : TI_PK_NEWFALSE); }
+void ti_pkw_bool(struct ti_pkw *w, int v) {
+    ti_pkw_op(w, v ? TI_PK_NEWTRUE : TI_PK_NEWFALSE);
+}
 
 void ti_pkw_global(struct ti_pkw *w, const char *module, const char *name) {
     ti_pkw_op(w, TI_PK_GLOBAL);

@@ -63,52 +63,60 @@ enum ti_py_kind {
     TI_PY_NONE,
     TI_PY_BOOL,
     TI_PY_INT,
-    TI_PY_BIGINT,  /* an int wider than 64 bits: u.str holds its little-endian bytes */
+    TI_PY_BIGINT, /* an int wider than 64 bits: u.str holds its little-endian bytes */
     TI_PY_FLOAT,
-    TI_PY_STR,     /* UTF-8 */
+    TI_PY_STR, /* UTF-8 */
     TI_PY_BYTES,
     TI_PY_TUPLE,
     TI_PY_LIST,
-    TI_PY_DICT,    /* dict and OrderedDict: u.seq.items = k0, v0, k1, v1, ... (insertion order) */
+    TI_PY_DICT, /* dict and OrderedDict: u.seq.items = k0, v0, k1, v1, ... (insertion order) */
     TI_PY_SET,
-    TI_PY_GLOBAL,  /* an inert symbol module.name */
-    TI_PY_OBJECT,  /* result of REDUCE / NEWOBJ on a symbol ti does not interpret */
+    TI_PY_GLOBAL, /* an inert symbol module.name */
+    TI_PY_OBJECT, /* result of REDUCE / NEWOBJ on a symbol ti does not interpret */
     TI_PY_STORAGE,
     TI_PY_TENSOR,
-    TI_PY_MARK     /* internal: never part of a finished tree */
+    TI_PY_MARK /* internal: never part of a finished tree */
 };
 
 struct ti_py;
 
 struct ti_py_storage {
-    const char *key;        /* record name part: "0" (zip) or the legacy pointer string */
-    const char *location;   /* "cpu", "cuda:0", ... (ignored) */
-    const char *type_name;  /* "FloatStorage", ... */
-    enum ti_dtype dtype;    /* element type (U8 for an UntypedStorage) */
-    uint64_t numel;         /* elements of dtype, as the pickle declares */
-    const uint8_t *data;    /* bound by the container; NULL until then */
-    uint64_t nbytes;        /* bytes available at data */
+    const char *key;       /* record name part: "0" (zip) or the legacy pointer string */
+    const char *location;  /* "cpu", "cuda:0", ... (ignored) */
+    const char *type_name; /* "FloatStorage", ... */
+    enum ti_dtype dtype;   /* element type (U8 for an UntypedStorage) */
+    uint64_t numel;        /* elements of dtype, as the pickle declares */
+    const uint8_t *data;   /* bound by the container; NULL until then */
+    uint64_t nbytes;       /* bytes available at data */
     struct ti_py_storage *next;
 };
 
 struct ti_py_tensor {
-    struct ti_tensor t;      /* CPU view; t.data set by ti_pickle_bind_tensors */
+    struct ti_tensor t; /* CPU view; t.data set by ti_pickle_bind_tensors */
     struct ti_py_storage *storage;
-    int64_t offset;          /* in elements of t.dtype */
+    int64_t offset; /* in elements of t.dtype */
     int requires_grad;
-    int is_param;            /* it came through _rebuild_parameter */
-    struct ti_py *next;      /* list of all tensors of a pickle */
+    int is_param;       /* it came through _rebuild_parameter */
+    struct ti_py *next; /* list of all tensors of a pickle */
 };
 
 struct ti_py {
     enum ti_py_kind kind;
     uint32_t seen; /* walker stamp */
     union {
-        int64_t i;                                        /* BOOL, INT */
-        double f;                                         /* FLOAT */
-        struct { char *s; size_t len; } str;              /* STR, BYTES, BIGINT */
-        struct { struct ti_py **items; size_t n, cap; } seq; /* TUPLE, LIST, SET, DICT */
-        struct { const char *module, *name; } global;     /* GLOBAL */
+        int64_t i; /* BOOL, INT */
+        double f;  /* FLOAT */
+        struct {
+            char *s;
+            size_t len;
+        } str; /* STR, BYTES, BIGINT */
+        struct {
+            struct ti_py **items;
+            size_t n, cap;
+        } seq; /* TUPLE, LIST, SET, DICT */
+        struct {
+            const char *module, *name;
+        } global; /* GLOBAL */
         struct {
             struct ti_py *cls;   /* the GLOBAL (or other value) that was called */
             struct ti_py *args;  /* TUPLE */
@@ -117,8 +125,8 @@ struct ti_py {
             struct ti_py *list;  /* items appended with APPEND(S) (list subclasses), or NULL */
             int newobj;          /* 1: NEWOBJ, 0: REDUCE */
         } obj;
-        struct ti_py_storage *storage;                    /* STORAGE */
-        struct ti_py_tensor tensor;                       /* TENSOR */
+        struct ti_py_storage *storage; /* STORAGE */
+        struct ti_py_tensor tensor;    /* TENSOR */
     } u;
 };
 
@@ -165,8 +173,8 @@ const struct ti_py *ti_py_unwrap_module(const struct ti_py *v);
  * path longer than 4 KiB is an error. */
 typedef ti_status (*ti_py_tensor_fn)(void *ud, const char *path, const struct ti_py *tensor,
                                      struct ti_err *err);
-ti_status ti_pickle_walk_tensors(struct ti_pickle *pk, const struct ti_py *root,
-                                 ti_py_tensor_fn fn, void *ud, struct ti_err *err);
+ti_status ti_pickle_walk_tensors(struct ti_pickle *pk, const struct ti_py *root, ti_py_tensor_fn fn,
+                                 void *ud, struct ti_err *err);
 
 /* ---- writer -------------------------------------------------------------------------------- */
 enum ti_pickle_op {

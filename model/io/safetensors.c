@@ -7,9 +7,12 @@
 
 #include "torchfile.h" /* defines: ti_tensor_gather */
 
-static const struct { const char *name; enum ti_dtype dt; } st_dtypes[] = {
-    {"F32", TI_DTYPE_F32}, {"F16", TI_DTYPE_F16}, {"BF16", TI_DTYPE_BF16}, {"F64", TI_DTYPE_F64},
-    {"I64", TI_DTYPE_I64}, {"I32", TI_DTYPE_I32}, {"I16", TI_DTYPE_I16},   {"I8", TI_DTYPE_I8},
+static const struct {
+    const char *name;
+    enum ti_dtype dt;
+} st_dtypes[] = {
+    {"F32", TI_DTYPE_F32}, {"F16", TI_DTYPE_F16},   {"BF16", TI_DTYPE_BF16}, {"F64", TI_DTYPE_F64},
+    {"I64", TI_DTYPE_I64}, {"I32", TI_DTYPE_I32},   {"I16", TI_DTYPE_I16},   {"I8", TI_DTYPE_I8},
     {"U8", TI_DTYPE_U8},   {"BOOL", TI_DTYPE_BOOL},
 };
 
@@ -21,7 +24,8 @@ const char *ti_safetensors_dtype_name(enum ti_dtype dt) {
 
 static uint64_t rd64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -77,11 +81,16 @@ static int utf8_valid(const uint8_t *s, size_t n) {
     while (i < n) {
         uint8_t c = s[i];
         int k;
-        if (c < 0x80) k = 0;
-        else if (c >= 0xC2 && c <= 0xDF) k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) k = 2;
-        else if (c >= 0xF0 && c <= 0xF4) k = 3;
-        else return 0;
+        if (c < 0x80)
+            k = 0;
+        else if (c >= 0xC2 && c <= 0xDF)
+            k = 1;
+        else if (c >= 0xE0 && c <= 0xEF)
+            k = 2;
+        else if (c >= 0xF0 && c <= 0xF4)
+            k = 3;
+        else
+            return 0;
         if (n - i - 1 < (size_t)k) return 0;
         for (int t = 1; t <= k; t++)
             if ((s[i + t] & 0xC0) != 0x80) return 0;
@@ -121,14 +130,30 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
         }
         c = *q++;
         switch (c) {
-        case '"': buf[n++] = '"'; break;
-        case '\\': buf[n++] = '\\'; break;
-        case '/': buf[n++] = '/'; break;
-        case 'b': buf[n++] = '\b'; break;
-        case 'f': buf[n++] = '\f'; break;
-        case 'n': buf[n++] = '\n'; break;
-        case 'r': buf[n++] = '\r'; break;
-        case 't': buf[n++] = '\t'; break;
+        case '"':
+            buf[n++] = '"';
+            break;
+        case '\\':
+            buf[n++] = '\\';
+            break;
+        case '/':
+            buf[n++] = '/';
+            break;
+        case 'b':
+            buf[n++] = '\b';
+            break;
+        case 'f':
+            buf[n++] = '\f';
+            break;
+        case 'n':
+            buf[n++] = '\n';
+            break;
+        case 'r':
+            buf[n++] = '\r';
+            break;
+        case 't':
+            buf[n++] = '\t';
+            break;
         case 'u': {
             uint32_t cp = 0;
             for (int i = 0; i < 4; i++) {
@@ -167,7 +192,8 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
             }
             break;
         }
-        default: goto bad;
+        default:
+            goto bad;
         }
     }
     if (!utf8_valid((const uint8_t *)buf, n) || memchr(buf, 0, n)) goto bad;
@@ -241,7 +267,8 @@ static ti_status jskip(struct jp *j, int depth) {
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
         j->p++;
-        while (j->p < j->end && strchr("0123456789.eE+-", *j->p)) j->p++;
+        while (j->p < j->end && strchr("0123456789.eE+-", *j->p))
+            j->p++;
         return TI_OK;
     }
     return jerr(j, "unexpected character");
@@ -263,8 +290,8 @@ static int cmp_begin(const void *a, const void *b) {
 static ti_status parse_tensor(struct jp *j, struct ti_st_tensor *t, const char *name) {
     int have_dtype = 0, have_shape = 0, have_off = 0;
     TI_TRY(expect(j, '{'));
-    if (peek(j, '}')) return ti_error(j->err, TI_ERR_FORMAT, "%s: tensor '%s' has an empty entry",
-                                      j->what, name);
+    if (peek(j, '}'))
+        return ti_error(j->err, TI_ERR_FORMAT, "%s: tensor '%s' has an empty entry", j->what, name);
     for (;;) {
         char *k;
         TI_TRY(jstring(j, &k, NULL));
@@ -282,8 +309,10 @@ static ti_status parse_tensor(struct jp *j, struct ti_st_tensor *t, const char *
             for (size_t i = 0; i < sizeof st_dtypes / sizeof *st_dtypes; i++)
                 if (!strcmp(d, st_dtypes[i].name)) found = (int)i;
             if (found < 0) {
-                st = ti_error(j->err, TI_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype '%.32s', "
-                              "which ti does not support", j->what, name, d);
+                st = ti_error(j->err, TI_ERR_UNSUPPORTED,
+                              "%s: tensor '%s' has dtype '%.32s', "
+                              "which ti does not support",
+                              j->what, name, d);
                 free(d);
                 return st;
             }
@@ -301,8 +330,10 @@ static ti_status parse_tensor(struct jp *j, struct ti_st_tensor *t, const char *
                     uint64_t d;
                     TI_TRY(juint(j, &d));
                     if (nd == TI_MAX_DIMS)
-                        return ti_error(j->err, TI_ERR_UNSUPPORTED, "%s: tensor '%s' has more "
-                                        "than %d dimensions", j->what, name, TI_MAX_DIMS);
+                        return ti_error(j->err, TI_ERR_UNSUPPORTED,
+                                        "%s: tensor '%s' has more "
+                                        "than %d dimensions",
+                                        j->what, name, TI_MAX_DIMS);
                     t->t.shape[nd++] = (int64_t)d;
                     if (peek(j, ',')) {
                         j->p++;
@@ -334,7 +365,9 @@ static ti_status parse_tensor(struct jp *j, struct ti_st_tensor *t, const char *
     }
     if (!have_dtype || !have_shape || !have_off)
         return ti_error(j->err, TI_ERR_FORMAT, "%s: tensor '%s' lacks %s", j->what, name,
-                        !have_dtype ? "'dtype'" : !have_shape ? "'shape'" : "'data_offsets'");
+                        !have_dtype   ? "'dtype'"
+                        : !have_shape ? "'shape'"
+                                      : "'data_offsets'");
     return TI_OK;
 }
 
@@ -385,16 +418,21 @@ static ti_status parse_metadata(struct jp *j, struct ti_safetensors *st) {
 static ti_status parse(struct ti_safetensors *st, struct ti_err *err) {
     const char *what = st->name;
     if (st->size < 8)
-        return ti_error(err, TI_ERR_FORMAT, "'%s': %llu bytes is too short for a safetensors "
-                        "file (truncated?)", what, (unsigned long long)st->size);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s': %llu bytes is too short for a safetensors "
+                        "file (truncated?)",
+                        what, (unsigned long long)st->size);
     uint64_t n = rd64(st->data);
     if (n > TI_SAFETENSORS_MAX_HEADER)
-        return ti_error(err, TI_ERR_FORMAT, "'%s': header length %llu exceeds the limit of %llu "
-                        "bytes", what, (unsigned long long)n, TI_SAFETENSORS_MAX_HEADER);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s': header length %llu exceeds the limit of %llu "
+                        "bytes",
+                        what, (unsigned long long)n, TI_SAFETENSORS_MAX_HEADER);
     if (n > st->size - 8)
-        return ti_error(err, TI_ERR_FORMAT, "'%s': header length %llu runs past the end of the "
-                        "file (%llu bytes; truncated?)", what, (unsigned long long)n,
-                        (unsigned long long)st->size);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s': header length %llu runs past the end of the "
+                        "file (%llu bytes; truncated?)",
+                        what, (unsigned long long)n, (unsigned long long)st->size);
     st->header_len = n;
     struct jp j = {st->data + 8, st->data + 8 + n, what, err};
     size_t cap = 0;
@@ -459,15 +497,17 @@ static ti_status parse(struct ti_safetensors *st, struct ti_err *err) {
         uint64_t bytes = ti_dtype_size(t->t.dtype);
         for (int d = 0; d < t->t.ndim; d++)
             if (__builtin_mul_overflow(bytes, (uint64_t)t->t.shape[d], &bytes)) {
-                s = ti_error(err, TI_ERR_FORMAT, "'%s': tensor '%s' has an impossible shape",
-                             what, t->name);
+                s = ti_error(err, TI_ERR_FORMAT, "'%s': tensor '%s' has an impossible shape", what,
+                             t->name);
                 goto done;
             }
         if (t->end < t->begin || t->end - t->begin != bytes) {
             char sh[160];
-            s = ti_error(err, TI_ERR_FORMAT, "'%s': tensor '%s' (%s %s = %llu bytes) has "
-                         "data_offsets [%llu, %llu] (%lld bytes)", what, t->name,
-                         ti_dtype_name(t->t.dtype), ti_shape_str(t->t.ndim, t->t.shape, sh, sizeof sh),
+            s = ti_error(err, TI_ERR_FORMAT,
+                         "'%s': tensor '%s' (%s %s = %llu bytes) has "
+                         "data_offsets [%llu, %llu] (%lld bytes)",
+                         what, t->name, ti_dtype_name(t->t.dtype),
+                         ti_shape_str(t->t.ndim, t->t.shape, sh, sizeof sh),
                          (unsigned long long)bytes, (unsigned long long)t->begin,
                          (unsigned long long)t->end, (long long)(t->end - t->begin));
             goto done;
@@ -478,18 +518,21 @@ static ti_status parse(struct ti_safetensors *st, struct ti_err *err) {
     uint64_t at = 0;
     for (size_t i = 0; i < st->n; i++) {
         if (order[i]->begin != at) {
-            s = ti_error(err, TI_ERR_FORMAT, "'%s': tensor '%s' starts at buffer offset %llu, "
-                         "expected %llu (the offsets %s)", what, order[i]->name,
-                         (unsigned long long)order[i]->begin, (unsigned long long)at,
-                         order[i]->begin > at ? "leave a gap" : "overlap");
+            s = ti_error(err, TI_ERR_FORMAT,
+                         "'%s': tensor '%s' starts at buffer offset %llu, "
+                         "expected %llu (the offsets %s)",
+                         what, order[i]->name, (unsigned long long)order[i]->begin,
+                         (unsigned long long)at, order[i]->begin > at ? "leave a gap" : "overlap");
             goto done;
         }
         at = order[i]->end;
     }
     if (at != buf_size) {
-        s = ti_error(err, TI_ERR_FORMAT, "'%s': the tensors cover %llu bytes but the data buffer "
-                     "holds %llu (the file is %s)", what, (unsigned long long)at,
-                     (unsigned long long)buf_size, at > buf_size ? "truncated" : "padded or damaged");
+        s = ti_error(err, TI_ERR_FORMAT,
+                     "'%s': the tensors cover %llu bytes but the data buffer "
+                     "holds %llu (the file is %s)",
+                     what, (unsigned long long)at, (unsigned long long)buf_size,
+                     at > buf_size ? "truncated" : "padded or damaged");
         goto done;
     }
     for (size_t i = 0; i < st->n; i++) {
@@ -556,11 +599,14 @@ ti_status ti_safetensors_open(struct ti_safetensors **out, const char *path, str
 
 void ti_safetensors_close(struct ti_safetensors *st) {
     if (!st) return;
-    for (size_t i = 0; i < st->n; i++) free(st->tensors[i].name);
+    for (size_t i = 0; i < st->n; i++)
+        free(st->tensors[i].name);
     free(st->tensors);
-    for (size_t i = 0; i < 2 * st->n_meta; i++) free(st->meta[i]);
+    for (size_t i = 0; i < 2 * st->n_meta; i++)
+        free(st->meta[i]);
     free(st->meta);
-    for (size_t i = 0; i < st->n_owned; i++) free(st->owned[i]);
+    for (size_t i = 0; i < st->n_owned; i++)
+        free(st->owned[i]);
     free(st->owned);
     ti_fmap_close(&st->map);
     free(st->name);
@@ -573,8 +619,10 @@ const struct ti_st_tensor *ti_safetensors_find(const struct ti_safetensors *st, 
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(st->tensors[mid].name, name);
         if (!c) return &st->tensors[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -597,7 +645,8 @@ static void sb_put(struct sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->cap - b->n < n + 1) {
         size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->n < n + 1) cap *= 2;
+        while (cap - b->n < n + 1)
+            cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = 1;
@@ -611,7 +660,9 @@ static void sb_put(struct sbuf *b, const char *s, size_t n) {
     b->p[b->n] = '\0';
 }
 
-static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(struct sbuf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
 
 static void sb_json_str(struct sbuf *b, const char *s) {
     sb_put(b, "\"", 1);
@@ -654,8 +705,10 @@ ti_status ti_safetensors_write(const char *path, const struct ti_st_entry *entri
     for (size_t i = 0; i < n; i++) {
         const struct ti_tensor *t = entries[i].t;
         if (!ti_safetensors_dtype_name(t->dtype) || t->device != TI_DEVICE_CPU) {
-            st = ti_error(err, TI_ERR_DTYPE, "safetensors writer: tensor '%s' (%s) cannot be "
-                          "written", entries[i].name, ti_dtype_name(t->dtype));
+            st = ti_error(err, TI_ERR_DTYPE,
+                          "safetensors writer: tensor '%s' (%s) cannot be "
+                          "written",
+                          entries[i].name, ti_dtype_name(t->dtype));
             goto fail;
         }
         if (!utf8_valid((const uint8_t *)entries[i].name, strlen(entries[i].name)) ||
@@ -705,13 +758,15 @@ ti_status ti_safetensors_write(const char *path, const struct ti_st_entry *entri
         off += bytes;
     }
     sb_str(&h, "}");
-    while (!h.oom && h.n % 8) sb_str(&h, " ");
+    while (!h.oom && h.n % 8)
+        sb_str(&h, " ");
     if (h.oom) {
         st = ti_error(err, TI_ERR_NOMEM, "safetensors writer: out of memory");
         goto fail;
     }
     uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
     TI_TRY_GOTO(st, ti_outfile_open(&f, path, err));
     opened = 1;
     TI_TRY_GOTO(st, ti_outfile_write(&f, len8, 8, err));

@@ -40,21 +40,21 @@ extern "C" {
 
 struct ti_st_tensor {
     char *name;
-    struct ti_tensor t;     /* contiguous view */
-    uint64_t begin, end;    /* data_offsets */
+    struct ti_tensor t;  /* contiguous view */
+    uint64_t begin, end; /* data_offsets */
 };
 
 struct ti_safetensors {
-    char *name;             /* path or caller's name, for messages */
-    struct ti_fmap map;     /* owned mapping (open by path) */
+    char *name;         /* path or caller's name, for messages */
+    struct ti_fmap map; /* owned mapping (open by path) */
     const uint8_t *data;
     uint64_t size;
-    uint64_t header_len;    /* N */
+    uint64_t header_len;          /* N */
     struct ti_st_tensor *tensors; /* sorted by name */
     size_t n;
-    char **meta;            /* __metadata__: key0, value0, key1, value1, ... */
-    size_t n_meta;          /* pairs */
-    void **owned;           /* realigned copies */
+    char **meta;   /* __metadata__: key0, value0, key1, value1, ... */
+    size_t n_meta; /* pairs */
+    void **owned;  /* realigned copies */
     size_t n_owned;
 };
 

@@ -5,7 +5,8 @@
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free, aligned_alloc */
 #include <string.h> /* defines: memcpy, memcmp, strcmp, strlen, strrchr */
 
-static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                         0x20, 0x6a, 0xa8, 0x50, 0x19};
 
 enum ti_torch_container ti_torchfile_sniff(const void *data, uint64_t size) {
     const uint8_t *d = data;
@@ -14,7 +15,8 @@ enum ti_torch_container ti_torchfile_sniff(const void *data, uint64_t size) {
     if (size >= 14 && d[0] == 0x80 && d[1] >= 2 && d[1] <= 5) {
         uint64_t p = 2;
         if (d[p] == 0x95) p += 9;
-        if (p + 12 <= size && d[p] == 0x8a && d[p + 1] == 10 && !memcmp(d + p + 2, legacy_magic, 10))
+        if (p + 12 <= size && d[p] == 0x8a && d[p + 1] == 10 &&
+            !memcmp(d + p + 2, legacy_magic, 10))
             return TI_TORCH_LEGACY;
     }
     return TI_TORCH_NONE;
@@ -44,15 +46,16 @@ static ti_status keep_owned(struct ti_torchfile *tf, void *p, struct ti_err *err
 
 /* Binds storage s to bytes[0..n); copies them into aligned memory when they are not aligned to
  * the element size (hand-made zips, legacy files) or when `owned` says they are temporary. */
-static ti_status bind_storage(struct ti_torchfile *tf, struct ti_py_storage *s, const uint8_t *bytes,
-                              uint64_t n, void *owned, struct ti_err *err) {
+static ti_status bind_storage(struct ti_torchfile *tf, struct ti_py_storage *s,
+                              const uint8_t *bytes, uint64_t n, void *owned, struct ti_err *err) {
     size_t es = ti_dtype_size(s->dtype);
     if (owned) TI_TRY(keep_owned(tf, owned, err));
     if (es > 1 && ((uintptr_t)bytes % es) != 0 && n > 0) {
         uint64_t need = s->numel * es;
         uint64_t k = n < need ? n : need;
         void *copy = malloc(k ? (size_t)k : 1);
-        if (!copy) return ti_error(err, TI_ERR_NOMEM, "out of memory realigning storage '%s'", s->key);
+        if (!copy)
+            return ti_error(err, TI_ERR_NOMEM, "out of memory realigning storage '%s'", s->key);
         memcpy(copy, bytes, (size_t)k);
         TI_TRY(keep_owned(tf, copy, err));
         bytes = copy;
@@ -72,17 +75,21 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
         const char *nm = tf->zip.recs[i].name, *slash = strchr(nm, '/');
         if (!slash || slash == nm) continue;
         if (!strcmp(slash + 1, "constants.pkl"))
-            return ti_error(err, TI_ERR_UNSUPPORTED, "'%s' is a TorchScript archive "
-                            "(torch.jit.save), not a checkpoint or embedding file", tf->name);
+            return ti_error(err, TI_ERR_UNSUPPORTED,
+                            "'%s' is a TorchScript archive "
+                            "(torch.jit.save), not a checkpoint or embedding file",
+                            tf->name);
         if (strcmp(slash + 1, "data.pkl")) continue;
         if (pkl)
-            return ti_error(err, TI_ERR_FORMAT, "'%s' holds two pickles ('%s' and '%s')",
-                            tf->name, pkl->name, nm);
+            return ti_error(err, TI_ERR_FORMAT, "'%s' holds two pickles ('%s' and '%s')", tf->name,
+                            pkl->name, nm);
         pkl = &tf->zip.recs[i];
     }
     if (!pkl)
-        return ti_error(err, TI_ERR_FORMAT, "'%s' is a zip archive but not a torch file (it has "
-                        "no <folder>/data.pkl record)", tf->name);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s' is a zip archive but not a torch file (it has "
+                        "no <folder>/data.pkl record)",
+                        tf->name);
     size_t plen = (size_t)(strchr(pkl->name, '/') - pkl->name);
     tf->prefix = malloc(plen + 1);
     if (!tf->prefix) return ti_error(err, TI_ERR_NOMEM, "out of memory");
@@ -93,8 +100,10 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
     snprintf(rec, sizeof rec, "%s/byteorder", tf->prefix);
     const struct ti_zip_record *bo = ti_zip_find(&tf->zip, rec);
     if (bo && bo->method == 0 && bo->size == 3 && !memcmp(tf->data + bo->data_offset, "big", 3))
-        return ti_error(err, TI_ERR_UNSUPPORTED, "'%s' was written on a big-endian machine "
-                        "(byteorder 'big'); ti reads little-endian files", tf->name);
+        return ti_error(err, TI_ERR_UNSUPPORTED,
+                        "'%s' was written on a big-endian machine "
+                        "(byteorder 'big'); ti reads little-endian files",
+                        tf->name);
 
     const uint8_t *pdata;
     void *powned;
@@ -111,8 +120,10 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
         snprintf(rec, sizeof rec, "%s/data/%s", tf->prefix, s->key);
         const struct ti_zip_record *r = ti_zip_find(&tf->zip, rec);
         if (!r)
-            return ti_error(err, TI_ERR_FORMAT, "'%s': storage '%s' has no record '%s' (the file "
-                            "is incomplete)", tf->name, s->key, rec);
+            return ti_error(err, TI_ERR_FORMAT,
+                            "'%s': storage '%s' has no record '%s' (the file "
+                            "is incomplete)",
+                            tf->name, s->key, rec);
         if (flags & TI_TORCH_VERIFY_CRC) TI_TRY(ti_zip_check_crc(&tf->zip, r, err));
         const uint8_t *bytes;
         void *owned;
@@ -168,17 +179,20 @@ static ti_status open_legacy(struct ti_torchfile *tf, struct ti_err *err) {
         if (tf->size - pos < 8)
             return ti_error(err, TI_ERR_FORMAT, "%s: truncated before storage '%s'", what, s->key);
         uint64_t numel = 0;
-        for (int b = 7; b >= 0; b--) numel = (numel << 8) | tf->data[pos + (uint64_t)b];
+        for (int b = 7; b >= 0; b--)
+            numel = (numel << 8) | tf->data[pos + (uint64_t)b];
         pos += 8;
         uint64_t es = ti_dtype_size(s->dtype);
         if (numel != s->numel)
-            return ti_error(err, TI_ERR_FORMAT, "%s: storage '%s' holds %llu elements, the pickle "
-                            "declares %llu", what, s->key, (unsigned long long)numel,
-                            (unsigned long long)s->numel);
+            return ti_error(err, TI_ERR_FORMAT,
+                            "%s: storage '%s' holds %llu elements, the pickle "
+                            "declares %llu",
+                            what, s->key, (unsigned long long)numel, (unsigned long long)s->numel);
         if (numel > (tf->size - pos) / es)
-            return ti_error(err, TI_ERR_FORMAT, "%s: storage '%s' (%llu %s elements) runs past the "
-                            "end of the file (truncated?)", what, s->key, (unsigned long long)numel,
-                            ti_dtype_name(s->dtype));
+            return ti_error(err, TI_ERR_FORMAT,
+                            "%s: storage '%s' (%llu %s elements) runs past the "
+                            "end of the file (truncated?)",
+                            what, s->key, (unsigned long long)numel, ti_dtype_name(s->dtype));
         TI_TRY(bind_storage(tf, s, tf->data + pos, numel * es, NULL, err));
         pos += numel * es;
     }
@@ -202,11 +216,15 @@ ti_status ti_torchfile_open_mem(struct ti_torchfile **out, const void *data, uin
     } else if (tf->container == TI_TORCH_LEGACY) {
         st = open_legacy(tf, err);
     } else if (size >= 262 && !memcmp((const uint8_t *)data + 257, "ustar", 5)) {
-        st = ti_error(err, TI_ERR_UNSUPPORTED, "'%s' is a tar-format torch file (torch <= 0.3), "
-                      "which ti does not read", tf->name);
+        st = ti_error(err, TI_ERR_UNSUPPORTED,
+                      "'%s' is a tar-format torch file (torch <= 0.3), "
+                      "which ti does not read",
+                      tf->name);
     } else {
-        st = ti_error(err, TI_ERR_FORMAT, "'%s' is not a torch file (neither a zip archive nor a "
-                      "legacy torch pickle)", tf->name);
+        st = ti_error(err, TI_ERR_FORMAT,
+                      "'%s' is not a torch file (neither a zip archive nor a "
+                      "legacy torch pickle)",
+                      tf->name);
     }
     if (st != TI_OK) {
         ti_torchfile_close(tf);
@@ -234,7 +252,8 @@ void ti_torchfile_close(struct ti_torchfile *tf) {
     if (!tf) return;
     ti_pickle_free(tf->pk);
     ti_zip_close(&tf->zip);
-    for (size_t i = 0; i < tf->n_owned; i++) free(tf->owned[i]);
+    for (size_t i = 0; i < tf->n_owned; i++)
+        free(tf->owned[i]);
     free(tf->owned);
     ti_fmap_close(&tf->map);
     free(tf->prefix);
@@ -246,17 +265,28 @@ void ti_torchfile_close(struct ti_torchfile *tf) {
 
 static const char *storage_class(enum ti_dtype dt) {
     switch (dt) {
-    case TI_DTYPE_F32: return "FloatStorage";
-    case TI_DTYPE_F16: return "HalfStorage";
-    case TI_DTYPE_BF16: return "BFloat16Storage";
-    case TI_DTYPE_F64: return "DoubleStorage";
-    case TI_DTYPE_I64: return "LongStorage";
-    case TI_DTYPE_I32: return "IntStorage";
-    case TI_DTYPE_I16: return "ShortStorage";
-    case TI_DTYPE_I8: return "CharStorage";
-    case TI_DTYPE_U8: return "ByteStorage";
-    case TI_DTYPE_BOOL: return "BoolStorage";
-    default: return NULL;
+    case TI_DTYPE_F32:
+        return "FloatStorage";
+    case TI_DTYPE_F16:
+        return "HalfStorage";
+    case TI_DTYPE_BF16:
+        return "BFloat16Storage";
+    case TI_DTYPE_F64:
+        return "DoubleStorage";
+    case TI_DTYPE_I64:
+        return "LongStorage";
+    case TI_DTYPE_I32:
+        return "IntStorage";
+    case TI_DTYPE_I16:
+        return "ShortStorage";
+    case TI_DTYPE_I8:
+        return "CharStorage";
+    case TI_DTYPE_U8:
+        return "ByteStorage";
+    case TI_DTYPE_BOOL:
+        return "BoolStorage";
+    default:
+        return NULL;
     }
 }
 
@@ -273,7 +303,8 @@ void ti_tensor_gather(void *dst, const struct ti_tensor *t) {
     uint8_t *d = dst;
     for (int64_t i = 0; i < n; i++) {
         int64_t off = 0;
-        for (int k = 0; k < t->ndim; k++) off += idx[k] * t->stride[k];
+        for (int k = 0; k < t->ndim; k++)
+            off += idx[k] * t->stride[k];
         memcpy(d + (size_t)i * es, src + off * (int64_t)es, es);
         for (int k = t->ndim - 1; k >= 0; k--) {
             if (++idx[k] < t->shape[k]) break;
@@ -289,7 +320,8 @@ void ti_torch_writer_init(struct ti_torch_writer *w) {
 }
 
 void ti_torch_writer_free(struct ti_torch_writer *w) {
-    for (size_t i = 0; i < w->n_st; i++) free(w->st[i].data);
+    for (size_t i = 0; i < w->n_st; i++)
+        free(w->st[i].data);
     free(w->st);
     ti_pkw_free(&w->pk);
     memset(w, 0, sizeof *w);
@@ -297,7 +329,8 @@ void ti_torch_writer_free(struct ti_torch_writer *w) {
 
 static void pkw_int_tuple(struct ti_pkw *pk, int n, const int64_t *v) {
     if (n > 3) ti_pkw_op(pk, TI_PK_MARK);
-    for (int i = 0; i < n; i++) ti_pkw_int(pk, v[i]);
+    for (int i = 0; i < n; i++)
+        ti_pkw_int(pk, v[i]);
     ti_pkw_tuple(pk, n);
 }
 

@@ -48,16 +48,16 @@ enum ti_torch_container { TI_TORCH_NONE = 0, TI_TORCH_ZIP = 1, TI_TORCH_LEGACY =
 enum { TI_TORCH_VERIFY_CRC = 1 }; /* flags for ti_torchfile_open */
 
 struct ti_torchfile {
-    char *name;                      /* path or caller's name, for messages */
+    char *name; /* path or caller's name, for messages */
     enum ti_torch_container container;
-    struct ti_fmap map;              /* owned mapping (open by path) */
-    const uint8_t *data;             /* the file's bytes */
+    struct ti_fmap map;  /* owned mapping (open by path) */
+    const uint8_t *data; /* the file's bytes */
     uint64_t size;
-    struct ti_zip zip;               /* zip container */
-    char *prefix;                    /* the zip's folder ("archive", "sd-v1-4", ...) */
-    struct ti_pickle *pk;            /* the VM and its nodes */
-    struct ti_py *root;              /* the unpickled object */
-    void **owned;                    /* inflated or realigned storages */
+    struct ti_zip zip;    /* zip container */
+    char *prefix;         /* the zip's folder ("archive", "sd-v1-4", ...) */
+    struct ti_pickle *pk; /* the VM and its nodes */
+    struct ti_py *root;   /* the unpickled object */
+    void **owned;         /* inflated or realigned storages */
     size_t n_owned, cap_owned;
 };
 
@@ -73,12 +73,12 @@ void ti_torchfile_close(struct ti_torchfile *tf);
 
 /* ---- writer -------------------------------------------------------------------------------- */
 struct ti_torch_writer_storage {
-    void *data;        /* owned contiguous copy */
+    void *data; /* owned contiguous copy */
     uint64_t nbytes;
 };
 
 struct ti_torch_writer {
-    struct ti_pkw pk;  /* the caller writes the pickle structure here */
+    struct ti_pkw pk; /* the caller writes the pickle structure here */
     struct ti_torch_writer_storage *st;
     size_t n_st, cap_st;
     uint64_t zip64_threshold; /* passed to the zip writer (tests lower it) */

@@ -5,20 +5,26 @@
 #include <stdlib.h> /* defines: malloc, calloc, free, qsort_r */
 #include <string.h> /* defines: memcpy, memcmp, strcmp, strlen */
 
-#define SIG_LOCAL 0x04034b50u
+#define SIG_LOCAL   0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
-#define SIG_EOCD 0x06054b50u
-#define SIG_EOCD64 0x06064b50u
-#define SIG_LOC64 0x07064b50u
+#define SIG_EOCD    0x06054b50u
+#define SIG_EOCD64  0x06064b50u
+#define SIG_LOC64   0x07064b50u
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
+static uint64_t rd64(const uint8_t *p) {
+    return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
+}
 
 /* a + b <= limit without overflow */
-static int fits(uint64_t a, uint64_t b, uint64_t limit) { return a <= limit && b <= limit - a; }
+static int fits(uint64_t a, uint64_t b, uint64_t limit) {
+    return a <= limit && b <= limit - a;
+}
 
 /* ---- reader -------------------------------------------------------------------------------- */
 
@@ -36,8 +42,11 @@ static int cmp_by_offset(const void *a, const void *b, void *ctx) {
  * whose fixed part and comment fit in the file. */
 static ti_status find_eocd(const struct ti_zip *z, const uint8_t *d, uint64_t size, uint64_t *pos,
                            struct ti_err *err) {
-    if (size < 22) return ti_error(err, TI_ERR_FORMAT, "zip '%s': file of %llu bytes is too short to "
-                                   "be an archive (truncated?)", z->name, (unsigned long long)size);
+    if (size < 22)
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': file of %llu bytes is too short to "
+                        "be an archive (truncated?)",
+                        z->name, (unsigned long long)size);
     uint64_t lo = size > 22 + 65535 ? size - 22 - 65535 : 0;
     for (uint64_t p = size - 22 + 1; p-- > lo;) {
         if (rd32(d + p) != SIG_EOCD) continue;
@@ -46,16 +55,18 @@ static ti_status find_eocd(const struct ti_zip *z, const uint8_t *d, uint64_t si
         *pos = p;
         return TI_OK;
     }
-    return ti_error(err, TI_ERR_FORMAT, "zip '%s': no end-of-central-directory record (the file is "
-                    "truncated or not a zip archive)", z->name);
+    return ti_error(err, TI_ERR_FORMAT,
+                    "zip '%s': no end-of-central-directory record (the file is "
+                    "truncated or not a zip archive)",
+                    z->name);
 }
 
 /* Reads the zip64 fields of a CD entry from its extra data, for each field that is saturated. */
 static ti_status read_zip64_extra(const struct ti_zip *z, const uint8_t *ex, uint32_t exlen,
-                                  uint64_t *usize,
-                                  uint64_t *csize, uint64_t *off, const char *name,
+                                  uint64_t *usize, uint64_t *csize, uint64_t *off, const char *name,
                                   struct ti_err *err) {
-    int need_u = *usize == 0xFFFFFFFFu, need_c = *csize == 0xFFFFFFFFu, need_o = *off == 0xFFFFFFFFu;
+    int need_u = *usize == 0xFFFFFFFFu, need_c = *csize == 0xFFFFFFFFu,
+        need_o = *off == 0xFFFFFFFFu;
     if (!need_u && !need_c && !need_o) return TI_OK;
     uint32_t p = 0;
     while (p + 4 <= exlen) {
@@ -82,11 +93,15 @@ static ti_status read_zip64_extra(const struct ti_zip *z, const uint8_t *ex, uin
         }
         p += 4u + len;
     }
-    return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' has 32-bit fields saturated at "
-                    "0xFFFFFFFF but no zip64 extra field", z->name, name);
+    return ti_error(err, TI_ERR_FORMAT,
+                    "zip '%s': record '%s' has 32-bit fields saturated at "
+                    "0xFFFFFFFF but no zip64 extra field",
+                    z->name, name);
 short_field:
-    return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' has a zip64 extra field that is too "
-                    "short for its saturated fields", z->name, name);
+    return ti_error(err, TI_ERR_FORMAT,
+                    "zip '%s': record '%s' has a zip64 extra field that is too "
+                    "short for its saturated fields",
+                    z->name, name);
 }
 
 ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const char *name,
@@ -106,9 +121,10 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
     if (eocd >= 20 && rd32(d + eocd - 20) == SIG_LOC64) {
         uint64_t off64 = rd64(d + eocd - 20 + 8);
         if (!fits(off64, 56, eocd - 20) || rd32(d + off64) != SIG_EOCD64)
-            return ti_error(err, TI_ERR_FORMAT, "zip '%s': the zip64 end record offset %llu is not "
-                            "valid (file of %llu bytes)", z->name, (unsigned long long)off64,
-                            (unsigned long long)size);
+            return ti_error(err, TI_ERR_FORMAT,
+                            "zip '%s': the zip64 end record offset %llu is not "
+                            "valid (file of %llu bytes)",
+                            z->name, (unsigned long long)off64, (unsigned long long)size);
         const uint8_t *r = d + off64;
         disk = rd32(r + 16);
         cd_disk = rd32(r + 20);
@@ -120,16 +136,21 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
         z->zip64 = 1;
     }
     if (disk != 0 || cd_disk != 0 || n_disk != n_total)
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': multi-disk archives are not supported", z->name);
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': multi-disk archives are not supported",
+                        z->name);
     if (!fits(cd_off, cd_size, cd_limit))
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory (offset %llu, %llu bytes) "
-                        "lies outside the file (%llu bytes; truncated?)", z->name,
-                        (unsigned long long)cd_off, (unsigned long long)cd_size,
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': central directory (offset %llu, %llu bytes) "
+                        "lies outside the file (%llu bytes; truncated?)",
+                        z->name, (unsigned long long)cd_off, (unsigned long long)cd_size,
                         (unsigned long long)size);
     if (n_total > cd_size / 46)
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': %llu entries cannot fit in a central directory "
-                        "of %llu bytes", z->name, (unsigned long long)n_total, (unsigned long long)cd_size);
-    if (n_total == 0) return ti_error(err, TI_ERR_FORMAT, "zip '%s': the archive is empty", z->name);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': %llu entries cannot fit in a central directory "
+                        "of %llu bytes",
+                        z->name, (unsigned long long)n_total, (unsigned long long)cd_size);
+    if (n_total == 0)
+        return ti_error(err, TI_ERR_FORMAT, "zip '%s': the archive is empty", z->name);
 
     z->n = (size_t)n_total;
     z->recs = calloc(z->n, sizeof *z->recs);
@@ -144,8 +165,10 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
     for (size_t i = 0; i < z->n; i++) {
         struct ti_zip_record *r = &z->recs[i];
         if (!fits(p, 46, cd_end) || rd32(d + p) != SIG_CENTRAL) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory entry %zu of %zu is "
-                          "damaged (bad signature or past the directory's end)", z->name, i, z->n);
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "zip '%s': central directory entry %zu of %zu is "
+                          "damaged (bad signature or past the directory's end)",
+                          z->name, i, z->n);
             goto fail;
         }
         const uint8_t *c = d + p;
@@ -157,13 +180,17 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
         uint32_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
         r->header_offset = rd32(c + 42);
         if (!fits(p + 46, (uint64_t)nlen + xlen + clen, cd_end)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory entry %zu runs past the "
-                          "directory's end", z->name, i);
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "zip '%s': central directory entry %zu runs past the "
+                          "directory's end",
+                          z->name, i);
             goto fail;
         }
         if (nlen == 0 || nlen > TI_ZIP_MAX_NAME || memchr(c + 46, 0, nlen)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': central directory entry %zu has an invalid "
-                          "name (empty, too long or with a NUL byte)", z->name, i);
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "zip '%s': central directory entry %zu has an invalid "
+                          "name (empty, too long or with a NUL byte)",
+                          z->name, i);
             goto fail;
         }
         memcpy(z->names + pool, c + 46, nlen);
@@ -173,33 +200,41 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
         TI_TRY_GOTO(st, read_zip64_extra(z, c + 46 + nlen, xlen, &r->size, &r->csize,
                                          &r->header_offset, r->name, err));
         if (r->flags & 0x41) {
-            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip '%s': record '%s' is encrypted", z->name, r->name);
+            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip '%s': record '%s' is encrypted", z->name,
+                          r->name);
             goto fail;
         }
         if (r->method != 0 && r->method != 8) {
-            st = ti_error(err, TI_ERR_UNSUPPORTED, "zip '%s': record '%s' uses compression method %u; "
-                          "ti reads stored (0) and deflated (8) records", z->name, r->name, r->method);
+            st = ti_error(err, TI_ERR_UNSUPPORTED,
+                          "zip '%s': record '%s' uses compression method %u; "
+                          "ti reads stored (0) and deflated (8) records",
+                          z->name, r->name, r->method);
             goto fail;
         }
         if (r->method == 0 && r->csize != r->size) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': stored record '%s' declares %llu compressed "
-                          "but %llu uncompressed bytes", z->name, r->name, (unsigned long long)r->csize,
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "zip '%s': stored record '%s' declares %llu compressed "
+                          "but %llu uncompressed bytes",
+                          z->name, r->name, (unsigned long long)r->csize,
                           (unsigned long long)r->size);
             goto fail;
         }
         /* local header: signature, then the data right after its name and extra field */
         uint64_t lh = r->header_offset;
         if (!fits(lh, 30, size) || rd32(d + lh) != SIG_LOCAL) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s': local header at offset %llu is "
-                          "missing or damaged (file of %llu bytes)", z->name, r->name,
-                          (unsigned long long)lh, (unsigned long long)size);
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "zip '%s': record '%s': local header at offset %llu is "
+                          "missing or damaged (file of %llu bytes)",
+                          z->name, r->name, (unsigned long long)lh, (unsigned long long)size);
             goto fail;
         }
         r->data_offset = lh + 30 + rd16(d + lh + 26) + rd16(d + lh + 28);
         if (!fits(r->data_offset, r->csize, cd_off)) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' (%llu bytes at offset %llu) "
+            st = ti_error(err, TI_ERR_FORMAT,
+                          "zip '%s': record '%s' (%llu bytes at offset %llu) "
                           "runs past the data area, which ends at %llu (truncated file or bad "
-                          "offset)", z->name, r->name, (unsigned long long)r->csize,
+                          "offset)",
+                          z->name, r->name, (unsigned long long)r->csize,
                           (unsigned long long)r->data_offset, (unsigned long long)cd_off);
             goto fail;
         }
@@ -211,8 +246,8 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
     for (size_t i = 1; i < z->n; i++) {
         const struct ti_zip_record *a = &z->recs[z->by_name[i - 1]], *b = &z->recs[z->by_name[i]];
         if (a->data_offset + a->csize > b->header_offset) {
-            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': records '%s' and '%s' overlap", z->name, a->name,
-                          b->name);
+            st = ti_error(err, TI_ERR_FORMAT, "zip '%s': records '%s' and '%s' overlap", z->name,
+                          a->name, b->name);
             goto fail;
         }
     }
@@ -243,8 +278,10 @@ const struct ti_zip_record *ti_zip_find(const struct ti_zip *z, const char *name
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(z->recs[z->by_name[mid]].name, name);
         if (c == 0) return &z->recs[z->by_name[mid]];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -254,8 +291,10 @@ ti_status ti_zip_check_crc(const struct ti_zip *z, const struct ti_zip_record *r
     if (r->crc == 0 || r->method != 0) return TI_OK;
     uint32_t c = ti_crc32(0, z->data + r->data_offset, (size_t)r->size);
     if (c != r->crc)
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' fails its CRC-32 check (stored "
-                        "%08x, computed %08x): the file is damaged", z->name, r->name, r->crc, c);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': record '%s' fails its CRC-32 check (stored "
+                        "%08x, computed %08x): the file is damaged",
+                        z->name, r->name, r->crc, c);
     return TI_OK;
 }
 
@@ -269,20 +308,29 @@ ti_status ti_zip_read(struct ti_zip *z, const struct ti_zip_record *r, const uin
     }
     /* deflated: refuse bombs before allocating anything */
     if (r->size > TI_ZIP_INFLATE_MAX)
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': compressed record '%s' would inflate to %llu "
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': compressed record '%s' would inflate to %llu "
                         "bytes; ti inflates records of at most %llu bytes (torch.save stores "
-                        "records uncompressed)", z->name, r->name, (unsigned long long)r->size,
+                        "records uncompressed)",
+                        z->name, r->name, (unsigned long long)r->size,
                         (unsigned long long)TI_ZIP_INFLATE_MAX);
     if (r->size > 1024 && r->size / TI_ZIP_MAX_RATIO > r->csize)
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': compressed record '%s' claims %llu bytes from "
-                        "%llu, a ratio DEFLATE cannot reach: a zip bomb", z->name, r->name,
-                        (unsigned long long)r->size, (unsigned long long)r->csize);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': compressed record '%s' claims %llu bytes from "
+                        "%llu, a ratio DEFLATE cannot reach: a zip bomb",
+                        z->name, r->name, (unsigned long long)r->size,
+                        (unsigned long long)r->csize);
     if (z->inflated + r->size > TI_ZIP_INFLATE_TOTAL)
-        return ti_error(err, TI_ERR_FORMAT, "zip '%s': the archive inflates to more than %llu bytes "
-                        "in all: a zip bomb", z->name, (unsigned long long)TI_ZIP_INFLATE_TOTAL);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "zip '%s': the archive inflates to more than %llu bytes "
+                        "in all: a zip bomb",
+                        z->name, (unsigned long long)TI_ZIP_INFLATE_TOTAL);
     uint8_t *buf = malloc(r->size ? (size_t)r->size : 1);
-    if (!buf) return ti_error(err, TI_ERR_NOMEM, "zip '%s': out of memory inflating '%s'", z->name, r->name);
-    ti_status st = ti_inflate(buf, (size_t)r->size, z->data + r->data_offset, (size_t)r->csize, err);
+    if (!buf)
+        return ti_error(err, TI_ERR_NOMEM, "zip '%s': out of memory inflating '%s'", z->name,
+                        r->name);
+    ti_status st =
+        ti_inflate(buf, (size_t)r->size, z->data + r->data_offset, (size_t)r->csize, err);
     if (st != TI_OK) {
         free(buf);
         return ti_error(err, st, "in record '%s' of '%s'", r->name, z->name);
@@ -292,8 +340,10 @@ ti_status ti_zip_read(struct ti_zip *z, const struct ti_zip_record *r, const uin
         uint32_t c = ti_crc32(0, buf, (size_t)r->size);
         if (c != r->crc) {
             free(buf);
-            return ti_error(err, TI_ERR_FORMAT, "zip '%s': record '%s' fails its CRC-32 check "
-                            "(stored %08x, computed %08x)", z->name, r->name, r->crc, c);
+            return ti_error(err, TI_ERR_FORMAT,
+                            "zip '%s': record '%s' fails its CRC-32 check "
+                            "(stored %08x, computed %08x)",
+                            z->name, r->name, r->crc, c);
         }
     }
     *out = buf;
@@ -334,8 +384,10 @@ struct huff {
 /* Builds a decoder from code lengths; returns 0 complete, > 0 incomplete, < 0 over-subscribed. */
 static int huff_build(struct huff *h, const short *length, int n) {
     short offs[16];
-    for (int len = 0; len < 16; len++) h->count[len] = 0;
-    for (int sym = 0; sym < n; sym++) h->count[length[sym]]++;
+    for (int len = 0; len < 16; len++)
+        h->count[len] = 0;
+    for (int sym = 0; sym < n; sym++)
+        h->count[length[sym]]++;
     if (h->count[0] == n) return 0;
     int left = 1;
     for (int len = 1; len < 16; len++) {
@@ -344,7 +396,8 @@ static int huff_build(struct huff *h, const short *length, int n) {
         if (left < 0) return left;
     }
     offs[1] = 0;
-    for (int len = 1; len < 15; len++) offs[len + 1] = (short)(offs[len] + h->count[len]);
+    for (int len = 1; len < 15; len++)
+        offs[len + 1] = (short)(offs[len] + h->count[len]);
     for (int sym = 0; sym < n; sym++)
         if (length[sym]) h->symbol[offs[length[sym]]++] = (short)sym;
     return left;
@@ -369,8 +422,8 @@ static const short lbase[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  1
                                 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
 static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
                                2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-static const short dbase[30] = {1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
-                                33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
+static const short dbase[30] = {1,    2,    3,    4,    5,    7,    9,    13,    17,    25,
+                                33,   49,   65,   97,   129,  193,  257,  385,   513,   769,
                                 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
 static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
                                6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
@@ -399,17 +452,22 @@ static ti_status inflate_codes(struct bits *s, struct inflate_out *o, const stru
             size_t dist = (size_t)dbase[ds] + getbits(s, dext[ds]);
             if (s->eof) goto bad;
             if (dist > o->n)
-                return ti_error(err, TI_ERR_FORMAT, "inflate: distance %zu reaches before the "
-                                "start of the output", dist);
+                return ti_error(err, TI_ERR_FORMAT,
+                                "inflate: distance %zu reaches before the "
+                                "start of the output",
+                                dist);
             if (len > o->cap - o->n) goto overflow;
-            for (size_t i = 0; i < len; i++, o->n++) o->p[o->n] = o->p[o->n - dist];
+            for (size_t i = 0; i < len; i++, o->n++)
+                o->p[o->n] = o->p[o->n - dist];
         }
     }
 bad:
     return ti_error(err, TI_ERR_FORMAT, "inflate: invalid or truncated compressed data");
 overflow:
-    return ti_error(err, TI_ERR_FORMAT, "inflate: the data inflates past its declared size of "
-                    "%zu bytes (a zip bomb or a damaged record)", o->cap);
+    return ti_error(err, TI_ERR_FORMAT,
+                    "inflate: the data inflates past its declared size of "
+                    "%zu bytes (a zip bomb or a damaged record)",
+                    o->cap);
 }
 
 ti_status ti_inflate(uint8_t *out, size_t out_size, const uint8_t *in, size_t in_size,
@@ -438,16 +496,21 @@ ti_status ti_inflate(uint8_t *out, size_t out_size, const uint8_t *in, size_t in
             s.pos += len;
         } else if (type == 1) {
             int i = 0;
-            for (; i < 144; i++) lengths[i] = 8;
-            for (; i < 256; i++) lengths[i] = 9;
-            for (; i < 280; i++) lengths[i] = 7;
-            for (; i < 288; i++) lengths[i] = 8;
+            for (; i < 144; i++)
+                lengths[i] = 8;
+            for (; i < 256; i++)
+                lengths[i] = 9;
+            for (; i < 280; i++)
+                lengths[i] = 7;
+            for (; i < 288; i++)
+                lengths[i] = 8;
             huff_build(&lc, lengths, 288);
-            for (i = 0; i < 30; i++) lengths[i] = 5;
+            for (i = 0; i < 30; i++)
+                lengths[i] = 5;
             huff_build(&dc, lengths, 30);
             TI_TRY(inflate_codes(&s, &o, &lc, &dc, err));
         } else if (type == 2) {
-            static const short order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5,
+            static const short order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
                                             11, 4,  12, 3, 13, 2, 14, 1, 15};
             int nlen = (int)getbits(&s, 5) + 257, ndist = (int)getbits(&s, 5) + 1;
             int ncode = (int)getbits(&s, 4) + 4;
@@ -455,8 +518,10 @@ ti_status ti_inflate(uint8_t *out, size_t out_size, const uint8_t *in, size_t in
             if (nlen > 286 || ndist > 30)
                 return ti_error(err, TI_ERR_FORMAT, "inflate: bad dynamic block header");
             int i = 0;
-            for (; i < ncode; i++) lengths[order[i]] = (short)getbits(&s, 3);
-            for (; i < 19; i++) lengths[order[i]] = 0;
+            for (; i < ncode; i++)
+                lengths[order[i]] = (short)getbits(&s, 3);
+            for (; i < 19; i++)
+                lengths[order[i]] = 0;
             if (s.eof) goto truncated;
             if (huff_build(&lc, lengths, 19) != 0)
                 return ti_error(err, TI_ERR_FORMAT, "inflate: incomplete code-length code");
@@ -481,7 +546,8 @@ ti_status ti_inflate(uint8_t *out, size_t out_size, const uint8_t *in, size_t in
                 }
                 if (s.eof) goto truncated;
                 if (idx + rep > nlen + ndist) goto bad;
-                while (rep--) lengths[idx++] = len;
+                while (rep--)
+                    lengths[idx++] = len;
             }
             if (lengths[256] == 0) goto bad; /* no end-of-block code */
             int e = huff_build(&lc, lengths, nlen);
@@ -494,16 +560,20 @@ ti_status ti_inflate(uint8_t *out, size_t out_size, const uint8_t *in, size_t in
         }
     } while (!last);
     if (o.n != out_size)
-        return ti_error(err, TI_ERR_FORMAT, "inflate: the data inflates to %zu bytes, %zu were "
-                        "declared", o.n, out_size);
+        return ti_error(err, TI_ERR_FORMAT,
+                        "inflate: the data inflates to %zu bytes, %zu were "
+                        "declared",
+                        o.n, out_size);
     return TI_OK;
 bad:
     return ti_error(err, TI_ERR_FORMAT, "inflate: invalid compressed data");
 truncated:
     return ti_error(err, TI_ERR_FORMAT, "inflate: the compressed data is truncated");
 overflow:
-    return ti_error(err, TI_ERR_FORMAT, "inflate: the data inflates past its declared size of "
-                    "%zu bytes (a zip bomb or a damaged record)", out_size);
+    return ti_error(err, TI_ERR_FORMAT,
+                    "inflate: the data inflates past its declared size of "
+                    "%zu bytes (a zip bomb or a damaged record)",
+                    out_size);
 }
 
 /* ---- writer -------------------------------------------------------------------------------- */
@@ -530,7 +600,8 @@ void ti_zip_writer_init(struct ti_zip_writer *w, struct ti_outfile *f) {
 
 void ti_zip_writer_free(struct ti_zip_writer *w) {
     if (!w) return;
-    for (size_t i = 0; i < w->n; i++) free(w->names[i]);
+    for (size_t i = 0; i < w->n; i++)
+        free(w->names[i]);
     free(w->names);
     free(w->recs);
     w->names = NULL;
@@ -538,8 +609,8 @@ void ti_zip_writer_free(struct ti_zip_writer *w) {
     w->n = w->cap = 0;
 }
 
-ti_status ti_zip_writer_add(struct ti_zip_writer *w, const char *name, const void *data,
-                            uint64_t n, struct ti_err *err) {
+ti_status ti_zip_writer_add(struct ti_zip_writer *w, const char *name, const void *data, uint64_t n,
+                            struct ti_err *err) {
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > TI_ZIP_MAX_NAME)
         return ti_error(err, TI_ERR_INVALID, "zip writer: invalid record name '%s'", name);
@@ -574,7 +645,7 @@ ti_status ti_zip_writer_add(struct ti_zip_writer *w, const char *name, const voi
     wr16(h + 4, z64 ? 45 : 20);
     wr16(h + 6, 0x0800); /* UTF-8 name; sizes and CRC are in this header (no data descriptor) */
     wr16(h + 8, 0);
-    wr32(h + 10, 0);     /* time, date */
+    wr32(h + 10, 0); /* time, date */
     wr32(h + 14, r.crc);
     wr32(h + 18, z64 ? 0xFFFFFFFFu : (uint32_t)n);
     wr32(h + 22, z64 ? 0xFFFFFFFFu : (uint32_t)n);

@@ -37,10 +37,10 @@
 extern "C" {
 #endif
 
-#define TI_ZIP_INFLATE_MAX (256ull << 20)   /* largest compressed record ti inflates */
+#define TI_ZIP_INFLATE_MAX   (256ull << 20) /* largest compressed record ti inflates */
 #define TI_ZIP_INFLATE_TOTAL (1ull << 30)   /* total bytes one archive may inflate */
-#define TI_ZIP_MAX_RATIO 1032ull            /* DEFLATE cannot compress better than this */
-#define TI_ZIP_MAX_NAME 4096                /* longest record name accepted */
+#define TI_ZIP_MAX_RATIO     1032ull        /* DEFLATE cannot compress better than this */
+#define TI_ZIP_MAX_NAME      4096           /* longest record name accepted */
 
 struct ti_zip_record {
     const char *name;       /* NUL-terminated copy of the CD name */
@@ -54,15 +54,15 @@ struct ti_zip_record {
 };
 
 struct ti_zip {
-    char name[256];               /* the file, for messages */
-    const uint8_t *data;          /* the archive bytes (borrowed) */
+    char name[256];      /* the file, for messages */
+    const uint8_t *data; /* the archive bytes (borrowed) */
     uint64_t size;
-    struct ti_zip_record *recs;   /* in central-directory order */
+    struct ti_zip_record *recs; /* in central-directory order */
     size_t n;
-    uint32_t *by_name;            /* record indices sorted by name */
-    char *names;                  /* name pool */
-    int zip64;                    /* a zip64 EOCD was present */
-    uint64_t inflated;            /* bytes inflated so far (bounded by TI_ZIP_INFLATE_TOTAL) */
+    uint32_t *by_name; /* record indices sorted by name */
+    char *names;       /* name pool */
+    int zip64;         /* a zip64 EOCD was present */
+    uint64_t inflated; /* bytes inflated so far (bounded by TI_ZIP_INFLATE_TOTAL) */
 };
 
 /* Parses the archive in data[0..size); `name` (the file) is used in messages. `data` must
@@ -87,18 +87,18 @@ ti_status ti_inflate(uint8_t *out, size_t out_size, const uint8_t *in, size_t in
 
 /* ---- writer -------------------------------------------------------------------------------- */
 struct ti_zip_writer {
-    struct ti_outfile *f;         /* destination (owned by the caller) */
-    struct ti_zip_record *recs;   /* written so far */
+    struct ti_outfile *f;       /* destination (owned by the caller) */
+    struct ti_zip_record *recs; /* written so far */
     size_t n, cap;
     char **names;
-    uint64_t zip64_threshold;     /* 0xFFFFFFFF; tests lower it to exercise the zip64 paths */
-    unsigned align;               /* data alignment (64) */
+    uint64_t zip64_threshold; /* 0xFFFFFFFF; tests lower it to exercise the zip64 paths */
+    unsigned align;           /* data alignment (64) */
 };
 
 void ti_zip_writer_init(struct ti_zip_writer *w, struct ti_outfile *f);
 /* Adds one stored record. `name` must be unique (checked). */
-ti_status ti_zip_writer_add(struct ti_zip_writer *w, const char *name, const void *data,
-                            uint64_t n, struct ti_err *err);
+ti_status ti_zip_writer_add(struct ti_zip_writer *w, const char *name, const void *data, uint64_t n,
+                            struct ti_err *err);
 /* Writes the central directory and end records. Does not commit the outfile. */
 ti_status ti_zip_writer_finish(struct ti_zip_writer *w, struct ti_err *err);
 /* Frees the writer's bookkeeping (always call, also after an error). */

@@ -23,7 +23,8 @@ static ti_status on_tensor(void *ud, const char *path, const struct ti_py *v, st
     int64_t n = ti_tensor_numel(t);
     if (n <= 0) return TI_OK;
     int64_t last = 0;
-    for (int d = 0; d < t->ndim; d++) last += (t->shape[d] - 1) * t->stride[d];
+    for (int d = 0; d < t->ndim; d++)
+        last += (t->shape[d] - 1) * t->stride[d];
     const uint8_t *p = t->data;
     size_t es = ti_dtype_size(t->dtype);
     sink ^= p[0];
@@ -65,9 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (last) {
         (void)ti_py_dict_get(last, "state_dict");
         (void)ti_py_unwrap_module(ti_py_dict_get(last, "string_to_param"));
-        for (size_t i = 0; i < ti_py_dict_len(last); i++) sink ^= (uint8_t)ti_py_dict_key(last, i)->kind;
+        for (size_t i = 0; i < ti_py_dict_len(last); i++)
+            sink ^= (uint8_t)ti_py_dict_key(last, i)->kind;
     }
-    for (int i = 0; i < nb; i++) free(bufs[i]);
+    for (int i = 0; i < nb; i++)
+        free(bufs[i]);
     ti_pickle_free(pk);
     return 0;
 }

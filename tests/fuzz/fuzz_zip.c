@@ -20,7 +20,8 @@ static void touch(const struct ti_tensor *t) {
     int64_t n = ti_tensor_numel(t);
     if (n <= 0) return;
     int64_t last = 0;
-    for (int d = 0; d < t->ndim; d++) last += (t->shape[d] - 1) * t->stride[d];
+    for (int d = 0; d < t->ndim; d++)
+        last += (t->shape[d] - 1) * t->stride[d];
     const uint8_t *p = t->data;
     size_t es = ti_dtype_size(t->dtype);
     sink ^= p[0];
