@@ -1,12 +1,13 @@
 /*
  * bench_ckpt_load.c - how long ti takes to load a checkpoint, against reading the file once.
  *
- *   bench_ckpt_load CKPT [--spec KEYS.tsv] [--ema] [--repeat N] [--cold]
+ *   bench_ckpt_load CKPT [--spec KEYS.tsv] [--ema] [--repeat N] [--cold] [--no-prefetch]
  *
  * "read once": open + read() the whole file in 8 MiB chunks, touching every byte (a 64-bit sum).
  * "ti load":   ti_state_dict_open (map the file, parse the pickle in the safe VM, bind storages,
  *              build the sorted key table, EMA selection with --ema) + ti_state_dict_check
- *              against KEYS.tsv + touching every tensor byte with the same sum, which is the
+ *              against KEYS.tsv + ti_state_dict_prefetch of those tensors (unless
+ *              --no-prefetch) + touching every tensor byte with the same sum, which is the
  *              least a model must do to copy its weights.
  * Warm page cache: the file is read once first, then each variant runs N times (min and median
  * reported). --cold also evicts the file's pages before every run with
@@ -77,6 +78,7 @@ static double resident(const char *path) {
 }
 
 static uint64_t sink;
+static int prefetch = 1; /* --no-prefetch turns ti_state_dict_prefetch off */
 
 static double read_once(const char *path, uint64_t *bytes) {
     double t0 = now();
@@ -119,11 +121,14 @@ static int ti_load(const char *path, const struct ti_param_spec *spec, size_t n_
         ti_state_dict_close(sd);
         return 0;
     }
+    if (prefetch) ti_state_dict_prefetch(sd, spec, spec ? n_spec : 0);
     double t2 = now();
     uint64_t bytes = 0;
-    size_t n = ti_state_dict_count(sd);
+    /* what a model copies: the spec's tensors (all of them without a spec) */
+    size_t n = spec ? n_spec : ti_state_dict_count(sd);
     for (size_t i = 0; i < n; i++) {
-        const struct ti_tensor *t = &ti_state_dict_at(sd, i)->t;
+        const struct ti_tensor *t =
+            spec ? ti_state_dict_find(sd, spec[i].key) : &ti_state_dict_at(sd, i)->t;
         size_t nb = ti_tensor_nbytes(t); /* checkpoint tensors are contiguous */
         sink += touch(t->data, nb);
         bytes += nb;
@@ -180,10 +185,10 @@ static void run(const char *path, const struct ti_param_spec *spec, size_t n_spe
            cold ? "cold" : "warm", 100 * res_r / repeat, 100 * res_l / repeat, repeat);
     printf("  read once:  median %7.3f s  min %7.3f s  (%.2f GB/s, %llu bytes)\n", mr, tr[0],
            (double)file_bytes / mr / 1e9, (unsigned long long)file_bytes);
-    printf("  ti load:    median %7.3f s  min %7.3f s  (open+parse+table %.3f s, check %.4f s, "
+    printf("  ti load:    median %7.3f s  min %7.3f s  (open+parse+table %.3f s, check%s %.4f s, "
            "touch %.3f s; %zu tensors, %llu bytes)\n",
-           ml, tl[0], median(topen, repeat), median(tcheck, repeat), median(ttouch, repeat),
-           lt.tensors, (unsigned long long)lt.tensor_bytes);
+           ml, tl[0], median(topen, repeat), prefetch ? "+prefetch" : "", median(tcheck, repeat),
+           median(ttouch, repeat), lt.tensors, (unsigned long long)lt.tensor_bytes);
     printf("  ti load / read once: %.3f (median), %.3f (min)\n", ml / mr, tl[0] / tr[0]);
 }
 
@@ -199,12 +204,13 @@ int main(int argc, char **argv) {
             ema = 1;
         else if (!strcmp(argv[i], "--cold"))
             cold = 1;
+        else if (!strcmp(argv[i], "--no-prefetch"))
+            prefetch = 0;
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else {
-            fprintf(
-                stderr,
-                "usage: bench_ckpt_load CKPT [--spec KEYS.tsv] [--ema] [--repeat N] [--cold]\n");
+            fprintf(stderr, "usage: bench_ckpt_load CKPT [--spec KEYS.tsv] [--ema] [--repeat N] "
+                            "[--cold] [--no-prefetch]\n");
             return 2;
         }
     }

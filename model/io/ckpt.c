@@ -19,7 +19,6 @@ struct ti_state_dict {
     enum ti_state_dict_source source;
     struct ti_torchfile *tf[MAX_SOURCES];
     struct ti_safetensors *st[MAX_SOURCES];
-    int n_sources;
     struct ti_state_dict_entry *e;
     size_t n, cap;
     void **owned; /* keys and synthesised tensors */
@@ -284,7 +283,6 @@ static ti_status open_file(struct ti_state_dict *sd, int slot, const char *path,
                       path);
     }
     if (st != TI_OK) ti_fmap_close(&m);
-    sd->n_sources = slot + 1 > sd->n_sources ? slot + 1 : sd->n_sources;
     return st;
 }
 
@@ -528,6 +526,42 @@ int ti_state_dict_has_ema(const struct ti_state_dict *sd) {
 }
 const char *ti_state_dict_tokenizer_dir(const struct ti_state_dict *sd) {
     return sd->tokenizer_dir;
+}
+
+/* ---- prefetching ------------------------------------------------------------------------- */
+
+struct span {
+    const uint8_t *p;
+    uint64_t n;
+};
+
+static int cmp_span(const void *a, const void *b) {
+    const uint8_t *x = ((const struct span *)a)->p, *y = ((const struct span *)b)->p;
+    return x < y ? -1 : x > y;
+}
+
+void ti_state_dict_prefetch(const struct ti_state_dict *sd, const struct ti_param_spec *spec,
+                            size_t n) {
+    size_t cnt = spec ? n : sd->n, k = 0;
+    struct span *s = malloc((cnt ? cnt : 1) * sizeof *s);
+    if (!s) return; /* only a hint */
+    for (size_t i = 0; i < cnt; i++) {
+        const struct ti_tensor *t = spec ? ti_state_dict_find(sd, spec[i].key) : &sd->e[i].t;
+        if (!t || !t->data) continue;
+        int64_t last = 0; /* the bytes a view spans, strides included */
+        for (int d = 0; d < t->ndim; d++)
+            last += (t->shape[d] - 1) * t->stride[d];
+        if (ti_tensor_numel(t) <= 0) continue;
+        s[k++] = (struct span){t->data, (uint64_t)(last + 1) * ti_dtype_size(t->dtype)};
+    }
+    qsort(s, k, sizeof *s, cmp_span); /* file order: one sweep over the disk */
+    for (size_t i = 0; i < k;) {      /* merge neighbours into large requests */
+        const uint8_t *a = s[i].p, *e = s[i].p + s[i].n;
+        for (i++; i < k && s[i].p <= e + 4096; i++)
+            if (s[i].p + s[i].n > e) e = s[i].p + s[i].n;
+        ti_prefetch(a, (uint64_t)(e - a));
+    }
+    free(s);
 }
 
 /* ---- what the file looks like -------------------------------------------------------------- */

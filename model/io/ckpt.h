@@ -100,6 +100,13 @@ const char *ti_state_dict_tokenizer_dir(const struct ti_state_dict *sd);
 ti_status ti_state_dict_check(const struct ti_state_dict *sd, const struct ti_param_spec *spec,
                               size_t n, const char *model, struct ti_err *err);
 
+/* Starts reading, in the background, the bytes of the tensors `spec` names (every tensor when
+ * spec is NULL), in file order: a model about to copy its weights calls this after
+ * ti_state_dict_check, so a cold load streams at disk speed instead of faulting page by page.
+ * Tensors outside the spec (EMA copies, optimizer state) are not read. A hint: it cannot fail. */
+void ti_state_dict_prefetch(const struct ti_state_dict *sd, const struct ti_param_spec *spec,
+                            size_t n);
+
 /* What the file looks like, from its keys and shapes ("an SD 2.x checkpoint (...)"), into buf;
  * "" when ti cannot tell. Returns buf. */
 const char *ti_state_dict_describe(const struct ti_state_dict *sd, char *buf, size_t n);

@@ -61,12 +61,13 @@ void ti_fmap_close(struct ti_fmap *m) {
     memset(m, 0, sizeof *m);
 }
 
-void ti_fmap_advise_sequential(const struct ti_fmap *m, uint64_t off, uint64_t n) {
-    if (!m || !m->base || off >= m->size) return;
-    if (n > m->size - off) n = m->size - off;
-    long page = sysconf(_SC_PAGESIZE);
-    uint64_t start = off & ~(uint64_t)(page - 1);
-    (void)madvise((uint8_t *)m->base + start, (size_t)(off + n - start), MADV_WILLNEED);
+void ti_prefetch(const void *p, uint64_t n) {
+    static long page;
+    if (!page) page = sysconf(_SC_PAGESIZE);
+    if (!p || !n || page <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)p + (uintptr_t)n;
+    (void)madvise((void *)a, (size_t)(end - a), MADV_WILLNEED);
 }
 
 /* ---- atomic output files ------------------------------------------------------------------- */

@@ -38,8 +38,10 @@ struct ti_fmap {
 ti_status ti_fmap_open(struct ti_fmap *m, const char *path, struct ti_err *err);
 /* Unmaps; safe on a zeroed or already closed map. */
 void ti_fmap_close(struct ti_fmap *m);
-/* Tells the kernel the range [off, off+n) will be read soon, sequentially (madvise). A hint. */
-void ti_fmap_advise_sequential(const struct ti_fmap *m, uint64_t off, uint64_t n);
+/* Asks the kernel to start reading the pages of [p, p+n) into the page cache now
+ * (madvise(MADV_WILLNEED) on the pages that hold them; asynchronous). p must lie in a
+ * ti_fmap mapping or ordinary memory; a hint only, errors are ignored. */
+void ti_prefetch(const void *p, uint64_t n);
 
 /* ---- write side: an output file that appears whole or not at all -------------------------- */
 struct ti_outfile {

@@ -219,6 +219,16 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
                           (unsigned long long)r->size);
             goto fail;
         }
+        z->by_name[i] = (uint32_t)i;
+        p += 46 + (uint64_t)nlen + xlen + clen;
+    }
+    /* The local headers are spread over the whole file (one before each storage of a 4 GB
+     * checkpoint): ask for all their pages at once, so a cold open costs one batch of parallel
+     * reads instead of a thousand sequential seeks. */
+    for (size_t i = 0; i < z->n; i++)
+        if (fits(z->recs[i].header_offset, 30, size)) ti_prefetch(d + z->recs[i].header_offset, 30);
+    for (size_t i = 0; i < z->n; i++) {
+        struct ti_zip_record *r = &z->recs[i];
         /* local header: signature, then the data right after its name and extra field */
         uint64_t lh = r->header_offset;
         if (!fits(lh, 30, size) || rd32(d + lh) != SIG_LOCAL) {
@@ -238,8 +248,6 @@ ti_status ti_zip_open(struct ti_zip *z, const void *data, uint64_t size, const c
                           (unsigned long long)r->data_offset, (unsigned long long)cd_off);
             goto fail;
         }
-        z->by_name[i] = (uint32_t)i;
-        p += 46 + (uint64_t)nlen + xlen + clen;
     }
     /* no two records may share bytes (overlapping records are how non-recursive bombs work) */
     qsort_r(z->by_name, z->n, sizeof *z->by_name, cmp_by_offset, z->recs);
