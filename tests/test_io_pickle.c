@@ -326,6 +326,23 @@ TEST(structural_errors) {
     ti_pkw_free(&w);
 }
 
+TEST(node_budget) {
+    /* 2.2M x (NONE, POP): each None is a node, the stack stays empty */
+    size_t n = 2 * (2200000) + 1;
+    uint8_t *p = malloc(n);
+    for (size_t i = 0; i + 1 < n; i += 2) p[i] = 'N', p[i + 1] = '0';
+    p[n - 1] = '.';
+    struct ti_pickle *pk = NULL;
+    struct ti_py *root;
+    struct ti_err err = {0};
+    size_t used;
+    CHECK_OK(ti_pickle_new(&pk, "budget", &err), &err);
+    CHECK(ti_pickle_run(pk, p, n, &used, &root, &err) == TI_ERR_NOMEM);
+    CHECK(strstr(err.msg, "too many objects") != NULL);
+    ti_pickle_free(pk);
+    free(p);
+}
+
 TEST(walker_bounds) {
     for (int depth = 50; depth <= 150; depth += 100) {
         struct bs b = {.n = 0};
@@ -539,6 +556,7 @@ int main(void) {
     RUN(inert_globals_are_accepted);
     RUN(refused_opcodes);
     RUN(structural_errors);
+    RUN(node_budget);
     RUN(walker_bounds);
     RUN(tensor_views);
     RUN(bad_tensor_views);

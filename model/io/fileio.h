@@ -12,6 +12,9 @@
  *   ti_outfile_write(&f, buf, n, err);       // reader never sees a partial file and a failed
  *   ti_outfile_commit(&f, err);              // write leaves nothing behind (abort unlinks).
  *
+ * A mapped file that another process truncates while ti reads it raises SIGBUS, as with any
+ * mmap reader; ti never writes the files it maps (outputs go to new files renamed into place).
+ *
  * Not here: what the bytes mean (zip.h, safetensors.h, torchfile.h).
  */
 #ifndef TI_FILEIO_H

@@ -12,7 +12,7 @@
 #define BYTE_CHUNK      (1u << 20)
 #define MAX_STACK       (1u << 20) /* values on the stack */
 #define MAX_MARKS       (1u << 16) /* nested MARKs */
-#define MAX_NODES       (8u << 20) /* nodes per VM (a full SD checkpoint needs ~20k) */
+#define MAX_NODES       (2u << 20) /* nodes per VM: <= ~370 MB; a full SD checkpoint needs ~20k */
 #define MAX_GLOBAL_NAME 1024       /* module or name of a GLOBAL */
 
 struct node_chunk {

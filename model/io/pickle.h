@@ -25,7 +25,8 @@
  * (EXT1/2/4), text persistent ids (PERSID), out-of-band buffers and the protocol-0 text
  * opcodes are refused.
  *
- * Bounds: stack depth, MARK depth, node count, memo indices (< pickle length + 16), string
+ * Bounds: stack depth (1M values), MARK depth (64K), node count (2M, so a hostile pickle costs
+ * at most ~370 MB; a full SD checkpoint needs ~20k), memo indices (< pickle length + 16), string
  * lengths (<= the bytes left), LONG sizes; every read is checked against the pickle's length.
  * Tensor views are checked against their storage's declared size when they are built
  * (offset + sum((size_i - 1) * stride_i) < numel; sizes and strides >= 0; <= TI_MAX_DIMS
