@@ -62,8 +62,7 @@ void ti_fmap_close(struct ti_fmap *m) {
 }
 
 void ti_prefetch(const void *p, uint64_t n) {
-    static long page;
-    if (!page) page = sysconf(_SC_PAGESIZE);
+    long page = sysconf(_SC_PAGESIZE);
     if (!p || !n || page <= 0) return;
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
     uintptr_t end = (uintptr_t)p + (uintptr_t)n;
