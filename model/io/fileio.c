@@ -1,0 +1,299 @@
+/* fileio.c - mapped input files, atomic output files, CRC-32 (see fileio.h). */
+#include "fileio.h"
+
+#include <errno.h>    /* defines: errno */
+#include <fcntl.h>    /* defines: open, O_* */
+#include <pthread.h>  /* defines: pthread_once */
+#include <stdio.h>    /* defines: snprintf */
+#include <stdlib.h>   /* defines: malloc, free, mkstemp */
+#include <string.h>   /* defines: memcpy, strerror, strrchr */
+#include <sys/mman.h> /* defines: mmap, munmap, madvise */
+#include <sys/stat.h> /* defines: fstat, stat */
+#include <unistd.h>   /* defines: close, write, fsync, unlink */
+
+/* ---- mapped input files -------------------------------------------------------------------- */
+
+ti_status ti_fmap_open(struct ti_fmap *m, const char *path, struct ti_err *err) {
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ti_error(err, errno == ENOENT ? TI_ERR_NOT_FOUND : TI_ERR_IO, "cannot open '%s': %s",
+                        path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ti_error(err, TI_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return ti_error(err, TI_ERR_IO, "'%s' is a directory, expected a file", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ti_error(err, TI_ERR_IO, "'%s' is not a regular file", path);
+    }
+    m->size = (uint64_t)st.st_size;
+    if (m->size == 0) {
+        close(fd);
+        return TI_OK;
+    }
+    if ((uint64_t)(size_t)m->size != m->size) {
+        close(fd);
+        return ti_error(err, TI_ERR_IO, "'%s' is too large to map on this platform", path);
+    }
+    void *p = mmap(NULL, (size_t)m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd); /* the mapping keeps its own reference to the file */
+    if (p == MAP_FAILED) {
+        m->size = 0;
+        return ti_error(err, TI_ERR_IO, "cannot map '%s' (%llu bytes): %s", path,
+                        (unsigned long long)st.st_size, strerror(e));
+    }
+    m->base = p;
+    m->data = (const uint8_t *)p;
+    return TI_OK;
+}
+
+void ti_fmap_close(struct ti_fmap *m) {
+    if (!m) return;
+    if (m->base) munmap(m->base, (size_t)m->size);
+    memset(m, 0, sizeof *m);
+}
+
+void ti_prefetch(const void *p, uint64_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (!p || !n || page <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)p + (uintptr_t)n;
+    (void)madvise((void *)a, (size_t)(end - a), MADV_WILLNEED);
+}
+
+/* ---- atomic output files ------------------------------------------------------------------- */
+
+#define OUTFILE_BUF (1u << 20)
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+ti_status ti_outfile_open(struct ti_outfile *f, const char *path, struct ti_err *err) {
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    if (!path || !*path) return ti_error(err, TI_ERR_INVALID, "empty output path");
+    if (ti_path_is_dir(path))
+        return ti_error(err, TI_ERR_IO, "output '%s' is a directory, expected a file name", path);
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(path) + 32;
+    f->path = dup_str(path);
+    f->tmp = malloc(n);
+    f->buf = malloc(OUTFILE_BUF);
+    if (!f->path || !f->tmp || !f->buf) {
+        ti_outfile_abort(f);
+        return ti_error(err, TI_ERR_NOMEM, "out of memory opening '%s'", path);
+    }
+    /* the temporary name is hidden and in the same folder, so rename() is atomic */
+    snprintf(f->tmp, n, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, base);
+    f->fd = mkstemp(f->tmp);
+    if (f->fd < 0) {
+        int e = errno;
+        ti_status st = ti_error(err, TI_ERR_IO, "cannot create a temporary file next to '%s': %s",
+                                path, strerror(e));
+        free(f->tmp);
+        f->tmp = NULL; /* nothing to unlink */
+        ti_outfile_abort(f);
+        return st;
+    }
+    (void)fchmod(f->fd, 0644);
+    return TI_OK;
+}
+
+static ti_status outfile_flush(struct ti_outfile *f, struct ti_err *err) {
+    size_t off = 0;
+    while (off < f->used) {
+        ssize_t w = write(f->fd, f->buf + off, f->used - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            f->failed = TI_ERR_IO;
+            return ti_error(err, TI_ERR_IO, "cannot write '%s': %s", f->path, strerror(errno));
+        }
+        off += (size_t)w;
+    }
+    f->used = 0;
+    return TI_OK;
+}
+
+ti_status ti_outfile_write(struct ti_outfile *f, const void *p, size_t n, struct ti_err *err) {
+    if (f->fd < 0) return ti_error(err, TI_ERR_INVALID, "write to a closed output file");
+    if (f->failed) return f->failed;
+    const uint8_t *src = p;
+    f->offset += n;
+    while (n) {
+        if (f->used == OUTFILE_BUF) TI_TRY(outfile_flush(f, err));
+        size_t k = OUTFILE_BUF - f->used;
+        if (k > n) k = n;
+        memcpy(f->buf + f->used, src, k);
+        f->used += k;
+        src += k;
+        n -= k;
+    }
+    return TI_OK;
+}
+
+ti_status ti_outfile_pad(struct ti_outfile *f, size_t n, struct ti_err *err) {
+    static const uint8_t zeros[256];
+    while (n) {
+        size_t k = n < sizeof zeros ? n : sizeof zeros;
+        TI_TRY(ti_outfile_write(f, zeros, k, err));
+        n -= k;
+    }
+    return TI_OK;
+}
+
+ti_status ti_outfile_commit(struct ti_outfile *f, struct ti_err *err) {
+    ti_status st = TI_OK;
+    if (f->fd < 0) return ti_error(err, TI_ERR_INVALID, "commit of a closed output file");
+    if (f->failed) {
+        st = f->failed;
+        goto fail;
+    }
+    TI_TRY_GOTO(st, outfile_flush(f, err));
+    if (fsync(f->fd) != 0) {
+        st = ti_error(err, TI_ERR_IO, "cannot sync '%s': %s", f->tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(f->fd) != 0) {
+        f->fd = -1;
+        st = ti_error(err, TI_ERR_IO, "cannot close '%s': %s", f->tmp, strerror(errno));
+        goto fail;
+    }
+    f->fd = -1;
+    if (rename(f->tmp, f->path) != 0) {
+        st = ti_error(err, TI_ERR_IO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
+                      strerror(errno));
+        goto fail;
+    }
+    /* make the rename itself durable */
+    {
+        const char *slash = strrchr(f->path, '/');
+        char dir[4096];
+        if (slash)
+            snprintf(dir, sizeof dir, "%.*s", (int)(slash - f->path + 1), f->path);
+        else
+            snprintf(dir, sizeof dir, ".");
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+    }
+    free(f->tmp);
+    f->tmp = NULL;
+    ti_outfile_abort(f); /* frees the rest; nothing left to unlink */
+    return TI_OK;
+fail:
+    ti_outfile_abort(f);
+    return st;
+}
+
+void ti_outfile_abort(struct ti_outfile *f) {
+    if (!f) return;
+    if (f->fd >= 0) close(f->fd);
+    if (f->tmp) unlink(f->tmp);
+    free(f->tmp);
+    free(f->path);
+    free(f->buf);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+}
+
+ti_status ti_file_write_atomic(const char *path, const void *data, size_t n, struct ti_err *err) {
+    struct ti_outfile f;
+    TI_TRY(ti_outfile_open(&f, path, err));
+    ti_status st = ti_outfile_write(&f, data, n, err);
+    if (st != TI_OK) {
+        ti_outfile_abort(&f);
+        return st;
+    }
+    return ti_outfile_commit(&f, err);
+}
+
+/* ---- CRC-32, slicing by 8 ------------------------------------------------------------------ */
+
+static uint32_t crc_table[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+uint32_t ti_crc32(uint32_t crc, const void *data, size_t n) {
+    pthread_once(&crc_once, crc_init);
+    const uint8_t *p = data;
+    uint32_t c = ~crc;
+    while (n && ((uintptr_t)p & 7)) {
+        c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+        n--;
+    }
+    while (n >= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, p, 4);
+        memcpy(&hi, p + 4, 4);
+        lo ^= c; /* little-endian hosts only (ti targets x86-64 and aarch64) */
+        c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+            crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
+            crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^
+            crc_table[0][hi >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n--)
+        c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+/* ---- paths --------------------------------------------------------------------------------- */
+
+const char *ti_path_stem(const char *path, char *buf, size_t n) {
+    if (!n) return buf;
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--; /* "dir/" -> "dir" */
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    size_t end = len;
+    for (size_t i = len; i > start + 1; i--)
+        if (path[i - 1] == '.') {
+            end = i - 1;
+            break;
+        }
+    size_t k = end - start;
+    if (k >= n) k = n - 1;
+    memcpy(buf, path + start, k);
+    buf[k] = '\0';
+    return buf;
+}
+
+int ti_path_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int ti_path_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}

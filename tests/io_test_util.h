@@ -1,0 +1,154 @@
+/*
+ * io_test_util.h - helpers shared by the file-format tests (tests/io.cmake): temporary folders,
+ * whole-file reads and writes, the fixtures' value formula, key/shape tables from
+ * tests/fixtures/keys/<name>.tsv, running the tools. Static functions: include it from one .c only.
+ *
+ * Tests run from the source root (ti_add_test sets WORKING_DIRECTORY), so fixtures are at
+ * tests/fixtures/io/<name>.
+ */
+#ifndef TI_IO_TEST_UTIL_H
+#define TI_IO_TEST_UTIL_H
+
+#define _GNU_SOURCE 1
+#include <dirent.h> /* defines: opendir, readdir */
+#include <ftw.h>    /* defines: nftw */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h> /* defines: stat */
+#include <sys/wait.h> /* defines: WIFEXITED, WEXITSTATUS */
+#include <unistd.h>   /* defines: unlink, rmdir */
+
+#include "ckpt.h"
+
+#define TIO_FIXTURES "tests/fixtures/io"
+
+/* The value formula of scripts/oracle/io_fixtures.py (exact in f32, f16 and bf16). */
+static inline float tio_value(long i, long salt) {
+    return (float)((((i * 37 + salt) % 101) - 50) * 0.25);
+}
+
+static inline const char *tio_fixture(const char *name) {
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 512, "%s/%s", TIO_FIXTURES, name);
+    return b;
+}
+
+/* A fresh folder under $TMPDIR or /tmp. */
+static inline const char *tio_tmpdir(void) {
+    static char dir[512];
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/ti-io-test-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return dir;
+}
+
+static inline const char *tio_path(const char *dir, const char *name) {
+    static char buf[8][1024];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 1024, "%s/%s", dir, name);
+    return b;
+}
+
+static int tio_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f) {
+    (void)sb;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
+static inline void tio_rmrf(const char *dir) {
+    nftw(dir, tio_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline uint8_t *tio_read(const char *path, size_t *n) {
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc(len > 0 ? (size_t)len : 1);
+    if (p && len > 0 && fread(p, 1, (size_t)len, f) != (size_t)len) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    *n = (size_t)(len > 0 ? len : 0);
+    return p;
+}
+
+static inline int tio_write(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
+static inline int tio_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Number of entries in a folder (temporary files left behind would show up here). */
+static inline int tio_count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* Loads "key<TAB>AxBxC<TAB>dtype" lines (tests/fixtures/keys/<name>.tsv) as a spec table. Keys are
+ * malloc'd; free with tio_free_spec. Keys matching `skip_prefix` (if not NULL) are left out. */
+static inline struct ti_param_spec *tio_load_spec(const char *path, const char *skip_prefix,
+                                                  size_t *n) {
+    FILE *f = fopen(path, "r");
+    *n = 0;
+    if (!f) return NULL;
+    size_t cap = 2048;
+    struct ti_param_spec *s = calloc(cap, sizeof *s);
+    char line[1024];
+    while (s && fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        char *tab = strchr(line, '\t');
+        if (!tab) continue;
+        *tab = '\0';
+        if (skip_prefix && !strncmp(line, skip_prefix, strlen(skip_prefix))) continue;
+        if (*n == cap) break;
+        struct ti_param_spec *e = &s[(*n)++];
+        e->key = strdup(line);
+        char *p = tab + 1;
+        e->ndim = 0;
+        while (*p && *p != '\t' && e->ndim < 4) {
+            e->shape[e->ndim++] = strtoll(p, &p, 10);
+            if (*p == 'x') p++;
+        }
+    }
+    fclose(f);
+    return s;
+}
+
+static inline void tio_free_spec(struct ti_param_spec *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free((char *)s[i].key);
+    free(s);
+}
+
+/* Runs a shell command, returns its exit status (or -1). */
+static inline int tio_run(const char *cmd) {
+    int r = system(cmd);
+    if (r == -1 || !WIFEXITED(r)) return -1;
+    return WEXITSTATUS(r);
+}
+
+#endif /* TI_IO_TEST_UTIL_H */

@@ -1,0 +1,393 @@
+/*
+ * ti_inspect.c - `ti-inspect FILE [--json]`: what a checkpoint, safetensors file, diffusers
+ * folder or embedding file holds.
+ *
+ * Lists every tensor (key, dtype, shape); with --json also its first 8 values (C order) and
+ * its sum in f64, which reads the whole file. For embedding files it adds the format,
+ * placeholder strings, token ids, vector counts and widths, name, step and checkpoint fields.
+ * Torch files list every tensor in the pickle with its full path (state_dict.model...),
+ * diffusers folders list the original (mapped) names.
+ *
+ * Not here: any conversion (ti-convert), loading into a model (model/io/ckpt.h).
+ * Exit status: 0 ok, 1 the file could not be read (the message names it and why), 2 usage.
+ */
+#include <math.h>   /* defines: isnan, isinf */
+#include <stdio.h>  /* defines: printf, fprintf, putchar */
+#include <stdlib.h> /* defines: malloc, free */
+#include <string.h> /* defines: strcmp, memcpy */
+
+#include "ckpt.h"
+#include "embedding_io.h"
+#include "fileio.h"
+#include "safetensors.h"
+#include "torchfile.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: ti-inspect FILE [--json]\n"
+               "\n"
+               "Lists what FILE holds: each tensor's key, dtype and shape. FILE may be a torch\n"
+               "checkpoint or embedding (.ckpt, .pt, .pth, .bin; zip or legacy format), a\n"
+               ".safetensors file, or a diffusers model folder (unet/, text_encoder/, vae/).\n"
+               "For embedding files it also shows the format (a1111, peer, diffusers, kohya),\n"
+               "placeholder strings, token ids, vector count and width, name and step.\n"
+               "\n"
+               "  --json   machine-readable output; adds each tensor's first 8 values and its\n"
+               "           sum (in f64), which reads every byte of the file\n"
+               "  --help   this text\n"
+               "\n"
+               "ti-inspect never runs code from a file: a pickle that references a dangerous\n"
+               "callable (os.system, builtins.eval, ...) is refused with an error naming it.\n"
+               "Exit status: 0 ok, 1 unreadable or refused file, 2 usage error.\n");
+}
+
+struct item {
+    char *key;
+    struct ti_tensor t;
+};
+
+struct list {
+    struct item *v;
+    size_t n, cap;
+};
+
+static ti_status list_add(struct list *l, const char *key, const struct ti_tensor *t,
+                          struct ti_err *err) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        struct item *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return ti_error(err, TI_ERR_NOMEM, "out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    size_t n = strlen(key) + 1;
+    char *k = malloc(n);
+    if (!k) return ti_error(err, TI_ERR_NOMEM, "out of memory");
+    memcpy(k, key, n);
+    l->v[l->n].key = k;
+    l->v[l->n].t = *t;
+    l->n++;
+    return TI_OK;
+}
+
+static ti_status on_tensor(void *ud, const char *path, const struct ti_py *v, struct ti_err *err) {
+    return list_add(ud, path, &v->u.tensor.t, err);
+}
+
+/* element i (C order) of any CPU tensor, as a double */
+static double element(const struct ti_tensor *t, int64_t i) {
+    int64_t off = 0;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        off += (i % t->shape[d]) * t->stride[d];
+        i /= t->shape[d];
+    }
+    const uint8_t *p = (const uint8_t *)t->data + off * (int64_t)ti_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case TI_DTYPE_F32: {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case TI_DTYPE_F64: {
+        double v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    case TI_DTYPE_F16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return ti_f16_to_f32(h);
+    }
+    case TI_DTYPE_BF16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return ti_bf16_to_f32(h);
+    }
+    case TI_DTYPE_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    case TI_DTYPE_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case TI_DTYPE_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case TI_DTYPE_I8:
+        return (int8_t)*p;
+    default:
+        return *p; /* u8, bool */
+    }
+}
+
+static double tensor_sum(const struct ti_tensor *t) {
+    int64_t n = ti_tensor_numel(t);
+    double s = 0;
+    if (t->dtype == TI_DTYPE_F32 && ti_tensor_is_contiguous(t)) {
+        const float *p = t->data;
+        for (int64_t i = 0; i < n; i++)
+            s += p[i];
+        return s;
+    }
+    for (int64_t i = 0; i < n; i++)
+        s += element(t, i);
+    return s;
+}
+
+static void json_str(const char *s) {
+    putchar('"');
+    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
+        if (*q == '"' || *q == '\\')
+            printf("\\%c", *q);
+        else if (*q < 0x20)
+            printf("\\u%04x", *q);
+        else
+            putchar(*q);
+    }
+    putchar('"');
+}
+
+static void json_num(double v, enum ti_dtype dt) {
+    if (isnan(v))
+        printf("\"nan\"");
+    else if (isinf(v))
+        printf(v > 0 ? "\"inf\"" : "\"-inf\"");
+    else if (!ti_dtype_is_float(dt))
+        printf("%.0f", v);
+    else if (dt == TI_DTYPE_F64)
+        printf("%.17g", v);
+    else
+        printf("%.9g", v);
+}
+
+static void print_embedding_json(const struct ti_embedding *e) {
+    printf("  \"embedding\": {\"format\": ");
+    json_str(ti_embedding_format_name(e->format));
+    printf(", \"name\": ");
+    if (e->name)
+        json_str(e->name);
+    else
+        printf("null");
+    printf(", \"step\": ");
+    if (e->step >= 0)
+        printf("%lld", (long long)e->step);
+    else
+        printf("null");
+    printf(", \"sd_checkpoint\": ");
+    if (e->sd_checkpoint)
+        json_str(e->sd_checkpoint);
+    else
+        printf("null");
+    printf(", \"sd_checkpoint_name\": ");
+    if (e->sd_checkpoint_name)
+        json_str(e->sd_checkpoint_name);
+    else
+        printf("null");
+    printf(", \"dtype\": \"%s\", \"terms\": [", ti_dtype_name(e->file_dtype));
+    for (int i = 0; i < e->n_terms; i++) {
+        printf("%s{\"placeholder\": ", i ? ", " : "");
+        json_str(e->terms[i].placeholder);
+        printf(", \"token\": ");
+        if (e->terms[i].token >= 0)
+            printf("%lld", (long long)e->terms[i].token);
+        else
+            printf("null");
+        printf(", \"n_vectors\": %d, \"dim\": %d}", e->terms[i].n_vectors, e->terms[i].dim);
+    }
+    printf("]},\n");
+}
+
+static void print_embedding_text(const struct ti_embedding *e) {
+    printf("embedding: %s format, name '%s', step ", ti_embedding_format_name(e->format),
+           e->name ? e->name : "");
+    if (e->step >= 0)
+        printf("%lld", (long long)e->step);
+    else
+        printf("-");
+    printf(", sd_checkpoint %s%s%s, sd_checkpoint_name %s%s%s, vectors %s on disk\n",
+           e->sd_checkpoint ? "'" : "", e->sd_checkpoint ? e->sd_checkpoint : "-",
+           e->sd_checkpoint ? "'" : "", e->sd_checkpoint_name ? "'" : "",
+           e->sd_checkpoint_name ? e->sd_checkpoint_name : "-", e->sd_checkpoint_name ? "'" : "",
+           ti_dtype_name(e->file_dtype));
+    for (int i = 0; i < e->n_terms; i++) {
+        printf("  term '%s': token ", e->terms[i].placeholder);
+        if (e->terms[i].token >= 0)
+            printf("%lld", (long long)e->terms[i].token);
+        else
+            printf("-");
+        printf(", %d vector%s of width %d (%s)\n", e->terms[i].n_vectors,
+               e->terms[i].n_vectors == 1 ? "" : "s", e->terms[i].dim,
+               ti_embedding_width_name(e->terms[i].dim));
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "ti-inspect: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "ti-inspect: one FILE expected, got '%s' and '%s'\n", path, argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct ti_err err = {0};
+    struct ti_fmap m = {0};
+    struct ti_torchfile *tf = NULL;
+    struct ti_safetensors *sf = NULL;
+    struct ti_state_dict *sd = NULL;
+    struct ti_embedding emb;
+    struct list l = {0};
+    int have_emb = 0, rc = 1;
+    const char *container = "";
+    char stem[256], desc[256] = "";
+    ti_embedding_init(&emb);
+    ti_path_stem(path, stem, sizeof stem);
+    ti_status st;
+
+    if (ti_path_is_dir(path)) {
+        container = "diffusers-folder";
+        st = ti_state_dict_open(&sd, path, NULL, &err);
+        for (size_t i = 0; st == TI_OK && i < ti_state_dict_count(sd); i++)
+            st = list_add(&l, ti_state_dict_at(sd, i)->key, &ti_state_dict_at(sd, i)->t, &err);
+        if (st == TI_OK) ti_state_dict_describe(sd, desc, sizeof desc);
+    } else if ((st = ti_fmap_open(&m, path, &err)) == TI_OK) {
+        if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
+            st = ti_torchfile_open_mem(&tf, m.data, m.size, path, 0, &err);
+            if (st == TI_OK) {
+                container = tf->container == TI_TORCH_ZIP ? "torch-zip" : "torch-legacy";
+                st = ti_pickle_walk_tensors(tf->pk, tf->root, on_tensor, &l, &err);
+                struct ti_err e2 = {0};
+                if (st == TI_OK && ti_embedding_from_torch(&emb, tf, stem, &e2) == TI_OK)
+                    have_emb = 1;
+            }
+        } else if (ti_safetensors_sniff(m.data, m.size)) {
+            st = ti_safetensors_open_mem(&sf, m.data, m.size, path, &err);
+            if (st == TI_OK) {
+                container = "safetensors";
+                for (size_t i = 0; st == TI_OK && i < sf->n; i++)
+                    st = list_add(&l, sf->tensors[i].name, &sf->tensors[i].t, &err);
+                struct ti_err e2 = {0};
+                if (st == TI_OK && ti_embedding_from_safetensors(&emb, sf, stem, &e2) == TI_OK)
+                    have_emb = 1;
+            }
+        } else {
+            st = ti_error(&err, TI_ERR_FORMAT,
+                          "'%s' is not a torch file, a safetensors file or a "
+                          "diffusers folder",
+                          path);
+        }
+    }
+    if (st != TI_OK) {
+        fprintf(stderr, "ti-inspect: error: %s\n", err.msg);
+        goto done;
+    }
+    if (have_emb) {
+        free(emb.source);
+        emb.source = NULL;
+    }
+    if ((tf || sf) && !have_emb) { /* a checkpoint: say what it looks like */
+        struct ti_err e3 = {0};
+        if (ti_state_dict_open(&sd, path, NULL, &e3) == TI_OK)
+            ti_state_dict_describe(sd, desc, sizeof desc);
+    }
+
+    uint64_t total = 0;
+    for (size_t i = 0; i < l.n; i++)
+        total += ti_tensor_nbytes(&l.v[i].t);
+    if (json) {
+        printf("{\n  \"file\": ");
+        json_str(path);
+        printf(",\n  \"container\": \"%s\",\n", container);
+        if (tf && tf->prefix) {
+            printf("  \"archive\": ");
+            json_str(tf->prefix);
+            printf(",\n");
+        }
+        if (sf && sf->n_meta) {
+            printf("  \"metadata\": {");
+            for (size_t i = 0; i < sf->n_meta; i++) {
+                printf(i ? ", " : "");
+                json_str(sf->meta[2 * i]);
+                printf(": ");
+                json_str(sf->meta[2 * i + 1]);
+            }
+            printf("},\n");
+        }
+        if (desc[0]) {
+            printf("  \"looks_like\": ");
+            json_str(desc);
+            printf(",\n");
+        }
+        if (have_emb) print_embedding_json(&emb);
+        printf("  \"n_tensors\": %zu,\n  \"bytes\": %llu,\n  \"tensors\": [\n", l.n,
+               (unsigned long long)total);
+        for (size_t i = 0; i < l.n; i++) {
+            const struct ti_tensor *t = &l.v[i].t;
+            printf("    {\"key\": ");
+            json_str(l.v[i].key);
+            printf(", \"dtype\": \"%s\", \"shape\": [", ti_dtype_name(t->dtype));
+            for (int d = 0; d < t->ndim; d++)
+                printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
+            printf("], \"first\": [");
+            int64_t n = ti_tensor_numel(t);
+            for (int64_t k = 0; k < n && k < 8; k++) {
+                printf(k ? ", " : "");
+                json_num(element(t, k), t->dtype);
+            }
+            printf("], \"sum\": ");
+            json_num(tensor_sum(t), TI_DTYPE_F64);
+            printf("}%s\n", i + 1 < l.n ? "," : "");
+        }
+        printf("  ]\n}\n");
+    } else {
+        printf("file: %s\n", path);
+        printf("container: %s", container);
+        if (tf && tf->prefix) printf(" (archive folder '%s')", tf->prefix);
+        printf(", %zu tensors, %llu bytes of tensor data\n", l.n, (unsigned long long)total);
+        if (desc[0]) printf("looks like: %s\n", desc);
+        if (sf)
+            for (size_t i = 0; i < sf->n_meta; i++)
+                printf("metadata: %s = %s\n", sf->meta[2 * i], sf->meta[2 * i + 1]);
+        if (have_emb) print_embedding_text(&emb);
+        size_t w = 3;
+        for (size_t i = 0; i < l.n; i++)
+            if (strlen(l.v[i].key) > w) w = strlen(l.v[i].key);
+        printf("%-*s  %-5s  %s\n", (int)w, "key", "dtype", "shape");
+        for (size_t i = 0; i < l.n; i++) {
+            char sh[160];
+            printf("%-*s  %-5s  %s\n", (int)w, l.v[i].key, ti_dtype_name(l.v[i].t.dtype),
+                   ti_shape_str(l.v[i].t.ndim, l.v[i].t.shape, sh, sizeof sh));
+        }
+    }
+    rc = fflush(stdout) == 0 ? 0 : 1;
+done:
+    for (size_t i = 0; i < l.n; i++)
+        free(l.v[i].key);
+    free(l.v);
+    ti_embedding_free(&emb);
+    ti_torchfile_close(tf);
+    ti_safetensors_close(sf);
+    ti_state_dict_close(sd);
+    ti_fmap_close(&m); /* the torch/safetensors views above borrowed this mapping */
+    return rc;
+}
