@@ -201,7 +201,10 @@ struct ti_upsample_args {
 /* EMBEDDING: out (B, T, D): out[b,t] = idx[b,t] >= 0 ? table[idx[b,t]] : rows[-1 - idx[b,t]].
  * idx (B, T) i32; table (V, D) frozen; rows (K, D) the trainable vectors (optional when no
  * index is negative). Contiguous. backward: drows[k] += sum of dout over the positions whose
- * index is -1-k, in position order (deterministic). The table never gets a gradient. */
+ * index is -1-k, in position order (deterministic). The table never gets a gradient.
+ * Index values are checked by the forward kernels (idx may live on the GPU): one outside [-K, V)
+ * is TI_ERR_INVALID naming its position and value (CUDA: a device flag read back, one stream
+ * synchronisation per call). */
 struct ti_embedding_args {
     struct ti_tensor out, table, rows, idx;
     struct ti_tensor dout, drows;
@@ -300,7 +303,8 @@ ti_status ti_slice(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_te
 /* Nearest-neighbour upsample of (B, C, H, W) by factor. */
 ti_status ti_upsample_nearest(struct ti_ctx *ctx, struct ti_tensor *out,
                               const struct ti_tensor *inp, int factor);
-/* table (V, D) frozen, rows (K, D) trainable or NULL, idx (B, T) i32 (negative = row -1-idx). */
+/* table (V, D) frozen, rows (K, D) trainable or NULL, idx (B, T) i32 (negative = row -1-idx).
+ * A table with a gradient slot is refused (TI_ERR_INVALID): it is frozen by contract. */
 ti_status ti_embedding(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *table,
                        const struct ti_tensor *rows, const struct ti_tensor *idx);
 /* t (B) float -> (B, dim). SD: max_period 10000, cos_first 1. */

@@ -85,6 +85,14 @@ static ti_status cpu_kctx_init(const struct ti_backend *be, struct ti_kctx *k) {
 static struct ti_backend cpu_backend;
 static int cpu_ready;
 
+/* COPY has one implementation for every dtype pair (copy.c), not f32/f64 twins: the generic
+ * fill below names it by the twin names, which an unoptimised (Debug) build would otherwise
+ * fail to link (the stores are overwritten, but only -O removes them). */
+#define cpu_f32_copy_forward cpu_copy_forward
+#define cpu_f64_copy_forward cpu_copy_forward
+#define cpu_f32_copy_backward cpu_copy_backward
+#define cpu_f64_copy_backward cpu_copy_backward
+
 #define TI_BWD_SET_1(tbl, pfx, name) (tbl).name##_backward = pfx##name##_backward;
 #define TI_BWD_SET_0(tbl, pfx, name)
 
