@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "test_common.h"
+#include "ldm.h"
 #include "text_encoder.h"
 #include "unet.h"
 #include "vae.h"
@@ -177,11 +178,41 @@ TEST(bert_keys) {
     ti_weights_free(&w);
 }
 
+/* The whole model built from the peer's own config file: every network key of the full
+ * checkpoint layout (the 12 schedule buffers are recomputed, not parameters). */
+static void full_model(const char *config, const char *tsv, int64_t params) {
+    struct ti_err err = {0};
+    struct ti_config *cfg = calloc(1, sizeof *cfg);
+    const char *files[1] = {config};
+    CHECK_OK(ti_config_load(cfg, files, 1, NULL, 0, &err), &err);
+    struct ti_ldm m;
+    CHECK_OK(ti_ldm_init(&m, cfg, &err), &err);
+    compare(&m.unet_w, tsv, "model.diffusion_model.");
+    compare(&m.vae_w, tsv, "first_stage_model.");
+    compare(&m.text_w, tsv, "cond_stage_model.");
+    CHECK(total_params(&m.unet_w) + total_params(&m.vae_w) + total_params(&m.text_w) == params);
+    ti_ldm_free(&m);
+    free(cfg);
+}
+
+TEST(sd_v1_from_peer_config) {
+    full_model("configs/stable-diffusion/v1-inference.yaml", "tests/fixtures/keys/sd-v1-full.tsv",
+               1066235307); /* sd-arch.md §9 */
+}
+
+TEST(ldm_from_peer_config) {
+    /* UNet 872,300,484 + BERT 542,895,360 + VAE 83,653,863 (sd-arch.md §9) */
+    full_model("configs/latent-diffusion/txt2img-1p4B-finetune.yaml",
+               "tests/fixtures/keys/ldm-1p4b-full.tsv", 872300484LL + 542895360LL + 83653863LL);
+}
+
 int main(void) {
     RUN(unet_sd_v1_keys);
     RUN(unet_ldm_keys);
     RUN(vae_kl_f8_keys);
     RUN(clip_text_keys);
     RUN(bert_keys);
+    RUN(sd_v1_from_peer_config);
+    RUN(ldm_from_peer_config);
     return tc_finish();
 }
