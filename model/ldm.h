@@ -1,0 +1,55 @@
+/*
+ * ldm.h - a whole latent-diffusion model as the peer's LatentDiffusion config describes it:
+ * the UNet, the first-stage AutoencoderKL and the conditioning text encoder (CLIP for SD v1,
+ * the BERT embedder for LDM text2img-large), each with its own parameter table and arena,
+ * under the checkpoint prefixes model.diffusion_model., first_stage_model. and
+ * cond_stage_model.transformer.[text_model.].
+ *
+ *   struct ti_ldm m;
+ *   TI_TRY(ti_ldm_init(&m, cfg, err));                        // hyperparameters from the config
+ *   TI_TRY(ti_ldm_alloc(&m, be, TI_DTYPE_F32, err));
+ *   TI_TRY(ti_ldm_load(&m, &source, err));                    // or ti_ldm_randomize
+ *   ... ti_unet_forward(ctx, &eps, &m.unet, ...) ...
+ *   ti_ldm_free(&m);
+ *
+ * Not here: the diffusion schedule, samplers and training (they use these networks).
+ */
+#ifndef TI_LDM_H
+#define TI_LDM_H
+
+#include "config.h"
+#include "text_encoder.h"
+#include "unet.h"
+#include "vae.h"
+
+#define TI_LDM_PREFIX_UNET "model.diffusion_model."
+#define TI_LDM_PREFIX_VAE "first_stage_model."
+#define TI_LDM_PREFIX_CLIP "cond_stage_model.transformer.text_model."
+#define TI_LDM_PREFIX_BERT "cond_stage_model.transformer."
+
+struct ti_ldm {
+    struct ti_unet_hparams unet_hp;
+    struct ti_vae_hparams vae_hp;
+    struct ti_text_hparams text_hp;
+    int text_is_clip;
+    struct ti_unet unet;
+    struct ti_vae vae;
+    struct ti_text_encoder text;
+    struct ti_weights unet_w, vae_w, text_w;
+};
+
+/* Network hyperparameters from a loaded config (errors name the config key). */
+ti_status ti_ldm_hparams(struct ti_unet_hparams *unet, struct ti_vae_hparams *vae,
+                         struct ti_text_hparams *text, int *text_is_clip,
+                         const struct ti_config *cfg, struct ti_err *err);
+
+/* Builds the three networks' parameter tables. */
+ti_status ti_ldm_init(struct ti_ldm *m, const struct ti_config *cfg, struct ti_err *err);
+/* Allocates every parameter on `be` in dtype dt (one arena per network). */
+ti_status ti_ldm_alloc(struct ti_ldm *m, const struct ti_backend *be, enum ti_dtype dt,
+                       struct ti_err *err);
+ti_status ti_ldm_load(struct ti_ldm *m, const struct ti_weight_source *src, struct ti_err *err);
+ti_status ti_ldm_randomize(struct ti_ldm *m, uint64_t seed, struct ti_err *err);
+void ti_ldm_free(struct ti_ldm *m);
+
+#endif /* TI_LDM_H */

@@ -1,0 +1,55 @@
+"""PyTorch side of bench_unet: the SD v1 UNet (scripts/torch_sd_unet.py, random weights, all
+frozen), batch 1, forward + backward with only the context requiring a gradient — the same work
+as ti's bench_unet. Prints one Markdown table row (median step time, GFLOP/s, peak RSS).
+
+Usage: python3 scripts/bench_torch_unet.py [--size 32|64] [--steps N] [--forward-only]
+Run it with LD_PRELOAD=<libjemalloc.so.2> for the "tuned" numbers (see cpu-anchors.md).
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_sd_unet import UNet  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--forward-only", action="store_true")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    m = UNet().eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(1, 4, a.size, a.size)
+    t = torch.tensor([500.0])
+    c = torch.randn(1, 77, 768, requires_grad=not a.forward_only)
+    times = []
+    for s in range(a.steps + 1):
+        t0 = time.perf_counter()
+        if a.forward_only:
+            with torch.no_grad():
+                out = m(x, t, c)
+        else:
+            out = m(x, t, c)
+            out.backward(out.detach())
+            c.grad = None
+        times.append(time.perf_counter() - t0)
+        del out
+    med = sorted(times[1:])[len(times[1:]) // 2]
+    tflop = (0.803 if a.size == 64 else 0.180) if a.forward_only else (1.733 if a.size == 64 else 0.369)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
+    alloc = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
+    print("| PyTorch %s (%s, %d threads) | %dx%d | %s | %.3f s | %.0f GFLOP/s | | | peak RSS %.2f GiB |"
+          % (torch.__version__, alloc, torch.get_num_threads(), a.size, a.size,
+             "forward" if a.forward_only else "forward + input-grad", med, tflop * 1e3 / med, rss))
+
+
+if __name__ == "__main__":
+    main()
