@@ -63,12 +63,11 @@ class Encoder(nn.Module):
         for _ in range(depth):
             self.layers.append(nn.ModuleList([nn.LayerNorm(dim), Attention(dim, heads, dim_head)]))
             self.layers.append(nn.ModuleList([nn.LayerNorm(dim), FeedForward(dim)]))
-        self.norm = nn.LayerNorm(dim)
 
     def forward(self, x):
         for norm, block in self.layers:
             x = block(norm(x)) + x
-        return self.norm(x)
+        return x
 
 
 class TransformerWrapper(nn.Module):
@@ -77,6 +76,7 @@ class TransformerWrapper(nn.Module):
         self.token_emb = nn.Embedding(num_tokens, dim)
         self.pos_emb = AbsolutePositionalEmbedding(dim, max_seq_len)
         self.attn_layers = Encoder(dim, depth, heads, dim_head)
+        self.norm = nn.LayerNorm(dim)  # the final norm sits in the wrapper: key "norm.*"
 
     def embed(self, tokens):
         return self.token_emb(tokens)
@@ -84,4 +84,4 @@ class TransformerWrapper(nn.Module):
     def forward_embeddings(self, tok_emb):
         """The rest of forward() given token embeddings (the EmbeddingManager's hook point)."""
         x = tok_emb + self.pos_emb(tok_emb)
-        return self.attn_layers(x)
+        return self.norm(self.attn_layers(x))

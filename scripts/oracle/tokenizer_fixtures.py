@@ -6,7 +6,7 @@
   tests/fixtures/ftfy_cases.jsonl          ftfy.fix_text / ftfy.badness.is_bad on many strings
 
 Usage (from the repository root, in the oracle environment of docs/DEVELOPING.md):
-    /opt/oracle-venv/bin/python scripts/oracle/tokenizers.py
+    /opt/oracle-venv/bin/python scripts/oracle/tokenizer_fixtures.py
 
 References:
   * SD v1: transformers.CLIPTokenizer (the slow tokenizer; ftfy installed, so its fix_text path),
