@@ -220,8 +220,11 @@ ti_status ti_weights_randomize(struct ti_weights *w, uint64_t seed, double gain,
             struct ti_rng r;
             ti_rng_seed(&r, mix(mix(seed, (uint64_t)i), (uint64_t)c));
             int64_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
-            ti_rng_normal_f32(&r, f + lo, (size_t)(hi - lo));
-            for (int64_t j = lo; j < hi; j++) f[j] = is_norm_w ? 1.0f : (float)(f[j] * std);
+            /* uniform on [-sqrt 3, sqrt 3): unit variance, and ~10x cheaper than normal draws */
+            for (int64_t j = lo; j < hi; j++) {
+                double u = (double)(ti_rng_next(&r) >> 11) * 0x1.0p-53;
+                f[j] = is_norm_w ? 1.0f : (float)((2.0 * u - 1.0) * 1.7320508075688772 * std);
+            }
         }
         if (stage != f) {
             struct ti_copy_args ca;

