@@ -270,6 +270,14 @@ ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struc
     /* time embedding: sinusoid (cos | sin) -> Linear -> SiLU -> Linear; every ResBlock applies
      * SiLU to it first, so compute silu(emb) once                      (B, 4*mc) */
     TI_TRY_GOTO(st, ti_timestep_embedding(ctx, &e, t, hp->model_channels, 10000.0, 1));
+    if (e.dtype != x->dtype) {
+        /* the sinusoid is computed in t's precision (f32: bf16 cannot even hold t = 981),
+         * then cast to the network's dtype */
+        TI_TRY_GOTO(st, ti_copy(ctx, &e2, &e, x->dtype));
+        ti_tensor_release(&e);
+        e = e2;
+        e2 = ti_tensor_none();
+    }
     TI_TRY_GOTO(st, ti_linear(ctx, &e2, &e, &u->time0_w, &u->time0_b));
     ti_tensor_release(&e);
     TI_TRY_GOTO(st, ti_silu(ctx, &e, &e2));

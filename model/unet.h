@@ -69,7 +69,8 @@ ti_status ti_unet_init(struct ti_unet *u, const struct ti_unet_hparams *hp, cons
                        struct ti_weights *w, struct ti_err *err);
 void ti_unet_free(struct ti_unet *u);
 
-/* x (B, in, H, W) with H, W multiples of 2^(levels-1); t (B) timesteps as floats;
+/* x (B, in, H, W) with H, W multiples of 2^(levels-1); t (B) timesteps as floats (f32
+ * recommended whatever the network dtype: the sinusoid is computed in t's dtype, then cast);
  * context (B, T, context_dim) -> out (B, out, H, W). */
 ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_unet *u,
                           const struct ti_tensor *x, const struct ti_tensor *t,
