@@ -683,17 +683,6 @@ fail:
 
 /* ==== the small fixers ======================================================================= */
 
-static const struct ti_umap *umap_find(const struct ti_umap *map, size_t n, uint32_t cp) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (map[mid].cp < cp)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && map[lo].cp == cp ? &map[lo] : NULL;
-}
 
 /* uncurl_quotes: SINGLE_QUOTE_RE [\u02bc\u2018-\u201b] and DOUBLE_QUOTE_RE [\u201c-\u201f]. */
 static uint32_t uncurl(uint32_t c) {
@@ -709,14 +698,14 @@ static ti_status map_chars(struct ti_ustr *out, const uint32_t *s, size_t n, str
     for (size_t i = 0; i < n; i++) {
         uint32_t c = s[i];
         const struct ti_umap *m = NULL;
-        if (c >= 0x132 && c <= 0xFB06) m = umap_find(ti_ftfy_ligatures, N_OF(ti_ftfy_ligatures), c);
+        if (c >= 0x132 && c <= 0xFB06) m = ti_umap_find(ti_ftfy_ligatures, N_OF(ti_ftfy_ligatures), c);
         if (m) {
             for (int k = 0; k < m->n; k++)
                 TI_TRY(ti_ustr_push(out, uncurl(m->to[k]), err));
             continue;
         }
         if (c == 0x3000 || (c >= 0xFF01 && c < 0xFFF0)) {
-            m = umap_find(ti_ftfy_width_map, N_OF(ti_ftfy_width_map), c);
+            m = ti_umap_find(ti_ftfy_width_map, N_OF(ti_ftfy_width_map), c);
             if (m) {
                 for (int k = 0; k < m->n; k++)
                     TI_TRY(ti_ustr_push(out, uncurl(m->to[k]), err));

@@ -323,22 +323,6 @@ void ti_bpe_free(struct ti_bpe **bpe) {
 
 /* ==== growable id list ======================================================================= */
 
-struct ids {
-    int32_t *v;
-    size_t n, cap;
-};
-
-static ti_status ids_push(struct ids *l, int32_t id, struct ti_err *err) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        int32_t *p = realloc(l->v, cap * sizeof(int32_t));
-        if (!p) return ti_error(err, TI_ERR_NOMEM, "bpe: cannot allocate %zu ids", cap);
-        l->v = p;
-        l->cap = cap;
-    }
-    l->v[l->n++] = id;
-    return TI_OK;
-}
 
 /* ==== BPE of one pre-token =================================================================== */
 
@@ -424,7 +408,7 @@ static struct heap_ent heap_pop(struct bpe_scratch *s) {
  * non-overlapping occurrences left to right, until no pair is a rule. Here the rounds come off
  * a heap ordered by (rank, position); entries made stale by earlier merges are skipped, and the
  * pairs a round creates enter the heap only after the round, as HF recomputes pairs per round. */
-static ti_status bpe_word(struct ids *out, const struct ti_bpe *bpe, struct bpe_scratch *s,
+static ti_status bpe_word(struct ti_idlist *out, const struct ti_bpe *bpe, struct bpe_scratch *s,
                           const unsigned char *w, size_t m, struct ti_err *err) {
     if (m == 0) return TI_OK;
     if (m > INT32_MAX / 2) return ti_error(err, TI_ERR_INVALID, "bpe: word of %zu bytes", m);
@@ -463,7 +447,7 @@ static ti_status bpe_word(struct ids *out, const struct ti_bpe *bpe, struct bpe_
         }
     }
     for (int32_t p = 0; p >= 0; p = s->next[p])
-        TI_TRY(ids_push(out, s->sym[p], err));
+        TI_TRY(ti_idlist_push(out, s->sym[p], err));
     return TI_OK;
 }
 
@@ -527,7 +511,7 @@ struct piece_bufs {
 };
 
 /* Steps 2-5 for one piece of text between special tokens. */
-static ti_status encode_piece(struct ids *out, const struct ti_bpe *bpe, struct piece_bufs *b,
+static ti_status encode_piece(struct ti_idlist *out, const struct ti_bpe *bpe, struct piece_bufs *b,
                               const uint32_t *cp, size_t n, struct ti_err *err) {
     TI_TRY(ti_text_fix(&b->fixed, cp, n, err));
     /* whitespace_clean: re.sub(r"\s+", " ") with the regex module's \s, then str.strip() */
@@ -560,7 +544,7 @@ static ti_status encode_piece(struct ids *out, const struct ti_bpe *bpe, struct 
          * themselves (a look-alike such as "<|\u017ftartoftext|>" goes through BPE) */
         if (exact_ascii(t + i, len, "<|startoftext|>") ||
             exact_ascii(t + i, len, "<|endoftext|>")) {
-            TI_TRY(ids_push(out, len == 15 ? TI_BPE_BOS : TI_BPE_EOS, err));
+            TI_TRY(ti_idlist_push(out, len == 15 ? TI_BPE_BOS : TI_BPE_EOS, err));
             i += len;
             continue;
         }
@@ -586,7 +570,7 @@ ti_status ti_bpe_tokenize(int32_t **ids, size_t *n, const struct ti_bpe *bpe, co
     *n = 0;
     struct ti_ustr in = {0};
     struct piece_bufs b = {0};
-    struct ids out = {0};
+    struct ti_idlist out = {0};
     ti_status st = TI_OK;
     TI_TRY_GOTO(st, ti_ustr_from_utf8(&in, text, len, err));
     /* step 1: split the raw text on the literal special tokens (HF tokens_trie.split) */
@@ -610,7 +594,7 @@ ti_status ti_bpe_tokenize(int32_t **ids, size_t *n, const struct ti_bpe *bpe, co
         }
         if (i > start) TI_TRY_GOTO(st, encode_piece(&out, bpe, &b, in.cp + start, i - start, err));
         if (special < 0) break; /* end of text */
-        TI_TRY_GOTO(st, ids_push(&out, special, err));
+        TI_TRY_GOTO(st, ti_idlist_push(&out, special, err));
         i += sl;
         start = i;
     }

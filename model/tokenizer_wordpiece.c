@@ -103,22 +103,6 @@ void ti_wordpiece_specials(int32_t *cls, int32_t *sep, int32_t *pad,
 
 /* ==== growable lists ========================================================================= */
 
-struct ids {
-    int32_t *v;
-    size_t n, cap;
-};
-
-static ti_status ids_push(struct ids *l, int32_t id, struct ti_err *err) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        int32_t *p = realloc(l->v, cap * sizeof(int32_t));
-        if (!p) return ti_error(err, TI_ERR_NOMEM, "wordpiece: cannot allocate %zu ids", cap);
-        l->v = p;
-        l->cap = cap;
-    }
-    l->v[l->n++] = id;
-    return TI_OK;
-}
 
 struct work {
     struct ti_ustr norm, low;
@@ -131,9 +115,9 @@ struct work {
 /* Greedy longest-match-first (tokenizers-rs WordPiece::tokenize): at each position the longest
  * vocabulary entry ("##"-prefixed after the first piece); a position with no match turns the
  * whole word into one [UNK]. */
-static ti_status wordpiece_word(struct ids *out, const struct ti_wordpiece *wp, struct work *w,
+static ti_status wordpiece_word(struct ti_idlist *out, const struct ti_wordpiece *wp, struct work *w,
                                 const uint32_t *cp, size_t n, struct ti_err *err) {
-    if (n > TI_WORDPIECE_MAX_CHARS) return ids_push(out, wp->special[SP_UNK], err);
+    if (n > TI_WORDPIECE_MAX_CHARS) return ti_idlist_push(out, wp->special[SP_UNK], err);
     size_t off[TI_WORDPIECE_MAX_CHARS + 1];
     size_t need = 2 + n * 4;
     if (need > w->bytes_cap) {
@@ -165,9 +149,9 @@ static ti_status wordpiece_word(struct ids *out, const struct ti_wordpiece *wp, 
         }
         if (found < 0) {
             out->n = mark;
-            return ids_push(out, wp->special[SP_UNK], err);
+            return ti_idlist_push(out, wp->special[SP_UNK], err);
         }
-        TI_TRY(ids_push(out, found, err));
+        TI_TRY(ti_idlist_push(out, found, err));
         s = e;
     }
     return TI_OK;
@@ -177,7 +161,7 @@ static ti_status wordpiece_word(struct ids *out, const struct ti_wordpiece *wp, 
 
 /* BertNormalizer (clean_text, handle_chinese_chars, strip_accents via NFD + drop Mn, lowercase)
  * then BertPreTokenizer and WordPiece, for one piece of text between special tokens. */
-static ti_status encode_piece(struct ids *out, const struct ti_wordpiece *wp, struct work *w,
+static ti_status encode_piece(struct ti_idlist *out, const struct ti_wordpiece *wp, struct work *w,
                               const uint32_t *cp, size_t n, struct ti_err *err) {
     struct ti_ustr *norm = &w->norm, *low = &w->low;
     norm->n = 0;
@@ -242,7 +226,7 @@ ti_status ti_wordpiece_tokenize(int32_t **ids, size_t *n, const struct ti_wordpi
     *n = 0;
     struct ti_ustr in = {0};
     struct work w = {0};
-    struct ids out = {0};
+    struct ti_idlist out = {0};
     ti_status st = TI_OK;
     TI_TRY_GOTO(st, ti_ustr_from_utf8(&in, text, len, err));
     /* step 1: the special tokens are matched on the raw text (not normalised) */
@@ -267,7 +251,7 @@ ti_status ti_wordpiece_tokenize(int32_t **ids, size_t *n, const struct ti_wordpi
         }
         if (i > start) TI_TRY_GOTO(st, encode_piece(&out, wp, &w, in.cp + start, i - start, err));
         if (special < 0) break;
-        TI_TRY_GOTO(st, ids_push(&out, wp->special[special], err));
+        TI_TRY_GOTO(st, ti_idlist_push(&out, wp->special[special], err));
         i += sl;
         start = i;
     }

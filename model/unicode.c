@@ -151,9 +151,47 @@ ti_status ti_utf8_from_cps(char **out, size_t *len, const uint32_t *cp, size_t n
     return TI_OK;
 }
 
+ti_status ti_idlist_push(struct ti_idlist *l, int32_t id, struct ti_err *err) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        int32_t *p = realloc(l->v, cap * sizeof(int32_t));
+        if (!p) return ti_error(err, TI_ERR_NOMEM, "tokenizer: cannot allocate %zu ids", cap);
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n++] = id;
+    return TI_OK;
+}
+
+int ti_utf8_valid(const uint8_t *s, size_t n, int allow_surrogates) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        int k;
+        if (c < 0x80)
+            k = 0;
+        else if (c >= 0xC2 && c <= 0xDF)
+            k = 1;
+        else if (c >= 0xE0 && c <= 0xEF)
+            k = 2;
+        else if (c >= 0xF0 && c <= 0xF4)
+            k = 3;
+        else
+            return 0;
+        if (n - i - 1 < (size_t)k) return 0;
+        for (int j = 1; j <= k; j++)
+            if ((s[i + j] & 0xC0) != 0x80) return 0;
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xF0 && s[i + 1] < 0x90) ||
+            (c == 0xF4 && s[i + 1] > 0x8F) || (!allow_surrogates && c == 0xED && s[i + 1] > 0x9F))
+            return 0;
+        i += (size_t)k + 1;
+    }
+    return 1;
+}
+
 /* ==== table look-ups ========================================================================= */
 
-static const struct ti_umap *umap_find(const struct ti_umap *map, size_t n, uint32_t cp) {
+const struct ti_umap *ti_umap_find(const struct ti_umap *map, size_t n, uint32_t cp) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -177,7 +215,7 @@ uint32_t ti_unicode_ci_ascii(uint32_t cp) {
 
 int ti_unicode_lower_char(uint32_t to[4], uint32_t cp) {
     if (ti_uprop_flags(cp) & TI_UP_LOWER) {
-        const struct ti_umap *m = umap_find(ti_unicode_lower_map, N_OF(ti_unicode_lower_map), cp);
+        const struct ti_umap *m = ti_umap_find(ti_unicode_lower_map, N_OF(ti_unicode_lower_map), cp);
         if (m) {
             for (int i = 0; i < m->n; i++)
                 to[i] = m->to[i];
@@ -249,7 +287,7 @@ int ti_unicode_decompose(uint32_t to[4], uint32_t cp) {
         return 3;
     }
     if (ti_uprop_flags(cp) & TI_UP_DECOMP) {
-        const struct ti_umap *m = umap_find(ti_unicode_decomp_map, N_OF(ti_unicode_decomp_map), cp);
+        const struct ti_umap *m = ti_umap_find(ti_unicode_decomp_map, N_OF(ti_unicode_decomp_map), cp);
         if (m) {
             for (int i = 0; i < m->n; i++)
                 to[i] = m->to[i];

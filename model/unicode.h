@@ -53,7 +53,21 @@ ti_status ti_ustr_assign(struct ti_ustr *s, const uint32_t *cp, size_t n, struct
 /* 1 when both hold the same code points. */
 int ti_ustr_equal(const struct ti_ustr *a, const struct ti_ustr *b);
 
+/* A growable list of token ids (both tokenizers build their output with it). */
+struct ti_idlist {
+    int32_t *v;
+    size_t n, cap;
+};
+ti_status ti_idlist_push(struct ti_idlist *l, int32_t id, struct ti_err *err);
+
+/* Binary search of a code-point map sorted by cp (the generated tables); NULL when absent. */
+const struct ti_umap *ti_umap_find(const struct ti_umap *map, size_t n, uint32_t cp);
+
 /* ---- UTF-8 --------------------------------------------------------------------------------- */
+/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, nothing above U+10FFFF); encoded
+ * surrogates (ED A0..BF xx) are accepted only when allow_surrogates (Python's 'surrogatepass',
+ * which pickle strings may use). */
+int ti_utf8_valid(const uint8_t *s, size_t n, int allow_surrogates);
 /* Decodes len bytes (NULs included) into out, replacing ill-formed parts with U+FFFD (above). */
 ti_status ti_ustr_from_utf8(struct ti_ustr *out, const char *s, size_t len, struct ti_err *err);
 /* Encodes cp[0..n) as a NUL-terminated UTF-8 string in *out (malloc'ed, the caller frees it);

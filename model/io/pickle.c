@@ -2,6 +2,8 @@
  * (see pickle.h). */
 #include "pickle.h"
 
+#include "unicode.h" /* defines: ti_utf8_valid */
+
 #include <stdarg.h> /* defines: va_list */
 #include <stdio.h>  /* defines: snprintf, vsnprintf */
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free */
@@ -700,33 +702,6 @@ static ti_status reduce_call(struct ti_pickle *pk, struct ti_py *fn, struct ti_p
 
 /* ---- UTF-8 --------------------------------------------------------------------------------- */
 
-/* Structural UTF-8 check (Python's 'surrogatepass' also lets encoded surrogates through). */
-static int utf8_ok(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        int k;
-        if (c < 0x80)
-            k = 0;
-        else if (c >= 0xC2 && c <= 0xDF)
-            k = 1;
-        else if (c >= 0xE0 && c <= 0xEF)
-            k = 2;
-        else if (c >= 0xF0 && c <= 0xF4)
-            k = 3;
-        else
-            return 0;
-        if (n - i - 1 < (size_t)k) return 0;
-        for (int j = 1; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[i + 1] < 0xA0) return 0; /* overlong */
-        if (c == 0xF0 && s[i + 1] < 0x90) return 0;
-        if (c == 0xF4 && s[i + 1] > 0x8F) return 0;
-        i += (size_t)k + 1;
-    }
-    return 1;
-}
-
 /* ---- the VM -------------------------------------------------------------------------------- */
 
 static const char *opcode_name(uint8_t op) {
@@ -1185,7 +1160,7 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             uint64_t k = rd_le(p, w8);
             p += w8;
             NEED(k);
-            if (!utf8_ok(p, (size_t)k))
+            if (!ti_utf8_valid(p, (size_t)k, 1))
                 return vm_error(pk, err, TI_ERR_FORMAT, at, "string is not valid UTF-8");
             TRY(push(pk, make_str(pk, TI_PY_STR, p, (size_t)k), at, err));
             p += k;
@@ -1201,7 +1176,7 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
                 return vm_error(pk, err, TI_ERR_FORMAT, at, "negative BINSTRING size");
             NEED(k);
             TRY(push(pk,
-                     make_str(pk, utf8_ok(p, (size_t)k) ? TI_PY_STR : TI_PY_BYTES, p, (size_t)k),
+                     make_str(pk, ti_utf8_valid(p, (size_t)k, 1) ? TI_PY_STR : TI_PY_BYTES, p, (size_t)k),
                      at, err));
             p += k;
             break;

@@ -1,6 +1,8 @@
 /* safetensors.c - validating safetensors reader and writer (see safetensors.h). */
 #include "safetensors.h"
 
+#include "unicode.h" /* defines: ti_utf8_valid */
+
 #include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free, qsort */
 #include <string.h> /* defines: memcpy, memcmp, strcmp, strlen */
@@ -76,31 +78,6 @@ static int hexval(uint8_t c) {
     return -1;
 }
 
-static int utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        int k;
-        if (c < 0x80)
-            k = 0;
-        else if (c >= 0xC2 && c <= 0xDF)
-            k = 1;
-        else if (c >= 0xE0 && c <= 0xEF)
-            k = 2;
-        else if (c >= 0xF0 && c <= 0xF4)
-            k = 3;
-        else
-            return 0;
-        if (n - i - 1 < (size_t)k) return 0;
-        for (int t = 1; t <= k; t++)
-            if ((s[i + t] & 0xC0) != 0x80) return 0;
-        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
-            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))
-            return 0;
-        i += (size_t)k + 1;
-    }
-    return 1;
-}
 
 /* Parses a JSON string into a malloc'd NUL-terminated UTF-8 string. */
 static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
@@ -196,7 +173,7 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
             goto bad;
         }
     }
-    if (!utf8_valid((const uint8_t *)buf, n) || memchr(buf, 0, n)) goto bad;
+    if (!ti_utf8_valid((const uint8_t *)buf, n, 0) || memchr(buf, 0, n)) goto bad;
     buf[n] = '\0';
     *out = buf;
     if (outlen) *outlen = n;
@@ -711,7 +688,7 @@ ti_status ti_safetensors_write(const char *path, const struct ti_st_entry *entri
                           entries[i].name, ti_dtype_name(t->dtype));
             goto fail;
         }
-        if (!utf8_valid((const uint8_t *)entries[i].name, strlen(entries[i].name)) ||
+        if (!ti_utf8_valid((const uint8_t *)entries[i].name, strlen(entries[i].name), 0) ||
             !strcmp(entries[i].name, "__metadata__")) {
             st = ti_error(err, TI_ERR_INVALID, "safetensors writer: invalid tensor name '%s'",
                           entries[i].name);

@@ -270,7 +270,8 @@ with open(os.path.join(KEYS, "sd-v1-full.tsv")) as f:
             orig[key] = torch.arange(3).reshape(1, 3)
         else:
             orig[key] = torch.randn(dims, generator=g).to(torch.float32)
-with open(os.path.join(os.path.dirname(__file__), "v1-inference.yaml")) as f:  # SD's own config
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "compvis", "stable-diffusion",
+                       "v1-inference.yaml")) as f:  # SD's own config
     cfg = yaml.safe_load(f)
 unet_cfg = sfu.create_unet_diffusers_config(cfg, 512)
 vae_cfg = sfu.create_vae_diffusers_config(cfg, 512)
