@@ -13,6 +13,8 @@
 
 #include <string.h> /* defines: memcpy */
 
+#include "../blas_layout.h" /* defines: ti_blas_layout */
+
 /* A (r x c) matrix view: element (i, j) at p[i*sr + j*sc]. */
 struct mat {
     real *p;
@@ -24,25 +26,9 @@ static struct mat mat_t(struct mat m) {
     return t;
 }
 
-/* Canonical BLAS layout of a view: trans = 0 with ld = row stride (unit column stride), or
- * trans = 1 with ld = column stride (unit row stride: the stored matrix is the transpose).
- * Strides of size-1 dims are free and set to the value that makes the view valid.
- * Returns 0 when neither layout fits (the front end copies such operands first). */
+/* BLAS layout of a view (blas_layout.h) */
 static int mat_layout(struct mat m, int *trans, int64_t *ld) {
-    int64_t r1 = m.r > 1 ? m.r : 1, c1 = m.c > 1 ? m.c : 1;
-    if (m.c <= 1) m.sc = 1;
-    if (m.r <= 1) m.sr = m.sc == 1 ? c1 : 1;
-    if (m.sc == 1 && m.sr >= c1) {
-        *trans = 0;
-        *ld = m.sr;
-        return 1;
-    }
-    if (m.sr == 1 && m.sc >= r1) {
-        *trans = 1;
-        *ld = m.sc;
-        return 1;
-    }
-    return 0;
+    return ti_blas_layout(m.r, m.c, m.sr, m.sc, trans, ld);
 }
 
 /* C (M x N) = alpha * A (M x K) . B (K x N) + beta * C, for views in either layout. */

@@ -107,17 +107,6 @@ __global__ void col2im_add_kernel(T *dx, const T *col, struct conv_geom g, int64
 
 /* ---- im2col + cuBLAS path (one image at a time) ---------------------------------------------- */
 
-static struct ti_cuda_mat mat2(void *p, int64_t r, int64_t c, int64_t sr, int64_t sc) {
-    struct ti_cuda_mat m;
-    m.p = p;
-    m.r = r;
-    m.c = c;
-    m.sr = sr;
-    m.sc = sc;
-    m.sb = 0;
-    return m;
-}
-
 static ti_status im2col(struct ti_kctx *k, enum ti_dtype dt, void *col, const void *x,
                         const struct conv_geom &g) {
     int64_t total = g.Cin * g.KH * g.KW * g.Ho * g.Wo;

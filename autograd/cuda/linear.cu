@@ -14,6 +14,7 @@
 
 #include "cuda_common.h"
 #include "launchers.h"
+#include "../blas_layout.h" /* defines: ti_blas_layout */
 #include "linear.h"
 
 /* ---- the strided GEMM ------------------------------------------------------------------------ */
@@ -43,24 +44,9 @@ static struct ti_cuda_mat mat_t(struct ti_cuda_mat m) {
     return t;
 }
 
-/* Row-major BLAS layout of a view (same rule as cpu/linear.c): trans = 0 with ld = row stride
- * (unit column stride) or trans = 1 with ld = column stride (unit row stride: the memory holds
- * the transpose row-major). Returns 0 when neither fits. */
+/* BLAS layout of a view (blas_layout.h, shared with cpu/linear.c) */
 static int mat_layout(struct ti_cuda_mat m, int *trans, int64_t *ld) {
-    int64_t r1 = m.r > 1 ? m.r : 1, c1 = m.c > 1 ? m.c : 1;
-    if (m.c <= 1) m.sc = 1;
-    if (m.r <= 1) m.sr = m.sc == 1 ? c1 : 1;
-    if (m.sc == 1 && m.sr >= c1) {
-        *trans = 0;
-        *ld = m.sr;
-        return 1;
-    }
-    if (m.sr == 1 && m.sc >= r1) {
-        *trans = 1;
-        *ld = m.sc;
-        return 1;
-    }
-    return 0;
+    return ti_blas_layout(m.r, m.c, m.sr, m.sc, trans, ld);
 }
 
 static int fits_int(int64_t v) {
@@ -201,17 +187,6 @@ ti_status ti_cuda_bias_grad(struct ti_kctx *k, enum ti_dtype dt, void *dbias, co
 }
 
 /* ---- LINEAR: out (M, N) = inp (M, K) . weight (N, K)^T + bias -------------------------------- */
-
-static struct ti_cuda_mat mat2(void *p, int64_t r, int64_t c, int64_t sr, int64_t sc) {
-    struct ti_cuda_mat m;
-    m.p = p;
-    m.r = r;
-    m.c = c;
-    m.sr = sr;
-    m.sc = sc;
-    m.sb = 0;
-    return m;
-}
 
 extern "C" ti_status cuda_linear_forward(struct ti_kctx *k, const struct ti_linear_args *a) {
     enum ti_dtype dt = a->out.dtype;

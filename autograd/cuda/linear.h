@@ -15,6 +15,18 @@ struct ti_cuda_mat {
     int64_t r, c, sr, sc, sb;
 };
 
+/* a single (r x c) matrix view */
+static inline struct ti_cuda_mat mat2(void *p, int64_t r, int64_t c, int64_t sr, int64_t sc) {
+    struct ti_cuda_mat m;
+    m.p = p;
+    m.r = r;
+    m.c = c;
+    m.sr = sr;
+    m.sc = sc;
+    m.sb = 0;
+    return m;
+}
+
 /* C_b = alpha * A_b . B_b + beta * C_b for b < bt, dtype dt (f32, f16, bf16 storage; f32
  * compute, no TF32). A destination with sb == 0 and bt > 1 receives the sum over the batch
  * (one accumulating call per batch, in order). */
