@@ -40,8 +40,9 @@ test-asan: deps
 	    ctest --output-on-failure -L cpu -LE slow --timeout 3600
 
 bench: build
+	@scripts/deps.sh --bench
 	cmake --build $(BUILD) -j$(JOBS) --target ti_benchmarks
-	scripts/bench.sh $(BUILD)
+	scripts/bench.sh $(BUILD) | tee $(BUILD)/bench.md
 
 fuzz:
 	@scripts/deps.sh --fuzz

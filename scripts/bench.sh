@@ -137,3 +137,21 @@ run_mode() {
 run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
 run_mode "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (benchmark commands only)" \
     -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
+
+# ---- the full-size SD v1 UNet (one textual-inversion step's UNet work) -----------------------
+# BENCH_UNET_SIZES (default "32"; "32 64" adds the 512-px latent, several minutes), BENCH_UNET_STEPS (2).
+UNET_BIN="$BUILD/bench/bench_unet"
+if [ -x "$UNET_BIN" ] && [ "${BENCH_UNET_SIZES-32}" != "" ]; then
+    echo
+    echo "## Full-size SD v1 UNet, batch 1, forward + backward to the context (frozen weights)"
+    echo
+    echo "| who | latent | pass | step (median) | GFLOP/s | weights | activation peak | peak RSS |"
+    echo "|---|---|---|---:|---:|---|---|---|"
+    for size in ${BENCH_UNET_SIZES-32}; do
+        OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
+        OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "${BENCH_UNET_STEPS:-2}" --checkpoint 2>/dev/null || true
+        env ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} \
+            OMP_NUM_THREADS="$THREADS" "$PY" "$ROOT/scripts/bench_torch_unet.py" --size "$size" \
+            --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
+    done
+fi

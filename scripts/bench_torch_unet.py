@@ -23,6 +23,8 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--forward-only", action="store_true")
     a = ap.parse_args()
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.manual_seed(0)
     m = UNet().eval()
     for p in m.parameters():

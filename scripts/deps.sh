@@ -1,12 +1,17 @@
 #!/bin/sh
 # deps.sh - makes sure the Debian packages ti needs to build and test are installed.
 # As root it installs what is missing with apt-get; otherwise it prints the command to run.
-# Usage: scripts/deps.sh [--fuzz]     (--fuzz adds clang's libFuzzer runtime)
+# Usage: scripts/deps.sh [--fuzz | --bench]
+#   --fuzz   adds clang's libFuzzer runtime
+#   --bench  adds jemalloc, which PyTorch gets preloaded with in the benchmarks (fair comparison)
 set -eu
 
 PKGS="cmake make gcc g++ pkg-config libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev python3 python3-torch python3-numpy"
 if [ "${1:-}" = "--fuzz" ]; then
     PKGS="$PKGS clang libclang-rt-dev"
+fi
+if [ "${1:-}" = "--bench" ]; then
+    PKGS="$PKGS libjemalloc2"
 fi
 
 missing=""
