@@ -3,6 +3,15 @@
 
 #include "ops_internal.h"
 
+ti_status ti_op_result(ti_status st, struct ti_tensor *o, struct ti_tensor *out) {
+    if (st != TI_OK) {
+        ti_tensor_release(o);
+        return st;
+    }
+    *out = *o;
+    return TI_OK;
+}
+
 enum ti_dtype ti_stat_dtype(enum ti_dtype dt) {
     return dt == TI_DTYPE_F64 ? TI_DTYPE_F64 : TI_DTYPE_F32;
 }

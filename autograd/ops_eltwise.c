@@ -556,12 +556,7 @@ ti_status ti_concat(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
             n->in_slot[1] = b->grad;
         }
     }
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 ti_status ti_concat_tape_backward(struct ti_ctx *ctx, struct ti_node *node,

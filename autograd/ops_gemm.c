@@ -124,12 +124,7 @@ ti_status ti_linear(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
         }
     }
     release3(c);
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 /* y = x W^T + b, so with g = dL/dy (M, N):
@@ -278,12 +273,7 @@ ti_status ti_matmul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
     }
     ti_tensor_release(&src[0]);
     ti_tensor_release(&src[1]);
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 /* Y_b = alpha A_b B_b, so with G_b = dL/dY_b:

@@ -128,6 +128,9 @@ ti_status ti_check_shape(struct ti_ctx *ctx, const char *op, const char *arg,
                          const struct ti_tensor *t, int ndim, const int64_t *shape);
 /* The stat dtype for an op dtype: f64 for f64, else f32. */
 enum ti_dtype ti_stat_dtype(enum ti_dtype dt);
+/* A front end's last step: on success moves the output o into *out, otherwise releases it;
+ * returns st. */
+ti_status ti_op_result(ti_status st, struct ti_tensor *o, struct ti_tensor *out);
 
 #ifdef __cplusplus
 }

@@ -155,12 +155,7 @@ ti_status ti_groupnorm(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
     ti_tensor_release(&a.mean);
     ti_tensor_release(&a.rstd);
     release3(&x, &w, &b);
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 ti_status ti_groupnorm_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
@@ -268,12 +263,7 @@ ti_status ti_layernorm(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
     ti_tensor_release(&a.mean);
     ti_tensor_release(&a.rstd);
     release3(&x, &w, &b);
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 ti_status ti_layernorm_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
@@ -341,12 +331,7 @@ ti_status ti_geglu(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_te
         }
     }
     ti_tensor_release(&x);
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 ti_status ti_geglu_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
@@ -398,12 +383,7 @@ ti_status ti_softmax(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_
         }
     }
     ti_tensor_release(&x);
-    if (st != TI_OK) {
-        ti_tensor_release(&o);
-        return st;
-    }
-    *out = o;
-    return TI_OK;
+    return ti_op_result(st, &o, out);
 }
 
 ti_status ti_softmax_tape_backward(struct ti_ctx *ctx, struct ti_node *node,

@@ -375,34 +375,11 @@ static int decode_utf8_strict(struct ti_ustr *out, const struct bytes *in, int v
             i += 6;
             continue;
         }
-        int need;
         uint32_t cp;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (b >= 0xC2 && b <= 0xDF) {
-            need = 1;
-            cp = b & 0x1F;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            need = 2;
-            cp = b & 0x0F;
-            if (b == 0xE0) lo = 0xA0;
-            if (b == 0xED) hi = 0x9F;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            need = 3;
-            cp = b & 0x07;
-            if (b == 0xF0) lo = 0x90;
-            if (b == 0xF4) hi = 0x8F;
-        } else {
-            return 0;
-        }
-        if (i + (size_t)need >= n) return 0; /* truncated sequence */
-        for (int k = 1; k <= need; k++) {
-            unsigned c = s[i + (size_t)k];
-            unsigned l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-            if (c < l || c > h) return 0;
-            cp = (cp << 6) | (c & 0x3F);
-        }
+        int r = ti_utf8_decode_one(s + i, n - i, 0, &cp);
+        if (r <= 0) return 0;
         out->cp[out->n++] = cp;
-        i += (size_t)need + 1;
+        i += (size_t)r;
     }
     return 1;
 }

@@ -59,55 +59,57 @@ int ti_ustr_equal(const struct ti_ustr *a, const struct ti_ustr *b) {
 
 /* ==== UTF-8 ================================================================================== */
 
-/* Decoding follows CPython's UTF-8 decoder: the second byte of E0, ED, F0 and F4 sequences has a
- * narrowed range (no overlongs, no surrogates, nothing above U+10FFFF); when a sequence breaks
- * off, the lead byte and the valid continuation bytes so far become one U+FFFD and decoding
- * resumes at the offending byte. */
+int ti_utf8_decode_one(const uint8_t *s, size_t n, int allow_surrogates, uint32_t *cp) {
+    unsigned b = s[0];
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
+    int need;
+    uint32_t v;
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+        v = b & 0x1F;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        v = b & 0x0F;
+        if (b == 0xE0) lo = 0xA0;
+        if (b == 0xED && !allow_surrogates) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 3;
+        v = b & 0x07;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;
+    } else { /* continuation byte, C0, C1 or F5..FF as a lead byte */
+        return -1;
+    }
+    int got = 0;
+    while (got < need && (size_t)got + 1 < n) {
+        unsigned c = s[got + 1];
+        unsigned l = got == 0 ? lo : 0x80, h = got == 0 ? hi : 0xBF;
+        if (c < l || c > h) break;
+        v = (v << 6) | (c & 0x3F);
+        got++;
+    }
+    if (got < need) return -(got + 1);
+    *cp = v;
+    return need + 1;
+}
+
+/* Decoding follows CPython's UTF-8 decoder (ti_utf8_decode_one): when a sequence breaks off, the
+ * lead byte and the valid continuation bytes so far become one U+FFFD and decoding resumes at
+ * the offending byte. */
 ti_status ti_ustr_from_utf8(struct ti_ustr *out, const char *str, size_t len, struct ti_err *err) {
-    const unsigned char *s = (const unsigned char *)str;
+    const uint8_t *s = (const uint8_t *)str;
     out->n = 0;
     TI_TRY(ti_ustr_reserve(out, len + 1, err)); /* never more code points than bytes */
     size_t i = 0;
     while (i < len) {
-        unsigned b = s[i];
-        if (b < 0x80) {
-            out->cp[out->n++] = b;
-            i++;
-            continue;
-        }
-        int need;
         uint32_t cp;
-        unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (b >= 0xC2 && b <= 0xDF) {
-            need = 1;
-            cp = b & 0x1F;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            need = 2;
-            cp = b & 0x0F;
-            if (b == 0xE0) lo = 0xA0;
-            if (b == 0xED) hi = 0x9F;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            need = 3;
-            cp = b & 0x07;
-            if (b == 0xF0) lo = 0x90;
-            if (b == 0xF4) hi = 0x8F;
-        } else { /* continuation byte, C0, C1 or F5..FF as a lead byte */
-            out->cp[out->n++] = TI_UNICODE_REPLACEMENT;
-            i++;
-            continue;
-        }
-        size_t j = i + 1;
-        int got = 0;
-        while (got < need && j < len) {
-            unsigned c = s[j];
-            unsigned l = got == 0 ? lo : 0x80, h = got == 0 ? hi : 0xBF;
-            if (c < l || c > h) break;
-            cp = (cp << 6) | (c & 0x3F);
-            got++;
-            j++;
-        }
-        out->cp[out->n++] = got == need ? cp : TI_UNICODE_REPLACEMENT;
-        i = j;
+        int r = ti_utf8_decode_one(s + i, len - i, 0, &cp);
+        out->cp[out->n++] = r > 0 ? cp : TI_UNICODE_REPLACEMENT;
+        i += (size_t)(r > 0 ? r : -r);
     }
     return TI_OK;
 }
@@ -164,27 +166,11 @@ ti_status ti_idlist_push(struct ti_idlist *l, int32_t id, struct ti_err *err) {
 }
 
 int ti_utf8_valid(const uint8_t *s, size_t n, int allow_surrogates) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        int k;
-        if (c < 0x80)
-            k = 0;
-        else if (c >= 0xC2 && c <= 0xDF)
-            k = 1;
-        else if (c >= 0xE0 && c <= 0xEF)
-            k = 2;
-        else if (c >= 0xF0 && c <= 0xF4)
-            k = 3;
-        else
-            return 0;
-        if (n - i - 1 < (size_t)k) return 0;
-        for (int j = 1; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xF0 && s[i + 1] < 0x90) ||
-            (c == 0xF4 && s[i + 1] > 0x8F) || (!allow_surrogates && c == 0xED && s[i + 1] > 0x9F))
-            return 0;
-        i += (size_t)k + 1;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int r = ti_utf8_decode_one(s + i, n - i, allow_surrogates, &cp);
+        if (r <= 0) return 0;
+        i += (size_t)r;
     }
     return 1;
 }
