@@ -39,16 +39,23 @@ static ti_status check_hp(const struct ti_text_hparams *hp, struct ti_err *err) 
     return TI_OK;
 }
 
-ti_status ti_clip_text_init(struct ti_text_encoder *e, const struct ti_text_hparams *hp,
-                            const char *prefix, struct ti_weights *w, struct ti_err *err) {
-    char k[TI_KEY_MAX], p[TI_KEY_MAX];
+/* Zeroes e, checks hp, allocates the layer array. */
+static ti_status encoder_begin(struct ti_text_encoder *e, const struct ti_text_hparams *hp,
+                               int is_clip, struct ti_err *err) {
     memset(e, 0, sizeof *e);
     TI_TRY(check_hp(hp, err));
     e->hp = *hp;
-    e->is_clip = 1;
-    int D = hp->width, inner = hp->heads * hp->head_dim;
+    e->is_clip = is_clip;
     e->layers = calloc((size_t)hp->layers, sizeof *e->layers);
     if (!e->layers) return ti_error(err, TI_ERR_NOMEM, "out of host memory");
+    return TI_OK;
+}
+
+ti_status ti_clip_text_init(struct ti_text_encoder *e, const struct ti_text_hparams *hp,
+                            const char *prefix, struct ti_weights *w, struct ti_err *err) {
+    char k[TI_KEY_MAX], p[TI_KEY_MAX];
+    TI_TRY(encoder_begin(e, hp, 1, err));
+    int D = hp->width, inner = hp->heads * hp->head_dim;
     TI_TRY(ti_weights_add2(w, &e->tok_emb, ti_key(k, prefix, "embeddings.token_embedding."),
                            "weight", hp->vocab_size, D, err));
     TI_TRY(ti_weights_add2(w, &e->pos_emb, ti_key(k, prefix, "embeddings.position_embedding."),
@@ -80,13 +87,8 @@ ti_status ti_clip_text_init(struct ti_text_encoder *e, const struct ti_text_hpar
 ti_status ti_bert_embedder_init(struct ti_text_encoder *e, const struct ti_text_hparams *hp,
                                 const char *prefix, struct ti_weights *w, struct ti_err *err) {
     char k[TI_KEY_MAX], p[TI_KEY_MAX];
-    memset(e, 0, sizeof *e);
-    TI_TRY(check_hp(hp, err));
-    e->hp = *hp;
-    e->is_clip = 0;
+    TI_TRY(encoder_begin(e, hp, 0, err));
     int D = hp->width, inner = hp->heads * hp->head_dim;
-    e->layers = calloc((size_t)hp->layers, sizeof *e->layers);
-    if (!e->layers) return ti_error(err, TI_ERR_NOMEM, "out of host memory");
     TI_TRY(ti_weights_add2(w, &e->tok_emb, ti_key(k, prefix, "token_emb."), "weight",
                            hp->vocab_size, D, err));
     TI_TRY(ti_weights_add2(w, &e->pos_emb, ti_key(k, prefix, "pos_emb.emb."), "weight",
