@@ -53,7 +53,10 @@ static inline const char *tio_path(const char *dir, const char *name) {
     static char buf[8][1024];
     static int k;
     char *b = buf[k++ % 8];
-    snprintf(b, 1024, "%s/%s", dir, name);
+    if (snprintf(b, 1024, "%s/%s", dir, name) >= 1024) {
+        fprintf(stderr, "tio_path: %s/%s is too long\n", dir, name);
+        abort();
+    }
     return b;
 }
 

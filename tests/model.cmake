@@ -5,6 +5,8 @@ if(TARGET ti_model)
   if(HDF5_FOUND)
     ti_add_test(test_model_oracle SOURCES test_model_oracle.c h5_weights.c LABELS cpu
                 LIBS ti_model ti_h5util)
+  else()
+    ti_skip_test(test_model_oracle cpu "built without HDF5 (libhdf5-dev): cannot read the fixtures")
   endif()
 endif()
 if(TARGET ti_model)

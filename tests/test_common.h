@@ -7,7 +7,9 @@
  * Every failed check prints file:line and the details (for CHECK_CLOSE: the first bad index,
  * both values, and the largest absolute and relative errors) and makes tc_finish() return 1.
  * A binary that cannot run here (no GPU, missing fixture library) exits with TC_SKIP (77),
- * which ctest reports as SKIP, never PASS.
+ * which ctest reports as SKIP, never PASS. A test that cannot run in this build calls
+ * TC_SKIP_TEST("why") and returns; tc_finish() then returns TC_SKIP unless a check failed, so a
+ * binary whose parts were skipped is never reported as PASS.
  */
 #ifndef TI_TEST_COMMON_H
 #define TI_TEST_COMMON_H
@@ -22,15 +24,17 @@
 
 static int tc_failures;
 static int tc_checks;
+static int tc_skips;
 static const char *tc_current = "";
 
 #define TEST(name) static void name(void)
 #define RUN(name)                                                                                  \
     do {                                                                                           \
-        int before_ = tc_failures;                                                                 \
+        int before_ = tc_failures, skips_ = tc_skips;                                              \
         tc_current = #name;                                                                        \
         name();                                                                                    \
-        printf("%s %s\n", tc_failures == before_ ? "ok  " : "FAIL", #name);                        \
+        printf("%s %s\n", tc_failures != before_ ? "FAIL" : skips_ != tc_skips ? "skip" : "ok  ",   \
+               #name);                                                                             \
         fflush(stdout);                                                                            \
     } while (0)
 
@@ -88,8 +92,17 @@ static inline int tc_check_close(const double *got, const double *want, long n, 
 #define CHECK_CLOSE(got, want, n, atol, rtol)                                                      \
     tc_check_close((got), (want), (long)(n), (atol), (rtol), #got, __FILE__, __LINE__)
 
+/* Marks the current test as not run in this build (say why: "built without libyaml"). */
+#define TC_SKIP_TEST(why)                                                                          \
+    do {                                                                                           \
+        tc_skips++;                                                                                \
+        printf("SKIP %s: %s\n", tc_current, (why));                                                \
+    } while (0)
+
 static inline int tc_finish(void) {
-    printf("%d checks, %d failures\n", tc_checks, tc_failures);
+    printf("%d checks, %d failures, %d skipped\n", tc_checks, tc_failures, tc_skips);
+    if (tc_failures) return 1;
+    if (tc_skips) return TC_SKIP;
     if (tc_checks == 0) {
         fprintf(stderr, "no checks ran: a test without assertions is a failure\n");
         return 1;

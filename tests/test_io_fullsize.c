@@ -93,9 +93,11 @@ int main(void) {
             "first_stage_model.decoder.mid.attn_1.q.weight",
             "model.diffusion_model.out.2.bias"};
         for (size_t k = 0; k < sizeof probe / sizeof *probe; k++) {
-            double want_sum, want_first[8];
-            int nf;
-            CHECK(sidecar(json, probe[k], &want_sum, want_first, &nf) && nf > 0);
+            double want_sum = 0, want_first[8] = {0};
+            int nf = 0;
+            int found = sidecar(json, probe[k], &want_sum, want_first, &nf);
+            CHECK(found && nf > 0 && nf <= 8);
+            if (!found || nf <= 0 || nf > 8) continue;
             const struct ti_tensor *t = ti_state_dict_find(sd, probe[k]);
             CHECK(t != NULL);
             if (!t) continue;

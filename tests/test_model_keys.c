@@ -181,6 +181,11 @@ TEST(bert_keys) {
 /* The whole model built from the peer's own config file: every network key of the full
  * checkpoint layout (the 12 schedule buffers are recomputed, not parameters). */
 static void full_model(const char *config, const char *tsv, int64_t params) {
+#ifndef TI_HAVE_YAML
+    (void)config, (void)tsv, (void)params;
+    TC_SKIP_TEST("built without libyaml: the peer's configs cannot load");
+    return;
+#endif
     struct ti_err err = {0};
     struct ti_config *cfg = calloc(1, sizeof *cfg);
     const char *files[1] = {config};
