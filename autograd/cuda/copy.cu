@@ -38,13 +38,49 @@ __device__ static void store_any(void *p, int dt, int64_t i, double v) {
     }
 }
 
+/* integer dtypes (no float on either side): through i64, exact (as cpu/copy.c) */
+__device__ static int64_t load_int(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case TI_DTYPE_I64: return ((const int64_t *)p)[i];
+    case TI_DTYPE_I32: return ((const int32_t *)p)[i];
+    case TI_DTYPE_I16: return ((const int16_t *)p)[i];
+    case TI_DTYPE_I8: return ((const int8_t *)p)[i];
+    case TI_DTYPE_U8: return ((const uint8_t *)p)[i];
+    case TI_DTYPE_BOOL: return ((const uint8_t *)p)[i] != 0;
+    default: return 0;
+    }
+}
+
+__device__ static void store_int(void *p, int dt, int64_t i, int64_t v) {
+    switch (dt) {
+    case TI_DTYPE_I64: ((int64_t *)p)[i] = v; break;
+    case TI_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case TI_DTYPE_I16: ((int16_t *)p)[i] = (int16_t)v; break;
+    case TI_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+    case TI_DTYPE_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    case TI_DTYPE_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+    default: break;
+    }
+}
+
+__device__ static int is_float_dt(int dt) {
+    return dt == TI_DTYPE_F32 || dt == TI_DTYPE_F16 || dt == TI_DTYPE_BF16 || dt == TI_DTYPE_F64;
+}
+
 /* dst (op)= cast(src) over dst's shape; both strided. */
 __global__ void copy_forward_kernel(void *dst, int ddt, struct ti_cuda_shape ds, const void *src,
                                     int sdt, struct ti_cuda_shape ss, int64_t n, int accumulate) {
+    const int ints = !is_float_dt(ddt) && !is_float_dt(sdt);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t od = ti_cuda_offset(i, ds, ds.stride);
         int64_t os = ti_cuda_offset(i, ds, ss.stride);
+        if (ints) {
+            int64_t iv = load_int(src, sdt, os);
+            if (accumulate) iv += load_int(dst, ddt, od);
+            store_int(dst, ddt, od, iv);
+            continue;
+        }
         double v = load_any(src, sdt, os);
         if (accumulate) v += load_any(dst, ddt, od);
         store_any(dst, ddt, od, v);

@@ -77,6 +77,10 @@ ti_status ti_cuda_gemm(struct ti_kctx *k, enum ti_dtype dt, int64_t bt, struct t
                         "cuda gemm: %lldx%lldx%lld (batch %lld) exceeds cuBLAS int sizes",
                         (long long)M, (long long)N, (long long)K, (long long)bt);
     cublasHandle_t h = (cublasHandle_t)k->blas;
+    /* f32 accumulation throughout: no TF32, and no split-K reduction in the 16-bit output type
+     * (cuBLAS allows that by default for mixed-precision GemmEx) */
+    const int mode = CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    CUBLAS_CHECK(k, cublasSetMathMode(h, (cublasMath_t)mode));
     /* column-major C^T (N x M) = op(B-memory) (N x K) . op(A-memory) (K x M):
      * B-memory untransposed (tb = 0) already reads as B^T; a stored transpose needs OP_T */
     cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
