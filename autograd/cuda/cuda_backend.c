@@ -101,7 +101,10 @@ static ti_status cuda_kctx_init(const struct ti_backend *be, struct ti_kctx *k) 
         return ti_error(err, TI_ERR_CUDA, "cublasCreate failed on %s", be->name);
     }
     k->blas = h;
-    cublasSetStream(h, s);
+    if (cublasSetStream(h, s) != CUBLAS_STATUS_SUCCESS) {
+        cuda_kctx_free(be, k);
+        return ti_error(err, TI_ERR_CUDA, "cublasSetStream failed on %s", be->name);
+    }
     cublasLtHandle_t lt;
     if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) {
         cuda_kctx_free(be, k);
@@ -115,7 +118,10 @@ static ti_status cuda_kctx_init(const struct ti_backend *be, struct ti_kctx *k) 
         return ti_error(err, TI_ERR_CUDA, "cudnnCreate failed on %s", be->name);
     }
     k->dnn = d;
-    cudnnSetStream(d, s);
+    if (cudnnSetStream(d, s) != CUDNN_STATUS_SUCCESS) {
+        cuda_kctx_free(be, k);
+        return ti_error(err, TI_ERR_CUDA, "cudnnSetStream failed on %s", be->name);
+    }
 #endif
     return TI_OK;
 }
