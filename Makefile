@@ -8,13 +8,13 @@
 #   make test-asan   the cpu-labelled tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench       benchmarks (not tests); results go to docs/PERF.md by hand
 #   make fuzz        libFuzzer harnesses (clang) for the file readers, FUZZ_SECONDS each
-#   make format      clang-format every C/CUDA source
+#   make format      clang-format every C/CUDA source (make test checks it: format-check)
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-cpu-only test-asan bench fuzz format clean
+.PHONY: all deps build test test-cpu-only test-asan bench fuzz format format-check clean
 
 all: build
 
@@ -28,6 +28,7 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 1800
 	$(MAKE) test-cpu-only
+	$(MAKE) format-check
 
 test-cpu-only: deps
 	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_OPENBLAS=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
@@ -55,6 +56,9 @@ fuzz:
 
 format:
 	scripts/format.sh
+
+format-check: deps
+	scripts/format.sh --check
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-cpu $(BUILD)-asan $(BUILD)-fuzz

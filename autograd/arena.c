@@ -9,10 +9,10 @@
 
 #include "backend.h" /* defines: struct ti_backend (mem_alloc, mem_free) */
 
-#define ARENA_ALIGN 256u              /* CUDA-friendly; also a cache-line multiple */
-#define DEFAULT_CHUNK (64u << 20)     /* growth step when no capacity was given */
-#define DESC_PAGE 1024                /* block descriptors per bookkeeping page */
-#define MAX_CHUNKS 256
+#define ARENA_ALIGN   256u        /* CUDA-friendly; also a cache-line multiple */
+#define DEFAULT_CHUNK (64u << 20) /* growth step when no capacity was given */
+#define DESC_PAGE     1024        /* block descriptors per bookkeeping page */
+#define MAX_CHUNKS    256
 
 struct desc_page {
     struct desc_page *next;
@@ -44,11 +44,12 @@ struct ti_arena {
     int64_t system_allocs, live_blocks;
 };
 
-static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+static size_t round_up(size_t n, size_t a) {
+    return (n + a - 1) / a * a;
+}
 
-ti_status ti_arena_init(struct ti_arena **out, const struct ti_backend *be,
-                        enum ti_arena_kind kind, const char *name, size_t capacity,
-                        size_t max_bytes, struct ti_err *err) {
+ti_status ti_arena_init(struct ti_arena **out, const struct ti_backend *be, enum ti_arena_kind kind,
+                        const char *name, size_t capacity, size_t max_bytes, struct ti_err *err) {
     *out = NULL;
     struct ti_arena *a = calloc(1, sizeof *a);
     if (!a) return ti_error(err, TI_ERR_NOMEM, "arena %s: out of host memory", name);
@@ -123,8 +124,10 @@ static void freelist_insert(struct ti_arena *a, struct ti_block *b) {
 }
 
 static void freelist_remove(struct ti_arena *a, struct ti_block *b) {
-    if (b->free_prev) b->free_prev->free_next = b->free_next;
-    else a->free_list = b->free_next;
+    if (b->free_prev)
+        b->free_prev->free_next = b->free_next;
+    else
+        a->free_list = b->free_next;
     if (b->free_next) b->free_next->free_prev = b->free_prev;
     b->free_prev = b->free_next = NULL;
 }
@@ -146,8 +149,8 @@ static ti_status pool_alloc(struct ti_arena *a, size_t bytes, struct ti_block **
     size_t need = round_up(bytes ? bytes : 1, ARENA_ALIGN);
     struct ti_block *best = NULL;
     for (struct ti_block *b = a->free_list; b; b = b->free_next)
-        if (b->size >= need && (!best || b->size < best->size ||
-                                (b->size == best->size && b->ptr < best->ptr)))
+        if (b->size >= need &&
+            (!best || b->size < best->size || (b->size == best->size && b->ptr < best->ptr)))
             best = b;
     if (!best) {
         TI_TRY(pool_grow(a, need, err));
@@ -214,7 +217,8 @@ void ti_block_release(struct ti_block *b) {
     if (--b->refs == 0) pool_free(b->arena, b);
 }
 
-/* ---- STACK ------------------------------------------------------------------------------------ */
+/* ---- STACK ------------------------------------------------------------------------------------
+ */
 
 static ti_status stack_alloc(struct ti_arena *a, size_t bytes, void **ptr, struct ti_err *err) {
     size_t need = round_up(bytes ? bytes : 1, ARENA_ALIGN);
@@ -261,13 +265,15 @@ void ti_arena_rewind(struct ti_arena *a, size_t mark) {
     size_t off = mark & (((size_t)1 << 40) - 1);
     /* recompute in_use: full earlier chunks + offset */
     size_t used = off;
-    for (int i = 0; i < chunk && i < a->nchunks; i++) used += a->chunks[i].size;
+    for (int i = 0; i < chunk && i < a->nchunks; i++)
+        used += a->chunks[i].size;
     a->cur_chunk = chunk;
     a->cur_off = off;
     a->in_use = used;
 }
 
-/* ---- common ----------------------------------------------------------------------------------- */
+/* ---- common -----------------------------------------------------------------------------------
+ */
 
 ti_status ti_arena_alloc(struct ti_arena *a, size_t bytes, void **ptr, struct ti_block **blk,
                          struct ti_err *err) {
@@ -305,7 +311,8 @@ ti_status ti_arena_tensor(struct ti_tensor *out, struct ti_arena *a, enum ti_dty
 void ti_arena_free(struct ti_arena **ap) {
     if (!ap || !*ap) return;
     struct ti_arena *a = *ap;
-    for (int i = 0; i < a->nchunks; i++) a->be->mem_free(a->be, a->chunks[i].base, a->chunks[i].size);
+    for (int i = 0; i < a->nchunks; i++)
+        a->be->mem_free(a->be, a->chunks[i].base, a->chunks[i].size);
     struct desc_page *pg = a->pages;
     while (pg) {
         struct desc_page *n = pg->next;
@@ -326,5 +333,9 @@ struct ti_arena_stats ti_arena_stats(const struct ti_arena *a) {
     return s;
 }
 
-const char *ti_arena_name(const struct ti_arena *a) { return a->name; }
-const struct ti_backend *ti_arena_backend(const struct ti_arena *a) { return a->be; }
+const char *ti_arena_name(const struct ti_arena *a) {
+    return a->name;
+}
+const struct ti_backend *ti_arena_backend(const struct ti_arena *a) {
+    return a->be;
+}

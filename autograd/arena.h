@@ -40,10 +40,10 @@ enum ti_arena_kind { TI_ARENA_STACK = 0, TI_ARENA_POOL = 1 };
 /* A piece of a POOL arena. Opaque outside arena.c except for these two fields. */
 struct ti_block {
     struct ti_arena *arena;
-    char *ptr;           /* start of the block's memory (device or host) */
-    size_t size;         /* usable bytes */
-    int32_t refs;        /* 0 = free */
-    int32_t chunk;       /* which chunk */
+    char *ptr;                              /* start of the block's memory (device or host) */
+    size_t size;                            /* usable bytes */
+    int32_t refs;                           /* 0 = free */
+    int32_t chunk;                          /* which chunk */
     struct ti_block *prev, *next;           /* address order inside the chunk */
     struct ti_block *free_prev, *free_next; /* free list (refs == 0 only) */
 };
@@ -56,9 +56,8 @@ struct ti_arena_stats {
     int64_t live_blocks;   /* POOL: blocks with refs > 0 */
 };
 
-ti_status ti_arena_init(struct ti_arena **out, const struct ti_backend *be,
-                        enum ti_arena_kind kind, const char *name, size_t capacity,
-                        size_t max_bytes, struct ti_err *err);
+ti_status ti_arena_init(struct ti_arena **out, const struct ti_backend *be, enum ti_arena_kind kind,
+                        const char *name, size_t capacity, size_t max_bytes, struct ti_err *err);
 /* Frees every chunk. Live POOL blocks become dangling: release tensors first. NULL-safe;
  * sets *a to NULL. */
 void ti_arena_free(struct ti_arena **a);

@@ -33,14 +33,14 @@ struct ti_kctx {
     void *blaslt;             /* CUDA: cublasLtHandle_t */
     void *dnn;                /* CUDA: cudnnHandle_t (NULL when built without cuDNN) */
     int device_index;
-    int sync_each_op;         /* TI_CUDA_SYNC=1: synchronize after each kernel (error names op) */
-    int threads;              /* CPU: OpenMP threads (0 = default) */
+    int sync_each_op; /* TI_CUDA_SYNC=1: synchronize after each kernel (error names op) */
+    int threads;      /* CPU: OpenMP threads (0 = default) */
 };
 
 struct ti_kernels {
-#define TI_KOP(NAME, name, BWD)                                                                         \
-    ti_status (*name##_forward)(struct ti_kctx *k, const struct ti_##name##_args *a);              \
-    ti_status (*name##_backward)(struct ti_kctx *k, const struct ti_##name##_args *a);
+#define TI_KOP(NAME, name, BWD)                                                                    \
+    ti_status (*name##_forward)(struct ti_kctx * k, const struct ti_##name##_args *a);             \
+    ti_status (*name##_backward)(struct ti_kctx * k, const struct ti_##name##_args *a);
 #define TI_FOP(NAME, name)
 #include "ops.def"
 #undef TI_KOP

@@ -1,7 +1,9 @@
 /* backend_nocuda.c - the CUDA entry points of a CPU-only build (TI_CUDA=OFF). */
 #include "backend.h"
 
-int ti_cuda_device_count(void) { return 0; }
+int ti_cuda_device_count(void) {
+    return 0;
+}
 
 ti_status ti_backend_cuda(const struct ti_backend **out, int index, struct ti_err *err) {
     (void)index;

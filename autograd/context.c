@@ -17,8 +17,9 @@ ti_status ti_ctx_init(struct ti_ctx *ctx, const struct ti_backend *be, size_t ac
     ti_status st;
     TI_TRY_GOTO(st, ti_arena_init(&ctx->act, be, TI_ARENA_POOL, "activations",
                                   act_bytes ? act_bytes : ((size_t)64 << 20), 0, &ctx->err));
-    TI_TRY_GOTO(st, ti_arena_init(&ctx->scratch, be, TI_ARENA_STACK, "scratch",
-                                  scratch_bytes ? scratch_bytes : ((size_t)16 << 20), 0, &ctx->err));
+    TI_TRY_GOTO(st,
+                ti_arena_init(&ctx->scratch, be, TI_ARENA_STACK, "scratch",
+                              scratch_bytes ? scratch_bytes : ((size_t)16 << 20), 0, &ctx->err));
     ctx->k.scratch = ctx->scratch;
     if (be->kctx_init) TI_TRY_GOTO(st, be->kctx_init(be, &ctx->k));
     return TI_OK;
@@ -61,9 +62,9 @@ ti_status ti_ctx_upload(struct ti_ctx *ctx, struct ti_tensor *out, const void *h
                         enum ti_dtype dt, int ndim, const int64_t *shape) {
     TI_TRY(ti_ctx_tensor(ctx, out, dt, ndim, shape));
     size_t n = ti_tensor_nbytes(out);
-    ti_status st = n ? ctx->be->mem_copy(ctx->be, &ctx->k, out->data, ctx->be->device, host,
-                                         TI_DEVICE_CPU, n)
-                     : TI_OK;
+    ti_status st =
+        n ? ctx->be->mem_copy(ctx->be, &ctx->k, out->data, ctx->be->device, host, TI_DEVICE_CPU, n)
+          : TI_OK;
     if (st != TI_OK) ti_tensor_release(out);
     return st;
 }

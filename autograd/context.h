@@ -44,8 +44,12 @@ ti_status ti_ctx_init(struct ti_ctx *ctx, const struct ti_backend *be, size_t ac
 /* Frees arenas and backend state (not the tape: the caller owns it). NULL-safe. */
 void ti_ctx_free(struct ti_ctx *ctx);
 
-static inline void ti_ctx_no_grad_begin(struct ti_ctx *ctx) { ctx->no_grad++; }
-static inline void ti_ctx_no_grad_end(struct ti_ctx *ctx) { ctx->no_grad--; }
+static inline void ti_ctx_no_grad_begin(struct ti_ctx *ctx) {
+    ctx->no_grad++;
+}
+static inline void ti_ctx_no_grad_end(struct ti_ctx *ctx) {
+    ctx->no_grad--;
+}
 
 /* A new uninitialised contiguous tensor on ctx's device (one reference). */
 ti_status ti_ctx_tensor(struct ti_ctx *ctx, struct ti_tensor *out, enum ti_dtype dt, int ndim,
@@ -58,8 +62,7 @@ ti_status ti_ctx_upload(struct ti_ctx *ctx, struct ti_tensor *out, const void *h
                         enum ti_dtype dt, int ndim, const int64_t *shape);
 /* Copies a tensor (any device, any strides) into contiguous host memory of `bytes` bytes;
  * the tensor's own dtype is kept. */
-ti_status ti_ctx_download(struct ti_ctx *ctx, void *host, size_t bytes,
-                          const struct ti_tensor *t);
+ti_status ti_ctx_download(struct ti_ctx *ctx, void *host, size_t bytes, const struct ti_tensor *t);
 /* Copies src into dst (same shape and dtype; both contiguous; devices may differ). */
 ti_status ti_ctx_copy_into(struct ti_ctx *ctx, struct ti_tensor *dst, const struct ti_tensor *src);
 /* Fills a contiguous tensor with zeros. */

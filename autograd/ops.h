@@ -41,7 +41,7 @@ struct ti_ctx; /* context.h */
 /* Op ids from ops.def: TI_OP_COPY, TI_OP_ADD, ... */
 enum ti_op {
 #define TI_KOP(NAME, name, BWD) TI_OP_##NAME,
-#define TI_FOP(NAME, name) TI_OP_##NAME,
+#define TI_FOP(NAME, name)      TI_OP_##NAME,
 #include "ops.def"
 #undef TI_KOP
 #undef TI_FOP
@@ -87,7 +87,8 @@ struct ti_sum_args {
 
 /* LINEAR: out (M, N) = inp (M, K) . weight (N, K)^T + bias (N); bias optional.
  * All contiguous 2-D (the front end flattens leading dims).
- * backward: dinp (M, K) += dout . weight; dweight (N, K) += dout^T . inp; dbias (N) += sum_m dout. */
+ * backward: dinp (M, K) += dout . weight; dweight (N, K) += dout^T . inp; dbias (N) += sum_m dout.
+ */
 struct ti_linear_args {
     struct ti_tensor out, inp, weight, bias;
     struct ti_tensor dout, dinp, dweight, dbias;
@@ -257,10 +258,10 @@ ti_status ti_scale(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_te
 
 /* Sum / mean over the listed dims (negative dims count from the end); keepdim keeps them as 1.
  * ndims == 0 reduces over every dim to a scalar (ndim 0, or all ones with keepdim). */
-ti_status ti_sum(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
-                 int ndims, const int *dims, int keepdim);
-ti_status ti_mean(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
-                  int ndims, const int *dims, int keepdim);
+ti_status ti_sum(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp, int ndims,
+                 const int *dims, int keepdim);
+ti_status ti_mean(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp, int ndims,
+                  const int *dims, int keepdim);
 
 /* inp (..., K) . weight (N, K)^T + bias (N) -> (..., N). bias may be NULL. */
 ti_status ti_linear(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
@@ -298,8 +299,8 @@ ti_status ti_attention(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
 ti_status ti_concat(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *a,
                     const struct ti_tensor *b, int dim);
 /* View of inp[..., start:start+len, ...] along dim (no copy; gradients flow back). */
-ti_status ti_slice(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
-                   int dim, int64_t start, int64_t len);
+ti_status ti_slice(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp, int dim,
+                   int64_t start, int64_t len);
 /* Nearest-neighbour upsample of (B, C, H, W) by factor. */
 ti_status ti_upsample_nearest(struct ti_ctx *ctx, struct ti_tensor *out,
                               const struct ti_tensor *inp, int factor);

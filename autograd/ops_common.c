@@ -20,8 +20,7 @@ ti_status ti_kernel_finish(struct ti_ctx *ctx, size_t scratch_mark, ti_status st
                            const char *slot) {
     ti_arena_rewind(ctx->scratch, scratch_mark);
     if (st == TI_OK && ctx->k.sync_each_op && ctx->be->sync) st = ctx->be->sync(ctx->be, &ctx->k);
-    if (st != TI_OK)
-        ti_error(&ctx->err, st, "in kernel %s on %s", slot, ctx->be->name);
+    if (st != TI_OK) ti_error(&ctx->err, st, "in kernel %s on %s", slot, ctx->be->name);
     return st;
 }
 
@@ -76,6 +75,6 @@ ti_status ti_check_shape(struct ti_ctx *ctx, const char *op, const char *arg,
             used += (size_t)snprintf(want + used, sizeof want - used, i ? ", *" : "*");
     }
     if (used < sizeof want) snprintf(want + used, sizeof want - used, "]");
-    return ti_error(&ctx->err, TI_ERR_SHAPE, "%s: argument '%s' has shape %s, expected %s", op,
-                    arg, ti_shape_str(t->ndim, t->shape, got, sizeof got), want);
+    return ti_error(&ctx->err, TI_ERR_SHAPE, "%s: argument '%s' has shape %s, expected %s", op, arg,
+                    ti_shape_str(t->ndim, t->shape, got, sizeof got), want);
 }

@@ -8,9 +8,12 @@
 
 #include "ops_internal.h"
 
-/* ---- small helpers ---------------------------------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------------------------------
+ */
 
-static int dim_index(int d, int ndim) { return d < 0 ? d + ndim : d; }
+static int dim_index(int d, int ndim) {
+    return d < 0 ? d + ndim : d;
+}
 
 /* numpy broadcast of two shapes into out_shape; returns 0 when incompatible */
 static int broadcast_shapes(const struct ti_tensor *a, const struct ti_tensor *b, int *ndim,
@@ -40,7 +43,8 @@ static ti_status reduce_to(struct ti_ctx *ctx, struct ti_tensor *res, const stru
                            const struct ti_tensor *meta) {
     int64_t keep[TI_MAX_DIMS];
     int off = g->ndim - meta->ndim;
-    for (int i = 0; i < g->ndim; i++) keep[i] = i < off ? 1 : meta->shape[i - off];
+    for (int i = 0; i < g->ndim; i++)
+        keep[i] = i < off ? 1 : meta->shape[i - off];
     struct ti_sum_args a;
     memset(&a, 0, sizeof a);
     TI_TRY(ti_ctx_tensor(ctx, &a.out, g->dtype, g->ndim, keep));
@@ -71,7 +75,8 @@ static ti_status accumulate_reduced(struct ti_ctx *ctx, int32_t slot, const stru
     return st;
 }
 
-/* ---- COPY ------------------------------------------------------------------------------------------ */
+/* ---- COPY
+ * ------------------------------------------------------------------------------------------ */
 
 ti_status ti_copy(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                   enum ti_dtype dt) {
@@ -126,7 +131,8 @@ ti_status ti_contiguous(struct ti_ctx *ctx, struct ti_tensor *out, const struct 
     return ti_copy(ctx, out, inp, inp ? inp->dtype : TI_DTYPE_F32);
 }
 
-/* ---- ADD ------------------------------------------------------------------------------------------- */
+/* ---- ADD
+ * ------------------------------------------------------------------------------------------- */
 
 ti_status ti_axpby(struct ti_ctx *ctx, struct ti_tensor *out, double alpha,
                    const struct ti_tensor *a, double beta, const struct ti_tensor *b) {
@@ -180,7 +186,8 @@ ti_status ti_add_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return accumulate_reduced(ctx, node->in_slot[1], dout, node->args.add.beta);
 }
 
-/* ---- MUL ------------------------------------------------------------------------------------------- */
+/* ---- MUL
+ * ------------------------------------------------------------------------------------------- */
 
 ti_status ti_mul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *a,
                  const struct ti_tensor *b) {
@@ -242,7 +249,8 @@ ti_status ti_mul_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return mul_grad_one(ctx, node->in_slot[1], dout, &node->args.mul.a);
 }
 
-/* ---- SCALE ----------------------------------------------------------------------------------------- */
+/* ---- SCALE
+ * ----------------------------------------------------------------------------------------- */
 
 ti_status ti_scale(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                    double alpha) {
@@ -277,7 +285,8 @@ ti_status ti_scale_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return ti_tape_accumulate(ctx, node->in_slot[0], dout, node->args.scale.alpha);
 }
 
-/* ---- SUM / MEAN ------------------------------------------------------------------------------------ */
+/* ---- SUM / MEAN
+ * ------------------------------------------------------------------------------------ */
 
 static ti_status reduce(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                         int ndims, const int *dims, int keepdim, int mean) {
@@ -286,7 +295,8 @@ static ti_status reduce(struct ti_ctx *ctx, struct ti_tensor *out, const struct 
     TI_TRY(ti_check_float(ctx, op, "inp", inp));
     int red[TI_MAX_DIMS] = {0};
     if (ndims == 0) {
-        for (int i = 0; i < inp->ndim; i++) red[i] = 1;
+        for (int i = 0; i < inp->ndim; i++)
+            red[i] = 1;
     } else {
         for (int i = 0; i < ndims; i++) {
             int d = dim_index(dims[i], inp->ndim);
@@ -334,13 +344,13 @@ static ti_status reduce(struct ti_ctx *ctx, struct ti_tensor *out, const struct 
     return TI_OK;
 }
 
-ti_status ti_sum(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
-                 int ndims, const int *dims, int keepdim) {
+ti_status ti_sum(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp, int ndims,
+                 const int *dims, int keepdim) {
     return reduce(ctx, out, inp, ndims, dims, keepdim, 0);
 }
 
-ti_status ti_mean(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
-                  int ndims, const int *dims, int keepdim) {
+ti_status ti_mean(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp, int ndims,
+                  const int *dims, int keepdim) {
     return reduce(ctx, out, inp, ndims, dims, keepdim, 1);
 }
 
@@ -356,7 +366,8 @@ ti_status ti_sum_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return ti_tape_accumulate(ctx, node->in_slot[0], &b, node->args.sum.scale);
 }
 
-/* ---- UNARY ------------------------------------------------------------------------------------------ */
+/* ---- UNARY
+ * ------------------------------------------------------------------------------------------ */
 
 ti_status ti_unary(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                    enum ti_unary_kind kind, double p0, double p1) {
@@ -420,7 +431,8 @@ ti_status ti_quick_gelu(struct ti_ctx *ctx, struct ti_tensor *out, const struct 
     return ti_unary(ctx, out, inp, TI_UNARY_QUICK_GELU, 0, 0);
 }
 
-/* ---- views: RESHAPE, PERMUTE, SLICE ------------------------------------------------------------------ */
+/* ---- views: RESHAPE, PERMUTE, SLICE
+ * ------------------------------------------------------------------ */
 
 /* Records a view op whose output shares the input's block. */
 static ti_status record_view(struct ti_ctx *ctx, enum ti_op op, struct ti_tensor *view,
@@ -462,7 +474,8 @@ ti_status ti_permute(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_
     struct ti_node *n;
     TI_TRY(record_view(ctx, TI_OP_PERMUTE, &v, inp, &n));
     if (n)
-        for (int i = 0; i < inp->ndim; i++) n->args.permute.perm[i] = perm[i];
+        for (int i = 0; i < inp->ndim; i++)
+            n->args.permute.perm[i] = perm[i];
     ti_tensor_retain(&v);
     *out = v;
     return TI_OK;
@@ -472,14 +485,15 @@ ti_status ti_permute_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
                                    const struct ti_tensor *dout) {
     /* dout[i0..] is laid out in permuted order; view it back with the inverse permutation */
     int inv[TI_MAX_DIMS];
-    for (int i = 0; i < dout->ndim; i++) inv[node->args.permute.perm[i]] = i;
+    for (int i = 0; i < dout->ndim; i++)
+        inv[node->args.permute.perm[i]] = i;
     struct ti_tensor g;
     TI_TRY(ti_tensor_permute_view(&g, dout, inv, &ctx->err));
     return ti_tape_accumulate(ctx, node->in_slot[0], &g, 1.0);
 }
 
-ti_status ti_slice(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
-                   int dim, int64_t start, int64_t len) {
+ti_status ti_slice(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp, int dim,
+                   int64_t start, int64_t len) {
     *out = ti_tensor_none();
     int d = dim_index(dim, inp->ndim);
     struct ti_tensor v;
@@ -515,7 +529,8 @@ ti_status ti_slice_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return st;
 }
 
-/* ---- CONCAT ----------------------------------------------------------------------------------------- */
+/* ---- CONCAT
+ * ----------------------------------------------------------------------------------------- */
 
 ti_status ti_concat(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *a,
                     const struct ti_tensor *b, int dim) {
@@ -533,7 +548,8 @@ ti_status ti_concat(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
                         ti_shape_str(b->ndim, b->shape, y, sizeof y), dim);
     }
     int64_t shape[TI_MAX_DIMS];
-    for (int i = 0; i < a->ndim; i++) shape[i] = a->shape[i];
+    for (int i = 0; i < a->ndim; i++)
+        shape[i] = a->shape[i];
     shape[d] = a->shape[d] + b->shape[d];
     struct ti_tensor o;
     TI_TRY(ti_ctx_tensor(ctx, &o, a->dtype, a->ndim, shape));

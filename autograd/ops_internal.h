@@ -50,13 +50,13 @@ struct ti_checkpoint_args {
 
 union ti_op_args {
 #define TI_KOP(NAME, name, BWD) struct ti_##name##_args name;
-#define TI_FOP(NAME, name) struct ti_##name##_args name;
+#define TI_FOP(NAME, name)      struct ti_##name##_args name;
 #include "ops.def"
 #undef TI_KOP
 #undef TI_FOP
 };
 
-#define TI_NODE_MAX_IN 4
+#define TI_NODE_MAX_IN   4
 #define TI_NODE_MAX_KEPT 10
 
 struct ti_node {
@@ -72,7 +72,7 @@ struct ti_node {
  * output's shape), adds into the input slots. */
 typedef ti_status (*ti_node_backward_fn)(struct ti_ctx *ctx, struct ti_node *node,
                                          const struct ti_tensor *dout);
-#define TI_KOP(NAME, name, BWD)                                                                         \
+#define TI_KOP(NAME, name, BWD)                                                                    \
     ti_status ti_##name##_tape_backward(struct ti_ctx *ctx, struct ti_node *node,                  \
                                         const struct ti_tensor *dout);
 #define TI_FOP(NAME, name) TI_KOP(NAME, name, 0)
@@ -80,7 +80,8 @@ typedef ti_status (*ti_node_backward_fn)(struct ti_ctx *ctx, struct ti_node *nod
 #undef TI_KOP
 #undef TI_FOP
 
-/* ---- tape hooks for front ends ----------------------------------------------------------------- */
+/* ---- tape hooks for front ends -----------------------------------------------------------------
+ */
 /* True when ctx records and any of the n inputs (NULL entries ignored) has a gradient slot. */
 int ti_tape_wants(const struct ti_ctx *ctx, int n, const struct ti_tensor *const *inputs);
 /* Appends a node for `op`, gives *out a new gradient slot (out->grad) and returns the node
@@ -98,10 +99,10 @@ ti_status ti_tape_grad(struct ti_ctx *ctx, int32_t slot, struct ti_tensor *g);
 ti_status ti_tape_accumulate(struct ti_ctx *ctx, int32_t slot, const struct ti_tensor *contrib,
                              double alpha);
 
-/* ---- kernel calls -------------------------------------------------------------------------------- */
+/* ---- kernel calls
+ * -------------------------------------------------------------------------------- */
 /* Finishes a kernel call: rewinds scratch, optionally syncs, adds the op name to an error. */
-ti_status ti_kernel_finish(struct ti_ctx *ctx, size_t scratch_mark, ti_status st,
-                           const char *slot);
+ti_status ti_kernel_finish(struct ti_ctx *ctx, size_t scratch_mark, ti_status st, const char *slot);
 ti_status ti_kernel_missing(struct ti_ctx *ctx, const char *slot, enum ti_dtype dt);
 
 /* st = ctx->be->k[dt].slot(&ctx->k, argsp), with the checks above. */

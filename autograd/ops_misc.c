@@ -73,7 +73,7 @@ ti_status ti_upsample_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     struct ti_upsample_args a;
     memset(&a, 0, sizeof a);
     a.factor = node->args.upsample.factor;
-    a.dout = *dout; /* (B, C, fH, fW) */
+    a.dout = *dout;                                       /* (B, C, fH, fW) */
     TI_TRY(ti_tape_grad(ctx, node->in_slot[0], &a.dinp)); /* (B, C, H, W) */
     if (!a.dinp.data) return TI_OK;
     ti_status st;
@@ -154,8 +154,8 @@ ti_status ti_embedding_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
                                      const struct ti_tensor *dout) {
     struct ti_embedding_args a;
     memset(&a, 0, sizeof a);
-    a.idx = node->args.embedding.idx; /* (B, T) i32 */
-    a.dout = *dout;                   /* (B, T, D) */
+    a.idx = node->args.embedding.idx;                      /* (B, T) i32 */
+    a.dout = *dout;                                        /* (B, T, D) */
     TI_TRY(ti_tape_grad(ctx, node->in_slot[0], &a.drows)); /* (K, D) */
     if (!a.drows.data) return TI_OK;
     ti_status st;
@@ -171,8 +171,7 @@ ti_status ti_timestep_embedding(struct ti_ctx *ctx, struct ti_tensor *out,
     *out = ti_tensor_none();
     TI_TRY(ti_check_float(ctx, "timestep", "t", t));
     TI_TRY(ti_check_shape(ctx, "timestep", "t", t, 1, ANY4)); /* (B) */
-    if (dim < 1)
-        return ti_error(&ctx->err, TI_ERR_INVALID, "timestep: dim %d, expected >= 1", dim);
+    if (dim < 1) return ti_error(&ctx->err, TI_ERR_INVALID, "timestep: dim %d, expected >= 1", dim);
     if (!(max_period > 0.0) || !isfinite(max_period))
         return ti_error(&ctx->err, TI_ERR_INVALID,
                         "timestep: max_period %g, expected a finite value > 0 (SD: 10000)",
@@ -214,7 +213,7 @@ ti_status ti_timestep_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
                                     const struct ti_tensor *dout) {
     struct ti_timestep_args a = node->args.timestep; /* t kept; out is absent */
     a.out = ti_tensor_none();
-    a.dout = *dout;                                  /* (B, dim) */
+    a.dout = *dout;                                     /* (B, dim) */
     TI_TRY(ti_tape_grad(ctx, node->in_slot[0], &a.dt)); /* (B) */
     if (!a.dt.data) return TI_OK;
     ti_status st;

@@ -10,11 +10,14 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 void ti_rng_seed(struct ti_rng *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 uint64_t ti_rng_next(struct ti_rng *r) {
@@ -30,14 +33,17 @@ uint64_t ti_rng_next(struct ti_rng *r) {
     return result;
 }
 
-double ti_rng_uniform(struct ti_rng *r) { return (double)(ti_rng_next(r) >> 11) * 0x1.0p-53; }
+double ti_rng_uniform(struct ti_rng *r) {
+    return (double)(ti_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 uint64_t ti_rng_below(struct ti_rng *r, uint64_t n) {
     if (n == 0) return 0;
     /* rejection sampling: no modulo bias */
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
-    do x = ti_rng_next(r);
+    do
+        x = ti_rng_next(r);
     while (x >= limit);
     return x % n;
 }
@@ -61,5 +67,6 @@ void ti_rng_normal_f32(struct ti_rng *r, float *out, size_t n) {
 }
 
 void ti_rng_uniform_f64(struct ti_rng *r, double *out, size_t n, double lo, double hi) {
-    for (size_t i = 0; i < n; i++) out[i] = lo + (hi - lo) * ti_rng_uniform(r);
+    for (size_t i = 0; i < n; i++)
+        out[i] = lo + (hi - lo) * ti_rng_uniform(r);
 }

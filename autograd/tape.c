@@ -26,7 +26,7 @@ struct ti_tape {
 
 static const ti_node_backward_fn backward_rules[TI_OP_COUNT] = {
 #define TI_KOP(NAME, name, BWD) [TI_OP_##NAME] = ti_##name##_tape_backward,
-#define TI_FOP(NAME, name) [TI_OP_##NAME] = ti_##name##_tape_backward,
+#define TI_FOP(NAME, name)      [TI_OP_##NAME] = ti_##name##_tape_backward,
 #include "ops.def"
 #undef TI_KOP
 #undef TI_FOP
@@ -36,7 +36,7 @@ _Static_assert(sizeof backward_rules / sizeof backward_rules[0] == TI_OP_COUNT,
 
 static const char *const op_names[TI_OP_COUNT] = {
 #define TI_KOP(NAME, name, BWD) [TI_OP_##NAME] = #name,
-#define TI_FOP(NAME, name) [TI_OP_##NAME] = #name,
+#define TI_FOP(NAME, name)      [TI_OP_##NAME] = #name,
 #include "ops.def"
 #undef TI_KOP
 #undef TI_FOP
@@ -52,7 +52,9 @@ ti_status ti_tape_init(struct ti_tape **out, struct ti_err *err) {
     return TI_OK;
 }
 
-int ti_tape_node_count(const struct ti_tape *t) { return t ? t->nnodes : 0; }
+int ti_tape_node_count(const struct ti_tape *t) {
+    return t ? t->nnodes : 0;
+}
 
 static void node_release(struct ti_node *n) {
     for (int i = 0; i < n->nkept; i++) {
@@ -68,8 +70,10 @@ static void slot_release(struct slot *s) {
 }
 
 static void tape_forget(struct ti_tape *t) {
-    for (int i = t->nnodes - 1; i >= 0; i--) node_release(&t->nodes[i]);
-    for (int i = 0; i < t->nslots; i++) slot_release(&t->slots[i]);
+    for (int i = t->nnodes - 1; i >= 0; i--)
+        node_release(&t->nodes[i]);
+    for (int i = 0; i < t->nslots; i++)
+        slot_release(&t->slots[i]);
     t->nnodes = 0;
     t->nslots = 0;
     t->walking_from = 0;
@@ -116,7 +120,8 @@ ti_status ti_tape_watch(struct ti_ctx *ctx, struct ti_tensor *param, const struc
         !ti_tensor_is_contiguous(grad) || !grad->data)
         return ti_error(&ctx->err, TI_ERR_SHAPE,
                         "tape_watch: gradient buffer %s must be a contiguous tensor like %s",
-                        ti_tensor_describe(grad, a, sizeof a), ti_tensor_describe(param, b, sizeof b));
+                        ti_tensor_describe(grad, a, sizeof a),
+                        ti_tensor_describe(param, b, sizeof b));
     int32_t id;
     TI_TRY(new_slot(ctx, param, &id));
     ctx->tape->slots[id].grad = *grad;
@@ -151,7 +156,8 @@ ti_status ti_tape_record(struct ti_ctx *ctx, enum ti_op op, struct ti_tensor *ou
     memset(n, 0, sizeof *n);
     n->op = op;
     n->out_slot = id;
-    for (int i = 0; i < TI_NODE_MAX_IN; i++) n->in_slot[i] = -1;
+    for (int i = 0; i < TI_NODE_MAX_IN; i++)
+        n->in_slot[i] = -1;
     *node = n;
     return TI_OK;
 }
@@ -259,7 +265,8 @@ ti_status ti_tape_backward(struct ti_ctx *ctx, const struct ti_tensor *out,
         if (!ti_tensor_same_shape(dout, out) || dout->dtype != out->dtype) {
             tape_forget(t);
             return ti_error(&ctx->err, TI_ERR_SHAPE, "backward: seed gradient %s for output %s",
-                            ti_tensor_describe(dout, a, sizeof a), ti_tensor_describe(out, b, sizeof b));
+                            ti_tensor_describe(dout, a, sizeof a),
+                            ti_tensor_describe(out, b, sizeof b));
         }
         st = ti_tape_accumulate(ctx, out->grad, dout, 1.0);
     } else {
@@ -282,7 +289,8 @@ ti_status ti_tape_backward(struct ti_ctx *ctx, const struct ti_tensor *out,
     return st;
 }
 
-/* ---- recomputation ------------------------------------------------------------------------------- */
+/* ---- recomputation
+ * ------------------------------------------------------------------------------- */
 
 ti_status ti_checkpoint(struct ti_ctx *ctx, struct ti_tensor *out, ti_block_fn fn, void *user,
                         int n_in, const struct ti_tensor *in) {
@@ -291,7 +299,8 @@ ti_status ti_checkpoint(struct ti_ctx *ctx, struct ti_tensor *out, ti_block_fn f
         return ti_error(&ctx->err, TI_ERR_INVALID, "checkpoint: %d inputs (at most %d)", n_in,
                         TI_CHECKPOINT_MAX_IN);
     const struct ti_tensor *ins[TI_CHECKPOINT_MAX_IN];
-    for (int i = 0; i < n_in; i++) ins[i] = &in[i];
+    for (int i = 0; i < n_in; i++)
+        ins[i] = &in[i];
     int record = ti_tape_wants(ctx, n_in, ins);
     ctx->no_grad++;
     ti_status st = fn(ctx, out, in, n_in, user);
@@ -331,7 +340,9 @@ ti_status ti_checkpoint_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     }
     st = ti_tape_accumulate(ctx, out.grad, dout, 1.0);
     ti_tensor_release(&out);
-    if (st == TI_OK) st = walk(ctx, stop);
-    else walk(ctx, stop);
+    if (st == TI_OK)
+        st = walk(ctx, stop);
+    else
+        walk(ctx, stop);
     return st;
 }

@@ -11,11 +11,11 @@ static const struct {
     size_t size;
     int is_float;
 } dtype_info[TI_DTYPE_COUNT] = {
-    [TI_DTYPE_F32] = {"f32", 4, 1},  [TI_DTYPE_F16] = {"f16", 2, 1},
+    [TI_DTYPE_F32] = {"f32", 4, 1},   [TI_DTYPE_F16] = {"f16", 2, 1},
     [TI_DTYPE_BF16] = {"bf16", 2, 1}, [TI_DTYPE_F64] = {"f64", 8, 1},
-    [TI_DTYPE_I64] = {"i64", 8, 0},  [TI_DTYPE_I32] = {"i32", 4, 0},
-    [TI_DTYPE_I16] = {"i16", 2, 0},  [TI_DTYPE_I8] = {"i8", 1, 0},
-    [TI_DTYPE_U8] = {"u8", 1, 0},    [TI_DTYPE_BOOL] = {"bool", 1, 0},
+    [TI_DTYPE_I64] = {"i64", 8, 0},   [TI_DTYPE_I32] = {"i32", 4, 0},
+    [TI_DTYPE_I16] = {"i16", 2, 0},   [TI_DTYPE_I8] = {"i8", 1, 0},
+    [TI_DTYPE_U8] = {"u8", 1, 0},     [TI_DTYPE_BOOL] = {"bool", 1, 0},
 };
 
 size_t ti_dtype_size(enum ti_dtype dt) {
@@ -80,7 +80,9 @@ uint16_t ti_f32_to_f16(float f) {
     return (uint16_t)(sign | half);
 }
 
-float ti_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float ti_bf16_to_f32(uint16_t h) {
+    return bits_f32((uint32_t)h << 16);
+}
 
 uint16_t ti_f32_to_bf16(float f) {
     uint32_t u = f32_bits(f);
@@ -114,14 +116,16 @@ struct ti_tensor ti_tensor_view(void *data, enum ti_dtype dt, enum ti_device dev
     t.dtype = dt;
     t.device = dev;
     t.ndim = ndim;
-    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        t.shape[i] = shape[i];
     ti_tensor_set_contiguous(&t);
     return t;
 }
 
 int64_t ti_tensor_numel(const struct ti_tensor *t) {
     int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
     return n;
 }
 
@@ -158,7 +162,8 @@ const char *ti_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
 
 const char *ti_tensor_describe(const struct ti_tensor *t, char *buf, size_t n) {
     char sh[128];
-    snprintf(buf, n, "%s%s", ti_dtype_name(t->dtype), ti_shape_str(t->ndim, t->shape, sh, sizeof sh));
+    snprintf(buf, n, "%s%s", ti_dtype_name(t->dtype),
+             ti_shape_str(t->ndim, t->shape, sh, sizeof sh));
     return buf;
 }
 
@@ -183,15 +188,16 @@ ti_status ti_tensor_reshape_view(struct ti_tensor *out, const struct ti_tensor *
                         ti_shape_str(t->ndim, t->shape, a, sizeof a));
     struct ti_tensor o = *t;
     o.ndim = ndim;
-    for (int i = 0; i < ndim; i++) o.shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        o.shape[i] = shape[i];
     ti_tensor_set_contiguous(&o);
     o.grad = -1;
     *out = o;
     return TI_OK;
 }
 
-ti_status ti_tensor_permute_view(struct ti_tensor *out, const struct ti_tensor *t,
-                                 const int *perm, struct ti_err *err) {
+ti_status ti_tensor_permute_view(struct ti_tensor *out, const struct ti_tensor *t, const int *perm,
+                                 struct ti_err *err) {
     int seen[TI_MAX_DIMS] = {0};
     struct ti_tensor o = *t;
     for (int i = 0; i < t->ndim; i++) {
@@ -216,7 +222,8 @@ ti_status ti_tensor_narrow_view(struct ti_tensor *out, const struct ti_tensor *t
                         (long long)start, (long long)(start + len), (long long)t->shape[dim], dim);
     struct ti_tensor o = *t;
     o.shape[dim] = len;
-    if (o.data) o.data = (char *)o.data + (size_t)(start * t->stride[dim]) * ti_dtype_size(t->dtype);
+    if (o.data)
+        o.data = (char *)o.data + (size_t)(start * t->stride[dim]) * ti_dtype_size(t->dtype);
     o.grad = -1;
     *out = o;
     return TI_OK;
@@ -227,7 +234,8 @@ ti_status ti_tensor_broadcast_view(struct ti_tensor *out, const struct ti_tensor
     char a[128], b[128];
     if (ndim < t->ndim || ndim > TI_MAX_DIMS)
         return ti_error(err, TI_ERR_SHAPE, "broadcast: cannot broadcast %s to %s",
-                        ti_shape_str(t->ndim, t->shape, a, sizeof a), ti_shape_str(ndim, shape, b, sizeof b));
+                        ti_shape_str(t->ndim, t->shape, a, sizeof a),
+                        ti_shape_str(ndim, shape, b, sizeof b));
     struct ti_tensor o = *t;
     int off = ndim - t->ndim;
     for (int i = ndim - 1; i >= 0; i--) {

@@ -50,21 +50,21 @@ enum ti_device { TI_DEVICE_CPU = 0, TI_DEVICE_CUDA = 1 };
 struct ti_block; /* arena.h */
 
 struct ti_tensor {
-    void *data;                   /* address of element [0,...,0] */
-    struct ti_block *blk;         /* owning arena block (refcounted) or NULL */
-    int64_t shape[TI_MAX_DIMS];   /* sizes, outermost first */
-    int64_t stride[TI_MAX_DIMS];  /* element strides; 0 = broadcast */
-    int32_t ndim;                 /* 0..TI_MAX_DIMS */
-    int32_t grad;                 /* tape slot, -1 = no gradient */
+    void *data;                  /* address of element [0,...,0] */
+    struct ti_block *blk;        /* owning arena block (refcounted) or NULL */
+    int64_t shape[TI_MAX_DIMS];  /* sizes, outermost first */
+    int64_t stride[TI_MAX_DIMS]; /* element strides; 0 = broadcast */
+    int32_t ndim;                /* 0..TI_MAX_DIMS */
+    int32_t grad;                /* tape slot, -1 = no gradient */
     enum ti_dtype dtype;
     enum ti_device device;
-    int32_t device_index;         /* which GPU for TI_DEVICE_CUDA */
+    int32_t device_index; /* which GPU for TI_DEVICE_CUDA */
 };
 
 /* ---- dtypes ----------------------------------------------------------------------------- */
-size_t ti_dtype_size(enum ti_dtype dt);          /* bytes per element */
-const char *ti_dtype_name(enum ti_dtype dt);     /* "f32", "bf16", ... */
-int ti_dtype_is_float(enum ti_dtype dt);         /* f32, f16, bf16, f64 */
+size_t ti_dtype_size(enum ti_dtype dt);      /* bytes per element */
+const char *ti_dtype_name(enum ti_dtype dt); /* "f32", "bf16", ... */
+int ti_dtype_is_float(enum ti_dtype dt);     /* f32, f16, bf16, f64 */
 
 /* IEEE half and bfloat16 <-> f32, round to nearest even; NaN stays NaN. */
 float ti_f16_to_f32(uint16_t h);
@@ -82,9 +82,11 @@ struct ti_tensor ti_tensor_view(void *data, enum ti_dtype dt, enum ti_device dev
 void ti_tensor_set_contiguous(struct ti_tensor *t);
 
 /* ---- queries ---------------------------------------------------------------------------- */
-static inline int ti_tensor_present(const struct ti_tensor *t) { return t && t->data != NULL; }
+static inline int ti_tensor_present(const struct ti_tensor *t) {
+    return t && t->data != NULL;
+}
 int64_t ti_tensor_numel(const struct ti_tensor *t);
-size_t ti_tensor_nbytes(const struct ti_tensor *t);   /* numel * dtype size */
+size_t ti_tensor_nbytes(const struct ti_tensor *t); /* numel * dtype size */
 int ti_tensor_is_contiguous(const struct ti_tensor *t);
 int ti_tensor_same_shape(const struct ti_tensor *a, const struct ti_tensor *b);
 /* "f32[2, 77, 768]" into buf; returns buf. */
@@ -97,8 +99,8 @@ const char *ti_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 ti_status ti_tensor_reshape_view(struct ti_tensor *out, const struct ti_tensor *t, int ndim,
                                  const int64_t *shape, struct ti_err *err);
 /* Reorders dimensions: out.shape[i] = t.shape[perm[i]]. */
-ti_status ti_tensor_permute_view(struct ti_tensor *out, const struct ti_tensor *t,
-                                 const int *perm, struct ti_err *err);
+ti_status ti_tensor_permute_view(struct ti_tensor *out, const struct ti_tensor *t, const int *perm,
+                                 struct ti_err *err);
 /* Sub-range [start, start+len) of dimension dim. */
 ti_status ti_tensor_narrow_view(struct ti_tensor *out, const struct ti_tensor *t, int dim,
                                 int64_t start, int64_t len, struct ti_err *err);

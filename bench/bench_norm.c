@@ -72,16 +72,11 @@ static ti_status run_op(struct ti_ctx *ctx, const struct bcase *c, struct ti_ten
                         const struct ti_tensor *x, const struct ti_tensor *w,
                         const struct ti_tensor *b) {
     switch (c->kind) {
-    case GN:
-        return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 0);
-    case GN_SILU:
-        return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 1);
-    case LN:
-        return ti_layernorm(ctx, out, x, w, b, c->eps);
-    case GEGLU:
-        return ti_geglu(ctx, out, x);
-    default:
-        return ti_softmax(ctx, out, x, c->scale);
+    case GN: return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 0);
+    case GN_SILU: return ti_groupnorm(ctx, out, x, w, b, c->groups, c->eps, 1);
+    case LN: return ti_layernorm(ctx, out, x, w, b, c->eps);
+    case GEGLU: return ti_geglu(ctx, out, x);
+    default: return ti_softmax(ctx, out, x, c->scale);
     }
 }
 

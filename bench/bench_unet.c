@@ -36,12 +36,18 @@ static int fail(struct ti_err *err) {
 int main(int argc, char **argv) {
     int size = 32, steps = 3, ckpt = 0, fwd_only = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--checkpoint")) ckpt = 1;
-        else if (!strcmp(argv[i], "--forward-only")) fwd_only = 1;
+        if (!strcmp(argv[i], "--size") && i + 1 < argc)
+            size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--checkpoint"))
+            ckpt = 1;
+        else if (!strcmp(argv[i], "--forward-only"))
+            fwd_only = 1;
         else {
-            fprintf(stderr, "usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only]\n");
+            fprintf(
+                stderr,
+                "usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only]\n");
             return 2;
         }
     }
@@ -98,10 +104,11 @@ int main(int argc, char **argv) {
     double tflop = fwd_only ? (size == 64 ? 0.803 : 0.180) : (size == 64 ? 1.733 : 0.369);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB | activations peak %.2f GiB | "
+    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB | activations peak %.2f "
+           "GiB | "
            "peak RSS %.2f GiB |\n",
-           size, size, fwd_only ? "forward" : "forward + input-grad", ckpt ? " (recompute)" : "", med,
-           tflop * 1e3 / med, (double)ti_arena_stats(w.arena).reserved / (1 << 30),
+           size, size, fwd_only ? "forward" : "forward + input-grad", ckpt ? " (recompute)" : "",
+           med, tflop * 1e3 / med, (double)ti_arena_stats(w.arena).reserved / (1 << 30),
            (double)ti_arena_stats(ctx.act).peak / (1 << 30), (double)ru.ru_maxrss / (1 << 20));
     fprintf(stderr, "(init with random weights %.1f s, %d timed steps)\n", t_init, steps);
     ti_tape_free(&tape);

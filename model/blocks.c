@@ -79,10 +79,11 @@ ti_status ti_tokens_to_nchw(struct ti_ctx *ctx, struct ti_tensor *out, const str
     return st;
 }
 
-/* ---- ResBlock ----------------------------------------------------------------------------------- */
+/* ---- ResBlock -----------------------------------------------------------------------------------
+ */
 
-ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const char *prefix,
-                           int cin, int cout, int emb_channels, int vae_names, double eps,
+ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const char *prefix, int cin,
+                           int cout, int emb_channels, int vae_names, double eps,
                            struct ti_err *err) {
     char k[TI_KEY_MAX];
     memset(r, 0, sizeof *r);
@@ -98,7 +99,8 @@ ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const ch
     const char *sk = vae_names ? "nin_shortcut." : "skip_connection.";
     TI_TRY(ti_weights_add1(w, &r->norm1_w, ti_key(k, prefix, "%s", n1), "weight", cin, err));
     TI_TRY(ti_weights_add1(w, &r->norm1_b, k, "bias", cin, err));
-    TI_TRY(ti_weights_add4(w, &r->conv1_w, ti_key(k, prefix, "%s", c1), "weight", cout, cin, 3, 3, err));
+    TI_TRY(ti_weights_add4(w, &r->conv1_w, ti_key(k, prefix, "%s", c1), "weight", cout, cin, 3, 3,
+                           err));
     TI_TRY(ti_weights_add1(w, &r->conv1_b, k, "bias", cout, err));
     if (emb_channels > 0) {
         TI_TRY(ti_weights_add2(w, &r->emb_w, ti_key(k, prefix, "emb_layers.1."), "weight", cout,
@@ -107,17 +109,20 @@ ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const ch
     }
     TI_TRY(ti_weights_add1(w, &r->norm2_w, ti_key(k, prefix, "%s", n2), "weight", cout, err));
     TI_TRY(ti_weights_add1(w, &r->norm2_b, k, "bias", cout, err));
-    TI_TRY(ti_weights_add4(w, &r->conv2_w, ti_key(k, prefix, "%s", c2), "weight", cout, cout, 3, 3, err));
+    TI_TRY(ti_weights_add4(w, &r->conv2_w, ti_key(k, prefix, "%s", c2), "weight", cout, cout, 3, 3,
+                           err));
     TI_TRY(ti_weights_add1(w, &r->conv2_b, k, "bias", cout, err));
     if (cin != cout) {
-        TI_TRY(ti_weights_add4(w, &r->skip_w, ti_key(k, prefix, "%s", sk), "weight", cout, cin, 1, 1, err));
+        TI_TRY(ti_weights_add4(w, &r->skip_w, ti_key(k, prefix, "%s", sk), "weight", cout, cin, 1,
+                               1, err));
         TI_TRY(ti_weights_add1(w, &r->skip_b, k, "bias", cout, err));
     }
     return TI_OK;
 }
 
-ti_status ti_resblock_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_resblock *r,
-                              const struct ti_tensor *x, const struct ti_tensor *emb_silu) {
+ti_status ti_resblock_forward(struct ti_ctx *ctx, struct ti_tensor *out,
+                              const struct ti_resblock *r, const struct ti_tensor *x,
+                              const struct ti_tensor *emb_silu) {
     static const int pad1[4] = {1, 1, 1, 1}, pad0[4] = {0, 0, 0, 0};
     struct ti_tensor h = ti_tensor_none(), t = ti_tensor_none(), e = ti_tensor_none(),
                      s = ti_tensor_none();
@@ -158,7 +163,8 @@ fail:
     return st;
 }
 
-/* ---- CrossAttention ------------------------------------------------------------------------------- */
+/* ---- CrossAttention
+ * ------------------------------------------------------------------------------- */
 
 ti_status ti_xattn_init(struct ti_xattn *a, struct ti_weights *w, const char *prefix, int dim,
                         int ctx_dim, int heads, int head_dim, struct ti_err *err) {
@@ -171,7 +177,8 @@ ti_status ti_xattn_init(struct ti_xattn *a, struct ti_weights *w, const char *pr
     TI_TRY(ti_weights_add2(w, &a->q_w, ti_key(k, prefix, "to_q."), "weight", inner, dim, err));
     TI_TRY(ti_weights_add2(w, &a->k_w, ti_key(k, prefix, "to_k."), "weight", inner, ctx_dim, err));
     TI_TRY(ti_weights_add2(w, &a->v_w, ti_key(k, prefix, "to_v."), "weight", inner, ctx_dim, err));
-    TI_TRY(ti_weights_add2(w, &a->out_w, ti_key(k, prefix, "to_out.0."), "weight", dim, inner, err));
+    TI_TRY(
+        ti_weights_add2(w, &a->out_w, ti_key(k, prefix, "to_out.0."), "weight", dim, inner, err));
     return ti_weights_add1(w, &a->out_b, k, "bias", dim, err);
 }
 
@@ -185,7 +192,8 @@ ti_status ti_xattn_forward(struct ti_ctx *ctx, struct ti_tensor *out, const stru
     TI_TRY_GOTO(st, ti_linear(ctx, &k, c, &a->k_w, NULL)); /* (B, Tc, inner) */
     TI_TRY_GOTO(st, ti_linear(ctx, &v, c, &a->v_w, NULL));
     /* softmax(q k^T * d^-1/2) v per head; the scale is applied after the product */
-    TI_TRY_GOTO(st, ti_attention(ctx, &o, &q, &k, &v, a->heads, 1.0 / sqrt((double)a->head_dim), 0));
+    TI_TRY_GOTO(st,
+                ti_attention(ctx, &o, &q, &k, &v, a->heads, 1.0 / sqrt((double)a->head_dim), 0));
     ti_tensor_release(&q);
     ti_tensor_release(&k);
     ti_tensor_release(&v);
@@ -198,7 +206,8 @@ fail:
     return st;
 }
 
-/* ---- SpatialTransformer ------------------------------------------------------------------------------ */
+/* ---- SpatialTransformer
+ * ------------------------------------------------------------------------------ */
 
 ti_status ti_spatial_transformer_init(struct ti_spatial_transformer *s, struct ti_weights *w,
                                       const char *prefix, int channels, int heads, int head_dim,
@@ -218,8 +227,10 @@ ti_status ti_spatial_transformer_init(struct ti_spatial_transformer *s, struct t
     for (int d = 0; d < depth; d++) {
         struct ti_tblock *b = &s->blocks[d];
         ti_key(p, prefix, "transformer_blocks.%d.", d);
-        TI_TRY(ti_xattn_init(&b->attn1, w, ti_key(k, p, "attn1."), inner, inner, heads, head_dim, err));
-        TI_TRY(ti_xattn_init(&b->attn2, w, ti_key(k, p, "attn2."), inner, context_dim, heads, head_dim, err));
+        TI_TRY(ti_xattn_init(&b->attn1, w, ti_key(k, p, "attn1."), inner, inner, heads, head_dim,
+                             err));
+        TI_TRY(ti_xattn_init(&b->attn2, w, ti_key(k, p, "attn2."), inner, context_dim, heads,
+                             head_dim, err));
         TI_TRY(ti_weights_add2(w, &b->ff_in_w, ti_key(k, p, "ff.net.0.proj."), "weight", 8 * inner,
                                inner, err));
         TI_TRY(ti_weights_add1(w, &b->ff_in_b, k, "bias", 8 * inner, err));
@@ -244,8 +255,9 @@ void ti_spatial_transformer_free(struct ti_spatial_transformer *s) {
 }
 
 /* h = h + f(norm(h)) for one sub-layer; consumes nothing */
-static ti_status pre_norm_residual(struct ti_ctx *ctx, struct ti_tensor *h, const struct ti_tensor *nw,
-                                   const struct ti_tensor *nb, const struct ti_tblock *b, int which,
+static ti_status pre_norm_residual(struct ti_ctx *ctx, struct ti_tensor *h,
+                                   const struct ti_tensor *nw, const struct ti_tensor *nb,
+                                   const struct ti_tblock *b, int which,
                                    const struct ti_tensor *context) {
     struct ti_tensor n = ti_tensor_none(), f = ti_tensor_none(), g = ti_tensor_none(),
                      r = ti_tensor_none();
@@ -277,7 +289,8 @@ fail:
 
 ti_status ti_spatial_transformer_forward(struct ti_ctx *ctx, struct ti_tensor *out,
                                          const struct ti_spatial_transformer *s,
-                                         const struct ti_tensor *x, const struct ti_tensor *context) {
+                                         const struct ti_tensor *x,
+                                         const struct ti_tensor *context) {
     static const int pad0[4] = {0, 0, 0, 0};
     struct ti_tensor n = ti_tensor_none(), p = ti_tensor_none(), h = ti_tensor_none();
     ti_status st;

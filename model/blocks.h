@@ -31,12 +31,13 @@ struct ti_resblock {
     struct ti_tensor norm2_w, norm2_b, conv2_w, conv2_b;
     struct ti_tensor skip_w, skip_b; /* 1x1 when cin != cout */
 };
-ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const char *prefix,
-                           int cin, int cout, int emb_channels, int vae_names, double eps,
+ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const char *prefix, int cin,
+                           int cout, int emb_channels, int vae_names, double eps,
                            struct ti_err *err);
 /* x (B, cin, H, W), emb (B, emb_channels) SiLU not yet applied (NULL for the VAE). */
-ti_status ti_resblock_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_resblock *r,
-                              const struct ti_tensor *x, const struct ti_tensor *emb_silu);
+ti_status ti_resblock_forward(struct ti_ctx *ctx, struct ti_tensor *out,
+                              const struct ti_resblock *r, const struct ti_tensor *x,
+                              const struct ti_tensor *emb_silu);
 
 /* ---- CrossAttention -------------------------------------------------------------------------- */
 struct ti_xattn {
@@ -67,9 +68,11 @@ void ti_spatial_transformer_free(struct ti_spatial_transformer *s);
 /* x (B, C, H, W), context (B, Tc, context_dim) -> (B, C, H, W) */
 ti_status ti_spatial_transformer_forward(struct ti_ctx *ctx, struct ti_tensor *out,
                                          const struct ti_spatial_transformer *s,
-                                         const struct ti_tensor *x, const struct ti_tensor *context);
+                                         const struct ti_tensor *x,
+                                         const struct ti_tensor *context);
 
-/* ---- convolutions with their key names --------------------------------------------------------- */
+/* ---- convolutions with their key names ---------------------------------------------------------
+ */
 struct ti_conv {
     int cin, cout, k, stride;
     int pad[4];

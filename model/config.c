@@ -145,15 +145,11 @@ struct key {
 static int truthy(const struct ti_yaml_node *n) {
     if (n->kind != TI_YAML_SCALAR) return n->n > 0;
     switch (n->type) {
-    case TI_YAML_NULL:
-        return 0;
+    case TI_YAML_NULL: return 0;
     case TI_YAML_BOOL:
-    case TI_YAML_INT:
-        return n->i != 0;
-    case TI_YAML_FLOAT:
-        return n->f != 0.0;
-    default:
-        return n->text[0] != '\0';
+    case TI_YAML_INT: return n->i != 0;
+    case TI_YAML_FLOAT: return n->f != 0.0;
+    default: return n->text[0] != '\0';
     }
 }
 

@@ -14,9 +14,12 @@ ti_status ti_ldm_hparams(struct ti_unet_hparams *u, struct ti_vae_hparams *v,
     u->num_res_blocks = cu->num_res_blocks;
     u->n_levels = cu->n_levels;
     if (cu->n_levels > TI_UNET_MAX_LEVELS || cu->n_attention_resolutions > TI_UNET_MAX_LEVELS)
-        return ti_error(err, TI_ERR_CONFIG, "unet_config: %d levels / %d attention resolutions "
-                        "(at most %d)", cu->n_levels, cu->n_attention_resolutions, TI_UNET_MAX_LEVELS);
-    for (int i = 0; i < cu->n_levels; i++) u->channel_mult[i] = cu->channel_mult[i];
+        return ti_error(err, TI_ERR_CONFIG,
+                        "unet_config: %d levels / %d attention resolutions "
+                        "(at most %d)",
+                        cu->n_levels, cu->n_attention_resolutions, TI_UNET_MAX_LEVELS);
+    for (int i = 0; i < cu->n_levels; i++)
+        u->channel_mult[i] = cu->channel_mult[i];
     u->n_attention = cu->n_attention_resolutions;
     for (int i = 0; i < cu->n_attention_resolutions; i++)
         u->attention_resolutions[i] = cu->attention_resolutions[i];
@@ -36,14 +39,16 @@ ti_status ti_ldm_hparams(struct ti_unet_hparams *u, struct ti_vae_hparams *v,
     if (cv->n_levels > TI_VAE_MAX_LEVELS || cv->n_attn_resolutions > TI_VAE_MAX_LEVELS ||
         cv->num_res_blocks > TI_VAE_MAX_RES)
         return ti_error(err, TI_ERR_CONFIG, "first_stage_config: too many levels or blocks");
-    for (int i = 0; i < cv->n_levels; i++) v->ch_mult[i] = cv->ch_mult[i];
+    for (int i = 0; i < cv->n_levels; i++)
+        v->ch_mult[i] = cv->ch_mult[i];
     v->num_res_blocks = cv->num_res_blocks;
     v->z_channels = cv->z_channels;
     v->double_z = cv->double_z;
     v->embed_dim = cv->embed_dim;
     v->resolution = cv->resolution;
     v->n_attn = cv->n_attn_resolutions;
-    for (int i = 0; i < cv->n_attn_resolutions; i++) v->attn_resolutions[i] = cv->attn_resolutions[i];
+    for (int i = 0; i < cv->n_attn_resolutions; i++)
+        v->attn_resolutions[i] = cv->attn_resolutions[i];
 
     const struct ti_cfg_text *ct = &cfg->text;
     t->vocab_size = ct->vocab_size;

@@ -23,7 +23,7 @@
 #include "vae.h"
 
 #define TI_LDM_PREFIX_UNET "model.diffusion_model."
-#define TI_LDM_PREFIX_VAE "first_stage_model."
+#define TI_LDM_PREFIX_VAE  "first_stage_model."
 #define TI_LDM_PREFIX_CLIP "cond_stage_model.transformer.text_model."
 #define TI_LDM_PREFIX_BERT "cond_stage_model.transformer."
 

@@ -63,24 +63,31 @@ ti_status ti_clip_text_init(struct ti_text_encoder *e, const struct ti_text_hpar
     for (int l = 0; l < hp->layers; l++) {
         struct ti_text_layer *L = &e->layers[l];
         ti_key(p, prefix, "encoder.layers.%d.", l);
-        TI_TRY(ti_weights_add2(w, &L->q_w, ti_key(k, p, "self_attn.q_proj."), "weight", inner, D, err));
+        TI_TRY(ti_weights_add2(w, &L->q_w, ti_key(k, p, "self_attn.q_proj."), "weight", inner, D,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->q_b, k, "bias", inner, err));
-        TI_TRY(ti_weights_add2(w, &L->k_w, ti_key(k, p, "self_attn.k_proj."), "weight", inner, D, err));
+        TI_TRY(ti_weights_add2(w, &L->k_w, ti_key(k, p, "self_attn.k_proj."), "weight", inner, D,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->k_b, k, "bias", inner, err));
-        TI_TRY(ti_weights_add2(w, &L->v_w, ti_key(k, p, "self_attn.v_proj."), "weight", inner, D, err));
+        TI_TRY(ti_weights_add2(w, &L->v_w, ti_key(k, p, "self_attn.v_proj."), "weight", inner, D,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->v_b, k, "bias", inner, err));
-        TI_TRY(ti_weights_add2(w, &L->o_w, ti_key(k, p, "self_attn.out_proj."), "weight", D, inner, err));
+        TI_TRY(ti_weights_add2(w, &L->o_w, ti_key(k, p, "self_attn.out_proj."), "weight", D, inner,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->o_b, k, "bias", D, err));
         TI_TRY(ti_weights_add1(w, &L->ln1_w, ti_key(k, p, "layer_norm1."), "weight", D, err));
         TI_TRY(ti_weights_add1(w, &L->ln1_b, k, "bias", D, err));
-        TI_TRY(ti_weights_add2(w, &L->fc1_w, ti_key(k, p, "mlp.fc1."), "weight", hp->ff_width, D, err));
+        TI_TRY(ti_weights_add2(w, &L->fc1_w, ti_key(k, p, "mlp.fc1."), "weight", hp->ff_width, D,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->fc1_b, k, "bias", hp->ff_width, err));
-        TI_TRY(ti_weights_add2(w, &L->fc2_w, ti_key(k, p, "mlp.fc2."), "weight", D, hp->ff_width, err));
+        TI_TRY(ti_weights_add2(w, &L->fc2_w, ti_key(k, p, "mlp.fc2."), "weight", D, hp->ff_width,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->fc2_b, k, "bias", D, err));
         TI_TRY(ti_weights_add1(w, &L->ln2_w, ti_key(k, p, "layer_norm2."), "weight", D, err));
         TI_TRY(ti_weights_add1(w, &L->ln2_b, k, "bias", D, err));
     }
-    TI_TRY(ti_weights_add1(w, &e->final_w, ti_key(k, prefix, "final_layer_norm."), "weight", D, err));
+    TI_TRY(
+        ti_weights_add1(w, &e->final_w, ti_key(k, prefix, "final_layer_norm."), "weight", D, err));
     return ti_weights_add1(w, &e->final_b, k, "bias", D, err);
 }
 
@@ -108,9 +115,11 @@ ti_status ti_bert_embedder_init(struct ti_text_encoder *e, const struct ti_text_
         ti_key(p, prefix, "attn_layers.layers.%d.", 2 * l + 1);
         TI_TRY(ti_weights_add1(w, &L->ln2_w, ti_key(k, p, "0."), "weight", D, err));
         TI_TRY(ti_weights_add1(w, &L->ln2_b, k, "bias", D, err));
-        TI_TRY(ti_weights_add2(w, &L->fc1_w, ti_key(k, p, "1.net.0.0."), "weight", hp->ff_width, D, err));
+        TI_TRY(ti_weights_add2(w, &L->fc1_w, ti_key(k, p, "1.net.0.0."), "weight", hp->ff_width, D,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->fc1_b, k, "bias", hp->ff_width, err));
-        TI_TRY(ti_weights_add2(w, &L->fc2_w, ti_key(k, p, "1.net.2."), "weight", D, hp->ff_width, err));
+        TI_TRY(ti_weights_add2(w, &L->fc2_w, ti_key(k, p, "1.net.2."), "weight", D, hp->ff_width,
+                               err));
         TI_TRY(ti_weights_add1(w, &L->fc2_b, k, "bias", D, err));
     }
     TI_TRY(ti_weights_add1(w, &e->final_w, ti_key(k, prefix, "norm."), "weight", D, err));

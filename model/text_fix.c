@@ -660,7 +660,6 @@ fail:
 
 /* ==== the small fixers ======================================================================= */
 
-
 /* uncurl_quotes: SINGLE_QUOTE_RE [\u02bc\u2018-\u201b] and DOUBLE_QUOTE_RE [\u201c-\u201f]. */
 static uint32_t uncurl(uint32_t c) {
     if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B)) return '\'';
@@ -675,7 +674,8 @@ static ti_status map_chars(struct ti_ustr *out, const uint32_t *s, size_t n, str
     for (size_t i = 0; i < n; i++) {
         uint32_t c = s[i];
         const struct ti_umap *m = NULL;
-        if (c >= 0x132 && c <= 0xFB06) m = ti_umap_find(ti_ftfy_ligatures, N_OF(ti_ftfy_ligatures), c);
+        if (c >= 0x132 && c <= 0xFB06)
+            m = ti_umap_find(ti_ftfy_ligatures, N_OF(ti_ftfy_ligatures), c);
         if (m) {
             for (int k = 0; k < m->n; k++)
                 TI_TRY(ti_ustr_push(out, uncurl(m->to[k]), err));

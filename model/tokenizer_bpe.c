@@ -17,8 +17,12 @@
 #include <stdio.h>
 typedef FILE *gzFile;
 #define Z_ERRNO (-1)
-static gzFile gzopen(const char *path, const char *mode) { return fopen(path, mode); }
-static int gzclose(gzFile f) { return fclose(f); }
+static gzFile gzopen(const char *path, const char *mode) {
+    return fopen(path, mode);
+}
+static int gzclose(gzFile f) {
+    return fclose(f);
+}
 static int gz_is_gzip = 0;
 static int gzread(gzFile f, void *buf, unsigned n) {
     size_t got = fread(buf, 1, n, f);
@@ -322,7 +326,6 @@ void ti_bpe_free(struct ti_bpe **bpe) {
 }
 
 /* ==== growable id list ======================================================================= */
-
 
 /* ==== BPE of one pre-token =================================================================== */
 

@@ -103,7 +103,6 @@ void ti_wordpiece_specials(int32_t *cls, int32_t *sep, int32_t *pad,
 
 /* ==== growable lists ========================================================================= */
 
-
 struct work {
     struct ti_ustr norm, low;
     char *bytes; /* "##" + the word's UTF-8 */
@@ -115,8 +114,8 @@ struct work {
 /* Greedy longest-match-first (tokenizers-rs WordPiece::tokenize): at each position the longest
  * vocabulary entry ("##"-prefixed after the first piece); a position with no match turns the
  * whole word into one [UNK]. */
-static ti_status wordpiece_word(struct ti_idlist *out, const struct ti_wordpiece *wp, struct work *w,
-                                const uint32_t *cp, size_t n, struct ti_err *err) {
+static ti_status wordpiece_word(struct ti_idlist *out, const struct ti_wordpiece *wp,
+                                struct work *w, const uint32_t *cp, size_t n, struct ti_err *err) {
     if (n > TI_WORDPIECE_MAX_CHARS) return ti_idlist_push(out, wp->special[SP_UNK], err);
     size_t off[TI_WORDPIECE_MAX_CHARS + 1];
     size_t need = 2 + n * 4;

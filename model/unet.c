@@ -78,8 +78,8 @@ static ti_status add_attn(struct ti_unet_block *b, struct ti_weights *w, const c
     TI_TRY(heads_for(hp, ch, &heads, &dim, err));
     struct ti_unet_layer *l = &b->layers[b->n];
     l->kind = TI_UNET_ATTN;
-    TI_TRY(ti_spatial_transformer_init(&l->attn, w, ti_key(k, prefix, "%d.", b->n), ch, heads,
-                                       dim, hp->transformer_depth, hp->context_dim, err));
+    TI_TRY(ti_spatial_transformer_init(&l->attn, w, ti_key(k, prefix, "%d.", b->n), ch, heads, dim,
+                                       hp->transformer_depth, hp->context_dim, err));
     b->n++;
     return TI_OK;
 }
@@ -97,9 +97,11 @@ ti_status ti_unet_init(struct ti_unet *u, const struct ti_unet_hparams *hp, cons
     int mc = hp->model_channels;
     int td = 4 * mc;
     u->time_dim = td;
-    TI_TRY(ti_weights_add2(w, &u->time0_w, ti_key(k, prefix, "time_embed.0."), "weight", td, mc, err));
+    TI_TRY(
+        ti_weights_add2(w, &u->time0_w, ti_key(k, prefix, "time_embed.0."), "weight", td, mc, err));
     TI_TRY(ti_weights_add1(w, &u->time0_b, k, "bias", td, err));
-    TI_TRY(ti_weights_add2(w, &u->time2_w, ti_key(k, prefix, "time_embed.2."), "weight", td, td, err));
+    TI_TRY(
+        ti_weights_add2(w, &u->time2_w, ti_key(k, prefix, "time_embed.2."), "weight", td, td, err));
     TI_TRY(ti_weights_add1(w, &u->time2_b, k, "bias", td, err));
 
     /* input blocks */
@@ -115,7 +117,8 @@ ti_status ti_unet_init(struct ti_unet *u, const struct ti_unet_hparams *hp, cons
     for (int level = 0; level < hp->n_levels; level++) {
         int mult = hp->channel_mult[level];
         for (int r = 0; r < hp->num_res_blocks; r++) {
-            if (nb >= TI_UNET_MAX_BLOCKS) return ti_error(err, TI_ERR_CONFIG, "unet: too many blocks");
+            if (nb >= TI_UNET_MAX_BLOCKS)
+                return ti_error(err, TI_ERR_CONFIG, "unet: too many blocks");
             b = &u->input[nb];
             ti_key(p, prefix, "input_blocks.%d.", nb);
             nb++;
@@ -169,8 +172,8 @@ ti_status ti_unet_init(struct ti_unet *u, const struct ti_unet_hparams *hp, cons
     u->n_output = nb;
     TI_TRY(ti_weights_add1(w, &u->out_norm_w, ti_key(k, prefix, "out.0."), "weight", ch, err));
     TI_TRY(ti_weights_add1(w, &u->out_norm_b, k, "bias", ch, err));
-    return ti_conv_init(&u->out_conv, w, ti_key(k, prefix, "out.2."), mc, hp->out_channels, 3, 1,
-                        1, 1, 1, 1, err);
+    return ti_conv_init(&u->out_conv, w, ti_key(k, prefix, "out.2."), mc, hp->out_channels, 3, 1, 1,
+                        1, 1, 1, err);
 }
 
 static void block_free(struct ti_unet_block *b) {
@@ -179,13 +182,16 @@ static void block_free(struct ti_unet_block *b) {
 }
 
 void ti_unet_free(struct ti_unet *u) {
-    for (int i = 0; i < u->n_input; i++) block_free(&u->input[i]);
+    for (int i = 0; i < u->n_input; i++)
+        block_free(&u->input[i]);
     block_free(&u->middle);
-    for (int i = 0; i < u->n_output; i++) block_free(&u->output[i]);
+    for (int i = 0; i < u->n_output; i++)
+        block_free(&u->output[i]);
     memset(u, 0, sizeof *u);
 }
 
-/* ---- forward ----------------------------------------------------------------------------------- */
+/* ---- forward -----------------------------------------------------------------------------------
+ */
 
 /* checkpoint adapters: in = {h, emb_silu} / {h, context} */
 static ti_status res_fn(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *in,
@@ -210,9 +216,7 @@ static ti_status layer_forward(struct ti_ctx *ctx, const struct ti_unet *u,
     int ck = u->hp.use_checkpoint;
     switch (l->kind) {
     case TI_UNET_CONV_IN:
-    case TI_UNET_DOWN:
-        st = ti_conv_forward(ctx, &o, &l->conv, h);
-        break;
+    case TI_UNET_DOWN: st = ti_conv_forward(ctx, &o, &l->conv, h); break;
     case TI_UNET_UP:
         st = ti_upsample_nearest(ctx, &t, h, 2);
         if (st == TI_OK) st = ti_conv_forward(ctx, &o, &l->conv, &t);
@@ -238,7 +242,8 @@ static ti_status layer_forward(struct ti_ctx *ctx, const struct ti_unet *u,
 static ti_status block_forward(struct ti_ctx *ctx, const struct ti_unet *u,
                                const struct ti_unet_block *b, struct ti_tensor *h,
                                const struct ti_tensor *emb, const struct ti_tensor *context) {
-    for (int i = 0; i < b->n; i++) TI_TRY(layer_forward(ctx, u, &b->layers[i], h, emb, context));
+    for (int i = 0; i < b->n; i++)
+        TI_TRY(layer_forward(ctx, u, &b->layers[i], h, emb, context));
     return TI_OK;
 }
 
@@ -255,10 +260,10 @@ ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struc
                         ti_shape_str(x->ndim, x->shape, s, sizeof s), hp->in_channels,
                         (long long)div);
     }
-    if (context->ndim != 3 || context->shape[2] != hp->context_dim || context->shape[0] != x->shape[0]) {
+    if (context->ndim != 3 || context->shape[2] != hp->context_dim ||
+        context->shape[0] != x->shape[0]) {
         char s[96];
-        return ti_error(&ctx->err, TI_ERR_SHAPE,
-                        "unet: context %s must be (%lld, T, %d)",
+        return ti_error(&ctx->err, TI_ERR_SHAPE, "unet: context %s must be (%lld, T, %d)",
                         ti_shape_str(context->ndim, context->shape, s, sizeof s),
                         (long long)x->shape[0], hp->context_dim);
     }
@@ -311,7 +316,8 @@ ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struc
     TI_TRY_GOTO(st, ti_block_gn(ctx, &c, &h, &u->out_norm_w, &u->out_norm_b, 1e-5, 1));
     TI_TRY_GOTO(st, ti_conv_forward(ctx, out, &u->out_conv, &c));
 fail:
-    while (nskips > 0) ti_tensor_release(&skips[--nskips]);
+    while (nskips > 0)
+        ti_tensor_release(&skips[--nskips]);
     ti_tensor_release(&e);
     ti_tensor_release(&e2);
     ti_tensor_release(&emb);

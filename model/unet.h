@@ -26,7 +26,7 @@ struct ti_unet_hparams {
     int num_res_blocks;
     int n_levels;
     int channel_mult[TI_UNET_MAX_LEVELS];
-    int n_attention;                           /* attention at these downsample factors */
+    int n_attention; /* attention at these downsample factors */
     int attention_resolutions[TI_UNET_MAX_LEVELS];
     int num_heads;         /* -1 when num_head_channels is used */
     int num_head_channels; /* -1 when unset */

@@ -201,7 +201,8 @@ uint32_t ti_unicode_ci_ascii(uint32_t cp) {
 
 int ti_unicode_lower_char(uint32_t to[4], uint32_t cp) {
     if (ti_uprop_flags(cp) & TI_UP_LOWER) {
-        const struct ti_umap *m = ti_umap_find(ti_unicode_lower_map, N_OF(ti_unicode_lower_map), cp);
+        const struct ti_umap *m =
+            ti_umap_find(ti_unicode_lower_map, N_OF(ti_unicode_lower_map), cp);
         if (m) {
             for (int i = 0; i < m->n; i++)
                 to[i] = m->to[i];
@@ -273,7 +274,8 @@ int ti_unicode_decompose(uint32_t to[4], uint32_t cp) {
         return 3;
     }
     if (ti_uprop_flags(cp) & TI_UP_DECOMP) {
-        const struct ti_umap *m = ti_umap_find(ti_unicode_decomp_map, N_OF(ti_unicode_decomp_map), cp);
+        const struct ti_umap *m =
+            ti_umap_find(ti_unicode_decomp_map, N_OF(ti_unicode_decomp_map), cp);
         if (m) {
             for (int i = 0; i < m->n; i++)
                 to[i] = m->to[i];

@@ -71,7 +71,8 @@ int ti_utf8_valid(const uint8_t *s, size_t n, int allow_surrogates);
 /* Decodes the sequence at s[0..n) (n >= 1) as CPython does: the second byte of E0, ED, F0 and
  * F4 sequences has a narrowed range (no overlongs, no surrogates unless allow_surrogates,
  * nothing above U+10FFFF). Returns its length (1-4) with *cp set, or, when ill-formed, minus the
- * length of the maximal invalid prefix (the lead byte and the valid continuation bytes after it). */
+ * length of the maximal invalid prefix (the lead byte and the valid continuation bytes after it).
+ */
 int ti_utf8_decode_one(const uint8_t *s, size_t n, int allow_surrogates, uint32_t *cp);
 /* Decodes len bytes (NULs included) into out, replacing ill-formed parts with U+FFFD (above). */
 ti_status ti_ustr_from_utf8(struct ti_ustr *out, const char *s, size_t len, struct ti_err *err);

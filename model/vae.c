@@ -40,7 +40,8 @@ static ti_status attn_init(struct ti_vae_attn *a, struct ti_weights *w, const ch
     TI_TRY(ti_conv_init(&a->q, w, ti_key(k, prefix, "q."), c, c, 1, 1, 0, 0, 0, 0, err));
     TI_TRY(ti_conv_init(&a->k, w, ti_key(k, prefix, "k."), c, c, 1, 1, 0, 0, 0, 0, err));
     TI_TRY(ti_conv_init(&a->v, w, ti_key(k, prefix, "v."), c, c, 1, 1, 0, 0, 0, 0, err));
-    return ti_conv_init(&a->proj_out, w, ti_key(k, prefix, "proj_out."), c, c, 1, 1, 0, 0, 0, 0, err);
+    return ti_conv_init(&a->proj_out, w, ti_key(k, prefix, "proj_out."), c, c, 1, 1, 0, 0, 0, 0,
+                        err);
 }
 
 ti_status ti_vae_init(struct ti_vae *v, const struct ti_vae_hparams *hp, const char *prefix,
@@ -50,8 +51,9 @@ ti_status ti_vae_init(struct ti_vae *v, const struct ti_vae_hparams *hp, const c
     v->hp = *hp;
     if (hp->n_levels < 1 || hp->n_levels > TI_VAE_MAX_LEVELS || hp->num_res_blocks < 1 ||
         hp->num_res_blocks > TI_VAE_MAX_RES || hp->ch <= 0)
-        return ti_error(err, TI_ERR_CONFIG, "vae: invalid hyperparameters (levels %d, res blocks %d)",
-                        hp->n_levels, hp->num_res_blocks);
+        return ti_error(err, TI_ERR_CONFIG,
+                        "vae: invalid hyperparameters (levels %d, res blocks %d)", hp->n_levels,
+                        hp->num_res_blocks);
     int L = hp->n_levels, ch = hp->ch;
     /* ---- encoder ---- */
     TI_TRY(ti_conv_init(&v->enc_conv_in, w, ti_key(k, prefix, "encoder.conv_in."), hp->in_channels,
@@ -74,8 +76,9 @@ ti_status ti_vae_init(struct ti_vae *v, const struct ti_vae_hparams *hp, const c
         if (i != L - 1) {
             /* pad (left 0, right 1, top 0, bottom 1), conv 3x3 stride 2 */
             lv->has_resample = 1;
-            TI_TRY(ti_conv_init(&lv->resample, w, ti_key(k, prefix, "encoder.down.%d.downsample.conv.", i),
-                                block_in, block_in, 3, 2, 0, 1, 0, 1, err));
+            TI_TRY(ti_conv_init(&lv->resample, w,
+                                ti_key(k, prefix, "encoder.down.%d.downsample.conv.", i), block_in,
+                                block_in, 3, 2, 0, 1, 0, 1, err));
             res /= 2;
         }
     }
@@ -84,7 +87,8 @@ ti_status ti_vae_init(struct ti_vae *v, const struct ti_vae_hparams *hp, const c
     TI_TRY(attn_init(&v->enc_mid_attn, w, ti_key(k, prefix, "encoder.mid.attn_1."), block_in, err));
     TI_TRY(ti_resblock_init(&v->enc_mid2, w, ti_key(k, prefix, "encoder.mid.block_2."), block_in,
                             block_in, 0, 1, 1e-6, err));
-    TI_TRY(ti_weights_add1(w, &v->enc_norm_w, ti_key(k, prefix, "encoder.norm_out."), "weight", block_in, err));
+    TI_TRY(ti_weights_add1(w, &v->enc_norm_w, ti_key(k, prefix, "encoder.norm_out."), "weight",
+                           block_in, err));
     TI_TRY(ti_weights_add1(w, &v->enc_norm_b, k, "bias", block_in, err));
     int zc = hp->double_z ? 2 * hp->z_channels : hp->z_channels;
     TI_TRY(ti_conv_init(&v->enc_conv_out, w, ti_key(k, prefix, "encoder.conv_out."), block_in, zc,
@@ -118,20 +122,25 @@ ti_status ti_vae_init(struct ti_vae *v, const struct ti_vae_hparams *hp, const c
         lv->n_res = hp->num_res_blocks + 1;
         if (i != 0) {
             lv->has_resample = 1;
-            TI_TRY(ti_conv_init(&lv->resample, w, ti_key(k, prefix, "decoder.up.%d.upsample.conv.", i),
-                                block_in, block_in, 3, 1, 1, 1, 1, 1, err));
+            TI_TRY(ti_conv_init(&lv->resample, w,
+                                ti_key(k, prefix, "decoder.up.%d.upsample.conv.", i), block_in,
+                                block_in, 3, 1, 1, 1, 1, 1, err));
             res *= 2;
         }
     }
-    TI_TRY(ti_weights_add1(w, &v->dec_norm_w, ti_key(k, prefix, "decoder.norm_out."), "weight", block_in, err));
+    TI_TRY(ti_weights_add1(w, &v->dec_norm_w, ti_key(k, prefix, "decoder.norm_out."), "weight",
+                           block_in, err));
     TI_TRY(ti_weights_add1(w, &v->dec_norm_b, k, "bias", block_in, err));
     return ti_conv_init(&v->dec_conv_out, w, ti_key(k, prefix, "decoder.conv_out."), block_in,
                         hp->out_ch, 3, 1, 1, 1, 1, 1, err);
 }
 
-void ti_vae_free(struct ti_vae *v) { memset(v, 0, sizeof *v); }
+void ti_vae_free(struct ti_vae *v) {
+    memset(v, 0, sizeof *v);
+}
 
-/* ---- forward ------------------------------------------------------------------------------------- */
+/* ---- forward
+ * ------------------------------------------------------------------------------------- */
 
 /* h <- f(h): helpers that replace *h with a new tensor */
 static ti_status replace(struct ti_tensor *h, struct ti_tensor *o, ti_status st) {
@@ -141,7 +150,8 @@ static ti_status replace(struct ti_tensor *h, struct ti_tensor *o, ti_status st)
     return TI_OK;
 }
 
-static ti_status attn_forward(struct ti_ctx *ctx, struct ti_tensor *h, const struct ti_vae_attn *a) {
+static ti_status attn_forward(struct ti_ctx *ctx, struct ti_tensor *h,
+                              const struct ti_vae_attn *a) {
     struct ti_tensor n = ti_tensor_none(), c = ti_tensor_none(), q = ti_tensor_none(),
                      k = ti_tensor_none(), v = ti_tensor_none(), o = ti_tensor_none();
     ti_status st;
@@ -195,7 +205,8 @@ ti_status ti_vae_encode(struct ti_ctx *ctx, struct ti_tensor *moments, const str
     *moments = ti_tensor_none();
     const struct ti_vae_hparams *hp = &v->hp;
     int64_t f = (int64_t)1 << (hp->n_levels - 1);
-    if (img->ndim != 4 || img->shape[1] != hp->in_channels || img->shape[2] % f || img->shape[3] % f) {
+    if (img->ndim != 4 || img->shape[1] != hp->in_channels || img->shape[2] % f ||
+        img->shape[3] % f) {
         char s[96];
         return ti_error(&ctx->err, TI_ERR_SHAPE,
                         "vae: image %s must be (B, %d, H, W) with H and W multiples of %lld",
@@ -216,7 +227,8 @@ ti_status ti_vae_encode(struct ti_ctx *ctx, struct ti_tensor *moments, const str
     TI_TRY_GOTO(st, res_forward(ctx, &h, &v->enc_mid1));
     TI_TRY_GOTO(st, attn_forward(ctx, &h, &v->enc_mid_attn));
     TI_TRY_GOTO(st, res_forward(ctx, &h, &v->enc_mid2));
-    TI_TRY_GOTO(st, replace(&h, &o, ti_block_gn(ctx, &o, &h, &v->enc_norm_w, &v->enc_norm_b, 1e-6, 1)));
+    TI_TRY_GOTO(st,
+                replace(&h, &o, ti_block_gn(ctx, &o, &h, &v->enc_norm_w, &v->enc_norm_b, 1e-6, 1)));
     TI_TRY_GOTO(st, conv_forward(ctx, &h, &v->enc_conv_out));
     st = ti_conv_forward(ctx, moments, &v->quant_conv, &h);
 fail:
@@ -277,7 +289,8 @@ ti_status ti_vae_decode(struct ti_ctx *ctx, struct ti_tensor *img, const struct 
             TI_TRY_GOTO(st, conv_forward(ctx, &h, &lv->resample));
         }
     }
-    TI_TRY_GOTO(st, replace(&h, &o, ti_block_gn(ctx, &o, &h, &v->dec_norm_w, &v->dec_norm_b, 1e-6, 1)));
+    TI_TRY_GOTO(st,
+                replace(&h, &o, ti_block_gn(ctx, &o, &h, &v->dec_norm_w, &v->dec_norm_b, 1e-6, 1)));
     st = ti_conv_forward(ctx, img, &v->dec_conv_out, &h);
 fail:
     ti_tensor_release(&h);

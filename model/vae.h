@@ -17,7 +17,7 @@
 #include "blocks.h"
 
 #define TI_VAE_MAX_LEVELS 8
-#define TI_VAE_MAX_RES 4
+#define TI_VAE_MAX_RES    4
 
 struct ti_vae_hparams {
     int in_channels, out_ch, ch;
@@ -25,7 +25,7 @@ struct ti_vae_hparams {
     int ch_mult[TI_VAE_MAX_LEVELS];
     int num_res_blocks;
     int z_channels, double_z, embed_dim;
-    int resolution;                         /* input resolution; attention levels derive from it */
+    int resolution; /* input resolution; attention levels derive from it */
     int n_attn;
     int attn_resolutions[TI_VAE_MAX_LEVELS];
 };

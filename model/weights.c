@@ -11,12 +11,15 @@
 
 #include "rng.h"
 
-void ti_weights_init(struct ti_weights *w) { memset(w, 0, sizeof *w); }
+void ti_weights_init(struct ti_weights *w) {
+    memset(w, 0, sizeof *w);
+}
 
 void ti_weights_free(struct ti_weights *w) {
     if (!w) return;
     /* slots are not touched: the modules that own them may already be freed */
-    for (int i = 0; i < w->n; i++) free(w->items[i].key);
+    for (int i = 0; i < w->n; i++)
+        free(w->items[i].key);
     free(w->items);
     ti_arena_free(&w->arena);
     memset(w, 0, sizeof *w);
@@ -44,7 +47,8 @@ ti_status ti_weights_add(struct ti_weights *w, struct ti_tensor *slot, const cha
     memset(it, 0, sizeof *it);
     it->key = key;
     it->ndim = ndim;
-    for (int i = 0; i < ndim; i++) it->shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
+        it->shape[i] = shape[i];
     it->slot = slot;
     *slot = ti_tensor_none();
     return TI_OK;
@@ -71,7 +75,8 @@ ti_status ti_weights_add4(struct ti_weights *w, struct ti_tensor *slot, const ch
 
 static int64_t item_numel(const struct ti_weight *it) {
     int64_t n = 1;
-    for (int i = 0; i < it->ndim; i++) n *= it->shape[i];
+    for (int i = 0; i < it->ndim; i++)
+        n *= it->shape[i];
     return n;
 }
 
@@ -102,7 +107,8 @@ const struct ti_weight *ti_weights_find(const struct ti_weights *w, const char *
 }
 
 /* host buffer (dtype dt, contiguous) -> the parameter's device memory */
-static ti_status put(struct ti_weights *w, struct ti_kctx *k, struct ti_weight *it, const void *host) {
+static ti_status put(struct ti_weights *w, struct ti_kctx *k, struct ti_weight *it,
+                     const void *host) {
     size_t bytes = ti_tensor_nbytes(it->slot);
     return w->be->mem_copy(w->be, k, it->slot->data, w->be->device, host, TI_DEVICE_CPU, bytes);
 }
@@ -149,7 +155,8 @@ ti_status ti_weights_load(struct ti_weights *w, const struct ti_weight_source *s
             break;
         }
         int same = view.ndim == it->ndim;
-        for (int d = 0; same && d < it->ndim; d++) same = view.shape[d] == it->shape[d];
+        for (int d = 0; same && d < it->ndim; d++)
+            same = view.shape[d] == it->shape[d];
         if (!same) {
             char a[96], b[96];
             st = ti_error(err, TI_ERR_SHAPE, "%s: '%s' has shape %s, the model expects %s",
@@ -210,7 +217,8 @@ ti_status ti_weights_randomize(struct ti_weights *w, uint64_t seed, double gain,
         size_t kl = strlen(it->key);
         int is_norm_w = is_vec && kl > 7 && strcmp(it->key + kl - 7, ".weight") == 0;
         double fan_in = 1;
-        for (int d = 1; d < it->ndim; d++) fan_in *= (double)it->shape[d];
+        for (int d = 1; d < it->ndim; d++)
+            fan_in *= (double)it->shape[d];
         if (it->ndim == 2 && it->shape[0] > 1000 && it->shape[1] <= 1280 && strstr(it->key, "emb"))
             fan_in = 1; /* embedding tables: unit-scale rows */
         double std = is_vec ? 0.02 : gain / sqrt(fan_in);

@@ -2,14 +2,16 @@
  * weights.h - a model's named, frozen parameters: one table of (checkpoint key, shape,
  * tensor slot) built by the model constructors, one STACK arena that holds every tensor.
  *
- * Parameter names are the checkpoint keys ("model.diffusion_model.input_blocks.1.0.in_layers.0.weight"),
- * built by joining prefixes, so loading is a lookup and a mismatch is reported by name.
+ * Parameter names are the checkpoint keys
+ * ("model.diffusion_model.input_blocks.1.0.in_layers.0.weight"), built by joining prefixes, so
+ * loading is a lookup and a mismatch is reported by name.
  *
  *   struct ti_weights w;
  *   ti_weights_init(&w);
  *   TI_TRY(ti_unet_init(&unet, &hp, "model.diffusion_model.", &w, err));   // registers params
  *   TI_TRY(ti_weights_alloc(&w, be, TI_DTYPE_F32, err));                    // one allocation
- *   TI_TRY(ti_weights_load(&w, &source, err));                              // or ti_weights_randomize
+ *   TI_TRY(ti_weights_load(&w, &source, err));                              // or
+ * ti_weights_randomize
  *   ...
  *   ti_weights_free(&w);
  *
@@ -74,9 +76,9 @@ ti_status ti_weights_alloc(struct ti_weights *w, const struct ti_backend *be, en
 ti_status ti_weights_load(struct ti_weights *w, const struct ti_weight_source *src,
                           struct ti_err *err);
 
-/* Deterministic random values: unit-variance uniform values * std for matrices and kernels (std = 1/sqrt(fan_in)
- * times `gain`), norm weights 1 and biases small N(0, 0.02): a numerically sane random model
- * (activations keep unit scale through deep stacks). */
+/* Deterministic random values: unit-variance uniform values * std for matrices and kernels (std =
+ * 1/sqrt(fan_in) times `gain`), norm weights 1 and biases small N(0, 0.02): a numerically sane
+ * random model (activations keep unit scale through deep stacks). */
 ti_status ti_weights_randomize(struct ti_weights *w, uint64_t seed, double gain,
                                struct ti_err *err);
 

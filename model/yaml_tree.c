@@ -480,16 +480,11 @@ const char *ti_yaml_type_name(const struct ti_yaml_node *n) {
     if (n->kind == TI_YAML_MAP) return "mapping";
     if (n->kind == TI_YAML_SEQ) return "sequence";
     switch (n->type) {
-    case TI_YAML_NULL:
-        return "null";
-    case TI_YAML_BOOL:
-        return "bool";
-    case TI_YAML_INT:
-        return "integer";
-    case TI_YAML_FLOAT:
-        return "float";
-    default:
-        return "string";
+    case TI_YAML_NULL: return "null";
+    case TI_YAML_BOOL: return "bool";
+    case TI_YAML_INT: return "integer";
+    case TI_YAML_FLOAT: return "float";
+    default: return "string";
     }
 }
 
@@ -606,8 +601,7 @@ static int mark_col(const struct builder *b, const yaml_mark_t *m) {
 static ti_status syntax_error(struct builder *b) {
     yaml_parser_t *p = &b->p;
     switch (p->error) {
-    case YAML_MEMORY_ERROR:
-        return nomem(b->err, "libyaml");
+    case YAML_MEMORY_ERROR: return nomem(b->err, "libyaml");
     case YAML_READER_ERROR:
         if (p->problem_value != -1)
             return YERR(b->err, TI_ERR_FORMAT, "%s: %s: #%X at byte %zu", b->file,
@@ -926,18 +920,10 @@ static ti_status build_node(struct builder *b, yaml_event_t *ev, int depth,
                   mark_line(&ev->start_mark), mark_col(b, &ev->start_mark), MAX_DEPTH);
     } else {
         switch (ev->type) {
-        case YAML_ALIAS_EVENT:
-            st = build_alias(b, ev, out);
-            break;
-        case YAML_SCALAR_EVENT:
-            st = build_scalar(b, ev, out);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            st = build_seq(b, ev, depth, out);
-            break;
-        case YAML_MAPPING_START_EVENT:
-            st = build_map(b, ev, depth, out);
-            break;
+        case YAML_ALIAS_EVENT: st = build_alias(b, ev, out); break;
+        case YAML_SCALAR_EVENT: st = build_scalar(b, ev, out); break;
+        case YAML_SEQUENCE_START_EVENT: st = build_seq(b, ev, depth, out); break;
+        case YAML_MAPPING_START_EVENT: st = build_map(b, ev, depth, out); break;
         default:
             st = YERR(b->err, TI_ERR_INTERNAL, "%s:%d:%d: unexpected libyaml event %d", b->file,
                       mark_line(&ev->start_mark), mark_col(b, &ev->start_mark), (int)ev->type);

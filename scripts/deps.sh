@@ -6,7 +6,7 @@
 #   --bench  adds jemalloc, which PyTorch gets preloaded with in the benchmarks (fair comparison)
 set -eu
 
-PKGS="cmake make gcc g++ pkg-config libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev python3 python3-torch python3-numpy"
+PKGS="cmake make gcc g++ pkg-config clang-format libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev python3 python3-torch python3-numpy"
 if [ "${1:-}" = "--fuzz" ]; then
     PKGS="$PKGS clang libclang-rt-dev"
 fi

@@ -38,7 +38,8 @@ static ti_status f_scale(struct ti_ctx *ctx, struct ti_tensor *out, const struct
 static ti_status f_reduce(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *in,
                           const double *p) {
     int dims[4], nd = (int)p[1];
-    for (int i = 0; i < nd; i++) dims[i] = (int)p[2 + i];
+    for (int i = 0; i < nd; i++)
+        dims[i] = (int)p[2 + i];
     return p[0] != 0 ? ti_mean(ctx, out, &in[0], nd, dims, (int)p[7])
                      : ti_sum(ctx, out, &in[0], nd, dims, (int)p[7]);
 }
@@ -109,24 +110,53 @@ static ti_status f_checkpoint(struct ti_ctx *ctx, struct ti_tensor *out, const s
 }
 
 /* one differentiable input of 2 or 3 dims, values in [-2, 2] */
-#define ONE2(a, b) 1, {{2, {a, b}, 1, -2, 2, 0}}
-#define ONE3(a, b, c) 1, {{3, {a, b, c}, 1, -2, 2, 0}}
+#define ONE2(a, b)                                                                                 \
+    1, {                                                                                           \
+        { 2, {a, b}, 1, -2, 2, 0 }                                                                 \
+    }
+#define ONE3(a, b, c)                                                                              \
+    1, {                                                                                           \
+        { 3, {a, b, c}, 1, -2, 2, 0 }                                                              \
+    }
 
 const struct op_case oc_cases_eltwise[] = {
-    {"add_same", "add", f_axpby, {1, 1}, 2,
-     {{2, {5, 7}, 1, -2, 2, 0}, {2, {5, 7}, 1, -2, 2, 0}}},
-    {"add_broadcast_row", "add", f_axpby, {1, 1}, 2,
+    {"add_same", "add", f_axpby, {1, 1}, 2, {{2, {5, 7}, 1, -2, 2, 0}, {2, {5, 7}, 1, -2, 2, 0}}},
+    {"add_broadcast_row",
+     "add",
+     f_axpby,
+     {1, 1},
+     2,
      {{3, {5, 7, 11}, 1, -2, 2, 0}, {1, {11}, 1, -2, 2, 0}}},
-    {"add_broadcast_both", "add", f_axpby, {1, 1}, 2,
+    {"add_broadcast_both",
+     "add",
+     f_axpby,
+     {1, 1},
+     2,
      {{3, {5, 1, 11}, 1, -2, 2, 0}, {3, {1, 7, 1}, 1, -2, 2, 0}}},
-    {"sub_broadcast_channel", "add", f_axpby, {1, -1}, 2,
+    {"sub_broadcast_channel",
+     "add",
+     f_axpby,
+     {1, -1},
+     2,
      {{4, {2, 5, 7, 3}, 1, -2, 2, 0}, {4, {2, 5, 1, 1}, 1, -2, 2, 0}}},
-    {"axpby", "add", f_axpby, {0.5, -2.5}, 2,
+    {"axpby",
+     "add",
+     f_axpby,
+     {0.5, -2.5},
+     2,
      {{2, {7, 13}, 1, -2, 2, 0}, {2, {7, 13}, 1, -2, 2, 0}}},
-    {"add_strided", "add", f_add_strided, {0}, 2,
+    {"add_strided",
+     "add",
+     f_add_strided,
+     {0},
+     2,
      {{2, {5, 7}, 1, -2, 2, 0}, {2, {7, 5}, 1, -2, 2, 0}}},
     {"mul_same", "mul", f_mul, {0}, 2, {{2, {5, 7}, 1, -2, 2, 0}, {2, {5, 7}, 1, -2, 2, 0}}},
-    {"mul_broadcast", "mul", f_mul, {0}, 2,
+    {"mul_broadcast",
+     "mul",
+     f_mul,
+     {0},
+     2,
      {{3, {5, 7, 11}, 1, -2, 2, 0}, {3, {5, 1, 11}, 1, -2, 2, 0}}},
     {"scale", "scale", f_scale, {-1.75}, ONE2(7, 11)},
     {"sum_all", "sum", f_reduce, {0, 0, 0, 0, 0, 0, 0, 0}, ONE3(5, 7, 11)},
@@ -141,15 +171,31 @@ const struct op_case oc_cases_eltwise[] = {
     {"clamp", "unary", f_unary, {TI_UNARY_CLAMP, -1, 1}, ONE2(13, 11)},
     {"copy_permuted", "copy", f_copy_permuted, {0}, ONE3(5, 7, 11)},
     {"reshape", "reshape", f_reshape, {0}, ONE3(5, 7, 11)},
-    {"permute_add", "permute", f_add_strided, {0}, 2,
+    {"permute_add",
+     "permute",
+     f_add_strided,
+     {0},
+     2,
      {{2, {11, 13}, 1, -2, 2, 0}, {2, {13, 11}, 0, -2, 2, 0}}},
     {"slice_dim1", "slice", f_slice, {1, 2, 3}, ONE3(5, 7, 11)},
     {"slice_last", "slice", f_slice, {2, 4, 5}, ONE3(5, 7, 11)},
-    {"concat_dim1", "concat", f_concat, {1}, 2,
+    {"concat_dim1",
+     "concat",
+     f_concat,
+     {1},
+     2,
      {{4, {2, 5, 3, 3}, 1, -2, 2, 0}, {4, {2, 7, 3, 3}, 1, -2, 2, 0}}},
-    {"concat_last", "concat", f_concat, {-1}, 2,
+    {"concat_last",
+     "concat",
+     f_concat,
+     {-1},
+     2,
      {{2, {5, 7}, 1, -2, 2, 0}, {2, {5, 11}, 1, -2, 2, 0}}},
-    {"checkpoint", "checkpoint", f_checkpoint, {0}, 2,
+    {"checkpoint",
+     "checkpoint",
+     f_checkpoint,
+     {0},
+     2,
      {{2, {5, 7}, 1, -2, 2, 0}, {2, {5, 7}, 1, -2, 2, 0}}},
     {NULL},
 };

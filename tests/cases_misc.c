@@ -31,7 +31,8 @@ static ti_status f_embedding(struct ti_ctx *ctx, struct ti_tensor *out, const st
     ti_status st = ti_ctx_download(ctx, h, (size_t)(B * T) * sizeof *h, idx);
     for (int o = 0; st == TI_OK && o < nocc; o++) {
         const int64_t r = (int64_t)p[2 + 2 * o], c = (int64_t)p[3 + 2 * o];
-        for (int j = 0; j < nvec; j++) h[r * T + c + j] = -1 - j;
+        for (int j = 0; j < nvec; j++)
+            h[r * T + c + j] = -1 - j;
     }
     struct ti_tensor stamped = ti_tensor_none();
     if (st == TI_OK) st = ti_ctx_upload(ctx, &stamped, h, TI_DTYPE_I32, 2, idx->shape);
@@ -56,7 +57,11 @@ static ti_status f_mse(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
 /* Embedding inputs: table (V = 11, D = 13) frozen (grad 0), rows (K, 13) trainable, idx (B, T)
  * integers in [-K, 10]. */
 #define EMB_IN(K, B, T)                                                                            \
-    3, {{2, {11, 13}, 0, -1, 1, 0}, {2, {K, 13}, 1, -1, 1, 0}, {2, {B, T}, 0, -(K), 10, 1}}
+    3, {                                                                                           \
+        {2, {11, 13}, 0, -1, 1, 0}, {2, {K, 13}, 1, -1, 1, 0}, {                                   \
+            2, {B, T}, 0, -(K), 10, 1                                                              \
+        }                                                                                          \
+    }
 
 /* Timestep cases. t in [0, 999] as in SD training (t ~ U{0..999}), max_period 10000.
  * Gradcheck (f64): d out / dt = -+f_i sin/cos(t f_i) with f_i <= 1 (f_0 = 1 is the highest
@@ -68,7 +73,10 @@ static ti_status f_mse(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
  * (ulp(999) = 6.1e-5 in f32), so cos/sin at arguments near 999 differ from torch's float64
  * values by up to ~1e-4 in the worst case (measured 2.9e-5 on outputs, 9.4e-6 on dL/dt):
  * f32 oracle atol 3e-4. f64 agrees with the fixture within the f64 default (1e-9). */
-#define TS_IN 1, {{1, {5}, 1, 0, 999, 0}}
+#define TS_IN                                                                                      \
+    1, {                                                                                           \
+        { 1, {5}, 1, 0, 999, 0 }                                                                   \
+    }
 #define TS_TOL 0, 0, 1e-5, 0, 3e-4, 1e-4
 
 const struct op_case oc_cases_misc[] = {

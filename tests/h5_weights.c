@@ -35,7 +35,8 @@ int h5_weights_open(struct h5_weights *h, struct ti_weight_source *src, const ch
 }
 
 void h5_weights_close(struct h5_weights *h) {
-    for (int i = 0; i < h->nbufs; i++) free(h->bufs[i]);
+    for (int i = 0; i < h->nbufs; i++)
+        free(h->bufs[i]);
     free(h->bufs);
     h5u_close(h->file);
     memset(h, 0, sizeof *h);

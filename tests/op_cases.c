@@ -15,8 +15,11 @@ static void collect(void) {
     static const struct {
         const char *family;
         const struct op_case *table;
-    } tables[] = {{"eltwise", oc_cases_eltwise}, {"gemm", oc_cases_gemm}, {"norm", oc_cases_norm},
-                  {"attention", oc_cases_attention}, {"misc", oc_cases_misc}};
+    } tables[] = {{"eltwise", oc_cases_eltwise},
+                  {"gemm", oc_cases_gemm},
+                  {"norm", oc_cases_norm},
+                  {"attention", oc_cases_attention},
+                  {"misc", oc_cases_misc}};
     n_cases = 0;
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
         for (const struct op_case *c = tables[t].table; c->name && n_cases < MAX_CASES; c++) {
@@ -38,7 +41,8 @@ const char *oc_case_family(int i) {
 
 static long numel_of(const struct oc_input *in) {
     long n = 1;
-    for (int i = 0; i < in->ndim; i++) n *= (long)in->shape[i];
+    for (int i = 0; i < in->ndim; i++)
+        n *= (long)in->shape[i];
     return n;
 }
 
@@ -63,23 +67,27 @@ void oc_data_random(struct oc_data *d, const struct op_case *c, unsigned long lo
 }
 
 void oc_data_free(struct oc_data *d) {
-    for (int i = 0; i < OC_MAX_IN; i++) free(d->in[i]);
+    for (int i = 0; i < OC_MAX_IN; i++)
+        free(d->in[i]);
     memset(d, 0, sizeof *d);
 }
 
 void oc_result_free(struct oc_result *r) {
     free(r->out);
-    for (int i = 0; i < OC_MAX_IN; i++) free(r->grad[i]);
+    for (int i = 0; i < OC_MAX_IN; i++)
+        free(r->grad[i]);
     memset(r, 0, sizeof *r);
 }
 
 /* host doubles -> tensor of dtype dt on ctx */
 static ti_status upload(struct ti_ctx *ctx, struct ti_tensor *t, const struct oc_input *in,
                         const double *v, long n, enum ti_dtype dt) {
-    struct ti_tensor host = ti_tensor_view((void *)v, TI_DTYPE_F64, TI_DEVICE_CPU, in->ndim, in->shape);
+    struct ti_tensor host =
+        ti_tensor_view((void *)v, TI_DTYPE_F64, TI_DEVICE_CPU, in->ndim, in->shape);
     if (in->is_index) {
         int32_t *buf = malloc((size_t)(n ? n : 1) * sizeof *buf);
-        for (long j = 0; j < n; j++) buf[j] = (int32_t)v[j];
+        for (long j = 0; j < n; j++)
+            buf[j] = (int32_t)v[j];
         ti_status st = ti_ctx_upload(ctx, t, buf, TI_DTYPE_I32, in->ndim, in->shape);
         free(buf);
         return st;
@@ -128,10 +136,12 @@ static ti_status download(struct ti_ctx *ctx, double **out, const struct ti_tens
 ti_status oc_run(struct ti_ctx *ctx, const struct op_case *c, const struct oc_data *d,
                  enum ti_dtype dt, const double *dout, struct oc_result *r) {
     memset(r, 0, sizeof *r);
-    struct ti_tensor in[OC_MAX_IN], grad[OC_MAX_IN], out = ti_tensor_none(), seed = ti_tensor_none();
+    struct ti_tensor in[OC_MAX_IN], grad[OC_MAX_IN], out = ti_tensor_none(),
+                                                     seed = ti_tensor_none();
     struct ti_tape *tape = NULL;
     ti_status st = TI_OK;
-    for (int i = 0; i < OC_MAX_IN; i++) in[i] = grad[i] = ti_tensor_none();
+    for (int i = 0; i < OC_MAX_IN; i++)
+        in[i] = grad[i] = ti_tensor_none();
     for (int i = 0; i < c->n_in && st == TI_OK; i++)
         st = upload(ctx, &in[i], &c->in[i], d->in[i], d->numel[i], dt);
     if (st == TI_OK && dout) {
@@ -146,7 +156,8 @@ ti_status oc_run(struct ti_ctx *ctx, const struct op_case *c, const struct oc_da
     if (st == TI_OK) st = c->fn(ctx, &out, in, c->p);
     if (st == TI_OK) {
         r->out_ndim = out.ndim;
-        for (int i = 0; i < out.ndim; i++) r->out_shape[i] = out.shape[i];
+        for (int i = 0; i < out.ndim; i++)
+            r->out_shape[i] = out.shape[i];
         r->out_numel = (long)ti_tensor_numel(&out);
         st = download(ctx, &r->out, &out);
     }
@@ -154,7 +165,8 @@ ti_status oc_run(struct ti_ctx *ctx, const struct op_case *c, const struct oc_da
         struct oc_input so;
         memset(&so, 0, sizeof so);
         so.ndim = out.ndim;
-        for (int i = 0; i < out.ndim; i++) so.shape[i] = out.shape[i];
+        for (int i = 0; i < out.ndim; i++)
+            so.shape[i] = out.shape[i];
         st = upload(ctx, &seed, &so, dout, r->out_numel, out.dtype);
         if (st == TI_OK) st = ti_tape_backward(ctx, &out, &seed);
         for (int i = 0; i < c->n_in && st == TI_OK; i++)

@@ -22,9 +22,9 @@ typedef ti_status (*oc_fn)(struct ti_ctx *ctx, struct ti_tensor *out, const stru
 struct oc_input {
     int ndim;
     int64_t shape[TI_MAX_DIMS];
-    int grad;       /* 1: differentiable input whose gradient is checked */
-    double lo, hi;  /* random values uniform in [lo, hi] (keep away from kinks) */
-    int is_index;   /* i32 integers uniform in [lo, hi] (embedding indices) */
+    int grad;      /* 1: differentiable input whose gradient is checked */
+    double lo, hi; /* random values uniform in [lo, hi] (keep away from kinks) */
+    int is_index;  /* i32 integers uniform in [lo, hi] (embedding indices) */
 };
 
 struct op_case {

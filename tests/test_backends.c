@@ -27,8 +27,10 @@ static double nmse(const double *x, const double *ref, long n) {
 static void round_array(double *v, long n, enum ti_dtype dt) {
     for (long j = 0; j < n; j++) {
         float f = (float)v[j];
-        if (dt == TI_DTYPE_F16) f = ti_f16_to_f32(ti_f32_to_f16(f));
-        else if (dt == TI_DTYPE_BF16) f = ti_bf16_to_f32(ti_f32_to_bf16(f));
+        if (dt == TI_DTYPE_F16)
+            f = ti_f16_to_f32(ti_f32_to_f16(f));
+        else if (dt == TI_DTYPE_BF16)
+            f = ti_bf16_to_f32(ti_f32_to_bf16(f));
         v[j] = f;
     }
 }
@@ -74,8 +76,8 @@ static void check_device(int dev) {
             ti_status sr = oc_run(&cc, c, &d, TI_DTYPE_F64, w, &ref);
             ti_status sg = oc_run(&cg, c, &d, dts[t], w, &got);
             if (sg == TI_ERR_UNSUPPORTED || sg == TI_ERR_DTYPE) {
-                printf("%-28s %-5s %12s %12s  SKIP (%s)\n", c->name, ti_dtype_name(dts[t]), "-", "-",
-                       cg.err.msg);
+                printf("%-28s %-5s %12s %12s  SKIP (%s)\n", c->name, ti_dtype_name(dts[t]), "-",
+                       "-", cg.err.msg);
                 ti_err_clear(&cg.err);
             } else {
                 CHECK_OK(sr, &cc.err);
@@ -113,6 +115,7 @@ int main(int argc, char **argv) {
         printf("SKIP: no CUDA device (or ti built without CUDA)\n");
         return TC_SKIP;
     }
-    for (int dev = 0; dev < ndev; dev++) check_device(dev);
+    for (int dev = 0; dev < ndev; dev++)
+        check_device(dev);
     return tc_finish();
 }

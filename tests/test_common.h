@@ -33,7 +33,10 @@ static const char *tc_current = "";
         int before_ = tc_failures, skips_ = tc_skips;                                              \
         tc_current = #name;                                                                        \
         name();                                                                                    \
-        printf("%s %s\n", tc_failures != before_ ? "FAIL" : skips_ != tc_skips ? "skip" : "ok  ",   \
+        printf("%s %s\n",                                                                          \
+               tc_failures != before_ ? "FAIL"                                                     \
+               : skips_ != tc_skips   ? "skip"                                                     \
+                                      : "ok  ",                                                      \
                #name);                                                                             \
         fflush(stdout);                                                                            \
     } while (0)
@@ -43,12 +46,14 @@ static const char *tc_current = "";
         tc_checks++;                                                                               \
         if (!(cond)) {                                                                             \
             tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", __FILE__, __LINE__, tc_current,     \
+            fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", __FILE__, __LINE__, tc_current,      \
                     #cond);                                                                        \
         }                                                                                          \
     } while (0)
 
-static inline const char *tc_errmsg(const struct ti_err *e) { return e ? e->msg : ""; }
+static inline const char *tc_errmsg(const struct ti_err *e) {
+    return e ? e->msg : "";
+}
 
 /* Checks a ti_status; prints the context's error message on failure. */
 #define CHECK_OK(expr, errp)                                                                       \
@@ -57,8 +62,8 @@ static inline const char *tc_errmsg(const struct ti_err *e) { return e ? e->msg 
         int st_ = (expr);                                                                          \
         if (st_ != 0) {                                                                            \
             tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s returned %d: %s\n", __FILE__, __LINE__, tc_current,   \
-                    #expr, st_, tc_errmsg(errp));                                        \
+            fprintf(stderr, "%s:%d: [%s] %s returned %d: %s\n", __FILE__, __LINE__, tc_current,    \
+                    #expr, st_, tc_errmsg(errp));                                                  \
         }                                                                                          \
     } while (0)
 

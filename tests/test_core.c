@@ -16,7 +16,7 @@ TEST(half_conversions) {
     CHECK(ti_f32_to_f16(1.0f) == 0x3c00);
     CHECK(ti_f32_to_f16(-2.0f) == 0xc000);
     CHECK(ti_f32_to_f16(65504.0f) == 0x7bff);
-    CHECK(ti_f32_to_f16(65520.0f) == 0x7c00);         /* rounds to +inf */
+    CHECK(ti_f32_to_f16(65520.0f) == 0x7c00);               /* rounds to +inf */
     CHECK(ti_f32_to_f16(5.9604644775390625e-8f) == 0x0001); /* smallest subnormal */
     CHECK(ti_f32_to_f16(0.1f) == 0x2e66);
     CHECK(ti_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00); /* tie -> even */
@@ -106,7 +106,8 @@ TEST(stack_arena_mark_rewind) {
 
 /* One "training step" on a toy model: loss = mean((silu(x * p) + x - t)^2), p watched. */
 static ti_status toy_step(struct ti_ctx *ctx, struct ti_tape *tape, struct ti_tensor *p,
-                          struct ti_tensor *gp, const struct ti_tensor *x, const struct ti_tensor *t) {
+                          struct ti_tensor *gp, const struct ti_tensor *x,
+                          const struct ti_tensor *t) {
     ctx->tape = tape;
     TI_TRY(ti_tape_watch(ctx, p, gp));
     struct ti_tensor m, s, h, d, sq, loss;
@@ -150,7 +151,8 @@ TEST(steady_state_step_allocates_nothing) {
         /* everything the step allocated went back to the pool */
         CHECK(s.live_blocks == base.live_blocks);
         CHECK(s.in_use == base.in_use);
-        if (step == 1) sys_after_warmup = s.system_allocs + ti_arena_stats(ctx.scratch).system_allocs;
+        if (step == 1)
+            sys_after_warmup = s.system_allocs + ti_arena_stats(ctx.scratch).system_allocs;
         if (step > 1)
             CHECK(s.system_allocs + ti_arena_stats(ctx.scratch).system_allocs == sys_after_warmup);
     }
@@ -202,7 +204,8 @@ TEST(gradients_flow_only_from_watched_tensors) {
     /* d loss / d p = silu(x) */
     double g[6], want[6];
     CHECK_OK(ti_ctx_download(&ctx, g, sizeof g, &gp), &ctx.err);
-    for (int i = 0; i < 6; i++) want[i] = xv[i] / (1 + exp(-xv[i]));
+    for (int i = 0; i < 6; i++)
+        want[i] = xv[i] / (1 + exp(-xv[i]));
     CHECK_CLOSE(g, want, 6, 1e-12, 1e-12);
     ti_tensor_release(&s);
     ti_tensor_release(&y);
@@ -255,13 +258,16 @@ static size_t peak_of_step(int use_checkpoint, double *grad0) {
     int64_t shape[1] = {1 << 16};
     struct ti_tensor x, gx, y, loss;
     float *buf = calloc((size_t)shape[0], sizeof(float));
-    for (int i = 0; i < shape[0]; i++) buf[i] = (float)(i % 7) * 0.1f;
+    for (int i = 0; i < shape[0]; i++)
+        buf[i] = (float)(i % 7) * 0.1f;
     ti_ctx_upload(&ctx, &x, buf, TI_DTYPE_F32, 1, shape);
     ti_ctx_zeros(&ctx, &gx, TI_DTYPE_F32, 1, shape);
     ti_tape_watch(&ctx, &x, &gx);
     int n = 8;
-    if (use_checkpoint) ti_checkpoint(&ctx, &y, chain, &n, 1, &x);
-    else chain(&ctx, &y, &x, 1, &n);
+    if (use_checkpoint)
+        ti_checkpoint(&ctx, &y, chain, &n, 1, &x);
+    else
+        chain(&ctx, &y, &x, 1, &n);
     size_t after_forward = ti_arena_stats(ctx.act).in_use;
     ti_sum(&ctx, &loss, &y, 0, NULL, 0);
     ti_tensor_release(&y);
@@ -295,7 +301,8 @@ TEST(errors_name_op_and_shapes) {
     CHECK_OK(ti_ctx_zeros(&ctx, &a, TI_DTYPE_F32, 2, s1), &ctx.err);
     CHECK_OK(ti_ctx_zeros(&ctx, &b, TI_DTYPE_F32, 1, s2), &ctx.err);
     CHECK(ti_add(&ctx, &c, &a, &b) == TI_ERR_SHAPE);
-    CHECK(strstr(ctx.err.msg, "add") && strstr(ctx.err.msg, "[5, 7]") && strstr(ctx.err.msg, "[3]"));
+    CHECK(strstr(ctx.err.msg, "add") && strstr(ctx.err.msg, "[5, 7]") &&
+          strstr(ctx.err.msg, "[3]"));
     CHECK(c.data == NULL);
     ti_err_clear(&ctx.err);
     struct ti_tensor d;
@@ -313,7 +320,8 @@ TEST(rng_is_deterministic_and_normal) {
     ti_rng_seed(&a, 42);
     ti_rng_seed(&b, 42);
     int same = 1;
-    for (int i = 0; i < 100; i++) same &= ti_rng_next(&a) == ti_rng_next(&b);
+    for (int i = 0; i < 100; i++)
+        same &= ti_rng_next(&a) == ti_rng_next(&b);
     CHECK(same);
     double s = 0, s2 = 0;
     int n = 200000;

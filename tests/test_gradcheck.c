@@ -25,7 +25,8 @@ static double loss_of(struct ti_ctx *ctx, const struct op_case *c, const struct 
         fprintf(stderr, "  %s: forward failed: %s\n", c->name, ctx->err.msg);
         ti_err_clear(&ctx->err);
     } else {
-        for (long i = 0; i < r.out_numel; i++) s += w[i] * r.out[i];
+        for (long i = 0; i < r.out_numel; i++)
+            s += w[i] * r.out[i];
     }
     oc_result_free(&r);
     return s;
@@ -73,7 +74,8 @@ static void check_case(struct ti_ctx *ctx, const struct op_case *c) {
             num[j] = (lp - lm) / (2 * eps);
         }
         CHECK(ok);
-        if (ok && !tc_check_close(an.grad[i], num, d.numel[i], atol, rtol, c->name, __FILE__, __LINE__))
+        if (ok &&
+            !tc_check_close(an.grad[i], num, d.numel[i], atol, rtol, c->name, __FILE__, __LINE__))
             fprintf(stderr, "  (input %d of case %s)\n", i, c->name);
         free(num);
     }
@@ -106,7 +108,8 @@ TEST(every_op_has_a_case) {
     for (int op = 0; op < TI_OP_COUNT; op++) {
         const char *name = ti_op_name((enum ti_op)op);
         int found = 0;
-        for (int i = 0; i < n && !found; i++) found = strcmp(cases[i]->op, name) == 0;
+        for (int i = 0; i < n && !found; i++)
+            found = strcmp(cases[i]->op, name) == 0;
         if (!found) fprintf(stderr, "  op '%s' has no test case\n", name);
         CHECK(found);
     }

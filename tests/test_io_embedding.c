@@ -320,22 +320,12 @@ static int a1111_pickle_is_weights_only_clean(const uint8_t *p, size_t n) {
     while (i < n) {
         uint8_t op = p[i++];
         switch (op) {
-        case 0x80:
-            i += 1;
-            break; /* PROTO */
-        case 'K':
-            i += 1;
-            break; /* BININT1 */
-        case 'M':
-            i += 2;
-            break; /* BININT2 */
-        case 'J':
-            i += 4;
-            break; /* BININT */
-        case 0x8a:
-            i += 1 + (size_t)p[i];
-            break;  /* LONG1 */
-        case 'X': { /* BINUNICODE */
+        case 0x80: i += 1; break;                /* PROTO */
+        case 'K': i += 1; break;                 /* BININT1 */
+        case 'M': i += 2; break;                 /* BININT2 */
+        case 'J': i += 4; break;                 /* BININT */
+        case 0x8a: i += 1 + (size_t)p[i]; break; /* LONG1 */
+        case 'X': {                              /* BINUNICODE */
             uint32_t len = (uint32_t)p[i] | ((uint32_t)p[i + 1] << 8) | ((uint32_t)p[i + 2] << 16) |
                            ((uint32_t)p[i + 3] << 24);
             i += 4 + len;
@@ -364,12 +354,9 @@ static int a1111_pickle_is_weights_only_clean(const uint8_t *p, size_t n) {
         case 0x88:
         case 0x89:
         case 'N':
-        case 'R':
-            break;
-        case '.':
-            return i == n;
-        default:
-            return 0; /* BINFLOAT, bytes, memo, anything else */
+        case 'R': break;
+        case '.': return i == n;
+        default: return 0; /* BINFLOAT, bytes, memo, anything else */
         }
     }
     return 0;

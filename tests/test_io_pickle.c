@@ -330,7 +330,8 @@ TEST(node_budget) {
     /* 2.2M x (NONE, POP): each None is a node, the stack stays empty */
     size_t n = 2 * (2200000) + 1;
     uint8_t *p = malloc(n);
-    for (size_t i = 0; i + 1 < n; i += 2) p[i] = 'N', p[i + 1] = '0';
+    for (size_t i = 0; i + 1 < n; i += 2)
+        p[i] = 'N', p[i + 1] = '0';
     p[n - 1] = '.';
     struct ti_pickle *pk = NULL;
     struct ti_py *root;

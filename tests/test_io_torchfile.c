@@ -28,24 +28,15 @@ static double at(const struct ti_tensor *t, int64_t i) { /* element i of a 1-D t
     const uint8_t *p =
         (const uint8_t *)t->data + i * t->stride[0] * (int64_t)ti_dtype_size(t->dtype);
     switch (t->dtype) {
-    case TI_DTYPE_F32:
-        return *(const float *)p;
-    case TI_DTYPE_F16:
-        return ti_f16_to_f32(*(const uint16_t *)p);
-    case TI_DTYPE_BF16:
-        return ti_bf16_to_f32(*(const uint16_t *)p);
-    case TI_DTYPE_F64:
-        return *(const double *)p;
-    case TI_DTYPE_I64:
-        return (double)*(const int64_t *)p;
-    case TI_DTYPE_I32:
-        return *(const int32_t *)p;
-    case TI_DTYPE_I16:
-        return *(const int16_t *)p;
-    case TI_DTYPE_I8:
-        return *(const int8_t *)p;
-    default:
-        return *p;
+    case TI_DTYPE_F32: return *(const float *)p;
+    case TI_DTYPE_F16: return ti_f16_to_f32(*(const uint16_t *)p);
+    case TI_DTYPE_BF16: return ti_bf16_to_f32(*(const uint16_t *)p);
+    case TI_DTYPE_F64: return *(const double *)p;
+    case TI_DTYPE_I64: return (double)*(const int64_t *)p;
+    case TI_DTYPE_I32: return *(const int32_t *)p;
+    case TI_DTYPE_I16: return *(const int16_t *)p;
+    case TI_DTYPE_I8: return *(const int8_t *)p;
+    default: return *p;
     }
 }
 

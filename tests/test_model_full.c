@@ -76,7 +76,8 @@ static void unet_step(struct ti_ctx *ctx, const struct ti_unet *u, enum ti_dtype
     }
     ti_tensor_release(&out);
     struct ti_tensor *all[] = {&hx, &hc, &ht, &tx, &tc, &tt, &gc};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ti_tensor_release(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ti_tensor_release(all[i]);
     free(x);
     free(c);
 }
@@ -206,7 +207,8 @@ static int full_unet_cuda(void) {
             struct step_result got = {0};
             unet_step(&cg, &m.u, dts[d], &got);
             if (got.out && got.grad && ref.out && ref.grad) {
-                double eo = nmse(got.out, ref.out, ref.nout), eg = nmse(got.grad, ref.grad, ref.ngrad);
+                double eo = nmse(got.out, ref.out, ref.nout),
+                       eg = nmse(got.grad, ref.grad, ref.ngrad);
                 printf("  %s %s: nmse(out) %.3g, nmse(d/dcontext) %.3g (tolerance %g)\n", gpu->name,
                        ti_dtype_name(dts[d]), eo, eg, tol[d]);
                 CHECK(eo <= tol[d] && eg <= tol[d]);
@@ -225,7 +227,8 @@ static int full_unet_cuda(void) {
 int main(int argc, char **argv) {
 #ifndef TI_HAVE_YAML
     (void)argc, (void)argv;
-    printf("SKIP: built without libyaml (the model comes from configs/stable-diffusion/v1-inference.yaml)\n");
+    printf("SKIP: built without libyaml (the model comes from "
+           "configs/stable-diffusion/v1-inference.yaml)\n");
     return TC_SKIP;
 #endif
     if (argc > 1 && strcmp(argv[1], "--cuda") == 0) return full_unet_cuda();

@@ -69,7 +69,8 @@ static void compare(const struct ti_weights *w, const char *tsv, const char *pre
             found = 1;
             e[j].seen++;
             int same = e[j].ndim == it->ndim;
-            for (int d = 0; same && d < it->ndim; d++) same = e[j].shape[d] == it->shape[d];
+            for (int d = 0; same && d < it->ndim; d++)
+                same = e[j].shape[d] == it->shape[d];
             if (!same) {
                 wrong++;
                 fprintf(stderr, "  shape differs: %s\n", it->key);
@@ -102,7 +103,8 @@ static int64_t total_params(const struct ti_weights *w) {
     int64_t total = 0;
     for (int i = 0; i < w->n; i++) {
         int64_t n = 1;
-        for (int d = 0; d < w->items[i].ndim; d++) n *= w->items[i].shape[d];
+        for (int d = 0; d < w->items[i].ndim; d++)
+            n *= w->items[i].shape[d];
         total += n;
     }
     return total;
@@ -157,7 +159,8 @@ TEST(clip_text_keys) {
     struct ti_weights w;
     ti_weights_init(&w);
     struct ti_text_encoder e;
-    CHECK_OK(ti_clip_text_init(&e, &hp, "cond_stage_model.transformer.text_model.", &w, &err), &err);
+    CHECK_OK(ti_clip_text_init(&e, &hp, "cond_stage_model.transformer.text_model.", &w, &err),
+             &err);
     compare(&w, "tests/fixtures/keys/sd-v1-clip-text.tsv", "cond_stage_model.");
     CHECK(total_params(&w) == 123060480); /* sd-arch.md §9 */
     ti_text_encoder_free(&e);

@@ -50,7 +50,8 @@ static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor
     CHECK(h5u_read(f, ds, &want, &nd, shape) == 0);
     if (!want) return;
     int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
+    for (int i = 0; i < nd; i++)
+        n *= shape[i];
     CHECK(n == ti_tensor_numel(got));
     if (n == ti_tensor_numel(got)) {
         double *g = download(ctx, got);
@@ -150,12 +151,19 @@ static void run_unet(enum ti_dtype dt, struct tol tol, int checkpoint) {
     h5_weights_close(&fx.h);
 }
 
-TEST(unet_f64) { run_unet(TI_DTYPE_F64, TOL64, 0); }
-TEST(unet_f64_checkpointed) { run_unet(TI_DTYPE_F64, TOL64, 1); }
+TEST(unet_f64) {
+    run_unet(TI_DTYPE_F64, TOL64, 0);
+}
+TEST(unet_f64_checkpointed) {
+    run_unet(TI_DTYPE_F64, TOL64, 1);
+}
 /* f32: 20+ layers of GroupNorm/attention on values of order 1-10 */
-TEST(unet_f32) { run_unet(TI_DTYPE_F32, (struct tol){2e-4, 2e-3}, 0); }
+TEST(unet_f32) {
+    run_unet(TI_DTYPE_F32, (struct tol){2e-4, 2e-3}, 0);
+}
 
-/* ---- VAE --------------------------------------------------------------------------------------- */
+/* ---- VAE ---------------------------------------------------------------------------------------
+ */
 
 static void run_vae(enum ti_dtype dt, struct tol tol) {
     struct fixture fx;
@@ -206,7 +214,8 @@ static void run_vae(enum ti_dtype dt, struct tol tol) {
     }
     ti_tensor_release(&dec);
     struct ti_tensor *all[] = {&img, &dm, &gi, &z, &dd, &gz};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ti_tensor_release(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ti_tensor_release(all[i]);
     CHECK(ti_arena_stats(ctx.act).live_blocks == 0);
     ti_tape_free(&tape);
     ti_vae_free(&v);
@@ -215,10 +224,15 @@ static void run_vae(enum ti_dtype dt, struct tol tol) {
     h5_weights_close(&fx.h);
 }
 
-TEST(vae_f64) { run_vae(TI_DTYPE_F64, TOL64); }
-TEST(vae_f32) { run_vae(TI_DTYPE_F32, (struct tol){2e-4, 2e-3}); }
+TEST(vae_f64) {
+    run_vae(TI_DTYPE_F64, TOL64);
+}
+TEST(vae_f32) {
+    run_vae(TI_DTYPE_F32, (struct tol){2e-4, 2e-3});
+}
 
-/* ---- text encoders ---------------------------------------------------------------------------- */
+/* ---- text encoders ----------------------------------------------------------------------------
+ */
 
 static void run_text(const char *path, int clip, enum ti_dtype dt, struct tol tol) {
     struct fixture fx;
@@ -234,16 +248,17 @@ static void run_text(const char *path, int clip, enum ti_dtype dt, struct tol to
     struct ti_weights w;
     ti_weights_init(&w);
     struct ti_text_encoder e;
-    ti_status st = clip ? ti_clip_text_init(&e, &hp, "cond_stage_model.transformer.text_model.", &w, &ctx.err)
-                        : ti_bert_embedder_init(&e, &hp, "cond_stage_model.transformer.", &w, &ctx.err);
+    ti_status st =
+        clip ? ti_clip_text_init(&e, &hp, "cond_stage_model.transformer.text_model.", &w, &ctx.err)
+             : ti_bert_embedder_init(&e, &hp, "cond_stage_model.transformer.", &w, &ctx.err);
     CHECK_OK(st, &ctx.err);
     CHECK_OK(ti_weights_alloc(&w, ti_backend_cpu(), dt, &ctx.err), &ctx.err);
     CHECK_OK(ti_weights_load(&w, &fx.src, &ctx.err), &ctx.err);
     struct ti_tape *tape;
     CHECK_OK(ti_tape_init(&tape, &ctx.err), &ctx.err);
     ctx.tape = tape;
-    struct ti_tensor ids = input(&ctx, fx.f, "ids", TI_DTYPE_I32), rows = input(&ctx, fx.f, "rows", dt),
-                     dout = input(&ctx, fx.f, "dout", dt);
+    struct ti_tensor ids = input(&ctx, fx.f, "ids", TI_DTYPE_I32),
+                     rows = input(&ctx, fx.f, "rows", dt), dout = input(&ctx, fx.f, "dout", dt);
     struct ti_tensor gr, out;
     CHECK_OK(ti_ctx_zeros(&ctx, &gr, dt, rows.ndim, rows.shape), &ctx.err);
     CHECK_OK(ti_tape_watch(&ctx, &rows, &gr), &ctx.err);
@@ -267,10 +282,18 @@ static void run_text(const char *path, int clip, enum ti_dtype dt, struct tol to
     h5_weights_close(&fx.h);
 }
 
-TEST(clip_f64) { run_text("tests/fixtures/model_clip.h5", 1, TI_DTYPE_F64, TOL64); }
-TEST(clip_f32) { run_text("tests/fixtures/model_clip.h5", 1, TI_DTYPE_F32, (struct tol){1e-4, 1e-3}); }
-TEST(bert_f64) { run_text("tests/fixtures/model_bert.h5", 0, TI_DTYPE_F64, TOL64); }
-TEST(bert_f32) { run_text("tests/fixtures/model_bert.h5", 0, TI_DTYPE_F32, (struct tol){1e-4, 1e-3}); }
+TEST(clip_f64) {
+    run_text("tests/fixtures/model_clip.h5", 1, TI_DTYPE_F64, TOL64);
+}
+TEST(clip_f32) {
+    run_text("tests/fixtures/model_clip.h5", 1, TI_DTYPE_F32, (struct tol){1e-4, 1e-3});
+}
+TEST(bert_f64) {
+    run_text("tests/fixtures/model_bert.h5", 0, TI_DTYPE_F64, TOL64);
+}
+TEST(bert_f32) {
+    run_text("tests/fixtures/model_bert.h5", 0, TI_DTYPE_F32, (struct tol){1e-4, 1e-3});
+}
 
 int main(void) {
     RUN(unet_f64);

@@ -40,7 +40,7 @@ static void embedding_bad_indices_on(struct ti_ctx *ctx) {
     struct ti_tensor table = up(ctx, TI_DTYPE_F32, 2, TAB_SHAPE, TABLE);
     struct ti_tensor rows = up(ctx, TI_DTYPE_F32, 2, ROWS_SHAPE, ROWS);
     struct ti_tensor out;
-    const int32_t too_big[6] = {0, 1, 2, 3, -1, 4};   /* V = 4: idx[1, 2] = 4 is bad */
+    const int32_t too_big[6] = {0, 1, 2, 3, -1, 4};     /* V = 4: idx[1, 2] = 4 is bad */
     const int32_t too_small[6] = {0, -3, 1, -1, -2, 3}; /* K = 2: idx[0, 1] = -3 is bad */
     const int32_t good[6] = {3, -2, 0, -1, 2, -1};
     struct ti_tensor idx = up(ctx, TI_DTYPE_I32, 2, IDX_SHAPE, too_big);
@@ -60,8 +60,8 @@ static void embedding_bad_indices_on(struct ti_ctx *ctx) {
     CHECK_OK(ti_embedding(ctx, &out, &table, &rows, &idx), &ctx->err);
     float got[18];
     CHECK_OK(ti_ctx_download(ctx, got, sizeof got, &out), &ctx->err);
-    const float want[18] = {9, 10, 11, 103, 104, 105, 0, 1, 2,
-                            100, 101, 102, 6, 7, 8, 100, 101, 102};
+    const float want[18] = {9,   10,  11,  103, 104, 105, 0,   1,   2,
+                            100, 101, 102, 6,   7,   8,   100, 101, 102};
     CHECK(memcmp(got, want, sizeof want) == 0);
     ti_tensor_release(&out);
     ti_tensor_release(&idx);
@@ -209,7 +209,8 @@ TEST(upsample_and_timestep_arguments) {
     CHECK_OK(ti_ctx_download(&ctx, e, sizeof e, &out), &ctx.err);
     int bad = 0;
     for (int b = 0; b < 3; b++)
-        for (int i = 0; i < 320; i++) bad += e[b * 320 + i] != (i < 160 ? 1.0f : 0.0f);
+        for (int i = 0; i < 320; i++)
+            bad += e[b * 320 + i] != (i < 160 ? 1.0f : 0.0f);
     CHECK(bad == 0);
     ti_tensor_release(&out);
     ti_tensor_release(&t);

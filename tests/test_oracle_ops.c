@@ -19,7 +19,8 @@ static void check_case(struct ti_ctx *ctx, hid_t f, const struct op_case *c) {
     char path[256];
     if (!h5u_exists(f, c->name)) {
         tc_failures++;
-        fprintf(stderr, "  %s: no fixture group (regenerate with scripts/oracle/ops.py)\n", c->name);
+        fprintf(stderr, "  %s: no fixture group (regenerate with scripts/oracle/ops.py)\n",
+                c->name);
         return;
     }
     double params[8] = {0};
@@ -72,7 +73,8 @@ static void check_case(struct ti_ctx *ctx, hid_t f, const struct op_case *c) {
                 snprintf(path, sizeof path, "%s/grad%d", c->name, i);
                 CHECK(h5u_read(f, path, &g, NULL, NULL) == 0);
                 if (g && r.grad[i] &&
-                    !tc_check_close(r.grad[i], g, d.numel[i], atol, rtol, c->name, __FILE__, __LINE__))
+                    !tc_check_close(r.grad[i], g, d.numel[i], atol, rtol, c->name, __FILE__,
+                                    __LINE__))
                     fprintf(stderr, "  (gradient of input %d of %s in %s)\n", i, c->name,
                             ti_dtype_name(dts[t]));
                 free(g);
@@ -106,8 +108,10 @@ TEST(oracle_all_cases) {
             if (f < 0) fprintf(stderr, "  cannot open %s\n", path);
         }
         int before = tc_failures;
-        if (f < 0) tc_failures++;
-        else check_case(&ctx, f, cases[i]);
+        if (f < 0)
+            tc_failures++;
+        else
+            check_case(&ctx, f, cases[i]);
         printf("  %-28s %s\n", cases[i]->name, tc_failures == before ? "ok" : "FAIL");
         ran++;
     }

@@ -90,30 +90,14 @@ static int parse_string(const char **p, struct jstr *out) {
         char c = *s++;
         unsigned cp;
         switch (c) {
-        case 'n':
-            b[n++] = '\n';
-            break;
-        case 't':
-            b[n++] = '\t';
-            break;
-        case 'r':
-            b[n++] = '\r';
-            break;
-        case 'b':
-            b[n++] = '\b';
-            break;
-        case 'f':
-            b[n++] = '\f';
-            break;
-        case '/':
-            b[n++] = '/';
-            break;
-        case '\\':
-            b[n++] = '\\';
-            break;
-        case '"':
-            b[n++] = '"';
-            break;
+        case 'n': b[n++] = '\n'; break;
+        case 't': b[n++] = '\t'; break;
+        case 'r': b[n++] = '\r'; break;
+        case 'b': b[n++] = '\b'; break;
+        case 'f': b[n++] = '\f'; break;
+        case '/': b[n++] = '/'; break;
+        case '\\': b[n++] = '\\'; break;
+        case '"': b[n++] = '"'; break;
         case 'u':
             if (!hex4(s, &cp)) goto bad;
             s += 4;
@@ -126,8 +110,7 @@ static int parse_string(const char **p, struct jstr *out) {
             }
             n += (size_t)ti_utf8_encode(b + n, cp);
             break;
-        default:
-            goto bad;
+        default: goto bad;
         }
     }
     if (*s != '"') goto bad;

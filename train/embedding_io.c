@@ -90,16 +90,11 @@ ti_status ti_embedding_set_meta(struct ti_embedding *emb, const char *name, int6
 
 const char *ti_embedding_format_name(enum ti_embedding_format f) {
     switch (f) {
-    case TI_EMB_A1111:
-        return "a1111";
-    case TI_EMB_PEER:
-        return "peer";
-    case TI_EMB_DIFFUSERS:
-        return "diffusers";
-    case TI_EMB_KOHYA:
-        return "kohya";
-    default:
-        return "unknown";
+    case TI_EMB_A1111: return "a1111";
+    case TI_EMB_PEER: return "peer";
+    case TI_EMB_DIFFUSERS: return "diffusers";
+    case TI_EMB_KOHYA: return "kohya";
+    default: return "unknown";
     }
 }
 
@@ -112,14 +107,10 @@ enum ti_embedding_format ti_embedding_format_parse(const char *s) {
 
 const char *ti_embedding_width_name(int dim) {
     switch (dim) {
-    case 768:
-        return "SD v1";
-    case 1024:
-        return "SD 2.x";
-    case 1280:
-        return "LDM text2img-large";
-    default:
-        return "unknown model";
+    case 768: return "SD v1";
+    case 1024: return "SD 2.x";
+    case 1280: return "LDM text2img-large";
+    default: return "unknown model";
     }
 }
 
@@ -169,9 +160,7 @@ static ti_status add_tensor_term(struct ti_embedding *emb, const char *what,
             const uint8_t *p = base + (r * rs + c * cs) * (int64_t)es;
             float v;
             switch (t->dtype) {
-            case TI_DTYPE_F32:
-                memcpy(&v, p, 4);
-                break;
+            case TI_DTYPE_F32: memcpy(&v, p, 4); break;
             case TI_DTYPE_F64: {
                 double d;
                 memcpy(&d, p, 8);
@@ -567,12 +556,9 @@ ti_status ti_embedding_write(const struct ti_embedding *emb, const char *path,
             return ti_error(err, TI_ERR_INVALID, "embedding term '%s' has no vectors",
                             emb->terms[i].placeholder);
     switch (format) {
-    case TI_EMB_A1111:
-        return write_a1111(emb, path, err);
-    case TI_EMB_PEER:
-        return write_peer(emb, path, err);
-    case TI_EMB_DIFFUSERS:
-        return write_diffusers(emb, path, err);
+    case TI_EMB_A1111: return write_a1111(emb, path, err);
+    case TI_EMB_PEER: return write_peer(emb, path, err);
+    case TI_EMB_DIFFUSERS: return write_diffusers(emb, path, err);
     default:
         return ti_error(err, TI_ERR_INVALID,
                         "ti writes embeddings as a1111, peer or diffusers, "

@@ -117,10 +117,8 @@ static double element(const struct ti_tensor *t, int64_t i) {
         memcpy(&v, p, 2);
         return v;
     }
-    case TI_DTYPE_I8:
-        return (int8_t)*p;
-    default:
-        return *p; /* u8, bool */
+    case TI_DTYPE_I8: return (int8_t)*p;
+    default: return *p; /* u8, bool */
     }
 }
 

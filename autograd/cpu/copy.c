@@ -87,8 +87,10 @@ static void strided_cast(const struct ti_tensor *dst, const struct ti_tensor *sr
             float *o = dst->data;
             const float *s = src->data;
             for (int64_t i = lo; i < hi; i++, ti_iter_next(&it)) {
-                if (accumulate) o[it.off[0]] += s[it.off[1]];
-                else o[it.off[0]] = s[it.off[1]];
+                if (accumulate)
+                    o[it.off[0]] += s[it.off[1]];
+                else
+                    o[it.off[0]] = s[it.off[1]];
             }
         } else if (ints) {
             for (int64_t i = lo; i < hi; i++, ti_iter_next(&it)) {

@@ -1,7 +1,7 @@
 /*
  * cpu_backend.c - the CPU backend: host memory (huge pages for big chunks, since first touch
- * of a page is very expensive on small VMs: chunks are populated when mapped) and the kernel tables for f32 and f64
- * (kernels from cpu/<op>.c compiled twice) plus COPY for every dtype.
+ * of a page is very expensive on small VMs: chunks are populated when mapped) and the kernel tables
+ * for f32 and f64 (kernels from cpu/<op>.c compiled twice) plus COPY for every dtype.
  */
 #define TI_CPU_ONCE
 #include "cpu_common.h"
@@ -10,7 +10,8 @@
 #include <string.h>   /* defines: memset, memcpy */
 #include <sys/mman.h> /* defines: mmap, munmap, madvise */
 
-/* ---- memory ------------------------------------------------------------------------------------ */
+/* ---- memory ------------------------------------------------------------------------------------
+ */
 /* Chunks of at least 2 MiB are mapped directly and populated by the kernel at once
  * (MAP_POPULATE). Measured on the 2-core VM this project runs on (2 GiB): faulting pages in by
  * touching them ran at 0.65 GB/s, with MADV_HUGEPAGE at 0.29 GB/s, MAP_POPULATE at 2 GB/s. An
@@ -24,8 +25,7 @@ static ti_status cpu_mem_alloc(const struct ti_backend *be, size_t bytes, void *
     if (bytes >= HUGE_MIN) {
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-        if (p == MAP_FAILED)
-            return ti_error(err, TI_ERR_NOMEM, "cpu: cannot map %zu bytes", bytes);
+        if (p == MAP_FAILED) return ti_error(err, TI_ERR_NOMEM, "cpu: cannot map %zu bytes", bytes);
         *out = p;
         return TI_OK;
     }
@@ -39,8 +39,10 @@ static ti_status cpu_mem_alloc(const struct ti_backend *be, size_t bytes, void *
 static void cpu_mem_free(const struct ti_backend *be, void *p, size_t bytes) {
     (void)be;
     if (!p) return;
-    if (bytes >= HUGE_MIN) munmap(p, bytes);
-    else free(p);
+    if (bytes >= HUGE_MIN)
+        munmap(p, bytes);
+    else
+        free(p);
 }
 
 static ti_status cpu_mem_zero(const struct ti_backend *be, struct ti_kctx *k, void *p,
@@ -90,8 +92,8 @@ static int cpu_ready;
 /* COPY has one implementation for every dtype pair (copy.c), not f32/f64 twins: the generic
  * fill below names it by the twin names, which an unoptimised (Debug) build would otherwise
  * fail to link (the stores are overwritten, but only -O removes them). */
-#define cpu_f32_copy_forward cpu_copy_forward
-#define cpu_f64_copy_forward cpu_copy_forward
+#define cpu_f32_copy_forward  cpu_copy_forward
+#define cpu_f64_copy_forward  cpu_copy_forward
 #define cpu_f32_copy_backward cpu_copy_backward
 #define cpu_f64_copy_backward cpu_copy_backward
 
@@ -135,7 +137,8 @@ const struct ti_backend *ti_backend_cpu(void) {
     return &cpu_backend;
 }
 
-/* ---- slot enumeration for tests ------------------------------------------------------------------ */
+/* ---- slot enumeration for tests
+ * ------------------------------------------------------------------ */
 static const char *const slot_names[] = {
 #define TI_KOP(NAME, name, BWD) #name "_forward", #name "_backward",
 #define TI_FOP(NAME, name)
@@ -144,7 +147,9 @@ static const char *const slot_names[] = {
 #undef TI_FOP
 };
 
-int ti_kernels_count(void) { return (int)(sizeof slot_names / sizeof slot_names[0]); }
+int ti_kernels_count(void) {
+    return (int)(sizeof slot_names / sizeof slot_names[0]);
+}
 
 const char *ti_kernels_slot_name(int i) {
     return i >= 0 && i < ti_kernels_count() ? slot_names[i] : "?";

@@ -13,7 +13,7 @@
 #ifndef TI_CPU_COMMON_H
 #define TI_CPU_COMMON_H
 
-#include <math.h>   /* defines: expf, exp, erff, erf, sqrtf, sqrt, tanh... */
+#include <math.h> /* defines: expf, exp, erff, erf, sqrtf, sqrt, tanh... */
 #include <stdint.h>
 
 #include "../arena.h"
@@ -53,31 +53,31 @@ ti_status cpu_copy_backward(struct ti_kctx *k, const struct ti_copy_args *a);
 
 #if defined(TI_REAL_F32)
 typedef float real;
-#define CPU_FN(name) cpu_f32_##name
-#define CPU_GEMM ti_cpu_sgemm
-#define R(x) ((float)(x))
-#define EXP expf
-#define LOG logf
-#define SQRT sqrtf
-#define ERF erff
-#define TANH tanhf
-#define COS cosf
-#define SIN sinf
-#define FABS fabsf
+#define CPU_FN(name)  cpu_f32_##name
+#define CPU_GEMM      ti_cpu_sgemm
+#define R(x)          ((float)(x))
+#define EXP           expf
+#define LOG           logf
+#define SQRT          sqrtf
+#define ERF           erff
+#define TANH          tanhf
+#define COS           cosf
+#define SIN           sinf
+#define FABS          fabsf
 #define TI_REAL_DTYPE TI_DTYPE_F32
 #elif defined(TI_REAL_F64)
 typedef double real;
-#define CPU_FN(name) cpu_f64_##name
-#define CPU_GEMM ti_cpu_dgemm
-#define R(x) ((double)(x))
-#define EXP exp
-#define LOG log
-#define SQRT sqrt
-#define ERF erf
-#define TANH tanh
-#define COS cos
-#define SIN sin
-#define FABS fabs
+#define CPU_FN(name)  cpu_f64_##name
+#define CPU_GEMM      ti_cpu_dgemm
+#define R(x)          ((double)(x))
+#define EXP           exp
+#define LOG           log
+#define SQRT          sqrt
+#define ERF           erf
+#define TANH          tanh
+#define COS           cos
+#define SIN           sin
+#define FABS          fabs
 #define TI_REAL_DTYPE TI_DTYPE_F64
 #elif !defined(TI_CPU_ONCE)
 #error "compile cpu kernels with -DTI_REAL_F32 or -DTI_REAL_F64"
@@ -90,7 +90,8 @@ static inline void *cpu_scratch(struct ti_kctx *k, size_t bytes) {
     return p;
 }
 
-/* ---- strided N-d iteration --------------------------------------------------------------------- */
+/* ---- strided N-d iteration ---------------------------------------------------------------------
+ */
 /* Visits every index of `shape` (ndim <= TI_MAX_DIMS) in row-major order, keeping up to 3
  * element offsets (one per tensor) in sync. Usage:
  *   struct ti_iter it; ti_iter_init(&it, ndim, shape, 3, strides3);
@@ -111,27 +112,33 @@ static inline void ti_iter_init(struct ti_iter *it, int ndim, const int64_t *sha
     for (int d = 0; d < ndim; d++) {
         it->shape[d] = shape[d];
         it->idx[d] = 0;
-        for (int t = 0; t < nt; t++) it->stride[t][d] = strides[t][d];
+        for (int t = 0; t < nt; t++)
+            it->stride[t][d] = strides[t][d];
     }
-    for (int t = 0; t < 3; t++) it->off[t] = 0;
+    for (int t = 0; t < 3; t++)
+        it->off[t] = 0;
 }
 
 static inline void ti_iter_seek(struct ti_iter *it, int64_t lin) {
-    for (int t = 0; t < it->nt; t++) it->off[t] = 0;
+    for (int t = 0; t < it->nt; t++)
+        it->off[t] = 0;
     for (int d = it->ndim - 1; d >= 0; d--) {
         int64_t i = it->shape[d] ? lin % it->shape[d] : 0;
         lin = it->shape[d] ? lin / it->shape[d] : 0;
         it->idx[d] = i;
-        for (int t = 0; t < it->nt; t++) it->off[t] += i * it->stride[t][d];
+        for (int t = 0; t < it->nt; t++)
+            it->off[t] += i * it->stride[t][d];
     }
 }
 
 static inline void ti_iter_next(struct ti_iter *it) {
     for (int d = it->ndim - 1; d >= 0; d--) {
         it->idx[d]++;
-        for (int t = 0; t < it->nt; t++) it->off[t] += it->stride[t][d];
+        for (int t = 0; t < it->nt; t++)
+            it->off[t] += it->stride[t][d];
         if (it->idx[d] < it->shape[d]) return;
-        for (int t = 0; t < it->nt; t++) it->off[t] -= it->stride[t][d] * it->shape[d];
+        for (int t = 0; t < it->nt; t++)
+            it->off[t] -= it->stride[t][d] * it->shape[d];
         it->idx[d] = 0;
     }
 }

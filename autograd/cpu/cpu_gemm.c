@@ -26,27 +26,31 @@ int ti_cpu_threads(void) {
 #define FALLBACK_GEMM(T, NAME)                                                                     \
     static void NAME(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A,         \
                      int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc) {            \
-        _Pragma("omp parallel for schedule(static) if (M * N * K > 65536)")                        \
-        for (int64_t i = 0; i < M; i++) {                                                          \
+        _Pragma("omp parallel for schedule(static) if (M * N * K > 65536)") for (int64_t i = 0;    \
+                                                                                 i < M; i++) {     \
             T *c = C + i * ldc;                                                                    \
             double acc[GEMM_NB];                                                                   \
             for (int64_t j0 = 0; j0 < N; j0 += GEMM_NB) {                                          \
                 int64_t nb = N - j0 < GEMM_NB ? N - j0 : GEMM_NB;                                  \
                 if (!tb) {                                                                         \
-                    for (int64_t j = 0; j < nb; j++) acc[j] = 0;                                   \
+                    for (int64_t j = 0; j < nb; j++)                                               \
+                        acc[j] = 0;                                                                \
                     for (int64_t k = 0; k < K; k++) {                                              \
                         double a = ta ? A[k * lda + i] : A[i * lda + k];                           \
                         const T *b = B + k * ldb + j0;                                             \
-                        for (int64_t j = 0; j < nb; j++) acc[j] += a * b[j];                       \
+                        for (int64_t j = 0; j < nb; j++)                                           \
+                            acc[j] += a * b[j];                                                    \
                     }                                                                              \
                 } else {                                                                           \
                     for (int64_t j = 0; j < nb; j++) {                                             \
                         const T *b = B + (j0 + j) * ldb;                                           \
                         double s = 0;                                                              \
                         if (!ta)                                                                   \
-                            for (int64_t k = 0; k < K; k++) s += (double)A[i * lda + k] * b[k];    \
+                            for (int64_t k = 0; k < K; k++)                                        \
+                                s += (double)A[i * lda + k] * b[k];                                \
                         else                                                                       \
-                            for (int64_t k = 0; k < K; k++) s += (double)A[k * lda + i] * b[k];    \
+                            for (int64_t k = 0; k < K; k++)                                        \
+                                s += (double)A[k * lda + i] * b[k];                                \
                         acc[j] = s;                                                                \
                     }                                                                              \
                 }                                                                                  \
@@ -72,10 +76,11 @@ FALLBACK_GEMM(double, gemm_f64)
         return;                                                                                    \
     }                                                                                              \
     cblas(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,           \
-          (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,     \
+          (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,    \
           (blasint)ldc);
 #else
-#define GEMM_BODY(T, cblas, fallback) fallback(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#define GEMM_BODY(T, cblas, fallback)                                                              \
+    fallback(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
 #define DEFINE_GEMM(name, T, cblas, fallback)                                                      \
     void name(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,   \

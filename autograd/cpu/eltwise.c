@@ -8,7 +8,8 @@
 
 #include <string.h> /* defines: memset */
 
-/* ---- ADD: out = alpha*a + beta*b (b optional), any strides ------------------------------------- */
+/* ---- ADD: out = alpha*a + beta*b (b optional), any strides -------------------------------------
+ */
 ti_status CPU_FN(add_forward)(struct ti_kctx *k, const struct ti_add_args *a) {
     (void)k;
     int64_t n = ti_tensor_numel(&a->out);
@@ -21,7 +22,8 @@ ti_status CPU_FN(add_forward)(struct ti_kctx *k, const struct ti_add_args *a) {
     int nt = n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
     if (fast) {
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) o[i] = y ? alpha * x[i] + beta * y[i] : alpha * x[i];
+        for (int64_t i = 0; i < n; i++)
+            o[i] = y ? alpha * x[i] + beta * y[i] : alpha * x[i];
         return TI_OK;
     }
     const int64_t *strides[3] = {a->out.stride, a->a.stride, y ? a->b.stride : a->a.stride};
@@ -41,7 +43,8 @@ ti_status CPU_FN(add_forward)(struct ti_kctx *k, const struct ti_add_args *a) {
     return TI_OK;
 }
 
-/* ---- MUL: out = alpha*a*b, any strides --------------------------------------------------------- */
+/* ---- MUL: out = alpha*a*b, any strides ---------------------------------------------------------
+ */
 ti_status CPU_FN(mul_forward)(struct ti_kctx *k, const struct ti_mul_args *a) {
     (void)k;
     int64_t n = ti_tensor_numel(&a->out);
@@ -107,7 +110,8 @@ ti_status CPU_FN(sum_forward)(struct ti_kctx *k, const struct ti_sum_args *a) {
                 double s = 0;
                 ti_iter_init(&jt, nr, rshape, 1, rs);
                 const real *base = x + it.off[1];
-                for (int64_t j = 0; j < nred; j++, ti_iter_next(&jt)) s += (double)base[jt.off[0]];
+                for (int64_t j = 0; j < nred; j++, ti_iter_next(&jt))
+                    s += (double)base[jt.off[0]];
                 o[it.off[0]] = (real)(a->scale * s);
             }
         }
@@ -130,21 +134,26 @@ ti_status CPU_FN(sum_forward)(struct ti_kctx *k, const struct ti_sum_args *a) {
             ti_iter_init(&jt, nr, rshape, 1, rs);
             ti_iter_seek(&jt, lo);
             double s = 0;
-            for (int64_t j = lo; j < hi; j++, ti_iter_next(&jt)) s += (double)base[jt.off[0]];
+            for (int64_t j = lo; j < hi; j++, ti_iter_next(&jt))
+                s += (double)base[jt.off[0]];
             part[t] = s;
         }
         double s = 0;
-        for (int t = 0; t < nthreads; t++) s += part[t];
+        for (int t = 0; t < nthreads; t++)
+            s += part[t];
         o[it.off[0]] = (real)(a->scale * s);
     }
     return TI_OK;
 }
 
-/* ---- UNARY ---------------------------------------------------------------------------------------- */
-#define INV_SQRT2 R(0.70710678118654752440)
+/* ---- UNARY
+ * ---------------------------------------------------------------------------------------- */
+#define INV_SQRT2   R(0.70710678118654752440)
 #define INV_SQRT2PI R(0.39894228040143267794)
 
-static inline real sigmoid_r(real x) { return R(1) / (R(1) + EXP(-x)); }
+static inline real sigmoid_r(real x) {
+    return R(1) / (R(1) + EXP(-x));
+}
 
 ti_status CPU_FN(unary_forward)(struct ti_kctx *k, const struct ti_unary_args *a) {
     (void)k;
@@ -156,23 +165,28 @@ ti_status CPU_FN(unary_forward)(struct ti_kctx *k, const struct ti_unary_args *a
     switch (a->kind) {
     case TI_UNARY_SILU:
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) o[i] = x[i] * sigmoid_r(x[i]);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = x[i] * sigmoid_r(x[i]);
         break;
     case TI_UNARY_GELU:
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) o[i] = R(0.5) * x[i] * (R(1) + ERF(x[i] * INV_SQRT2));
+        for (int64_t i = 0; i < n; i++)
+            o[i] = R(0.5) * x[i] * (R(1) + ERF(x[i] * INV_SQRT2));
         break;
     case TI_UNARY_QUICK_GELU:
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) o[i] = x[i] * sigmoid_r(R(1.702) * x[i]);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = x[i] * sigmoid_r(R(1.702) * x[i]);
         break;
     case TI_UNARY_EXP:
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) o[i] = EXP(p0 * x[i]);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = EXP(p0 * x[i]);
         break;
     case TI_UNARY_CLAMP:
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) o[i] = x[i] < p0 ? p0 : (x[i] > p1 ? p1 : x[i]);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = x[i] < p0 ? p0 : (x[i] > p1 ? p1 : x[i]);
         break;
     default: return ti_error(k->err, TI_ERR_INVALID, "unary: unknown kind %d", a->kind);
     }
@@ -215,7 +229,8 @@ ti_status CPU_FN(unary_backward)(struct ti_kctx *k, const struct ti_unary_args *
     case TI_UNARY_EXP:
         /* d/dx exp(p0 x) = p0 y */
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * p0 * y[i];
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += dy[i] * p0 * y[i];
         break;
     case TI_UNARY_CLAMP:
 #pragma omp parallel for schedule(static) num_threads(nt)

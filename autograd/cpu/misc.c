@@ -26,7 +26,8 @@ ti_status CPU_FN(upsample_forward)(struct ti_kctx *k, const struct ti_upsample_a
         for (int64_t y = 0; y < Ho; y++) {
             const real *xr = xp + (y / f) * W;
             real *orow = op + y * Wo;
-            for (int64_t xo = 0; xo < Wo; xo++) orow[xo] = xr[xo / f];
+            for (int64_t xo = 0; xo < Wo; xo++)
+                orow[xo] = xr[xo / f];
         }
     }
     return TI_OK;
@@ -52,7 +53,8 @@ ti_status CPU_FN(upsample_backward)(struct ti_kctx *k, const struct ti_upsample_
                 real s = R(0);
                 for (int64_t u = 0; u < f; u++) {
                     const real *g = gp + (y * f + u) * Wo + xi * f;
-                    for (int64_t v = 0; v < f; v++) s += g[v];
+                    for (int64_t v = 0; v < f; v++)
+                        s += g[v];
                 }
                 dp[y * W + xi] += s;
             }
@@ -112,7 +114,8 @@ ti_status CPU_FN(embedding_backward)(struct ti_kctx *k, const struct ti_embeddin
         if (r < 0 || r >= K) continue; /* a table row (forward rejected anything else) */
         real *g = dr + r * D;
         const real *s = dy + p * D;
-        for (int64_t d = 0; d < D; d++) g[d] += s[d];
+        for (int64_t d = 0; d < D; d++)
+            g[d] += s[d];
     }
     return TI_OK;
 }
@@ -204,7 +207,8 @@ ti_status CPU_FN(mse_forward)(struct ti_kctx *k, const struct ti_mse_args *a) {
             }
             part[c] = s;
         }
-        for (int64_t c = 0; c < nchunks; c++) total += part[c];
+        for (int64_t c = 0; c < nchunks; c++)
+            total += part[c];
     }
     *(real *)a->out.data = (real)(a->scale * total);
     return TI_OK;

@@ -258,17 +258,10 @@ struct dnn_descs {
 
 static int dnn_type(enum ti_dtype dt, cudnnDataType_t *t) {
     switch (dt) {
-    case TI_DTYPE_F32:
-        *t = CUDNN_DATA_FLOAT;
-        return 1;
-    case TI_DTYPE_F16:
-        *t = CUDNN_DATA_HALF;
-        return 1;
-    case TI_DTYPE_BF16:
-        *t = CUDNN_DATA_BFLOAT16;
-        return 1;
-    default:
-        return 0;
+    case TI_DTYPE_F32: *t = CUDNN_DATA_FLOAT; return 1;
+    case TI_DTYPE_F16: *t = CUDNN_DATA_HALF; return 1;
+    case TI_DTYPE_BF16: *t = CUDNN_DATA_BFLOAT16; return 1;
+    default: return 0;
     }
 }
 

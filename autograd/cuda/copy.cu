@@ -109,7 +109,7 @@ static ti_status launch_copy(struct ti_kctx *k, const struct ti_tensor *dst,
     struct ti_cuda_shape ds = ti_cuda_shape_of(dst), ss = ti_cuda_shape_of(src);
     if (!accumulate && dst->dtype == TI_DTYPE_F32 && src->dtype == TI_DTYPE_F32) {
         copy_f32_kernel<<<ti_cuda_blocks(n, 256), 256, 0, s>>>((float *)dst->data, ds,
-                                                              (const float *)src->data, ss, n);
+                                                               (const float *)src->data, ss, n);
     } else {
         copy_forward_kernel<<<ti_cuda_blocks(n, 256), 256, 0, s>>>(
             dst->data, dst->dtype, ds, src->data, src->dtype, ss, n, accumulate);

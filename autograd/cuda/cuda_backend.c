@@ -62,10 +62,14 @@ static ti_status cuda_mem_copy(const struct ti_backend *be, struct ti_kctx *k, v
     (void)be;
     cudaStream_t s = (cudaStream_t)k->stream;
     enum cudaMemcpyKind kind;
-    if (dst_dev == TI_DEVICE_CUDA && src_dev == TI_DEVICE_CUDA) kind = cudaMemcpyDeviceToDevice;
-    else if (dst_dev == TI_DEVICE_CUDA) kind = cudaMemcpyHostToDevice;
-    else if (src_dev == TI_DEVICE_CUDA) kind = cudaMemcpyDeviceToHost;
-    else kind = cudaMemcpyHostToHost;
+    if (dst_dev == TI_DEVICE_CUDA && src_dev == TI_DEVICE_CUDA)
+        kind = cudaMemcpyDeviceToDevice;
+    else if (dst_dev == TI_DEVICE_CUDA)
+        kind = cudaMemcpyHostToDevice;
+    else if (src_dev == TI_DEVICE_CUDA)
+        kind = cudaMemcpyDeviceToHost;
+    else
+        kind = cudaMemcpyHostToHost;
     RT_CHECK(k->err, cudaMemcpyAsync(dst, src, bytes, kind, s));
     /* host memory is pageable and owned by the caller: finish before returning */
     if (kind != cudaMemcpyDeviceToDevice) RT_CHECK(k->err, cudaStreamSynchronize(s));
@@ -157,7 +161,8 @@ ti_status ti_backend_cuda(const struct ti_backend **out, int index, struct ti_er
     int n = ti_cuda_device_count();
     if (n == 0) return ti_error(err, TI_ERR_UNSUPPORTED, "no CUDA device is available");
     if (index < 0 || index >= n || index >= MAX_DEVICES)
-        return ti_error(err, TI_ERR_INVALID, "CUDA device %d does not exist (%d present)", index, n);
+        return ti_error(err, TI_ERR_INVALID, "CUDA device %d does not exist (%d present)", index,
+                        n);
     if (!ready[index]) {
         struct ti_backend *be = &backends[index];
         memset(be, 0, sizeof *be);

@@ -12,9 +12,9 @@
 #ifndef TI_CUDA_COMMON_H
 #define TI_CUDA_COMMON_H
 
-#include <cuda_bf16.h>      /* defines: __nv_bfloat16, __bfloat162float, __float2bfloat16 */
-#include <cuda_fp16.h>      /* defines: __half, __half2float, __float2half */
-#include <cuda_runtime.h>   /* defines: cudaError_t, cudaStream_t, kernel launch */
+#include <cuda_bf16.h>    /* defines: __nv_bfloat16, __bfloat162float, __float2bfloat16 */
+#include <cuda_fp16.h>    /* defines: __half, __half2float, __float2half */
+#include <cuda_runtime.h> /* defines: cudaError_t, cudaStream_t, kernel launch */
 #include <stdint.h>
 
 #include "../arena.h"
@@ -69,15 +69,28 @@
         __VA_ARGS__;                                                                               \
     } break;                                                                                       \
     default:                                                                                       \
-        return ti_error((kk)->err, TI_ERR_DTYPE, "cuda: dtype %s not supported", ti_dtype_name(dt)); \
+        return ti_error((kk)->err, TI_ERR_DTYPE, "cuda: dtype %s not supported",                   \
+                        ti_dtype_name(dt));                                                        \
     }
 
-__device__ __forceinline__ float ldf(const float *p) { return *p; }
-__device__ __forceinline__ float ldf(const __half *p) { return __half2float(*p); }
-__device__ __forceinline__ float ldf(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void stf(float *p, float v) { *p = v; }
-__device__ __forceinline__ void stf(__half *p, float v) { *p = __float2half(v); }
-__device__ __forceinline__ void stf(__nv_bfloat16 *p, float v) { *p = __float2bfloat16(v); }
+__device__ __forceinline__ float ldf(const float *p) {
+    return *p;
+}
+__device__ __forceinline__ float ldf(const __half *p) {
+    return __half2float(*p);
+}
+__device__ __forceinline__ float ldf(const __nv_bfloat16 *p) {
+    return __bfloat162float(*p);
+}
+__device__ __forceinline__ void stf(float *p, float v) {
+    *p = v;
+}
+__device__ __forceinline__ void stf(__half *p, float v) {
+    *p = __float2half(v);
+}
+__device__ __forceinline__ void stf(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16(v);
+}
 
 /* Shape and strides of up to TI_MAX_DIMS dims, passed to kernels by value. */
 struct ti_cuda_shape {

@@ -5,7 +5,8 @@
 #include "cuda_common.h"
 #include "launchers.h"
 
-/* ---- ADD / MUL ------------------------------------------------------------------------------------ */
+/* ---- ADD / MUL
+ * ------------------------------------------------------------------------------------ */
 template <typename T>
 __global__ void add_contig_kernel(T *out, const T *a, const T *b, float alpha, float beta,
                                   int64_t n) {
@@ -71,9 +72,9 @@ extern "C" ti_status cuda_mul_forward(struct ti_kctx *k, const struct ti_mul_arg
     struct ti_cuda_shape os = ti_cuda_shape_of(&a->out), as = ti_cuda_shape_of(&a->a),
                          bs = ti_cuda_shape_of(&a->b);
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {
-        mul_strided_kernel<T><<<ti_cuda_blocks(n, 256), 256, 0, s>>>(
-            (T *)a->out.data, os, (const T *)a->a.data, as, (const T *)a->b.data, bs,
-            (float)a->alpha, n);
+        mul_strided_kernel<T>
+            <<<ti_cuda_blocks(n, 256), 256, 0, s>>>((T *)a->out.data, os, (const T *)a->a.data, as,
+                                                    (const T *)a->b.data, bs, (float)a->alpha, n);
     });
     CUDA_CHECK_LAUNCH(k, "mul");
     return TI_OK;
@@ -82,16 +83,17 @@ extern "C" ti_status cuda_mul_forward(struct ti_kctx *k, const struct ti_mul_arg
 /* ---- SUM: one warp per output element, reduced sub-space walked with a stride of 32 --------- */
 template <typename T>
 __global__ void sum_kernel(T *out, const T *inp, struct ti_cuda_shape ks, struct ti_cuda_shape kin,
-                           struct ti_cuda_shape rs, int64_t nout,
-                           int64_t nred, float scale) {
+                           struct ti_cuda_shape rs, int64_t nout, int64_t nred, float scale) {
     int lane = threadIdx.x & 31;
     int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
     for (int64_t o = warp; o < nout; o += nwarps) {
         int64_t base = ti_cuda_offset(o, ks, kin.stride);
         float acc = 0.f;
-        for (int64_t j = lane; j < nred; j += 32) acc += ldf(inp + base + ti_cuda_offset(j, rs, rs.stride));
-        for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+        for (int64_t j = lane; j < nred; j += 32)
+            acc += ldf(inp + base + ti_cuda_offset(j, rs, rs.stride));
+        for (int off = 16; off > 0; off >>= 1)
+            acc += __shfl_down_sync(0xffffffffu, acc, off);
         if (lane == 0) stf(out + ti_cuda_offset(o, ks, ks.stride), scale * acc);
     }
 }
@@ -123,18 +125,21 @@ extern "C" ti_status cuda_sum_forward(struct ti_kctx *k, const struct ti_sum_arg
     cudaStream_t s = TI_CUDA_STREAM(k);
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {
         sum_kernel<T><<<ti_cuda_blocks(nout * 32, 256), 256, 0, s>>>(
-            (T *)a->out.data, (const T *)a->inp.data, ks, kin, rs, nout, nred,
-            (float)a->scale);
+            (T *)a->out.data, (const T *)a->inp.data, ks, kin, rs, nout, nred, (float)a->scale);
     });
     CUDA_CHECK_LAUNCH(k, "sum");
     return TI_OK;
 }
 
-/* ---- UNARY ------------------------------------------------------------------------------------------ */
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + expf(-x)); }
+/* ---- UNARY
+ * ------------------------------------------------------------------------------------------ */
+__device__ __forceinline__ float sigmoidf_(float x) {
+    return 1.f / (1.f + expf(-x));
+}
 
 template <typename T>
-__global__ void unary_forward_kernel(T *out, const T *inp, int kind, float p0, float p1, int64_t n) {
+__global__ void unary_forward_kernel(T *out, const T *inp, int kind, float p0, float p1,
+                                     int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         float x = ldf(inp + i), y;

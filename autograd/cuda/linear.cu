@@ -21,17 +21,10 @@
 
 static int blas_type(enum ti_dtype dt, cudaDataType_t *t) {
     switch (dt) {
-    case TI_DTYPE_F32:
-        *t = CUDA_R_32F;
-        return 1;
-    case TI_DTYPE_F16:
-        *t = CUDA_R_16F;
-        return 1;
-    case TI_DTYPE_BF16:
-        *t = CUDA_R_16BF;
-        return 1;
-    default:
-        return 0;
+    case TI_DTYPE_F32: *t = CUDA_R_32F; return 1;
+    case TI_DTYPE_F16: *t = CUDA_R_16F; return 1;
+    case TI_DTYPE_BF16: *t = CUDA_R_16BF; return 1;
+    default: return 0;
     }
 }
 

@@ -40,7 +40,8 @@ __global__ void upsample_backward_kernel(T *dinp, const T *dout, int64_t H, int6
         const T *g = dout + (p * H * f + y * f) * Wo + x * f;
         float s = 0.f;
         for (int64_t u = 0; u < f; u++)
-            for (int64_t v = 0; v < f; v++) s += ldf(g + u * Wo + v);
+            for (int64_t v = 0; v < f; v++)
+                s += ldf(g + u * Wo + v);
         stf(dinp + i, ldf(dinp + i) + s);
     }
 }
@@ -224,7 +225,8 @@ __global__ void timestep_backward_kernel(T *dt, const T *dout, const T *t, float
             sincosf(arg, &sn, &cs);
             acc += f * (ldf(gs + i) * cs - ldf(gc + i) * sn);
         }
-        for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+        for (int off = 16; off > 0; off >>= 1)
+            acc += __shfl_down_sync(0xffffffffu, acc, off);
         if (lane == 0) stf(dt + b, ldf(dt + b) + acc);
     }
 }
@@ -288,7 +290,8 @@ template <typename T>
 __global__ void mse_final_kernel(T *out, const float *partial, int nb, double scale) {
     __shared__ double sh[MISC_THREADS];
     double acc = 0;
-    for (int j = threadIdx.x; j < nb; j += MISC_THREADS) acc += (double)partial[j];
+    for (int j = threadIdx.x; j < nb; j += MISC_THREADS)
+        acc += (double)partial[j];
     sh[threadIdx.x] = acc;
     __syncthreads();
     for (int w = MISC_THREADS / 2; w > 0; w >>= 1) {
@@ -319,8 +322,8 @@ extern "C" ti_status cuda_mse_forward(struct ti_kctx *k, const struct ti_mse_arg
     float *partial = (float *)ti_cuda_scratch(k, (size_t)nb * sizeof(float));
     if (!partial) return TI_ERR_NOMEM;
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {
-        mse_partial_kernel<T><<<nb, MISC_THREADS, 0, s>>>(partial, (const T *)a->a.data,
-                                                          (const T *)a->b.data, n);
+        mse_partial_kernel<T>
+            <<<nb, MISC_THREADS, 0, s>>>(partial, (const T *)a->a.data, (const T *)a->b.data, n);
     });
     CUDA_CHECK_LAUNCH(k, "mse_forward (partial sums)");
     TI_CUDA_FLOAT_SWITCH(k, a->out.dtype, T, {

@@ -570,22 +570,14 @@ enum family { FAM_UNKNOWN, FAM_SD1, FAM_SD2, FAM_SDXL, FAM_LDM, FAM_EMBEDDING, F
 
 static const char *family_text(enum family f) {
     switch (f) {
-    case FAM_SD1:
-        return "an SD v1 checkpoint (CLIP ViT-L/14 text encoder, context width 768)";
-    case FAM_SD2:
-        return "an SD 2.x checkpoint (OpenCLIP ViT-H text encoder, context width 1024)";
-    case FAM_SDXL:
-        return "an SDXL checkpoint (two text encoders, context width 2048)";
-    case FAM_LDM:
-        return "an LDM text2img-large checkpoint (BERT text encoder, context width 1280)";
-    case FAM_EMBEDDING:
-        return "a textual-inversion embedding file, not a model checkpoint";
-    case FAM_LORA:
-        return "a LoRA file, not a full model checkpoint";
-    case FAM_VAE:
-        return "a VAE-only file, not a full model checkpoint";
-    default:
-        return "";
+    case FAM_SD1: return "an SD v1 checkpoint (CLIP ViT-L/14 text encoder, context width 768)";
+    case FAM_SD2: return "an SD 2.x checkpoint (OpenCLIP ViT-H text encoder, context width 1024)";
+    case FAM_SDXL: return "an SDXL checkpoint (two text encoders, context width 2048)";
+    case FAM_LDM: return "an LDM text2img-large checkpoint (BERT text encoder, context width 1280)";
+    case FAM_EMBEDDING: return "a textual-inversion embedding file, not a model checkpoint";
+    case FAM_LORA: return "a LoRA file, not a full model checkpoint";
+    case FAM_VAE: return "a VAE-only file, not a full model checkpoint";
+    default: return "";
     }
 }
 

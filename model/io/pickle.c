@@ -706,40 +706,23 @@ static ti_status reduce_call(struct ti_pickle *pk, struct ti_py *fn, struct ti_p
 
 static const char *opcode_name(uint8_t op) {
     switch (op) {
-    case 'i':
-        return "INST";
-    case 'o':
-        return "OBJ";
-    case 0x92:
-        return "NEWOBJ_EX";
-    case 0x82:
-        return "EXT1";
-    case 0x83:
-        return "EXT2";
-    case 0x84:
-        return "EXT4";
-    case 'P':
-        return "PERSID";
-    case 'I':
-        return "INT (text)";
-    case 'L':
-        return "LONG (text)";
-    case 'F':
-        return "FLOAT (text)";
-    case 'S':
-        return "STRING (text)";
-    case 'V':
-        return "UNICODE (text)";
-    case 'g':
-        return "GET (text)";
-    case 'p':
-        return "PUT (text)";
-    case 0x97:
-        return "NEXT_BUFFER";
-    case 0x98:
-        return "READONLY_BUFFER";
-    default:
-        return NULL;
+    case 'i': return "INST";
+    case 'o': return "OBJ";
+    case 0x92: return "NEWOBJ_EX";
+    case 0x82: return "EXT1";
+    case 0x83: return "EXT2";
+    case 0x84: return "EXT4";
+    case 'P': return "PERSID";
+    case 'I': return "INT (text)";
+    case 'L': return "LONG (text)";
+    case 'F': return "FLOAT (text)";
+    case 'S': return "STRING (text)";
+    case 'V': return "UNICODE (text)";
+    case 'g': return "GET (text)";
+    case 'p': return "PUT (text)";
+    case 0x97: return "NEXT_BUFFER";
+    case 0x98: return "READONLY_BUFFER";
+    default: return NULL;
     }
 }
 
@@ -901,29 +884,20 @@ static ti_status prescan(struct ti_pickle *pk, const uint8_t *data, size_t len,
         uint8_t op = *p++;
         uint64_t skip = 0;
         switch (op) {
-        case '.':
-            return TI_OK;
+        case '.': return TI_OK;
         case 0x80:
         case 'K':
         case 'h':
         case 'q':
-        case 0x82:
-            skip = 1;
-            break;
+        case 0x82: skip = 1; break;
         case 'M':
-        case 0x83:
-            skip = 2;
-            break;
+        case 0x83: skip = 2; break;
         case 'J':
         case 'j':
         case 'r':
-        case 0x84:
-            skip = 4;
-            break;
+        case 0x84: skip = 4; break;
         case 'G':
-        case 0x95:
-            skip = 8;
-            break;
+        case 0x95: skip = 8; break;
         case 0x8c:
         case 'U':
         case 'C':
@@ -1015,10 +989,8 @@ static ti_status prescan(struct ti_pickle *pk, const uint8_t *data, size_t len,
         case 0x90:
         case 0x91:
         case 0x97:
-        case 0x98:
-            break;
-        default:
-            return TI_OK;
+        case 0x98: break;
+        default: return TI_OK;
         }
         if (skip > (uint64_t)(end - p)) return TI_OK;
         p += skip;
@@ -1087,16 +1059,12 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             else
                 TRY(pop_mark(pk, &first, &n, at, err));
             break;
-        case '1': /* POP_MARK */
-            TRY(pop_mark(pk, &first, &n, at, err));
-            break;
+        case '1': /* POP_MARK */ TRY(pop_mark(pk, &first, &n, at, err)); break;
         case '2': /* DUP */
             TRY(top(pk, &v, at, err));
             TRY(push(pk, v, at, err));
             break;
-        case 'N':
-            TRY(push(pk, new_node(pk, TI_PY_NONE), at, err));
-            break;
+        case 'N': TRY(push(pk, new_node(pk, TI_PY_NONE), at, err)); break;
         case 0x88:
         case 0x89: /* NEWTRUE / NEWFALSE */
             v = new_node(pk, TI_PY_BOOL);
@@ -1176,7 +1144,8 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
                 return vm_error(pk, err, TI_ERR_FORMAT, at, "negative BINSTRING size");
             NEED(k);
             TRY(push(pk,
-                     make_str(pk, ti_utf8_valid(p, (size_t)k, 1) ? TI_PY_STR : TI_PY_BYTES, p, (size_t)k),
+                     make_str(pk, ti_utf8_valid(p, (size_t)k, 1) ? TI_PY_STR : TI_PY_BYTES, p,
+                              (size_t)k),
                      at, err));
             p += k;
             break;
@@ -1194,18 +1163,10 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
             p += k;
             break;
         }
-        case ')':
-            TRY(push(pk, make_seq(pk, TI_PY_TUPLE, NULL, 0), at, err));
-            break;
-        case ']':
-            TRY(push(pk, make_seq(pk, TI_PY_LIST, NULL, 0), at, err));
-            break;
-        case '}':
-            TRY(push(pk, make_seq(pk, TI_PY_DICT, NULL, 0), at, err));
-            break;
-        case 0x8f:
-            TRY(push(pk, make_seq(pk, TI_PY_SET, NULL, 0), at, err));
-            break;
+        case ')': TRY(push(pk, make_seq(pk, TI_PY_TUPLE, NULL, 0), at, err)); break;
+        case ']': TRY(push(pk, make_seq(pk, TI_PY_LIST, NULL, 0), at, err)); break;
+        case '}': TRY(push(pk, make_seq(pk, TI_PY_DICT, NULL, 0), at, err)); break;
+        case 0x8f: TRY(push(pk, make_seq(pk, TI_PY_SET, NULL, 0), at, err)); break;
         case 0x85:
         case 0x86:
         case 0x87: { /* TUPLE1/2/3 */
@@ -1478,16 +1439,13 @@ static ti_status walk_value(struct walk *w, const struct ti_py *v, int depth, st
         return ti_error(err, TI_ERR_FORMAT, "%s: objects nested deeper than %d levels at '%s'",
                         w->pk->what, TI_PY_MAX_DEPTH, w->path);
     switch (v->kind) {
-    case TI_PY_TENSOR:
-        return w->fn(w->ud, w->path, v, err);
+    case TI_PY_TENSOR: return w->fn(w->ud, w->path, v, err);
     case TI_PY_DICT:
     case TI_PY_LIST:
     case TI_PY_TUPLE:
     case TI_PY_SET:
-    case TI_PY_OBJECT:
-        break;
-    default:
-        return TI_OK;
+    case TI_PY_OBJECT: break;
+    default: return TI_OK;
     }
     if (v->seen == w->pk->stamp) return TI_OK; /* shared or cyclic: visit each container once */
     ((struct ti_py *)v)->seen = w->pk->stamp;

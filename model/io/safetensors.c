@@ -78,7 +78,6 @@ static int hexval(uint8_t c) {
     return -1;
 }
 
-
 /* Parses a JSON string into a malloc'd NUL-terminated UTF-8 string. */
 static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
     *out = NULL;
@@ -107,30 +106,14 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
         }
         c = *q++;
         switch (c) {
-        case '"':
-            buf[n++] = '"';
-            break;
-        case '\\':
-            buf[n++] = '\\';
-            break;
-        case '/':
-            buf[n++] = '/';
-            break;
-        case 'b':
-            buf[n++] = '\b';
-            break;
-        case 'f':
-            buf[n++] = '\f';
-            break;
-        case 'n':
-            buf[n++] = '\n';
-            break;
-        case 'r':
-            buf[n++] = '\r';
-            break;
-        case 't':
-            buf[n++] = '\t';
-            break;
+        case '"': buf[n++] = '"'; break;
+        case '\\': buf[n++] = '\\'; break;
+        case '/': buf[n++] = '/'; break;
+        case 'b': buf[n++] = '\b'; break;
+        case 'f': buf[n++] = '\f'; break;
+        case 'n': buf[n++] = '\n'; break;
+        case 'r': buf[n++] = '\r'; break;
+        case 't': buf[n++] = '\t'; break;
         case 'u': {
             uint32_t cp = 0;
             for (int i = 0; i < 4; i++) {
@@ -169,8 +152,7 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
             }
             break;
         }
-        default:
-            goto bad;
+        default: goto bad;
         }
     }
     if (!ti_utf8_valid((const uint8_t *)buf, n, 0) || memchr(buf, 0, n)) goto bad;

@@ -265,28 +265,17 @@ void ti_torchfile_close(struct ti_torchfile *tf) {
 
 static const char *storage_class(enum ti_dtype dt) {
     switch (dt) {
-    case TI_DTYPE_F32:
-        return "FloatStorage";
-    case TI_DTYPE_F16:
-        return "HalfStorage";
-    case TI_DTYPE_BF16:
-        return "BFloat16Storage";
-    case TI_DTYPE_F64:
-        return "DoubleStorage";
-    case TI_DTYPE_I64:
-        return "LongStorage";
-    case TI_DTYPE_I32:
-        return "IntStorage";
-    case TI_DTYPE_I16:
-        return "ShortStorage";
-    case TI_DTYPE_I8:
-        return "CharStorage";
-    case TI_DTYPE_U8:
-        return "ByteStorage";
-    case TI_DTYPE_BOOL:
-        return "BoolStorage";
-    default:
-        return NULL;
+    case TI_DTYPE_F32: return "FloatStorage";
+    case TI_DTYPE_F16: return "HalfStorage";
+    case TI_DTYPE_BF16: return "BFloat16Storage";
+    case TI_DTYPE_F64: return "DoubleStorage";
+    case TI_DTYPE_I64: return "LongStorage";
+    case TI_DTYPE_I32: return "IntStorage";
+    case TI_DTYPE_I16: return "ShortStorage";
+    case TI_DTYPE_I8: return "CharStorage";
+    case TI_DTYPE_U8: return "ByteStorage";
+    case TI_DTYPE_BOOL: return "BoolStorage";
+    default: return NULL;
     }
 }
 

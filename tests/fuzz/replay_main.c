@@ -49,7 +49,8 @@ int main(int argc, char **argv) {
         char path[4096];
         while ((e = readdir(d)) != NULL) {
             if (e->d_name[0] == '.') continue;
-            if (snprintf(path, sizeof path, "%s/%s", argv[a], e->d_name) >= (int)sizeof path) continue;
+            if (snprintf(path, sizeof path, "%s/%s", argv[a], e->d_name) >= (int)sizeof path)
+                continue;
             inputs += replay_file(path);
         }
         closedir(d);
