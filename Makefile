@@ -9,12 +9,13 @@
 #   make bench       benchmarks (not tests); results go to docs/PERF.md by hand
 #   make fuzz        libFuzzer harnesses (clang) for the file readers, FUZZ_SECONDS each
 #   make format      clang-format every C/CUDA source (make test checks it: format-check)
+#   make tidy        clang-tidy (bugprone, clang-analyzer) over the C sources; not in make test
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-cpu-only test-asan bench fuzz format format-check clean
+.PHONY: all deps build test test-cpu-only test-asan bench fuzz format format-check tidy clean
 
 all: build
 
@@ -59,6 +60,11 @@ format:
 
 format-check: deps
 	scripts/format.sh --check
+
+tidy: deps
+	@scripts/deps.sh --tidy
+	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_OPENBLAS=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
+	scripts/tidy.sh $(BUILD)-cpu
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-cpu $(BUILD)-asan $(BUILD)-fuzz

@@ -134,7 +134,7 @@ struct ti_groupnorm_args {
 
 /* LAYERNORM: inp/out (M, D) contiguous; normalised over D with biased variance;
  * y = (x - mean) * rstd * weight + bias; weight/bias (D) optional. mean, rstd (M) stat dtype.
- * backward: dinp, dweight, dbias. */
+ * backward: dinp, dweight, dbias; inp, mean and rstd may be absent when only dbias is wanted. */
 struct ti_layernorm_args {
     struct ti_tensor out, inp, weight, bias, mean, rstd;
     double eps;

@@ -327,7 +327,7 @@ ti_status ti_wordpiece_decode(char **out, const struct ti_wordpiece *wp, const i
         if (is_special(wp, ids[i])) continue;
         size_t tl;
         const char *t = ti_vocab_token(&wp->vocab, ids[i], &tl);
-        if (tl + 2 > tok_cap) {
+        if (!tok || tl + 2 > tok_cap) {
             tok_cap = tl + 64;
             char *p = realloc(tok, tok_cap);
             if (!p) {

@@ -329,37 +329,29 @@ static void node_free(struct ti_yaml_node *n) {
     free(n);
 }
 
-/* The status of a failure already reported into err (node_new): never TI_OK. */
-static ti_status failed(const struct ti_err *err) {
-    return err && err->code != TI_OK ? err->code : TI_ERR_NOMEM;
-}
-
 static ti_status nomem(struct ti_err *err, const char *what) {
     ti_error(err, TI_ERR_NOMEM, "yaml: out of memory (%s)", what);
     return TI_ERR_NOMEM; /* a constant, so callers (and analyzers) see the failure */
 }
 
-/* A new node owned by d (not yet attached). NULL with err set when out of memory or when the
+/* *out = a new node owned by d (not yet attached). Fails when out of memory or when the
  * document has too many nodes (alias bombs). */
-static struct ti_yaml_node *node_new(struct ti_yaml_doc *d, enum ti_yaml_kind kind,
-                                     const char *file, int line, int col, struct ti_err *err) {
-    if (d->n_nodes >= MAX_NODES) {
-        ti_error(err, TI_ERR_FORMAT, "%s:%d:%d: more than %u nodes (alias expansion?)", file, line,
-                 col, MAX_NODES);
-        return NULL;
-    }
+static ti_status node_new(struct ti_yaml_doc *d, enum ti_yaml_kind kind, const char *file, int line,
+                          int col, struct ti_yaml_node **out, struct ti_err *err) {
+    *out = NULL;
+    if (d->n_nodes >= MAX_NODES)
+        return YERR(err, TI_ERR_FORMAT, "%s:%d:%d: more than %u nodes (alias expansion?)", file,
+                    line, col, MAX_NODES);
     struct ti_yaml_node *n = calloc(1, sizeof *n);
-    if (!n) {
-        nomem(err, "node");
-        return NULL;
-    }
+    if (!n) return nomem(err, "node");
     n->kind = kind;
     n->type = TI_YAML_NULL;
     n->file = file;
     n->line = line;
     n->col = col;
     d->n_nodes++;
-    return n;
+    *out = n;
+    return TI_OK;
 }
 
 /* Appends child to a map or sequence node (the caller sets child->key for maps). */
@@ -404,8 +396,8 @@ static ti_status node_copy(struct ti_yaml_doc *d, const struct ti_yaml_node *src
     *out = NULL;
     const char *file = doc_file(d, src->file);
     if (!file) return nomem(err, "file name");
-    struct ti_yaml_node *n = node_new(d, src->kind, file, src->line, src->col, err);
-    if (!n) return failed(err);
+    struct ti_yaml_node *n;
+    TI_TRY(node_new(d, src->kind, file, src->line, src->col, &n, err));
     n->type = src->type;
     n->quoted = src->quoted;
     n->i = src->i;
@@ -456,8 +448,7 @@ const struct ti_yaml_node *ti_yaml_root(const struct ti_yaml_doc *doc) {
 static ti_status doc_empty_root(struct ti_yaml_doc *d, const char *name, struct ti_err *err) {
     const char *file = doc_file(d, name);
     if (!file) return nomem(err, "file name");
-    d->root = node_new(d, TI_YAML_MAP, file, 1, 1, err);
-    return d->root ? TI_OK : failed(err);
+    return node_new(d, TI_YAML_MAP, file, 1, 1, &d->root, err);
 }
 
 ti_status ti_yaml_doc_new(struct ti_yaml_doc **out, struct ti_err *err) {
@@ -697,8 +688,8 @@ static ti_status build_scalar(struct builder *b, yaml_event_t *ev, struct ti_yam
     if (strlen(text) != ev->data.scalar.length)
         return YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: scalar contains a NUL character", b->file,
                     line, col);
-    struct ti_yaml_node *n = node_new(b->doc, TI_YAML_SCALAR, b->file, line, col, b->err);
-    if (!n) return failed(b->err);
+    struct ti_yaml_node *n;
+    TI_TRY(node_new(b->doc, TI_YAML_SCALAR, b->file, line, col, &n, b->err));
     ti_status st = scalar_set(n, text, b->err);
     if (st != TI_OK) goto fail;
     const char *tag = (const char *)ev->data.scalar.tag;
@@ -744,9 +735,9 @@ fail:
 
 static ti_status build_seq(struct builder *b, yaml_event_t *ev, int depth,
                            struct ti_yaml_node **out) {
-    struct ti_yaml_node *n = node_new(b->doc, TI_YAML_SEQ, b->file, mark_line(&ev->start_mark),
-                                      mark_col(b, &ev->start_mark), b->err);
-    if (!n) return failed(b->err);
+    struct ti_yaml_node *n;
+    TI_TRY(node_new(b->doc, TI_YAML_SEQ, b->file, mark_line(&ev->start_mark),
+                    mark_col(b, &ev->start_mark), &n, b->err));
     ti_status st = anchor_add(b, ev->data.sequence_start.anchor, n, 0);
     if (st != TI_OK) goto fail;
     for (;;) {
@@ -776,6 +767,8 @@ static ti_status map_put(struct ti_yaml_node *map, struct ti_yaml_node *value, s
     size_t idx;
     struct ti_yaml_node *old = map_find(map, value->key, &idx);
     if (old) {
+        /* idx comes from map_find, so map->items is non-empty */
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
         map->items[idx] = value;
         value->parent = map;
         node_free(old);
@@ -819,9 +812,9 @@ static ti_status apply_merges(struct builder *b, struct ti_yaml_node *map,
 
 static ti_status build_map(struct builder *b, yaml_event_t *ev, int depth,
                            struct ti_yaml_node **out) {
-    struct ti_yaml_node *n = node_new(b->doc, TI_YAML_MAP, b->file, mark_line(&ev->start_mark),
-                                      mark_col(b, &ev->start_mark), b->err);
-    if (!n) return failed(b->err);
+    struct ti_yaml_node *n;
+    TI_TRY(node_new(b->doc, TI_YAML_MAP, b->file, mark_line(&ev->start_mark),
+                    mark_col(b, &ev->start_mark), &n, b->err));
     struct ti_yaml_node *merges[16];
     size_t n_merges = 0;
     ti_status st = anchor_add(b, ev->data.mapping_start.anchor, n, 0);
@@ -988,11 +981,9 @@ static ti_status parse_text(struct ti_yaml_doc **out, const char *text, size_t l
     yaml_parser_set_input_string(&b.p, (const unsigned char *)text, len);
     st = build_stream(&b);
     yaml_parser_delete(&b.p);
-    if (st == TI_OK && !d->root && raw) {
-        if (!(d->root = node_new(d, TI_YAML_SCALAR, b.file, 1, col_offset + 1, err)) ||
-            (st = scalar_set(d->root, "", err)) != TI_OK)
-            st = failed(err);
-    }
+    if (st == TI_OK && !d->root && raw &&
+        (st = node_new(d, TI_YAML_SCALAR, b.file, 1, col_offset + 1, &d->root, err)) == TI_OK)
+        st = scalar_set(d->root, "", err);
     if (st == TI_OK && !d->root) st = doc_empty_root(d, name, err);
     if (st == TI_OK && !raw && ti_yaml_is_null(d->root)) { /* "---" alone, or "~" */
         node_free(d->root);
@@ -1083,6 +1074,8 @@ static ti_status merge_map(struct ti_yaml_doc *d, struct ti_yaml_node *dst,
 /* dst_parent->items[idx] receives src: mappings merge, everything else replaces. */
 static ti_status merge_at(struct ti_yaml_doc *d, struct ti_yaml_node *parent, size_t idx,
                           const struct ti_yaml_node *src, struct ti_err *err) {
+    /* idx indexes an existing child of parent (callers found it there) */
+    // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
     struct ti_yaml_node *cur = parent->items[idx];
     if (cur->kind == TI_YAML_MAP && src->kind == TI_YAML_MAP) return merge_map(d, cur, src, err);
     if ((cur->kind == TI_YAML_MAP && src->kind == TI_YAML_SEQ) ||
@@ -1282,12 +1275,9 @@ static ti_status set_path(struct ti_yaml_doc *d, const char *path, struct ti_yam
             goto done;
         }
         if (!c || c->kind == TI_YAML_SCALAR) { /* create (or replace a scalar by) a mapping */
-            struct ti_yaml_node *m =
-                node_new(d, TI_YAML_MAP, value->file, value->line, value->col, err);
-            if (!m) {
-                st = failed(err);
-                goto done;
-            }
+            struct ti_yaml_node *m;
+            st = node_new(d, TI_YAML_MAP, value->file, value->line, value->col, &m, err);
+            if (st != TI_OK) goto done;
             if (!(m->key = dupstr(p.seg[k]))) {
                 node_free(m);
                 st = nomem(err, "key");
@@ -1296,6 +1286,8 @@ static ti_status set_path(struct ti_yaml_doc *d, const char *path, struct ti_yam
             m->key_line = value->line;
             m->key_col = 1;
             if (c) {
+                /* c was found at idx by map_find, so n->items is non-empty */
+                // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
                 n->items[idx] = m;
                 m->parent = n;
                 node_free(c);
@@ -1348,8 +1340,8 @@ ti_status ti_yaml_set_str_list(struct ti_yaml_doc *doc, const char *path, const 
         return YERR(err, TI_ERR_INVALID, "yaml set: NULL argument");
     const char *file = doc_file(doc, origin);
     if (!file) return nomem(err, "file name");
-    struct ti_yaml_node *v = node_new(doc, n < 0 ? TI_YAML_SCALAR : TI_YAML_SEQ, file, 1, 1, err);
-    if (!v) return failed(err);
+    struct ti_yaml_node *v;
+    TI_TRY(node_new(doc, n < 0 ? TI_YAML_SCALAR : TI_YAML_SEQ, file, 1, 1, &v, err));
     ti_status st = TI_OK;
     if (n < 0) {
         st = scalar_set(v, values[0], err);
@@ -1357,11 +1349,8 @@ ti_status ti_yaml_set_str_list(struct ti_yaml_doc *doc, const char *path, const 
         v->quoted = 1;
     }
     for (int k = 0; k < n && st == TI_OK; k++) {
-        struct ti_yaml_node *c = node_new(doc, TI_YAML_SCALAR, file, 1, 1, err);
-        if (!c) {
-            st = failed(err);
-            break;
-        }
+        struct ti_yaml_node *c;
+        if ((st = node_new(doc, TI_YAML_SCALAR, file, 1, 1, &c, err)) != TI_OK) break;
         c->type = TI_YAML_STR;
         c->quoted = 1;
         if ((st = scalar_set(c, values[k], err)) != TI_OK || (st = node_append(v, c, err)) != TI_OK)

@@ -1,9 +1,10 @@
 #!/bin/sh
 # deps.sh - makes sure the Debian packages ti needs to build and test are installed.
 # As root it installs what is missing with apt-get; otherwise it prints the command to run.
-# Usage: scripts/deps.sh [--fuzz | --bench]
+# Usage: scripts/deps.sh [--fuzz | --bench | --tidy]
 #   --fuzz   adds clang's libFuzzer runtime
 #   --bench  adds jemalloc, which PyTorch gets preloaded with in the benchmarks (fair comparison)
+#   --tidy   adds clang-tidy (make tidy)
 set -eu
 
 PKGS="cmake make gcc g++ pkg-config clang-format libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev python3 python3-torch python3-numpy"
@@ -12,6 +13,9 @@ if [ "${1:-}" = "--fuzz" ]; then
 fi
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS libjemalloc2"
+fi
+if [ "${1:-}" = "--tidy" ]; then
+    PKGS="$PKGS clang-tidy"
 fi
 
 missing=""

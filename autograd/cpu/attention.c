@@ -179,11 +179,7 @@ static void geom_init(struct attn_geom *g, const struct ti_attention_args *a) {
     g->scale = (real)a->scale;
     g->causal = a->causal;
     g->rows = row_ops_pick();
-    if (a->dout.data) {
-        g->dout = a->dout.data;
-        g->dos0 = a->dout.stride[0];
-        g->dos1 = row_ld(&a->dout);
-    }
+    /* dout, dos0, dos1: the backward's own input, set by attention_backward */
 }
 
 /* Threads for a call: one for tiny problems (fork/join would dominate). */
@@ -360,6 +356,9 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
     struct attn_geom g;
     geom_init(&g, a);
     if (g.B == 0 || g.Tq == 0 || g.NH == 0) return TI_OK;
+    g.dout = a->dout.data;
+    g.dos0 = a->dout.stride[0];
+    g.dos1 = row_ld(&a->dout);
     const int64_t dqs0 = dq ? a->dq.stride[0] : 0, dqs1 = dq ? row_ld(&a->dq) : 0;
     const int64_t dks0 = dk ? a->dk.stride[0] : 0, dks1 = dk ? row_ld(&a->dk) : 0;
     const int64_t dvs0 = dv ? a->dv.stride[0] : 0, dvs1 = dv ? row_ld(&a->dv) : 0;

@@ -437,6 +437,9 @@ ti_status CPU_FN(layernorm_backward)(struct ti_kctx *k, const struct ti_layernor
     int64_t M = a->dout.shape[0], D = a->dout.shape[1];
     real *dx = a->dinp.data, *dw = a->dweight.data, *db = a->dbias.data;
     if ((!dx && !dw && !db) || M == 0) return TI_OK;
+    /* inp, mean, rstd are saved only when dinp or dweight is wanted; ln_bwd_row relies on it */
+    if (!a->inp.data && (dx || dw))
+        return ti_error(k->err, TI_ERR_INTERNAL, "layernorm backward: dinp/dweight without inp");
     int64_t nblk = (M + LN_ROW_BLOCK - 1) / LN_ROW_BLOCK;
     int partials = dw || db;
     /* per row block: [0, D) sum g xh, [D, 2D) sum g (double, row order within the block) */

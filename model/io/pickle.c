@@ -177,8 +177,8 @@ struct ti_py *ti_pickle_tensors(struct ti_pickle *pk) {
 __attribute__((format(printf, 5, 6)))
 #endif
 static ti_status
-vm_error(struct ti_pickle *pk, struct ti_err *err, ti_status code, const uint8_t *at,
-         const char *fmt, ...) {
+vm_error_at(struct ti_pickle *pk, struct ti_err *err, ti_status code, const uint8_t *at,
+            const char *fmt, ...) {
     char msg[640];
     va_list ap;
     va_start(ap, fmt);
@@ -188,6 +188,10 @@ vm_error(struct ti_pickle *pk, struct ti_err *err, ti_status code, const uint8_t
         return ti_error(err, code, "%s: at byte %zu: %s", pk->what, (size_t)(at - pk->start), msg);
     return ti_error(err, code, "%s: %s", pk->what, msg);
 }
+
+/* vm_error_at returns `code`; the macro says so where clang-analyzer sees it (it does not follow
+ * variadic calls, and would otherwise take every error path as a possible TI_OK). */
+#define vm_error(pk, err, code, ...) (vm_error_at((pk), (err), (code), __VA_ARGS__), (code))
 
 /* ---- the deny list ------------------------------------------------------------------------- */
 
@@ -1006,7 +1010,7 @@ ti_status ti_pickle_run(struct ti_pickle *pk, const uint8_t *data, size_t len, s
     pk->sp = 0;
     pk->n_marks = 0;
     pk->memo_count = 0;
-    if (pk->memo) memset(pk->memo, 0, pk->memo_cap * sizeof *pk->memo);
+    if (pk->memo_cap) memset(pk->memo, 0, pk->memo_cap * sizeof *pk->memo);
     pk->memo_limit = (uint64_t)len + 16;
     *root = NULL;
     TI_TRY(prescan(pk, data, len, err));
@@ -1363,7 +1367,8 @@ const struct ti_py *ti_py_dict_value(const struct ti_py *d, size_t i) {
 }
 
 const struct ti_py *ti_py_dict_get(const struct ti_py *d, const char *key) {
-    for (size_t i = ti_py_dict_len(d); i-- > 0;)
+    if (!d || d->kind != TI_PY_DICT) return NULL;
+    for (size_t i = d->u.seq.n / 2; i-- > 0;)
         if (ti_py_is_str(d->u.seq.items[2 * i], key)) return d->u.seq.items[2 * i + 1];
     return NULL;
 }

@@ -52,7 +52,8 @@ static void ws(struct jp *j) {
 }
 
 static ti_status jerr(struct jp *j, const char *msg) {
-    return ti_error(j->err, TI_ERR_FORMAT, "%s: header JSON: %s", j->what, msg);
+    ti_error(j->err, TI_ERR_FORMAT, "%s: header JSON: %s", j->what, msg);
+    return TI_ERR_FORMAT; /* a constant, so callers (and analyzers) see the failure */
 }
 
 static ti_status expect(struct jp *j, char c) {
@@ -94,7 +95,10 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
     if (j->p >= j->end) return jerr(j, "unterminated string");
     const uint8_t *e = j->p++;
     char *buf = malloc(4 * cap + 1);
-    if (!buf) return ti_error(j->err, TI_ERR_NOMEM, "%s: out of memory", j->what);
+    if (!buf) {
+        ti_error(j->err, TI_ERR_NOMEM, "%s: out of memory", j->what);
+        return TI_ERR_NOMEM; /* a constant, as in jerr */
+    }
     buf[0] = '\0';
     size_t n = 0;
     for (const uint8_t *q = s; q < e;) {
@@ -529,7 +533,8 @@ ti_status ti_safetensors_open_mem(struct ti_safetensors **out, const void *data,
     if (st) st->name = malloc(strlen(nm) + 1);
     if (!st || !st->name) {
         free(st);
-        return ti_error(err, TI_ERR_NOMEM, "out of memory");
+        ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", nm);
+        return TI_ERR_NOMEM; /* a constant, as in jerr */
     }
     memcpy(st->name, nm, strlen(nm) + 1);
     st->data = data;
@@ -711,10 +716,11 @@ ti_status ti_safetensors_write(const char *path, const struct ti_st_entry *entri
             snprintf(num, sizeof num, d ? ",%lld" : "%lld", (long long)t->shape[d]);
             sb_str(&h, num);
         }
+        uint64_t end = off + bytes;
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                 (unsigned long long)(off + bytes));
+                 (unsigned long long)end);
         sb_str(&h, num);
-        off += bytes;
+        off = end;
     }
     sb_str(&h, "}");
     while (!h.oom && h.n % 8)

@@ -205,7 +205,8 @@ ti_status ti_torchfile_open_mem(struct ti_torchfile **out, const void *data, uin
     struct ti_torchfile *tf = calloc(1, sizeof *tf);
     if (!tf || !(tf->name = dup_str(name ? name : "<memory>"))) {
         free(tf);
-        return ti_error(err, TI_ERR_NOMEM, "out of memory");
+        ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", name ? name : "<memory>");
+        return TI_ERR_NOMEM; /* a constant, so callers (and analyzers) see the failure */
     }
     tf->data = data;
     tf->size = size;
@@ -282,7 +283,7 @@ static const char *storage_class(enum ti_dtype dt) {
 void ti_tensor_gather(void *dst, const struct ti_tensor *t) {
     size_t es = ti_dtype_size(t->dtype);
     int64_t n = ti_tensor_numel(t);
-    if (n <= 0) return;
+    if (n <= 0 || !t->data) return; /* writers refuse data-less tensors before they get here */
     if (ti_tensor_is_contiguous(t)) {
         memcpy(dst, t->data, (size_t)n * es);
         return;

@@ -97,7 +97,8 @@ ti_status ti_torch_writer_parameter(struct ti_torch_writer *w, const struct ti_t
  * stem, as torch.save(obj, path) does). */
 ti_status ti_torch_writer_save(struct ti_torch_writer *w, const char *path, struct ti_err *err);
 
-/* Copies any (strided) CPU tensor into dst in C order; dst holds numel * elsize bytes. */
+/* Copies any (strided) CPU tensor into dst in C order; dst holds numel * elsize bytes. A tensor
+ * without data copies nothing. */
 void ti_tensor_gather(void *dst, const struct ti_tensor *t);
 
 #ifdef __cplusplus
