@@ -26,7 +26,8 @@ if ! { cmake -S . -B "$B" -DTI_WERROR=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_B
     echo "gpu_check: build failed (build.log)"
     exit 1
 fi
-(cd "$B" && ctest -L cuda --output-on-failure --timeout 1200) >"$O/ctest-cuda.log" 2>&1
+# TI_CUDA_SYNC=1: a CUDA error is caught at the kernel that caused it and names its op
+(cd "$B" && TI_CUDA_SYNC=1 ctest -L cuda --output-on-failure --timeout 1200) >"$O/ctest-cuda.log" 2>&1
 cuda_rc=$?
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$SAN" ]; then
