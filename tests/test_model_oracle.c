@@ -104,7 +104,31 @@ static void unet_hparams_tiny(struct ti_unet_hparams *hp) {
     hp->context_dim = 16;
 }
 
-static void run_unet(enum ti_dtype dt, struct tol tol, int checkpoint) {
+/* Host copies of one step's results (out, d/dx, d/dcontext), for bitwise comparisons. */
+struct unet_step {
+    double *v[3];
+    long n[3];
+};
+
+static void unet_step_free(struct unet_step *r) {
+    for (int i = 0; i < 3; i++)
+        free(r->v[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* 1 when both steps hold the same bits. */
+static int unet_step_same(const struct unet_step *a, const struct unet_step *b) {
+    for (int i = 0; i < 3; i++)
+        if (!a->v[i] || !b->v[i] || a->n[i] != b->n[i] ||
+            memcmp(a->v[i], b->v[i], (size_t)a->n[i] * sizeof(double)) != 0)
+            return 0;
+    return 1;
+}
+
+/* Runs the tiny UNet fixture `steps` times in one context (the arenas are reused from the second
+ * step on), comparing every step with PyTorch; with keep, the host results of each step. */
+static void run_unet_steps(enum ti_dtype dt, struct tol tol, int checkpoint, int steps,
+                           struct unet_step *keep) {
     struct fixture fx;
     if (open_fixture(&fx, "tests/fixtures/model_unet.h5")) return;
     struct ti_ctx ctx;
@@ -121,34 +145,48 @@ static void run_unet(enum ti_dtype dt, struct tol tol, int checkpoint) {
     struct ti_tape *tape;
     CHECK_OK(ti_tape_init(&tape, &ctx.err), &ctx.err);
     ctx.tape = tape;
-    struct ti_tensor x = input(&ctx, fx.f, "x", dt), t = input(&ctx, fx.f, "t", dt),
-                     c = input(&ctx, fx.f, "context", dt), dout = input(&ctx, fx.f, "dout", dt);
-    struct ti_tensor gx, gc, out;
-    CHECK_OK(ti_ctx_zeros(&ctx, &gx, dt, x.ndim, x.shape), &ctx.err);
-    CHECK_OK(ti_ctx_zeros(&ctx, &gc, dt, c.ndim, c.shape), &ctx.err);
-    CHECK_OK(ti_tape_watch(&ctx, &x, &gx), &ctx.err);
-    CHECK_OK(ti_tape_watch(&ctx, &c, &gc), &ctx.err);
-    ti_status st = ti_unet_forward(&ctx, &out, &u, &x, &t, &c);
-    CHECK_OK(st, &ctx.err);
-    if (st == TI_OK) {
-        compare(&ctx, "unet out", &out, fx.f, "out", tol);
-        CHECK_OK(ti_tape_backward(&ctx, &out, &dout), &ctx.err);
-        compare(&ctx, "unet d/dx", &gx, fx.f, "grad_x", tol);
-        compare(&ctx, "unet d/dcontext", &gc, fx.f, "grad_context", tol);
+    for (int s = 0; s < steps; s++) {
+        struct ti_tensor x = input(&ctx, fx.f, "x", dt), t = input(&ctx, fx.f, "t", dt),
+                         c = input(&ctx, fx.f, "context", dt), dout = input(&ctx, fx.f, "dout", dt);
+        struct ti_tensor gx, gc, out;
+        CHECK_OK(ti_ctx_zeros(&ctx, &gx, dt, x.ndim, x.shape), &ctx.err);
+        CHECK_OK(ti_ctx_zeros(&ctx, &gc, dt, c.ndim, c.shape), &ctx.err);
+        CHECK_OK(ti_tape_watch(&ctx, &x, &gx), &ctx.err);
+        CHECK_OK(ti_tape_watch(&ctx, &c, &gc), &ctx.err);
+        ti_status st = ti_unet_forward(&ctx, &out, &u, &x, &t, &c);
+        CHECK_OK(st, &ctx.err);
+        if (st == TI_OK) {
+            compare(&ctx, "unet out", &out, fx.f, "out", tol);
+            CHECK_OK(ti_tape_backward(&ctx, &out, &dout), &ctx.err);
+            compare(&ctx, "unet d/dx", &gx, fx.f, "grad_x", tol);
+            compare(&ctx, "unet d/dcontext", &gc, fx.f, "grad_context", tol);
+            if (keep) {
+                const struct ti_tensor *r[3] = {&out, &gx, &gc};
+                for (int i = 0; i < 3; i++) {
+                    keep[s].v[i] = download(&ctx, r[i]);
+                    keep[s].n[i] = (long)ti_tensor_numel(r[i]);
+                }
+            }
+        }
+        ti_tape_clear(&ctx);
+        ti_tensor_release(&out);
+        ti_tensor_release(&x);
+        ti_tensor_release(&t);
+        ti_tensor_release(&c);
+        ti_tensor_release(&dout);
+        ti_tensor_release(&gx);
+        ti_tensor_release(&gc);
+        CHECK(ti_arena_stats(ctx.act).live_blocks == 0); /* nothing leaked in the pool */
     }
-    ti_tensor_release(&out);
-    ti_tensor_release(&x);
-    ti_tensor_release(&t);
-    ti_tensor_release(&c);
-    ti_tensor_release(&dout);
-    ti_tensor_release(&gx);
-    ti_tensor_release(&gc);
-    CHECK(ti_arena_stats(ctx.act).live_blocks == 0); /* nothing leaked in the pool */
     ti_tape_free(&tape);
     ti_unet_free(&u);
     ti_weights_free(&w);
     ti_ctx_free(&ctx);
     h5_weights_close(&fx.h);
+}
+
+static void run_unet(enum ti_dtype dt, struct tol tol, int checkpoint) {
+    run_unet_steps(dt, tol, checkpoint, 1, NULL);
 }
 
 TEST(unet_f64) {
@@ -158,8 +196,24 @@ TEST(unet_f64_checkpointed) {
     run_unet(TI_DTYPE_F64, TOL64, 1);
 }
 /* f32: 20+ layers of GroupNorm/attention on values of order 1-10 */
+#define TOL_UNET_F32 ((struct tol){2e-4, 2e-3})
 TEST(unet_f32) {
-    run_unet(TI_DTYPE_F32, (struct tol){2e-4, 2e-3}, 0);
+    run_unet(TI_DTYPE_F32, TOL_UNET_F32, 0);
+}
+
+/* Determinism on the CPU: a second step in the same context (reused arenas, scratch and tape)
+ * gives the same bits as the first, and recomputation (checkpointing) changes no bit: the
+ * recomputed forward runs the same kernels on the same inputs. A kernel that read uninitialised
+ * scratch or reduced in a thread-dependent order would break this. */
+TEST(unet_f32_steps_and_checkpointing_bitwise) {
+    struct unet_step plain[2] = {{{0}}}, ckpt[1] = {{{0}}};
+    run_unet_steps(TI_DTYPE_F32, TOL_UNET_F32, 0, 2, plain);
+    run_unet_steps(TI_DTYPE_F32, TOL_UNET_F32, 1, 1, ckpt);
+    CHECK(unet_step_same(&plain[0], &plain[1]));
+    CHECK(unet_step_same(&plain[0], &ckpt[0]));
+    unet_step_free(&plain[0]);
+    unet_step_free(&plain[1]);
+    unet_step_free(&ckpt[0]);
 }
 
 /* ---- VAE ---------------------------------------------------------------------------------------
@@ -299,6 +353,7 @@ int main(void) {
     RUN(unet_f64);
     RUN(unet_f64_checkpointed);
     RUN(unet_f32);
+    RUN(unet_f32_steps_and_checkpointing_bitwise);
     RUN(vae_f64);
     RUN(vae_f32);
     RUN(clip_f64);
