@@ -217,8 +217,7 @@ void ti_block_release(struct ti_block *b) {
     if (--b->refs == 0) pool_free(b->arena, b);
 }
 
-/* ---- STACK ------------------------------------------------------------------------------------
- */
+/* ---- STACK ----------------------------------------------------------------------------------- */
 
 static ti_status stack_alloc(struct ti_arena *a, size_t bytes, void **ptr, struct ti_err *err) {
     size_t need = round_up(bytes ? bytes : 1, ARENA_ALIGN);
@@ -272,8 +271,7 @@ void ti_arena_rewind(struct ti_arena *a, size_t mark) {
     a->in_use = used;
 }
 
-/* ---- common -----------------------------------------------------------------------------------
- */
+/* ---- common ---------------------------------------------------------------------------------- */
 
 ti_status ti_arena_alloc(struct ti_arena *a, size_t bytes, void **ptr, struct ti_block **blk,
                          struct ti_err *err) {

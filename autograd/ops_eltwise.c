@@ -8,8 +8,7 @@
 
 #include "ops_internal.h"
 
-/* ---- small helpers ----------------------------------------------------------------------------
- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static int dim_index(int d, int ndim) {
     return d < 0 ? d + ndim : d;
@@ -75,8 +74,7 @@ static ti_status accumulate_reduced(struct ti_ctx *ctx, int32_t slot, const stru
     return st;
 }
 
-/* ---- COPY
- * ------------------------------------------------------------------------------------------ */
+/* ---- COPY ------------------------------------------------------------------------------------ */
 
 ti_status ti_copy(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                   enum ti_dtype dt) {
@@ -131,8 +129,7 @@ ti_status ti_contiguous(struct ti_ctx *ctx, struct ti_tensor *out, const struct 
     return ti_copy(ctx, out, inp, inp ? inp->dtype : TI_DTYPE_F32);
 }
 
-/* ---- ADD
- * ------------------------------------------------------------------------------------------- */
+/* ---- ADD ------------------------------------------------------------------------------------- */
 
 ti_status ti_axpby(struct ti_ctx *ctx, struct ti_tensor *out, double alpha,
                    const struct ti_tensor *a, double beta, const struct ti_tensor *b) {
@@ -186,8 +183,7 @@ ti_status ti_add_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return accumulate_reduced(ctx, node->in_slot[1], dout, node->args.add.beta);
 }
 
-/* ---- MUL
- * ------------------------------------------------------------------------------------------- */
+/* ---- MUL ------------------------------------------------------------------------------------- */
 
 ti_status ti_mul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *a,
                  const struct ti_tensor *b) {
@@ -249,8 +245,7 @@ ti_status ti_mul_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return mul_grad_one(ctx, node->in_slot[1], dout, &node->args.mul.a);
 }
 
-/* ---- SCALE
- * ----------------------------------------------------------------------------------------- */
+/* ---- SCALE ----------------------------------------------------------------------------------- */
 
 ti_status ti_scale(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                    double alpha) {
@@ -285,8 +280,7 @@ ti_status ti_scale_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return ti_tape_accumulate(ctx, node->in_slot[0], dout, node->args.scale.alpha);
 }
 
-/* ---- SUM / MEAN
- * ------------------------------------------------------------------------------------ */
+/* ---- SUM / MEAN ------------------------------------------------------------------------------ */
 
 static ti_status reduce(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                         int ndims, const int *dims, int keepdim, int mean) {
@@ -366,8 +360,7 @@ ti_status ti_sum_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return ti_tape_accumulate(ctx, node->in_slot[0], &b, node->args.sum.scale);
 }
 
-/* ---- UNARY
- * ------------------------------------------------------------------------------------------ */
+/* ---- UNARY ----------------------------------------------------------------------------------- */
 
 ti_status ti_unary(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *inp,
                    enum ti_unary_kind kind, double p0, double p1) {
@@ -431,8 +424,7 @@ ti_status ti_quick_gelu(struct ti_ctx *ctx, struct ti_tensor *out, const struct 
     return ti_unary(ctx, out, inp, TI_UNARY_QUICK_GELU, 0, 0);
 }
 
-/* ---- views: RESHAPE, PERMUTE, SLICE
- * ------------------------------------------------------------------ */
+/* ---- views: RESHAPE, PERMUTE, SLICE ---------------------------------------------------------- */
 
 /* Records a view op whose output shares the input's block. */
 static ti_status record_view(struct ti_ctx *ctx, enum ti_op op, struct ti_tensor *view,
@@ -529,8 +521,7 @@ ti_status ti_slice_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     return st;
 }
 
-/* ---- CONCAT
- * ----------------------------------------------------------------------------------------- */
+/* ---- CONCAT ---------------------------------------------------------------------------------- */
 
 ti_status ti_concat(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *a,
                     const struct ti_tensor *b, int dim) {

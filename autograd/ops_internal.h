@@ -80,8 +80,7 @@ typedef ti_status (*ti_node_backward_fn)(struct ti_ctx *ctx, struct ti_node *nod
 #undef TI_KOP
 #undef TI_FOP
 
-/* ---- tape hooks for front ends -----------------------------------------------------------------
- */
+/* ---- tape hooks for front ends --------------------------------------------------------------- */
 /* True when ctx records and any of the n inputs (NULL entries ignored) has a gradient slot. */
 int ti_tape_wants(const struct ti_ctx *ctx, int n, const struct ti_tensor *const *inputs);
 /* Appends a node for `op`, gives *out a new gradient slot (out->grad) and returns the node
@@ -99,8 +98,7 @@ ti_status ti_tape_grad(struct ti_ctx *ctx, int32_t slot, struct ti_tensor *g);
 ti_status ti_tape_accumulate(struct ti_ctx *ctx, int32_t slot, const struct ti_tensor *contrib,
                              double alpha);
 
-/* ---- kernel calls
- * -------------------------------------------------------------------------------- */
+/* ---- kernel calls ---------------------------------------------------------------------------- */
 /* Finishes a kernel call: rewinds scratch, optionally syncs, adds the op name to an error. */
 ti_status ti_kernel_finish(struct ti_ctx *ctx, size_t scratch_mark, ti_status st, const char *slot);
 ti_status ti_kernel_missing(struct ti_ctx *ctx, const char *slot, enum ti_dtype dt);

@@ -58,7 +58,16 @@ ti_status ti_error_at(struct ti_err *err, ti_status code, const char *file, int 
 #endif
     ;
 
-#define ti_error(err, code, ...) ti_error_at((err), (code), __FILE__, __LINE__, __VA_ARGS__)
+/* ti_error(err, code, fmt, ...) records and evaluates to `code`. The value comes from the inline
+ * below rather than from ti_error_at, so static analysis (which cannot follow the variadic call
+ * into status.c) sees that an error path never returns TI_OK. `code` is evaluated twice: pass a
+ * constant or a variable. */
+static inline ti_status ti_error_value_(ti_status code, ti_status recorded) {
+    (void)recorded;
+    return code;
+}
+#define ti_error(err, code, ...)                                                                   \
+    ti_error_value_((code), ti_error_at((err), (code), __FILE__, __LINE__, __VA_ARGS__))
 
 /* Clears a sink so it can be reused. */
 void ti_err_clear(struct ti_err *err);

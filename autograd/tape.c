@@ -92,20 +92,12 @@ void ti_tape_clear(struct ti_ctx *ctx) {
     if (ctx->tape) tape_forget(ctx->tape);
 }
 
-/* Reports a failed host allocation of the tape's `what` array. Returns the constant rather
- * than ti_error's result (opaque here), so that a failure visibly never looks like TI_OK to
- * callers whose outputs are left unset on failure (clang-analyzer otherwise assumes it can). */
-static ti_status tape_nomem(struct ti_ctx *ctx, const char *what) {
-    ti_error(&ctx->err, TI_ERR_NOMEM, "tape: out of host memory (%s)", what);
-    return TI_ERR_NOMEM;
-}
-
 static ti_status new_slot(struct ti_ctx *ctx, const struct ti_tensor *meta, int32_t *id) {
     struct ti_tape *t = ctx->tape;
     if (t->nslots == t->cap_slots) {
         int cap = t->cap_slots ? 2 * t->cap_slots : 1024;
         struct slot *s = realloc(t->slots, (size_t)cap * sizeof *s);
-        if (!s) return tape_nomem(ctx, "slots");
+        if (!s) return ti_error(&ctx->err, TI_ERR_NOMEM, "tape: out of host memory (slots)");
         t->slots = s;
         t->cap_slots = cap;
     }
@@ -153,7 +145,7 @@ ti_status ti_tape_record(struct ti_ctx *ctx, enum ti_op op, struct ti_tensor *ou
     if (t->nnodes == t->cap_nodes) {
         int cap = t->cap_nodes ? 2 * t->cap_nodes : 512;
         struct ti_node *n = realloc(t->nodes, (size_t)cap * sizeof *n);
-        if (!n) return tape_nomem(ctx, "nodes");
+        if (!n) return ti_error(&ctx->err, TI_ERR_NOMEM, "tape: out of host memory (nodes)");
         t->nodes = n;
         t->cap_nodes = cap;
     }
@@ -297,8 +289,7 @@ ti_status ti_tape_backward(struct ti_ctx *ctx, const struct ti_tensor *out,
     return st;
 }
 
-/* ---- recomputation
- * ------------------------------------------------------------------------------- */
+/* ---- recomputation --------------------------------------------------------------------------- */
 
 ti_status ti_checkpoint(struct ti_ctx *ctx, struct ti_tensor *out, ti_block_fn fn, void *user,
                         int n_in, const struct ti_tensor *in) {

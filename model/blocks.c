@@ -79,8 +79,7 @@ ti_status ti_tokens_to_nchw(struct ti_ctx *ctx, struct ti_tensor *out, const str
     return st;
 }
 
-/* ---- ResBlock -----------------------------------------------------------------------------------
- */
+/* ---- ResBlock -------------------------------------------------------------------------------- */
 
 ti_status ti_resblock_init(struct ti_resblock *r, struct ti_weights *w, const char *prefix, int cin,
                            int cout, int emb_channels, int vae_names, double eps,
@@ -163,8 +162,7 @@ fail:
     return st;
 }
 
-/* ---- CrossAttention
- * ------------------------------------------------------------------------------- */
+/* ---- CrossAttention -------------------------------------------------------------------------- */
 
 ti_status ti_xattn_init(struct ti_xattn *a, struct ti_weights *w, const char *prefix, int dim,
                         int ctx_dim, int heads, int head_dim, struct ti_err *err) {
@@ -206,8 +204,7 @@ fail:
     return st;
 }
 
-/* ---- SpatialTransformer
- * ------------------------------------------------------------------------------ */
+/* ---- SpatialTransformer ---------------------------------------------------------------------- */
 
 ti_status ti_spatial_transformer_init(struct ti_spatial_transformer *s, struct ti_weights *w,
                                       const char *prefix, int channels, int heads, int head_dim,

@@ -71,8 +71,7 @@ ti_status ti_spatial_transformer_forward(struct ti_ctx *ctx, struct ti_tensor *o
                                          const struct ti_tensor *x,
                                          const struct ti_tensor *context);
 
-/* ---- convolutions with their key names ---------------------------------------------------------
- */
+/* ---- convolutions with their key names ------------------------------------------------------- */
 struct ti_conv {
     int cin, cout, k, stride;
     int pad[4];

@@ -190,8 +190,7 @@ void ti_unet_free(struct ti_unet *u) {
     memset(u, 0, sizeof *u);
 }
 
-/* ---- forward -----------------------------------------------------------------------------------
- */
+/* ---- forward --------------------------------------------------------------------------------- */
 
 /* checkpoint adapters: in = {h, emb_silu} / {h, context} */
 static ti_status res_fn(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *in,

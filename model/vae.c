@@ -139,8 +139,7 @@ void ti_vae_free(struct ti_vae *v) {
     memset(v, 0, sizeof *v);
 }
 
-/* ---- forward
- * ------------------------------------------------------------------------------------- */
+/* ---- forward --------------------------------------------------------------------------------- */
 
 /* h <- f(h): helpers that replace *h with a new tensor */
 static ti_status replace(struct ti_tensor *h, struct ti_tensor *o, ti_status st) {

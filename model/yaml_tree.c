@@ -30,10 +30,6 @@
 static const char NO_YAML_MSG[] = "ti was built without libyaml: install libyaml-dev and rebuild";
 #endif
 
-/* ti_error with the code as the expression's value: the failure is visible to the caller (and to
- * static analyzers, which cannot see into ti_error_at). */
-#define YERR(err, code, ...) (ti_error((err), (code), __VA_ARGS__), (code))
-
 /* ==== Scalar typing ========================================================================
  * PyYAML's SafeLoader resolvers (YAML 1.1) as OmegaConf 2.1.1 configures them: its float
  * regex is added after PyYAML's (so both apply; OmegaConf's also accepts "1e-6" and "1e5"),
@@ -330,8 +326,7 @@ static void node_free(struct ti_yaml_node *n) {
 }
 
 static ti_status nomem(struct ti_err *err, const char *what) {
-    ti_error(err, TI_ERR_NOMEM, "yaml: out of memory (%s)", what);
-    return TI_ERR_NOMEM; /* a constant, so callers (and analyzers) see the failure */
+    return ti_error(err, TI_ERR_NOMEM, "yaml: out of memory (%s)", what);
 }
 
 /* *out = a new node owned by d (not yet attached). Fails when out of memory or when the
@@ -340,8 +335,8 @@ static ti_status node_new(struct ti_yaml_doc *d, enum ti_yaml_kind kind, const c
                           int col, struct ti_yaml_node **out, struct ti_err *err) {
     *out = NULL;
     if (d->n_nodes >= MAX_NODES)
-        return YERR(err, TI_ERR_FORMAT, "%s:%d:%d: more than %u nodes (alias expansion?)", file,
-                    line, col, MAX_NODES);
+        return ti_error(err, TI_ERR_FORMAT, "%s:%d:%d: more than %u nodes (alias expansion?)", file,
+                        line, col, MAX_NODES);
     struct ti_yaml_node *n = calloc(1, sizeof *n);
     if (!n) return nomem(err, "node");
     n->kind = kind;
@@ -529,13 +524,13 @@ static ti_status type_error(const struct ti_yaml_node *n, const char *expected,
     char path[256], val[SHOW_TEXT + 8];
     ti_yaml_path(n, path, sizeof path);
     if (n->kind == TI_YAML_SCALAR && n->type != TI_YAML_NULL)
-        return YERR(err, TI_ERR_CONFIG, "%s:%d:%d: %s: expected %s, found %s %s", n->file, n->line,
-                    n->col, path, expected, ti_yaml_type_name(n),
-                    show(n->text ? n->text : "", val, sizeof val));
-    return YERR(err, TI_ERR_CONFIG, "%s:%d:%d: %s: expected %s, found %s", n->file, n->line, n->col,
-                path, expected,
-                n->kind == TI_YAML_SCALAR ? "null"
-                                          : (n->kind == TI_YAML_MAP ? "a mapping" : "a sequence"));
+        return ti_error(err, TI_ERR_CONFIG, "%s:%d:%d: %s: expected %s, found %s %s", n->file,
+                        n->line, n->col, path, expected, ti_yaml_type_name(n),
+                        show(n->text ? n->text : "", val, sizeof val));
+    return ti_error(
+        err, TI_ERR_CONFIG, "%s:%d:%d: %s: expected %s, found %s", n->file, n->line, n->col, path,
+        expected,
+        n->kind == TI_YAML_SCALAR ? "null" : (n->kind == TI_YAML_MAP ? "a mapping" : "a sequence"));
 }
 
 /* OmegaConf features ti does not implement show up as strings: say so instead of a confusing
@@ -545,17 +540,17 @@ static ti_status check_special(const struct ti_yaml_node *n, struct ti_err *err)
     char path[256], val[SHOW_TEXT + 8];
     if (strstr(n->text, "${")) {
         ti_yaml_path(n, path, sizeof path);
-        return YERR(err, TI_ERR_CONFIG,
-                    "%s:%d:%d: %s: OmegaConf interpolation %s is not supported by ti; write "
-                    "the value itself",
-                    n->file, n->line, n->col, path, show(n->text, val, sizeof val));
+        return ti_error(err, TI_ERR_CONFIG,
+                        "%s:%d:%d: %s: OmegaConf interpolation %s is not supported by ti; write "
+                        "the value itself",
+                        n->file, n->line, n->col, path, show(n->text, val, sizeof val));
     }
     if (!n->quoted && strcmp(n->text, "?\?\?") == 0) {
         ti_yaml_path(n, path, sizeof path);
-        return YERR(err, TI_ERR_CONFIG,
-                    "%s:%d:%d: %s: mandatory value '?\?\?' was never set (override it with "
-                    "%s=<value>)",
-                    n->file, n->line, n->col, path, path);
+        return ti_error(err, TI_ERR_CONFIG,
+                        "%s:%d:%d: %s: mandatory value '?\?\?' was never set (override it with "
+                        "%s=<value>)",
+                        n->file, n->line, n->col, path, path);
     }
     return TI_OK;
 }
@@ -595,19 +590,19 @@ static ti_status syntax_error(struct builder *b) {
     case YAML_MEMORY_ERROR: return nomem(b->err, "libyaml");
     case YAML_READER_ERROR:
         if (p->problem_value != -1)
-            return YERR(b->err, TI_ERR_FORMAT, "%s: %s: #%X at byte %zu", b->file,
-                        p->problem ? p->problem : "invalid input", (unsigned)p->problem_value,
-                        p->problem_offset);
-        return YERR(b->err, TI_ERR_FORMAT, "%s: %s at byte %zu", b->file,
-                    p->problem ? p->problem : "invalid input", p->problem_offset);
+            return ti_error(b->err, TI_ERR_FORMAT, "%s: %s: #%X at byte %zu", b->file,
+                            p->problem ? p->problem : "invalid input", (unsigned)p->problem_value,
+                            p->problem_offset);
+        return ti_error(b->err, TI_ERR_FORMAT, "%s: %s at byte %zu", b->file,
+                        p->problem ? p->problem : "invalid input", p->problem_offset);
     default:
         if (p->context)
-            return YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: %s (%s at line %d, column %d)", b->file,
-                        mark_line(&p->problem_mark), mark_col(b, &p->problem_mark),
-                        p->problem ? p->problem : "syntax error", p->context,
-                        mark_line(&p->context_mark), mark_col(b, &p->context_mark));
-        return YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: %s", b->file, mark_line(&p->problem_mark),
-                    mark_col(b, &p->problem_mark), p->problem ? p->problem : "syntax error");
+            return ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: %s (%s at line %d, column %d)",
+                            b->file, mark_line(&p->problem_mark), mark_col(b, &p->problem_mark),
+                            p->problem ? p->problem : "syntax error", p->context,
+                            mark_line(&p->context_mark), mark_col(b, &p->context_mark));
+        return ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: %s", b->file, mark_line(&p->problem_mark),
+                        mark_col(b, &p->problem_mark), p->problem ? p->problem : "syntax error");
     }
 }
 
@@ -667,13 +662,13 @@ static ti_status build_alias(struct builder *b, yaml_event_t *ev, struct ti_yaml
     int line = mark_line(&ev->start_mark), col = mark_col(b, &ev->start_mark);
     struct anchor *a = anchor_find(b, name);
     if (!a)
-        return YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: found undefined alias '%s'", b->file, line,
-                    col, name);
+        return ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: found undefined alias '%s'", b->file,
+                        line, col, name);
     if (!a->done)
-        return YERR(b->err, TI_ERR_FORMAT,
-                    "%s:%d:%d: recursive alias '%s' (a node that contains itself) is not "
-                    "supported",
-                    b->file, line, col, name);
+        return ti_error(b->err, TI_ERR_FORMAT,
+                        "%s:%d:%d: recursive alias '%s' (a node that contains itself) is not "
+                        "supported",
+                        b->file, line, col, name);
     ti_status st = node_copy(b->doc, a->node, NULL, out, b->err);
     if (st == TI_OK) {
         free((char *)(*out)->key);
@@ -686,8 +681,8 @@ static ti_status build_scalar(struct builder *b, yaml_event_t *ev, struct ti_yam
     int line = mark_line(&ev->start_mark), col = mark_col(b, &ev->start_mark);
     const char *text = (const char *)ev->data.scalar.value;
     if (strlen(text) != ev->data.scalar.length)
-        return YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: scalar contains a NUL character", b->file,
-                    line, col);
+        return ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: scalar contains a NUL character", b->file,
+                        line, col);
     struct ti_yaml_node *n;
     TI_TRY(node_new(b->doc, TI_YAML_SCALAR, b->file, line, col, &n, b->err));
     ti_status st = scalar_set(n, text, b->err);
@@ -710,14 +705,14 @@ static ti_status build_scalar(struct builder *b, yaml_event_t *ev, struct ti_yam
         } else if (t && strcmp(t, "float") == 0 && (r == TI_YAML_FLOAT || r == TI_YAML_INT)) {
             n->type = TI_YAML_FLOAT;
         } else if (t && (!strcmp(t, "bool") || !strcmp(t, "int") || !strcmp(t, "float"))) {
-            st = YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: '%s' is not a valid !!%s", b->file, line,
-                      col, text, t);
+            st = ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: '%s' is not a valid !!%s", b->file,
+                          line, col, text, t);
             goto fail;
         } else {
-            st = YERR(b->err, TI_ERR_FORMAT,
-                      "%s:%d:%d: unsupported tag '%s' (ti reads !!str, !!int, !!float, "
-                      "!!bool and !!null)",
-                      b->file, line, col, tag);
+            st = ti_error(b->err, TI_ERR_FORMAT,
+                          "%s:%d:%d: unsupported tag '%s' (ti reads !!str, !!int, !!float, "
+                          "!!bool and !!null)",
+                          b->file, line, col, tag);
             goto fail;
         }
     } else if (plain && !tag) {
@@ -839,16 +834,16 @@ static ti_status build_map(struct builder *b, yaml_event_t *ev, int depth,
             if (a && a->done && a->node->kind == TI_YAML_SCALAR)
                 key = dupstr(a->node->text);
             else if (!a) {
-                st = YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: found undefined alias '%s'", b->file,
-                          kline, kcol, (const char *)kev.data.alias.anchor);
+                st = ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: found undefined alias '%s'",
+                              b->file, kline, kcol, (const char *)kev.data.alias.anchor);
                 yaml_event_delete(&kev);
                 goto fail;
             }
         }
         yaml_event_delete(&kev);
         if (!key) {
-            st = YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: only scalar mapping keys are supported",
-                      b->file, kline, kcol);
+            st = ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: only scalar mapping keys are supported",
+                          b->file, kline, kcol);
             goto fail;
         }
         yaml_event_t vev;
@@ -866,10 +861,10 @@ static ti_status build_map(struct builder *b, yaml_event_t *ev, int depth,
                     ok &= c->items[k]->kind == TI_YAML_MAP;
             }
             if (!ok || n_merges == sizeof merges / sizeof *merges) {
-                st = YERR(b->err, TI_ERR_FORMAT,
-                          "%s:%d:%d: a merge key '<<' takes a mapping or a sequence of "
-                          "mappings (at most %zu per mapping)",
-                          b->file, kline, kcol, sizeof merges / sizeof *merges);
+                st = ti_error(b->err, TI_ERR_FORMAT,
+                              "%s:%d:%d: a merge key '<<' takes a mapping or a sequence of "
+                              "mappings (at most %zu per mapping)",
+                              b->file, kline, kcol, sizeof merges / sizeof *merges);
                 node_free(c);
                 goto fail;
             }
@@ -879,9 +874,9 @@ static ti_status build_map(struct builder *b, yaml_event_t *ev, int depth,
         }
         struct ti_yaml_node *dup = map_find(n, key, NULL);
         if (dup) {
-            st = YERR(b->err, TI_ERR_FORMAT,
-                      "%s:%d:%d: duplicate key '%s' (first defined at line %d)", b->file, kline,
-                      kcol, key, dup->key_line);
+            st = ti_error(b->err, TI_ERR_FORMAT,
+                          "%s:%d:%d: duplicate key '%s' (first defined at line %d)", b->file, kline,
+                          kcol, key, dup->key_line);
             free(key);
             node_free(c);
             goto fail;
@@ -909,8 +904,8 @@ static ti_status build_node(struct builder *b, yaml_event_t *ev, int depth,
     ti_status st;
     *out = NULL;
     if (depth > MAX_DEPTH) {
-        st = YERR(b->err, TI_ERR_FORMAT, "%s:%d:%d: nesting deeper than %d levels", b->file,
-                  mark_line(&ev->start_mark), mark_col(b, &ev->start_mark), MAX_DEPTH);
+        st = ti_error(b->err, TI_ERR_FORMAT, "%s:%d:%d: nesting deeper than %d levels", b->file,
+                      mark_line(&ev->start_mark), mark_col(b, &ev->start_mark), MAX_DEPTH);
     } else {
         switch (ev->type) {
         case YAML_ALIAS_EVENT: st = build_alias(b, ev, out); break;
@@ -918,8 +913,8 @@ static ti_status build_node(struct builder *b, yaml_event_t *ev, int depth,
         case YAML_SEQUENCE_START_EVENT: st = build_seq(b, ev, depth, out); break;
         case YAML_MAPPING_START_EVENT: st = build_map(b, ev, depth, out); break;
         default:
-            st = YERR(b->err, TI_ERR_INTERNAL, "%s:%d:%d: unexpected libyaml event %d", b->file,
-                      mark_line(&ev->start_mark), mark_col(b, &ev->start_mark), (int)ev->type);
+            st = ti_error(b->err, TI_ERR_INTERNAL, "%s:%d:%d: unexpected libyaml event %d", b->file,
+                          mark_line(&ev->start_mark), mark_col(b, &ev->start_mark), (int)ev->type);
         }
     }
     yaml_event_delete(ev);
@@ -946,10 +941,10 @@ static ti_status build_stream(struct builder *b) {
     yaml_event_delete(&ev);
     TI_TRY(next_event(b, &ev));
     if (ev.type != YAML_STREAM_END_EVENT) {
-        st = YERR(b->err, TI_ERR_FORMAT,
-                  "%s:%d:%d: expected a single document in the stream, but found another "
-                  "document",
-                  b->file, mark_line(&ev.start_mark), mark_col(b, &ev.start_mark));
+        st = ti_error(b->err, TI_ERR_FORMAT,
+                      "%s:%d:%d: expected a single document in the stream, but found another "
+                      "document",
+                      b->file, mark_line(&ev.start_mark), mark_col(b, &ev.start_mark));
         yaml_event_delete(&ev);
         return st;
     }
@@ -1011,7 +1006,7 @@ static ti_status parse_text(struct ti_yaml_doc **out, const char *text, size_t l
                             const char *name, int col_offset, int raw, struct ti_err *err) {
     (void)text, (void)len, (void)col_offset, (void)raw;
     *out = NULL;
-    return YERR(err, TI_ERR_UNSUPPORTED, "%s: %s", name, NO_YAML_MSG);
+    return ti_error(err, TI_ERR_UNSUPPORTED, "%s: %s", name, NO_YAML_MSG);
 }
 
 #endif /* TI_HAVE_YAML */
@@ -1019,18 +1014,18 @@ static ti_status parse_text(struct ti_yaml_doc **out, const char *text, size_t l
 ti_status ti_yaml_load_string(struct ti_yaml_doc **out, const char *text, size_t len,
                               const char *name, struct ti_err *err) {
     *out = NULL;
-    if (!text || !name) return YERR(err, TI_ERR_INVALID, "yaml: NULL text or name");
+    if (!text || !name) return ti_error(err, TI_ERR_INVALID, "yaml: NULL text or name");
     return parse_text(out, text, len, name, 0, 0, err);
 }
 
 ti_status ti_yaml_load_file(struct ti_yaml_doc **out, const char *path, struct ti_err *err) {
     *out = NULL;
-    if (!path) return YERR(err, TI_ERR_INVALID, "yaml: NULL path");
+    if (!path) return ti_error(err, TI_ERR_INVALID, "yaml: NULL path");
 #ifndef TI_HAVE_YAML
-    return YERR(err, TI_ERR_UNSUPPORTED, "%s: %s", path, NO_YAML_MSG);
+    return ti_error(err, TI_ERR_UNSUPPORTED, "%s: %s", path, NO_YAML_MSG);
 #else
     FILE *f = fopen(path, "rb");
-    if (!f) return YERR(err, TI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return ti_error(err, TI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     char *buf = NULL;
     size_t len = 0, cap = 0;
     ti_status st = TI_OK;
@@ -1049,13 +1044,13 @@ ti_status ti_yaml_load_file(struct ti_yaml_doc **out, const char *path, struct t
         len += got;
         if (got == 0) break;
         if (len > MAX_FILE) {
-            st = YERR(err, TI_ERR_FORMAT, "%s: larger than %u bytes; not a config file", path,
-                      MAX_FILE);
+            st = ti_error(err, TI_ERR_FORMAT, "%s: larger than %u bytes; not a config file", path,
+                          MAX_FILE);
             goto done;
         }
     }
     if (ferror(f)) {
-        st = YERR(err, TI_ERR_IO, "%s: read error: %s", path, strerror(errno));
+        st = ti_error(err, TI_ERR_IO, "%s: read error: %s", path, strerror(errno));
         goto done;
     }
     st = parse_text(out, buf ? buf : "", len, path, 0, 0, err);
@@ -1082,11 +1077,11 @@ static ti_status merge_at(struct ti_yaml_doc *d, struct ti_yaml_node *parent, si
         (cur->kind == TI_YAML_SEQ && src->kind == TI_YAML_MAP)) {
         char path[256];
         ti_yaml_path(cur, path, sizeof path);
-        return YERR(err, TI_ERR_CONFIG,
-                    "%s:%d:%d: %s: cannot merge a %s into the %s defined at %s:%d:%d "
-                    "(OmegaConf refuses this too)",
-                    src->file, src->line, src->col, path, ti_yaml_type_name(src),
-                    ti_yaml_type_name(cur), cur->file, cur->line, cur->col);
+        return ti_error(err, TI_ERR_CONFIG,
+                        "%s:%d:%d: %s: cannot merge a %s into the %s defined at %s:%d:%d "
+                        "(OmegaConf refuses this too)",
+                        src->file, src->line, src->col, path, ti_yaml_type_name(src),
+                        ti_yaml_type_name(cur), cur->file, cur->line, cur->col);
     }
     struct ti_yaml_node *c;
     TI_TRY(node_copy(d, src, parent, &c, err));
@@ -1122,15 +1117,15 @@ static ti_status merge_map(struct ti_yaml_doc *d, struct ti_yaml_node *dst,
 ti_status ti_yaml_merge(struct ti_yaml_doc *dst, const struct ti_yaml_doc *src,
                         struct ti_err *err) {
     if (!dst || !src || !dst->root || !src->root)
-        return YERR(err, TI_ERR_INVALID, "yaml merge: NULL document");
+        return ti_error(err, TI_ERR_INVALID, "yaml merge: NULL document");
     const struct ti_yaml_node *s = src->root;
     if (s->kind != TI_YAML_MAP)
-        return YERR(err, TI_ERR_CONFIG,
-                    "%s:%d:%d: the top level of a config must be a mapping, found a %s", s->file,
-                    s->line, s->col, ti_yaml_type_name(s));
+        return ti_error(err, TI_ERR_CONFIG,
+                        "%s:%d:%d: the top level of a config must be a mapping, found a %s",
+                        s->file, s->line, s->col, ti_yaml_type_name(s));
     if (dst->root->kind != TI_YAML_MAP)
-        return YERR(err, TI_ERR_CONFIG, "%s:%d:%d: the top level is not a mapping", dst->root->file,
-                    dst->root->line, dst->root->col);
+        return ti_error(err, TI_ERR_CONFIG, "%s:%d:%d: the top level is not a mapping",
+                        dst->root->file, dst->root->line, dst->root->col);
     return merge_map(dst, dst->root, s, err);
 }
 
@@ -1216,15 +1211,16 @@ static ti_status set_path(struct ti_yaml_doc *d, const char *path, struct ti_yam
     struct path p;
     ti_status st = TI_OK;
     if (!parse_path(path, &p)) {
-        st = YERR(err, TI_ERR_CONFIG, "%s: '%s' is not a key path (a.b.c or a.b[0])", origin, path);
+        st = ti_error(err, TI_ERR_CONFIG, "%s: '%s' is not a key path (a.b.c or a.b[0])", origin,
+                      path);
         goto done;
     }
     struct ti_yaml_node *n = d->root;
     if (n->kind != TI_YAML_MAP) {
-        st = YERR(err, TI_ERR_CONFIG,
-                  "%s: the document's top level (%s:%d:%d) is a %s, not a "
-                  "mapping",
-                  origin, n->file, n->line, n->col, ti_yaml_type_name(n));
+        st = ti_error(err, TI_ERR_CONFIG,
+                      "%s: the document's top level (%s:%d:%d) is a %s, not a "
+                      "mapping",
+                      origin, n->file, n->line, n->col, ti_yaml_type_name(n));
         goto done;
     }
     for (int k = 0; k < p.n; k++) {
@@ -1234,19 +1230,19 @@ static ti_status set_path(struct ti_yaml_doc *d, const char *path, struct ti_yam
         if (n->kind == TI_YAML_SEQ && !c) {
             char where[256];
             ti_yaml_path(n, where, sizeof where);
-            st = YERR(err, TI_ERR_CONFIG,
-                      "%s: %s is a sequence of %zu items (defined at %s:%d:%d); '%s' is not "
-                      "an index into it",
-                      origin, where, n->n, n->file, n->line, n->col, p.seg[k]);
+            st = ti_error(err, TI_ERR_CONFIG,
+                          "%s: %s is a sequence of %zu items (defined at %s:%d:%d); '%s' is not "
+                          "an index into it",
+                          origin, where, n->n, n->file, n->line, n->col, p.seg[k]);
             goto done;
         }
         if (n->kind == TI_YAML_MAP && p.bracket[k]) {
             char where[256];
             ti_yaml_path(n, where, sizeof where);
-            st = YERR(err, TI_ERR_CONFIG,
-                      "%s: %s is a mapping (defined at %s:%d:%d), not a "
-                      "sequence: [%s] does not apply",
-                      origin, where, n->file, n->line, n->col, p.seg[k]);
+            st = ti_error(err, TI_ERR_CONFIG,
+                          "%s: %s is a mapping (defined at %s:%d:%d), not a "
+                          "sequence: [%s] does not apply",
+                          origin, where, n->file, n->line, n->col, p.seg[k]);
             goto done;
         }
         if (last) {
@@ -1269,9 +1265,10 @@ static ti_status set_path(struct ti_yaml_doc *d, const char *path, struct ti_yam
         if (p.bracket[k + 1] && (!c || c->kind != TI_YAML_SEQ)) {
             char where[256];
             ti_yaml_path(c ? c : n, where, sizeof where);
-            st = YERR(err, TI_ERR_CONFIG, "%s: %s%s%s is %s, not a sequence: [%s] does not apply",
-                      origin, where, c ? "" : ".", c ? "" : p.seg[k],
-                      c ? ti_yaml_type_name(c) : "absent", p.seg[k + 1]);
+            st = ti_error(err, TI_ERR_CONFIG,
+                          "%s: %s%s%s is %s, not a sequence: [%s] does not apply", origin, where,
+                          c ? "" : ".", c ? "" : p.seg[k], c ? ti_yaml_type_name(c) : "absent",
+                          p.seg[k + 1]);
             goto done;
         }
         if (!c || c->kind == TI_YAML_SCALAR) { /* create (or replace a scalar by) a mapping */
@@ -1305,17 +1302,18 @@ done:
 }
 
 ti_status ti_yaml_override(struct ti_yaml_doc *doc, const char *arg, struct ti_err *err) {
-    if (!doc || !doc->root || !arg) return YERR(err, TI_ERR_INVALID, "yaml override: NULL");
+    if (!doc || !doc->root || !arg) return ti_error(err, TI_ERR_INVALID, "yaml override: NULL");
     char origin[256];
     if (strlen(arg) <= 200)
         snprintf(origin, sizeof origin, "override '%s'", arg);
     else
         snprintf(origin, sizeof origin, "override '%.200s...'", arg);
     const char *eq = strchr(arg, '=');
-    if (!eq || eq == arg) return YERR(err, TI_ERR_CONFIG, "%s: expected key.path=value", origin);
+    if (!eq || eq == arg)
+        return ti_error(err, TI_ERR_CONFIG, "%s: expected key.path=value", origin);
     char key[512];
     size_t klen = (size_t)(eq - arg);
-    if (klen >= sizeof key) return YERR(err, TI_ERR_CONFIG, "%s: key path too long", origin);
+    if (klen >= sizeof key) return ti_error(err, TI_ERR_CONFIG, "%s: key path too long", origin);
     memcpy(key, arg, klen);
     key[klen] = '\0';
     /* The value is a YAML document of its own ("" and "~" give null, as yaml.load does). */
@@ -1337,7 +1335,7 @@ ti_status ti_yaml_set_str(struct ti_yaml_doc *doc, const char *path, const char 
 ti_status ti_yaml_set_str_list(struct ti_yaml_doc *doc, const char *path, const char *const *values,
                                int n, const char *origin, struct ti_err *err) {
     if (!doc || !doc->root || !path || !origin || (n > 0 && !values))
-        return YERR(err, TI_ERR_INVALID, "yaml set: NULL argument");
+        return ti_error(err, TI_ERR_INVALID, "yaml set: NULL argument");
     const char *file = doc_file(doc, origin);
     if (!file) return nomem(err, "file name");
     struct ti_yaml_node *v;
@@ -1395,11 +1393,11 @@ ti_status ti_yaml_require(const struct ti_yaml_node *base, const char *path,
                           const struct ti_yaml_node **out, struct ti_err *err) {
     *out = ti_yaml_get(base, path);
     if (*out) return TI_OK;
-    if (!base) return YERR(err, TI_ERR_NOT_FOUND, "yaml: missing key '%s'", path);
+    if (!base) return ti_error(err, TI_ERR_NOT_FOUND, "yaml: missing key '%s'", path);
     char where[256];
     ti_yaml_path(base, where, sizeof where);
-    return YERR(err, TI_ERR_NOT_FOUND, "%s:%d:%d: %s: missing required key '%s'", base->file,
-                base->line, base->col, where, path);
+    return ti_error(err, TI_ERR_NOT_FOUND, "%s:%d:%d: %s: missing required key '%s'", base->file,
+                    base->line, base->col, where, path);
 }
 
 ti_status ti_yaml_as_int(const struct ti_yaml_node *n, int64_t *out, struct ti_err *err) {
@@ -1410,8 +1408,8 @@ ti_status ti_yaml_as_int(const struct ti_yaml_node *n, int64_t *out, struct ti_e
     if (!int_value(n->text, &v)) {
         char path[256];
         ti_yaml_path(n, path, sizeof path);
-        return YERR(err, TI_ERR_CONFIG, "%s:%d:%d: %s: integer '%s' is out of range", n->file,
-                    n->line, n->col, path, n->text);
+        return ti_error(err, TI_ERR_CONFIG, "%s:%d:%d: %s: integer '%s' is out of range", n->file,
+                        n->line, n->col, path, n->text);
     }
     *out = n->i;
     return TI_OK;
@@ -1446,8 +1444,8 @@ static ti_status list_check(const struct ti_yaml_node *n, size_t cap, const char
     if (n->n > cap) {
         char path[256];
         ti_yaml_path(n, path, sizeof path);
-        return YERR(err, TI_ERR_CONFIG, "%s:%d:%d: %s: %zu items, ti allows at most %zu", n->file,
-                    n->line, n->col, path, n->n, cap);
+        return ti_error(err, TI_ERR_CONFIG, "%s:%d:%d: %s: %zu items, ti allows at most %zu",
+                        n->file, n->line, n->col, path, n->n, cap);
     }
     return TI_OK;
 }
@@ -1503,7 +1501,7 @@ ti_status ti_yaml_get_int_list(const struct ti_yaml_node *base, const char *path
                                size_t *count, struct ti_err *err) {
     const struct ti_yaml_node *n = ti_yaml_get(base, path);
     if (n) return ti_yaml_as_int_list(n, out, cap, count, err);
-    if (n_dflt > cap) return YERR(err, TI_ERR_INVALID, "yaml: default longer than cap");
+    if (n_dflt > cap) return ti_error(err, TI_ERR_INVALID, "yaml: default longer than cap");
     for (size_t k = 0; k < n_dflt; k++)
         out[k] = dflt[k];
     *count = n_dflt;
@@ -1515,7 +1513,7 @@ ti_status ti_yaml_get_str_list(const struct ti_yaml_node *base, const char *path
                                size_t *count, struct ti_err *err) {
     const struct ti_yaml_node *n = ti_yaml_get(base, path);
     if (n) return ti_yaml_as_str_list(n, out, cap, count, err);
-    if (n_dflt > cap) return YERR(err, TI_ERR_INVALID, "yaml: default longer than cap");
+    if (n_dflt > cap) return ti_error(err, TI_ERR_INVALID, "yaml: default longer than cap");
     for (size_t k = 0; k < n_dflt; k++)
         out[k] = dflt[k];
     *count = n_dflt;

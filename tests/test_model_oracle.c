@@ -216,8 +216,7 @@ TEST(unet_f32_steps_and_checkpointing_bitwise) {
     unet_step_free(&ckpt[0]);
 }
 
-/* ---- VAE ---------------------------------------------------------------------------------------
- */
+/* ---- VAE ------------------------------------------------------------------------------------- */
 
 static void run_vae(enum ti_dtype dt, struct tol tol) {
     struct fixture fx;
@@ -285,8 +284,7 @@ TEST(vae_f32) {
     run_vae(TI_DTYPE_F32, (struct tol){2e-4, 2e-3});
 }
 
-/* ---- text encoders ----------------------------------------------------------------------------
- */
+/* ---- text encoders --------------------------------------------------------------------------- */
 
 static void run_text(const char *path, int clip, enum ti_dtype dt, struct tol tol) {
     struct fixture fx;

@@ -10,8 +10,7 @@
 #include <string.h>   /* defines: memset, memcpy */
 #include <sys/mman.h> /* defines: mmap, munmap, madvise */
 
-/* ---- memory ------------------------------------------------------------------------------------
- */
+/* ---- memory ---------------------------------------------------------------------------------- */
 /* Chunks of at least 2 MiB are mapped directly and populated by the kernel at once
  * (MAP_POPULATE). Measured on the 2-core VM this project runs on (2 GiB): faulting pages in by
  * touching them ran at 0.65 GB/s, with MADV_HUGEPAGE at 0.29 GB/s, MAP_POPULATE at 2 GB/s. An
@@ -137,8 +136,7 @@ const struct ti_backend *ti_backend_cpu(void) {
     return &cpu_backend;
 }
 
-/* ---- slot enumeration for tests
- * ------------------------------------------------------------------ */
+/* ---- slot enumeration for tests -------------------------------------------------------------- */
 static const char *const slot_names[] = {
 #define TI_KOP(NAME, name, BWD) #name "_forward", #name "_backward",
 #define TI_FOP(NAME, name)

@@ -90,8 +90,7 @@ static inline void *cpu_scratch(struct ti_kctx *k, size_t bytes) {
     return p;
 }
 
-/* ---- strided N-d iteration ---------------------------------------------------------------------
- */
+/* ---- strided N-d iteration ------------------------------------------------------------------- */
 /* Visits every index of `shape` (ndim <= TI_MAX_DIMS) in row-major order, keeping up to 3
  * element offsets (one per tensor) in sync. Usage:
  *   struct ti_iter it; ti_iter_init(&it, ndim, shape, 3, strides3);

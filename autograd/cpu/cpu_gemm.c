@@ -18,23 +18,46 @@ int ti_cpu_threads(void) {
 #endif
 }
 
-#ifndef TI_HAVE_OPENBLAS
-/* C = alpha * op(A) op(B) + beta * C, one output row per iteration, in column chunks of
- * GEMM_NB with double accumulators: f32 sums over the long K of a conv's weight gradient
- * (B*Ho*Wo terms) would otherwise drift from a blocked BLAS by ~1e-3 relative. */
+/* C = alpha * op(A) op(B) + beta * C, row-major; beta == 0 ignores C's old contents. */
+#define GEMM_SIGNATURE(name, T)                                                                    \
+    void name(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,   \
+              const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
+
+#ifdef TI_HAVE_OPENBLAS
+/* K == 0 must still scale C by beta, which BLAS skips for some sizes. */
+#define DEFINE_GEMM(name, T, cblas)                                                                \
+    GEMM_SIGNATURE(name, T) {                                                                      \
+        if (M <= 0 || N <= 0) return;                                                              \
+        if (K <= 0) {                                                                              \
+            for (int64_t i = 0; i < M; i++)                                                        \
+                for (int64_t j = 0; j < N; j++)                                                    \
+                    C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];                  \
+            return;                                                                                \
+        }                                                                                          \
+        cblas(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,       \
+              (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,   \
+              C, (blasint)ldc);                                                                    \
+    }
+DEFINE_GEMM(ti_cpu_sgemm, float, cblas_sgemm)
+DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm)
+#else
+/* One output row per iteration, in column chunks of GEMM_NB with double accumulators: f32 sums
+ * over the long K of a conv's weight gradient (B*Ho*Wo terms) would otherwise drift from a
+ * blocked BLAS by ~1e-3 relative. M, N or K of 0 need no special case. */
 #define GEMM_NB 256
-#define FALLBACK_GEMM(T, NAME)                                                                     \
-    static void NAME(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A,         \
-                     int64_t lda, const T *B, int64_t ldb, T beta, T *C, int64_t ldc) {            \
-        _Pragma("omp parallel for schedule(static) if (M * N * K > 65536)") for (int64_t i = 0;    \
-                                                                                 i < M; i++) {     \
+/* the _Pragma must stay on its own line, before its loop */
+// clang-format off
+#define DEFINE_GEMM(name, T)                                                                       \
+    GEMM_SIGNATURE(name, T) {                                                                      \
+        _Pragma("omp parallel for schedule(static) if (M * N * K > 65536)")                        \
+        for (int64_t i = 0; i < M; i++) {                                                          \
             T *c = C + i * ldc;                                                                    \
             double acc[GEMM_NB];                                                                   \
             for (int64_t j0 = 0; j0 < N; j0 += GEMM_NB) {                                          \
                 int64_t nb = N - j0 < GEMM_NB ? N - j0 : GEMM_NB;                                  \
+                for (int64_t j = 0; j < nb; j++)                                                   \
+                    acc[j] = 0;                                                                    \
                 if (!tb) {                                                                         \
-                    for (int64_t j = 0; j < nb; j++)                                               \
-                        acc[j] = 0;                                                                \
                     for (int64_t k = 0; k < K; k++) {                                              \
                         double a = ta ? A[k * lda + i] : A[i * lda + k];                           \
                         const T *b = B + k * ldb + j0;                                             \
@@ -46,11 +69,9 @@ int ti_cpu_threads(void) {
                         const T *b = B + (j0 + j) * ldb;                                           \
                         double s = 0;                                                              \
                         if (!ta)                                                                   \
-                            for (int64_t k = 0; k < K; k++)                                        \
-                                s += (double)A[i * lda + k] * b[k];                                \
+                            for (int64_t k = 0; k < K; k++) s += (double)A[i * lda + k] * b[k];    \
                         else                                                                       \
-                            for (int64_t k = 0; k < K; k++)                                        \
-                                s += (double)A[k * lda + i] * b[k];                                \
+                            for (int64_t k = 0; k < K; k++) s += (double)A[k * lda + i] * b[k];    \
                         acc[j] = s;                                                                \
                     }                                                                              \
                 }                                                                                  \
@@ -61,32 +82,7 @@ int ti_cpu_threads(void) {
             }                                                                                      \
         }                                                                                          \
     }
-FALLBACK_GEMM(float, gemm_f32)
-FALLBACK_GEMM(double, gemm_f64)
+// clang-format on
+DEFINE_GEMM(ti_cpu_sgemm, float)
+DEFINE_GEMM(ti_cpu_dgemm, double)
 #endif
-
-/* ti_cpu_sgemm / ti_cpu_dgemm: OpenBLAS when linked (K == 0 scales C by beta, which BLAS
- * skips for some sizes), else the loops above. */
-#ifdef TI_HAVE_OPENBLAS
-#define GEMM_BODY(T, cblas, fallback)                                                              \
-    if (K <= 0) {                                                                                  \
-        for (int64_t i = 0; i < M; i++)                                                            \
-            for (int64_t j = 0; j < N; j++)                                                        \
-                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];                      \
-        return;                                                                                    \
-    }                                                                                              \
-    cblas(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,           \
-          (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,    \
-          (blasint)ldc);
-#else
-#define GEMM_BODY(T, cblas, fallback)                                                              \
-    fallback(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
-#define DEFINE_GEMM(name, T, cblas, fallback)                                                      \
-    void name(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,   \
-              const T *B, int64_t ldb, T beta, T *C, int64_t ldc) {                                \
-        if (M <= 0 || N <= 0) return;                                                              \
-        GEMM_BODY(T, cblas, fallback)                                                              \
-    }
-DEFINE_GEMM(ti_cpu_sgemm, float, cblas_sgemm, gemm_f32)
-DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm, gemm_f64)

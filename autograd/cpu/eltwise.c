@@ -8,8 +8,7 @@
 
 #include <string.h> /* defines: memset */
 
-/* ---- ADD: out = alpha*a + beta*b (b optional), any strides -------------------------------------
- */
+/* ---- ADD: out = alpha*a + beta*b (b optional), any strides ----------------------------------- */
 ti_status CPU_FN(add_forward)(struct ti_kctx *k, const struct ti_add_args *a) {
     (void)k;
     int64_t n = ti_tensor_numel(&a->out);
@@ -43,8 +42,7 @@ ti_status CPU_FN(add_forward)(struct ti_kctx *k, const struct ti_add_args *a) {
     return TI_OK;
 }
 
-/* ---- MUL: out = alpha*a*b, any strides ---------------------------------------------------------
- */
+/* ---- MUL: out = alpha*a*b, any strides ------------------------------------------------------- */
 ti_status CPU_FN(mul_forward)(struct ti_kctx *k, const struct ti_mul_args *a) {
     (void)k;
     int64_t n = ti_tensor_numel(&a->out);
@@ -146,8 +144,7 @@ ti_status CPU_FN(sum_forward)(struct ti_kctx *k, const struct ti_sum_args *a) {
     return TI_OK;
 }
 
-/* ---- UNARY
- * ---------------------------------------------------------------------------------------- */
+/* ---- UNARY ----------------------------------------------------------------------------------- */
 #define INV_SQRT2   R(0.70710678118654752440)
 #define INV_SQRT2PI R(0.39894228040143267794)
 

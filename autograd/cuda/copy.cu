@@ -6,65 +6,51 @@
 #include "cuda_common.h"
 #include "launchers.h"
 
-__device__ static double load_any(const void *p, int dt, int64_t i) {
+/* Element i of p (dtype dt) as T: double for copies that involve a float dtype, int64_t for
+ * integer-to-integer copies, which stay exact (as cpu/copy.c). */
+template <typename T> __device__ static T load_as(const void *p, int dt, int64_t i) {
     switch (dt) {
-    case TI_DTYPE_F32: return ((const float *)p)[i];
-    case TI_DTYPE_F16: return __half2float(((const __half *)p)[i]);
-    case TI_DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    case TI_DTYPE_F64: return ((const double *)p)[i];
-    case TI_DTYPE_I64: return (double)((const int64_t *)p)[i];
-    case TI_DTYPE_I32: return ((const int32_t *)p)[i];
-    case TI_DTYPE_I16: return ((const int16_t *)p)[i];
-    case TI_DTYPE_I8: return ((const int8_t *)p)[i];
-    case TI_DTYPE_U8: return ((const uint8_t *)p)[i];
-    case TI_DTYPE_BOOL: return ((const uint8_t *)p)[i] != 0;
-    default: return 0;
+    case TI_DTYPE_F32: return (T)((const float *)p)[i];
+    case TI_DTYPE_F16: return (T)__half2float(((const __half *)p)[i]);
+    case TI_DTYPE_BF16: return (T)__bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    case TI_DTYPE_F64: return (T)((const double *)p)[i];
+    case TI_DTYPE_I64: return (T)((const int64_t *)p)[i];
+    case TI_DTYPE_I32: return (T)((const int32_t *)p)[i];
+    case TI_DTYPE_I16: return (T)((const int16_t *)p)[i];
+    case TI_DTYPE_I8: return (T)((const int8_t *)p)[i];
+    case TI_DTYPE_U8: return (T)((const uint8_t *)p)[i];
+    case TI_DTYPE_BOOL: return (T)(((const uint8_t *)p)[i] != 0);
+    default: return (T)0;
     }
 }
 
-__device__ static void store_any(void *p, int dt, int64_t i, double v) {
+template <typename T> __device__ static void store_as(void *p, int dt, int64_t i, T v) {
     switch (dt) {
     case TI_DTYPE_F32: ((float *)p)[i] = (float)v; break;
     case TI_DTYPE_F16: ((__half *)p)[i] = __float2half((float)v); break;
     case TI_DTYPE_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16((float)v); break;
-    case TI_DTYPE_F64: ((double *)p)[i] = v; break;
+    case TI_DTYPE_F64: ((double *)p)[i] = (double)v; break;
     case TI_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
     case TI_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
     case TI_DTYPE_I16: ((int16_t *)p)[i] = (int16_t)v; break;
     case TI_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
     case TI_DTYPE_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-    case TI_DTYPE_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-    default: break;
-    }
-}
-
-/* integer dtypes (no float on either side): through i64, exact (as cpu/copy.c) */
-__device__ static int64_t load_int(const void *p, int dt, int64_t i) {
-    switch (dt) {
-    case TI_DTYPE_I64: return ((const int64_t *)p)[i];
-    case TI_DTYPE_I32: return ((const int32_t *)p)[i];
-    case TI_DTYPE_I16: return ((const int16_t *)p)[i];
-    case TI_DTYPE_I8: return ((const int8_t *)p)[i];
-    case TI_DTYPE_U8: return ((const uint8_t *)p)[i];
-    case TI_DTYPE_BOOL: return ((const uint8_t *)p)[i] != 0;
-    default: return 0;
-    }
-}
-
-__device__ static void store_int(void *p, int dt, int64_t i, int64_t v) {
-    switch (dt) {
-    case TI_DTYPE_I64: ((int64_t *)p)[i] = v; break;
-    case TI_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case TI_DTYPE_I16: ((int16_t *)p)[i] = (int16_t)v; break;
-    case TI_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
-    case TI_DTYPE_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-    case TI_DTYPE_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+    case TI_DTYPE_BOOL: ((uint8_t *)p)[i] = v != (T)0; break;
     default: break;
     }
 }
 
 __device__ static int is_float_dt(int dt) {
     return dt == TI_DTYPE_F32 || dt == TI_DTYPE_F16 || dt == TI_DTYPE_BF16 || dt == TI_DTYPE_F64;
+}
+
+/* dst (op)= cast(src) at one element, computed in T */
+template <typename T>
+__device__ static void copy_one(void *dst, int ddt, int64_t od, const void *src, int sdt,
+                                int64_t os, int accumulate) {
+    T v = load_as<T>(src, sdt, os);
+    if (accumulate) v += load_as<T>(dst, ddt, od);
+    store_as<T>(dst, ddt, od, v);
 }
 
 /* dst (op)= cast(src) over dst's shape; both strided. */
@@ -75,15 +61,10 @@ __global__ void copy_forward_kernel(void *dst, int ddt, struct ti_cuda_shape ds,
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t od = ti_cuda_offset(i, ds, ds.stride);
         int64_t os = ti_cuda_offset(i, ds, ss.stride);
-        if (ints) {
-            int64_t iv = load_int(src, sdt, os);
-            if (accumulate) iv += load_int(dst, ddt, od);
-            store_int(dst, ddt, od, iv);
-            continue;
-        }
-        double v = load_any(src, sdt, os);
-        if (accumulate) v += load_any(dst, ddt, od);
-        store_any(dst, ddt, od, v);
+        if (ints)
+            copy_one<int64_t>(dst, ddt, od, src, sdt, os, accumulate);
+        else
+            copy_one<double>(dst, ddt, od, src, sdt, os, accumulate);
     }
 }
 

@@ -5,8 +5,7 @@
 #include "cuda_common.h"
 #include "launchers.h"
 
-/* ---- ADD / MUL
- * ------------------------------------------------------------------------------------ */
+/* ---- ADD / MUL ------------------------------------------------------------------------------- */
 template <typename T>
 __global__ void add_contig_kernel(T *out, const T *a, const T *b, float alpha, float beta,
                                   int64_t n) {
@@ -131,8 +130,7 @@ extern "C" ti_status cuda_sum_forward(struct ti_kctx *k, const struct ti_sum_arg
     return TI_OK;
 }
 
-/* ---- UNARY
- * ------------------------------------------------------------------------------------------ */
+/* ---- UNARY ----------------------------------------------------------------------------------- */
 __device__ __forceinline__ float sigmoidf_(float x) {
     return 1.f / (1.f + expf(-x));
 }

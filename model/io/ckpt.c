@@ -277,9 +277,8 @@ static ti_status open_file(struct ti_state_dict *sd, int slot, const char *path,
         st = ti_safetensors_open_mem(&sd->st[slot], m.data, m.size, path, err);
         if (st == TI_OK) sd->st[slot]->map = m;
     } else {
-        ti_error(err, TI_ERR_FORMAT,
-                 "'%s' is neither a torch file (.ckpt/.pt/.bin) nor a safetensors file", path);
-        st = TI_ERR_FORMAT; /* a constant: callers (and analyzers) see that no slot was opened */
+        st = ti_error(err, TI_ERR_FORMAT,
+                      "'%s' is neither a torch file (.ckpt/.pt/.bin) nor a safetensors file", path);
     }
     if (st != TI_OK) ti_fmap_close(&m);
     return st;

@@ -189,9 +189,9 @@ vm_error_at(struct ti_pickle *pk, struct ti_err *err, ti_status code, const uint
     return ti_error(err, code, "%s: %s", pk->what, msg);
 }
 
-/* vm_error_at returns `code`; the macro says so where clang-analyzer sees it (it does not follow
- * variadic calls, and would otherwise take every error path as a possible TI_OK). */
-#define vm_error(pk, err, code, ...) (vm_error_at((pk), (err), (code), __VA_ARGS__), (code))
+/* Evaluates to `code` where static analysis sees it, as ti_error does (status.h). */
+#define vm_error(pk, err, code, ...)                                                               \
+    ti_error_value_((code), vm_error_at((pk), (err), (code), __VA_ARGS__))
 
 /* ---- the deny list ------------------------------------------------------------------------- */
 

@@ -52,8 +52,7 @@ static void ws(struct jp *j) {
 }
 
 static ti_status jerr(struct jp *j, const char *msg) {
-    ti_error(j->err, TI_ERR_FORMAT, "%s: header JSON: %s", j->what, msg);
-    return TI_ERR_FORMAT; /* a constant, so callers (and analyzers) see the failure */
+    return ti_error(j->err, TI_ERR_FORMAT, "%s: header JSON: %s", j->what, msg);
 }
 
 static ti_status expect(struct jp *j, char c) {
@@ -95,10 +94,7 @@ static ti_status jstring(struct jp *j, char **out, size_t *outlen) {
     if (j->p >= j->end) return jerr(j, "unterminated string");
     const uint8_t *e = j->p++;
     char *buf = malloc(4 * cap + 1);
-    if (!buf) {
-        ti_error(j->err, TI_ERR_NOMEM, "%s: out of memory", j->what);
-        return TI_ERR_NOMEM; /* a constant, as in jerr */
-    }
+    if (!buf) return ti_error(j->err, TI_ERR_NOMEM, "%s: out of memory", j->what);
     buf[0] = '\0';
     size_t n = 0;
     for (const uint8_t *q = s; q < e;) {
@@ -533,8 +529,7 @@ ti_status ti_safetensors_open_mem(struct ti_safetensors **out, const void *data,
     if (st) st->name = malloc(strlen(nm) + 1);
     if (!st || !st->name) {
         free(st);
-        ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", nm);
-        return TI_ERR_NOMEM; /* a constant, as in jerr */
+        return ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", nm);
     }
     memcpy(st->name, nm, strlen(nm) + 1);
     st->data = data;

@@ -205,8 +205,7 @@ ti_status ti_torchfile_open_mem(struct ti_torchfile **out, const void *data, uin
     struct ti_torchfile *tf = calloc(1, sizeof *tf);
     if (!tf || !(tf->name = dup_str(name ? name : "<memory>"))) {
         free(tf);
-        ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", name ? name : "<memory>");
-        return TI_ERR_NOMEM; /* a constant, so callers (and analyzers) see the failure */
+        return ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", name ? name : "<memory>");
     }
     tf->data = data;
     tf->size = size;
