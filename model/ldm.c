@@ -1,7 +1,10 @@
 /* ldm.c - config -> network hyperparameters, and the three networks together (see ldm.h). */
 #include "ldm.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "safetensors.h"
 
 ti_status ti_ldm_hparams(struct ti_unet_hparams *u, struct ti_vae_hparams *v,
                          struct ti_text_hparams *t, int *text_is_clip, const struct ti_config *cfg,
@@ -96,6 +99,75 @@ ti_status ti_ldm_randomize(struct ti_ldm *m, uint64_t seed, struct ti_err *err) 
     TI_TRY(ti_weights_randomize(&m->unet_w, seed, 1.0, err));
     TI_TRY(ti_weights_randomize(&m->vae_w, seed + 1, 1.0, err));
     return ti_weights_randomize(&m->text_w, seed + 2, 1.0, err);
+}
+
+static ti_status state_dict_get(void *user, const char *key, struct ti_tensor *view,
+                                struct ti_err *err) {
+    const struct ti_tensor *t = ti_state_dict_find(user, key);
+    if (!t)
+        return TI_ERR_NOT_FOUND;
+    (void)err;
+    *view = *t;
+    return TI_OK;
+}
+
+ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path, const struct ti_state_dict_opts *opts,
+                           const char *model, struct ti_err *err) {
+    const struct ti_weights *tables[3] = {&m->unet_w, &m->vae_w, &m->text_w};
+    size_t n = 0;
+    for (int i = 0; i < 3; i++)
+        n += (size_t)tables[i]->n;
+    struct ti_param_spec *spec = calloc(n ? n : 1, sizeof *spec);
+    if (!spec)
+        return ti_error(err, TI_ERR_NOMEM, "loading %s: out of memory", path);
+    size_t k = 0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < tables[i]->n; j++) {
+            const struct ti_weight *w = &tables[i]->items[j];
+            if (w->optional)
+                continue;
+            spec[k].key = w->key;
+            spec[k].ndim = w->ndim;
+            memcpy(spec[k].shape, w->shape, sizeof spec[k].shape);
+            k++;
+        }
+    struct ti_state_dict *sd = NULL;
+    ti_status st = ti_state_dict_open(&sd, path, opts, err);
+    if (st == TI_OK)
+        st = ti_state_dict_check(sd, spec, k, model ? model : "this config", err);
+    if (st == TI_OK) {
+        ti_state_dict_prefetch(sd, spec, k);
+        struct ti_weight_source src = {sd, path, state_dict_get};
+        st = ti_ldm_load(m, &src, err);
+    }
+    ti_state_dict_close(sd);
+    free(spec);
+    return st;
+}
+
+ti_status ti_ldm_save(const struct ti_ldm *m, const char *path, struct ti_err *err) {
+    const struct ti_weights *tables[3] = {&m->unet_w, &m->vae_w, &m->text_w};
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (tables[i]->n > 0 && tables[i]->be && tables[i]->be->device != TI_DEVICE_CPU)
+            return ti_error(err, TI_ERR_UNSUPPORTED,
+                            "ti_ldm_save: weights live on %s; save from the CPU backend",
+                            tables[i]->be->name);
+        n += (size_t)tables[i]->n;
+    }
+    struct ti_st_entry *e = calloc(n ? n : 1, sizeof *e);
+    if (!e)
+        return ti_error(err, TI_ERR_NOMEM, "ti_ldm_save: out of memory");
+    size_t k = 0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < tables[i]->n; j++) {
+            e[k].name = tables[i]->items[j].key;
+            e[k].t = tables[i]->items[j].slot;
+            k++;
+        }
+    ti_status st = ti_safetensors_write(path, e, n, NULL, 0, err);
+    free(e);
+    return st;
 }
 
 void ti_ldm_free(struct ti_ldm *m) {

@@ -17,6 +17,7 @@
 #ifndef TI_LDM_H
 #define TI_LDM_H
 
+#include "ckpt.h"
 #include "config.h"
 #include "text_encoder.h"
 #include "unet.h"
@@ -50,6 +51,16 @@ ti_status ti_ldm_alloc(struct ti_ldm *m, const struct ti_backend *be, enum ti_dt
                        struct ti_err *err);
 ti_status ti_ldm_load(struct ti_ldm *m, const struct ti_weight_source *src, struct ti_err *err);
 ti_status ti_ldm_randomize(struct ti_ldm *m, uint64_t seed, struct ti_err *err);
+/* Opens a checkpoint (.ckpt / .safetensors / diffusers folder; opts may be NULL), checks every
+ * key and shape the three networks need (a mismatch names the key, both shapes and the likely
+ * cause: an SD 2.x, SDXL or LDM file for an SD v1 config, ...; `model` names the config in
+ * messages, e.g. "SD v1"), streams and copies the weights, and closes the file. */
+ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path, const struct ti_state_dict_opts *opts,
+                           const char *model, struct ti_err *err);
+/* Writes every parameter of the three networks (CPU backend) to a .safetensors file under the
+ * checkpoint key names, so ti_state_dict_open / ti_ldm_load read it back: test models, the
+ * shipped tiny model. Written through a temporary file renamed into place. */
+ti_status ti_ldm_save(const struct ti_ldm *m, const char *path, struct ti_err *err);
 void ti_ldm_free(struct ti_ldm *m);
 
 #endif /* TI_LDM_H */

@@ -2,6 +2,11 @@
 # PyTorch fixtures, full-size runs (slow).
 if(TARGET ti_model)
   ti_add_test(test_model_keys SOURCES test_model_keys.c LABELS cpu LIBS ti_model)
+  if(TI_HAVE_YAML)
+    ti_add_test(test_model_save SOURCES test_model_save.c LABELS cpu LIBS ti_model)
+  else()
+    ti_skip_test(test_model_save cpu "built without libyaml: the tiny configs cannot load")
+  endif()
   if(HDF5_FOUND)
     ti_add_test(test_model_oracle SOURCES test_model_oracle.c h5_weights.c LABELS cpu
                 LIBS ti_model ti_h5util)
