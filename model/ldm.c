@@ -104,28 +104,26 @@ ti_status ti_ldm_randomize(struct ti_ldm *m, uint64_t seed, struct ti_err *err) 
 static ti_status state_dict_get(void *user, const char *key, struct ti_tensor *view,
                                 struct ti_err *err) {
     const struct ti_tensor *t = ti_state_dict_find(user, key);
-    if (!t)
-        return TI_ERR_NOT_FOUND;
+    if (!t) return TI_ERR_NOT_FOUND;
     (void)err;
     *view = *t;
     return TI_OK;
 }
 
-ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path, const struct ti_state_dict_opts *opts,
-                           const char *model, struct ti_err *err) {
+ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,
+                           const struct ti_state_dict_opts *opts, const char *model,
+                           struct ti_err *err) {
     const struct ti_weights *tables[3] = {&m->unet_w, &m->vae_w, &m->text_w};
     size_t n = 0;
     for (int i = 0; i < 3; i++)
         n += (size_t)tables[i]->n;
     struct ti_param_spec *spec = calloc(n ? n : 1, sizeof *spec);
-    if (!spec)
-        return ti_error(err, TI_ERR_NOMEM, "loading %s: out of memory", path);
+    if (!spec) return ti_error(err, TI_ERR_NOMEM, "loading %s: out of memory", path);
     size_t k = 0;
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < tables[i]->n; j++) {
             const struct ti_weight *w = &tables[i]->items[j];
-            if (w->optional)
-                continue;
+            if (w->optional) continue;
             spec[k].key = w->key;
             spec[k].ndim = w->ndim;
             memcpy(spec[k].shape, w->shape, sizeof spec[k].shape);
@@ -133,8 +131,7 @@ ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path, const struct ti_s
         }
     struct ti_state_dict *sd = NULL;
     ti_status st = ti_state_dict_open(&sd, path, opts, err);
-    if (st == TI_OK)
-        st = ti_state_dict_check(sd, spec, k, model ? model : "this config", err);
+    if (st == TI_OK) st = ti_state_dict_check(sd, spec, k, model ? model : "this config", err);
     if (st == TI_OK) {
         ti_state_dict_prefetch(sd, spec, k);
         struct ti_weight_source src = {sd, path, state_dict_get};
@@ -156,8 +153,7 @@ ti_status ti_ldm_save(const struct ti_ldm *m, const char *path, struct ti_err *e
         n += (size_t)tables[i]->n;
     }
     struct ti_st_entry *e = calloc(n ? n : 1, sizeof *e);
-    if (!e)
-        return ti_error(err, TI_ERR_NOMEM, "ti_ldm_save: out of memory");
+    if (!e) return ti_error(err, TI_ERR_NOMEM, "ti_ldm_save: out of memory");
     size_t k = 0;
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < tables[i]->n; j++) {

@@ -55,8 +55,9 @@ ti_status ti_ldm_randomize(struct ti_ldm *m, uint64_t seed, struct ti_err *err);
  * key and shape the three networks need (a mismatch names the key, both shapes and the likely
  * cause: an SD 2.x, SDXL or LDM file for an SD v1 config, ...; `model` names the config in
  * messages, e.g. "SD v1"), streams and copies the weights, and closes the file. */
-ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path, const struct ti_state_dict_opts *opts,
-                           const char *model, struct ti_err *err);
+ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,
+                           const struct ti_state_dict_opts *opts, const char *model,
+                           struct ti_err *err);
 /* Writes every parameter of the three networks (CPU backend) to a .safetensors file under the
  * checkpoint key names, so ti_state_dict_open / ti_ldm_load read it back: test models, the
  * shipped tiny model. Written through a temporary file renamed into place. */

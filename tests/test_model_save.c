@@ -53,16 +53,20 @@ static void round_trip(const char *cfg_path, const char *file) {
     ti_ldm_free(&b);
 }
 
-TEST(sd_round_trip) { round_trip(SD_CFG, "/tmp/ti_test_model_save_sd.safetensors"); }
-TEST(ldm_round_trip) { round_trip(LDM_CFG, "/tmp/ti_test_model_save_ldm.safetensors"); }
+TEST(sd_round_trip) {
+    round_trip(SD_CFG, "/tmp/ti_test_model_save_sd.safetensors");
+}
+TEST(ldm_round_trip) {
+    round_trip(LDM_CFG, "/tmp/ti_test_model_save_ldm.safetensors");
+}
 
 TEST(wrong_family_refused) {
     struct ti_err err = {0};
     struct ti_ldm a;
     CHECK(load_model(&a, SD_CFG, &err) == 0);
     /* the LDM file written by ldm_round_trip has BERT keys where SD expects CLIP */
-    ti_status st = ti_ldm_load_file(&a, "/tmp/ti_test_model_save_ldm.safetensors", NULL, "tiny SD",
-                                    &err);
+    ti_status st =
+        ti_ldm_load_file(&a, "/tmp/ti_test_model_save_ldm.safetensors", NULL, "tiny SD", &err);
     CHECK(st != TI_OK);
     CHECK(strstr(err.msg, "cond_stage_model") != NULL || strstr(err.msg, "model.") != NULL);
     fprintf(stderr, "(expected) %s\n", err.msg);
