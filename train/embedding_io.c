@@ -345,6 +345,11 @@ fail:
 }
 
 ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct ti_err *err) {
+    return ti_embedding_read_flags(emb, path, 0, err);
+}
+
+ti_status ti_embedding_read_flags(struct ti_embedding *emb, const char *path, unsigned flags,
+                                  struct ti_err *err) {
     struct ti_fmap m;
     char stem[256];
     ti_embedding_init(emb);
@@ -353,7 +358,9 @@ ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct t
     ti_status st;
     if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
         struct ti_torchfile *tf;
-        st = ti_torchfile_open_mem(&tf, m.data, m.size, path, TI_TORCH_VERIFY_CRC, err);
+        st = ti_torchfile_open_mem(&tf, m.data, m.size, path,
+                                   TI_TORCH_VERIFY_CRC | (flags & TI_TORCH_ALLOW_UNKNOWN_GLOBALS),
+                                   err);
         if (st == TI_OK) {
             st = ti_embedding_from_torch(emb, tf, stem, err);
             ti_torchfile_close(tf);

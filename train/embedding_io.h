@@ -90,6 +90,10 @@ ti_status ti_embedding_set_meta(struct ti_embedding *emb, const char *name, int6
                                 struct ti_err *err);
 
 ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct ti_err *err);
+/* The same with torchfile.h flags: TI_TORCH_ALLOW_UNKNOWN_GLOBALS keeps pickle globals outside
+ * the allowlist inert instead of refusing the file (the tools' --allow-unknown-globals). */
+ti_status ti_embedding_read_flags(struct ti_embedding *emb, const char *path, unsigned flags,
+                                  struct ti_err *err);
 /* From an open torch file / safetensors file; `stem` names an unnamed embedding. */
 ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torchfile *tf,
                                   const char *stem, struct ti_err *err);
