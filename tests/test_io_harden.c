@@ -302,7 +302,7 @@ TEST(fixtures_load_under_the_allowlist) {
         const char *n = e->d_name;
         size_t len = strlen(n);
         if (len < 4 || (strcmp(n + len - 3, ".pt") && strcmp(n + len - 4, ".bin") &&
-                         strcmp(n + len - 5, ".ckpt")))
+                        strcmp(n + len - 5, ".ckpt")))
             continue;
         struct ti_torchfile *tf = NULL;
         struct ti_err err = {0};
