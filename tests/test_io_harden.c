@@ -369,6 +369,20 @@ TEST(stride0_views_are_bounded_by_their_storage) {
     CHECK(now() - t0 < 10.0);
 }
 
+/* Embedding readers copy every value of every term: the total is bounded before allocating. */
+TEST(embedding_values_are_bounded) {
+    struct ti_embedding e;
+    struct ti_err err = {0};
+    ti_embedding_init(&e);
+    static float v[4];
+    CHECK_OK(ti_embedding_add_term(&e, "a", -1, 1, 4, v, &err), &err);
+    CHECK(ti_embedding_add_term(&e, "b", -1, TI_EMB_MAX_VECTORS, TI_EMB_MAX_DIM, NULL, &err) ==
+              TI_ERR_SHAPE &&
+          strstr(err.msg, "more than any embedding file does"));
+    CHECK(e.n_terms == 1);
+    ti_embedding_free(&e);
+}
+
 /* ---- 7: the version record ----------------------------------------------------------------- */
 
 TEST(version_record_is_checked_as_torch_does) {
@@ -490,6 +504,7 @@ int main(int argc, char **argv) {
     RUN(fixtures_load_under_the_allowlist);
     RUN(views_whose_size_overflows_are_refused);
     RUN(stride0_views_are_bounded_by_their_storage);
+    RUN(embedding_values_are_bounded);
     RUN(version_record_is_checked_as_torch_does);
     RUN(tools_allow_unknown_globals_on_request);
     RUN(inspect_reads_the_context_width_from_the_tensors);

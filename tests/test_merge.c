@@ -49,7 +49,8 @@ static int file_has(const char *name, const char *needle) {
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void cat(char *args, size_t n, const char *fmt, ...) {
+static void
+cat(char *args, size_t n, const char *fmt, ...) {
     size_t k = strlen(args);
     va_list ap;
     va_start(ap, fmt);
@@ -58,8 +59,8 @@ static void cat(char *args, size_t n, const char *fmt, ...) {
 }
 
 /* The term `placeholder` of the file at `path`, read on its own. */
-static int same_vectors(const struct ti_embedding *merged, const char *placeholder,
-                        const char *src, const char *src_placeholder) {
+static int same_vectors(const struct ti_embedding *merged, const char *placeholder, const char *src,
+                        const char *src_placeholder) {
     struct ti_embedding e;
     struct ti_err err = {0};
     if (ti_embedding_read(&e, src, &err) != TI_OK) {
@@ -73,8 +74,8 @@ static int same_vectors(const struct ti_embedding *merged, const char *placehold
         if (!strcmp(e.terms[i].placeholder, src_placeholder)) b = &e.terms[i];
     int ok = a && b && a->n_vectors == b->n_vectors && a->dim == b->dim &&
              !memcmp(a->vectors, b->vectors, (size_t)a->n_vectors * (size_t)a->dim * 4);
-    if (!ok) fprintf(stderr, "  term '%s' differs from '%s' of %s\n", placeholder,
-                     src_placeholder, src);
+    if (!ok)
+        fprintf(stderr, "  term '%s' differs from '%s' of %s\n", placeholder, src_placeholder, src);
     ti_embedding_free(&e);
     return ok;
 }
@@ -91,13 +92,18 @@ TEST(merge_every_format_sd) {
     char out[1024];
     snprintf(out, sizeof out, "%s/all.pt", tmp);
     static const char *const in[][2] = {
-        {FX("a1111_f32.pt"), NULL},           {FX("a1111_f16.pt"), "*=cat"},
-        {FX("a1111_bf16.pt"), "*=dog"},       {FX("legacy_a1111.pt"), "*=sks"},
-        {FX("peer_dict.pt"), "*=toy"},        {FX("peer_paramdict.pt"), "*=painting"},
-        {FX("peer_merged.pt"), "*=sculpture"}, {FX("diffusers_1d.bin"), "<cat-toy>=house"},
+        {FX("a1111_f32.pt"), NULL},
+        {FX("a1111_f16.pt"), "*=cat"},
+        {FX("a1111_bf16.pt"), "*=dog"},
+        {FX("legacy_a1111.pt"), "*=sks"},
+        {FX("peer_dict.pt"), "*=toy"},
+        {FX("peer_paramdict.pt"), "*=painting"},
+        {FX("peer_merged.pt"), "*=sculpture"},
+        {FX("diffusers_1d.bin"), "<cat-toy>=house"},
         {FX("diffusers_2d.bin"), "<cat-toy>=tree"},
         {FX("learned_embeds.safetensors"), "<cat-toy>=car"},
-        {FX("kohya.pt"), "*=bird"},           {FX("kohya.safetensors"), "*=fish"},
+        {FX("kohya.pt"), "*=bird"},
+        {FX("kohya.safetensors"), "*=fish"},
     };
     char args[4096] = "-sd --manager_ckpts";
     for (size_t i = 0; i < sizeof in / sizeof *in; i++)
@@ -152,8 +158,7 @@ TEST(merge_ldm_recomputes_bert_ids) {
     /* one file given twice: the rename applies to both, so the second conflicts with 'cat' */
     CHECK(tool(args) == 1 && file_has("err", "'cat' is already used by '" FX("peer_ldm_1280.pt")));
     CHECK(!tio_exists(out));
-    snprintf(args, sizeof args, "--manager_ckpts " FX("peer_ldm_1280.pt") " --output_path %s",
-             out);
+    snprintf(args, sizeof args, "--manager_ckpts " FX("peer_ldm_1280.pt") " --output_path %s", out);
     CHECK(tool(args) == 0);
     struct ti_embedding m;
     struct ti_err err = {0};
@@ -192,8 +197,8 @@ TEST(conflicts_without_a_terminal) {
     args[0] = '\0';
     cat(args, sizeof args, "-sd --manager_ckpts %s %s --output_path %s --rename %s:*=@",
         FX("peer_merged.pt"), FX("kohya.pt"), out, FX("kohya.pt"));
-    CHECK(tool(args) == 1 && file_has("err", "placeholder '@' is already used by '" FX(
-                                                 "peer_merged.pt") "'"));
+    CHECK(tool(args) == 1 &&
+          file_has("err", "placeholder '@' is already used by '" FX("peer_merged.pt") "'"));
     CHECK(!tio_exists(out));
     /* a multi-token placeholder from a file names the file and the fix */
     snprintf(args, sizeof args, "-sd --manager_ckpts " FX("diffusers_2d.bin") " --output_path %s",
@@ -214,7 +219,8 @@ TEST(widths_files_and_formats) {
     char args[2048] = "";
     cat(args, sizeof args, "-sd --manager_ckpts %s %s --output_path %s --rename %s:*=cat",
         FX("a1111_f32.pt"), FX("a1111_sd2_1024.pt"), out, FX("a1111_sd2_1024.pt"));
-    CHECK(tool(args) == 1 && file_has("err", "'" FX("a1111_sd2_1024.pt") "' holds vectors of width 1024") &&
+    CHECK(tool(args) == 1 &&
+          file_has("err", "'" FX("a1111_sd2_1024.pt") "' holds vectors of width 1024") &&
           file_has("err", "'" FX("a1111_f32.pt") "' holds width 768"));
     CHECK(!tio_exists(out));
     snprintf(args, sizeof args, "-sd --manager_ckpts %s/missing.pt --output_path %s", tmp, out);
@@ -236,7 +242,8 @@ TEST(widths_files_and_formats) {
     char sf[1024];
     snprintf(sf, sizeof sf, "%s/w.safetensors", tmp);
     args[0] = '\0';
-    cat(args, sizeof args, "-sd --manager_ckpts %s --output_path %s --format diffusers --rename %s:*=sks",
+    cat(args, sizeof args,
+        "-sd --manager_ckpts %s --output_path %s --format diffusers --rename %s:*=sks",
         FX("kohya.pt"), sf, FX("kohya.pt"));
     CHECK(tool(args) == 0);
     CHECK_OK(ti_embedding_read(&m, sf, &err), &err);
@@ -248,8 +255,8 @@ TEST(widths_files_and_formats) {
 TEST(usage_errors) {
     CHECK(tool("--help") == 0 && file_has("out", "--manager_ckpts") &&
           file_has("out", "--rename FILE:OLD=NEW") && file_has("out", "--format peer") &&
-          file_has("out", "-sd, --stable_diffusion") && file_has("out", "--allow-unknown-globals") &&
-          file_has("out", "--vocab"));
+          file_has("out", "-sd, --stable_diffusion") &&
+          file_has("out", "--allow-unknown-globals") && file_has("out", "--vocab"));
     CHECK(tool("") == 2 && file_has("err", "--manager_ckpts is required"));
     CHECK(tool("--manager_ckpts a.pt") == 2 && file_has("err", "--output_path is required"));
     CHECK(tool("--manager_ckpts --output_path o.pt") == 2 && file_has("err", "at least one"));

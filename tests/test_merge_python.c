@@ -35,8 +35,9 @@ int main(int argc, char **argv) {
              FX("kohya.pt"), FX("legacy_a1111.pt"), merged, FX("peer_merged.pt"),
              FX("diffusers_2d.bin"), FX("kohya.pt"), FX("legacy_a1111.pt"));
     CHECK(tio_run(cmd) == 0);
-    snprintf(cmd, sizeof cmd, "%s -sd --manager_ckpts %s --output_path %s --format a1111 </dev/null",
-             argv[1], FX("kohya.pt"), a1111);
+    snprintf(cmd, sizeof cmd,
+             "%s -sd --manager_ckpts %s --output_path %s --format a1111 </dev/null", argv[1],
+             FX("kohya.pt"), a1111);
     CHECK(tio_run(cmd) == 0);
     /* CLIP ids: '*' 265, 'cat' 2368, '@' 287, 'toy' 5988, 'sks' 48136, 'dog' 1929 */
     snprintf(cmd, sizeof cmd,

@@ -43,10 +43,18 @@ ti_status ti_embedding_add_term(struct ti_embedding *emb, const char *placeholde
                         "embedding term '%s': %d vectors of width %d is out of "
                         "range (1..%d vectors, width 1..%d)",
                         placeholder, n_vectors, dim, TI_EMB_MAX_VECTORS, TI_EMB_MAX_DIM);
-    for (int i = 0; i < emb->n_terms; i++)
+    size_t total = (size_t)n_vectors * (size_t)dim;
+    for (int i = 0; i < emb->n_terms; i++) {
         if (!strcmp(emb->terms[i].placeholder, placeholder))
             return ti_error(err, TI_ERR_INVALID, "embedding: placeholder '%s' appears twice",
                             placeholder);
+        total += (size_t)emb->terms[i].n_vectors * (size_t)emb->terms[i].dim;
+    }
+    if (total > TI_EMB_MAX_ELEMS)
+        return ti_error(err, TI_ERR_SHAPE,
+                        "embedding term '%s': the terms hold %zu values in all, more than any "
+                        "embedding file does (at most %d)",
+                        placeholder, total, TI_EMB_MAX_ELEMS);
     struct ti_embedding_term *t = realloc(emb->terms, (size_t)(emb->n_terms + 1) * sizeof *t);
     if (!t) return ti_error(err, TI_ERR_NOMEM, "out of memory");
     emb->terms = t;

@@ -51,6 +51,9 @@ extern "C" {
 
 #define TI_EMB_MAX_VECTORS 4096
 #define TI_EMB_MAX_DIM     65536
+/* all terms together: 64M floats (256 MB). Real files hold a few thousand; the bound keeps a
+ * file of many stride-0 views of one small storage from asking for terabytes. */
+#define TI_EMB_MAX_ELEMS (1 << 26)
 
 enum ti_embedding_format {
     TI_EMB_UNKNOWN = 0,

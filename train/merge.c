@@ -190,8 +190,8 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
             goto done;
         }
         memcpy(p, path, strlen(path) + 1);
-        st = ti_embedding_add_term(&m->emb, names[i], ids[i], t->n_vectors, t->dim, t->vectors,
-                                   err);
+        st =
+            ti_embedding_add_term(&m->emb, names[i], ids[i], t->n_vectors, t->dim, t->vectors, err);
         if (st != TI_OK) {
             free(p);
             goto done;
