@@ -53,6 +53,8 @@ static ti_status ask(struct ti_merge_opts *o, const char *prompt, char **out, co
 
 ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const char *path,
                        struct ti_merge_opts *o, struct ti_err *err) {
+    if (!path || !o->tok)
+        return ti_error(err, TI_ERR_INVALID, "ti_merge_add: no path or tokenizer");
     int n = e->n_terms;
     char **names = calloc((size_t)(n ? n : 1), sizeof *names);
     int32_t *ids = calloc((size_t)(n ? n : 1), sizeof *ids);

@@ -125,6 +125,9 @@ int main(int argc, char **argv) {
     struct ti_merge_rename *renames = calloc((size_t)argc + 1, sizeof *renames);
     if (!files || !rename_args || !renames) {
         fprintf(stderr, "ti-merge: error: out of memory\n");
+        free(files);
+        free(rename_args);
+        free(renames);
         return 1;
     }
     int n_files = 0, n_renames = 0, sd = 0, rc = 2;
