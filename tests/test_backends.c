@@ -157,8 +157,8 @@ static void check_backend(const struct ti_backend *be, const struct op_case *con
                 /* a refusal of a case the models need is a failure like any other error */
                 CHECK_OK(sg, &cg.err);
                 if (sg != TI_OK)
-                    printf("%-28s %-5s %12s %12s  FAIL (%s)\n", c->name, ti_dtype_name(dts[t]),
-                           "-", "-", cg.err.msg);
+                    printf("%-28s %-5s %12s %12s  FAIL (%s)\n", c->name, ti_dtype_name(dts[t]), "-",
+                           "-", cg.err.msg);
                 if (sr == TI_OK && sg == TI_OK) {
                     double tol = (c->nmse_tol > 0 ? c->nmse_tol : 1e-7) * nmse_scale(dts[t]);
                     double eo = 0, eg = 0;
