@@ -51,8 +51,7 @@ static char *read_file(const char *path, size_t *n) {
 /* The .nv_fatbin section of a 64-bit ELF object: *off, *size; 0 when absent */
 static int find_fatbin(const char *obj, size_t n, size_t *off, size_t *size) {
     Elf64_Ehdr eh;
-    if (n < sizeof eh || memcmp(obj, ELFMAG, SELFMAG) != 0 || obj[EI_CLASS] != ELFCLASS64)
-        return 0;
+    if (n < sizeof eh || memcmp(obj, ELFMAG, SELFMAG) != 0 || obj[EI_CLASS] != ELFCLASS64) return 0;
     memcpy(&eh, obj, sizeof eh);
     if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shoff > n ||
         (n - eh.e_shoff) / sizeof(Elf64_Shdr) < eh.e_shnum || eh.e_shstrndx >= eh.e_shnum)
