@@ -7,8 +7,10 @@
  *   floor division so negative values shift the same way on every compiler.
  * - Haar DWT: PyWavelets computes each output as the sum of two rounded products, first along
  *   axis 0 (rows of a column), then along axis 1; the inverse goes axis 1 then axis 0. Every
- *   product is its own statement, so no compiler contracts a*b + c*d into an FMA (that would
- *   change the rounding and make about 6% of the untouched pixels differ by one).
+ *   product is stored through a volatile double, so no compiler fuses a*b + c*d into an FMA
+ *   (that changes the rounding: GCC's -ffp-contract=fast or clang's made hundreds of pixels
+ *   and some decoded bits differ from the reference). Pragmas are not enough: GCC ignores
+ *   STDC FP_CONTRACT and clang's -ffp-contract=fast overrides its own.
  * - The reference passes (cA, (cV, cH, cD)) to the inverse: the two detail bands are swapped,
  *   which transposes every 2x2 pixel block of the U plane apart from the LL edit.
  * - The float U values go back into uint8 the way numpy casts: truncation toward zero, then
@@ -89,18 +91,18 @@ static void yuv_to_rgb(int y, int u, int v, uint8_t *rgb) {
 
 /* lo = s*x1 + s*x0, hi = (-s)*x1 + s*x0: pywt's dec_lo/dec_hi applied to the pair (x0, x1) */
 static void haar_pair(double x0, double x1, double *lo, double *hi) {
-    double p0 = HAAR_S * x0;
-    double p1 = HAAR_S * x1;
-    double n1 = -HAAR_S * x1;
+    volatile double p0 = HAAR_S * x0; /* volatile: see the file comment */
+    volatile double p1 = HAAR_S * x1;
+    volatile double n1 = -HAAR_S * x1;
     *lo = p1 + p0;
     *hi = n1 + p0;
 }
 
 /* out0 = s*lo + s*hi, out1 = s*lo + (-s)*hi: pywt's rec_lo/rec_hi for one coefficient pair */
 static void ihaar_pair(double lo, double hi, double *out0, double *out1) {
-    double pl = HAAR_S * lo;
-    double ph = HAAR_S * hi;
-    double nh = -HAAR_S * hi;
+    volatile double pl = HAAR_S * lo;
+    volatile double ph = HAAR_S * hi;
+    volatile double nh = -HAAR_S * hi;
     *out0 = pl + ph;
     *out1 = pl + nh;
 }
