@@ -74,8 +74,7 @@ static int size_ok(long w, long h) {
 int ti_image_alloc(struct ti_image *img, int w, int h, struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
     if (!size_ok(w, h)) {
-        return ti_data_fail(e,
-                            "image size %dx%d: expected 1..%d per side and at most %ld pixels",
+        return ti_data_fail(e, "image size %dx%d: expected 1..%d per side and at most %ld pixels",
                             w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
     }
     img->px = malloc((size_t)w * (size_t)h * 3);
@@ -101,8 +100,8 @@ int ti_image_crop(struct ti_image *dst, const struct ti_image *src, int x, int y
                   struct ti_data_err *e) {
     memset(dst, 0, sizeof *dst);
     if (x < 0 || y < 0 || w < 1 || h < 1 || x > src->w - w || y > src->h - h) {
-        return ti_data_fail(e, "crop %dx%d at (%d,%d): outside the %dx%d image", w, h, x, y,
-                            src->w, src->h);
+        return ti_data_fail(e, "crop %dx%d at (%d,%d): outside the %dx%d image", w, h, x, y, src->w,
+                            src->h);
     }
     if (ti_image_alloc(dst, w, h, e)) return -1;
     for (int r = 0; r < h; r++) {
@@ -176,11 +175,13 @@ static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *e
     *exif = NULL;
     *exif_len = 0;
     for (;;) {
-        while (pos < n && d[pos] != 0xFF) pos++;
-        while (pos < n && d[pos] == 0xFF) pos++;
+        while (pos < n && d[pos] != 0xFF)
+            pos++;
+        while (pos < n && d[pos] == 0xFF)
+            pos++;
         if (pos >= n) return 0;
         int marker = d[pos++];
-        if (marker == 0xD9) return 1;                                  /* EOI */
+        if (marker == 0xD9) return 1; /* EOI */
         if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;
         if (pos + 2 > n) return 0;
         size_t len = (size_t)d[pos] << 8 | d[pos + 1];
@@ -409,8 +410,9 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
                   uint8_t pad_value, struct ti_data_err *e) {
     memset(dst, 0, sizeof *dst);
     if (n < 1 || nrow < 1 || pad < 0) {
-        return ti_data_fail(e, "image grid: n=%d nrow=%d pad=%d, expected n >= 1, nrow >= 1, "
-                               "pad >= 0",
+        return ti_data_fail(e,
+                            "image grid: n=%d nrow=%d pad=%d, expected n >= 1, nrow >= 1, "
+                            "pad >= 0",
                             n, nrow, pad);
     }
     int tw = tiles[0].w, th = tiles[0].h;
@@ -434,8 +436,8 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
     for (int k = 0; k < n; k++) {
         long x0 = (k % xmaps) * cw + pad, y0 = (k / xmaps) * ch + pad;
         for (int r = 0; r < th; r++) {
-            memcpy(dst->px + ((size_t)(y0 + r) * gw + x0) * 3,
-                   tiles[k].px + (size_t)r * tw * 3, (size_t)tw * 3);
+            memcpy(dst->px + ((size_t)(y0 + r) * gw + x0) * 3, tiles[k].px + (size_t)r * tw * 3,
+                   (size_t)tw * 3);
         }
     }
     return 0;
@@ -462,7 +464,8 @@ void ti_image_to_chw_flipped(const struct ti_image *img, int hflip, float *chw) 
             int sx = hflip ? img->w - 1 - x : x;
             const uint8_t *p = img->px + ((size_t)y * img->w + sx) * 3;
             size_t o = (size_t)y * img->w + x;
-            for (int c = 0; c < 3; c++) chw[c * plane + o] = (float)(p[c] / 127.5 - 1.0);
+            for (int c = 0; c < 3; c++)
+                chw[c * plane + o] = (float)(p[c] / 127.5 - 1.0);
         }
     }
 }

@@ -49,7 +49,12 @@ struct ti_image {
 
 /* PIL's resampling filters (Image.Resampling). The peer's "linear" and "bilinear" are both
  * BILINEAR; its default is BICUBIC. */
-enum ti_resample { TI_RESAMPLE_BILINEAR, TI_RESAMPLE_BICUBIC, TI_RESAMPLE_LANCZOS, TI_RESAMPLE_NEAREST };
+enum ti_resample {
+    TI_RESAMPLE_BILINEAR,
+    TI_RESAMPLE_BICUBIC,
+    TI_RESAMPLE_LANCZOS,
+    TI_RESAMPLE_NEAREST
+};
 
 /* "bilinear"/"linear", "bicubic", "lanczos", "nearest" -> *r; -1 (message naming `name` and the
  * accepted values) otherwise. */

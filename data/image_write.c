@@ -102,7 +102,8 @@ static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static void crc_fill(void) {
     for (uint32_t n = 0; n < 256; n++) {
         uint32_t c = n;
-        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
         crc_table[n] = c;
     }
 }
@@ -110,7 +111,8 @@ static void crc_init(void) {
     pthread_once(&crc_once, crc_fill);
 }
 static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    for (size_t i = 0; i < n; i++)
+        crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
     return crc;
 }
 
@@ -207,7 +209,8 @@ int ti_image_write_png(const struct ti_image *img, const char *path, const char 
                                 "without leading, trailing or double spaces",
                                 path, text[i]);
         }
-        if (!text[i + 1]) return ti_data_fail(e, "%s: PNG text key '%s' has no value", path, text[i]);
+        if (!text[i + 1])
+            return ti_data_fail(e, "%s: PNG text key '%s' has no value", path, text[i]);
     }
     crc_init();
     size_t stride = (size_t)img->w * 3, raw_n = (size_t)img->h * (stride + 1);

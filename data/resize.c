@@ -86,7 +86,8 @@ static int precompute(int in_size, int out_size, const struct filter *f, int **b
         for (x = 0; x < xmax; x++) {
             if (ww != 0.0) k[x] /= ww;
         }
-        for (; x < ksize; x++) k[x] = 0;
+        for (; x < ksize; x++)
+            k[x] = 0;
         for (x = 0; x < ksize; x++) {
             double v = k[x] * (1 << PRECISION_BITS);
             kk[xx * ksize + x] = (int32_t)(k[x] < 0 ? -0.5 + v : 0.5 + v);
@@ -168,7 +169,8 @@ static int resize_nearest(struct ti_image *dst, const struct ti_image *src, int 
         if (yi >= src->h) yi = src->h - 1;
         const uint8_t *srow = src->px + (size_t)yi * src->w * 3;
         uint8_t *drow = dst->px + (size_t)y * w * 3;
-        for (int x = 0; x < w; x++) memcpy(drow + x * 3, srow + xin[x] * 3, 3);
+        for (int x = 0; x < w; x++)
+            memcpy(drow + x * 3, srow + xin[x] * 3, 3);
         yo += a4;
     }
     free(xin);
@@ -204,7 +206,8 @@ int ti_image_resize(struct ti_image *dst, const struct ti_image *src, int w, int
     if (need_h) {
         /* only the input rows the vertical pass reads */
         int first = bv[0], last = bv[(h - 1) * 2] + bv[(h - 1) * 2 + 1];
-        for (int i = 0; i < h; i++) bv[i * 2] -= first;
+        for (int i = 0; i < h; i++)
+            bv[i * 2] -= first;
         if (!need_v) first = 0, last = src->h;
         tmp = malloc((size_t)w * (last - first) * 3);
         if (!tmp) goto oom;
