@@ -23,7 +23,6 @@
 #include "watermark.h"
 
 #include <math.h>   /* defines: fmod, floor, fabs, copysign */
-#include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, calloc, free */
 #include <string.h> /* defines: memset */
 
@@ -34,11 +33,8 @@
 /* pywt's Haar filter coefficient, 1/sqrt(2) as PyWavelets stores it */
 static const double HAAR_S = 0.7071067811865476;
 
-static int fail(struct ti_data_err *e, const char *msg, int w, int h, int nbytes) {
-    if (e)
-        snprintf(e->msg, sizeof e->msg, "watermark: %s (image %dx%d, %d bytes)", msg, w, h, nbytes);
-    return -1;
-}
+#define WM_FAIL(e, what, w, h, nbytes)                                                             \
+    ti_data_fail(e, "watermark: %s (image %dx%d, payload %d bytes)", what, w, h, nbytes)
 
 int ti_watermark_fits(int w, int h) {
     return w > 0 && h > 0 && (long long)w * h >= WM_MIN_PIXELS;
@@ -46,10 +42,10 @@ int ti_watermark_fits(int w, int h) {
 
 static int check_args(int w, int h, int nbytes, struct ti_data_err *e) {
     if (!ti_watermark_fits(w, h))
-        return fail(e, "image too small: the reference needs width*height >= 256*256", w, h,
-                    nbytes);
-    if (nbytes < 1) return fail(e, "the payload must have at least one byte", w, h, nbytes);
-    if (nbytes > (1 << 24)) return fail(e, "payload too long", w, h, nbytes);
+        return WM_FAIL(e, "image too small: the reference needs width*height >= 256*256", w, h,
+                       nbytes);
+    if (nbytes < 1) return WM_FAIL(e, "the payload must have at least one byte", w, h, nbytes);
+    if (nbytes > (1 << 24)) return WM_FAIL(e, "payload too long", w, h, nbytes);
     return 0;
 }
 
@@ -192,7 +188,7 @@ int ti_watermark_encode(uint8_t *rgb, int w, int h, const uint8_t *bytes, int nb
     if (check_args(w, h, nbytes, e)) return -1;
     size_t n = (size_t)w * (size_t)h;
     uint8_t *u = malloc(n);
-    if (!u) return fail(e, "out of memory for the U plane", w, h, nbytes);
+    if (!u) return WM_FAIL(e, "out of memory for the U plane", w, h, nbytes);
     for (size_t i = 0; i < n; i++)
         u[i] = yuv_u(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]);
 
@@ -243,7 +239,7 @@ int ti_watermark_decode(const uint8_t *rgb, int w, int h, uint8_t *bytes, int nb
     if (!ones || !count) {
         free(ones);
         free(count);
-        return fail(e, "out of memory for the bit votes", w, h, nbytes);
+        return WM_FAIL(e, "out of memory for the bit votes", w, h, nbytes);
     }
     int tr = h / 4 * 4 / 8, tc = w / 4 * 4 / 8;
     long num = 0;

@@ -16,18 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* stb, file-private (static) so it never clashes with data/'s copy. Some of its static
- * declarations have no definition in this configuration; GCC reports those at the end of the
- * file, so the warning stays off for the whole file. */
-#pragma GCC diagnostic ignored "-Wunused-function"
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_PNG
-#include "stb_image.h"
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "stb_image_write.h"
-
+#include "image.h"
 #include "test_common.h"
 #include "watermark.h"
 
@@ -82,39 +71,42 @@ static int read_cases(struct wm_case *c, int cap) {
     return n;
 }
 
+/* reads DIR/<name><suffix> with data/'s loader (the path ti-inspect takes); NULL on error */
 static uint8_t *load_png(const char *name, const char *suffix, int w, int h) {
     char path[256];
     snprintf(path, sizeof path, DIR "%s%s", name, suffix);
-    int iw, ih, ch;
-    uint8_t *px = stbi_load(path, &iw, &ih, &ch, 3);
-    if (!px) {
-        fprintf(stderr, "%s: cannot read: %s\n", path, stbi_failure_reason());
+    struct ti_image img = {0};
+    struct ti_data_err e = {{0}};
+    if (ti_image_load(&img, path, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
         return NULL;
     }
-    if (iw != w || ih != h) {
-        fprintf(stderr, "%s: %dx%d, cases.tsv says %dx%d\n", path, iw, ih, w, h);
-        stbi_image_free(px);
+    if (img.w != w || img.h != h) {
+        fprintf(stderr, "%s: %dx%d, cases.tsv says %dx%d\n", path, img.w, img.h, w, h);
+        ti_image_free(&img);
         return NULL;
     }
-    return px;
+    return img.px; /* malloc'd: free() */
 }
 
-/* writes rgb to a temporary PNG, reads it back (the pixels a user's decoder sees) */
-static uint8_t *png_round_trip(const uint8_t *rgb, int w, int h) {
-    char path[] = "/tmp/ti_test_watermark_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return NULL;
-    uint8_t *back = NULL;
-    if (stbi_write_png(path, w, h, 3, rgb, 3 * w)) {
-        int iw, ih, ch;
-        back = stbi_load(path, &iw, &ih, &ch, 3);
-        if (back && (iw != w || ih != h)) {
-            stbi_image_free(back);
-            back = NULL;
-        }
+/* writes rgb as ti-sample does (ti_image_write_png, with the watermark tEXt entry), reads it
+ * back: the pixels a user's decoder sees. NULL on error. */
+static uint8_t *png_round_trip(uint8_t *rgb, int w, int h) {
+    char dir[] = "/tmp/ti_test_watermark_XXXXXX", path[64];
+    if (!mkdtemp(dir)) return NULL;
+    snprintf(path, sizeof path, "%s/out.png", dir);
+    const char *text[] = {TI_WATERMARK_PNG_KEY, TI_WATERMARK_SD_TEXT, NULL};
+    struct ti_image img = {w, h, rgb}, back = {0};
+    struct ti_data_err e = {{0}};
+    if (ti_image_write_png(&img, path, text, &e) || ti_image_load(&back, path, &e)) {
+        fprintf(stderr, "PNG round trip: %s\n", e.msg);
+        back.px = NULL;
+    } else if (back.w != w || back.h != h) {
+        ti_image_free(&back);
     }
     remove(path);
-    return back;
+    remove(dir);
+    return back.px;
 }
 
 static void hexstr(const uint8_t *b, int n, char *out) {
@@ -155,8 +147,8 @@ TEST(encoder_matches_reference) {
         CHECK(ndiff == 0);
         total_px += npx;
         total_diff += ndiff;
-        stbi_image_free(in);
-        stbi_image_free(ref);
+        free(in);
+        free(ref);
     }
     printf("  all: %ld of %ld pixels differ\n", total_diff, total_px);
 }
@@ -195,10 +187,10 @@ TEST(decoder_matches_reference) {
             CHECK_DOK(ti_watermark_decode(back, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
             CHECK(memcmp(got, c->dec_out, sizeof got) == 0);
             if (marked) CHECK(memcmp(got, MSG, sizeof got) == 0);
-            stbi_image_free(back);
+            free(back);
         }
-        stbi_image_free(in);
-        stbi_image_free(ref);
+        free(in);
+        free(ref);
     }
 }
 
@@ -217,7 +209,7 @@ TEST(message_recovered_where_reference_recovers) {
         CHECK_DOK(ti_watermark_decode(ref, cases[i].w, cases[i].h, got, TI_WATERMARK_SD_LEN, &e),
                   &e);
         CHECK(strcmp((const char *)got, TI_WATERMARK_SD_TEXT) == 0);
-        stbi_image_free(ref);
+        free(ref);
     }
     CHECK(n_marked >= 2); /* pattern512 and flat128 at least */
 }
