@@ -3,12 +3,16 @@
  * diffusers' StableDiffusionSafetyChecker / transformers' CLIPVisionModel on a tiny random
  * configuration (tests/fixtures/model_clip_vision.h5, scripts/oracle/clip_vision.py): the last
  * hidden state, the pooled output and the projected image embedding, in f64 and f32; the
- * parameter table against the fixture's keys; a wrong input size is refused by name.
+ * parameter table against the fixture's keys; a wrong input size is refused by name. The safety
+ * checker on top (model/safety_checker.c): its cosines, and its NSFW verdict per image under
+ * 64 threshold sets against the reference checker's own forward.
  */
+#include <math.h>
 #include <string.h>
 
 #include "clip_vision.h"
 #include "h5_weights.h"
+#include "safety_checker.h"
 #include "test_common.h"
 
 #define FIXTURE "tests/fixtures/model_clip_vision.h5"
@@ -130,9 +134,9 @@ TEST(clip_vision_l14_table) {
     ti_weights_init(&w);
     struct ti_clip_vision v;
     struct ti_err err = {0};
-    CHECK_OK(ti_clip_vision_init(&v, &hp, "vision_model.vision_model.", "visual_projection.", &w,
-                                 &err),
-             &err);
+    CHECK_OK(
+        ti_clip_vision_init(&v, &hp, "vision_model.vision_model.", "visual_projection.", &w, &err),
+        &err);
     /* openai/clip-vit-large-patch14 vision tower: 303,179,776 parameters; + 1024x768 projection */
     int64_t numel = 0; /* from the table's shapes (w.numel is set by ti_weights_alloc) */
     for (int i = 0; i < w.n; i++) {
@@ -150,9 +154,103 @@ TEST(clip_vision_l14_table) {
     CHECK(strstr(err.msg, "patch 15") != NULL);
 }
 
+/* overwrites a (small) weight tensor with host doubles, in the tensor's dtype */
+static void set_weight(struct ti_ctx *ctx, struct ti_tensor *t, const double *v) {
+    struct ti_tensor host, cast;
+    CHECK_OK(ti_ctx_upload(ctx, &host, v, TI_DTYPE_F64, t->ndim, t->shape), &ctx->err);
+    CHECK_OK(ti_copy(ctx, &cast, &host, t->dtype), &ctx->err);
+    CHECK_OK(ti_ctx_copy_into(ctx, t, &cast), &ctx->err);
+    ti_tensor_release(&host);
+    ti_tensor_release(&cast);
+}
+
+static void run_checker(enum ti_dtype dt) {
+    struct h5_weights h;
+    struct ti_weight_source src;
+    if (h5_weights_open(&h, &src, FIXTURE) != 0) {
+        fprintf(stderr, "cannot open " FIXTURE "\n");
+        tc_failures++;
+        return;
+    }
+    struct ti_ctx ctx;
+    CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
+    struct ti_weights w;
+    ti_weights_init(&w);
+    struct ti_safety_checker sc;
+    CHECK_OK(ti_safety_checker_init(&sc, &HP, "", &w, &ctx.err), &ctx.err);
+    CHECK(w.n == 44); /* every tensor of the checker's state dict */
+    CHECK_OK(ti_weights_alloc(&w, ti_backend_cpu(), dt, &ctx.err), &ctx.err);
+    CHECK_OK(ti_weights_load(&w, &src, &ctx.err), &ctx.err);
+
+    int nd;
+    int64_t sh[6], sh2[6], sh3[6], sh4[6], sh5[6];
+    double *px = NULL, *ts = NULL, *tcn = NULL, *flags = NULL, *cosd = NULL;
+    CHECK(h5u_read(h.file, "pixels", &px, &nd, sh) == 0);
+    CHECK(h5u_read(h.file, "thr_special", &ts, &nd, sh2) == 0);
+    CHECK(h5u_read(h.file, "thr_concept", &tcn, &nd, sh3) == 0);
+    CHECK(h5u_read(h.file, "nsfw", &flags, &nd, sh4) == 0);
+    CHECK(h5u_read(h.file, "cos_dist", &cosd, &nd, sh5) == 0);
+    if (px && ts && tcn && flags && cosd) {
+        struct ti_tensor host, pixels;
+        CHECK_OK(ti_ctx_upload(&ctx, &host, px, TI_DTYPE_F64, 4, sh), &ctx.err);
+        CHECK_OK(ti_copy(&ctx, &pixels, &host, dt), &ctx.err);
+        ti_tensor_release(&host);
+        int K = (int)sh4[0], B = (int)sh4[1], agree = 0, flagged = 0, via_adjustment = 0;
+        struct ti_safety_result res[2];
+        CHECK(B == 2 && sh2[1] == TI_SAFETY_SPECIAL && sh3[1] == TI_SAFETY_CONCEPTS);
+        for (int k = 0; k < K && B == 2; k++) {
+            set_weight(&ctx, &sc.special_thr, ts + (size_t)k * TI_SAFETY_SPECIAL);
+            set_weight(&ctx, &sc.concept_thr, tcn + (size_t)k * TI_SAFETY_CONCEPTS);
+            CHECK_OK(ti_safety_checker_run(&ctx, res, &sc, &pixels), &ctx.err);
+            for (int b = 0; b < B; b++) {
+                int want = flags[k * B + b] != 0;
+                agree += res[b].nsfw == want;
+                if (res[b].nsfw != want)
+                    fprintf(stderr, "set %d image %d: nsfw %d, reference %d\n", k, b, res[b].nsfw,
+                            want);
+                flagged += want;
+                /* flagged although no concept's cosine exceeds its threshold on its own */
+                int raw = 0;
+                for (int c = 0; c < TI_SAFETY_CONCEPTS; c++)
+                    raw |= res[b].concept_score[c] - (res[b].special_care ? 0.01 : 0.0) > 1e-9;
+                via_adjustment += want && !raw;
+                if (k == 0)
+                    for (int c = 0; c < TI_SAFETY_CONCEPTS; c++)
+                        CHECK(fabs(res[b].concept_cos[c] - cosd[b * TI_SAFETY_CONCEPTS + c]) <
+                              (dt == TI_DTYPE_F64 ? 1e-7 : 1e-5));
+            }
+        }
+        printf("  %s: %d of %d verdicts agree (%d flagged by the reference, %d of them only "
+               "through the special-care adjustment)\n",
+               dt == TI_DTYPE_F64 ? "f64" : "f32", agree, K * B, flagged, via_adjustment);
+        CHECK(agree == K * B);
+        CHECK(flagged > 0 && flagged < K * B && via_adjustment > 0);
+        ti_tensor_release(&pixels);
+    }
+    free(px);
+    free(ts);
+    free(tcn);
+    free(flags);
+    free(cosd);
+    CHECK(ti_arena_stats(ctx.act).live_blocks == 0);
+    ti_safety_checker_free(&sc);
+    ti_weights_free(&w);
+    ti_ctx_free(&ctx);
+    h5_weights_close(&h);
+}
+
+TEST(safety_checker_f64) {
+    run_checker(TI_DTYPE_F64);
+}
+TEST(safety_checker_f32) {
+    run_checker(TI_DTYPE_F32);
+}
+
 int main(void) {
     RUN(clip_vision_f64);
     RUN(clip_vision_f32);
     RUN(clip_vision_l14_table);
+    RUN(safety_checker_f64);
+    RUN(safety_checker_f32);
     return tc_finish();
 }
