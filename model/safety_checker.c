@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h" /* defines: ti_state_dict_* */
 
 ti_status ti_safety_checker_init(struct ti_safety_checker *sc,
                                  const struct ti_clip_vision_hparams *hp, const char *prefix,
@@ -25,6 +28,37 @@ ti_status ti_safety_checker_init(struct ti_safety_checker *sc,
 
 void ti_safety_checker_free(struct ti_safety_checker *sc) {
     ti_clip_vision_free(&sc->v);
+}
+
+static ti_status sd_get(void *user, const char *key, struct ti_tensor *view, struct ti_err *err) {
+    const struct ti_tensor *t = ti_state_dict_find(user, key);
+    (void)err;
+    if (!t) return TI_ERR_NOT_FOUND;
+    *view = *t;
+    return TI_OK;
+}
+
+ti_status ti_safety_checker_load_file(struct ti_weights *w, const char *path, struct ti_err *err) {
+    struct ti_param_spec *spec = calloc(w->n ? (size_t)w->n : 1, sizeof *spec);
+    if (!spec) return ti_error(err, TI_ERR_NOMEM, "loading %s: out of memory", path);
+    size_t k = 0;
+    for (int i = 0; i < w->n; i++) {
+        if (w->items[i].optional) continue;
+        spec[k].key = w->items[i].key;
+        spec[k].ndim = w->items[i].ndim;
+        memcpy(spec[k].shape, w->items[i].shape, sizeof spec[k].shape);
+        k++;
+    }
+    struct ti_state_dict *sd = NULL;
+    ti_status st = ti_state_dict_open(&sd, path, NULL, err);
+    if (st == TI_OK) st = ti_state_dict_check(sd, spec, k, "the safety checker", err);
+    if (st == TI_OK) {
+        struct ti_weight_source src = {sd, path, sd_get};
+        st = ti_weights_load(w, &src, err);
+    }
+    ti_state_dict_close(sd);
+    free(spec);
+    return st;
 }
 
 /* numpy's round(x, 3) on a float64: rint(x * 1000) / 1000 (half to even) */

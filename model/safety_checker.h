@@ -44,6 +44,11 @@ ti_status ti_safety_checker_init(struct ti_safety_checker *sc,
                                  struct ti_weights *w, struct ti_err *err);
 void ti_safety_checker_free(struct ti_safety_checker *sc);
 
+/* Fills every parameter registered in w (after ti_weights_alloc) from the checker's own file:
+ * diffusers' safety_checker/model.safetensors or pytorch_model.bin (keys with prefix "").
+ * Every key and shape is checked first; a mismatch names the key and both shapes. */
+ti_status ti_safety_checker_load_file(struct ti_weights *w, const char *path, struct ti_err *err);
+
 /* pixels (B, 3, S, S), the feature extractor's output in the weights' dtype -> res[0..B-1] */
 ti_status ti_safety_checker_run(struct ti_ctx *ctx, struct ti_safety_result *res,
                                 const struct ti_safety_checker *sc, const struct ti_tensor *pixels);

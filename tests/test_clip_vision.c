@@ -246,11 +246,61 @@ TEST(safety_checker_f32) {
     run_checker(TI_DTYPE_F32);
 }
 
+/* The checker as diffusers saves it (safetensors, float32): loaded through model/io, the
+ * embedding equals the fixture's; a file of another shape is refused naming a key. */
+TEST(safety_checker_load_file) {
+    const char *path = "tests/fixtures/safety_checker_tiny.safetensors";
+    struct ti_ctx ctx;
+    CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
+    struct ti_weights w;
+    ti_weights_init(&w);
+    struct ti_safety_checker sc;
+    CHECK_OK(ti_safety_checker_init(&sc, &HP, "", &w, &ctx.err), &ctx.err);
+    CHECK_OK(ti_weights_alloc(&w, ti_backend_cpu(), TI_DTYPE_F64, &ctx.err), &ctx.err);
+    CHECK_OK(ti_safety_checker_load_file(&w, path, &ctx.err), &ctx.err);
+    hid_t f = h5u_open(FIXTURE);
+    double *px = NULL;
+    int nd;
+    int64_t sh[6];
+    CHECK(f >= 0 && h5u_read(f, "pixels", &px, &nd, sh) == 0);
+    if (px) {
+        struct ti_tensor pixels, embeds;
+        CHECK_OK(ti_ctx_upload(&ctx, &pixels, px, TI_DTYPE_F64, 4, sh), &ctx.err);
+        CHECK_OK(ti_clip_vision_forward(&ctx, &embeds, NULL, NULL, &sc.v, &pixels), &ctx.err);
+        compare(&ctx, "embeds (from safetensors)", &embeds, f, "embeds", 2, 1e-9, 1e-7);
+        ti_tensor_release(&embeds);
+        ti_tensor_release(&pixels);
+        free(px);
+    }
+    if (f >= 0) h5u_close(f);
+    ti_safety_checker_free(&sc);
+    ti_weights_free(&w);
+
+    /* a checker of another width: the first mismatching key is named */
+    struct ti_clip_vision_hparams hp2 = HP;
+    hp2.width = 48;
+    ti_weights_init(&w);
+    CHECK_OK(ti_safety_checker_init(&sc, &hp2, "", &w, &ctx.err), &ctx.err);
+    CHECK_OK(ti_weights_alloc(&w, ti_backend_cpu(), TI_DTYPE_F32, &ctx.err), &ctx.err);
+    CHECK(ti_safety_checker_load_file(&w, path, &ctx.err) != TI_OK);
+    if (!strstr(ctx.err.msg, "vision_model.vision_model.")) {
+        fprintf(stderr, "message: %s\n", ctx.err.msg);
+        CHECK(!"the message names a key");
+    }
+    CHECK(ti_safety_checker_load_file(&w, "tests/fixtures/no_such_checker.safetensors", &ctx.err) !=
+          TI_OK);
+    CHECK(strstr(ctx.err.msg, "no_such_checker") != NULL);
+    ti_safety_checker_free(&sc);
+    ti_weights_free(&w);
+    ti_ctx_free(&ctx);
+}
+
 int main(void) {
     RUN(clip_vision_f64);
     RUN(clip_vision_f32);
     RUN(clip_vision_l14_table);
     RUN(safety_checker_f64);
     RUN(safety_checker_f32);
+    RUN(safety_checker_load_file);
     return tc_finish();
 }

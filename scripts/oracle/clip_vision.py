@@ -12,10 +12,15 @@ pooler_output, embeds = visual_projection(pooled); cos_dist (2, 17) and special_
 the checker's cosine similarities to its concept embeddings (computed in float64 here; the
 checker itself rounds them to float32 before its decision).
 
+Also writes tests/fixtures/safety_checker_tiny.safetensors: the same checker (float32, with its
+stored thresholds) as diffusers' save_pretrained writes it.
+
 Usage: /opt/oracle-venv/bin/python scripts/oracle/clip_vision.py
 """
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -81,6 +86,12 @@ def main():
         m.special_care_embeds_weights.copy_(saved_s)
         m.concept_embeds_weights.copy_(saved_c)
     print("decision cases: %d of %d images flagged" % (nsfw.sum(), nsfw.size))
+    # the same checker as diffusers saves it (float32 safetensors, its own key names)
+    with tempfile.TemporaryDirectory() as d:
+        m.float().save_pretrained(d, safe_serialization=True)
+        shutil.copyfile(os.path.join(d, "model.safetensors"),
+                        os.path.join(FIX, "safety_checker_tiny.safetensors"))
+        m.double()
     weights = {k: v for k, v in m.state_dict().items() if not k.endswith("position_ids")}
     write(os.path.join(FIX, "model_clip_vision.h5"), weights,
           dict(pixels=pixels, hidden=hidden, pooled=pooled, embeds=embeds, cos_dist=cos,
