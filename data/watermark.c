@@ -187,7 +187,7 @@ int ti_watermark_encode(uint8_t *rgb, int w, int h, const uint8_t *bytes, int nb
                         struct ti_data_err *e) {
     if (check_args(w, h, nbytes, e)) return -1;
     size_t n = (size_t)w * (size_t)h;
-    uint8_t *u = malloc(n);
+    uint8_t *u = calloc(n, 1); /* every byte is written below; calloc keeps analyzers sure */
     if (!u) return WM_FAIL(e, "out of memory for the U plane", w, h, nbytes);
     for (size_t i = 0; i < n; i++)
         u[i] = yuv_u(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]);
@@ -249,9 +249,9 @@ int ti_watermark_decode(const uint8_t *rgb, int w, int h, uint8_t *bytes, int nb
             for (int k = 0; k < 16; k++) {
                 uint8_t blk[4]; /* the 2x2 U block, converted from RGB on the fly */
                 for (int q = 0; q < 4; q++) {
-                    size_t py = (size_t)(8 * ti + 2 * (k / 4) + q / 2);
-                    size_t px = (size_t)(8 * tj + 2 * (k % 4) + q % 2);
-                    const uint8_t *s = rgb + 3 * (py * (size_t)w + px);
+                    int py = 8 * ti + 2 * (k / 4) + q / 2;
+                    int px = 8 * tj + 2 * (k % 4) + q % 2;
+                    const uint8_t *s = rgb + 3 * ((size_t)py * (size_t)w + (size_t)px);
                     blk[q] = yuv_u(s[0], s[1], s[2]);
                 }
                 double c[4];
