@@ -206,6 +206,7 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+#ifdef TI_HAVE_EXIF
 /* The payload of a PNG's eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. Only chunks
  * before IDAT count (the PNG 1.5 rule PIL follows when it reads the file's header). */
 static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
@@ -224,7 +225,6 @@ static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
     return NULL;
 }
 
-#ifdef TI_HAVE_EXIF
 /* Orientation tag of IFD0 (never the thumbnail's IFD1) in an "Exif\0\0" + TIFF block. */
 static int exif_block_orientation(const uint8_t *blk, size_t len) {
     if (len > 0xFFFFFFFFu) return 1;
