@@ -10,12 +10,14 @@
 #include "image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define STBI_NO_STDIO
 #include "stb_image.h" /* defines: stbi_info_from_memory, stbi_load_from_memory, ... */
@@ -377,8 +379,15 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
 
 int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO (or a device) must not hang the caller; it is refused below */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int er = errno;
+        close(fd);
+        return ti_data_fail(e, "%s: cannot open: %s", path, strerror(er));
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
         int er = errno;

@@ -20,6 +20,8 @@
 
 #define FIX "tests/fixtures/data/"
 
+static char tmpdir[256]; /* a fresh folder for written files, made in main */
+
 /* CHECK_OK for data/ calls (struct ti_data_err, not struct ti_err) */
 #define DCHECK_OK(expr, e)                                                                         \
     do {                                                                                           \
@@ -236,6 +238,12 @@ TEST(hostile_files_refused) {
     CHECK(load_fails_with(FIX "hostile/truncated.png", "PNG"));
     CHECK(load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
     CHECK(load_fails_with(FIX "hostile", "directory"));
+    /* a FIFO without a writer: refused at once, never waited on */
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo.png", tmpdir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(load_fails_with(fifo, "not a regular file"));
+    unlink(fifo);
 }
 
 /* A header claiming 60000x60000 (10.8 GB of RGB) is refused from the header alone. Run in a
@@ -439,8 +447,6 @@ static int count_entries(const char *dir) {
     closedir(d);
     return n;
 }
-
-static char tmpdir[256];
 
 TEST(png_writer_round_trip_and_text) {
     struct ti_data_err e = {{0}};
