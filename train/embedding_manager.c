@@ -56,8 +56,8 @@ const struct ti_emb_term *ti_emb_manager_find(const struct ti_emb_manager *em,
 }
 
 /* Appends a term with its vectors (n x dim) and, when init is not NULL, its init vectors. */
-static ti_status add_term(struct ti_emb_manager *em, const char *placeholder, int32_t token,
-                          int n, const float *vectors, const float *init, const char *source,
+static ti_status add_term(struct ti_emb_manager *em, const char *placeholder, int32_t token, int n,
+                          const float *vectors, const float *init, const char *source,
                           struct ti_err *err) {
     size_t d = (size_t)em->dim, rows = (size_t)em->n_rows + (size_t)n;
     struct ti_emb_term *terms = realloc(em->terms, (size_t)(em->n_terms + 1) * sizeof *terms);
@@ -160,8 +160,8 @@ done:
 /* The init vectors (N x dim) of initializer text `word`: one token repeated N times, or (where
  * ti differs from the peer) m <= N tokens spread over the vectors as AUTOMATIC1111 does. */
 static ti_status init_vectors(float *out, const struct ti_tokenizer *tok,
-                              const struct ti_text_encoder *te, const char *word, int N, int is_clip,
-                              const char *what, struct ti_err *err) {
+                              const struct ti_text_encoder *te, const char *word, int N,
+                              int is_clip, const char *what, struct ti_err *err) {
     int dim = (int)te->tok_emb.shape[1];
     int32_t id;
     struct ti_err inner = {0};
@@ -319,8 +319,8 @@ ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_
         if (has_init) {
             char iw[256];
             snprintf(iw, sizeof iw, KEY_PREFIX "initializer_words[%d]", i);
-            TI_TRY_GOTO(st, init_vectors(vec, tok, te, p->initializer_words[i], N, te->is_clip,
-                                         iw, err));
+            TI_TRY_GOTO(
+                st, init_vectors(vec, tok, te, p->initializer_words[i], N, te->is_clip, iw, err));
         } else {
             for (size_t k = 0; k < (size_t)N * d; k++)
                 vec[k] = (float)ti_rng_uniform(&rng); /* torch.rand: U[0, 1) */
@@ -458,7 +458,8 @@ double ti_emb_manager_reg_loss(const struct ti_emb_manager *em, double weight, f
         if (grad) /* d/dp_r = 2 * sum_i D_i / (N^2 n_init), the same for every row r */
             for (int r = 0; r < t->n_vectors; r++)
                 for (size_t j = 0; j < d; j++)
-                    grad[(size_t)(t->row0 + r) * d + j] += (float)(weight * 2.0 * s[j] / nn / n_init);
+                    grad[(size_t)(t->row0 + r) * d + j] +=
+                        (float)(weight * 2.0 * s[j] / nn / n_init);
     }
     free(s);
     return loss;
