@@ -177,8 +177,12 @@ static void run_oracle(int clip, enum ti_dtype dt) {
     struct ti_err err = {0};
     double l = 0, ls = 0;
     CHECK_OK(ti_trainer_step_explicit(r.t, imgf, caps, 2, tsi, nf, ef, &l, &ls, &err), &err);
+    /* f32: twenty-odd layers in single precision. f64: both sides are double except the
+     * timestep sinusoid, which openaimodel (and ti) compute in float32 from float32 arguments as
+     * large as 999 rad: libm's sinf and torch's vectorised sin differ in the last bit there,
+     * which reaches the loss at ~1e-9 and the small gradient elements at ~1e-10 absolute. */
     int f32 = dt == TI_DTYPE_F32;
-    CHECK(tc_check_close(&l, loss, 1, 0, f32 ? 2e-5 : 1e-10, "loss", __FILE__, __LINE__));
+    CHECK(tc_check_close(&l, loss, 1, 0, f32 ? 2e-5 : 1e-8, "loss", __FILE__, __LINE__));
     size_t ng;
     float *g = ti_trainer_grad(r.t, &ng);
     CHECK((long)ng == n_grad);
@@ -186,7 +190,7 @@ static void run_oracle(int clip, enum ti_dtype dt) {
         got[i] = g[i];
     double gm = absmax(grad, n_grad);
     CHECK(gm > 0);
-    CHECK(tc_check_close(got, grad, n_grad, (f32 ? 2e-4 : 1e-9) * gm, f32 ? 2e-3 : 1e-7, "grad",
+    CHECK(tc_check_close(got, grad, n_grad, (f32 ? 2e-4 : 1e-7) * gm, f32 ? 2e-3 : 1e-5, "grad",
                          __FILE__, __LINE__));
     CHECK_OK(ti_trainer_optimizer_step(r.t, &err), &err);
     CHECK(ti_trainer_step(r.t) == 1);
