@@ -421,7 +421,14 @@ TEST(same_seed_bitwise) {
     size_t bytes = (size_t)ea->n_rows * (size_t)ea->dim * sizeof(float);
     float *init = malloc(bytes);
     memcpy(init, ea->rows, bytes);
-    micro_batches(a.t, 4);
+    micro_batches(a.t, 2);
+    struct ti_ctx *ctx = ti_trainer_ctx(a.t);
+    int64_t act0 = ti_arena_stats(ctx->act).system_allocs,
+            scr0 = ti_arena_stats(ctx->scratch).system_allocs;
+    micro_batches(a.t, 2);
+    /* the steady state takes no memory from the system */
+    CHECK(ti_arena_stats(ctx->act).system_allocs == act0);
+    CHECK(ti_arena_stats(ctx->scratch).system_allocs == scr0);
     micro_batches(b.t, 4);
     micro_batches(c.t, 4);
     CHECK(ti_trainer_step(a.t) == 2);

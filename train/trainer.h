@@ -16,6 +16,9 @@
  *   TI_TRY(ti_trainer_save_state(t, "logs/.../trainer_state.bin", err));
  *   ti_trainer_close(t);
  *
+ * Images are (B, 3, S, S) with S = the config's pixel size (model.params.image_size times the
+ * first stage's downsample factor: 512 for SD v1, 256 for LDM).
+ *
  * One micro-batch (ti_trainer_forward_backward):
  *   1. the VAE encodes the images (frozen, not recorded), posterior sample with logvar clamped to
  *      [-30, 20]: z = scale_factor * (mean + exp(logvar/2) * eps);
