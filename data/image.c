@@ -26,14 +26,13 @@
 #include <libexif/exif-data.h> /* defines: ExifData, exif_data_*, exif_content_get_entry */
 #endif
 
-int ti_data_fail(struct ti_data_err *e, const char *fmt, ...) {
+void ti_data_set_err(struct ti_data_err *e, const char *fmt, ...) {
     if (e) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(e->msg, sizeof e->msg, fmt, ap);
         va_end(ap);
     }
-    return -1;
 }
 
 /* ---- resample names ------------------------------------------------------------------------ */
