@@ -208,8 +208,9 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 #ifdef TI_HAVE_EXIF
-/* The payload of a PNG's eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. Only chunks
- * before IDAT count (the PNG 1.5 rule PIL follows when it reads the file's header). */
+/* The payload of a PNG's first eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. The
+ * spec wants it before IDAT, but PIL's getexif() also finds one after the image data (it loads
+ * the file to the end), so the whole chunk list is searched. */
 static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
     size_t pos = 8;
     while (pos + 12 <= n) {
@@ -220,7 +221,7 @@ static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
             *len = clen;
             return d + pos + 8;
         }
-        if (!memcmp(type, "IDAT", 4) || !memcmp(type, "IEND", 4)) return NULL;
+        if (!memcmp(type, "IEND", 4)) return NULL;
         pos += 12 + (size_t)clen;
     }
     return NULL;

@@ -181,9 +181,12 @@ TEST(exif_orientation_1_to_8) {
         }
         ti_image_free(&im);
     }
-    /* PNG eXIf chunk (lossless: exact) */
+    /* PNG eXIf chunk (lossless: exact), before and after IDAT */
     struct ti_image im = {0};
     DCHECK_OK(ti_image_load(&im, FIX "exif/orient_6.png", &e), &e);
+    CHECK(max_diff(&im, &up) == 0);
+    ti_image_free(&im);
+    DCHECK_OK(ti_image_load(&im, FIX "exif/orient_8_late.png", &e), &e);
     CHECK(max_diff(&im, &up) == 0);
     ti_image_free(&im);
     ti_image_free(&up);
