@@ -287,6 +287,23 @@ static const char *format_name(const uint8_t *d, size_t n) {
     return NULL;
 }
 
+/* Image formats PIL may open but we do not: named in the message so the user knows to convert */
+static const char *unsupported_format(const uint8_t *d, size_t n) {
+    if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return "WebP";
+    if (n >= 12 && !memcmp(d + 4, "ftyp", 4)) {
+        if (!memcmp(d + 8, "avif", 4) || !memcmp(d + 8, "avis", 4)) return "AVIF";
+        if (!memcmp(d + 8, "hei", 3) || !memcmp(d + 8, "mif1", 4) || !memcmp(d + 8, "msf1", 4)) {
+            return "HEIF/HEIC";
+        }
+    }
+    if (n >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4))) return "TIFF";
+    if (n >= 4 && !memcmp(d, "\0\0\1\0", 4)) return "ICO";
+    if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') return "PNM/PPM";
+    if (n >= 4 && !memcmp(d, "8BPS", 4)) return "Photoshop";
+    if (n >= 12 && !memcmp(d, "\0\0\0\x0cjP  ", 8)) return "JPEG 2000";
+    return NULL;
+}
+
 int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
                          struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
@@ -314,6 +331,13 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         if (fmt) {
             return ti_data_fail(e, "%s: unreadable %s header (%s)", name, fmt,
                                 stbi_failure_reason());
+        }
+        const char *other = unsupported_format(data, n);
+        if (other) {
+            return ti_data_fail(e,
+                                "%s: a %s image, which ti does not read (JPEG, PNG, BMP, TGA, "
+                                "GIF): convert it, e.g. to PNG",
+                                name, other);
         }
         return ti_data_fail(e,
                             "%s: not an image (expected JPEG, PNG, BMP, TGA or GIF; the first "

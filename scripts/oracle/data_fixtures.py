@@ -20,7 +20,8 @@ Writes:
   formats/{jpeg420,jpeg422,progressive,restart,grey,cmyk}.jpg + .expected.png: PIL's decode
       (libjpeg-turbo); the test allows a few levels (stb_image's IDCT/upsampling differ).
   hostile/*: empty.jpg, text.png, truncated.jpg, truncated.png, huge.png (IHDR says
-      60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt.
+      60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt, and
+      photo.webp / scan.tif / image.ppm (formats PIL reads and ti does not).
   dataset/*: a 50x37 source (PNG), the peer's preprocessing of it (numpy center crop as
       personalized.py, then PIL resize to 32): prep_crop_bicubic.png, prep_squash_lanczos.png.
 """
@@ -258,6 +259,11 @@ def hostile_fixtures():
     os.remove(p)
     with open(os.path.join(d, "truncated.png"), "wb") as fh:
         fh.write(data[: len(data) // 2])
+    # formats PIL opens but ti does not read: the message names them
+    small = Image.new("RGB", (4, 4), (1, 2, 3))
+    small.save(os.path.join(d, "photo.webp"), format="WEBP")
+    small.save(os.path.join(d, "scan.tif"), format="TIFF")
+    small.save(os.path.join(d, "image.ppm"), format="PPM")
     # a 60000 x 60000 RGB PNG header with a few bytes of (valid) zlib data
     write_png_raw(os.path.join(d, "huge.png"), 60000, 60000, 8, 2, zlib.compress(b"\x00" * 64))
     # a baseline JPEG whose SOF0 claims 60000 x 60000 (the rest is cut after SOS)
