@@ -514,6 +514,23 @@ TEST(png_writer_round_trip_and_text) {
     CHECK(back.w == 37 && back.h == 23);
     CHECK(ti_image_write_jpeg(&im, path, 0, &e) == -1 && strstr(e.msg, "quality 0"));
     CHECK(count_entries(tmpdir) == 2);
+    /* by extension: .JPEG is a JPEG (FF D8), .Png a PNG, .gif refused */
+    char p2[512];
+    snprintf(p2, sizeof p2, "%s/by_ext.JPEG", tmpdir);
+    DCHECK_OK(ti_image_write(&im, p2, NULL, &e), &e);
+    b = read_all(p2, &n);
+    CHECK(b && n > 2 && b[0] == 0xFF && b[1] == 0xD8);
+    free(b);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/by_ext.Png", tmpdir);
+    DCHECK_OK(ti_image_write(&im, p2, text, &e), &e);
+    b = read_all(p2, &n);
+    CHECK(b && n > 8 && !memcmp(b, "\x89PNG", 4));
+    free(b);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/by_ext.gif", tmpdir);
+    CHECK(ti_image_write(&im, p2, NULL, &e) == -1 && strstr(e.msg, "by_ext.gif"));
+    CHECK(count_entries(tmpdir) == 2);
     ti_image_free(&back);
     ti_image_free(&im);
     unlink(path);
