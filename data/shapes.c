@@ -197,7 +197,7 @@ static void sample_attr(struct rng *r, int size, int shape, struct ti_shapes_att
     a->radius =
         scale * (a->size_class == TI_SIZE_SMALL ? rng_range(r, 10, 13) : rng_range(r, 17, 23));
     a->angle = rng_range(r, -10, 10) * M_PI / 180.0;
-    double margin = SHAPE_EXTENT * a->radius + scale;
+    double margin = SHAPE_EXTENT * a->radius + 3 * scale; /* the 2-pixel border stays background */
     a->cx = rng_range(r, margin, size - margin);
     a->cy = rng_range(r, margin, size - margin);
     a->phase_x = rng_uniform(r);
