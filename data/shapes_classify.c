@@ -613,7 +613,14 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
                 }
         out->cx = sx / cnt;
         out->cy = sy / cnt;
-        double r[TI_SHAPES_NDIR], mean = 0, reach = sqrt((double)w * w + (double)h * h);
+        /* rays need not go past the farthest filled pixel (+2: the bilinear footprint) */
+        double reach = 0;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                if (filled[(size_t)y * w + x])
+                    reach = fmax(reach, hypot(x + 0.5 - out->cx, y + 0.5 - out->cy));
+        reach += 2;
+        double r[TI_SHAPES_NDIR], mean = 0;
         for (int j = 0; j < TI_SHAPES_NDIR; j++) {
             double t = 2 * M_PI * j / TI_SHAPES_NDIR, dx = cos(t), dy = sin(t);
             r[j] = 0;

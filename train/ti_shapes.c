@@ -403,7 +403,10 @@ static int cmd_eval(struct opts *o) {
                 m += snprintf(name + m, sizeof name - (size_t)m, "JPEG q%d ", d->jpeg_quality);
             if (d->noise_sigma > 0)
                 m += snprintf(name + m, sizeof name - (size_t)m, "noise %.0f ", d->noise_sigma);
-            if (!m) snprintf(name, sizeof name, "clean");
+            if (!m)
+                snprintf(name, sizeof name, "clean");
+            else
+                name[m - 1] = 0; /* the last separator */
             printf("| %s | %.2f %% | %.2f %% | %.2f %% | %.2f %% | %.2f %% |\n", name,
                    pct(r.ok[0], r.n), pct(r.ok[1], r.n), pct(r.ok[2], r.n), pct(r.ok[3], r.n),
                    pct(r.all, r.n));
