@@ -82,7 +82,7 @@ enum ti_texture {
     TI_TEXTURE_COUNT
 };
 
-/* small: radius 9-12 px at 64x64, large: 17-23 px (the radius is the shape's outer scale). */
+/* small: radius 10-13 px at 64x64, large: 17-23 px (the radius is the shape's outer scale). */
 enum ti_shape_size { TI_SIZE_SMALL, TI_SIZE_LARGE, TI_SIZE_COUNT };
 
 /* Everything that decides one image. Geometry is in pixels of a `size` x `size` image. */
