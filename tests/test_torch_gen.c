@@ -51,9 +51,11 @@ TEST(randn_matches_torch) {
             for (size_t i = 0; i < n; i++) {
                 long d = ulp_diff(got[i], (float)want[i]);
                 if (d > worst) worst = d;
-                if (d == 0) exact++;
+                if (d == 0)
+                    exact++;
                 else if (bad++ < 3)
-                    fprintf(stderr, "seed %llu call %d (n=%zu) [%zu]: got %.9g want %.9g (%ld ulp)\n",
+                    fprintf(stderr,
+                            "seed %llu call %d (n=%zu) [%zu]: got %.9g want %.9g (%ld ulp)\n",
                             (unsigned long long)seed, c, n, i, got[i], want[i], d);
             }
             total += (long)n;
