@@ -28,7 +28,7 @@ static ti_status ctx_fail(struct ti_ctx *ctx, ti_status st, struct ti_err *err) 
 
 /* host f32 -> a new tensor of dtype dt on ctx's device */
 static ti_status upload_as(struct ti_ctx *ctx, struct ti_tensor *out, const float *host,
-                          enum ti_dtype dt, int ndim, const int64_t *shape) {
+                           enum ti_dtype dt, int ndim, const int64_t *shape) {
     if (dt == TI_DTYPE_F32) return ti_ctx_upload(ctx, out, host, TI_DTYPE_F32, ndim, shape);
     size_t n = 1;
     for (int i = 0; i < ndim; i++)
@@ -157,13 +157,12 @@ ti_status ti_sampler_run(struct ti_ctx *ctx, const struct ti_ldm *m, const struc
                         m->unet_hp.in_channels);
     if (B < 1 || B > 256) return ti_error(err, TI_ERR_SHAPE, "sampler: batch %d (1..256)", B);
     if (!shape_is(cond, 3) || cond->shape[0] != B || cond->shape[2] != m->unet_hp.context_dim)
-        return ti_error(err, TI_ERR_SHAPE,
-                        "sampler: cond must be (B=%d, T, D=%d) for this model", B,
-                        m->unet_hp.context_dim);
+        return ti_error(err, TI_ERR_SHAPE, "sampler: cond must be (B=%d, T, D=%d) for this model",
+                        B, m->unet_hp.context_dim);
     int cfg = uncond && uncond->data && o->scale != 1.0;
-    if (cfg && (!shape_is(uncond, 3) || uncond->shape[0] != B ||
-                uncond->shape[1] != cond->shape[1] || uncond->shape[2] != cond->shape[2] ||
-                uncond->dtype != cond->dtype))
+    if (cfg &&
+        (!shape_is(uncond, 3) || uncond->shape[0] != B || uncond->shape[1] != cond->shape[1] ||
+         uncond->shape[2] != cond->shape[2] || uncond->dtype != cond->dtype))
         return ti_error(err, TI_ERR_SHAPE, "sampler: uncond must have cond's shape and dtype");
     if (o->plms && o->eta != 0)
         return ti_error(err, TI_ERR_INVALID, "sampler: ddim_eta must be 0 for PLMS (got %g)",
@@ -183,8 +182,16 @@ ti_status ti_sampler_run(struct ti_ctx *ctx, const struct ti_ldm *m, const struc
         return st;
     }
     size_t n = (size_t)B * (size_t)C * (size_t)h * (size_t)w, per = n / (size_t)B;
-    struct run r = {.ctx = ctx, .m = m, .cfg = cfg, .scale = (float)o->scale, .B = B, .C = C,
-                    .h = h, .w = w, .n = n, .dt = m->unet.time0_w.dtype};
+    struct run r = {.ctx = ctx,
+                    .m = m,
+                    .cfg = cfg,
+                    .scale = (float)o->scale,
+                    .B = B,
+                    .C = C,
+                    .h = h,
+                    .w = w,
+                    .n = n,
+                    .dt = m->unet.time0_w.dtype};
     r.context = ti_tensor_none();
     float *buf = malloc(n * sizeof(float) * 16);
     if (!buf) {
@@ -193,7 +200,7 @@ ti_status ti_sampler_run(struct ti_ctx *ctx, const struct ti_ldm *m, const struc
     }
     float *xh = buf, *e = buf + n, *xp = buf + 2 * n, *pred = buf + 3 * n, *noise = buf + 4 * n,
           *enext = buf + 5 * n, *old[3] = {buf + 6 * n, buf + 7 * n, buf + 8 * n};
-    r.xin = buf + 9 * n; /* 2n */
+    r.xin = buf + 9 * n;   /* 2n */
     r.eps2 = buf + 11 * n; /* 2n */
     int n_old = 0;
 
@@ -238,9 +245,9 @@ ti_status ti_sampler_run(struct ti_ctx *ctx, const struct ti_ldm *m, const struc
                     eprime[k] = (23.0f * e[k] - 16.0f * old[1][k] + 5.0f * old[0][k]) / 12.0f;
             } else {
                 for (size_t k = 0; k < n; k++)
-                    eprime[k] = (55.0f * e[k] - 59.0f * old[2][k] + 37.0f * old[1][k] -
-                                 9.0f * old[0][k]) /
-                                24.0f;
+                    eprime[k] =
+                        (55.0f * e[k] - 59.0f * old[2][k] + 37.0f * old[1][k] - 9.0f * old[0][k]) /
+                        24.0f;
             }
             ddim_update(d, index, xh, eprime, NULL, xp, pred, n);
             /* old_eps.append(e_t), keep the last three (old[n_old-1] is the newest) */
@@ -308,8 +315,10 @@ ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, doub
             H = (size_t)out.shape[2];
             W = (size_t)out.shape[3];
             img_n = 3 * H * W;
-            if (out.shape[1] != 3) st = ti_error(&ctx->err, TI_ERR_SHAPE, "VAE output is not RGB");
-            else if (!(img = malloc(img_n * sizeof *img))) st = TI_ERR_NOMEM;
+            if (out.shape[1] != 3)
+                st = ti_error(&ctx->err, TI_ERR_SHAPE, "VAE output is not RGB");
+            else if (!(img = malloc(img_n * sizeof *img)))
+                st = TI_ERR_NOMEM;
         }
         if (st == TI_OK) st = download_f32(ctx, img, img_n, &out);
         if (st == TI_OK) ti_sampler_to_rgb(img, (int)H, (int)W, rgb + (size_t)b * img_n);
@@ -324,11 +333,11 @@ ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, doub
 }
 
 ti_status ti_sampler_encode_init(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
-                                 const uint8_t *rgb, int H, int W, int B,
-                                 struct ti_torch_gen *gens, float *z0, struct ti_err *err) {
+                                 const uint8_t *rgb, int H, int W, int B, struct ti_torch_gen *gens,
+                                 float *z0, struct ti_err *err) {
     if (H < 1 || W < 1 || B < 1 || !gens)
-        return ti_error(err, TI_ERR_INVALID, "img2img: bad init image size %dx%d or batch %d", W,
-                        H, B);
+        return ti_error(err, TI_ERR_INVALID, "img2img: bad init image size %dx%d or batch %d", W, H,
+                        B);
     size_t plane = (size_t)H * (size_t)W;
     float *img = malloc(3 * plane * sizeof *img);
     if (!img) return ti_error(err, TI_ERR_NOMEM, "img2img: out of memory for a %dx%d image", W, H);
@@ -373,3 +382,31 @@ ti_status ti_sampler_encode_init(struct ti_ctx *ctx, const struct ti_ldm *m, dou
     if (st != TI_OK) return ctx_fail(ctx, st, err);
     return TI_OK;
 }
+
+#ifdef TI_HAVE_DATA
+ti_status ti_sampler_decode(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
+                            const struct ti_tensor *z, struct ti_image *out, struct ti_err *err) {
+    if (!shape_is(z, 4))
+        return ti_error(err, TI_ERR_SHAPE, "sampler decode: z must be (B, C, h, w)");
+    int B = (int)z->shape[0];
+    int f = 1 << (m->vae_hp.n_levels - 1);
+    int H = (int)z->shape[2] * f, W = (int)z->shape[3] * f;
+    size_t bytes = (size_t)H * (size_t)W * 3;
+    uint8_t *rgb = malloc((size_t)B * bytes);
+    if (!rgb) return ti_error(err, TI_ERR_NOMEM, "sampler decode: out of memory");
+    ti_status st = ti_sampler_decode_rgb(ctx, m, scale_factor, z, rgb, err);
+    struct ti_data_err de = {{0}};
+    for (int b = 0; st == TI_OK && b < B; b++) {
+        memset(&out[b], 0, sizeof out[b]);
+        if (ti_image_alloc(&out[b], W, H, &de) != 0) {
+            for (int k = 0; k < b; k++)
+                ti_image_free(&out[k]);
+            st = ti_error(err, TI_ERR_NOMEM, "sampler decode: %s", de.msg);
+            break;
+        }
+        memcpy(out[b].px, rgb + (size_t)b * bytes, bytes);
+    }
+    free(rgb);
+    return st;
+}
+#endif

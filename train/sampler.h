@@ -71,14 +71,20 @@ int ti_sampler_img2img_start(const struct ti_ddim_schedule *d, int t_enc, const 
  * gens[b] (the first draw of each image's generator), times scale_factor; the same image for each
  * of the B images. z0: B * C * (H/f) * (W/f) floats (host). */
 ti_status ti_sampler_encode_init(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
-                                 const uint8_t *rgb, int H, int W, int B,
-                                 struct ti_torch_gen *gens, float *z0, struct ti_err *err);
+                                 const uint8_t *rgb, int H, int W, int B, struct ti_torch_gen *gens,
+                                 float *z0, struct ti_err *err);
 
 /* latent (B, C, h, w) -> B RGB8 images (B * H * W * 3 bytes, interleaved, rows top to bottom):
  * the VAE decode of z / scale_factor, then clamp((x + 1) / 2, 0, 1) * 255 truncated, as the
  * reference scripts. Images are decoded one at a time (same result as a batch). */
 ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
                                 const struct ti_tensor *z, uint8_t *rgb, struct ti_err *err);
+#ifdef TI_HAVE_DATA
+#include "image.h" /* defines: struct ti_image */
+/* The same into B images (out[b] allocated here; the caller frees each with ti_image_free). */
+ti_status ti_sampler_decode(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
+                            const struct ti_tensor *z, struct ti_image *out, struct ti_err *err);
+#endif
 /* The reference's float -> 8-bit step alone: chw (3, H, W) in [-1, 1] -> rgb (H, W, 3). */
 void ti_sampler_to_rgb(const float *chw, int H, int W, uint8_t *rgb);
 
