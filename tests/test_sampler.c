@@ -66,8 +66,10 @@ static int fill_weights(struct ti_weights *w, const char *fixture_keys, int *fou
         char pat[512];
         snprintf(pat, sizeof pat, "\n%s\n", it->key);
         int whole = strstr(fixture_keys, pat) != NULL;
-        if (whole) (*found)++;
-        else fprintf(stderr, "key not in the fixture: %s\n", it->key);
+        if (whole)
+            (*found)++;
+        else
+            fprintf(stderr, "key not in the fixture: %s\n", it->key);
     }
     return 0;
 }
@@ -253,8 +255,7 @@ static void run_case(const char *name) {
         uint8_t *px = malloc(npx);
         for (size_t i = 0; i < npx; i++)
             px[i] = (uint8_t)init[i];
-        CHECK_OK(ti_sampler_encode_init(&ctx, &model, 0.18215, px, 8 * h, 8 * w, B, gens, z0,
-                                        &err),
+        CHECK_OK(ti_sampler_encode_init(&ctx, &model, 0.18215, px, 8 * h, 8 * w, B, gens, z0, &err),
                  &err);
         snprintf(p, sizeof p, "%s/z0", name);
         double *z0_ref = read_ds(p, NULL, NULL);
@@ -277,8 +278,13 @@ static void run_case(const char *name) {
     struct record rec = {.cap = n_steps, .per = n};
     rec.x = malloc((size_t)n_steps * n * sizeof(float));
     rec.pred = malloc((size_t)n_steps * n * sizeof(float));
-    struct ti_sampler_opts o = {.steps = steps, .eta = eta, .plms = plms, .scale = scale,
-                                .t_start = t_start, .on_latent = on_latent, .latent_user = &rec};
+    struct ti_sampler_opts o = {.steps = steps,
+                                .eta = eta,
+                                .plms = plms,
+                                .scale = scale,
+                                .t_start = t_start,
+                                .on_latent = on_latent,
+                                .latent_user = &rec};
     CHECK(ti_sampler_n_steps(&sched, &o, &err) == n_steps);
     CHECK_OK(ti_sampler_run(&ctx, &model, &sched, &o, &cond, &uncond, &x, gens, NULL, NULL, &err),
              &err);
@@ -292,7 +298,7 @@ static void run_case(const char *name) {
     }
     printf("  %s: %d steps, latent max err %.3g, pred_x0 max err %.3g\n", name, rec.n, worst,
            worst_pred);
-    CHECK(worst < 2e-5); /* measured: <= 1.6e-6 */
+    CHECK(worst < 2e-5);      /* measured: <= 1.6e-6 */
     CHECK(worst_pred < 4e-5); /* measured: <= 3.5e-6 */
 
     size_t H = (size_t)ish[1], W = (size_t)ish[2];

@@ -88,9 +88,12 @@ ti_status ti_ddim_schedule_init(struct ti_ddim_schedule *d, const struct ti_sche
         while (hi <= s->T && ti_ddim_steps_taken(s->T, hi) < 0)
             hi++;
         char near[96];
-        if (lo >= 1 && hi <= s->T) snprintf(near, sizeof near, "%d or %d", lo, hi);
-        else if (lo >= 1) snprintf(near, sizeof near, "%d", lo);
-        else snprintf(near, sizeof near, "%d", hi);
+        if (lo >= 1 && hi <= s->T)
+            snprintf(near, sizeof near, "%d or %d", lo, hi);
+        else if (lo >= 1)
+            snprintf(near, sizeof near, "%d", lo);
+        else
+            snprintf(near, sizeof near, "%d", hi);
         if (steps > s->T)
             return ti_error(err, TI_ERR_INVALID,
                             "ddim_steps: %d is more than the model's %d timesteps; use %s", steps,

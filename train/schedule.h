@@ -47,9 +47,9 @@ ti_status ti_schedule_init_linear(struct ti_schedule *s, double linear_start, do
                                   int T, struct ti_err *err);
 
 struct ti_ddim_schedule {
-    int n;                             /* number of DDIM steps actually taken */
-    int timesteps[TI_SCHEDULE_MAX_T];  /* ascending: timesteps[i] = i * (T / S) + 1 */
-    float alphas[TI_SCHEDULE_MAX_T];   /* alphas_cumprod at timesteps[i] */
+    int n;                            /* number of DDIM steps actually taken */
+    int timesteps[TI_SCHEDULE_MAX_T]; /* ascending: timesteps[i] = i * (T / S) + 1 */
+    float alphas[TI_SCHEDULE_MAX_T];  /* alphas_cumprod at timesteps[i] */
     float alphas_prev[TI_SCHEDULE_MAX_T];
     float sigmas[TI_SCHEDULE_MAX_T];
     float sqrt_one_minus_alphas[TI_SCHEDULE_MAX_T];
