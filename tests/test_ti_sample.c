@@ -159,7 +159,10 @@ TEST(writes_pngs_same_bytes_for_same_seed) {
     free(png);
     n = file_bytes(a, &png);
     CHECK(n > 0 && memmem(png, (size_t)n, "tEXtprompt\0a photo of * with @", 30) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n, "seed\0" "5", 6) != NULL);
+    CHECK(n > 0 && memmem(png, (size_t)n,
+                          "seed\0"
+                          "5",
+                          6) != NULL);
     CHECK(n > 0 && memmem(png, (size_t)n, "sampler\0DDIM", 12) != NULL);
     CHECK(n > 0 && memmem(png, (size_t)n, "star.pt", 7) != NULL);
     free(png);
@@ -288,12 +291,34 @@ TEST(help_lists_every_flag) {
     size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
     out[n] = 0;
     if (f) fclose(f);
-    static const char *const flags[] = {
-        "--prompt", "--outdir", "--skip_grid", "--skip_save", "--ddim_steps", "--plms",
-        "--fixed_code", "--ddim_eta", "--n_iter", "--H", "--W", "--C", "--f", "--n_samples",
-        "--n_rows", "--scale", "--from-file", "--config", "--ckpt", "--ckpt_path", "--seed",
-        "--precision", "--embedding_path", "--device", "--negative_prompt", "--init-img",
-        "--strength", NULL};
+    static const char *const flags[] = {"--prompt",
+                                        "--outdir",
+                                        "--skip_grid",
+                                        "--skip_save",
+                                        "--ddim_steps",
+                                        "--plms",
+                                        "--fixed_code",
+                                        "--ddim_eta",
+                                        "--n_iter",
+                                        "--H",
+                                        "--W",
+                                        "--C",
+                                        "--f",
+                                        "--n_samples",
+                                        "--n_rows",
+                                        "--scale",
+                                        "--from-file",
+                                        "--config",
+                                        "--ckpt",
+                                        "--ckpt_path",
+                                        "--seed",
+                                        "--precision",
+                                        "--embedding_path",
+                                        "--device",
+                                        "--negative_prompt",
+                                        "--init-img",
+                                        "--strength",
+                                        NULL};
     for (int i = 0; flags[i]; i++)
         if (!strstr(out, flags[i])) {
             fprintf(stderr, "--help does not mention %s\n", flags[i]);

@@ -41,7 +41,8 @@
 static void usage(FILE *f) {
     fprintf(
         f,
-        "usage: ti-sample [--prompt TEXT] [--embedding_path FILE...] [--ckpt FILE] [--config YAML]\n"
+        "usage: ti-sample [--prompt TEXT] [--embedding_path FILE...] [--ckpt FILE] [--config "
+        "YAML]\n"
         "                 [--outdir DIR] [options]\n"
         "\n"
         "Samples images from a Stable Diffusion v1 or LDM text2img-large checkpoint with learned\n"
@@ -57,7 +58,8 @@ static void usage(FILE *f) {
         "                         embeddings.pt, diffusers learned_embeds, kohya); the flag may\n"
         "                         also be repeated. Several placeholders may appear in a prompt.\n"
         "Model\n"
-        "  --config YAML          model config (default configs/stable-diffusion/v1-inference.yaml)\n"
+        "  --config YAML          model config (default "
+        "configs/stable-diffusion/v1-inference.yaml)\n"
         "  --ckpt FILE            checkpoint (.ckpt, .safetensors, diffusers folder)\n"
         "                         (default models/ldm/stable-diffusion-v1/model.ckpt)\n"
         "  --ckpt_path FILE       the same (the peer's LDM script's name)\n"
@@ -94,7 +96,8 @@ static void usage(FILE *f) {
         "  --n_rows N             images per grid row (default --n_samples)\n"
         "  --help                 this text\n"
         "\n"
-        "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file and\n"
+        "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file "
+        "and\n"
         "embedding files in tEXt chunks. Numbering continues after the files already in DIR.\n"
         "Exit status: 0 ok, 1 run-time error, 2 usage error.\n");
 }
@@ -170,10 +173,14 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
                 fprintf(stderr, TOOL ": %s takes no value\n", a);
                 return 2;
             }
-            if (!strcmp(a, "--skip_grid")) o->skip_grid = 1;
-            else if (!strcmp(a, "--skip_save")) o->skip_save = 1;
-            else if (!strcmp(a, "--plms")) o->plms = 1;
-            else o->fixed_code = 1;
+            if (!strcmp(a, "--skip_grid"))
+                o->skip_grid = 1;
+            else if (!strcmp(a, "--skip_save"))
+                o->skip_save = 1;
+            else if (!strcmp(a, "--plms"))
+                o->plms = 1;
+            else
+                o->fixed_code = 1;
             continue;
         }
         if (!strcmp(a, "--embedding_path")) {
@@ -207,13 +214,20 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
         }
         long long n;
         double d;
-        if (!strcmp(a, "--prompt")) o->prompt = val;
-        else if (!strcmp(a, "--outdir")) o->outdir = val, o->has_outdir = 1;
-        else if (!strcmp(a, "--from-file")) o->from_file = val;
-        else if (!strcmp(a, "--config")) o->config = val;
-        else if (!strcmp(a, "--ckpt") || !strcmp(a, "--ckpt_path")) o->ckpt = val;
-        else if (!strcmp(a, "--negative_prompt")) o->negative = val;
-        else if (!strcmp(a, "--init-img") || !strcmp(a, "--init_img")) o->init_img = val;
+        if (!strcmp(a, "--prompt"))
+            o->prompt = val;
+        else if (!strcmp(a, "--outdir"))
+            o->outdir = val, o->has_outdir = 1;
+        else if (!strcmp(a, "--from-file"))
+            o->from_file = val;
+        else if (!strcmp(a, "--config"))
+            o->config = val;
+        else if (!strcmp(a, "--ckpt") || !strcmp(a, "--ckpt_path"))
+            o->ckpt = val;
+        else if (!strcmp(a, "--negative_prompt"))
+            o->negative = val;
+        else if (!strcmp(a, "--init-img") || !strcmp(a, "--init_img"))
+            o->init_img = val;
         else if (!strcmp(a, "--precision")) {
             if (strcmp(val, "autocast") && strcmp(val, "full")) {
                 fprintf(stderr, TOOL ": --precision must be autocast or full, not '%s'\n", val);
@@ -232,22 +246,24 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
                 return 2;
             }
             o->seed = (unsigned long long)n;
-        } else if (!strcmp(a, "--ddim_eta") || !strcmp(a, "--scale") ||
-                   !strcmp(a, "--strength")) {
+        } else if (!strcmp(a, "--ddim_eta") || !strcmp(a, "--scale") || !strcmp(a, "--strength")) {
             if (!parse_double(val, &d)) {
                 fprintf(stderr, TOOL ": %s needs a number, not '%s'\n", a, val);
                 return 2;
             }
-            if (!strcmp(a, "--ddim_eta")) o->eta = d;
-            else if (!strcmp(a, "--scale")) o->scale = d, o->has_scale = 1;
-            else o->strength = d, o->has_strength = 1;
+            if (!strcmp(a, "--ddim_eta"))
+                o->eta = d;
+            else if (!strcmp(a, "--scale"))
+                o->scale = d, o->has_scale = 1;
+            else
+                o->strength = d, o->has_strength = 1;
         } else {
-            static const char *const ints[] = {"--ddim_steps", "--n_iter", "--H",         "--W",
-                                               "--C",          "--f",      "--n_samples", "--n_rows",
-                                               NULL};
-            long long *dst[] = {&o->steps, &o->n_iter, &o->H, &o->W,
+            static const char *const ints[] = {"--ddim_steps", "--n_iter", "--H",
+                                               "--W",          "--C",      "--f",
+                                               "--n_samples",  "--n_rows", NULL};
+            long long *dst[] = {&o->steps, &o->n_iter, &o->H,         &o->W,
                                 &o->C,     &o->f,      &o->n_samples, &o->n_rows};
-            int *has[] = {&o->has_steps, &o->has_n_iter, &o->has_H, &o->has_W,
+            int *has[] = {&o->has_steps, &o->has_n_iter, &o->has_H,         &o->has_W,
                           NULL,          NULL,           &o->has_n_samples, NULL};
             int k = 0;
             while (ints[k] && strcmp(a, ints[k]))
@@ -291,7 +307,7 @@ static int check_args(const struct opts *o) {
     }
     if (o->plms && o->eta != 0) {
         fprintf(stderr, TOOL ": --plms needs --ddim_eta 0 (the reference: ddim_eta must be 0 for "
-                        "PLMS)\n");
+                             "PLMS)\n");
         return 2;
     }
     if (o->plms && o->init_img) {
@@ -327,7 +343,7 @@ int main(int argc, char **argv) {
     }
     if (rc) return rc;
     fprintf(stderr, TOOL ": this build has no image support (data/ needs the stb headers, Debian "
-                    "libstb-dev); rebuild with them to sample\n");
+                         "libstb-dev); rebuild with them to sample\n");
     return 1;
 }
 #else
@@ -515,8 +531,8 @@ static int prepare(struct run *r) {
     r->C = r->m.unet_hp.in_channels;
     r->f = 1 << (r->m.vae_hp.n_levels - 1);
     if (o->C && o->C != r->C) {
-        fprintf(stderr, TOOL ": --C %lld: the model's latents have %d channels (%s)\n", o->C,
-                r->C, o->config);
+        fprintf(stderr, TOOL ": --C %lld: the model's latents have %d channels (%s)\n", o->C, r->C,
+                o->config);
         return 2;
     }
     if (o->f && o->f != r->f) {
@@ -527,8 +543,8 @@ static int prepare(struct run *r) {
     if (ti_schedule_init(&r->sched, &r->cfg.model, &err) != TI_OK) return fail(&err, o->config);
     {
         struct ti_ddim_schedule *d = malloc(sizeof *d);
-        ti_status st = d ? ti_ddim_schedule_init(d, &r->sched, (int)o->steps, o->eta, &err)
-                         : TI_ERR_NOMEM;
+        ti_status st =
+            d ? ti_ddim_schedule_init(d, &r->sched, (int)o->steps, o->eta, &err) : TI_ERR_NOMEM;
         free(d);
         if (st != TI_OK) {
             fprintf(stderr, TOOL ": --%s\n", err.msg);
@@ -590,14 +606,12 @@ static int prepare(struct run *r) {
     for (int i = 0; i < o->n_emb; i++) {
         ti_embedding_init(&r->embs[i]);
         r->n_embs = i + 1;
-        if (ti_embedding_read(&r->embs[i], o->emb[i], &err) != TI_OK)
-            return fail(&err, o->emb[i]);
-        if (ti_embedding_check_width(&r->embs[i], dim, &err) != TI_OK)
-            return fail(&err, o->emb[i]);
+        if (ti_embedding_read(&r->embs[i], o->emb[i], &err) != TI_OK) return fail(&err, o->emb[i]);
+        if (ti_embedding_check_width(&r->embs[i], dim, &err) != TI_OK) return fail(&err, o->emb[i]);
         if (ti_emb_manager_add_file(&r->em, &r->embs[i], r->tok, &err) != TI_OK)
             return fail(&err, o->emb[i]);
-        int k = snprintf(r->emb_list + el, sizeof r->emb_list - el, "%s%s", i ? ", " : "",
-                         o->emb[i]);
+        int k =
+            snprintf(r->emb_list + el, sizeof r->emb_list - el, "%s%s", i ? ", " : "", o->emb[i]);
         if (k > 0 && el + (size_t)k < sizeof r->emb_list) el += (size_t)k;
     }
     /* every prompt must tokenize (and fit the manager's rules) before any sampling */
@@ -645,8 +659,8 @@ static ti_status encode(struct run *r, const char *const *prompts, int B, struct
         ti_tensor_release(&rf);
     }
     if (st == TI_OK)
-        st = ti_text_encoder_forward(&r->ctx, out, &r->m.text, &it,
-                                     r->em.n_rows > 0 ? &rows : NULL);
+        st =
+            ti_text_encoder_forward(&r->ctx, out, &r->m.text, &it, r->em.n_rows > 0 ? &rows : NULL);
     ti_ctx_no_grad_end(&r->ctx);
     if (st != TI_OK && err->msg[0] == 0) snprintf(err->msg, sizeof err->msg, "%s", r->ctx.err.msg);
     ti_tensor_release(&it);
@@ -746,23 +760,27 @@ static int sample_all(struct run *r) {
                 for (int b = 0; b < B; b++)
                     ti_torch_randn(&gens[b], xh + (size_t)b * per, per);
             } else if (st == TI_OK) {
-                st = ti_sampler_encode_init(&r->ctx, &r->m, r->cfg.model.scale_factor,
-                                            r->init.px, r->init.h, r->init.w, B, gens, z0, &err);
+                st = ti_sampler_encode_init(&r->ctx, &r->m, r->cfg.model.scale_factor, r->init.px,
+                                            r->init.h, r->init.w, B, gens, z0, &err);
                 for (int b = 0; st == TI_OK && b < B; b++)
                     ti_torch_randn(&gens[b], noise + (size_t)b * per, per);
                 if (st == TI_OK)
-                    t_start = ti_sampler_img2img_start(&dsch, t_enc, z0, noise, xh, (size_t)B * per);
+                    t_start =
+                        ti_sampler_img2img_start(&dsch, t_enc, z0, noise, xh, (size_t)B * per);
             }
             int64_t xs[4] = {B, r->C, r->latent_h, r->latent_w};
             if (st == TI_OK) st = ti_ctx_upload(&r->ctx, &x, xh, TI_DTYPE_F32, 4, xs);
             if (st != TI_OK && !err.msg[0]) snprintf(err.msg, sizeof err.msg, "%s", r->ctx.err.msg);
-            struct ti_sampler_opts so = {.steps = (int)o->steps, .eta = o->eta, .plms = o->plms,
-                                         .scale = o->scale, .t_start = t_start};
+            struct ti_sampler_opts so = {.steps = (int)o->steps,
+                                         .eta = o->eta,
+                                         .plms = o->plms,
+                                         .scale = o->scale,
+                                         .t_start = t_start};
             if (st == TI_OK)
                 st = ti_sampler_run(&r->ctx, &r->m, &r->sched, &so, &cond,
                                     o->scale != 1.0 ? &uncond : NULL, &x, gens, progress, r, &err);
-            if (st == TI_OK) st = ti_sampler_decode(&r->ctx, &r->m, r->cfg.model.scale_factor, &x,
-                                                    imgs, &err);
+            if (st == TI_OK)
+                st = ti_sampler_decode(&r->ctx, &r->m, r->cfg.model.scale_factor, &x, imgs, &err);
             ti_tensor_release(&cond);
             ti_tensor_release(&uncond);
             ti_tensor_release(&x);
@@ -775,16 +793,15 @@ static int sample_all(struct run *r) {
                     char path[4200], seed_s[32];
                     snprintf(path, sizeof path, "%s/%05d.png", samples_dir, base_count++);
                     snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seeds[b % 1024]);
-                    const char *text[] = {"prompt",     prompts[b],    "negative_prompt",
-                                          o->negative,  "seed",        seed_s,
-                                          "steps",      steps_s,       "scale",
-                                          scale_s,      "sampler",     sampler_name,
-                                          "ddim_eta",   eta_s,         "size",
-                                          size_s,       "model",       o->ckpt,
-                                          "embeddings", r->emb_list,   "init_image",
-                                          o->init_img,  "strength",    strength_s,
-                                          "software",   "ti-sample",   NULL};
-                    if (!o->init_img) text[20] = "software", text[21] = "ti-sample", text[22] = NULL;
+                    const char *text[] = {
+                        "prompt",     prompts[b],   "negative_prompt", o->negative,  "seed",
+                        seed_s,       "steps",      steps_s,           "scale",      scale_s,
+                        "sampler",    sampler_name, "ddim_eta",        eta_s,        "size",
+                        size_s,       "model",      o->ckpt,           "embeddings", r->emb_list,
+                        "init_image", o->init_img,  "strength",        strength_s,   "software",
+                        "ti-sample",  NULL};
+                    if (!o->init_img)
+                        text[20] = "software", text[21] = "ti-sample", text[22] = NULL;
                     if (write_png(&imgs[b], path, text) != 0) rc = 1;
                 }
                 if (all) {
@@ -813,15 +830,24 @@ static int sample_all(struct run *r) {
             char path[4200], seed_s[32];
             snprintf(path, sizeof path, "%s/grid-%04d.png", o->outdir, grid_count);
             snprintf(seed_s, sizeof seed_s, "%llu", o->seed);
-            const char *text[] = {"prompt",   o->from_file ? o->from_file : o->prompt,
-                                  "negative_prompt", o->negative,
-                                  "seed",     seed_s,
-                                  "steps",    steps_s,
-                                  "scale",    scale_s,
-                                  "sampler",  sampler_name,
-                                  "model",    o->ckpt,
-                                  "embeddings", r->emb_list,
-                                  "software", "ti-sample",
+            const char *text[] = {"prompt",
+                                  o->from_file ? o->from_file : o->prompt,
+                                  "negative_prompt",
+                                  o->negative,
+                                  "seed",
+                                  seed_s,
+                                  "steps",
+                                  steps_s,
+                                  "scale",
+                                  scale_s,
+                                  "sampler",
+                                  sampler_name,
+                                  "model",
+                                  o->ckpt,
+                                  "embeddings",
+                                  r->emb_list,
+                                  "software",
+                                  "ti-sample",
                                   NULL};
             if (write_png(&grid, path, text) != 0) rc = 1;
             ti_image_free(&grid);
