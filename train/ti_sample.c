@@ -465,7 +465,7 @@ static int read_prompts(struct run *r) {
     r->prompts = calloc((size_t)(lines ? lines : 1), sizeof *r->prompts);
     if (!r->prompts) return -1;
     char *p = text;
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n && r->n_prompts < lines;) {
         r->prompts[r->n_prompts++] = p;
         while (i < n && text[i] != '\n' && text[i] != '\r')
             i++;
@@ -481,7 +481,7 @@ static int read_prompts(struct run *r) {
         return -1;
     }
     for (int i = 0; i < r->n_prompts; i++)
-        if (strlen(r->prompts[i]) >= MAX_TEXT) {
+        if (!r->prompts[i] || strlen(r->prompts[i]) >= MAX_TEXT) {
             fprintf(stderr, TOOL ": --from-file %s: line %d is longer than %d bytes\n",
                     o->from_file, i + 1, MAX_TEXT - 1);
             return -1;
