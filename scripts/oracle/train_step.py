@@ -20,6 +20,10 @@ The weights are ti_ldm_randomize(4242) written by `test_train_step --export DIR`
 their sum, which the C test checks first). Modules pytorch-lightning, clip, kornia, torchvision
 are not needed by these classes; empty stand-ins satisfy the reference files' imports.
 
+train_step_sd_unfrozen.h5: the same SD step with unfreeze_model (pivotal tuning): every UNet and
+text-encoder weight but the token table trained with a second AdamW group at model_lr; the
+gradients and updates of a few weights (PTI_KEYS) are kept.
+
 Usage: /opt/oracle-venv/bin/python scripts/oracle/train_step.py [path/to/test_train_step]
 (default build/tests/test_train_step).
 """
@@ -135,11 +139,24 @@ def text_encoder(cfg, sd, tmp, clip):
     return e.double().eval()
 
 
-def make(name, clip, nvec, captions, lr, binary, tmp):
+# unfreeze_model: the trained weights whose gradient and update the fixture keeps
+PTI_KEYS = [
+    "model.diffusion_model.input_blocks.0.0.weight",
+    "model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight",
+    "model.diffusion_model.output_blocks.1.1.proj_out.bias",
+    "model.diffusion_model.out.0.weight",
+    "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+    "cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight",
+    "cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.q_proj.bias",
+    "cond_stage_model.transformer.text_model.final_layer_norm.bias",
+]
+
+
+def make(name, clip, nvec, captions, lr, binary, tmp, model_lr=0.0):
     cfg = OmegaConf.load(os.path.join(ROOT, "configs", "tiny",
                                       "sd-tiny-finetune.yaml" if clip
                                       else "ldm-tiny-finetune.yaml"))
-    sd = load_file(os.path.join(tmp, "train_step_%s.safetensors" % name))
+    sd = load_file(os.path.join(tmp, "train_step_%s.safetensors" % ("sd" if clip else "ldm")))
     wsum = float(sum(v.double().sum().item() for v in sd.values()))
     mp = cfg.model.params
 
@@ -161,6 +178,18 @@ def make(name, clip, nvec, captions, lr, binary, tmp):
     text = text_encoder(cfg, sd, tmp, clip)
     for mod in (unet, encoder, quant_conv, text):  # frozen, as the peer's TI runs them
         mod.requires_grad_(False)
+    named = {}
+    if model_lr > 0:
+        # unfreeze_model: cond_stage_model + UNet join the optimizer at model_lr; ti keeps the
+        # token table frozen (docs/TRAINING.md), so it stays out here too (it does not change the
+        # gradients of anything else in one step)
+        named.update({"model.diffusion_model." + k: v for k, v in unet.named_parameters()})
+        named.update({"cond_stage_model.transformer." + k: v
+                      for k, v in text.transformer.named_parameters()})
+        del named["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"]
+        for v in named.values():
+            v.requires_grad_(True)
+        before = {k: named[k].detach().clone() for k in PTI_KEYS}
     em = EmbeddingManager(text, placeholder_strings=["*"], initializer_words=["sculpture"],
                           num_vectors_per_token=nvec, progressive_words=False)
     param = em.string_to_param_dict["*"]
@@ -196,8 +225,15 @@ def make(name, clip, nvec, captions, lr, binary, tmp):
 
     # the optimizer step on float32 rows (the peer's precision)
     p32 = torch.nn.Parameter(rows_init.float().clone())
-    opt = torch.optim.AdamW([p32], lr=lr)
     p32.grad = grad.float()
+    groups = [{"params": [p32], "lr": lr}]
+    m32 = {}
+    if model_lr > 0:
+        for k, v in named.items():
+            m32[k] = torch.nn.Parameter(v.detach().float().clone())
+            m32[k].grad = v.grad.detach().float()
+        groups.append({"params": list(m32.values())})
+    opt = torch.optim.AdamW(groups, lr=model_lr if model_lr > 0 else lr)
     opt.step()
 
     path = os.path.join(FIX, "train_step_%s.h5" % name)
@@ -218,6 +254,13 @@ def make(name, clip, nvec, captions, lr, binary, tmp):
         f.create_dataset("loss", data=np.array([loss.item()]))
         f.create_dataset("grad", data=grad.numpy())
         f.create_dataset("rows_after", data=p32.detach().numpy())
+        if model_lr > 0:
+            f.attrs["model_lr"] = model_lr
+            for k in PTI_KEYS:
+                g = f.create_group("params/" + k)
+                assert torch.equal(before[k].float().double(), before[k])  # f32 weights
+                g.create_dataset("grad", data=named[k].grad.numpy())
+                g.create_dataset("after", data=m32[k].detach().numpy())
     print("wrote %s: loss %.6f, |grad|max %.3g, rows %s" % (
         path, loss.item(), grad.abs().max().item(), tuple(rows_init.shape)))
 
@@ -232,6 +275,8 @@ def main():
         make("sd", True, 1, ["a photo of *", "a rendition of the *"], 0.01, binary, tmp)
         make("ldm", False, 2, ["a painting in the style of *", "* next to a *"], 0.02, binary,
              tmp)
+        make("sd_unfrozen", True, 1, ["a photo of *", "a rendition of the *"], 0.01, binary, tmp,
+             model_lr=1e-3)
 
 
 if __name__ == "__main__":
