@@ -96,10 +96,12 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
                           dim0, ti_embedding_width_name(dim0));
             goto done;
         }
-        /* 1. the user's rename */
+        /* 1. the user's rename: each applies to one occurrence of its file, the first not yet
+         * renamed, so a file given twice (the peer asks on the terminal) can be merged with
+         * itself: --rename a.pt:*=@ renames the first copy and the second keeps '*' */
         const struct ti_merge_rename *rn = NULL;
-        for (int r = 0; r < o->n_renames; r++)
-            if (!strcmp(o->renames[r].file, path) &&
+        for (int r = 0; r < o->n_renames && !rn; r++)
+            if (!o->renames[r].used && !strcmp(o->renames[r].file, path) &&
                 !strcmp(o->renames[r].old_name, t->placeholder)) {
                 rn = &o->renames[r];
                 o->renames[r].used = 1;
@@ -213,8 +215,11 @@ ti_status ti_merge_finish(const struct ti_merge *m, const struct ti_merge_opts *
     for (int r = 0; r < o->n_renames; r++)
         if (!o->renames[r].used)
             return ti_error(err, TI_ERR_INVALID,
-                            "--rename %s:%s=%s was never applied (no such file among the inputs)",
-                            o->renames[r].file, o->renames[r].old_name, o->renames[r].new_name);
+                            "--rename %s:%s=%s was never applied (each --rename renames one "
+                            "occurrence of its file, and '%s' is given fewer times than it has "
+                            "renames of '%s')",
+                            o->renames[r].file, o->renames[r].old_name, o->renames[r].new_name,
+                            o->renames[r].file, o->renames[r].old_name);
     if (m->emb.n_terms == 0) return ti_error(err, TI_ERR_INVALID, "nothing to merge");
     return TI_OK;
 }

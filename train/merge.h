@@ -11,7 +11,8 @@
  *   ti_merge_free(&m);
  *
  * Each term of each file, in file order then the file's own order:
- *   1. a rename (file, OLD -> NEW) for it applies first (the user's --rename);
+ *   1. a rename (file, OLD -> NEW) for it applies first (the user's --rename); each rename
+ *      applies to one occurrence of its file, the first not yet renamed (a file given twice);
  *   2. the vectors must have the width of the terms merged so far: otherwise an error naming
  *      both files and both widths (the peer never checks, and writes an unusable file);
  *   3. the placeholder must be a single token for `tok` (ti_tokenizer_single_token, the peer's

@@ -41,6 +41,8 @@ static void usage(FILE *f) {
         "                            token and unused. A1111 and kohya files hold '*';\n"
         "                            diffusers files hold their token, e.g. '<cat-toy>',\n"
         "                            which is several CLIP tokens and needs a rename.\n"
+        "                            Each renames one occurrence of FILE (the first not yet\n"
+        "                            renamed): a file given twice needs one rename.\n"
         "  --format peer             (default) the original EmbeddingManager layout, which\n"
         "                            holds any number of placeholders; the original\n"
         "                            txt2img scripts and ti-sample load it. Used whatever\n"
