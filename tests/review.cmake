@@ -5,3 +5,11 @@ if(ZLIB_FOUND)
 else()
   ti_skip_test(test_review_merge cpu "built without zlib: cannot read model/vocab/bpe_simple_vocab_16e6.txt.gz")
 endif()
+# test_review_sample: ti-sample on a random tiny SD checkpoint (flags the reference accepts).
+if(TARGET ti_train AND TARGET ti_data AND TI_HAVE_YAML)
+  ti_add_test(test_review_sample SOURCES test_review_sample.c LABELS cpu LIBS ti_train
+              ARGS $<TARGET_FILE:ti-sample> TIMEOUT 300)
+  add_dependencies(test_review_sample ti-sample)
+else()
+  ti_skip_test(test_review_sample cpu "needs the image library (stb headers) and libyaml")
+endif()

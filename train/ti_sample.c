@@ -322,8 +322,9 @@ static int check_args(const struct opts *o) {
         fprintf(stderr, TOOL ": --strength must be in [0, 1] (got %g)\n", o->strength);
         return 2;
     }
-    if (!(o->scale == o->scale) || o->scale < 0 || o->scale > 1e6) {
-        fprintf(stderr, TOOL ": --scale must be a number >= 0\n");
+    /* any finite number, as the reference's argparse float (negative: away from the prompt) */
+    if (!(o->scale >= -1e30 && o->scale <= 1e30)) {
+        fprintf(stderr, TOOL ": --scale must be a finite number (got %g)\n", o->scale);
         return 2;
     }
     if (strlen(o->prompt) >= MAX_TEXT || strlen(o->negative) >= MAX_TEXT) {
