@@ -1,7 +1,9 @@
 # tests/review.cmake - regression tests for problems found in review (branch review1): each
 # failed before its fix. test_review_merge: ti-merge's --rename with a file given twice.
 if(ZLIB_FOUND)
-  ti_add_test(test_review_merge SOURCES test_review_merge.c LABELS cpu LIBS ti_train)
+  ti_add_test(test_review_merge SOURCES test_review_merge.c LABELS cpu LIBS ti_train
+              ARGS $<TARGET_FILE:ti-merge>)
+  add_dependencies(test_review_merge ti-merge)
 else()
   ti_skip_test(test_review_merge cpu "built without zlib: cannot read model/vocab/bpe_simple_vocab_16e6.txt.gz")
 endif()

@@ -3,9 +3,15 @@
  *   - the same file given twice (the peer asks on the terminal for the second copy's '*'): one
  *     --rename FILE:*=@ renames one occurrence (the first), so the second keeps '*' and the merge
  *     succeeds with both; before, the rename hit both copies and the second collided with '@';
- *   - two renames of one OLD in a file given once: the second is reported as never applied.
+ *   - two renames of one OLD in a file given once: the second is reported as never applied;
+ *   - the tool: a file given three times merges with two renames of its '*' (one per copy); the
+ *     same rename more often than the file is given is a usage error (exit 2), no output.
+ * usage: test_review_merge <ti-merge>   (ctest passes it)
  */
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "embedding_io.h"
 #include "merge.h"
@@ -65,7 +71,53 @@ TEST(same_file_twice_one_rename) {
     ti_tokenizer_free(&tok);
 }
 
-int main(void) {
+static const char *merge_tool;
+
+TEST(tool_file_three_times) {
+    char dir[] = "/tmp/ti_review_merge_XXXXXX", p[512], out[512], cmd[4096];
+    CHECK(mkdtemp(dir) != NULL);
+    struct ti_err err = {0};
+    static float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    struct ti_embedding a;
+    ti_embedding_init(&a);
+    CHECK_OK(ti_embedding_add_term(&a, "*", -1, 1, 8, v, &err), &err);
+    snprintf(p, sizeof p, "%s/a.pt", dir);
+    CHECK_OK(ti_embedding_write(&a, p, TI_EMB_A1111, &err), &err);
+    ti_embedding_free(&a);
+    snprintf(out, sizeof out, "%s/m.pt", dir);
+    snprintf(cmd, sizeof cmd,
+             "%s --manager_ckpts %s %s %s --output_path %s -sd --rename '%s:*=@' --rename "
+             "'%s:*=%%' </dev/null >/dev/null 2>&1",
+             merge_tool, p, p, p, out, p, p);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    struct ti_embedding m;
+    ti_embedding_init(&m);
+    CHECK_OK(ti_embedding_read(&m, out, &err), &err);
+    CHECK(m.n_terms == 3);
+    if (m.n_terms == 3)
+        CHECK(!strcmp(m.terms[0].placeholder, "@") && !strcmp(m.terms[1].placeholder, "%") &&
+              !strcmp(m.terms[2].placeholder, "*"));
+    ti_embedding_free(&m);
+    /* three renames of '*' for a file given twice: usage error, nothing written */
+    unlink(out);
+    snprintf(cmd, sizeof cmd,
+             "%s --manager_ckpts %s %s --output_path %s -sd --rename '%s:*=@' --rename '%s:*=%%' "
+             "--rename '%s:*=&' </dev/null >/dev/null 2>&1",
+             merge_tool, p, p, out, p, p, p);
+    rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    struct stat st;
+    CHECK(stat(out, &st) != 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(int argc, char **argv) {
     RUN(same_file_twice_one_rename);
+    if (argc > 1) {
+        merge_tool = argv[1];
+        RUN(tool_file_three_times);
+    }
     return tc_finish();
 }

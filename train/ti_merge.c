@@ -200,13 +200,21 @@ int main(int argc, char **argv) {
                     rename_args[r]);
             goto done;
         }
+        /* one rename of OLD per occurrence of FILE (each renames one copy) */
+        int same = 1, copies = 0;
         for (int q = 0; q < r; q++)
-            if (renames[q].file == renames[r].file &&
-                !strcmp(renames[q].old_name, renames[r].old_name)) {
-                fprintf(stderr, "ti-merge: --rename %s:%s is given twice\n", renames[r].file,
-                        renames[r].old_name);
-                goto done;
-            }
+            same += !strcmp(renames[q].file, renames[r].file) &&
+                    !strcmp(renames[q].old_name, renames[r].old_name);
+        for (int q = 0; q < n_files; q++)
+            copies += !strcmp(files[q], renames[r].file);
+        if (same > copies) {
+            fprintf(stderr,
+                    "ti-merge: --rename %s:%s is given %d times but %s is merged %d time%s (each "
+                    "rename renames one copy)\n",
+                    renames[r].file, renames[r].old_name, same, renames[r].file, copies,
+                    copies == 1 ? "" : "s");
+            goto done;
+        }
     }
 
     rc = 1;
