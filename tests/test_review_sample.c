@@ -3,7 +3,10 @@
  * random tiny SD checkpoint (ti_ldm_randomize + ti_ldm_save) written here:
  *   - --scale takes any finite number, as the reference's argparse float (a negative scale
  *     pushes away from the prompt; it ran in the reference and was refused here); inf is refused;
- *   - the samples of a negative scale differ from those of scale 1 (the guidance is applied).
+ *   - the samples of a negative scale differ from those of scale 1 (the guidance is applied);
+ *   - --ckpt_path (the peer's LDM txt2img.py flag) without --config takes that script's
+ *     hard-coded config, txt2img-1p4B-eval_with_tokens.yaml (before: the SD v1 default, so the
+ *     peer's README command line failed on an LDM checkpoint); --config still wins.
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -20,15 +23,11 @@
 static const char *tool;
 static char dir[256];
 
-/* ti-sample on the tiny checkpoint with `args`; stderr into errbuf; the exit status */
-static int run(const char *args, char *errbuf, size_t errcap) {
+/* ti-sample with exactly `args`; stderr into errbuf; the exit status */
+static int run_raw(const char *args, char *errbuf, size_t errcap) {
     char cmd[8192], errpath[512];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd,
-             "%s --config configs/tiny/sd-tiny-inference.yaml --ckpt %s/model.safetensors "
-             "--device cpu --H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 1 --skip_grid %s "
-             "> %s/stdout.txt 2> %s",
-             tool, dir, args, dir, errpath);
+    snprintf(cmd, sizeof cmd, "%s %s > %s/stdout.txt 2> %s", tool, args, dir, errpath);
     int rc = system(cmd);
     rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
     errbuf[0] = 0;
@@ -39,6 +38,16 @@ static int run(const char *args, char *errbuf, size_t errcap) {
         fclose(f);
     }
     return rc;
+}
+
+/* ti-sample on the tiny checkpoint with `args` */
+static int run(const char *args, char *errbuf, size_t errcap) {
+    char full[4096];
+    snprintf(full, sizeof full,
+             "--config configs/tiny/sd-tiny-inference.yaml --ckpt %s/model.safetensors "
+             "--device cpu --H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 1 --skip_grid %s",
+             dir, args);
+    return run_raw(full, errbuf, errcap);
 }
 
 static long file_bytes(const char *path, unsigned char **data) {
@@ -104,6 +113,25 @@ TEST(scale_any_finite_number) {
     CHECK(!exists("inf"));
 }
 
+TEST(ckpt_path_takes_the_ldm_config) {
+    char args[1024], err[4096];
+    /* --C 5 fails after the config is read, before the model is built; the message names it */
+    snprintf(args, sizeof args, "--ckpt_path %s/model.safetensors --device cpu --C 5", dir);
+    CHECK(run_raw(args, err, sizeof err) == 2);
+    CHECK(strstr(err, "configs/latent-diffusion/txt2img-1p4B-eval_with_tokens.yaml") != NULL);
+    if (!strstr(err, "txt2img-1p4B-eval_with_tokens")) fprintf(stderr, "stderr: %s\n", err);
+    snprintf(args, sizeof args,
+             "--ckpt_path %s/model.safetensors --config configs/tiny/sd-tiny-inference.yaml "
+             "--device cpu --C 5",
+             dir);
+    CHECK(run_raw(args, err, sizeof err) == 2);
+    CHECK(strstr(err, "configs/tiny/sd-tiny-inference.yaml") != NULL);
+    /* --ckpt keeps the SD default */
+    snprintf(args, sizeof args, "--ckpt %s/model.safetensors --device cpu --C 5", dir);
+    CHECK(run_raw(args, err, sizeof err) == 2);
+    CHECK(strstr(err, "configs/stable-diffusion/v1-inference.yaml") != NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -114,6 +142,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(dir)) return 1;
     if (setup() != 0) return 1;
     RUN(scale_any_finite_number);
+    RUN(ckpt_path_takes_the_ldm_config);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -62,7 +62,9 @@ static void usage(FILE *f) {
         "configs/stable-diffusion/v1-inference.yaml)\n"
         "  --ckpt FILE            checkpoint (.ckpt, .safetensors, diffusers folder)\n"
         "                         (default models/ldm/stable-diffusion-v1/model.ckpt)\n"
-        "  --ckpt_path FILE       the same (the peer's LDM script's name)\n"
+        "  --ckpt_path FILE       the same (the peer's LDM script's name); without --config\n"
+        "                         it selects that script's config,\n"
+        "                         configs/latent-diffusion/txt2img-1p4B-eval_with_tokens.yaml\n"
         "  --device cpu|cuda      where to run (default cuda when a GPU is present, else cpu)\n"
         "  --precision autocast|full  autocast: float16 on cuda (float32 on cpu); full: float32\n"
         "                         (default autocast)\n"
@@ -113,6 +115,7 @@ struct opts {
     unsigned long long seed;
     /* 1 when given on the command line (LDM / img2img defaults apply to the others) */
     int has_steps, has_n_iter, has_H, has_W, has_n_samples, has_scale, has_outdir, has_strength;
+    int has_config, ldm_flag; /* ldm_flag: --ckpt_path, the peer's LDM script's name */
 };
 
 static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
@@ -221,9 +224,9 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
         else if (!strcmp(a, "--from-file"))
             o->from_file = val;
         else if (!strcmp(a, "--config"))
-            o->config = val;
+            o->config = val, o->has_config = 1;
         else if (!strcmp(a, "--ckpt") || !strcmp(a, "--ckpt_path"))
-            o->ckpt = val;
+            o->ckpt = val, o->ldm_flag |= !strcmp(a, "--ckpt_path");
         else if (!strcmp(a, "--negative_prompt"))
             o->negative = val;
         else if (!strcmp(a, "--init-img") || !strcmp(a, "--init_img"))
@@ -280,6 +283,9 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
             if (has[k]) *has[k] = 1;
         }
     }
+    /* the peer's LDM script (txt2img.py, --ckpt_path) hard-codes its config */
+    if (o->ldm_flag && !o->has_config)
+        o->config = "configs/latent-diffusion/txt2img-1p4B-eval_with_tokens.yaml";
     return 0;
 too_many:
     fprintf(stderr, TOOL ": more than %d embedding files\n", MAX_EMB);
