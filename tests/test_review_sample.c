@@ -6,7 +6,9 @@
  *   - the samples of a negative scale differ from those of scale 1 (the guidance is applied);
  *   - --ckpt_path (the peer's LDM txt2img.py flag) without --config takes that script's
  *     hard-coded config, txt2img-1p4B-eval_with_tokens.yaml (before: the SD v1 default, so the
- *     peer's README command line failed on an LDM checkpoint); --config still wins.
+ *     peer's README command line failed on an LDM checkpoint); --config still wins;
+ *   - a prompt of thousands of bytes is truncated to its first 75 tokens as the reference's
+ *     tokenizer does (it was refused over 4095 bytes): the same pixels as the prompt cut by hand.
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "image.h"
 #include "ldm.h"
 #include "test_common.h"
 
@@ -25,7 +28,8 @@ static char dir[256];
 
 /* ti-sample with exactly `args`; stderr into errbuf; the exit status */
 static int run_raw(const char *args, char *errbuf, size_t errcap) {
-    char cmd[8192], errpath[512];
+    static char cmd[20000];
+    char errpath[512];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
     snprintf(cmd, sizeof cmd, "%s %s > %s/stdout.txt 2> %s", tool, args, dir, errpath);
     int rc = system(cmd);
@@ -42,7 +46,7 @@ static int run_raw(const char *args, char *errbuf, size_t errcap) {
 
 /* ti-sample on the tiny checkpoint with `args` */
 static int run(const char *args, char *errbuf, size_t errcap) {
-    char full[4096];
+    static char full[16384];
     snprintf(full, sizeof full,
              "--config configs/tiny/sd-tiny-inference.yaml --ckpt %s/model.safetensors "
              "--device cpu --H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 1 --skip_grid %s",
@@ -132,6 +136,37 @@ TEST(ckpt_path_takes_the_ldm_config) {
     CHECK(strstr(err, "configs/stable-diffusion/v1-inference.yaml") != NULL);
 }
 
+/* the pixels of DIR/sub */
+static int load_px(struct ti_image *img, const char *sub) {
+    char p[1024];
+    struct ti_data_err de = {{0}};
+    snprintf(p, sizeof p, "%s/%s", dir, sub);
+    return ti_image_load(img, p, &de);
+}
+
+TEST(long_prompt_truncated) {
+    /* "a photo of a cat " is 5 CLIP tokens: 15 copies fill the 75, 400 copies are 6800 bytes */
+    static char longp[8000], cut[400], args[9000], err[4096];
+    longp[0] = cut[0] = 0;
+    for (int i = 0; i < 400; i++)
+        strcat(longp, "a photo of a cat ");
+    for (int i = 0; i < 15; i++)
+        strcat(cut, "a photo of a cat ");
+    snprintf(args, sizeof args, "--prompt '%s' --outdir %s/long", longp, dir);
+    int rc = run(args, err, sizeof err);
+    CHECK(rc == 0);
+    if (rc) fprintf(stderr, "long prompt: rc %d: %.300s\n", rc, err);
+    snprintf(args, sizeof args, "--prompt '%s' --outdir %s/cut", cut, dir);
+    CHECK(run(args, err, sizeof err) == 0);
+    struct ti_image a = {0}, b = {0};
+    CHECK(load_px(&a, "long/samples/00000.png") == 0);
+    CHECK(load_px(&b, "cut/samples/00000.png") == 0);
+    CHECK(a.px && b.px && a.w == b.w && a.h == b.h &&
+          !memcmp(a.px, b.px, (size_t)a.w * (size_t)a.h * 3));
+    ti_image_free(&a);
+    ti_image_free(&b);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -143,6 +178,7 @@ int main(int argc, char **argv) {
     if (setup() != 0) return 1;
     RUN(scale_any_finite_number);
     RUN(ckpt_path_takes_the_ldm_config);
+    RUN(long_prompt_truncated);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

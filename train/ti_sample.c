@@ -36,7 +36,7 @@
 #define TOOL     "ti-sample"
 #define MAX_EMB  64
 #define SEQ_LEN  77
-#define MAX_TEXT 4096
+#define MAX_TEXT (1 << 20) /* prompt bytes; the tokenizer keeps the first 75 tokens */
 
 static void usage(FILE *f) {
     fprintf(
