@@ -8,7 +8,9 @@
  *     hard-coded config, txt2img-1p4B-eval_with_tokens.yaml (before: the SD v1 default, so the
  *     peer's README command line failed on an LDM checkpoint); --config still wins;
  *   - a prompt of thousands of bytes is truncated to its first 75 tokens as the reference's
- *     tokenizer does (it was refused over 4095 bytes): the same pixels as the prompt cut by hand.
+ *     tokenizer does (it was refused over 4095 bytes): the same pixels as the prompt cut by hand;
+ *   - --from-file splits lines as the reference's f.read().splitlines(): also at \v, \f,
+ *     \x1c-\x1e, U+0085, U+2028, U+2029 (it split at \n and \r only).
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -167,6 +169,32 @@ TEST(long_prompt_truncated) {
     ti_image_free(&b);
 }
 
+TEST(from_file_splitlines) {
+    char p[512], args[1024], err[4096];
+    snprintf(p, sizeof p, "%s/prompts.txt", dir);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    /* Python: ['a', 'b', 'c', 'd', 'e', 'f', 'g', ''] */
+    static const char text[] = "a\fb\r\nc\vd\xe2\x80\xa8"
+                               "e\x1c"
+                               "f\xc2\x85g\n\n";
+    fwrite(text, 1, sizeof text - 1, f);
+    fclose(f);
+    snprintf(args, sizeof args, "--from-file %s --n_samples 4 --outdir %s/lines", p, dir);
+    int rc = run(args, err, sizeof err);
+    CHECK(rc == 0);
+    if (rc) fprintf(stderr, "from-file: rc %d: %.300s\n", rc, err);
+    CHECK(exists("lines/samples/00007.png"));
+    CHECK(!exists("lines/samples/00008.png"));
+    /* the second image's prompt is "b" alone */
+    unsigned char *png = NULL;
+    snprintf(p, sizeof p, "%s/lines/samples/00001.png", dir);
+    long n = file_bytes(p, &png);
+    CHECK(n > 0 && memmem(png, (size_t)n, "tEXtprompt\0b", 12) != NULL);
+    free(png);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -179,6 +207,7 @@ int main(int argc, char **argv) {
     RUN(scale_any_finite_number);
     RUN(ckpt_path_takes_the_ldm_config);
     RUN(long_prompt_truncated);
+    RUN(from_file_splitlines);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

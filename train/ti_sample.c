@@ -426,6 +426,17 @@ static int make_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
+/* The length of the line break at text[i] as Python's str.splitlines sees it, 0 for none. */
+static size_t line_break(const char *text, size_t i, size_t n) {
+    const unsigned char *t = (const unsigned char *)text;
+    if (t[i] == '\r') return i + 1 < n && t[i + 1] == '\n' ? 2 : 1;
+    if (t[i] == '\n' || t[i] == '\v' || t[i] == '\f' || (t[i] >= 0x1c && t[i] <= 0x1e)) return 1;
+    if (t[i] == 0xc2 && i + 1 < n && t[i + 1] == 0x85) return 2;
+    if (t[i] == 0xe2 && i + 2 < n && t[i + 1] == 0x80 && (t[i + 2] == 0xa8 || t[i + 2] == 0xa9))
+        return 3;
+    return 0;
+}
+
 static int read_prompts(struct run *r) {
     const struct opts *o = &r->o;
     if (!o->from_file) {
@@ -466,25 +477,31 @@ static int read_prompts(struct run *r) {
     }
     text[n] = 0;
     r->file_text = text;
-    /* Python's splitlines on \n, \r\n, \r */
+    /* Python's splitlines (after text-mode reading): \n, \r\n, \r, \v, \f, \x1c-\x1e, U+0085,
+     * U+2028, U+2029; a last line without a break counts, an empty file holds none */
     int lines = 0;
-    for (size_t i = 0; i < n; i++)
-        if (text[i] == '\n' || (text[i] == '\r' && text[i + 1] != '\n')) lines++;
-    if (n && text[n - 1] != '\n' && text[n - 1] != '\r') lines++;
+    size_t s0 = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = line_break(text, i, n);
+        i += k ? k : 1;
+        if (k) lines++, s0 = i;
+    }
+    if (s0 < n) lines++;
     r->prompts = calloc((size_t)(lines ? lines : 1), sizeof *r->prompts);
     if (!r->prompts) return -1;
-    char *p = text;
-    for (size_t i = 0; i < n && r->n_prompts < lines;) {
-        r->prompts[r->n_prompts++] = p;
-        while (i < n && text[i] != '\n' && text[i] != '\r')
+    s0 = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = line_break(text, i, n);
+        if (!k) {
             i++;
-        if (i < n) {
-            int crlf = text[i] == '\r' && i + 1 < n && text[i + 1] == '\n';
-            text[i] = 0;
-            i += crlf ? 2 : 1;
+            continue;
         }
-        p = text + i;
+        text[i] = 0;
+        r->prompts[r->n_prompts++] = text + s0;
+        i += k;
+        s0 = i;
     }
+    if (s0 < n) r->prompts[r->n_prompts++] = text + s0;
     if (r->n_prompts == 0) {
         fprintf(stderr, TOOL ": --from-file %s holds no prompt\n", o->from_file);
         return -1;
