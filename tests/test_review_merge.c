@@ -5,7 +5,9 @@
  *     succeeds with both; before, the rename hit both copies and the second collided with '@';
  *   - two renames of one OLD in a file given once: the second is reported as never applied;
  *   - the tool: a file given three times merges with two renames of its '*' (one per copy); the
- *     same rename more often than the file is given is a usage error (exit 2), no output.
+ *     same rename more often than the file is given is a usage error (exit 2), no output;
+ *   - an SD v1 file (width 768) merged without -sd, or an LDM file (1280) with it, still merges as
+ *     the peer does but warns that the ids are the other tokenizer's (the peer's silent pitfall).
  * usage: test_review_merge <ti-merge>   (ctest passes it)
  */
 #include <string.h>
@@ -113,11 +115,45 @@ TEST(tool_file_three_times) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* ti-merge on fixture `fx` with `flag`; 1 when it exits 0 and its stderr holds `needle`
+ * (NULL: holds no warning) */
+static int merge_warns(const char *fx, const char *flag, const char *needle) {
+    char dir[] = "/tmp/ti_review_merge_XXXXXX", cmd[4096], errp[512];
+    if (!mkdtemp(dir)) return 0;
+    snprintf(errp, sizeof errp, "%s/err", dir);
+    snprintf(cmd, sizeof cmd,
+             "%s --manager_ckpts %s --output_path %s/m.pt %s </dev/null "
+             ">/dev/null 2>%s",
+             merge_tool, fx, dir, flag, errp);
+    int rc = system(cmd);
+    char buf[4096] = "";
+    FILE *f = fopen(errp, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    int ok = WIFEXITED(rc) && WEXITSTATUS(rc) == 0 &&
+             (needle ? strstr(buf, needle) != NULL : strstr(buf, "warning") == NULL);
+    if (!ok) fprintf(stderr, "  %s %s: rc %d, stderr: %s\n", fx, flag, rc, buf);
+    return ok;
+}
+
+TEST(tool_warns_about_the_tokenizer) {
+    CHECK(merge_warns("tests/fixtures/io/a1111_f32.pt", "", "pass -sd"));
+    CHECK(merge_warns("tests/fixtures/io/a1111_f32.pt", "-sd", NULL));
+    CHECK(merge_warns("tests/fixtures/io/peer_ldm_1280.pt", "-sd", "drop -sd"));
+    CHECK(merge_warns("tests/fixtures/io/peer_ldm_1280.pt", "", NULL));
+}
+
 int main(int argc, char **argv) {
     RUN(same_file_twice_one_rename);
     if (argc > 1) {
         merge_tool = argv[1];
         RUN(tool_file_three_times);
+        RUN(tool_warns_about_the_tokenizer);
     }
     return tc_finish();
 }

@@ -253,6 +253,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ti-merge: error: %s\n", err.msg);
         goto done;
     }
+    /* the peer's pitfall: SD files merged without -sd (or LDM files with it) get the other
+     * tokenizer's ids, which the peer's scripts then never find in a prompt */
+    int dim = m.emb.n_terms ? m.emb.terms[0].dim : 0;
+    if ((sd && dim == 1280) || (!sd && dim == 768))
+        fprintf(stderr,
+                "ti-merge: warning: the vectors have width %d (%s) but the token ids are %s's; "
+                "%s (ti-sample recomputes them, the original scripts do not)\n",
+                dim, ti_embedding_width_name(dim), sd ? "SD's CLIP" : "LDM's BERT",
+                sd ? "drop -sd for LDM embeddings" : "pass -sd for Stable Diffusion embeddings");
     printf("Saving combined manager...\n");
     fflush(stdout);
     if (fmt != TI_EMB_PEER && m.emb.n_terms != 1) {
