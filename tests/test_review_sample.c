@@ -10,7 +10,8 @@
  *   - a prompt of thousands of bytes is truncated to its first 75 tokens as the reference's
  *     tokenizer does (it was refused over 4095 bytes): the same pixels as the prompt cut by hand;
  *   - --from-file splits lines as the reference's f.read().splitlines(): also at \v, \f,
- *     \x1c-\x1e, U+0085, U+2028, U+2029 (it split at \n and \r only).
+ *     \x1c-\x1e, U+0085, U+2028, U+2029 (it split at \n and \r only);
+ *   - an empty --outdir is a usage error naming the flag (it said "cannot create /samples").
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -195,6 +196,12 @@ TEST(from_file_splitlines) {
     free(png);
 }
 
+TEST(empty_outdir) {
+    char err[4096];
+    CHECK(run("--outdir ''", err, sizeof err) == 2);
+    CHECK(strstr(err, "--outdir must not be empty") != NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -208,6 +215,7 @@ int main(int argc, char **argv) {
     RUN(ckpt_path_takes_the_ldm_config);
     RUN(long_prompt_truncated);
     RUN(from_file_splitlines);
+    RUN(empty_outdir);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -294,6 +294,13 @@ too_many:
 
 /* Checks that need no file; 0 ok, 2 usage error (message printed). */
 static int check_args(const struct opts *o) {
+    if (!o->outdir[0] || !o->config[0] || !o->ckpt[0]) {
+        fprintf(stderr, TOOL ": --%s must not be empty\n",
+                !o->outdir[0]   ? "outdir"
+                : !o->config[0] ? "config"
+                                : "ckpt");
+        return 2;
+    }
     if (o->steps < 1) {
         fprintf(stderr, TOOL ": --ddim_steps must be at least 1 (got %lld)\n", o->steps);
         return 2;
