@@ -352,10 +352,19 @@ ti_status ti_emb_manager_add_file(struct ti_emb_manager *em, const struct ti_emb
         if (e->n_vectors < 1)
             return ti_error(err, TI_ERR_FORMAT, "embedding '%s': '%s' has no vectors", src,
                             e->placeholder);
-        char what[512];
-        snprintf(what, sizeof what, "embedding '%s': placeholder", src);
         int32_t token;
-        TI_TRY(single_token(&token, tok, e->placeholder, what, err));
+        struct ti_err inner = {0};
+        if (ti_tokenizer_single_token(&token, tok, e->placeholder, &inner) != TI_OK)
+            /* diffusers files name their term '<cat-toy>' and the like (an added token there):
+             * say how to give the vectors a one-token name, before the tokenizer's details */
+            return ti_error(err, TI_ERR_INVALID,
+                            "embedding '%s': placeholder: String '%s' maps to more than a single "
+                            "token. Please use another string: give the file's vectors a "
+                            "one-token name with ti-merge --manager_ckpts %s --rename '%s:%s=NEW' "
+                            "%s--output_path NEW.pt (or ti-convert %s NEW.pt, which names it "
+                            "'*') (%s)",
+                            src, e->placeholder, src, src, e->placeholder,
+                            em->is_clip ? "-sd " : "", src, inner.msg);
         for (int j = 0; j < em->n_terms; j++) {
             const struct ti_emb_term *t = &em->terms[j];
             if (strcmp(t->placeholder, e->placeholder) == 0 || t->token == token)
