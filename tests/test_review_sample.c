@@ -11,7 +11,9 @@
  *     tokenizer does (it was refused over 4095 bytes): the same pixels as the prompt cut by hand;
  *   - --from-file splits lines as the reference's f.read().splitlines(): also at \v, \f,
  *     \x1c-\x1e, U+0085, U+2028, U+2029 (it split at \n and \r only);
- *   - an empty --outdir is a usage error naming the flag (it said "cannot create /samples").
+ *   - an empty --outdir is a usage error naming the flag (it said "cannot create /samples");
+ *   - an existing --outdir/samples the user may not write is refused before any sampling (it
+ *     failed at the first PNG, after sampling the whole batch); as root the tool runs as nobody.
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -202,6 +204,56 @@ TEST(empty_outdir) {
     CHECK(strstr(err, "--outdir must not be empty") != NULL);
 }
 
+TEST(unwritable_samples_dir_before_sampling) {
+    char p[512], args[1024], err[4096] = "";
+    snprintf(p, sizeof p, "%s/ro/samples", dir);
+    char q[512];
+    snprintf(q, sizeof q, "%s/ro", dir);
+    CHECK(mkdir(q, 0755) == 0 && mkdir(p, 0555) == 0 && chmod(q, 0555) == 0);
+    /* as root, permissions do not apply: run the tool as nobody (its files readable) */
+    int as_nobody = geteuid() == 0;
+    if (as_nobody) {
+        FILE *f;
+        snprintf(q, sizeof q, "%s/stderr.txt", dir);
+        if ((f = fopen(q, "w"))) fclose(f);
+        snprintf(q, sizeof q, "%s/stdout.txt", dir);
+        if ((f = fopen(q, "w"))) fclose(f);
+        snprintf(q, sizeof q, "%s/stderr.txt", dir);
+        CHECK(chmod(dir, 0755) == 0 && chmod(q, 0666) == 0);
+        snprintf(q, sizeof q, "%s/stdout.txt", dir);
+        CHECK(chmod(q, 0666) == 0);
+        snprintf(q, sizeof q, "%s/model.safetensors", dir);
+        CHECK(chmod(q, 0644) == 0);
+    }
+    snprintf(args, sizeof args, "--outdir %s/ro", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (as_nobody && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(77);
+        _exit(run(args, err, sizeof err));
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (rc == 77) {
+        TC_SKIP_TEST("cannot drop root privileges to test folder permissions");
+        return;
+    }
+    snprintf(q, sizeof q, "%s/stderr.txt", dir);
+    FILE *f = fopen(q, "r");
+    if (f) {
+        size_t n = fread(err, 1, sizeof err - 1, f);
+        err[n] = 0;
+        fclose(f);
+    }
+    CHECK(rc == 1);
+    CHECK(strstr(err, "ro/samples") != NULL);
+    CHECK(strstr(err, "done") == NULL); /* no batch was sampled */
+    if (rc != 1 || strstr(err, "done")) fprintf(stderr, "  rc %d, stderr: %s\n", rc, err);
+    CHECK(!exists("ro/samples/00000.png"));
+    snprintf(q, sizeof q, "%s/ro", dir);
+    CHECK(chmod(q, 0755) == 0 && chmod(p, 0755) == 0); /* so the cleanup can remove it */
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -216,6 +268,7 @@ int main(int argc, char **argv) {
     RUN(long_prompt_truncated);
     RUN(from_file_splitlines);
     RUN(empty_outdir);
+    RUN(unwritable_samples_dir_before_sampling);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -736,6 +736,14 @@ static int sample_all(struct run *r) {
         fprintf(stderr, TOOL ": cannot list %s\n", o->outdir);
         return 1;
     }
+    /* a folder we may not write would fail only after the sampling: refuse it now */
+    const char *ro = !o->skip_save && access(samples_dir, W_OK | X_OK) != 0 ? samples_dir
+                     : !o->skip_grid && access(o->outdir, W_OK | X_OK) != 0 ? o->outdir
+                                                                            : NULL;
+    if (ro) {
+        fprintf(stderr, TOOL ": cannot write into %s: %s\n", ro, strerror(errno));
+        return 1;
+    }
     int bs = (int)o->n_samples;
     int n_batches = (r->n_prompts + bs - 1) / bs;
     r->batch_total = n_batches * (int)o->n_iter;
