@@ -13,7 +13,9 @@
  *     \x1c-\x1e, U+0085, U+2028, U+2029 (it split at \n and \r only);
  *   - an empty --outdir is a usage error naming the flag (it said "cannot create /samples");
  *   - an existing --outdir/samples the user may not write is refused before any sampling (it
- *     failed at the first PNG, after sampling the whole batch); as root the tool runs as nobody.
+ *     failed at the first PNG, after sampling the whole batch); as root the tool runs as nobody;
+ *   - --laion400m (the SD scripts' flag, refused as unknown before) takes their LDM config, ckpt
+ *     and outdir, replacing the flags as they do; --dpm_solver says it is not available.
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -254,6 +256,34 @@ TEST(unwritable_samples_dir_before_sampling) {
     CHECK(chmod(q, 0755) == 0 && chmod(p, 0755) == 0); /* so the cleanup can remove it */
 }
 
+TEST(laion400m_and_dpm_solver) {
+    static char cwd[1024], q[8192], args[1024], err[4096];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    /* a folder with the paths the flag names: the repository's config, our checkpoint */
+    snprintf(q, sizeof q,
+             "mkdir -p %s/laion/configs/latent-diffusion %s/laion/models/ldm/text2img-large && "
+             "ln -s %s/configs/latent-diffusion/txt2img-1p4B-eval.yaml "
+             "%s/laion/configs/latent-diffusion/ && ln -s %s/model.safetensors "
+             "%s/laion/models/ldm/text2img-large/model.ckpt",
+             dir, dir, cwd, dir, dir, dir);
+    CHECK(system(q) == 0);
+    snprintf(args, sizeof args, "--laion400m --C 5 --device cpu --config x.yaml --ckpt y.ckpt");
+    CHECK(chdir(dir) == 0 && chdir("laion") == 0);
+    static char tool_abs[8192];
+    snprintf(tool_abs, sizeof tool_abs, "%s%s%s", tool[0] == '/' ? "" : cwd,
+             tool[0] == '/' ? "" : "/", tool);
+    const char *saved = tool;
+    tool = tool_abs;
+    int rc = run_raw(args, err, sizeof err);
+    tool = saved;
+    CHECK(chdir(cwd) == 0);
+    CHECK(rc == 2);
+    CHECK(strstr(err, "configs/latent-diffusion/txt2img-1p4B-eval.yaml") != NULL);
+    if (rc != 2) fprintf(stderr, "  --laion400m: rc %d: %s\n", rc, err);
+    CHECK(run_raw("--dpm_solver", err, sizeof err) == 2);
+    CHECK(strstr(err, "--dpm_solver is not available") != NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -269,6 +299,7 @@ int main(int argc, char **argv) {
     RUN(from_file_splitlines);
     RUN(empty_outdir);
     RUN(unwritable_samples_dir_before_sampling);
+    RUN(laion400m_and_dpm_solver);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -73,6 +73,8 @@ static void usage(FILE *f) {
         "                         uniform schedule may take one more (6 -> 7); counts it cannot\n"
         "                         run (e.g. 9) are refused with the nearest that work\n"
         "  --plms                 the PLMS sampler instead of DDIM (needs --ddim_eta 0)\n"
+        "  --laion400m            LDM text2img-large as the SD scripts (their --config, --ckpt\n"
+        "                         and --outdir for it; their other defaults)\n"
         "  --ddim_eta X           DDIM eta (default 0.0: deterministic)\n"
         "  --scale X              guidance scale (default 7.5; 5.0 for LDM and img2img);\n"
         "                         1 skips the unconditional pass\n"
@@ -116,6 +118,7 @@ struct opts {
     /* 1 when given on the command line (LDM / img2img defaults apply to the others) */
     int has_steps, has_n_iter, has_H, has_W, has_n_samples, has_scale, has_outdir, has_strength;
     int has_config, ldm_flag; /* ldm_flag: --ckpt_path, the peer's LDM script's name */
+    int laion;                /* --laion400m */
 };
 
 static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
@@ -166,8 +169,8 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
             *help = 1;
             return 0;
         }
-        static const char *const bools[] = {"--skip_grid", "--skip_save", "--plms", "--fixed_code",
-                                            NULL};
+        static const char *const bools[] = {"--skip_grid",  "--skip_save", "--plms",
+                                            "--fixed_code", "--laion400m", NULL};
         int is_bool = 0;
         for (int k = 0; bools[k]; k++)
             is_bool |= !strcmp(a, bools[k]);
@@ -182,6 +185,8 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
                 o->skip_save = 1;
             else if (!strcmp(a, "--plms"))
                 o->plms = 1;
+            else if (!strcmp(a, "--laion400m"))
+                o->laion = 1;
             else
                 o->fixed_code = 1;
             continue;
@@ -206,6 +211,11 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
         }
         if (strncmp(a, "--", 2)) {
             fprintf(stderr, TOOL ": unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "--dpm_solver")) {
+            fprintf(stderr, TOOL ": --dpm_solver is not available; sample with DDIM (the default) "
+                                 "or --plms\n");
             return 2;
         }
         if (!val) {
@@ -286,6 +296,14 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
     /* the peer's LDM script (txt2img.py, --ckpt_path) hard-codes its config */
     if (o->ldm_flag && !o->has_config)
         o->config = "configs/latent-diffusion/txt2img-1p4B-eval_with_tokens.yaml";
+    /* the SD scripts' --laion400m: the LDM model with the SD script's other defaults; like the
+     * reference it replaces --config, --ckpt and --outdir */
+    if (o->laion) {
+        o->config = "configs/latent-diffusion/txt2img-1p4B-eval.yaml";
+        o->ckpt = "models/ldm/text2img-large/model.ckpt";
+        o->outdir = "outputs/txt2img-samples-laion400m";
+        o->has_steps = o->has_n_iter = o->has_H = o->has_W = o->has_n_samples = o->has_scale = 1;
+    }
     return 0;
 too_many:
     fprintf(stderr, TOOL ": more than %d embedding files\n", MAX_EMB);
