@@ -479,11 +479,18 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
     int ymaps = (n + xmaps - 1) / xmaps;
     long cw = (long)tw + pad, ch = (long)th + pad;
     long gw = cw * xmaps + pad, gh = ch * ymaps + pad;
-    if (gw > TI_IMAGE_MAX_SIDE || gh > TI_IMAGE_MAX_SIDE) {
-        return TI_DATA_FAIL(e, "image grid: %ldx%ld is over the %d-pixel side limit", gw, gh,
-                            TI_IMAGE_MAX_SIDE);
+    if (gw > TI_IMAGE_GRID_MAX_SIDE || gh > TI_IMAGE_GRID_MAX_SIDE ||
+        gw * gh > TI_IMAGE_GRID_MAX_PIXELS) {
+        return TI_DATA_FAIL(e,
+                            "image grid: %ldx%ld is over the grid limits (%ld per side, %ld "
+                            "pixels)",
+                            gw, gh, (long)TI_IMAGE_GRID_MAX_SIDE, (long)TI_IMAGE_GRID_MAX_PIXELS);
     }
-    if (ti_image_alloc(dst, (int)gw, (int)gh, e)) return -1;
+    /* not ti_image_alloc: a grid may be wider than a decoded image */
+    dst->px = malloc((size_t)gw * (size_t)gh * 3);
+    if (!dst->px) return TI_DATA_FAIL(e, "image grid %ldx%ld: out of memory", gw, gh);
+    dst->w = (int)gw;
+    dst->h = (int)gh;
     memset(dst->px, pad_value, (size_t)gw * gh * 3);
     for (int k = 0; k < n; k++) {
         long x0 = (k % xmaps) * cw + pad, y0 = (k / xmaps) * ch + pad;

@@ -46,6 +46,11 @@ struct ti_image {
 /* Files larger than this are refused before they are read (an uncompressed BMP at the pixel
  * limit is 512 MiB). */
 #define TI_IMAGE_MAX_FILE_BYTES (1L << 30)
+/* Grids (ti_image_grid) are built here, not decoded: the reference's make_grid has no side
+ * limit (--n_samples 32 at 512 px is a 16450-pixel row), so only their memory is bounded
+ * (2^28 pixels, 768 MiB). */
+#define TI_IMAGE_GRID_MAX_SIDE   (1L << 20)
+#define TI_IMAGE_GRID_MAX_PIXELS (1L << 28)
 
 /* PIL's resampling filters (Image.Resampling). The peer's "linear" and "bilinear" are both
  * BILINEAR; its default is BICUBIC. */

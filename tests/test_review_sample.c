@@ -15,7 +15,9 @@
  *   - an existing --outdir/samples the user may not write is refused before any sampling (it
  *     failed at the first PNG, after sampling the whole batch); as root the tool runs as nobody;
  *   - --laion400m (the SD scripts' flag, refused as unknown before) takes their LDM config, ckpt
- *     and outdir, replacing the flags as they do; --dpm_solver says it is not available.
+ *     and outdir, replacing the flags as they do; --dpm_solver says it is not available;
+ *   - an image or a grid over data/'s limits is refused before sampling (an --H of 16896 was
+ *     sampled and then failed; 16000 iterations in one grid column too, after all of them).
  * argv[1]: the ti-sample executable.
  */
 #include <stdio.h>
@@ -284,6 +286,27 @@ TEST(laion400m_and_dpm_solver) {
     CHECK(strstr(err, "--dpm_solver is not available") != NULL);
 }
 
+TEST(sizes_over_the_limits_before_sampling) {
+    char err[4096];
+    static char timed[8192];
+    const char *saved = tool;
+    snprintf(timed, sizeof timed, "timeout 20 %s", tool); /* before the fix these sample */
+    tool = timed;
+    int rc = run("--H 16896 --W 64 --outdir /nonexistent/x", err, sizeof err);
+    CHECK(rc == 2 && strstr(err, "16384") != NULL);
+    if (rc != 2) fprintf(stderr, "  --H 16896: rc %d: %s\n", rc, err);
+    char args[1024];
+    snprintf(args, sizeof args,
+             "--config configs/tiny/sd-tiny-inference.yaml --ckpt %s/model.safetensors --device "
+             "cpu --H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 16000 --n_rows 1 --outdir "
+             "/nonexistent/x",
+             dir);
+    rc = run_raw(args, err, sizeof err); /* run() passes --skip_grid */
+    CHECK(rc == 2 && strstr(err, "--skip_grid") != NULL);
+    if (rc != 2) fprintf(stderr, "  --n_iter 16000: rc %d: %s\n", rc, err);
+    tool = saved;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_review_sample PATH/TO/ti-sample\n");
@@ -300,6 +323,7 @@ int main(int argc, char **argv) {
     RUN(empty_outdir);
     RUN(unwritable_samples_dir_before_sampling);
     RUN(laion400m_and_dpm_solver);
+    RUN(sizes_over_the_limits_before_sampling);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

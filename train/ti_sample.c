@@ -643,6 +643,27 @@ static int prepare(struct run *r) {
     r->latent_h = (int)(o->H / r->f);
     r->latent_w = (int)(o->W / r->f);
     if (read_prompts(r) != 0) return 1;
+    /* the images and the grid must fit data/'s limits: refuse them now, not after sampling */
+    if (o->W > TI_IMAGE_MAX_SIDE || o->H > TI_IMAGE_MAX_SIDE || o->W * o->H > TI_IMAGE_MAX_PIXELS) {
+        fprintf(stderr,
+                TOOL ": --W %lld --H %lld: images are limited to %d pixels per side and %ld "
+                     "in all\n",
+                o->W, o->H, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
+        return 2;
+    }
+    long long total = (long long)r->n_prompts * o->n_iter;
+    long long xmaps = o->n_rows > 0 ? o->n_rows : o->n_samples;
+    xmaps = xmaps < total ? xmaps : total;
+    long long gw = (o->W + 2) * xmaps + 2, gh = (o->H + 2) * ((total + xmaps - 1) / xmaps) + 2;
+    if (!o->skip_grid && total > 1 &&
+        (gw > TI_IMAGE_GRID_MAX_SIDE || gh > TI_IMAGE_GRID_MAX_SIDE ||
+         gw * gh > TI_IMAGE_GRID_MAX_PIXELS)) {
+        fprintf(stderr,
+                TOOL ": the grid of %lld images would be %lldx%lld pixels, over the limits "
+                     "(%ld per side, %ld in all); pass --skip_grid or another --n_rows\n",
+                total, gw, gh, (long)TI_IMAGE_GRID_MAX_SIDE, (long)TI_IMAGE_GRID_MAX_PIXELS);
+        return 2;
+    }
 
     /* tokenizer and embeddings (before the model load: their errors come fast) */
     enum ti_tokenizer_kind kind = r->m.text_is_clip ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
