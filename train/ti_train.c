@@ -1,0 +1,774 @@
+/*
+ * ti_train.c - `ti-train`: textual inversion training, the peer's main.py for everything TI
+ * uses (ti-peer.md §1), plus --resume, --dry_run, --precision and --format (cli.h, --help).
+ *
+ * Flow: command line -> merged config (run_log.h) -> the training images (data/dataset.h; zero
+ * usable images is an error before any model is loaded) -> the LR line -> the trainer
+ * (train/trainer.h: frozen model, embedding manager, AdamW) -> the run folder -> the loop:
+ * micro-batches, optimizer step, metrics row, progress line, image logs at the image logger's
+ * steps, embedding files at the checkpoint steps -> final files.
+ *
+ * Data order: the sample at position k of the stream (k = step * accumulate * batch + ...) is
+ * a pure function of (seed, k): a seeded permutation of the dataset per epoch, and the three
+ * uniforms of ti_dataset_example hashed from (seed, k). --resume therefore needs only the step
+ * (plus the trainer's own state), and the same seed gives the same bits.
+ *
+ * Files: every file goes through a temporary name + rename (embedding_io, fileio, image writers,
+ * metrics), so a kill at any moment leaves only complete files. SIGINT/SIGTERM end the current
+ * step, then write embeddings.pt, embeddings_gs-<step>.pt and the resume state, and exit with
+ * 130/143 after saying how to resume.
+ *
+ * Exit status: 0 done, 1 run-time error, 2 usage error, 130/143 interrupted (state saved).
+ */
+#include <errno.h>    /* defines: errno */
+#include <math.h>     /* defines: isfinite, sqrt */
+#include <signal.h>   /* defines: sigaction, SIGINT, SIGTERM */
+#include <stdio.h>    /* defines: printf, fprintf */
+#include <stdlib.h>   /* defines: malloc, free */
+#include <string.h>   /* defines: strcmp, strlen */
+#include <sys/stat.h> /* defines: stat */
+#include <time.h>     /* defines: time */
+#include <unistd.h>   /* defines: unlink */
+
+#include "backend.h"           /* defines: ti_backend_cpu, ti_backend_cuda */
+#include "cli.h"               /* defines: struct ti_train_args */
+#include "context.h"           /* defines: struct ti_ctx */
+#include "dataset.h"           /* defines: ti_dataset_open, ti_dataset_example */
+#include "embedding_io.h"      /* defines: ti_embedding_write */
+#include "embedding_manager.h" /* defines: struct ti_emb_manager */
+#include "fileio.h"            /* defines: ti_path_is_dir, ti_path_stem */
+#include "image.h"             /* defines: struct ti_image, ti_image_write_* */
+#include "ldm.h"               /* defines: struct ti_ldm */
+#include "metrics.h"           /* defines: ti_metrics_*, ti_progress_* */
+#include "run_log.h"           /* defines: ti_train_config_build, ti_run_* */
+#include "trainer.h"           /* defines: ti_trainer_* */
+#include "vae.h"               /* defines: ti_vae_encode, ti_vae_decode */
+
+#define PROG "ti-train"
+
+static volatile sig_atomic_t g_stop; /* the signal that asked to stop, 0 = none */
+
+static void on_signal(int sig) {
+    g_stop = sig;
+    /* a second signal ends the process at once: every file on disk is complete anyway */
+    signal(sig, SIG_DFL);
+}
+
+static void print_data_warning(void *user, const char *msg) {
+    (void)user;
+    fprintf(stderr, PROG ": warning: %s\n", msg);
+}
+
+/* ---- the deterministic data stream ---------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* uniform in [0,1) from (seed, k, j) */
+static double hash_uniform(uint64_t seed, uint64_t k, uint64_t j) {
+    uint64_t h = mix64(seed ^ mix64(k * 4 + j + 0x5851f42d4c957f2dULL));
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+struct stream {
+    uint64_t seed;
+    size_t len;     /* dataset length (n_images * repeats) */
+    size_t *perm;   /* the current epoch's permutation */
+    int64_t epoch;  /* epoch of perm, -1 none */
+};
+
+static size_t stream_index(struct stream *s, uint64_t k) {
+    int64_t e = (int64_t)(k / s->len);
+    if (e != s->epoch) {
+        uint64_t st = mix64(s->seed ^ mix64((uint64_t)e + 0x243f6a8885a308d3ULL));
+        for (size_t i = 0; i < s->len; i++) s->perm[i] = i;
+        for (size_t i = s->len; i > 1; i--) { /* Fisher-Yates */
+            st = mix64(st);
+            size_t j = (size_t)(st % i);
+            size_t t = s->perm[i - 1];
+            s->perm[i - 1] = s->perm[j];
+            s->perm[j] = t;
+        }
+        s->epoch = e;
+    }
+    return s->perm[k % s->len];
+}
+
+/* ---- resume state --------------------------------------------------------------------------- */
+/* checkpoints/resume.txt names the trainer state of the same step, written before it:
+ *   ti-train resume 1
+ *   step <global step: optimizer steps attempted, skipped ones included>
+ *   state resume_gs-<step>.state                                                            */
+
+static ti_status write_resume(struct ti_trainer *t, const char *ckdir, int64_t step,
+                              int64_t prev_step, struct ti_err *err) {
+    char path[4300], text[256];
+    snprintf(path, sizeof path, "%s/resume_gs-%lld.state", ckdir, (long long)step);
+    TI_TRY(ti_trainer_save_state(t, path, err));
+    snprintf(text, sizeof text, "ti-train resume 1\nstep %lld\nstate resume_gs-%lld.state\n",
+             (long long)step, (long long)step);
+    snprintf(path, sizeof path, "%s/resume.txt", ckdir);
+    TI_TRY(ti_write_text_atomic(path, text, err));
+    if (prev_step >= 0 && prev_step != step) {
+        snprintf(path, sizeof path, "%s/resume_gs-%lld.state", ckdir, (long long)prev_step);
+        unlink(path);
+    }
+    return TI_OK;
+}
+
+static ti_status read_resume(const char *ckdir, int64_t *step, char *state, size_t cap,
+                             struct ti_err *err) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/resume.txt", ckdir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ti_error(err, TI_ERR_NOT_FOUND,
+                        "--resume: '%s' is missing: the run saved no resume state (it ended before "
+                        "its first checkpoint, or was not made by ti-train)",
+                        path);
+    long long s = -1;
+    char name[256] = "";
+    int ok = fscanf(f, "ti-train resume 1 step %lld state %255s", &s, name) == 2;
+    fclose(f);
+    if (!ok || s < 0)
+        return ti_error(err, TI_ERR_FORMAT,
+                        "--resume: '%s': expected 'ti-train resume 1', 'step N', 'state FILE'",
+                        path);
+    *step = s;
+    snprintf(state, cap, "%s/%s", ckdir, name);
+    return TI_OK;
+}
+
+/* args.txt: the command line of the run, one argument per line, for --resume */
+static ti_status write_args(const char *rundir, const char *now, int argc, char **argv,
+                            struct ti_err *err) {
+    size_t n = strlen(now) + 64;
+    for (int i = 1; i < argc; i++) {
+        if (strchr(argv[i], '\n'))
+            return ti_error(err, TI_ERR_INVALID,
+                            "argument %d contains a line break: cannot be saved for --resume", i);
+        n += strlen(argv[i]) + 1;
+    }
+    char *buf = malloc(n), *p = buf;
+    if (!buf) return ti_error(err, TI_ERR_NOMEM, "out of memory");
+    p += sprintf(p, "#ti-train args 1\n#now %s\n", now);
+    for (int i = 1; i < argc; i++) p += sprintf(p, "%s\n", argv[i]);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/args.txt", rundir);
+    ti_status st = ti_write_text_atomic(path, buf, err);
+    free(buf);
+    return st;
+}
+
+struct saved_args {
+    char *text;
+    char *argv[TI_TRAIN_MAX_OVERRIDES + 2 * TI_TRAIN_MAX_BASE + 64];
+    int argc;
+    char now[256];
+};
+
+static ti_status read_args(struct saved_args *sa, const char *rundir, struct ti_err *err) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/args.txt", rundir);
+    struct ti_fmap m;
+    if (!ti_path_is_dir(rundir))
+        return ti_error(err, TI_ERR_NOT_FOUND, "--resume: '%s' is not a folder", rundir);
+    if (ti_fmap_open(&m, path, err) != TI_OK)
+        return ti_error(err, TI_ERR_NOT_FOUND, "--resume: '%s' is not a ti-train run folder", rundir);
+    sa->text = malloc(m.size + 1);
+    if (!sa->text) {
+        ti_fmap_close(&m);
+        return ti_error(err, TI_ERR_NOMEM, "out of memory");
+    }
+    if (m.size) memcpy(sa->text, m.data, m.size);
+    sa->text[m.size] = 0;
+    ti_fmap_close(&m);
+    sa->argc = 0;
+    sa->argv[sa->argc++] = (char *)PROG;
+    int header = 0;
+    for (char *line = sa->text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        if (!strcmp(line, "#ti-train args 1"))
+            header = 1;
+        else if (!strncmp(line, "#now ", 5))
+            snprintf(sa->now, sizeof sa->now, "%s", line + 5);
+        else if (sa->argc < (int)(sizeof sa->argv / sizeof sa->argv[0]))
+            sa->argv[sa->argc++] = line;
+        line = nl ? nl + 1 : NULL;
+    }
+    if (!header || !sa->now[0])
+        return ti_error(err, TI_ERR_FORMAT, "--resume: '%s' is not a ti-train args file", path);
+    return TI_OK;
+}
+
+/* ---- outputs -------------------------------------------------------------------------------- */
+
+struct run {
+    struct ti_train_args a;
+    struct ti_train_setup setup;
+    const struct ti_config *cfg;
+    char rundir[4096], ckdir[4200], imgdir[4200], now[256], nowname[512], model_stem[256];
+    int64_t max_steps;
+    int batch, accum, every_ckpt, img_freq, max_images;
+    double lr;
+    struct ti_dataset *ds;
+    struct stream stream;
+    struct ti_trainer *t;
+    struct ti_metrics *metrics;
+    int64_t resume_written; /* the step of the last resume state, -1 none */
+};
+
+static const char *emb_ext(enum ti_embedding_format f) {
+    return f == TI_EMB_DIFFUSERS ? "safetensors" : "pt";
+}
+
+static ti_status save_embeddings(struct run *r, int64_t step, struct ti_err *err) {
+    struct ti_embedding emb;
+    ti_embedding_init(&emb);
+    ti_status st = ti_emb_manager_to_embedding(ti_trainer_embeddings(r->t), &emb, err);
+    if (st == TI_OK)
+        st = ti_embedding_set_meta(&emb, r->nowname, step, NULL, r->model_stem, err);
+    enum ti_embedding_format fmt = r->a.format;
+    if (st == TI_OK && emb.n_terms > 1 && fmt != TI_EMB_PEER) fmt = TI_EMB_PEER; /* warned */
+    char path[4400];
+    if (st == TI_OK) {
+        snprintf(path, sizeof path, "%s/embeddings_gs-%lld.%s", r->ckdir, (long long)step,
+                 emb_ext(fmt));
+        st = ti_embedding_write(&emb, path, fmt, err);
+    }
+    if (st == TI_OK) {
+        snprintf(path, sizeof path, "%s/embeddings.%s", r->ckdir, emb_ext(fmt));
+        st = ti_embedding_write(&emb, path, fmt, err);
+    }
+    ti_embedding_free(&emb);
+    return st;
+}
+
+static ti_status save_plot(struct run *r, struct ti_err *err) {
+    struct ti_image img;
+    struct ti_data_err de;
+    if (ti_image_alloc(&img, 640, 360, &de) != 0)
+        return ti_error(err, TI_ERR_NOMEM, "loss plot: %s", de.msg);
+    ti_metrics_plot(r->metrics, img.px, img.w, img.h);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/loss.png", r->rundir);
+    static const char *const text[] = {"Title", "ti-train loss per step", NULL};
+    int rc = ti_image_write_png(&img, path, text, &de);
+    ti_image_free(&img);
+    if (rc != 0) return ti_error(err, TI_ERR_IO, "%s", de.msg);
+    return TI_OK;
+}
+
+/* everything a checkpoint writes: embeddings, resume state, metrics, the plot */
+static ti_status checkpoint(struct run *r, int64_t emb_step, int64_t resume_step,
+                            struct ti_err *err) {
+    TI_TRY(save_embeddings(r, emb_step, err));
+    TI_TRY(write_resume(r->t, r->ckdir, resume_step, r->resume_written, err));
+    r->resume_written = resume_step;
+    TI_TRY(ti_metrics_flush(r->metrics, 1, err));
+    return save_plot(r, err);
+}
+
+/* grid of n CHW images in [-1,1] -> JPEG (torchvision make_grid nrow 4, pad 2, grey 127) */
+static ti_status write_grid(struct run *r, const float *chw, int n, int size, const char *key,
+                            int64_t gs, int64_t epoch, int64_t batch, struct ti_err *err) {
+    struct ti_image tiles[64];
+    struct ti_data_err de;
+    ti_status st = TI_OK;
+    if (n > 64) n = 64;
+    int made = 0;
+    for (; made < n; made++)
+        if (ti_image_from_chw(&tiles[made], chw + (size_t)made * 3 * size * size, size, size,
+                              &de) != 0) {
+            st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
+            break;
+        }
+    struct ti_image grid = {0};
+    if (st == TI_OK && ti_image_grid(&grid, tiles, n, 4, 2, 127, &de) != 0)
+        st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
+    char path[4400];
+    ti_run_image_name(path, sizeof path, r->imgdir, key, gs, epoch, batch);
+    if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
+        st = ti_error(err, TI_ERR_IO, "%s", de.msg);
+    ti_image_free(&grid);
+    for (int i = 0; i < made; i++) ti_image_free(&tiles[i]);
+    return st;
+}
+
+/* The image logger (§5.4): inputs and reconstruction (VAE round trip through the posterior
+ * mean). TODO(sample): `samples` (DDIM 200, eta 1) and `samples_scaled` (guidance 5.0) need
+ * train/sampler.h from branch `sample`; until it is merged only these two keys are logged. */
+static ti_status log_images(struct run *r, const float *images, int n, int64_t gs, int64_t epoch,
+                            int64_t batch, const struct ti_backend *be, struct ti_err *err) {
+    int size = r->cfg->data.train.size;
+    if (n > r->max_images) n = r->max_images;
+    if (n <= 0) return TI_OK;
+    TI_TRY(write_grid(r, images, n, size, "inputs", gs, epoch, batch, err));
+    const struct ti_ldm *m = ti_trainer_model(r->t);
+    struct ti_ctx ctx;
+    if (ti_ctx_init(&ctx, be, 0, 0) != TI_OK)
+        return ti_error(err, TI_ERR_NOMEM, "image log: cannot create a context");
+    ti_ctx_no_grad_begin(&ctx);
+    struct ti_tensor x = {0}, mom = {0}, z = {0}, rec = {0};
+    int64_t shape[4] = {n, 3, size, size};
+    float *host = NULL;
+    ti_status st = ti_ctx_upload(&ctx, &x, images, TI_DTYPE_F32, 4, shape);
+    if (st == TI_OK) st = ti_vae_encode(&ctx, &mom, &m->vae, &x);
+    if (st == TI_OK) st = ti_vae_sample(&ctx, &z, &m->vae, &mom, NULL);
+    if (st == TI_OK) st = ti_vae_decode(&ctx, &rec, &m->vae, &z);
+    size_t cnt = (size_t)n * 3 * size * size;
+    if (st == TI_OK && !(host = malloc(cnt * sizeof *host)))
+        st = ti_error(&ctx.err, TI_ERR_NOMEM, "image log: out of memory");
+    if (st == TI_OK) st = ti_ctx_download(&ctx, host, cnt * sizeof *host, &rec);
+    if (st != TI_OK) {
+        *err = ctx.err;
+        if (!err->msg[0]) ti_error(err, st, "image log: reconstruction failed");
+    }
+    ti_tensor_release(&x);
+    ti_tensor_release(&mom);
+    ti_tensor_release(&z);
+    ti_tensor_release(&rec);
+    ti_ctx_free(&ctx);
+    if (st == TI_OK) st = write_grid(r, host, n, size, "reconstruction", gs, epoch, batch, err);
+    free(host);
+    return st;
+}
+
+static double embedding_norm(const struct ti_emb_manager *em) {
+    double s = 0;
+    for (size_t i = 0; i < (size_t)em->n_rows * (size_t)em->dim; i++)
+        s += (double)em->rows[i] * em->rows[i];
+    return sqrt(s);
+}
+
+/* ---- dataset -------------------------------------------------------------------------------- */
+
+static int open_dataset(struct run *r, struct ti_err *err) {
+    const struct ti_cfg_dataset *d = &r->cfg->data.train;
+    struct ti_dataset_opts o;
+    memset(&o, 0, sizeof o);
+    o.root = d->data_root;
+    o.size = d->size;
+    o.interp = d->interpolation == TI_INTERP_BILINEAR ? TI_RESAMPLE_BILINEAR
+               : d->interpolation == TI_INTERP_LANCZOS ? TI_RESAMPLE_LANCZOS
+                                                        : TI_RESAMPLE_BICUBIC;
+    o.center_crop = d->center_crop;
+    o.flip_p = d->flip_p;
+    o.repeats = d->repeats;
+    o.is_train = 1;
+    o.placeholder = d->placeholder_token;
+    o.per_image_tokens = d->per_image_tokens;
+    o.mixing_prob = d->mixing_prob;
+    o.coarse_class_text = d->coarse_class_text[0] ? d->coarse_class_text : NULL;
+    o.style = d->templates == TI_TEMPLATES_STYLE;
+    struct ti_data_err de;
+    if (ti_dataset_open(&r->ds, &o, print_data_warning, NULL, &de) != 0) {
+        ti_error(err, TI_ERR_INVALID, "--data_root '%s': %s", d->data_root, de.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* example k of the stream into chw / caption */
+static ti_status stream_example(struct run *r, uint64_t k, float *chw, char *caption, size_t cap,
+                                struct ti_err *err) {
+    size_t i = stream_index(&r->stream, k);
+    uint64_t s = r->stream.seed;
+    struct ti_data_err de;
+    if (ti_dataset_example(r->ds, i, hash_uniform(s, k, 0), hash_uniform(s, k, 1),
+                           hash_uniform(s, k, 2), chw, caption, cap, &de) != 0)
+        return ti_error(err, TI_ERR_INVALID, "training example %zu: %s", i, de.msg);
+    return TI_OK;
+}
+
+static int dry_run(struct run *r, struct ti_err *err) {
+    char dir[4300], path[4600];
+    snprintf(dir, sizeof dir, "%s/data", r->rundir);
+    if (ti_mkdirs(dir, err) != TI_OK) return 1;
+    int n = ti_dataset_n_images(r->ds);
+    for (int i = 0; i < n; i++) {
+        char stem[256];
+        const char *src = ti_dataset_image_path(r->ds, i);
+        ti_path_stem(src, stem, sizeof stem);
+        snprintf(path, sizeof path, "%s/%03d_%s.png", dir, i, stem);
+        const char *text[] = {"Source", src, NULL};
+        struct ti_data_err de;
+        if (ti_image_write_png(ti_dataset_image(r->ds, i), path, text, &de) != 0) {
+            ti_error(err, TI_ERR_IO, "%s", de.msg);
+            return 1;
+        }
+    }
+    int size = r->cfg->data.train.size;
+    const struct ti_image *im0 = ti_dataset_image(r->ds, 0);
+    size_t px = size > 0 ? (size_t)size * size : (size_t)im0->w * im0->h;
+    float *chw = malloc(3 * px * sizeof *chw);
+    size_t cap = 64 * 1024, used = 0;
+    char *text = malloc(cap);
+    if (!chw || !text) {
+        free(chw);
+        free(text);
+        ti_error(err, TI_ERR_NOMEM, "out of memory");
+        return 1;
+    }
+    text[0] = 0;
+    for (uint64_t k = 0; k < 20; k++) {
+        char cap_k[1024];
+        if (stream_example(r, k, chw, cap_k, sizeof cap_k, err) != TI_OK) {
+            free(chw);
+            free(text);
+            return 1;
+        }
+        used += (size_t)snprintf(text + used, cap - used, "%s\n", cap_k);
+        if (used >= cap) used = cap - 1;
+    }
+    snprintf(path, sizeof path, "%s/captions.txt", dir);
+    ti_status st = ti_write_text_atomic(path, text, err);
+    free(chw);
+    free(text);
+    if (st != TI_OK) return 1;
+    printf("dry run: %d image%s prepared at %dx%d (dataset length %zu with repeats %d), written "
+           "to %s/; 20 sample captions in %s\n",
+           n, n == 1 ? "" : "s", size > 0 ? size : im0->w, size > 0 ? size : im0->h,
+           ti_dataset_len(r->ds), r->cfg->data.train.repeats, dir, path);
+    printf("placeholder '%s'; batch %d; %lld steps; no model loaded\n",
+           r->cfg->data.train.placeholder_token, r->batch, (long long)r->max_steps);
+    return 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static int fail_run(struct run *r, const struct ti_err *err) {
+    fprintf(stderr, PROG ": error: %s\n", err->msg);
+    (void)r;
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    static struct run R;
+    struct run *r = &R;
+    struct ti_err err = {0};
+    char msg[1024];
+    int pr = ti_train_args_parse(&r->a, argc, argv, msg, sizeof msg);
+    if (pr > 0) {
+        ti_train_usage(stdout);
+        return 0;
+    }
+    if (pr < 0) {
+        fprintf(stderr, PROG ": %s\n(ti-train --help lists the flags)\n", msg);
+        return 2;
+    }
+    r->resume_written = -1;
+
+    /* --resume: the saved command line, with a new --max_steps / --quiet / --gpus on top */
+    static struct saved_args sa;
+    int64_t resume_step = -1;
+    char resume_state[4400] = "";
+    if (r->a.resume) {
+        struct ti_train_args now_args = r->a;
+        if (read_args(&sa, now_args.resume, &err) != TI_OK) return fail_run(r, &err);
+        if (ti_train_args_parse(&r->a, sa.argc, sa.argv, msg, sizeof msg) != 0) {
+            fprintf(stderr, PROG ": --resume: the saved command line is not valid: %s\n", msg);
+            return 1;
+        }
+        if (now_args.max_steps > 0) r->a.max_steps = now_args.max_steps;
+        if (now_args.quiet) r->a.quiet = 1;
+        if (now_args.gpus) {
+            r->a.gpus = now_args.gpus;
+            r->a.n_gpus = now_args.n_gpus;
+            memcpy(r->a.gpu_ids, now_args.gpu_ids, sizeof r->a.gpu_ids);
+        }
+        r->a.train = 1;
+        snprintf(r->rundir, sizeof r->rundir, "%s", now_args.resume);
+        size_t L = strlen(r->rundir);
+        while (L > 1 && r->rundir[L - 1] == '/') r->rundir[--L] = 0;
+        snprintf(r->now, sizeof r->now, "%s", sa.now);
+        snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
+        if (read_resume(r->ckdir, &resume_step, resume_state, sizeof resume_state, &err) != TI_OK)
+            return fail_run(r, &err);
+    }
+
+    /* backend and precision */
+    const struct ti_backend *be = ti_backend_cpu();
+    if (r->a.n_gpus > 1) {
+        fprintf(stderr,
+                PROG ": --gpus: ti-train uses one GPU per process; give one id (\"0,\"), found "
+                     "'%s'\n",
+                r->a.gpus);
+        return 2;
+    }
+    if (r->a.n_gpus == 1 && ti_backend_cuda(&be, r->a.gpu_ids[0], &err) != TI_OK) {
+        fprintf(stderr, PROG ": --gpus %s: %s\n", r->a.gpus, err.msg);
+        return 1;
+    }
+    if (r->a.n_gpus == 0 && r->a.precision != TI_PREC_FP32) {
+        fprintf(stderr, PROG ": --precision %s: the CPU computes in fp32 only; add --gpus 0, for "
+                        "%s\n",
+                ti_train_precision_name(r->a.precision), ti_train_precision_name(r->a.precision));
+        return 2;
+    }
+    enum ti_dtype dtype = r->a.precision == TI_PREC_BF16   ? TI_DTYPE_BF16
+                          : r->a.precision == TI_PREC_FP16 ? TI_DTYPE_F16
+                                                           : TI_DTYPE_F32;
+
+    /* config (§1.2) */
+    if (ti_train_config_build(&r->setup, &r->a, &err) != TI_OK) return fail_run(r, &err);
+    r->cfg = r->setup.cfg;
+    const struct ti_config *cfg = r->cfg;
+    for (int k = 0; k < cfg->n_warnings; k++)
+        fprintf(stderr, PROG ": warning: %s\n", cfg->warnings[k].msg);
+    r->batch = cfg->data.batch_size;
+    r->accum = cfg->lightning.accumulate_grad_batches > 0 ? cfg->lightning.accumulate_grad_batches
+                                                          : 1;
+    r->max_steps = cfg->lightning.max_steps;
+    if (r->max_steps <= 0) {
+        /* the peer then runs for PL's 1000 epochs, i.e. "forever" (§1.5, §8.3-3) */
+        r->max_steps = 6100;
+        fprintf(stderr,
+                PROG ": warning: lightning.trainer.max_steps is not set; training %lld steps (give "
+                     "--max_steps N to change it)\n",
+                (long long)r->max_steps);
+    }
+    r->every_ckpt = cfg->lightning.every_n_train_steps;
+    if (r->every_ckpt <= 0)
+        fprintf(stderr, PROG ": warning: lightning.modelcheckpoint.params.every_n_train_steps is not "
+                        "set: embeddings are saved only at the end\n");
+    r->img_freq = cfg->lightning.image_disabled ? 0 : cfg->lightning.image_batch_frequency;
+    r->max_images = cfg->lightning.image_max_images > 0 ? cfg->lightning.image_max_images : 4;
+    if (cfg->personalization.n_placeholders > 1 && r->a.format != TI_EMB_PEER)
+        fprintf(stderr, PROG ": warning: %d placeholders: the embedding files are written in the "
+                        "peer format (a1111 and diffusers files hold one)\n",
+                cfg->personalization.n_placeholders);
+
+    /* data, before any model (zero usable images is an error here) */
+    if (open_dataset(r, &err) != 0) return fail_run(r, &err);
+    r->stream.seed = r->a.seed;
+    r->stream.len = ti_dataset_len(r->ds);
+    r->stream.epoch = -1;
+    r->stream.perm = malloc((r->stream.len ? r->stream.len : 1) * sizeof *r->stream.perm);
+    if (!r->stream.perm) {
+        ti_error(&err, TI_ERR_NOMEM, "out of memory for the data order");
+        return fail_run(r, &err);
+    }
+    printf("train, PersonalizedBase, %zu\n", ti_dataset_len(r->ds));
+
+    /* run folder name (§1.4) */
+    if (!r->a.resume) {
+        ti_run_now_string(r->now, sizeof r->now, &r->a, time(NULL));
+        char name[600];
+        ti_run_dir_name(name, sizeof name, &r->a, r->now);
+        snprintf(r->rundir, sizeof r->rundir, "%s/%s", r->a.logdir, name);
+        snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
+    }
+    {
+        const char *b = strrchr(r->rundir, '/');
+        snprintf(r->nowname, sizeof r->nowname, "%s", b ? b + 1 : r->rundir);
+    }
+    snprintf(r->imgdir, sizeof r->imgdir, "%s/images/train", r->rundir);
+
+    if (r->a.dry_run) {
+        if (ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK)
+            return fail_run(r, &err);
+        int rc = dry_run(r, &err);
+        if (rc) return fail_run(r, &err);
+        return 0;
+    }
+
+    /* LR (§1.3), printed as the peer does */
+    r->lr = ti_config_learning_rate(cfg, r->a.scale_lr);
+    if (r->a.scale_lr)
+        printf("Setting learning rate to %.2e = %d (accumulate_grad_batches) * %d (num_gpus) * %d "
+               "(batchsize) * %.2e (base_lr)\n",
+               r->lr, cfg->lightning.accumulate_grad_batches, cfg->lightning.n_gpus,
+               cfg->data.batch_size, cfg->model.base_learning_rate);
+    else {
+        printf("++++ NOT USING LR SCALING ++++\n");
+        printf("Setting learning rate to %.2e\n", r->lr);
+    }
+    fflush(stdout);
+
+    /* the model */
+    struct stat sb;
+    if (stat(r->a.actual_resume, &sb) != 0) {
+        ti_error(&err, TI_ERR_NOT_FOUND, "--actual_resume '%s': %s", r->a.actual_resume,
+                 strerror(errno));
+        return fail_run(r, &err);
+    }
+    {
+        char base[1024];
+        const char *b = strrchr(r->a.actual_resume, '/');
+        snprintf(base, sizeof base, "%s", b ? b + 1 : r->a.actual_resume);
+        ti_path_stem(base, r->model_stem, sizeof r->model_stem);
+    }
+    struct ti_trainer_opts to;
+    memset(&to, 0, sizeof to);
+    to.cfg = cfg;
+    to.ckpt_path = r->a.actual_resume;
+    to.be = be;
+    to.dtype = dtype;
+    to.seed = r->a.seed;
+    to.lr = r->lr;
+    if (ti_trainer_open(&r->t, &to, &err) != TI_OK) return fail_run(r, &err);
+    if (r->a.resume) {
+        if (ti_trainer_load_state(r->t, resume_state, &err) != TI_OK) return fail_run(r, &err);
+        r->resume_written = resume_step;
+        printf("resuming %s at step %lld\n", r->rundir, (long long)resume_step);
+    }
+
+    if (!r->a.train) {
+        printf(PROG ": config, data and model are fine; nothing trained (add -t to train)\n");
+        ti_trainer_close(r->t);
+        return 0;
+    }
+
+    /* run folder (§1.4): configs, args for --resume */
+    if (ti_mkdirs(r->ckdir, &err) != TI_OK || ti_mkdirs(r->imgdir, &err) != TI_OK)
+        return fail_run(r, &err);
+    if (!r->a.resume) {
+        if (ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK ||
+            write_args(r->rundir, r->now, argc, argv, &err) != TI_OK)
+            return fail_run(r, &err);
+        printf("run folder %s\n", r->rundir);
+    }
+    if (ti_metrics_open(&r->metrics, r->rundir, r->a.resume ? resume_step : -1, &err) != TI_OK)
+        return fail_run(r, &err);
+
+    /* the loop */
+    int size = cfg->data.train.size;
+    size_t img_floats = (size_t)3 * size * size;
+    float *images = malloc((size_t)r->batch * img_floats * sizeof *images);
+    char(*caps)[1024] = malloc((size_t)r->batch * sizeof *caps);
+    const char **capp = malloc((size_t)r->batch * sizeof *capp);
+    if (!images || !caps || !capp) {
+        ti_error(&err, TI_ERR_NOMEM, "out of memory for a batch");
+        return fail_run(r, &err);
+    }
+    for (int b = 0; b < r->batch; b++) capp[b] = caps[b];
+
+    struct sigaction act;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = on_signal;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGINT, &act, NULL);
+    sigaction(SIGTERM, &act, NULL);
+
+    int64_t step = resume_step > 0 ? resume_step : 0;
+    struct ti_progress prog;
+    ti_progress_init(&prog, stderr, r->a.quiet ? 0 : -1, step, r->max_steps);
+    int consecutive_bad = 0;
+    int rc = 0;
+    while (step < r->max_steps && !g_stop) {
+        double loss_sum = 0;
+        int bad = 0;
+        uint64_t k0 = (uint64_t)step * (uint64_t)r->accum * (uint64_t)r->batch;
+        for (int m = 0; m < r->accum && !bad; m++) {
+            for (int b = 0; b < r->batch; b++) {
+                uint64_t k = k0 + (uint64_t)m * r->batch + (uint64_t)b;
+                if (stream_example(r, k, images + (size_t)b * img_floats, caps[b], sizeof caps[b],
+                                   &err) != TI_OK) {
+                    rc = 1;
+                    goto out;
+                }
+            }
+            double loss = 0;
+            if (ti_trainer_forward_backward(r->t, images, capp, r->batch, &loss, &err) != TI_OK) {
+                rc = 1;
+                goto out;
+            }
+            if (!isfinite(loss)) bad = 1;
+            loss_sum += loss;
+        }
+        double loss = loss_sum / r->accum;
+        if (bad) {
+            /* report and skip: no update from a non-finite loss */
+            size_t n;
+            float *g = ti_trainer_grad(r->t, &n);
+            if (g) memset(g, 0, n * sizeof *g);
+            ti_progress_break(&prog);
+            fprintf(stderr, PROG ": warning: step %lld: non-finite loss (%g); step skipped\n",
+                    (long long)step, loss);
+            if (++consecutive_bad >= 20) {
+                ti_error(&err, TI_ERR_INVALID,
+                         "20 steps in a row had a non-finite loss: the run diverged (try a lower "
+                         "model.base_learning_rate or --precision fp32)");
+                rc = 1;
+                goto out;
+            }
+        } else {
+            consecutive_bad = 0;
+            if (ti_trainer_optimizer_step(r->t, &err) != TI_OK) {
+                rc = 1;
+                goto out;
+            }
+        }
+        ti_metrics_add(r->metrics, step, loss, r->lr, embedding_norm(ti_trainer_embeddings(r->t)));
+        /* the image logger and the checkpoint hook see global_step before its increment */
+        if (ti_run_is_image_step(step, r->img_freq)) {
+            uint64_t kl = k0 + (uint64_t)(r->accum - 1) * r->batch;
+            ti_progress_break(&prog);
+            if (log_images(r, images, r->batch, step, (int64_t)(kl / r->stream.len),
+                           (int64_t)((kl % r->stream.len) / (uint64_t)r->batch), be,
+                           &err) != TI_OK) {
+                fprintf(stderr, PROG ": warning: image log at step %lld: %s\n", (long long)step,
+                        err.msg);
+                ti_err_clear(&err);
+            }
+        }
+        if (ti_run_is_checkpoint_step(step, r->every_ckpt) && step + 1 < r->max_steps) {
+            if (checkpoint(r, step, step + 1, &err) != TI_OK) {
+                rc = 1;
+                goto out;
+            }
+        }
+        step++;
+        if (ti_metrics_flush(r->metrics, 0, &err) != TI_OK) {
+            rc = 1;
+            goto out;
+        }
+        ti_progress_update(&prog, step, loss);
+    }
+    ti_progress_break(&prog);
+    if (g_stop) {
+        /* Ctrl-C / SIGTERM: the peer saves embeddings at the current global step */
+        if (checkpoint(r, step, step, &err) != TI_OK) {
+            rc = 1;
+            goto out;
+        }
+        fprintf(stderr,
+                PROG ": %s: stopped after step %lld of %lld; embeddings and the resume state are "
+                     "saved.\nContinue with: ti-train --resume %s\n",
+                g_stop == SIGINT ? "interrupted" : "terminated", (long long)step,
+                (long long)r->max_steps, r->rundir);
+        rc = g_stop == SIGINT ? 130 : 143;
+        goto out;
+    }
+    /* train end (save_last): global_step - 1 (§1.6) */
+    if (checkpoint(r, r->max_steps - 1, r->max_steps, &err) != TI_OK) {
+        rc = 1;
+        goto out;
+    }
+    printf("done: %lld steps; embeddings in %s/embeddings.%s\n", (long long)r->max_steps, r->ckdir,
+           emb_ext(r->a.format));
+out:
+    if (rc == 1) {
+        ti_progress_break(&prog);
+        fprintf(stderr, PROG ": error: %s\n", err.msg);
+        struct ti_err e2 = {0};
+        if (ti_metrics_flush(r->metrics, 1, &e2) != TI_OK)
+            fprintf(stderr, PROG ": error: %s\n", e2.msg);
+    }
+    free(images);
+    free(caps);
+    free(capp);
+    ti_metrics_close(r->metrics);
+    ti_trainer_close(r->t);
+    ti_dataset_close(r->ds);
+    free(r->stream.perm);
+    ti_train_setup_free(&r->setup);
+    free(sa.text);
+    return rc;
+}
