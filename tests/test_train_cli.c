@@ -17,15 +17,18 @@
 
 static int parse(struct ti_train_args *a, char *msg, const char *const *argv) {
     int n = 0;
-    while (argv[n]) n++;
+    while (argv[n])
+        n++;
     return ti_train_args_parse(a, n, (char **)argv, msg, 512);
 }
 
 TEST(str2bool_is_the_peers) {
     const char *yes[] = {"yes", "TRUE", "t", "Y", "1", "True"};
     const char *no[] = {"no", "false", "F", "n", "0", "NO"};
-    for (int i = 0; i < 6; i++) CHECK(ti_train_str2bool(yes[i]) == 1);
-    for (int i = 0; i < 6; i++) CHECK(ti_train_str2bool(no[i]) == 0);
+    for (int i = 0; i < 6; i++)
+        CHECK(ti_train_str2bool(yes[i]) == 1);
+    for (int i = 0; i < 6; i++)
+        CHECK(ti_train_str2bool(no[i]) == 0);
     CHECK(ti_train_str2bool("maybe") == -1);
     CHECK(ti_train_str2bool("") == -1);
 }
@@ -33,9 +36,21 @@ TEST(str2bool_is_the_peers) {
 TEST(defaults_and_readme_invocation) {
     struct ti_train_args a;
     char msg[512];
-    const char *argv[] = {"ti-train", "--base", "configs/latent-diffusion/txt2img-1p4B-finetune.yaml",
-                          "-t", "--actual_resume", "m.ckpt", "-n", "run1", "--gpus", "0,",
-                          "--data_root", "/data/cat_toy", "--init_word", "toy", NULL};
+    const char *argv[] = {"ti-train",
+                          "--base",
+                          "configs/latent-diffusion/txt2img-1p4B-finetune.yaml",
+                          "-t",
+                          "--actual_resume",
+                          "m.ckpt",
+                          "-n",
+                          "run1",
+                          "--gpus",
+                          "0,",
+                          "--data_root",
+                          "/data/cat_toy",
+                          "--init_word",
+                          "toy",
+                          NULL};
     CHECK(parse(&a, msg, argv) == 0);
     CHECK(a.n_base == 1 && a.train == 1);
     CHECK(a.seed == 23);
@@ -57,10 +72,25 @@ TEST(defaults_and_readme_invocation) {
 TEST(bools_overrides_and_lists) {
     struct ti_train_args a;
     char msg[512];
-    const char *argv[] = {"ti-train", "-b", "a.yaml", "b.yaml", "-t", "lightning.trainer.max_steps=7",
-                          "--scale_lr", "false", "--datadir_in_name=no", "--no-test",
-                          "--data_root", "d/", "--actual_resume=m", "x.y=1", "--gpus",
-                          "0,3,7,8", "-f", "_pf", NULL};
+    const char *argv[] = {"ti-train",
+                          "-b",
+                          "a.yaml",
+                          "b.yaml",
+                          "-t",
+                          "lightning.trainer.max_steps=7",
+                          "--scale_lr",
+                          "false",
+                          "--datadir_in_name=no",
+                          "--no-test",
+                          "--data_root",
+                          "d/",
+                          "--actual_resume=m",
+                          "x.y=1",
+                          "--gpus",
+                          "0,3,7,8",
+                          "-f",
+                          "_pf",
+                          NULL};
     CHECK(parse(&a, msg, argv) == 0);
     if (msg[0]) fprintf(stderr, "%s\n", msg);
     CHECK(a.n_base == 2 && !strcmp(a.base[1], "b.yaml"));
@@ -75,12 +105,12 @@ TEST(bools_overrides_and_lists) {
     CHECK(strlen(now) == 19);
     ti_run_dir_name(dir, sizeof dir, &a, "2022-08-21T12-00-00");
     CHECK(!strcmp(dir, "2022-08-21T12-00-00_a_pf"));
-    const char *argv2[] = {"ti-train", "-b", "a.yaml", "-t", "off", "--data_root", "d",
-                           "--actual_resume", "m", NULL};
+    const char *argv2[] = {"ti-train",    "-b", "a.yaml",          "-t", "off",
+                           "--data_root", "d",  "--actual_resume", "m",  NULL};
     CHECK(parse(&a, msg, argv2) == -1);
     CHECK(strstr(msg, "--train") && strstr(msg, "Boolean value expected"));
-    const char *argv3[] = {"ti-train", "-b", "a.yaml", "-t", "0", "--data_root", "d",
-                           "--actual_resume", "m", NULL};
+    const char *argv3[] = {"ti-train",    "-b", "a.yaml",          "-t", "0",
+                           "--data_root", "d",  "--actual_resume", "m",  NULL};
     CHECK(parse(&a, msg, argv3) == 0 && a.train == 0);
 }
 
@@ -154,10 +184,22 @@ TEST(config_assembly_and_lr) {
 #else
     struct ti_train_args a;
     char msg[512];
-    const char *argv[] = {"ti-train", "-b", "configs/stable-diffusion/v1-finetune.yaml", "-t",
-                          "--actual_resume", "m.ckpt", "--data_root", "/data/cat_toy",
-                          "--placeholder_string", "<cat>", "--init_word", "toy",
-                          "--max_steps", "30", "data.params.batch_size=4", NULL};
+    const char *argv[] = {"ti-train",
+                          "-b",
+                          "configs/stable-diffusion/v1-finetune.yaml",
+                          "-t",
+                          "--actual_resume",
+                          "m.ckpt",
+                          "--data_root",
+                          "/data/cat_toy",
+                          "--placeholder_string",
+                          "<cat>",
+                          "--init_word",
+                          "toy",
+                          "--max_steps",
+                          "30",
+                          "data.params.batch_size=4",
+                          NULL};
     CHECK(parse(&a, msg, argv) == 0);
     struct ti_train_setup s;
     struct ti_err err = {0};
@@ -212,18 +254,33 @@ TEST(config_assembly_and_lr) {
     ti_train_setup_free(&s);
 
     /* LDM: 1 * 1 * 4 * 5e-3 = 2e-2; --gpus 0,1 counts 2 */
-    const char *argv2[] = {"ti-train", "-b", "configs/latent-diffusion/txt2img-1p4B-finetune.yaml",
-                           "--actual_resume", "m", "--data_root", "d", "--gpus", "0,1",
-                           "--accumulate_grad_batches", "3", NULL};
+    const char *argv2[] = {"ti-train",
+                           "-b",
+                           "configs/latent-diffusion/txt2img-1p4B-finetune.yaml",
+                           "--actual_resume",
+                           "m",
+                           "--data_root",
+                           "d",
+                           "--gpus",
+                           "0,1",
+                           "--accumulate_grad_batches",
+                           "3",
+                           NULL};
     CHECK(parse(&a, msg, argv2) == 0);
     CHECK_OK(ti_train_config_build(&s, &a, &err), &err);
     if (s.cfg) CHECK(fabs(ti_config_learning_rate(s.cfg, 1) - 3 * 2 * 4 * 5e-3) < 1e-15);
     ti_train_setup_free(&s);
 
     /* a config the schema rejects: an error naming the key, no crash */
-    const char *argv3[] = {"ti-train", "-b", "configs/stable-diffusion/v1-finetune.yaml",
-                           "--actual_resume", "m", "--data_root", "d",
-                           "model.params.unet_config.params.num_heads=eight", NULL};
+    const char *argv3[] = {"ti-train",
+                           "-b",
+                           "configs/stable-diffusion/v1-finetune.yaml",
+                           "--actual_resume",
+                           "m",
+                           "--data_root",
+                           "d",
+                           "model.params.unet_config.params.num_heads=eight",
+                           NULL};
     CHECK(parse(&a, msg, argv3) == 0);
     ti_err_clear(&err);
     CHECK(ti_train_config_build(&s, &a, &err) != TI_OK);
@@ -239,7 +296,8 @@ TEST(metrics_rows_and_resume) {
     struct ti_err err = {0};
     struct ti_metrics *m;
     CHECK_OK(ti_metrics_open(&m, dir, -1, &err), &err);
-    for (int s = 0; s < 50; s++) ti_metrics_add(m, s, 1.0 / (s + 1), 1e-2, 0.5 + s);
+    for (int s = 0; s < 50; s++)
+        ti_metrics_add(m, s, 1.0 / (s + 1), 1e-2, 0.5 + s);
     CHECK_OK(ti_metrics_flush(m, 1, &err), &err);
     /* plot: white background, some dark curve pixels */
     int w = 320, h = 200;

@@ -87,7 +87,8 @@ int ti_train_str2bool(const char *s) {
     char low[8];
     size_t n = strlen(s);
     if (n >= sizeof low) return -1;
-    for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)s[i]);
+    for (size_t i = 0; i <= n; i++)
+        low[i] = (char)tolower((unsigned char)s[i]);
     for (int i = 0; i < 5; i++) {
         if (!strcmp(low, yes[i])) return 1;
         if (!strcmp(low, no[i])) return 0;
@@ -347,12 +348,14 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
             if (inline_val) {
                 b = ti_train_str2bool(inline_val);
                 if (b < 0)
-                    return fail(msg, cap, "%s: Boolean value expected (yes/no, true/false), found '%s'",
+                    return fail(msg, cap,
+                                "%s: Boolean value expected (yes/no, true/false), found '%s'",
                                 fl->lng, inline_val);
             } else if (i + 1 < argc && argv[i + 1][0] != '-' && !is_override(argv[i + 1])) {
                 b = ti_train_str2bool(argv[i + 1]);
                 if (b < 0)
-                    return fail(msg, cap, "%s: Boolean value expected (yes/no, true/false), found '%s'",
+                    return fail(msg, cap,
+                                "%s: Boolean value expected (yes/no, true/false), found '%s'",
                                 fl->lng, argv[i + 1]);
                 i++;
             }
@@ -380,8 +383,7 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
         }
         const char *v = inline_val;
         if (!v) {
-            if (i + 1 >= argc)
-                return fail(msg, cap, "%s: expected a value after it", fl->lng);
+            if (i + 1 >= argc) return fail(msg, cap, "%s: expected a value after it", fl->lng);
             v = argv[++i];
         }
         if (fl->id == ID_NAME) name_given = 1;
@@ -403,8 +405,9 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
         return 0;
     }
     if (!a->n_base)
-        return fail(msg, cap, "--base: expected at least one YAML config (e.g. "
-                              "configs/stable-diffusion/v1-finetune.yaml)");
+        return fail(msg, cap,
+                    "--base: expected at least one YAML config (e.g. "
+                    "configs/stable-diffusion/v1-finetune.yaml)");
     if (!a->data_root || !*a->data_root)
         return fail(msg, cap, "--data_root: required (the folder of training images)");
     if (!a->dry_run && (!a->actual_resume || !*a->actual_resume))

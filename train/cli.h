@@ -47,9 +47,9 @@ enum ti_train_precision { TI_PREC_FP32, TI_PREC_BF16, TI_PREC_FP16 };
 struct ti_train_args {
     const char *base[TI_TRAIN_MAX_BASE]; /* -b/--base, merged in order */
     int n_base;
-    int train;   /* -t/--train */
-    int no_test; /* --no-test (no effect) */
-    int dry_run; /* --dry_run */
+    int train;                          /* -t/--train */
+    int no_test;                        /* --no-test (no effect) */
+    int dry_run;                        /* --dry_run */
     const char *actual_resume;          /* the frozen model checkpoint */
     const char *name;                   /* -n/--name ("" = none) */
     const char *postfix;                /* -f/--postfix */

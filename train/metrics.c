@@ -40,7 +40,9 @@ int ti_metrics_have_hdf5(void) {
 #endif
 }
 
-const char *ti_metrics_file_name(void) { return ti_metrics_have_hdf5() ? "metrics.h5" : "metrics.csv"; }
+const char *ti_metrics_file_name(void) {
+    return ti_metrics_have_hdf5() ? "metrics.h5" : "metrics.csv";
+}
 
 static int grow(struct ti_metrics *m) {
     if (m->n < m->cap) return 1;
@@ -67,7 +69,9 @@ void ti_metrics_add(struct ti_metrics *m, int64_t step, double loss, double lr, 
     m->n++;
 }
 
-size_t ti_metrics_rows(const struct ti_metrics *m) { return m ? m->n : 0; }
+size_t ti_metrics_rows(const struct ti_metrics *m) {
+    return m ? m->n : 0;
+}
 
 /* ---- reading back (resume) ------------------------------------------------------------------ */
 
@@ -77,8 +81,8 @@ static int h5_read_col(hid_t f, const char *name, hid_t type, void *buf, size_t 
     if (d < 0) return -1;
     hid_t sp = H5Dget_space(d);
     hsize_t dims[1] = {0};
-    int ok = H5Sget_simple_extent_ndims(sp) == 1 && H5Sget_simple_extent_dims(sp, dims, NULL) == 1 &&
-             dims[0] == n;
+    int ok = H5Sget_simple_extent_ndims(sp) == 1 &&
+             H5Sget_simple_extent_dims(sp, dims, NULL) == 1 && dims[0] == n;
     if (ok && n) ok = H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
     H5Sclose(sp);
     H5Dclose(d);
@@ -116,7 +120,8 @@ static ti_status read_back(struct ti_metrics *m, int64_t keep_below, struct ti_e
                         "%s: expected 1-D datasets step, loss, lr, embedding_norm of one length",
                         m->path);
     size_t k = 0;
-    while (k < n && m->step[k] < keep_below) k++;
+    while (k < n && m->step[k] < keep_below)
+        k++;
     m->n = k;
     return TI_OK;
 }
@@ -244,11 +249,11 @@ ti_status ti_metrics_flush(struct ti_metrics *m, int force, struct ti_err *err) 
 
 /* 3x5 digits and a few signs, one row per 3 bits (MSB left). */
 static const uint8_t glyphs[][5] = {
-    {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1},
-    {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7},
-    {0, 0, 0, 0, 2}, /* . */
-    {0, 0, 7, 0, 0}, /* - */
-    {5, 5, 2, 5, 5}, /* x: unknown */
+    {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7},
+    {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1},
+    {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}, {0, 0, 0, 0, 2}, /* . */
+    {0, 0, 7, 0, 0},                                   /* - */
+    {5, 5, 2, 5, 5},                                   /* x: unknown */
 };
 
 static void put(uint8_t *px, int w, int h, int x, int y, uint8_t r, uint8_t g, uint8_t b) {
@@ -320,7 +325,8 @@ void ti_metrics_plot(const struct ti_metrics *m, uint8_t *px, int w, int h) {
     /* grid: 4 horizontal lines */
     for (int g = 0; g <= 4; g++) {
         int y = B - (B - T) * g / 4;
-        for (int x = L; x <= R; x++) put(px, w, h, x, y, 225, 225, 225);
+        for (int x = L; x <= R; x++)
+            put(px, w, h, x, y, 225, 225, 225);
         char lab[32];
         snprintf(lab, sizeof lab, "%.4f", lo + (hi - lo) * g / 4);
         text(px, w, h, 2, y - 5, lab);
@@ -332,8 +338,8 @@ void ti_metrics_plot(const struct ti_metrics *m, uint8_t *px, int w, int h) {
     text(px, w, h, L, B + 8, lab);
     snprintf(lab, sizeof lab, "%lld", (long long)s1);
     text(px, w, h, R - 8 * (int)strlen(lab), B + 8, lab);
-#define PX(s) (L + (int)((double)((s) - s0) / (double)(s1 - s0) * (R - L)))
-#define PY(v) (B - (int)(((v) - lo) / (hi - lo) * (B - T)))
+#define PX(s) (L + (int)((double)((s)-s0) / (double)(s1 - s0) * (R - L)))
+#define PY(v) (B - (int)(((v)-lo) / (hi - lo) * (B - T)))
     /* every step, light blue */
     int px0 = -1, py0 = -1;
     for (size_t k = 0; k < n; k++) {

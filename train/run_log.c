@@ -3,11 +3,13 @@
  */
 #include "run_log.h"
 
+#include <dirent.h>   /* defines: opendir, readdir */
 #include <errno.h>    /* defines: errno, EEXIST */
 #include <stdio.h>    /* defines: snprintf */
 #include <stdlib.h>   /* defines: malloc, free */
 #include <string.h>   /* defines: strlen, strcmp, strerror */
 #include <sys/stat.h> /* defines: mkdir */
+#include <unistd.h>   /* defines: unlink */
 
 #include "fileio.h" /* defines: ti_file_write_atomic, ti_path_stem */
 
@@ -25,8 +27,8 @@ ti_status ti_train_config_build(struct ti_train_setup *s, const struct ti_train_
     s->doc = NULL;
     s->cfg = NULL;
     ti_status st;
-    TI_TRY_GOTO(st, ti_yaml_load_merged(&s->doc, a->base, a->n_base, a->overrides, a->n_overrides,
-                                        err));
+    TI_TRY_GOTO(
+        st, ti_yaml_load_merged(&s->doc, a->base, a->n_base, a->overrides, a->n_overrides, err));
     struct ti_yaml_doc *d = s->doc;
     const struct ti_yaml_node *root = ti_yaml_root(d);
     if (a->max_steps > 0)
@@ -34,18 +36,19 @@ ti_status ti_train_config_build(struct ti_train_setup *s, const struct ti_train_
     if (a->accumulate_grad_batches > 0)
         TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.accumulate_grad_batches",
                                      a->accumulate_grad_batches));
-    if (a->gpus) TI_TRY_GOTO(st, ti_yaml_set_str(d, "lightning.trainer.gpus", a->gpus, "--gpus", err));
+    if (a->gpus)
+        TI_TRY_GOTO(st, ti_yaml_set_str(d, "lightning.trainer.gpus", a->gpus, "--gpus", err));
     const char *pz = "model.params.personalization_config.params";
     char path[256];
     snprintf(path, sizeof path, "%s.embedding_manager_ckpt", pz);
-    TI_TRY_GOTO(st, ti_yaml_set_str(d, path, a->embedding_manager_ckpt ? a->embedding_manager_ckpt
-                                                                         : "",
-                                    "--embedding_manager_ckpt", err));
+    TI_TRY_GOTO(st,
+                ti_yaml_set_str(d, path, a->embedding_manager_ckpt ? a->embedding_manager_ckpt : "",
+                                "--embedding_manager_ckpt", err));
     static const char *const splits[] = {"train", "validation"};
     if (a->placeholder) {
         snprintf(path, sizeof path, "%s.placeholder_strings", pz);
-        TI_TRY_GOTO(st, ti_yaml_set_str_list(d, path, &a->placeholder, 1, "--placeholder_string",
-                                             err));
+        TI_TRY_GOTO(st,
+                    ti_yaml_set_str_list(d, path, &a->placeholder, 1, "--placeholder_string", err));
         /* the peer forgot this (pitfall 1.7-b): the captions must carry the new word */
         for (int k = 0; k < 2; k++) {
             snprintf(path, sizeof path, "data.params.%s", splits[k]);
@@ -99,9 +102,11 @@ void ti_train_setup_free(struct ti_train_setup *s) {
 /* basename(normpath(p)) */
 static void path_base(char *buf, size_t cap, const char *p) {
     size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/') n--;
+    while (n > 1 && p[n - 1] == '/')
+        n--;
     size_t b = n;
-    while (b > 0 && p[b - 1] != '/') b--;
+    while (b > 0 && p[b - 1] != '/')
+        b--;
     size_t len = n - b;
     if (len >= cap) len = cap - 1;
     memcpy(buf, p + b, len);
@@ -171,6 +176,21 @@ ti_status ti_mkdirs(const char *path, struct ti_err *err) {
     return TI_OK;
 }
 
+int ti_run_clean_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.' || !strstr(e->d_name, ".tmp-")) continue;
+        char p[4600];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (ti_path_is_file(p) && unlink(p) == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
 ti_status ti_write_text_atomic(const char *path, const char *text, struct ti_err *err) {
     return ti_file_write_atomic(path, text, strlen(text), err);
 }
@@ -187,7 +207,8 @@ static void sb_put(struct sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 1024;
-        while (c < b->n + n + 1) c *= 2;
+        while (c < b->n + n + 1)
+            c *= 2;
         char *q = realloc(b->p, c);
         if (!q) {
             b->oom = 1;
@@ -200,9 +221,12 @@ static void sb_put(struct sbuf *b, const char *s, size_t n) {
     b->n += n;
     b->p[b->n] = 0;
 }
-static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(struct sbuf *b, const char *s) {
+    sb_put(b, s, strlen(s));
+}
 static void sb_indent(struct sbuf *b, int k) {
-    for (int i = 0; i < k; i++) sb_put(b, "  ", 2);
+    for (int i = 0; i < k; i++)
+        sb_put(b, "  ", 2);
 }
 
 static void sb_quoted(struct sbuf *b, const char *s) {

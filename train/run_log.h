@@ -72,6 +72,10 @@ ti_status ti_mkdirs(const char *path, struct ti_err *err);
 /* A text file written atomically (temporary name + rename). */
 ti_status ti_write_text_atomic(const char *path, const char *text, struct ti_err *err);
 
+/* Removes the temporary files a killed run left in dir (".<name>.tmp-*", never anything else);
+ * returns how many. */
+int ti_run_clean_temps(const char *dir);
+
 /* ---- schedule (PL 1.5 semantics, §1.6 and §5.4) --------------------------------------------- */
 /* 1 when the checkpoint hook fires after optimizer step `global_step` (0-based, before the
  * increment): (global_step + 1) % every == 0, every > 0. */

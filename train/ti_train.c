@@ -20,6 +20,23 @@
  *
  * Exit status: 0 done, 1 run-time error, 2 usage error, 130/143 interrupted (state saved).
  */
+/* ti-train needs data/ (built only with the stb headers) and train/trainer.h; a build without
+ * them still has the executable, which says what is missing. */
+#if defined(TI_HAVE_DATA) && defined(__has_include)
+#if __has_include("trainer.h") && __has_include("dataset.h")
+#define TI_TRAIN_COMPLETE 1
+#endif
+#endif
+
+#ifndef TI_TRAIN_COMPLETE
+#include <stdio.h> /* defines: fprintf */
+
+int main(void) {
+    fprintf(stderr, "ti-train: this build has no training: it needs data/ (Debian libstb-dev) and "
+                    "train/trainer.h\n");
+    return 1;
+}
+#else
 #include <errno.h>    /* defines: errno */
 #include <math.h>     /* defines: isfinite, sqrt */
 #include <signal.h>   /* defines: sigaction, SIGINT, SIGTERM */
@@ -76,16 +93,17 @@ static double hash_uniform(uint64_t seed, uint64_t k, uint64_t j) {
 
 struct stream {
     uint64_t seed;
-    size_t len;     /* dataset length (n_images * repeats) */
-    size_t *perm;   /* the current epoch's permutation */
-    int64_t epoch;  /* epoch of perm, -1 none */
+    size_t len;    /* dataset length (n_images * repeats) */
+    size_t *perm;  /* the current epoch's permutation */
+    int64_t epoch; /* epoch of perm, -1 none */
 };
 
 static size_t stream_index(struct stream *s, uint64_t k) {
     int64_t e = (int64_t)(k / s->len);
     if (e != s->epoch) {
         uint64_t st = mix64(s->seed ^ mix64((uint64_t)e + 0x243f6a8885a308d3ULL));
-        for (size_t i = 0; i < s->len; i++) s->perm[i] = i;
+        for (size_t i = 0; i < s->len; i++)
+            s->perm[i] = i;
         for (size_t i = s->len; i > 1; i--) { /* Fisher-Yates */
             st = mix64(st);
             size_t j = (size_t)(st % i);
@@ -156,7 +174,8 @@ static ti_status write_args(const char *rundir, const char *now, int argc, char 
     char *buf = malloc(n), *p = buf;
     if (!buf) return ti_error(err, TI_ERR_NOMEM, "out of memory");
     p += sprintf(p, "#ti-train args 1\n#now %s\n", now);
-    for (int i = 1; i < argc; i++) p += sprintf(p, "%s\n", argv[i]);
+    for (int i = 1; i < argc; i++)
+        p += sprintf(p, "%s\n", argv[i]);
     char path[4300];
     snprintf(path, sizeof path, "%s/args.txt", rundir);
     ti_status st = ti_write_text_atomic(path, buf, err);
@@ -178,7 +197,8 @@ static ti_status read_args(struct saved_args *sa, const char *rundir, struct ti_
     if (!ti_path_is_dir(rundir))
         return ti_error(err, TI_ERR_NOT_FOUND, "--resume: '%s' is not a folder", rundir);
     if (ti_fmap_open(&m, path, err) != TI_OK)
-        return ti_error(err, TI_ERR_NOT_FOUND, "--resume: '%s' is not a ti-train run folder", rundir);
+        return ti_error(err, TI_ERR_NOT_FOUND, "--resume: '%s' is not a ti-train run folder",
+                        rundir);
     sa->text = malloc(m.size + 1);
     if (!sa->text) {
         ti_fmap_close(&m);
@@ -231,8 +251,7 @@ static ti_status save_embeddings(struct run *r, int64_t step, struct ti_err *err
     struct ti_embedding emb;
     ti_embedding_init(&emb);
     ti_status st = ti_emb_manager_to_embedding(ti_trainer_embeddings(r->t), &emb, err);
-    if (st == TI_OK)
-        st = ti_embedding_set_meta(&emb, r->nowname, step, NULL, r->model_stem, err);
+    if (st == TI_OK) st = ti_embedding_set_meta(&emb, r->nowname, step, NULL, r->model_stem, err);
     enum ti_embedding_format fmt = r->a.format;
     if (st == TI_OK && emb.n_terms > 1 && fmt != TI_EMB_PEER) fmt = TI_EMB_PEER; /* warned */
     char path[4400];
@@ -296,7 +315,8 @@ static ti_status write_grid(struct run *r, const float *chw, int n, int size, co
     if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
         st = ti_error(err, TI_ERR_IO, "%s", de.msg);
     ti_image_free(&grid);
-    for (int i = 0; i < made; i++) ti_image_free(&tiles[i]);
+    for (int i = 0; i < made; i++)
+        ti_image_free(&tiles[i]);
     return st;
 }
 
@@ -354,9 +374,9 @@ static int open_dataset(struct run *r, struct ti_err *err) {
     memset(&o, 0, sizeof o);
     o.root = d->data_root;
     o.size = d->size;
-    o.interp = d->interpolation == TI_INTERP_BILINEAR ? TI_RESAMPLE_BILINEAR
+    o.interp = d->interpolation == TI_INTERP_BILINEAR  ? TI_RESAMPLE_BILINEAR
                : d->interpolation == TI_INTERP_LANCZOS ? TI_RESAMPLE_LANCZOS
-                                                        : TI_RESAMPLE_BICUBIC;
+                                                       : TI_RESAMPLE_BICUBIC;
     o.center_crop = d->center_crop;
     o.flip_p = d->flip_p;
     o.repeats = d->repeats;
@@ -485,7 +505,8 @@ int main(int argc, char **argv) {
         r->a.train = 1;
         snprintf(r->rundir, sizeof r->rundir, "%s", now_args.resume);
         size_t L = strlen(r->rundir);
-        while (L > 1 && r->rundir[L - 1] == '/') r->rundir[--L] = 0;
+        while (L > 1 && r->rundir[L - 1] == '/')
+            r->rundir[--L] = 0;
         snprintf(r->now, sizeof r->now, "%s", sa.now);
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
         if (read_resume(r->ckdir, &resume_step, resume_state, sizeof resume_state, &err) != TI_OK)
@@ -506,8 +527,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (r->a.n_gpus == 0 && r->a.precision != TI_PREC_FP32) {
-        fprintf(stderr, PROG ": --precision %s: the CPU computes in fp32 only; add --gpus 0, for "
-                        "%s\n",
+        fprintf(stderr,
+                PROG ": --precision %s: the CPU computes in fp32 only; add --gpus 0, for "
+                     "%s\n",
                 ti_train_precision_name(r->a.precision), ti_train_precision_name(r->a.precision));
         return 2;
     }
@@ -522,8 +544,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < cfg->n_warnings; k++)
         fprintf(stderr, PROG ": warning: %s\n", cfg->warnings[k].msg);
     r->batch = cfg->data.batch_size;
-    r->accum = cfg->lightning.accumulate_grad_batches > 0 ? cfg->lightning.accumulate_grad_batches
-                                                          : 1;
+    r->accum =
+        cfg->lightning.accumulate_grad_batches > 0 ? cfg->lightning.accumulate_grad_batches : 1;
     r->max_steps = cfg->lightning.max_steps;
     if (r->max_steps <= 0) {
         /* the peer then runs for PL's 1000 epochs, i.e. "forever" (§1.5, §8.3-3) */
@@ -535,13 +557,15 @@ int main(int argc, char **argv) {
     }
     r->every_ckpt = cfg->lightning.every_n_train_steps;
     if (r->every_ckpt <= 0)
-        fprintf(stderr, PROG ": warning: lightning.modelcheckpoint.params.every_n_train_steps is not "
-                        "set: embeddings are saved only at the end\n");
+        fprintf(stderr,
+                PROG ": warning: lightning.modelcheckpoint.params.every_n_train_steps is not "
+                     "set: embeddings are saved only at the end\n");
     r->img_freq = cfg->lightning.image_disabled ? 0 : cfg->lightning.image_batch_frequency;
     r->max_images = cfg->lightning.image_max_images > 0 ? cfg->lightning.image_max_images : 4;
     if (cfg->personalization.n_placeholders > 1 && r->a.format != TI_EMB_PEER)
-        fprintf(stderr, PROG ": warning: %d placeholders: the embedding files are written in the "
-                        "peer format (a1111 and diffusers files hold one)\n",
+        fprintf(stderr,
+                PROG ": warning: %d placeholders: the embedding files are written in the "
+                     "peer format (a1111 and diffusers files hold one)\n",
                 cfg->personalization.n_placeholders);
 
     /* data, before any model (zero usable images is an error here) */
@@ -564,9 +588,21 @@ int main(int argc, char **argv) {
         snprintf(r->rundir, sizeof r->rundir, "%s/%s", r->a.logdir, name);
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
     }
-    {
-        const char *b = strrchr(r->rundir, '/');
-        snprintf(r->nowname, sizeof r->nowname, "%s", b ? b + 1 : r->rundir);
+    /* the embedding's `name`: the run name, else the data folder's; never the date, so the same
+     * seed gives the same file bytes */
+    if (r->a.name && *r->a.name)
+        snprintf(r->nowname, sizeof r->nowname, "%s", r->a.name);
+    else {
+        char base[600];
+        const char *dr = cfg->data.train.data_root;
+        size_t L = strlen(dr);
+        while (L > 1 && dr[L - 1] == '/')
+            L--;
+        size_t b0 = L;
+        while (b0 > 0 && dr[b0 - 1] != '/')
+            b0--;
+        snprintf(base, sizeof base, "%.*s", (int)(L - b0), dr + b0);
+        snprintf(r->nowname, sizeof r->nowname, "%s", base[0] ? base : "embedding");
     }
     snprintf(r->imgdir, sizeof r->imgdir, "%s/images/train", r->rundir);
 
@@ -616,6 +652,13 @@ int main(int argc, char **argv) {
     if (r->a.resume) {
         if (ti_trainer_load_state(r->t, resume_state, &err) != TI_OK) return fail_run(r, &err);
         r->resume_written = resume_step;
+        /* a killed run may have left temporary files (never at a final name) */
+        const char *sub[] = {"", "/checkpoints", "/images/train", "/configs"};
+        for (int k = 0; k < 4; k++) {
+            char d[4400];
+            snprintf(d, sizeof d, "%s%s", r->rundir, sub[k]);
+            ti_run_clean_temps(d);
+        }
         printf("resuming %s at step %lld\n", r->rundir, (long long)resume_step);
     }
 
@@ -647,7 +690,8 @@ int main(int argc, char **argv) {
         ti_error(&err, TI_ERR_NOMEM, "out of memory for a batch");
         return fail_run(r, &err);
     }
-    for (int b = 0; b < r->batch; b++) capp[b] = caps[b];
+    for (int b = 0; b < r->batch; b++)
+        capp[b] = caps[b];
 
     struct sigaction act;
     memset(&act, 0, sizeof act);
@@ -660,6 +704,8 @@ int main(int argc, char **argv) {
     struct ti_progress prog;
     ti_progress_init(&prog, stderr, r->a.quiet ? 0 : -1, step, r->max_steps);
     int consecutive_bad = 0;
+    const char *raise_env = getenv("TI_TRAIN_RAISE_SIGINT_AT");
+    int64_t raise_at = raise_env ? strtoll(raise_env, NULL, 10) : -1;
     int rc = 0;
     while (step < r->max_steps && !g_stop) {
         double loss_sum = 0;
@@ -730,6 +776,8 @@ int main(int argc, char **argv) {
             goto out;
         }
         ti_progress_update(&prog, step, loss);
+        /* test hook (tests/test_ti_train.sh): a SIGINT after this step, as if from Ctrl-C */
+        if (raise_at > 0 && step == raise_at) raise(SIGINT);
     }
     ti_progress_break(&prog);
     if (g_stop) {
@@ -772,3 +820,4 @@ out:
     free(sa.text);
     return rc;
 }
+#endif /* TI_TRAIN_COMPLETE */
