@@ -78,7 +78,8 @@ void ti_train_usage(FILE *f) {
         "the last step, RUN/images/train/<key>_gs-NNNNNN_e-NNNNNN_b-NNNNNN.jpg, RUN/metrics.h5\n"
         "(step, loss, lr, embedding_norm; metrics.csv without HDF5), RUN/loss.png. Ctrl-C saves\n"
         "the embeddings and the resume state, then stops. Every file appears whole or not at all.\n"
-        "Exit status: 0 done, 1 run-time error, 2 usage error.\n");
+        "Exit status: 0 done, 1 run-time error, 2 usage error, 130 / 143 stopped by SIGINT /\n"
+        "SIGTERM (embeddings and resume state saved).\n");
 }
 
 int ti_train_str2bool(const char *s) {
