@@ -296,6 +296,19 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
     const char *fmt = format_name(data, n);
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, (int)n, &w, &h, &comp)) {
+        /* stb refuses PNG headers over 2^30 bytes of pixels itself ("too large"): say what the
+         * header claims, as for the other formats */
+        if (fmt && !strcmp(fmt, "PNG") && n >= 24 && !memcmp(data + 12, "IHDR", 4)) {
+            uint32_t pw = be32(data + 16), ph = be32(data + 20);
+            if (!size_ok(pw, ph)) {
+                return ti_data_fail(e,
+                                    "%s: the PNG header claims %ux%u pixels; refusing images over "
+                                    "%d pixels per side or %ld pixels in all (damaged or hostile "
+                                    "file?)",
+                                    name, (unsigned)pw, (unsigned)ph, TI_IMAGE_MAX_SIDE,
+                                    (long)TI_IMAGE_MAX_PIXELS);
+            }
+        }
         if (fmt) {
             return ti_data_fail(e, "%s: unreadable %s header (%s)", name, fmt,
                                 stbi_failure_reason());
@@ -321,7 +334,11 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
     }
     int x = 0, y = 0, c = 0;
     uint8_t *px = stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
-    if (!px) return ti_data_fail(e, "%s: cannot decode %s: %s", name, fmt, stbi_failure_reason());
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        if (why && !strcmp(why, "outofdata")) why = "the data ends early (truncated file?)";
+        return ti_data_fail(e, "%s: cannot decode %s: %s", name, fmt, why ? why : "unknown error");
+    }
     if (x != w || y != h || c < 1 || c > 4) {
         stbi_image_free(px);
         return ti_data_fail(e, "%s: decoded %dx%dx%d, the header said %dx%d", name, x, y, c, w, h);

@@ -10,7 +10,8 @@
 #define STBI_ONLY_BMP
 #define STBI_ONLY_TGA
 #define STBI_ONLY_GIF
-#define STBI_MAX_DIMENSIONS 16384 /* == TI_IMAGE_MAX_SIDE: a second line of defence */
+/* STBI_MAX_DIMENSIONS stays at its default (2^24): image.c refuses sizes over TI_IMAGE_MAX_SIDE
+ * from stbi_info first, with a message that names the claimed size */
 #include "stb_image.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION

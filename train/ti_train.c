@@ -140,7 +140,7 @@ static ti_status write_resume(struct ti_trainer *t, const char *ckdir, int64_t s
 
 static ti_status read_resume(const char *ckdir, int64_t *step, char *state, size_t cap,
                              struct ti_err *err) {
-    char path[4300];
+    char path[4600];
     snprintf(path, sizeof path, "%s/resume.txt", ckdir);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -157,7 +157,8 @@ static ti_status read_resume(const char *ckdir, int64_t *step, char *state, size
                         "--resume: '%s': expected 'ti-train resume 1', 'step N', 'state FILE'",
                         path);
     *step = s;
-    snprintf(state, cap, "%s/%s", ckdir, name);
+    if ((size_t)snprintf(state, cap, "%s/%s", ckdir, name) >= cap)
+        return ti_error(err, TI_ERR_INVALID, "--resume: the path '%s' is too long", ckdir);
     return TI_OK;
 }
 
@@ -593,7 +594,7 @@ int main(int argc, char **argv) {
     if (r->a.name && *r->a.name)
         snprintf(r->nowname, sizeof r->nowname, "%s", r->a.name);
     else {
-        char base[600];
+        char base[480];
         const char *dr = cfg->data.train.data_root;
         size_t L = strlen(dr);
         while (L > 1 && dr[L - 1] == '/')
