@@ -141,7 +141,8 @@ static ti_status write_resume(struct ti_trainer *t, const char *ckdir, int64_t s
 static ti_status read_resume(const char *ckdir, int64_t *step, char *state, size_t cap,
                              struct ti_err *err) {
     char path[4600];
-    snprintf(path, sizeof path, "%s/resume.txt", ckdir);
+    if (snprintf(path, sizeof path, "%s/resume.txt", ckdir) >= (int)sizeof path)
+        return ti_error(err, TI_ERR_INVALID, "--resume: the path '%s' is too long", ckdir);
     FILE *f = fopen(path, "r");
     if (!f)
         return ti_error(err, TI_ERR_NOT_FOUND,
@@ -389,7 +390,7 @@ static int open_dataset(struct run *r, struct ti_err *err) {
     o.style = d->templates == TI_TEMPLATES_STYLE;
     struct ti_data_err de;
     if (ti_dataset_open(&r->ds, &o, print_data_warning, NULL, &de) != 0) {
-        ti_error(err, TI_ERR_INVALID, "--data_root '%s': %s", d->data_root, de.msg);
+        ti_error(err, TI_ERR_INVALID, "--data_root: %s", de.msg);
         return -1;
     }
     return 0;
@@ -496,6 +497,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, PROG ": --resume: the saved command line is not valid: %s\n", msg);
             return 1;
         }
+        r->a.resume = now_args.resume;
         if (now_args.max_steps > 0) r->a.max_steps = now_args.max_steps;
         if (now_args.quiet) r->a.quiet = 1;
         if (now_args.gpus) {
