@@ -169,6 +169,23 @@ for k in ("step", "loss", "lr", "embedding_norm"):
     assert np.array_equal(a[k][:], b[k][:]), (k, a[k][:], b[k][:])
 EOF
     fi
+    # a non-finite loss at step 3: reported, that step skipped (the vectors do not move)
+    TI_TRAIN_TEST_NAN_AT=3 train "$TMP/n" >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "NaN run exit status $rc" [ $rc -eq 0 ]
+    check "NaN reported" grep -q "step 3: non-finite loss" "$TMP/err"
+    N=$(rundir "$TMP/n")
+    same_emb() { cmp -s <("$INSPECT" --json "$1" | grep -v '"file"\|"archive"\|"step"') <("$INSPECT" --json "$2" | grep -v '"file"\|"archive"\|"step"'); }
+    check "steps before the NaN are unchanged" same_emb "$A/checkpoints/embeddings_gs-1.pt" "$N/checkpoints/embeddings_gs-1.pt"
+    if [ -n "$PY" ] && [ -f "$N/metrics.h5" ]; then
+        check "NaN step skipped: the norm does not move at step 3" "$PY" - "$N/metrics.h5" <<'EOF'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+loss, norm = f["loss"][:], f["embedding_norm"][:]
+assert np.isnan(loss[3]) and np.isfinite(np.delete(loss, 3)).all(), loss
+assert norm[3] == norm[2] and norm[4] != norm[3], norm
+EOF
+    fi
     # -n with --resume: the peer's refusal (usage error)
     "$TT" --resume "$D" -n x >/dev/null 2>"$TMP/err"
     rc=$?

@@ -328,6 +328,12 @@ static ti_status write_grid(struct run *r, const float *chw, int n, int size, co
 static ti_status log_images(struct run *r, const float *images, int n, int64_t gs, int64_t epoch,
                             int64_t batch, const struct ti_backend *be, struct ti_err *err) {
     int size = r->cfg->data.train.size;
+    static int told;
+    if (!told) {
+        told = 1;
+        fprintf(stderr, PROG ": note: image logs hold inputs and reconstruction only; samples and "
+                             "samples_scaled (DDIM) are not logged yet\n");
+    }
     if (n > r->max_images) n = r->max_images;
     if (n <= 0) return TI_OK;
     TI_TRY(write_grid(r, images, n, size, "inputs", gs, epoch, batch, err));
@@ -709,6 +715,9 @@ int main(int argc, char **argv) {
     int consecutive_bad = 0;
     const char *raise_env = getenv("TI_TRAIN_RAISE_SIGINT_AT");
     int64_t raise_at = raise_env ? strtoll(raise_env, NULL, 10) : -1;
+    /* test hook: the loss of this step reads as NaN (as if the forward pass overflowed) */
+    const char *nan_env = getenv("TI_TRAIN_TEST_NAN_AT");
+    int64_t nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
     int rc = 0;
     while (step < r->max_steps && !g_stop) {
         double loss_sum = 0;
@@ -728,15 +737,14 @@ int main(int argc, char **argv) {
                 rc = 1;
                 goto out;
             }
+            if (step == nan_at) loss = NAN;
             if (!isfinite(loss)) bad = 1;
             loss_sum += loss;
         }
         double loss = loss_sum / r->accum;
         if (bad) {
             /* report and skip: no update from a non-finite loss */
-            size_t n;
-            float *g = ti_trainer_grad(r->t, &n);
-            if (g) memset(g, 0, n * sizeof *g);
+            ti_trainer_zero_grad(r->t);
             ti_progress_break(&prog);
             fprintf(stderr, PROG ": warning: step %lld: non-finite loss (%g); step skipped\n",
                     (long long)step, loss);

@@ -360,6 +360,11 @@ float *ti_trainer_grad(struct ti_trainer *t, size_t *n) {
     return t->grad;
 }
 
+void ti_trainer_zero_grad(struct ti_trainer *t) {
+    if (t->grad) memset(t->grad, 0, (size_t)t->n_param * sizeof *t->grad);
+    t->accum = 0;
+}
+
 /* torch.optim.AdamW (torch 1.10-1.13 _single_tensor_adamw), in f32 as torch runs it on f32
  * parameters: the scalars are Python doubles cast to float at each op. */
 ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err) {
