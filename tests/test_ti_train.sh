@@ -53,7 +53,8 @@ SD_CFG=configs/tiny/sd-tiny-finetune.yaml
 LDM_CFG=configs/tiny/ldm-tiny-finetune.yaml
 # small frequencies: checkpoints after steps 1, 3 (+ the last, 5), images at steps 2 and 4
 SMALL="lightning.modelcheckpoint.params.every_n_train_steps=2
-lightning.callbacks.image_logger.params.batch_frequency=2 data.params.train.params.repeats=2"
+lightning.callbacks.image_logger.params.batch_frequency=2 data.params.train.params.repeats=2
+lightning.callbacks.image_logger.params.log_images_kwargs.ddim_steps=4"
 
 "$MK" "$SD_CFG" "$TMP/sd.safetensors" 11 || exit 1
 needs_ldm() { [ -f "$TMP/ldm.safetensors" ] || "$MK" "$LDM_CFG" "$TMP/ldm.safetensors" 12 || exit 1; }
@@ -95,12 +96,12 @@ e2e)
     check "the step is recorded" bash -c "'$INSPECT' --json '$R/checkpoints/embeddings_gs-3.pt' | grep -q '\"step\": 3'"
     # images at global steps 2 and 4; dataset length 4 images * 2 repeats = 8, batch 2:
     # step 2 = samples 4,5 (epoch 0, batch 2), step 4 = samples 8,9 (epoch 1, batch 0)
-    for k in inputs reconstruction; do
+    for k in inputs reconstruction samples samples_scaled; do
         check "$k grid step 2" [ -s "$R/images/train/${k}_gs-000002_e-000000_b-000002.jpg" ]
         check "$k grid step 4" [ -s "$R/images/train/${k}_gs-000004_e-000001_b-000000.jpg" ]
     done
     n_img=$(ls "$R/images/train" | wc -l)
-    check "4 grids, found $n_img" [ "$n_img" -eq 4 ]
+    check "8 grids, found $n_img" [ "$n_img" -eq 8 ]
     check "loss plot" [ -s "$R/loss.png" ]
     PY=$(py_with h5py)
     if [ -f "$R/metrics.h5" ] && [ -n "$PY" ]; then
@@ -299,6 +300,8 @@ bad)
             --actual_resume "$TMP/ldm.safetensors" --data_root "$FIX/imgs"
         expect_fail "config the schema rejects" 1 "num_heads" -- "$TT" $B --data_root "$FIX/imgs" \
             model.params.unet_config.params.num_heads=eight
+        expect_fail "image logger DDIM steps the sampler refuses" 1 "ddim_steps" -- "$TT" $B \
+            --data_root "$FIX/imgs" lightning.callbacks.image_logger.params.log_images_kwargs.ddim_steps=3
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
         expect_fail "bf16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision bf16

@@ -57,7 +57,11 @@ int main(void) {
 #include "image.h"             /* defines: struct ti_image, ti_image_write_* */
 #include "ldm.h"               /* defines: struct ti_ldm */
 #include "metrics.h"           /* defines: ti_metrics_*, ti_progress_* */
+#include "ops.h"               /* defines: ti_copy */
 #include "run_log.h"           /* defines: ti_train_config_build, ti_run_* */
+#include "sampler.h"           /* defines: ti_sampler_run, ti_sampler_decode */
+#include "schedule.h"          /* defines: ti_schedule_init */
+#include "torch_gen.h"         /* defines: ti_torch_gen, ti_torch_randn */
 #include "trainer.h"           /* defines: ti_trainer_* */
 #include "vae.h"               /* defines: ti_vae_encode, ti_vae_decode */
 
@@ -243,6 +247,12 @@ struct run {
     struct ti_trainer *t;
     struct ti_metrics *metrics;
     int64_t resume_written; /* the step of the last resume state, -1 none */
+    /* image logger: log_images' keyword defaults (§5.4), overridable through
+     * lightning.callbacks.image_logger.params.log_images_kwargs.{sample,ddim_steps,ddim_eta} */
+    int log_sample, log_ddim_steps;
+    double log_ddim_eta;
+    enum ti_dtype dtype;
+    struct ti_schedule sched;
 };
 
 static const char *emb_ext(enum ti_embedding_format f) {
@@ -322,19 +332,104 @@ static ti_status write_grid(struct run *r, const float *chw, int n, int size, co
     return st;
 }
 
-/* The image logger (§5.4): inputs and reconstruction (VAE round trip through the posterior
- * mean). TODO(sample): `samples` (DDIM 200, eta 1) and `samples_scaled` (guidance 5.0) need
- * train/sampler.h from branch `sample`; until it is merged only these two keys are logged. */
-static ti_status log_images(struct run *r, const float *images, int n, int64_t gs, int64_t epoch,
-                            int64_t batch, const struct ti_backend *be, struct ti_err *err) {
-    int size = r->cfg->data.train.size;
-    static int told;
-    if (!told) {
-        told = 1;
-        fprintf(stderr, PROG ": note: image logs hold inputs and reconstruction only; samples and "
-                             "samples_scaled (DDIM) are not logged yet\n");
+/* prompts (B) -> conditioning (B, T, D) on ctx's device, with the current vectors. The
+ * progressive-words counter is left as it was: logging does not change training. */
+static ti_status encode(struct run *r, struct ti_ctx *ctx, const char *const *prompts, int B,
+                        struct ti_tensor *out, struct ti_err *err) {
+    struct ti_emb_manager *em = ti_trainer_embeddings(r->t);
+    const struct ti_ldm *m = ti_trainer_model(r->t);
+    int T = r->cfg->seq_len;
+    int32_t *idx = malloc((size_t)B * T * sizeof *idx);
+    if (!idx) return ti_error(err, TI_ERR_NOMEM, "image log: out of memory");
+    int64_t counter = em->progressive_counter;
+    ti_status st =
+        ti_emb_manager_batch_ids(em, ti_trainer_tokenizer(r->t), prompts, B, idx, T, err);
+    em->progressive_counter = counter;
+    struct ti_tensor it = ti_tensor_none(), rows = ti_tensor_none(), rf = ti_tensor_none();
+    int64_t is[2] = {B, T}, rs[2] = {em->n_rows, em->dim};
+    if (st == TI_OK) st = ti_ctx_upload(ctx, &it, idx, TI_DTYPE_I32, 2, is);
+    if (st == TI_OK && em->n_rows > 0) {
+        st = ti_ctx_upload(ctx, &rf, em->rows, TI_DTYPE_F32, 2, rs);
+        if (st == TI_OK) st = ti_copy(ctx, &rows, &rf, r->dtype);
     }
+    if (st == TI_OK)
+        st = ti_text_encoder_forward(ctx, out, &m->text, &it, em->n_rows > 0 ? &rows : NULL);
+    if (st != TI_OK && !err->msg[0]) *err = ctx->err;
+    ti_tensor_release(&it);
+    ti_tensor_release(&rf);
+    ti_tensor_release(&rows);
+    free(idx);
+    return st;
+}
+
+/* `samples` (DDIM, eta 1, conditional) and `samples_scaled` (guidance 5.0 against ""), as
+ * log_images; x_T from PyTorch's generator seeded with seed + global step (one per image) */
+static ti_status log_samples(struct run *r, struct ti_ctx *ctx, const char *const *captions, int n,
+                             int64_t gs, int64_t epoch, int64_t batch, struct ti_err *err) {
+    const struct ti_ldm *m = ti_trainer_model(r->t);
+    int C = r->cfg->model.channels, h = r->cfg->latent_size, size = r->cfg->data.train.size;
+    size_t per = (size_t)C * h * h;
+    float *xh = malloc((size_t)n * per * sizeof *xh);
+    struct ti_torch_gen *gens = malloc((size_t)n * sizeof *gens);
+    struct ti_image *imgs = calloc((size_t)n, sizeof *imgs);
+    struct ti_image grid = {0};
+    const char *empty[64];
+    ti_status st = TI_OK;
+    if (!xh || !gens || !imgs) st = ti_error(err, TI_ERR_NOMEM, "image log: out of memory");
+    for (int b = 0; b < n && b < 64; b++)
+        empty[b] = "";
+    struct ti_tensor cond = ti_tensor_none(), uncond = ti_tensor_none();
+    if (st == TI_OK) st = encode(r, ctx, captions, n, &cond, err);
+    if (st == TI_OK) st = encode(r, ctx, empty, n, &uncond, err);
+    static const char *const keys[2] = {"samples", "samples_scaled"};
+    for (int k = 0; k < 2 && st == TI_OK; k++) {
+        for (int b = 0; b < n; b++) {
+            ti_torch_gen_seed(&gens[b], r->a.seed + (uint64_t)gs * 1000u + (uint64_t)b);
+            ti_torch_randn(&gens[b], xh + (size_t)b * per, per);
+        }
+        struct ti_tensor x = ti_tensor_none();
+        int64_t xs[4] = {n, C, h, h};
+        st = ti_ctx_upload(ctx, &x, xh, TI_DTYPE_F32, 4, xs);
+        struct ti_sampler_opts so;
+        memset(&so, 0, sizeof so);
+        so.steps = r->log_ddim_steps;
+        so.eta = r->log_ddim_eta;
+        so.scale = k == 0 ? 1.0 : 5.0;
+        if (st == TI_OK)
+            st = ti_sampler_run(ctx, m, &r->sched, &so, &cond, k == 0 ? NULL : &uncond, &x, gens,
+                                NULL, NULL, err);
+        if (st == TI_OK) st = ti_sampler_decode(ctx, m, r->cfg->model.scale_factor, &x, imgs, err);
+        ti_tensor_release(&x);
+        struct ti_data_err de;
+        if (st == TI_OK && ti_image_grid(&grid, imgs, n, 4, 2, 127, &de) != 0)
+            st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
+        char path[4400];
+        ti_run_image_name(path, sizeof path, r->imgdir, keys[k], gs, epoch, batch);
+        if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
+            st = ti_error(err, TI_ERR_IO, "%s", de.msg);
+        ti_image_free(&grid);
+        for (int b = 0; b < n; b++)
+            ti_image_free(&imgs[b]);
+    }
+    (void)size;
+    ti_tensor_release(&cond);
+    ti_tensor_release(&uncond);
+    free(xh);
+    free(gens);
+    free(imgs);
+    return st;
+}
+
+/* The image logger (§5.4): inputs, reconstruction (VAE round trip through the posterior mean),
+ * samples and samples_scaled (log_images' sample=True). `conditioning` (captions drawn as
+ * text) is not logged. Runs outside the trainer's context and RNG, so it never changes the
+ * training numbers. */
+static ti_status log_images(struct run *r, const float *images, const char *const *captions, int n,
+                            int64_t gs, int64_t epoch, int64_t batch, const struct ti_backend *be,
+                            struct ti_err *err) {
+    int size = r->cfg->data.train.size;
     if (n > r->max_images) n = r->max_images;
+    if (n > 64) n = 64;
     if (n <= 0) return TI_OK;
     TI_TRY(write_grid(r, images, n, size, "inputs", gs, epoch, batch, err));
     const struct ti_ldm *m = ti_trainer_model(r->t);
@@ -342,28 +437,34 @@ static ti_status log_images(struct run *r, const float *images, int n, int64_t g
     if (ti_ctx_init(&ctx, be, 0, 0) != TI_OK)
         return ti_error(err, TI_ERR_NOMEM, "image log: cannot create a context");
     ti_ctx_no_grad_begin(&ctx);
-    struct ti_tensor x = {0}, mom = {0}, z = {0}, rec = {0};
+    struct ti_tensor x = ti_tensor_none(), xd = ti_tensor_none(), mom = ti_tensor_none(),
+                     z = ti_tensor_none(), rec = ti_tensor_none(), recf = ti_tensor_none();
     int64_t shape[4] = {n, 3, size, size};
     float *host = NULL;
     ti_status st = ti_ctx_upload(&ctx, &x, images, TI_DTYPE_F32, 4, shape);
-    if (st == TI_OK) st = ti_vae_encode(&ctx, &mom, &m->vae, &x);
+    if (st == TI_OK) st = ti_copy(&ctx, &xd, &x, r->dtype);
+    if (st == TI_OK) st = ti_vae_encode(&ctx, &mom, &m->vae, &xd);
     if (st == TI_OK) st = ti_vae_sample(&ctx, &z, &m->vae, &mom, NULL);
     if (st == TI_OK) st = ti_vae_decode(&ctx, &rec, &m->vae, &z);
+    if (st == TI_OK) st = ti_copy(&ctx, &recf, &rec, TI_DTYPE_F32);
     size_t cnt = (size_t)n * 3 * size * size;
     if (st == TI_OK && !(host = malloc(cnt * sizeof *host)))
         st = ti_error(&ctx.err, TI_ERR_NOMEM, "image log: out of memory");
-    if (st == TI_OK) st = ti_ctx_download(&ctx, host, cnt * sizeof *host, &rec);
+    if (st == TI_OK) st = ti_ctx_download(&ctx, host, cnt * sizeof *host, &recf);
     if (st != TI_OK) {
         *err = ctx.err;
         if (!err->msg[0]) ti_error(err, st, "image log: reconstruction failed");
     }
     ti_tensor_release(&x);
+    ti_tensor_release(&xd);
     ti_tensor_release(&mom);
     ti_tensor_release(&z);
     ti_tensor_release(&rec);
-    ti_ctx_free(&ctx);
+    ti_tensor_release(&recf);
     if (st == TI_OK) st = write_grid(r, host, n, size, "reconstruction", gs, epoch, batch, err);
     free(host);
+    if (st == TI_OK && r->log_sample) st = log_samples(r, &ctx, captions, n, gs, epoch, batch, err);
+    ti_ctx_free(&ctx);
     return st;
 }
 
@@ -571,6 +672,40 @@ int main(int argc, char **argv) {
                      "set: embeddings are saved only at the end\n");
     r->img_freq = cfg->lightning.image_disabled ? 0 : cfg->lightning.image_batch_frequency;
     r->max_images = cfg->lightning.image_max_images > 0 ? cfg->lightning.image_max_images : 4;
+    r->dtype = dtype;
+    {
+        const struct ti_yaml_node *kw =
+            ti_yaml_get(ti_yaml_root(r->setup.doc),
+                        "lightning.callbacks.image_logger.params.log_images_kwargs");
+        int64_t steps = 200;
+        int sample = 1;
+        double eta = 1.0;
+        if (kw && (ti_yaml_get_bool(kw, "sample", 1, &sample, &err) != TI_OK ||
+                   ti_yaml_get_int(kw, "ddim_steps", 200, &steps, &err) != TI_OK ||
+                   ti_yaml_get_float(kw, "ddim_eta", 1.0, &eta, &err) != TI_OK))
+            return fail_run(r, &err);
+        if (steps < 1 || steps > 1000 || eta < 0) {
+            ti_error(&err, TI_ERR_CONFIG,
+                     "lightning.callbacks.image_logger.params.log_images_kwargs: ddim_steps must "
+                     "be 1..1000 and ddim_eta >= 0 (found %lld, %g)",
+                     (long long)steps, eta);
+            return fail_run(r, &err);
+        }
+        r->log_sample = sample;
+        r->log_ddim_steps = (int)steps;
+        r->log_ddim_eta = eta;
+        if (ti_schedule_init(&r->sched, &cfg->model, &err) != TI_OK) return fail_run(r, &err);
+        /* a step count the sampler refuses fails now, not at the first image log */
+        struct ti_sampler_opts so;
+        memset(&so, 0, sizeof so);
+        so.steps = r->log_ddim_steps;
+        so.eta = r->log_ddim_eta;
+        so.scale = 5.0;
+        if (r->log_sample && r->img_freq > 0 && ti_sampler_n_steps(&r->sched, &so, &err) < 0) {
+            fprintf(stderr, PROG ": lightning.callbacks.image_logger.params.log_images_kwargs: ");
+            return fail_run(r, &err);
+        }
+    }
     if (cfg->personalization.n_placeholders > 1 && r->a.format != TI_EMB_PEER)
         fprintf(stderr,
                 PROG ": warning: %d placeholders: the embedding files are written in the "
@@ -767,7 +902,7 @@ int main(int argc, char **argv) {
         if (ti_run_is_image_step(step, r->img_freq)) {
             uint64_t kl = k0 + (uint64_t)(r->accum - 1) * r->batch;
             ti_progress_break(&prog);
-            if (log_images(r, images, r->batch, step, (int64_t)(kl / r->stream.len),
+            if (log_images(r, images, capp, r->batch, step, (int64_t)(kl / r->stream.len),
                            (int64_t)((kl % r->stream.len) / (uint64_t)r->batch), be,
                            &err) != TI_OK) {
                 fprintf(stderr, PROG ": warning: image log at step %lld: %s\n", (long long)step,
