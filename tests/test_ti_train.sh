@@ -10,13 +10,16 @@
 #   dryrun   --dry_run: EXIF-rotated input comes out upright at the training size, captions
 #   bad      bad inputs: a clear message, a non-zero exit (never a crash), no run folder
 #   torch    (label python) the embedding files load in real torch with weights_only=True
-# Usage: bash tests/test_ti_train.sh MODE TI_TRAIN MAKE_TINY_CKPT TI_INSPECT   (repo root)
+#   mpi      mpirun -np 2 with batch 1 each == one process with batch 2 (same samples; f32
+#            tolerance); MPIEXEC (5th argument) empty: SKIP
+# Usage: bash tests/test_ti_train.sh MODE TI_TRAIN MAKE_TINY_CKPT TI_INSPECT [MPIEXEC]  (repo root)
 # Exit: 0 pass, 1 fail, 77 skip (a check that needs python3 + PIL/h5py/torch that is missing).
 set -u
 MODE=${1:?mode}
 TT=${2:?ti-train}
 MK=${3:?make_tiny_ckpt}
 INSPECT=${4:?ti-inspect}
+MPIEXEC=${5:-}
 FIX=tests/fixtures/train
 # one thread: the tiny model gains nothing from more, and on a loaded machine OpenMP spinning
 # costs 4x
@@ -195,7 +198,8 @@ EOF
     ;;
 kill9)
     # 20 kills at random moments; in between the run is resumed when it saved a resume state
-    KS="lightning.modelcheckpoint.params.every_n_train_steps=1"
+    KS="lightning.modelcheckpoint.params.every_n_train_steps=1
+    lightning.callbacks.image_logger.params.log_images_kwargs.sample=false"
     RANDOM=4242
     for i in $(seq 1 20); do
         R=$(rundir "$TMP/k")
@@ -203,10 +207,13 @@ kill9)
             "$TT" --resume "$R" --quiet >/dev/null 2>>"$TMP/err" &
         else
             rm -rf "$TMP/k"
-            train "$TMP/k" --max_steps 400 $KS >/dev/null 2>>"$TMP/err" &
+            # a simple command, so $! is ti-train itself (a function would run in a subshell
+            # that kill -9 ends while ti-train goes on)
+            "$TT" --base "$SD_CFG" -t --actual_resume "$TMP/sd.safetensors" --data_root "$FIX/imgs" \
+                -l "$TMP/k" -n run --quiet $SMALL --max_steps 400 $KS >/dev/null 2>>"$TMP/err" &
         fi
         pid=$!
-        sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
+        sleep "$((RANDOM % 2)).$(printf '%03d' $((RANDOM % 1000)))"
         kill -9 $pid 2>/dev/null
         wait $pid 2>/dev/null
         R=$(rundir "$TMP/k")
@@ -341,6 +348,45 @@ a = torch.load(sys.argv[1], map_location="cpu")
 b = torch.load(sys.argv[2], map_location="cpu", weights_only=True)
 assert torch.equal(a["string_to_param"]["*"].data, b["string_to_param"]["*"]), "formats differ"
 EOF
+    ;;
+mpi)
+    if [ -z "$MPIEXEC" ]; then
+        echo "SKIP: ti-train was built without MPI (libopenmpi-dev) or mpirun is missing"
+        exit 77
+    fi
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    NS="lightning.callbacks.image_logger.params.log_images_kwargs.sample=false"
+    "$MPIEXEC" --oversubscribe -np 2 "$TT" --base "$SD_CFG" -t --actual_resume "$TMP/sd.safetensors" \
+        --data_root "$FIX/imgs" -l "$TMP/m2" -n run --max_steps 4 --quiet $SMALL $NS \
+        data.params.batch_size=1 >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    check "mpirun -np 2 exit status $rc ($(tail -n 3 "$TMP/err"))" [ $rc -eq 0 ]
+    check "two processes count as two devices in the LR line" grep -q "1 (accumulate_grad_batches) \* 2 (num_gpus) \* 1 (batchsize)" "$TMP/out"
+    check "one run folder (rank 0 writes)" [ "$(ls "$TMP/m2" | wc -l)" -eq 1 ]
+    train "$TMP/m1" --max_steps 4 $NS data.params.batch_size=2 >/dev/null 2>"$TMP/err"
+    A=$(rundir "$TMP/m1")
+    B=$(rundir "$TMP/m2")
+    for f in embeddings_gs-1.pt embeddings_gs-3.pt; do
+        "$INSPECT" --json "$A/checkpoints/$f" >"$TMP/a.json"
+        "$INSPECT" --json "$B/checkpoints/$f" >"$TMP/b.json"
+        check "$f: 2 ranks x batch 1 == 1 rank x batch 2 (f32 tolerance)" "$(py_with json)" - "$TMP/a.json" "$TMP/b.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+ta, tb = a["tensors"][0], b["tensors"][0]
+assert ta["shape"] == tb["shape"]
+for x, y in zip(ta["first"] + [ta["sum"]], tb["first"] + [tb["sum"]]):
+    assert abs(x - y) <= 1e-5 + 1e-5 * abs(y), (x, y)
+EOF
+    done
+    PY=$(py_with h5py)
+    if [ -n "$PY" ] && [ -f "$A/metrics.h5" ]; then
+        check "losses agree per step" "$PY" - "$A/metrics.h5" "$B/metrics.h5" <<'EOF'
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+assert a["loss"].shape == b["loss"].shape == (4,)
+assert np.allclose(a["loss"][:], b["loss"][:], rtol=1e-5, atol=1e-6), (a["loss"][:], b["loss"][:])
+EOF
+    fi
     ;;
 *)
     echo "unknown mode $MODE" >&2

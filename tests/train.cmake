@@ -21,8 +21,20 @@ if(TI_HAVE_DATA AND TI_HAVE_YAML)
                          TIMEOUT 300)
   endforeach()
   set_tests_properties(test_ti_train_torch PROPERTIES LABELS python)
+  # data parallelism over MPI: SKIP (77) when ti-train has no MPI or mpirun is missing
+  if(TI_HAVE_MPI AND TI_MPIEXEC)
+    set(_ti_mpiexec ${TI_MPIEXEC})
+  else()
+    set(_ti_mpiexec "")
+  endif()
+  add_test(NAME test_ti_train_mpi
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_ti_train.sh mpi
+                   $<TARGET_FILE:ti-train> $<TARGET_FILE:make_tiny_ckpt> $<TARGET_FILE:ti-inspect>
+                   "${_ti_mpiexec}"
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(test_ti_train_mpi PROPERTIES LABELS cpu SKIP_RETURN_CODE 77 TIMEOUT 300)
 else()
-  foreach(mode e2e determ kill9 dryrun bad torch)
+  foreach(mode e2e determ kill9 dryrun bad torch mpi)
     ti_skip_test(test_ti_train_${mode} cpu "built without data/ (libstb-dev) or libyaml")
   endforeach()
 endif()

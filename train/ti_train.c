@@ -65,7 +65,49 @@ int main(void) {
 #include "trainer.h"           /* defines: ti_trainer_* */
 #include "vae.h"               /* defines: ti_vae_encode, ti_vae_decode */
 
+#ifdef TI_HAVE_MPI
+#include <mpi.h> /* defines: MPI_Init, MPI_Allreduce */
+#endif
+
 #define PROG "ti-train"
+
+/* data-parallel processes (mpirun -np W ti-train ...; 1 without MPI). Rank 0 alone prints and
+ * writes files; every rank trains on its share of each batch and the gradients are averaged. */
+static int g_rank = 0, g_world = 1;
+
+/* sums a few doubles over the ranks (in place) */
+static void allreduce_sum(double *v, int n) {
+#ifdef TI_HAVE_MPI
+    if (g_world > 1) MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+#else
+    (void)v;
+    (void)n;
+#endif
+}
+
+/* the gradient averaged over the ranks, before the optimizer step */
+static void allreduce_grad(struct ti_trainer *t) {
+#ifdef TI_HAVE_MPI
+    if (g_world <= 1) return;
+    size_t n;
+    float *g = ti_trainer_grad(t, &n);
+    MPI_Allreduce(MPI_IN_PLACE, g, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    float inv = 1.0f / (float)g_world;
+    for (size_t i = 0; i < n; i++)
+        g[i] *= inv;
+#else
+    (void)t;
+#endif
+}
+
+/* ends every rank when one fails (the others would wait in the next all-reduce forever) */
+static void abort_ranks(int rc) {
+#ifdef TI_HAVE_MPI
+    if (g_world > 1 && rc != 0) MPI_Abort(MPI_COMM_WORLD, rc);
+#else
+    (void)rc;
+#endif
+}
 
 static volatile sig_atomic_t g_stop; /* the signal that asked to stop, 0 = none */
 
@@ -94,6 +136,24 @@ static double hash_uniform(uint64_t seed, uint64_t k, uint64_t j) {
     uint64_t h = mix64(seed ^ mix64(k * 4 + j + 0x5851f42d4c957f2dULL));
     return (double)(h >> 11) * (1.0 / 9007199254740992.0);
 }
+
+/* 64 random bits from (seed, salt, k, j): the per-sample randomness of the run */
+static uint64_t ctr_bits(uint64_t seed, uint64_t salt, uint64_t k, uint64_t j) {
+    return mix64(seed ^ mix64(salt ^ mix64(k ^ mix64(j + 0x632be59bd9b4e019ULL))));
+}
+static double ctr_uniform(uint64_t seed, uint64_t salt, uint64_t k, uint64_t j) {
+    return (double)(ctr_bits(seed, salt, k, j) >> 11) * (1.0 / 9007199254740992.0);
+}
+/* n standard normals (Box-Muller on pairs of counter uniforms) */
+static void ctr_normals(float *out, size_t n, uint64_t seed, uint64_t salt, uint64_t k) {
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = ctr_uniform(seed, salt, k, i), u2 = ctr_uniform(seed, salt, k, i + 1);
+        double rad = sqrt(-2.0 * log(1.0 - u1)), th = 6.283185307179586 * u2;
+        out[i] = (float)(rad * cos(th));
+        if (i + 1 < n) out[i + 1] = (float)(rad * sin(th));
+    }
+}
+enum { SALT_T = 0x7431, SALT_NOISE = 0x6e6f69, SALT_EPS = 0x657073 };
 
 struct stream {
     uint64_t seed;
@@ -572,12 +632,16 @@ static int dry_run(struct run *r, struct ti_err *err) {
 /* ---- main ----------------------------------------------------------------------------------- */
 
 static int fail_run(struct run *r, const struct ti_err *err) {
-    fprintf(stderr, PROG ": error: %s\n", err->msg);
+    if (g_world > 1)
+        fprintf(stderr, PROG " (rank %d): error: %s\n", g_rank, err->msg);
+    else
+        fprintf(stderr, PROG ": error: %s\n", err->msg);
     (void)r;
+    abort_ranks(1);
     return 1;
 }
 
-int main(int argc, char **argv) {
+static int run_main(int argc, char **argv) {
     static struct run R;
     struct run *r = &R;
     struct ti_err err = {0};
@@ -751,6 +815,7 @@ int main(int argc, char **argv) {
     snprintf(r->imgdir, sizeof r->imgdir, "%s/images/train", r->rundir);
 
     if (r->a.dry_run) {
+        if (g_rank != 0) return 0;
         if (ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK)
             return fail_run(r, &err);
         int rc = dry_run(r, &err);
@@ -760,11 +825,16 @@ int main(int argc, char **argv) {
 
     /* LR (§1.3), printed as the peer does */
     r->lr = ti_config_learning_rate(cfg, r->a.scale_lr);
+    /* data-parallel processes count as the peer's GPUs (each takes a full batch) */
+    int n_dev = g_world > 1 ? g_world : cfg->lightning.n_gpus;
+    if (r->a.scale_lr && g_world > 1)
+        r->lr = (double)cfg->lightning.accumulate_grad_batches * n_dev * cfg->data.batch_size *
+                cfg->model.base_learning_rate;
     if (r->a.scale_lr)
         printf("Setting learning rate to %.2e = %d (accumulate_grad_batches) * %d (num_gpus) * %d "
                "(batchsize) * %.2e (base_lr)\n",
-               r->lr, cfg->lightning.accumulate_grad_batches, cfg->lightning.n_gpus,
-               cfg->data.batch_size, cfg->model.base_learning_rate);
+               r->lr, cfg->lightning.accumulate_grad_batches, n_dev, cfg->data.batch_size,
+               cfg->model.base_learning_rate);
     else {
         printf("++++ NOT USING LR SCALING ++++\n");
         printf("Setting learning rate to %.2e\n", r->lr);
@@ -813,9 +883,10 @@ int main(int argc, char **argv) {
     }
 
     /* run folder (§1.4): configs, args for --resume */
-    if (ti_mkdirs(r->ckdir, &err) != TI_OK || ti_mkdirs(r->imgdir, &err) != TI_OK)
+    int writer = g_rank == 0;
+    if (writer && (ti_mkdirs(r->ckdir, &err) != TI_OK || ti_mkdirs(r->imgdir, &err) != TI_OK))
         return fail_run(r, &err);
-    if (!r->a.resume) {
+    if (writer && !r->a.resume) {
         if (ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK ||
             write_args(r->rundir, r->now, argc, argv, &err) != TI_OK)
             return fail_run(r, &err);
@@ -836,6 +907,16 @@ int main(int argc, char **argv) {
     }
     for (int b = 0; b < r->batch; b++)
         capp[b] = caps[b];
+    int lat_c, lat_f;
+    ti_trainer_latent_shape(r->t, &lat_c, &lat_f);
+    size_t lat = (size_t)lat_c * (size_t)(size / lat_f) * (size_t)(size / lat_f);
+    int *tsteps = malloc((size_t)r->batch * sizeof *tsteps);
+    float *noise = malloc((size_t)r->batch * lat * sizeof *noise);
+    float *peps = malloc((size_t)r->batch * lat * sizeof *peps);
+    if (!tsteps || !noise || !peps) {
+        ti_error(&err, TI_ERR_NOMEM, "out of memory for a batch");
+        return fail_run(r, &err);
+    }
 
     struct sigaction act;
     memset(&act, 0, sizeof act);
@@ -847,6 +928,8 @@ int main(int argc, char **argv) {
     int64_t step = resume_step > 0 ? resume_step : 0;
     struct ti_progress prog;
     ti_progress_init(&prog, stderr, r->a.quiet ? 0 : -1, step, r->max_steps);
+    int show = writer && !r->a.quiet;
+    int stop = 0; /* g_stop as every rank agrees on it */
     int consecutive_bad = 0;
     const char *raise_env = getenv("TI_TRAIN_RAISE_SIGINT_AT");
     int64_t raise_at = raise_env ? strtoll(raise_env, NULL, 10) : -1;
@@ -854,28 +937,39 @@ int main(int argc, char **argv) {
     const char *nan_env = getenv("TI_TRAIN_TEST_NAN_AT");
     int64_t nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
     int rc = 0;
-    while (step < r->max_steps && !g_stop) {
+    while (step < r->max_steps && !stop) {
         double loss_sum = 0;
         int bad = 0;
-        uint64_t k0 = (uint64_t)step * (uint64_t)r->accum * (uint64_t)r->batch;
-        for (int m = 0; m < r->accum && !bad; m++) {
+        /* sample k of the stream: micro-batch m of this step, rank g_rank's share b */
+        uint64_t k0 = (uint64_t)step * (uint64_t)r->accum * (uint64_t)g_world * (uint64_t)r->batch;
+        for (int m = 0; m < r->accum; m++) {
             for (int b = 0; b < r->batch; b++) {
-                uint64_t k = k0 + (uint64_t)m * r->batch + (uint64_t)b;
+                uint64_t k = k0 + ((uint64_t)m * (uint64_t)g_world + (uint64_t)g_rank) * r->batch +
+                             (uint64_t)b;
                 if (stream_example(r, k, images + (size_t)b * img_floats, caps[b], sizeof caps[b],
                                    &err) != TI_OK) {
                     rc = 1;
                     goto out;
                 }
+                /* the diffusion randomness of sample k: the same whatever the process layout */
+                tsteps[b] = (int)(ctr_uniform(r->a.seed, SALT_T, k, 0) * cfg->model.timesteps);
+                if (tsteps[b] >= cfg->model.timesteps) tsteps[b] = cfg->model.timesteps - 1;
+                ctr_normals(noise + (size_t)b * lat, lat, r->a.seed, SALT_NOISE, k);
+                ctr_normals(peps + (size_t)b * lat, lat, r->a.seed, SALT_EPS, k);
             }
             double loss = 0;
-            if (ti_trainer_forward_backward(r->t, images, capp, r->batch, &loss, &err) != TI_OK) {
+            if (ti_trainer_step_explicit(r->t, images, capp, r->batch, tsteps, noise, peps, &loss,
+                                         NULL, &err) != TI_OK) {
                 rc = 1;
                 goto out;
             }
             if (step == nan_at) loss = NAN;
-            if (!isfinite(loss)) bad = 1;
             loss_sum += loss;
         }
+        /* the loss over every rank's micro-batches; NaN anywhere reaches every rank, so all skip */
+        allreduce_sum(&loss_sum, 1);
+        loss_sum /= g_world;
+        if (!isfinite(loss_sum)) bad = 1;
         double loss = loss_sum / r->accum;
         if (bad) {
             /* report and skip: no update from a non-finite loss */
@@ -892,6 +986,7 @@ int main(int argc, char **argv) {
             }
         } else {
             consecutive_bad = 0;
+            allreduce_grad(r->t);
             if (ti_trainer_optimizer_step(r->t, &err) != TI_OK) {
                 rc = 1;
                 goto out;
@@ -899,34 +994,40 @@ int main(int argc, char **argv) {
         }
         ti_metrics_add(r->metrics, step, loss, r->lr, embedding_norm(ti_trainer_embeddings(r->t)));
         /* the image logger and the checkpoint hook see global_step before its increment */
-        if (ti_run_is_image_step(step, r->img_freq)) {
-            uint64_t kl = k0 + (uint64_t)(r->accum - 1) * r->batch;
+        if (writer && ti_run_is_image_step(step, r->img_freq)) {
+            uint64_t kl = k0 + (uint64_t)(r->accum - 1) * g_world * r->batch;
             ti_progress_break(&prog);
             if (log_images(r, images, capp, r->batch, step, (int64_t)(kl / r->stream.len),
-                           (int64_t)((kl % r->stream.len) / (uint64_t)r->batch), be,
+                           (int64_t)((kl % r->stream.len) / ((uint64_t)r->batch * g_world)), be,
                            &err) != TI_OK) {
                 fprintf(stderr, PROG ": warning: image log at step %lld: %s\n", (long long)step,
                         err.msg);
                 ti_err_clear(&err);
             }
         }
-        if (ti_run_is_checkpoint_step(step, r->every_ckpt) && step + 1 < r->max_steps) {
+        if (writer && ti_run_is_checkpoint_step(step, r->every_ckpt) && step + 1 < r->max_steps) {
             if (checkpoint(r, step, step + 1, &err) != TI_OK) {
                 rc = 1;
                 goto out;
             }
         }
         step++;
-        if (ti_metrics_flush(r->metrics, 0, &err) != TI_OK) {
+        if (writer && ti_metrics_flush(r->metrics, 0, &err) != TI_OK) {
             rc = 1;
             goto out;
         }
-        ti_progress_update(&prog, step, loss);
+        if (show) ti_progress_update(&prog, step, loss);
         /* test hook (tests/test_ti_train.sh): a SIGINT after this step, as if from Ctrl-C */
         if (raise_at > 0 && step == raise_at) raise(SIGINT);
+        /* every rank stops after the same step (mpirun forwards Ctrl-C to each at its own time) */
+        double sv = g_stop ? (double)g_stop : 0.0;
+        allreduce_sum(&sv, 1);
+        if (sv > 0 && !g_stop) g_stop = SIGINT;
+        stop = sv > 0;
     }
     ti_progress_break(&prog);
-    if (g_stop) {
+    if (stop && !writer) goto out;
+    if (stop) {
         /* Ctrl-C / SIGTERM: the peer saves embeddings at the current global step */
         if (checkpoint(r, step, step, &err) != TI_OK) {
             rc = 1;
@@ -941,6 +1042,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     /* train end (save_last): global_step - 1 (§1.6) */
+    if (!writer) goto out;
     if (checkpoint(r, r->max_steps - 1, r->max_steps, &err) != TI_OK) {
         rc = 1;
         goto out;
@@ -952,10 +1054,13 @@ out:
         ti_progress_break(&prog);
         fprintf(stderr, PROG ": error: %s\n", err.msg);
         struct ti_err e2 = {0};
-        if (ti_metrics_flush(r->metrics, 1, &e2) != TI_OK)
+        if (writer && ti_metrics_flush(r->metrics, 1, &e2) != TI_OK)
             fprintf(stderr, PROG ": error: %s\n", e2.msg);
     }
     free(images);
+    free(tsteps);
+    free(noise);
+    free(peps);
     free(caps);
     free(capp);
     ti_metrics_close(r->metrics);
@@ -965,5 +1070,27 @@ out:
     ti_train_setup_free(&r->setup);
     free(sa.text);
     return rc;
+}
+
+int main(int argc, char **argv) {
+#ifdef TI_HAVE_MPI
+    /* started by mpirun (Open MPI / PMIx set these): data-parallel ranks */
+    int mpi = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+    if (mpi) {
+        MPI_Init(&argc, &argv);
+        MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &g_world);
+        /* only rank 0 talks on stdout; errors still reach stderr from every rank */
+        if (g_rank != 0 && !freopen("/dev/null", "w", stdout)) g_rank = g_rank + 0;
+    }
+    int rc = run_main(argc, argv);
+    if (mpi) {
+        abort_ranks(rc == 1 || rc == 2 ? rc : 0);
+        MPI_Finalize();
+    }
+    return rc;
+#else
+    return run_main(argc, argv);
+#endif
 }
 #endif /* TI_TRAIN_COMPLETE */
