@@ -896,27 +896,28 @@ static int run_main(int argc, char **argv) {
         return fail_run(r, &err);
 
     /* the loop */
+    int64_t step = resume_step > 0 ? resume_step : 0;
+    struct ti_progress prog;
+    ti_progress_init(&prog, stderr, r->a.quiet ? 0 : -1, step, r->max_steps);
+    int rc = 0;
     int size = cfg->data.train.size;
     size_t img_floats = (size_t)3 * size * size;
-    float *images = malloc((size_t)r->batch * img_floats * sizeof *images);
-    char(*caps)[1024] = malloc((size_t)r->batch * sizeof *caps);
-    const char **capp = malloc((size_t)r->batch * sizeof *capp);
-    if (!images || !caps || !capp) {
-        ti_error(&err, TI_ERR_NOMEM, "out of memory for a batch");
-        return fail_run(r, &err);
-    }
-    for (int b = 0; b < r->batch; b++)
-        capp[b] = caps[b];
     int lat_c, lat_f;
     ti_trainer_latent_shape(r->t, &lat_c, &lat_f);
     size_t lat = (size_t)lat_c * (size_t)(size / lat_f) * (size_t)(size / lat_f);
+    float *images = malloc((size_t)r->batch * img_floats * sizeof *images);
+    char(*caps)[1024] = malloc((size_t)r->batch * sizeof *caps);
+    const char **capp = malloc((size_t)r->batch * sizeof *capp);
     int *tsteps = malloc((size_t)r->batch * sizeof *tsteps);
     float *noise = malloc((size_t)r->batch * lat * sizeof *noise);
     float *peps = malloc((size_t)r->batch * lat * sizeof *peps);
-    if (!tsteps || !noise || !peps) {
+    if (!images || !caps || !capp || !tsteps || !noise || !peps) {
         ti_error(&err, TI_ERR_NOMEM, "out of memory for a batch");
-        return fail_run(r, &err);
+        rc = 1;
+        goto out;
     }
+    for (int b = 0; b < r->batch; b++)
+        capp[b] = caps[b];
 
     struct sigaction act;
     memset(&act, 0, sizeof act);
@@ -925,9 +926,6 @@ static int run_main(int argc, char **argv) {
     sigaction(SIGINT, &act, NULL);
     sigaction(SIGTERM, &act, NULL);
 
-    int64_t step = resume_step > 0 ? resume_step : 0;
-    struct ti_progress prog;
-    ti_progress_init(&prog, stderr, r->a.quiet ? 0 : -1, step, r->max_steps);
     int show = writer && !r->a.quiet;
     int stop = 0; /* g_stop as every rank agrees on it */
     int consecutive_bad = 0;
@@ -936,7 +934,6 @@ static int run_main(int argc, char **argv) {
     /* test hook: the loss of this step reads as NaN (as if the forward pass overflowed) */
     const char *nan_env = getenv("TI_TRAIN_TEST_NAN_AT");
     int64_t nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
-    int rc = 0;
     while (step < r->max_steps && !stop) {
         double loss_sum = 0;
         int bad = 0;
