@@ -145,10 +145,13 @@ ti_status ti_text_encoder_embed(struct ti_ctx *ctx, struct ti_tensor *out,
     ti_status st;
     /* token rows (placeholders from the trainable rows), then + position rows 0..T-1 */
     TI_TRY_GOTO(st, ti_embedding(ctx, &tok, &e->tok_emb, rows, idx));
-    TI_TRY_GOTO(st, ti_tensor_narrow_view(&pos, &e->pos_emb, 0, 0, idx->shape[1], &ctx->err));
+    /* ti_slice (not a raw view) so the position table gets its gradient when it is trained
+     * (unfreeze_model); frozen, it records nothing */
+    TI_TRY_GOTO(st, ti_slice(ctx, &pos, &e->pos_emb, 0, 0, idx->shape[1]));
     st = ti_add(ctx, out, &tok, &pos);
 fail:
     ti_tensor_release(&tok);
+    ti_tensor_release(&pos);
     return st;
 }
 

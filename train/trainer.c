@@ -24,6 +24,16 @@
 /* the trainer's stream is seeded apart from the init vectors' (both come from opts.seed) */
 #define RNG_SALT 0x9E3779B97F4A7C15ull
 
+/* One trainable model weight (unfreeze_model): its slot in the network, a gradient buffer on the
+ * backend and the AdamW moments on the host. */
+struct mparam {
+    struct ti_tensor *w;
+    const char *key;
+    struct ti_tensor g;
+    float *m, *v;
+    size_t n;
+};
+
 struct ti_trainer {
     struct ti_config cfg;
     const struct ti_backend *be;
@@ -42,6 +52,11 @@ struct ti_trainer {
     size_t n_param;              /* n_rows * dim */
     float *grad, *m, *v;         /* (n_rows, dim) host f32 */
     int64_t step, accum;
+    /* unfreeze_model (pivotal tuning): every UNet and text-encoder weight but the token table */
+    int n_mp;
+    struct mparam *mp;
+    double model_lr;
+    float *hp_buf, *hg_buf; /* host scratch of the largest weight */
     /* host scratch for one micro-batch's random draws, grown on demand */
     float *noise, *eps;
     int *ts;
@@ -122,6 +137,14 @@ static ti_status make_schedule(struct ti_trainer *t, struct ti_err *err) {
 void ti_trainer_close(struct ti_trainer *t) {
     if (!t) return;
     ti_tape_free(&t->tape);
+    for (int i = 0; i < t->n_mp; i++) {
+        ti_tensor_release(&t->mp[i].g);
+        free(t->mp[i].m);
+        free(t->mp[i].v);
+    }
+    free(t->mp);
+    free(t->hp_buf);
+    free(t->hg_buf);
     if (t->ctx_ready) ti_ctx_free(&t->ctx);
     if (t->model_ready) ti_ldm_free(&t->model);
     ti_emb_manager_free(&t->em);
@@ -135,6 +158,53 @@ void ti_trainer_close(struct ti_trainer *t) {
     free(t->eps);
     free(t->ts);
     free(t);
+}
+
+/* unfreeze_model: the peer's second AdamW group (cond_stage_model + UNet at model_lr). The token
+ * table stays frozen (ti's embedding op refuses a trainable table; the placeholder rows are its
+ * trainable part); the first stage stays frozen as in the peer. */
+static ti_status unfreeze(struct ti_trainer *t, const struct ti_trainer_opts *o,
+                          struct ti_err *err) {
+    if (o->dtype != TI_DTYPE_F32)
+        return ti_error(err, TI_ERR_UNSUPPORTED,
+                        "model.params.unfreeze_model: training the model weights needs f32 "
+                        "weights (there is no f32 master copy for %s); use --dtype f32",
+                        ti_dtype_name(o->dtype));
+    if (o->checkpointing)
+        return ti_error(err, TI_ERR_UNSUPPORTED,
+                        "model.params.unfreeze_model: recomputation (checkpointing) supports "
+                        "frozen weights only; turn it off");
+    if (!(t->cfg.model.model_lr > 0))
+        return ti_error(err, TI_ERR_CONFIG,
+                        "model.params.model_lr: %g; unfreeze_model needs a learning rate > 0 for "
+                        "the model weights (v1-finetune_unfrozen.yaml has 1e-7)",
+                        t->cfg.model.model_lr);
+    t->model_lr = t->cfg.model.model_lr;
+    const struct ti_weights *tabs[2] = {&t->model.unet_w, &t->model.text_w};
+    int total = tabs[0]->n + tabs[1]->n;
+    t->mp = calloc((size_t)total, sizeof *t->mp);
+    if (!t->mp) return ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
+    size_t maxn = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < tabs[k]->n; i++) {
+            struct ti_tensor *w = tabs[k]->items[i].slot;
+            if (w == &t->model.text.tok_emb || !w->data) continue;
+            struct mparam *p = &t->mp[t->n_mp++];
+            p->w = w;
+            p->key = tabs[k]->items[i].key;
+            p->n = (size_t)ti_tensor_numel(w);
+            p->g = ti_tensor_none();
+            p->m = calloc(p->n, sizeof(float));
+            p->v = calloc(p->n, sizeof(float));
+            if (!p->m || !p->v) return ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
+            ti_status st = ti_ctx_zeros(&t->ctx, &p->g, w->dtype, w->ndim, w->shape);
+            if (st != TI_OK) return ti_error(err, st, "trainer: %s", t->ctx.err.msg);
+            if (p->n > maxn) maxn = p->n;
+        }
+    t->hp_buf = malloc(maxn * sizeof(float));
+    t->hg_buf = malloc(maxn * sizeof(float));
+    if (!t->hp_buf || !t->hg_buf) return ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
+    return TI_OK;
 }
 
 ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts *o,
@@ -199,6 +269,7 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     t->ctx_ready = 1;
     TI_TRY_GOTO(st, ti_tape_init(&t->tape, err));
     t->ctx.tape = t->tape;
+    if (t->cfg.model.unfreeze_model) TI_TRY_GOTO(st, unfreeze(t, o, err));
     ti_rng_seed(&t->rng, o->seed ^ RNG_SALT);
     *out = t;
     return TI_OK;
@@ -285,6 +356,8 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
         CK(st, upload_f32(t, &rows, t->em.rows, 2, rsh), "rows");
         CK(st, ti_ctx_zeros(&t->ctx, &grow, t->dtype, 2, rsh), "rows gradient");
         CK(st, ti_tape_watch(&t->ctx, &rows, &grow), "watching the rows");
+        for (int i = 0; i < t->n_mp; i++)
+            CK(st, ti_tape_watch(&t->ctx, t->mp[i].w, &t->mp[i].g), "watching the weights");
     }
     CK(st, ti_text_encoder_forward(&t->ctx, &cond, &t->model.text, &idx, &rows), "text encoder");
     CK(st, ti_unet_forward(&t->ctx, &eps_hat, &t->model.unet, &xt, &tt, &cond), "UNet");
@@ -316,6 +389,8 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
     t->accum++;
 fail:
     if (st != TI_OK) ti_tape_clear(&t->ctx);
+    for (int i = 0; i < t->n_mp; i++) /* the tape has forgotten the slots; so do the weights */
+        t->mp[i].w->grad = -1;
     {
         struct ti_tensor *all[] = {&img, &mom, &pe,  &z0,   &z,    &nz,   &ca,      &cb, &x1,
                                    &x2,  &xt,  &idx, &rows, &grow, &cond, &eps_hat, &l,  &tt};
@@ -365,33 +440,78 @@ void ti_trainer_zero_grad(struct ti_trainer *t) {
     t->accum = 0;
 }
 
-/* torch.optim.AdamW (torch 1.10-1.13 _single_tensor_adamw), in f32 as torch runs it on f32
- * parameters: the scalars are Python doubles cast to float at each op. */
-ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err) {
-    (void)err;
-    if (t->accum == 0) return TI_OK;
-    t->step++;
-    double lr = t->lr, s = (double)t->step;
+/* torch.optim.AdamW (torch 1.10-1.13 _single_tensor_adamw) at step s, in f32 as torch runs it on
+ * f32 parameters: the scalars are Python doubles cast to float at each op. g is divided by the
+ * micro-batch count first (accum > 1). */
+static void adamw_f32(float *p, const float *grad, float *m, float *v, size_t n, double lr,
+                      int64_t step, int64_t accum) {
+    double s = (double)step;
     float decay = (float)(1.0 - lr * ADAM_WD);
     float b1 = (float)ADAM_BETA1, b2 = (float)ADAM_BETA2;
     float omb1 = (float)(1.0 - ADAM_BETA1), omb2 = (float)(1.0 - ADAM_BETA2);
     double bc1 = 1.0 - pow(ADAM_BETA1, s), bc2 = 1.0 - pow(ADAM_BETA2, s);
     float step_size = (float)(-(lr / bc1)), bc2_sqrt = (float)sqrt(bc2), eps = (float)ADAM_EPS;
-    float inv_accum = t->accum > 1 ? 1.0f / (float)t->accum : 1.0f;
-    float *p = t->em.rows;
-    for (size_t i = 0; i < t->n_param; i++) {
-        float g = t->accum > 1 ? t->grad[i] * inv_accum : t->grad[i];
+    float inv_accum = accum > 1 ? 1.0f / (float)accum : 1.0f;
+    for (size_t i = 0; i < n; i++) {
+        float g = accum > 1 ? grad[i] * inv_accum : grad[i];
         p[i] = p[i] * decay;
-        t->m[i] = t->m[i] * b1;
-        t->m[i] = t->m[i] + omb1 * g;
-        t->v[i] = t->v[i] * b2;
-        t->v[i] = t->v[i] + omb2 * g * g;
-        float denom = sqrtf(t->v[i]) / bc2_sqrt + eps;
-        p[i] = p[i] + step_size * (t->m[i] / denom);
-        t->grad[i] = 0.0f;
+        m[i] = m[i] * b1;
+        m[i] = m[i] + omb1 * g;
+        v[i] = v[i] * b2;
+        v[i] = v[i] + omb2 * g * g;
+        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        p[i] = p[i] + step_size * (m[i] / denom);
+    }
+}
+
+/* host f32 (n elements) -> an existing tensor of the same shape (any dtype) */
+static ti_status store_f32(struct ti_trainer *t, struct ti_tensor *dst, const float *host) {
+    struct ti_tensor h;
+    TI_TRY(upload_f32(t, &h, host, dst->ndim, dst->shape));
+    ti_status st = ti_ctx_copy_into(&t->ctx, dst, &h);
+    ti_tensor_release(&h);
+    return st;
+}
+
+ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err) {
+    if (t->accum == 0) return TI_OK;
+    t->step++;
+    adamw_f32(t->em.rows, t->grad, t->m, t->v, t->n_param, t->lr, t->step, t->accum);
+    memset(t->grad, 0, t->n_param * sizeof *t->grad);
+    ti_status st = TI_OK;
+    for (int i = 0; i < t->n_mp; i++) {
+        struct mparam *p = &t->mp[i];
+        st = download_f32(t, t->hp_buf, p->n, p->w);
+        if (st == TI_OK) st = download_f32(t, t->hg_buf, p->n, &p->g);
+        if (st != TI_OK) break;
+        adamw_f32(t->hp_buf, t->hg_buf, p->m, p->v, p->n, t->model_lr, t->step, t->accum);
+        st = store_f32(t, p->w, t->hp_buf);
+        if (st == TI_OK) st = ti_ctx_zero(&t->ctx, &p->g);
+        if (st != TI_OK) break;
     }
     t->accum = 0;
+    if (st != TI_OK) return ctx_fail(t, st, "updating the model weights", err);
     return TI_OK;
+}
+
+ti_status ti_trainer_param_grad(struct ti_trainer *t, const char *key, float *out, size_t n,
+                                struct ti_err *err) {
+    for (int i = 0; i < t->n_mp; i++) {
+        struct mparam *p = &t->mp[i];
+        if (strcmp(p->key, key) != 0) continue;
+        if (n != p->n)
+            return ti_error(err, TI_ERR_SHAPE, "trainer: '%s' has %zu elements, not %zu", key, p->n,
+                            n);
+        ti_status st = download_f32(t, out, n, &p->g);
+        return st == TI_OK ? TI_OK : ctx_fail(t, st, key, err);
+    }
+    return ti_error(err, TI_ERR_NOT_FOUND,
+                    "trainer: '%s' is not a trained weight (unfreeze_model is %s)", key,
+                    t->n_mp ? "on" : "off");
+}
+
+int ti_trainer_n_model_params(const struct ti_trainer *t) {
+    return t->n_mp;
 }
 
 struct ti_emb_manager *ti_trainer_embeddings(struct ti_trainer *t) {
@@ -422,7 +542,9 @@ struct ti_ctx *ti_trainer_ctx(struct ti_trainer *t) {
 
 /* Layout (little-endian): "TITRAINS", u32 version, u32 n_terms, i32 n_rows, i32 dim, i64 step,
  * i64 accum, i64 progressive_counter, u64 rng[4], then per term u32 length + placeholder bytes +
- * i32 n_vectors, then f32 rows, m, v, grad (n_rows*dim each), then u32 CRC-32 of all before. */
+ * i32 n_vectors, then f32 rows, m, v, grad (n_rows*dim each), then u32 n_model (0 unless
+ * unfreeze_model) and per trained weight u32 length + key + u64 n + f32 weight, m, v, grad (n
+ * each), then u32 CRC-32 of all before. */
 struct wbuf {
     struct ti_outfile f;
     uint32_t crc;
@@ -458,6 +580,29 @@ ti_status ti_trainer_save_state(const struct ti_trainer *t, const char *path, st
     const float *arrays[4] = {t->em.rows, t->m, t->v, t->grad};
     for (int a = 0; a < 4; a++)
         TI_TRY_GOTO(st, put(&w, arrays[a], t->n_param * sizeof(float), err));
+    /* unfreeze_model: each trained weight with its moments and gradient (downloading goes
+     * through the trainer's context, which is why the const is cast away) */
+    struct ti_trainer *mt = (struct ti_trainer *)t;
+    uint32_t nmp = (uint32_t)t->n_mp;
+    TI_TRY_GOTO(st, put(&w, &nmp, 4, err));
+    for (int i = 0; i < t->n_mp; i++) {
+        const struct mparam *p = &t->mp[i];
+        uint32_t len = (uint32_t)strlen(p->key);
+        uint64_t n = p->n;
+        TI_TRY_GOTO(st, put(&w, &len, 4, err));
+        TI_TRY_GOTO(st, put(&w, p->key, len, err));
+        TI_TRY_GOTO(st, put(&w, &n, 8, err));
+        st = download_f32(mt, t->hp_buf, p->n, p->w);
+        if (st == TI_OK) st = download_f32(mt, t->hg_buf, p->n, &p->g);
+        if (st != TI_OK) {
+            st = ctx_fail(mt, st, "saving the model weights", err);
+            goto fail;
+        }
+        TI_TRY_GOTO(st, put(&w, t->hp_buf, p->n * sizeof(float), err));
+        TI_TRY_GOTO(st, put(&w, p->m, p->n * sizeof(float), err));
+        TI_TRY_GOTO(st, put(&w, p->v, p->n * sizeof(float), err));
+        TI_TRY_GOTO(st, put(&w, t->hg_buf, p->n * sizeof(float), err));
+    }
     uint32_t crc = w.crc;
     TI_TRY_GOTO(st, ti_outfile_write(&w.f, &crc, 4, err));
     return ti_outfile_commit(&w.f, err);
@@ -531,10 +676,58 @@ ti_status ti_trainer_load_state(struct ti_trainer *t, const char *path, struct t
             goto done;
         }
     }
-    if (r.left != 4 * t->n_param * sizeof(float)) goto truncated;
+    /* check the model section's layout before anything is overwritten */
+    {
+        struct rbuf q = r;
+        uint32_t nmp, len;
+        uint64_t n;
+        if (q.left < 4 * t->n_param * sizeof(float)) goto truncated;
+        q.p += 4 * t->n_param * sizeof(float);
+        q.left -= 4 * t->n_param * sizeof(float);
+        if (take(&q, &nmp, 4)) goto truncated;
+        if ((int)nmp != t->n_mp) {
+            st = ti_error(err, TI_ERR_SHAPE,
+                          "'%s': the state holds %u trained model weights, this run trains %d "
+                          "(unfreeze_model differs?)",
+                          path, nmp, t->n_mp);
+            goto done;
+        }
+        for (int i = 0; i < t->n_mp; i++) {
+            if (take(&q, &len, 4) || q.left < len) goto truncated;
+            if (len != strlen(t->mp[i].key) || memcmp(q.p, t->mp[i].key, len) != 0) {
+                st = ti_error(err, TI_ERR_SHAPE,
+                              "'%s': model weight %d of the state is not '%s' of this run", path, i,
+                              t->mp[i].key);
+                goto done;
+            }
+            q.p += len;
+            q.left -= len;
+            if (take(&q, &n, 8) || n != t->mp[i].n || q.left < 4 * n * sizeof(float))
+                goto truncated;
+            q.p += 4 * n * sizeof(float);
+            q.left -= 4 * n * sizeof(float);
+        }
+        if (q.left != 0) goto truncated;
+    }
     float *arrays[4] = {t->em.rows, t->m, t->v, t->grad};
     for (int a = 0; a < 4; a++)
         if (take(&r, arrays[a], t->n_param * sizeof(float))) goto truncated;
+    r.p += 4;
+    r.left -= 4;
+    for (int i = 0; i < t->n_mp; i++) {
+        struct mparam *p = &t->mp[i];
+        r.p += 4 + strlen(p->key) + 8;
+        r.left -= 4 + strlen(p->key) + 8;
+        if (take(&r, t->hp_buf, p->n * sizeof(float)) || take(&r, p->m, p->n * sizeof(float)) ||
+            take(&r, p->v, p->n * sizeof(float)) || take(&r, t->hg_buf, p->n * sizeof(float)))
+            goto truncated;
+        st = store_f32(t, p->w, t->hp_buf);
+        if (st == TI_OK) st = store_f32(t, &p->g, t->hg_buf);
+        if (st != TI_OK) {
+            st = ctx_fail(t, st, "loading the model weights", err);
+            goto done;
+        }
+    }
     t->step = step;
     t->accum = accum;
     t->em.progressive_counter = counter;

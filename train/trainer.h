@@ -16,6 +16,9 @@
  *   TI_TRY(ti_trainer_save_state(t, "logs/.../trainer_state.bin", err));
  *   ti_trainer_close(t);
  *
+ * Images are (B, 3, S, S) with S = the config's pixel size (model.params.image_size times the
+ * first stage's downsample factor: 512 for SD v1, 256 for LDM).
+ *
  * One micro-batch (ti_trainer_forward_backward):
  *   1. the VAE encodes the images (frozen, not recorded), posterior sample with logvar clamped to
  *      [-30, 20]: z = scale_factor * (mean + exp(logvar/2) * eps);
@@ -33,6 +36,14 @@
  * (betas 0.9/0.999, eps 1e-8, weight_decay 0.01; no scheduler, no clipping) on the rows:
  *   p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  *   p -= lr / (1 - b1^s) * m / (sqrt(v) / sqrt(1 - b2^s) + eps)          (f32, as torch computes)
+ *
+ * unfreeze_model (the peer's pivotal-tuning WIP, v1-finetune_unfrozen.yaml): every UNet and
+ * text-encoder weight is trained too, with its own gradient buffer and a second AdamW group at
+ * model.params.model_lr (same betas, eps, weight decay). Differences from the peer: the token
+ * table stays frozen (its placeholder rows are the trainable part; ti's embedding op refuses a
+ * trainable table), f32 weights only, no recomputation. The update runs on the host (weights are
+ * downloaded, updated and uploaded once per optimizer step). ti-train must then save the whole
+ * model (ti_ldm_save), as the peer keeps full .ckpt files.
  *
  * Randomness: the trainer's own xoshiro256** stream (autograd/rng.h), seeded from opts.seed, draws
  * per micro-batch the posterior eps, then t, then the noise (the peer's order). The numbers are
@@ -101,6 +112,12 @@ void ti_trainer_zero_grad(struct ti_trainer *t);
 /* AdamW on the rows with the accumulated gradient / micro-batch count, then zero the gradient.
  * With no micro-batch since the last step it does nothing. */
 ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err);
+/* unfreeze_model: the accumulated gradient of one trained model weight by checkpoint key
+ * (n = its element count), host f32; TI_ERR_NOT_FOUND for a weight that is not trained. */
+ti_status ti_trainer_param_grad(struct ti_trainer *t, const char *key, float *out, size_t n,
+                                struct ti_err *err);
+/* Trained model weights (0 unless unfreeze_model). */
+int ti_trainer_n_model_params(const struct ti_trainer *t);
 struct ti_emb_manager *ti_trainer_embeddings(struct ti_trainer *t);
 struct ti_ldm *ti_trainer_model(struct ti_trainer *t);
 const struct ti_tokenizer *ti_trainer_tokenizer(const struct ti_trainer *t);
