@@ -14,10 +14,14 @@ struct ti_data_err {
     char msg[512];
 };
 
-/* Formats the message into e (if non-NULL) and returns -1, so `return ti_data_fail(e, ...)`. */
+/* Formats the message into e (if non-NULL). */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-int ti_data_fail(struct ti_data_err *e, const char *fmt, ...);
+void ti_data_set_err(struct ti_data_err *e, const char *fmt, ...);
+
+/* Sets the message and evaluates to -1, so `return ti_data_fail(e, "...", ...);`. A macro so
+ * that the -1 is visible at every call site (static analysers do not follow the variadic call). */
+#define ti_data_fail(e, ...) (ti_data_set_err((e), __VA_ARGS__), -1)
 
 #endif /* TI_DATA_ERR_H */

@@ -126,7 +126,7 @@ static int prepare(struct ti_image *out, const char *path, const struct ti_datas
         if (ti_image_resize(&b, &a, o->size, o->size, o->interp, e)) {
             char why[512];
             snprintf(why, sizeof why, "%s", e->msg);
-            ti_data_fail(e, "%s: %s", path, why);
+            ti_data_set_err(e, "%s: %s", path, why);
             goto fail;
         }
         ti_image_free(&a);
@@ -209,7 +209,7 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
         size_t pl = rl + 1 + strlen(names[i]) + 1;
         char *path = malloc(pl);
         if (!path) {
-            ti_data_fail(e, "dataset '%s': out of memory", o->root);
+            ti_data_set_err(e, "dataset '%s': out of memory", o->root);
             goto fail;
         }
         snprintf(path, pl, "%s%s%s", ds->root, slash ? "" : "/", names[i]);
@@ -237,21 +237,22 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
     names = NULL;
     if (ds->n == 0) {
         if (skipped) {
-            ti_data_fail(e, "data_root '%s': none of its %d files is a usable image (first: %s)",
-                         o->root, skipped, first_reason);
+            ti_data_set_err(e, "data_root '%s': none of its %d files is a usable image (first: %s)",
+                            o->root, skipped, first_reason);
         } else {
-            ti_data_fail(e, "data_root '%s' holds only folders (%d), no image files", o->root,
-                         dirs);
+            ti_data_set_err(e, "data_root '%s' holds only folders (%d), no image files", o->root,
+                            dirs);
         }
         goto fail;
     }
     if (o->per_image_tokens && ds->n >= TI_N_PER_IMAGE_TOKENS) {
         /* the peer's assertion, message verbatim */
-        ti_data_fail(e,
-                     "data_root '%s' has %d images: Can't use per-image tokens when the training "
-                     "set contains more than %d tokens. To enable larger sets, add more tokens to "
-                     "'per_img_token_list'.",
-                     o->root, ds->n, TI_N_PER_IMAGE_TOKENS);
+        ti_data_set_err(
+            e,
+            "data_root '%s' has %d images: Can't use per-image tokens when the training "
+            "set contains more than %d tokens. To enable larger sets, add more tokens to "
+            "'per_img_token_list'.",
+            o->root, ds->n, TI_N_PER_IMAGE_TOKENS);
         goto fail;
     }
     *ds_out = ds;

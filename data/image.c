@@ -10,12 +10,14 @@
 #include "image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define STBI_NO_STDIO
 #include "stb_image.h" /* defines: stbi_info_from_memory, stbi_load_from_memory, ... */
@@ -24,14 +26,13 @@
 #include <libexif/exif-data.h> /* defines: ExifData, exif_data_*, exif_content_get_entry */
 #endif
 
-int ti_data_fail(struct ti_data_err *e, const char *fmt, ...) {
+void ti_data_set_err(struct ti_data_err *e, const char *fmt, ...) {
     if (e) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(e->msg, sizeof e->msg, fmt, ap);
         va_end(ap);
     }
-    return -1;
 }
 
 /* ---- resample names ------------------------------------------------------------------------ */
@@ -206,8 +207,10 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* The payload of a PNG's eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. Only chunks
- * before IDAT count (the PNG 1.5 rule PIL follows when it reads the file's header). */
+#ifdef TI_HAVE_EXIF
+/* The payload of a PNG's first eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. The
+ * spec wants it before IDAT, but PIL's getexif() also finds one after the image data (it loads
+ * the file to the end), so the whole chunk list is searched. */
 static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
     size_t pos = 8;
     while (pos + 12 <= n) {
@@ -218,13 +221,12 @@ static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
             *len = clen;
             return d + pos + 8;
         }
-        if (!memcmp(type, "IDAT", 4) || !memcmp(type, "IEND", 4)) return NULL;
+        if (!memcmp(type, "IEND", 4)) return NULL;
         pos += 12 + (size_t)clen;
     }
     return NULL;
 }
 
-#ifdef TI_HAVE_EXIF
 /* Orientation tag of IFD0 (never the thumbnail's IFD1) in an "Exif\0\0" + TIFF block. */
 static int exif_block_orientation(const uint8_t *blk, size_t len) {
     if (len > 0xFFFFFFFFu) return 1;
@@ -285,6 +287,23 @@ static const char *format_name(const uint8_t *d, size_t n) {
     return NULL;
 }
 
+/* Image formats PIL may open but we do not: named in the message so the user knows to convert */
+static const char *unsupported_format(const uint8_t *d, size_t n) {
+    if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return "WebP";
+    if (n >= 12 && !memcmp(d + 4, "ftyp", 4)) {
+        if (!memcmp(d + 8, "avif", 4) || !memcmp(d + 8, "avis", 4)) return "AVIF";
+        if (!memcmp(d + 8, "hei", 3) || !memcmp(d + 8, "mif1", 4) || !memcmp(d + 8, "msf1", 4)) {
+            return "HEIF/HEIC";
+        }
+    }
+    if (n >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4))) return "TIFF";
+    if (n >= 4 && !memcmp(d, "\0\0\1\0", 4)) return "ICO";
+    if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') return "PNM/PPM";
+    if (n >= 4 && !memcmp(d, "8BPS", 4)) return "Photoshop";
+    if (n >= 12 && !memcmp(d, "\0\0\0\x0cjP  ", 8)) return "JPEG 2000";
+    return NULL;
+}
+
 int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
                          struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
@@ -312,6 +331,13 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         if (fmt) {
             return ti_data_fail(e, "%s: unreadable %s header (%s)", name, fmt,
                                 stbi_failure_reason());
+        }
+        const char *other = unsupported_format(data, n);
+        if (other) {
+            return ti_data_fail(e,
+                                "%s: a %s image, which ti does not read (JPEG, PNG, BMP, TGA, "
+                                "GIF): convert it, e.g. to PNG",
+                                name, other);
         }
         return ti_data_fail(e,
                             "%s: not an image (expected JPEG, PNG, BMP, TGA or GIF; the first "
@@ -377,8 +403,15 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
 
 int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO (or a device) must not hang the caller; it is refused below */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int er = errno;
+        close(fd);
+        return ti_data_fail(e, "%s: cannot open: %s", path, strerror(er));
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
         int er = errno;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -303,4 +304,17 @@ int ti_image_write_jpeg(const struct ti_image *img, const char *path, int qualit
         return ti_data_fail(e, "%s: JPEG encoding failed", path);
     }
     return outfile_close(&o, 1, e);
+}
+
+int ti_image_write(const struct ti_image *img, const char *path, const char *const *text,
+                   struct ti_data_err *e) {
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash)) {
+        if (!strcasecmp(dot, ".png")) return ti_image_write_png(img, path, text, e);
+        if (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")) {
+            return ti_image_write_jpeg(img, path, TI_JPEG_QUALITY_PIL_DEFAULT, e);
+        }
+    }
+    return ti_data_fail(e, "%s: unknown image file extension, expected .png, .jpg or .jpeg", path);
 }

@@ -224,7 +224,7 @@ int ti_image_resize(struct ti_image *dst, const struct ti_image *src, int w, int
     free(bh), free(bv), free(kh), free(kv), free(tmp);
     return 0;
 oom:
-    ti_data_fail(e, "resize %dx%d -> %dx%d: out of memory", src->w, src->h, w, h);
+    ti_data_set_err(e, "resize %dx%d -> %dx%d: out of memory", src->w, src->h, w, h);
 fail:
     free(bh), free(bv), free(kh), free(kv), free(tmp);
     return -1;

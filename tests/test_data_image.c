@@ -20,6 +20,8 @@
 
 #define FIX "tests/fixtures/data/"
 
+static char tmpdir[256]; /* a fresh folder for written files, made in main */
+
 /* CHECK_OK for data/ calls (struct ti_data_err, not struct ti_err) */
 #define DCHECK_OK(expr, e)                                                                         \
     do {                                                                                           \
@@ -126,6 +128,29 @@ TEST(formats_decode_to_rgb) {
     }
 }
 
+/* JPEGs against PIL's decode (libjpeg-turbo): stb_image has its own IDCT and chroma upsampling,
+ * so pixels may differ by a few levels. Measured when written: max 2 levels (4:2:0, progressive,
+ * restart markers), 1 (grey, CMYK), 11 at a few 4:2:2 chroma edges; the mean stays below 0.3. */
+TEST(jpeg_close_to_pil) {
+    static const char *const names[] = {"jpeg420.jpg", "jpeg422.jpg", "progressive.jpg",
+                                        "restart.jpg", "grey.jpg",    "cmyk.jpg"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char p[256], q[256];
+        struct ti_image got = {0}, want = {0};
+        struct ti_data_err e = {{0}};
+        snprintf(p, sizeof p, FIX "formats/%s", names[i]);
+        snprintf(q, sizeof q, FIX "formats/%s.expected.png", names[i]);
+        DCHECK_OK(ti_image_load(&got, p, &e), &e);
+        DCHECK_OK(ti_image_load(&want, q, &e), &e);
+        int mx = got.px && want.px ? max_diff(&got, &want) : 999;
+        double md = mx < 999 ? mean_diff(&got, &want) : 999;
+        printf("  %s: max %d, mean %.3f levels from PIL\n", names[i], mx, md);
+        CHECK(mx <= 16);
+        CHECK(md <= 0.5);
+        ti_image_free(&got), ti_image_free(&want);
+    }
+}
+
 /* orient_N.jpg stores the pattern so that applying tag N makes it upright (PIL's exif_transpose
  * checked that when it wrote them). Tolerance: JPEG at quality 95, 4:4:4, flat 16x16 blocks. */
 TEST(exif_orientation_1_to_8) {
@@ -156,9 +181,12 @@ TEST(exif_orientation_1_to_8) {
         }
         ti_image_free(&im);
     }
-    /* PNG eXIf chunk (lossless: exact) */
+    /* PNG eXIf chunk (lossless: exact), before and after IDAT */
     struct ti_image im = {0};
     DCHECK_OK(ti_image_load(&im, FIX "exif/orient_6.png", &e), &e);
+    CHECK(max_diff(&im, &up) == 0);
+    ti_image_free(&im);
+    DCHECK_OK(ti_image_load(&im, FIX "exif/orient_8_late.png", &e), &e);
     CHECK(max_diff(&im, &up) == 0);
     ti_image_free(&im);
     ti_image_free(&up);
@@ -212,7 +240,16 @@ TEST(hostile_files_refused) {
     CHECK(load_fails_with(FIX "hostile/truncated.jpg", "truncated"));
     CHECK(load_fails_with(FIX "hostile/truncated.png", "PNG"));
     CHECK(load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
+    CHECK(load_fails_with(FIX "hostile/photo.webp", "a WebP image, which ti does not read"));
+    CHECK(load_fails_with(FIX "hostile/scan.tif", "a TIFF image"));
+    CHECK(load_fails_with(FIX "hostile/image.ppm", "a PNM/PPM image"));
     CHECK(load_fails_with(FIX "hostile", "directory"));
+    /* a FIFO without a writer: refused at once, never waited on */
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo.png", tmpdir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(load_fails_with(fifo, "not a regular file"));
+    unlink(fifo);
 }
 
 /* A header claiming 60000x60000 (10.8 GB of RGB) is refused from the header alone. Run in a
@@ -417,8 +454,6 @@ static int count_entries(const char *dir) {
     return n;
 }
 
-static char tmpdir[256];
-
 TEST(png_writer_round_trip_and_text) {
     struct ti_data_err e = {{0}};
     struct ti_image im = {0}, back = {0};
@@ -479,6 +514,23 @@ TEST(png_writer_round_trip_and_text) {
     CHECK(back.w == 37 && back.h == 23);
     CHECK(ti_image_write_jpeg(&im, path, 0, &e) == -1 && strstr(e.msg, "quality 0"));
     CHECK(count_entries(tmpdir) == 2);
+    /* by extension: .JPEG is a JPEG (FF D8), .Png a PNG, .gif refused */
+    char p2[512];
+    snprintf(p2, sizeof p2, "%s/by_ext.JPEG", tmpdir);
+    DCHECK_OK(ti_image_write(&im, p2, NULL, &e), &e);
+    b = read_all(p2, &n);
+    CHECK(b && n > 2 && b[0] == 0xFF && b[1] == 0xD8);
+    free(b);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/by_ext.Png", tmpdir);
+    DCHECK_OK(ti_image_write(&im, p2, text, &e), &e);
+    b = read_all(p2, &n);
+    CHECK(b && n > 8 && !memcmp(b, "\x89PNG", 4));
+    free(b);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/by_ext.gif", tmpdir);
+    CHECK(ti_image_write(&im, p2, NULL, &e) == -1 && strstr(e.msg, "by_ext.gif"));
+    CHECK(count_entries(tmpdir) == 2);
     ti_image_free(&back);
     ti_image_free(&im);
     unlink(path);
@@ -495,6 +547,7 @@ int main(void) {
     RUN(resize_matches_pil_exactly);
     RUN(resize_edges);
     RUN(formats_decode_to_rgb);
+    RUN(jpeg_close_to_pil);
     RUN(exif_orientation_1_to_8);
     RUN(orient_transforms);
     RUN(hostile_files_refused);
