@@ -139,6 +139,14 @@ TEST(step_counts) {
     CHECK(ti_ddim_steps_taken(1000, 6) == 7);
     CHECK(ti_ddim_steps_taken(1000, 50) == 50);
     CHECK(ti_ddim_steps_taken(1000, 9) == -1); /* range(0, 1000, 111) + 1 ends at 1000 */
+    /* the reference fails (index 1000) exactly for 3, 9, 27, 36-37, 101-111, 251-333, 501-1000 */
+    int nbad = 0;
+    for (int S = 1; S <= 1000; S++) {
+        int bad = S == 3 || S == 9 || S == 27 || (S >= 36 && S <= 37) || (S >= 101 && S <= 111) ||
+                  (S >= 251 && S <= 333) || S >= 501;
+        nbad += (ti_ddim_steps_taken(1000, S) < 0) != bad;
+    }
+    CHECK(nbad == 0);
     CHECK(ti_ddim_schedule_init(&d, &sched, 9, 0.0, &err) != TI_OK);
     CHECK(strstr(err.msg, "8 or 10") != NULL);
     fprintf(stderr, "(expected) %s\n", err.msg);

@@ -22,13 +22,12 @@
 static const char *tool;
 static char dir[256];
 
-static int run(const char *args, char *errbuf, size_t errcap) {
+static int run_model(const char *config, const char *ckpt, const char *args, char *errbuf,
+                     size_t errcap) {
     char cmd[8192], errpath[512];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd,
-             "%s --config configs/tiny/sd-tiny-inference.yaml --ckpt %s/model.safetensors "
-             "--device cpu %s > %s/stdout.txt 2> %s",
-             tool, dir, args, dir, errpath);
+    snprintf(cmd, sizeof cmd, "%s --config %s --ckpt %s/%s --device cpu %s > %s/stdout.txt 2> %s",
+             tool, config, dir, ckpt, args, dir, errpath);
     int rc = system(cmd);
     rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
     if (errbuf) {
@@ -41,6 +40,11 @@ static int run(const char *args, char *errbuf, size_t errcap) {
         }
     }
     return rc;
+}
+
+static int run(const char *args, char *errbuf, size_t errcap) {
+    return run_model("configs/tiny/sd-tiny-inference.yaml", "model.safetensors", args, errbuf,
+                     errcap);
 }
 
 static int exists(const char *fmt, const char *a) {
@@ -83,6 +87,15 @@ static int setup(void) {
         return -1;
     }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK_OK(ti_ldm_save(&m, p, &err), &err);
+    ti_ldm_free(&m);
+    cp = "configs/tiny/ldm-tiny-eval_with_tokens.yaml";
+    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
+        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 8, &err)) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    snprintf(p, sizeof p, "%s/ldm.safetensors", dir);
     CHECK_OK(ti_ldm_save(&m, p, &err), &err);
     ti_ldm_free(&m);
     float v[3 * 32];
@@ -244,6 +257,20 @@ TEST(img2img_size) {
     CHECK(exists("%s/out7/samples/00000.png%s", ""));
 }
 
+/* the LDM config (BERT, WordPiece): its script's defaults (n_samples 4, n_iter 1) */
+TEST(ldm_config) {
+    char full[4096], err[4096];
+    snprintf(full, sizeof full,
+             "--embedding_path %s/star.pt --H 64 --W 64 --ddim_steps 4 --prompt 'a photo of *' "
+             "--outdir %s/out8",
+             dir, dir);
+    CHECK(run_model("configs/tiny/ldm-tiny-eval_with_tokens.yaml", "ldm.safetensors", full, err,
+                    sizeof err) == 0);
+    if (err[0]) fprintf(stderr, "%s", err);
+    CHECK(exists("%s/out8/samples/00003.png%s", ""));
+    CHECK(!exists("%s/out8/samples/00004.png%s", ""));
+}
+
 /* bad input: exit status, a message naming the culprit, and no output folder */
 static void refused(const char *extra, int want_rc, const char *needle) {
     char full[4096], err[4096];
@@ -340,6 +367,7 @@ int main(int argc, char **argv) {
     RUN(writes_pngs_same_bytes_for_same_seed);
     RUN(from_file_plms_eta_negative);
     RUN(img2img_size);
+    RUN(ldm_config);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -48,7 +48,7 @@ ti_status ti_schedule_init_linear(struct ti_schedule *s, double linear_start, do
     s->T = T;
     s->linear_start = linear_start;
     s->linear_end = linear_end;
-    double lin[TI_SCHEDULE_MAX_T];
+    double lin[TI_SCHEDULE_MAX_T] = {0};
     torch_linspace_f64(lin, sqrt(linear_start), sqrt(linear_end), T);
     double acc = 1.0;
     for (int i = 0; i < T; i++) {

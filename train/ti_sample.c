@@ -292,8 +292,8 @@ static int check_args(const struct opts *o) {
         fprintf(stderr, TOOL ": --ddim_steps must be at least 1 (got %lld)\n", o->steps);
         return 2;
     }
-    if (o->n_samples < 1 || o->n_iter < 1) {
-        fprintf(stderr, TOOL ": --n_samples and --n_iter must be at least 1\n");
+    if (o->n_samples < 1 || o->n_samples > 256 || o->n_iter < 1) {
+        fprintf(stderr, TOOL ": --n_samples must be 1..256 and --n_iter at least 1\n");
         return 2;
     }
     if (!o->init_img && (o->H % 8 || o->W % 8 || o->H < 8 || o->W < 8)) {
@@ -465,7 +465,7 @@ static int read_prompts(struct run *r) {
     r->prompts = calloc((size_t)(lines ? lines : 1), sizeof *r->prompts);
     if (!r->prompts) return -1;
     char *p = text;
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n && r->n_prompts < lines;) {
         r->prompts[r->n_prompts++] = p;
         while (i < n && text[i] != '\n' && text[i] != '\r')
             i++;
@@ -481,7 +481,7 @@ static int read_prompts(struct run *r) {
         return -1;
     }
     for (int i = 0; i < r->n_prompts; i++)
-        if (strlen(r->prompts[i]) >= MAX_TEXT) {
+        if (!r->prompts[i] || strlen(r->prompts[i]) >= MAX_TEXT) {
             fprintf(stderr, TOOL ": --from-file %s: line %d is longer than %d bytes\n",
                     o->from_file, i + 1, MAX_TEXT - 1);
             return -1;
@@ -714,9 +714,10 @@ static int sample_all(struct run *r) {
     float *z0 = o->init_img ? malloc((size_t)bs * per * sizeof *z0) : NULL;
     float *noise = o->init_img ? malloc((size_t)bs * per * sizeof *noise) : NULL;
     struct ti_torch_gen *gens = malloc((size_t)bs * sizeof *gens);
+    uint64_t *seeds = malloc((size_t)bs * sizeof *seeds);
     struct ti_image *imgs = calloc((size_t)bs, sizeof *imgs);
     const char **neg = malloc((size_t)bs * sizeof *neg);
-    if ((!o->skip_grid && !all) || !xh || !gens || !imgs || !neg ||
+    if ((!o->skip_grid && !all) || !xh || !gens || !seeds || !imgs || !neg ||
         (o->init_img && (!z0 || !noise))) {
         fprintf(stderr, TOOL ": out of memory\n");
         rc = 1;
@@ -749,11 +750,9 @@ static int sample_all(struct run *r) {
             ti_status st = TI_OK;
             if (o->scale != 1.0) st = encode(r, neg, B, &uncond, &err);
             if (st == TI_OK) st = encode(r, prompts, B, &cond, &err);
-            uint64_t seeds[1024];
             for (int b = 0; b < B; b++) {
-                seeds[b % 1024] =
-                    (uint64_t)o->seed + (uint64_t)(o->fixed_code ? b : image_index + b);
-                ti_torch_gen_seed(&gens[b], seeds[b % 1024]);
+                seeds[b] = (uint64_t)o->seed + (uint64_t)(o->fixed_code ? b : image_index + b);
+                ti_torch_gen_seed(&gens[b], seeds[b]);
             }
             int t_start = 0;
             if (st == TI_OK && !o->init_img) {
@@ -792,7 +791,7 @@ static int sample_all(struct run *r) {
                 if (!o->skip_save) {
                     char path[4200], seed_s[32];
                     snprintf(path, sizeof path, "%s/%05d.png", samples_dir, base_count++);
-                    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seeds[b % 1024]);
+                    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seeds[b]);
                     const char *text[] = {
                         "prompt",     prompts[b],   "negative_prompt", o->negative,  "seed",
                         seed_s,       "steps",      steps_s,           "scale",      scale_s,
@@ -863,6 +862,7 @@ done:
     free(z0);
     free(noise);
     free(gens);
+    free(seeds);
     free(imgs);
     free(neg);
     return rc;
