@@ -717,6 +717,12 @@ static int run_main(int argc, char **argv) {
     const struct ti_config *cfg = r->cfg;
     for (int k = 0; k < cfg->n_warnings; k++)
         fprintf(stderr, PROG ": warning: %s\n", cfg->warnings[k].msg);
+    if (g_world > 1 && cfg->model.unfreeze_model) {
+        ti_error(&err, TI_ERR_CONFIG,
+                 "model.params.unfreeze_model: data-parallel runs (mpirun) average only the "
+                 "embedding gradient; train the model weights in one process");
+        return fail_run(r, &err);
+    }
     r->batch = cfg->data.batch_size;
     r->accum =
         cfg->lightning.accumulate_grad_batches > 0 ? cfg->lightning.accumulate_grad_batches : 1;

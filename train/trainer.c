@@ -437,7 +437,8 @@ float *ti_trainer_grad(struct ti_trainer *t, size_t *n) {
 
 void ti_trainer_zero_grad(struct ti_trainer *t) {
     if (t->grad) memset(t->grad, 0, (size_t)t->n_param * sizeof *t->grad);
-    for (int i = 0; i < t->n_mp; i++) (void)ti_ctx_zero(&t->ctx, &t->mp[i].g);
+    for (int i = 0; i < t->n_mp; i++)
+        (void)ti_ctx_zero(&t->ctx, &t->mp[i].g);
     t->accum = 0;
 }
 
