@@ -133,6 +133,14 @@ EOF
     check "LDM run folder named after the config" bash -c "basename '$R' | grep -q '_ldm-tiny-finetune$'"
     got=$(cd "$R/checkpoints" 2>/dev/null && ls embeddings*.pt | sort | tr '\n' ' ' | sed 's/ $//')
     check "LDM embedding files '$got'" [ "$got" = "embeddings.pt embeddings_gs-1.pt embeddings_gs-3.pt" ]
+    # unfreeze_model (pivotal tuning): the model weights are saved with the embeddings
+    train "$TMP/l4" --max_steps 2 model.params.unfreeze_model=true model.params.model_lr=0.001 \
+        >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "unfreeze_model run exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l4")
+    check "unfreeze_model saves the model" "$INSPECT" "$R/checkpoints/model.safetensors" >/dev/null
+    check "the saved model was trained (differs from the input)" bash -c "! cmp -s '$TMP/sd.safetensors' '$R/checkpoints/model.safetensors'"
     # --format peer and diffusers
     train "$TMP/l3" --format diffusers --max_steps 2 >/dev/null 2>"$TMP/err"
     R=$(rundir "$TMP/l3")

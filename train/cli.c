@@ -69,6 +69,12 @@ void ti_train_usage(FILE *f) {
         "  --no-test [BOOL]           accepted for compatibility; ti never runs a test split\n"
         "  --quiet                    (ti) no progress line\n"
         "  -h, --help                 this text\n"
+        "\n"
+        "mpirun -np N ti-train ... (a build with MPI): N data-parallel processes, each taking a\n"
+        "full batch of different samples; the gradients are averaged before each step and the\n"
+        "LR counts N as the number of GPUs. Rank 0 writes the run folder.\n"
+        "With model.params.unfreeze_model (pivotal tuning) checkpoints/model.safetensors holds\n"
+        "the latest model weights too.\n"
         "\n");
     fprintf(
         f,

@@ -359,6 +359,13 @@ static ti_status save_plot(struct run *r, struct ti_err *err) {
 static ti_status checkpoint(struct run *r, int64_t emb_step, int64_t resume_step,
                             struct ti_err *err) {
     TI_TRY(save_embeddings(r, emb_step, err));
+    if (r->cfg->model.unfreeze_model) {
+        /* pivotal tuning trains model weights too: the latest model next to the embeddings (the
+         * peer keeps full .ckpt files in this mode); only the latest, to bound the disk use */
+        char path[4400];
+        snprintf(path, sizeof path, "%s/model.safetensors", r->ckdir);
+        TI_TRY(ti_ldm_save(ti_trainer_model(r->t), path, err));
+    }
     TI_TRY(write_resume(r->t, r->ckdir, resume_step, r->resume_written, err));
     r->resume_written = resume_step;
     TI_TRY(ti_metrics_flush(r->metrics, 1, err));
