@@ -631,6 +631,8 @@ static int dry_run(struct run *r, struct ti_err *err) {
            "to %s/; 20 sample captions in %s\n",
            n, n == 1 ? "" : "s", size > 0 ? size : im0->w, size > 0 ? size : im0->h,
            ti_dataset_len(r->ds), r->cfg->data.train.repeats, dir, path);
+    printf("EXIF orientation: %s\n",
+           ti_image_exif_supported() ? "applied" : "NOT applied (built without libexif)");
     printf("placeholder '%s'; batch %d; %lld steps; no model loaded\n",
            r->cfg->data.train.placeholder_token, r->batch, (long long)r->max_steps);
     return 0;
@@ -800,6 +802,10 @@ static int run_main(int argc, char **argv) {
         return fail_run(r, &err);
     }
     printf("train, PersonalizedBase, %zu\n", ti_dataset_len(r->ds));
+    if (!ti_image_exif_supported())
+        fprintf(stderr,
+                PROG ": warning: built without libexif: EXIF orientation is not applied "
+                     "(phone photos may train sideways; check images/train/inputs_gs-*.jpg)\n");
 
     /* run folder name (§1.4) */
     if (!r->a.resume) {
@@ -834,6 +840,13 @@ static int run_main(int argc, char **argv) {
         int rc = dry_run(r, &err);
         if (rc) return fail_run(r, &err);
         return 0;
+    }
+
+    if (cfg->data.train.size <= 0) {
+        ti_error(&err, TI_ERR_CONFIG,
+                 "data.params.train.params.size: training needs one image size (the images are "
+                 "batched), found none (size: null keeps each image's own size)");
+        return fail_run(r, &err);
     }
 
     /* LR (§1.3), printed as the peer does */
@@ -881,7 +894,7 @@ static int run_main(int argc, char **argv) {
         r->resume_written = resume_step;
         /* a killed run may have left temporary files (never at a final name) */
         const char *sub[] = {"", "/checkpoints", "/images/train", "/configs"};
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 4 && g_rank == 0; k++) {
             char d[4400];
             snprintf(d, sizeof d, "%s%s", r->rundir, sub[k]);
             ti_run_clean_temps(d);
