@@ -302,6 +302,11 @@ EOF
     check "--placeholder_string in the captions" grep -q '<toy>' "$R/data/captions.txt"
     check "no '*' left in the captions" bash -c "! grep -q '\*' '$R/data/captions.txt'"
     check "4 prepared images" [ "$(ls "$R/data"/*.png | wc -l)" -eq 4 ]
+    # the same name twice (possibly in the same second): two folders, never a shared one
+    for _ in 1 2; do
+        "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr3" -n same >/dev/null 2>&1
+    done
+    check "two runs, two folders" [ "$(ls "$TMP/dr3" | wc -l)" -eq 2 ]
     ;;
 bad)
     # expect_fail NAME WANT_RC PATTERN -- command: exit status, message, no run folder, no crash

@@ -813,6 +813,9 @@ static int run_main(int argc, char **argv) {
         char name[600];
         ti_run_dir_name(name, sizeof name, &r->a, r->now);
         snprintf(r->rundir, sizeof r->rundir, "%s/%s", r->a.logdir, name);
+        /* two runs started in the same second with the same name would share a folder */
+        for (int k = 1; ti_path_is_dir(r->rundir) && k < 1000; k++)
+            snprintf(r->rundir, sizeof r->rundir, "%s/%s-%d", r->a.logdir, name, k);
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
     }
     /* the embedding's `name`: the run name, else the data folder's; never the date, so the same
