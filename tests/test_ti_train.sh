@@ -257,6 +257,25 @@ kill9)
         done
     done
     R=$(rundir "$TMP/k")
+    # what the kills left resumes cleanly: two more steps from the saved step
+    if [ -f "$R/checkpoints/resume.txt" ]; then
+        st=$(sed -n 's/^step //p' "$R/checkpoints/resume.txt")
+        "$TT" --resume "$R" --quiet --max_steps $((st + 2)) >/dev/null 2>"$TMP/err2"
+        rc=$?
+        check "final resume from step $st exits 0 ($(tail -n 2 "$TMP/err2"))" [ $rc -eq 0 ]
+        check "final resume wrote embeddings_gs-$((st + 1)).pt" "$INSPECT" "$R/checkpoints/embeddings_gs-$((st + 1)).pt" >/dev/null
+    else
+        bad "no resume state after 20 kills"
+    fi
+    PYH=$(py_with h5py)
+    if [ -n "$PYH" ] && [ -f "$R/metrics.h5" ]; then
+        check "metrics.h5 after the kills is readable, one row per step" "$PYH" - "$R/metrics.h5" <<'EOF'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+s = f["step"][:]
+assert len(s) > 0 and np.array_equal(s, np.arange(len(s))), s
+EOF
+    fi
     n=$(ls "$R"/checkpoints/embeddings_gs-*.pt 2>/dev/null | wc -l)
     check "the kill loop made progress ($n files)" [ "$n" -gt 2 ]
     PY=$(py_with torch)
