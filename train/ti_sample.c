@@ -342,6 +342,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (rc) return rc;
+    rc = check_args(&o);
+    if (rc) return rc;
     fprintf(stderr, TOOL ": this build has no image support (data/ needs the stb headers, Debian "
                          "libstb-dev); rebuild with them to sample\n");
     return 1;
@@ -387,15 +389,15 @@ static int fail(struct ti_err *err, const char *what) {
     return 1;
 }
 
-/* Counts the entries of a directory (os.listdir length); -1 when it cannot be read. */
+/* Counts the entries of a directory as os.listdir does (hidden ones too); -1 when it cannot be
+ * read. */
 static int count_entries(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return -1;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strncmp(e->d_name, ".", 1) != 0)
-            n++;
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
     closedir(d);
     return n;
 }

@@ -201,6 +201,8 @@ static ti_status unfreeze(struct ti_trainer *t, const struct ti_trainer_opts *o,
             if (st != TI_OK) return ti_error(err, st, "trainer: %s", t->ctx.err.msg);
             if (p->n > maxn) maxn = p->n;
         }
+    if (maxn == 0)
+        return ti_error(err, TI_ERR_INTERNAL, "trainer: unfreeze_model found no model weights");
     t->hp_buf = malloc(maxn * sizeof(float));
     t->hg_buf = malloc(maxn * sizeof(float));
     if (!t->hp_buf || !t->hg_buf) return ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
