@@ -366,9 +366,11 @@ static ti_status checkpoint(struct run *r, int64_t emb_step, int64_t resume_step
         snprintf(path, sizeof path, "%s/model.safetensors", r->ckdir);
         TI_TRY(ti_ldm_save(ti_trainer_model(r->t), path, err));
     }
+    /* the metrics rows before the resume state that points past them: a kill in between then
+     * leaves extra rows (dropped on resume), never a gap */
+    TI_TRY(ti_metrics_flush(r->metrics, 1, err));
     TI_TRY(write_resume(r->t, r->ckdir, resume_step, r->resume_written, err));
     r->resume_written = resume_step;
-    TI_TRY(ti_metrics_flush(r->metrics, 1, err));
     return save_plot(r, err);
 }
 
