@@ -166,7 +166,10 @@ determ)
     D=$(rundir "$TMP/d")
     check "interrupt wrote embeddings_gs-2.pt" [ -s "$D/checkpoints/embeddings_gs-2.pt" ]
     check "no files of later steps" [ ! -e "$D/checkpoints/embeddings_gs-3.pt" ]
-    "$TT" --resume "$D" --quiet >"$TMP/out" 2>"$TMP/err"
+    # from another working folder: the run's relative paths still resolve
+    TT_ABS="$(cd "$(dirname "$TT")" && pwd)/$(basename "$TT")"
+    D_REL=$(realpath --relative-to="$TMP" "$D")
+    (cd "$TMP" && "$TT_ABS" --resume "$D_REL" --quiet) >"$TMP/out" 2>"$TMP/err"
     rc=$?
     check "resume exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
     for f in embeddings_gs-3.pt embeddings_gs-5.pt embeddings.pt; do

@@ -38,6 +38,7 @@ int main(void) {
 }
 #else
 #include <errno.h>    /* defines: errno */
+#include <limits.h>   /* defines: PATH_MAX */
 #include <math.h>     /* defines: isfinite, sqrt */
 #include <signal.h>   /* defines: sigaction, SIGINT, SIGTERM */
 #include <stdio.h>    /* defines: printf, fprintf */
@@ -230,7 +231,9 @@ static ti_status read_resume(const char *ckdir, int64_t *step, char *state, size
 /* args.txt: the command line of the run, one argument per line, for --resume */
 static ti_status write_args(const char *rundir, const char *now, int argc, char **argv,
                             struct ti_err *err) {
-    size_t n = strlen(now) + 64;
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd) || strchr(cwd, '\n')) cwd[0] = 0;
+    size_t n = strlen(now) + strlen(cwd) + 64;
     for (int i = 1; i < argc; i++) {
         if (strchr(argv[i], '\n'))
             return ti_error(err, TI_ERR_INVALID,
@@ -239,7 +242,8 @@ static ti_status write_args(const char *rundir, const char *now, int argc, char 
     }
     char *buf = malloc(n), *p = buf;
     if (!buf) return ti_error(err, TI_ERR_NOMEM, "out of memory");
-    p += sprintf(p, "#ti-train args 1\n#now %s\n", now);
+    /* the working folder too: the arguments' relative paths are relative to it */
+    p += sprintf(p, "#ti-train args 1\n#now %s\n#cwd %s\n", now, cwd);
     for (int i = 1; i < argc; i++)
         p += sprintf(p, "%s\n", argv[i]);
     char path[4300];
@@ -254,6 +258,7 @@ struct saved_args {
     char *argv[TI_TRAIN_MAX_OVERRIDES + 2 * TI_TRAIN_MAX_BASE + 64];
     int argc;
     char now[256];
+    char cwd[4096]; /* the run's working folder ("" unknown) */
 };
 
 static ti_status read_args(struct saved_args *sa, const char *rundir, struct ti_err *err) {
@@ -283,6 +288,8 @@ static ti_status read_args(struct saved_args *sa, const char *rundir, struct ti_
             header = 1;
         else if (!strncmp(line, "#now ", 5))
             snprintf(sa->now, sizeof sa->now, "%s", line + 5);
+        else if (!strncmp(line, "#cwd ", 5))
+            snprintf(sa->cwd, sizeof sa->cwd, "%s", line + 5);
         else if (sa->argc < (int)(sizeof sa->argv / sizeof sa->argv[0]))
             sa->argv[sa->argc++] = line;
         line = nl ? nl + 1 : NULL;
@@ -688,7 +695,19 @@ static int run_main(int argc, char **argv) {
             memcpy(r->a.gpu_ids, now_args.gpu_ids, sizeof r->a.gpu_ids);
         }
         r->a.train = 1;
-        snprintf(r->rundir, sizeof r->rundir, "%s", now_args.resume);
+        /* the run folder as an absolute path, then the run's own working folder, so its
+         * relative --base / --data_root / --actual_resume mean what they meant */
+        char abs_run[PATH_MAX];
+        if (!realpath(now_args.resume, abs_run)) {
+            ti_error(&err, TI_ERR_NOT_FOUND, "--resume '%s': %s", now_args.resume, strerror(errno));
+            return fail_run(r, &err);
+        }
+        if (sa.cwd[0] && chdir(sa.cwd) != 0)
+            fprintf(stderr,
+                    PROG ": warning: --resume: the run's working folder '%s' is gone (%s); "
+                         "relative paths are taken from here\n",
+                    sa.cwd, strerror(errno));
+        snprintf(r->rundir, sizeof r->rundir, "%s", abs_run);
         size_t L = strlen(r->rundir);
         while (L > 1 && r->rundir[L - 1] == '/')
             r->rundir[--L] = 0;
