@@ -369,6 +369,7 @@ bad)
             --data_root "$FIX/imgs" lightning.callbacks.image_logger.params.log_images_kwargs.ddim_steps=3
         expect_fail "no image size" 1 "size" -- "$TT" $B --data_root "$FIX/imgs" \
             data.params.train.params.size=null
+        expect_fail "several GPUs in one process" 2 "--gpus .*mpirun" -- "$TT" $B --data_root "$FIX/imgs" --gpus 0,3
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
         expect_fail "bf16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision bf16

@@ -38,7 +38,8 @@ void ti_train_usage(FILE *f) {
         "  --accumulate_grad_batches K  micro-batches per optimizer step\n"
         "  --scale_lr [BOOL]          lr = accumulate * gpus * batch * base_lr (default true)\n"
         "  -s, --seed N               random seed (default 23)\n"
-        "  --gpus IDS                 run on CUDA device(s): \"0,\" or \"0,3\"; absent: CPU\n"
+        "  --gpus IDS                 run on CUDA device(s): \"0,\"; absent: CPU; several ids\n"
+        "                             (\"0,3\") need mpirun -np 2 (one process per GPU)\n"
         "  --precision P              fp32 (default), bf16 or fp16 (GPU only; also 32, 16)\n"
         "\n");
     fprintf(

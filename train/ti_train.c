@@ -719,15 +719,21 @@ static int run_main(int argc, char **argv) {
 
     /* backend and precision */
     const struct ti_backend *be = ti_backend_cpu();
-    if (r->a.n_gpus > 1) {
+    /* one GPU per process: several ids need as many processes (mpirun -np N), rank r on the
+     * r-th id */
+    if (r->a.n_gpus > 1 && r->a.n_gpus != g_world) {
         fprintf(stderr,
-                PROG ": --gpus: ti-train uses one GPU per process; give one id (\"0,\"), found "
-                     "'%s'\n",
-                r->a.gpus);
+                PROG
+                ": --gpus '%s' lists %d devices: ti-train drives one GPU per process; run "
+                "it as mpirun -np %d ti-train ... (a build with MPI), or give one id (\"0,\")\n",
+                r->a.gpus, r->a.n_gpus, r->a.n_gpus);
+        abort_ranks(2);
         return 2;
     }
-    if (r->a.n_gpus == 1 && ti_backend_cuda(&be, r->a.gpu_ids[0], &err) != TI_OK) {
-        fprintf(stderr, PROG ": --gpus %s: %s\n", r->a.gpus, err.msg);
+    int gpu = r->a.n_gpus > 1 ? r->a.gpu_ids[g_rank] : r->a.n_gpus == 1 ? r->a.gpu_ids[0] : -1;
+    if (gpu >= 0 && ti_backend_cuda(&be, gpu, &err) != TI_OK) {
+        fprintf(stderr, PROG ": --gpus %s: device %d: %s\n", r->a.gpus, gpu, err.msg);
+        abort_ranks(1);
         return 1;
     }
     if (r->a.n_gpus == 0 && r->a.precision != TI_PREC_FP32) {
