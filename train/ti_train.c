@@ -8,10 +8,11 @@
  * micro-batches, optimizer step, metrics row, progress line, image logs at the image logger's
  * steps, embedding files at the checkpoint steps -> final files.
  *
- * Data order: the sample at position k of the stream (k = step * accumulate * batch + ...) is
- * a pure function of (seed, k): a seeded permutation of the dataset per epoch, and the three
- * uniforms of ti_dataset_example hashed from (seed, k). --resume therefore needs only the step
- * (plus the trainer's own state), and the same seed gives the same bits.
+ * Data order and randomness: train_run.h (a pure function of seed and sample index, so resume,
+ * repeat runs and MPI layouts give the same numbers). Data parallelism: under mpirun each rank
+ * takes its share of every batch; loss and gradient are averaged over the ranks before the
+ * optimizer step, the ranks agree on a stop request after each step, and rank 0 alone prints
+ * and writes files.
  *
  * Files: every file goes through a temporary name + rename (embedding_io, fileio, image writers,
  * metrics), so a kill at any moment leaves only complete files. SIGINT/SIGTERM end the current
@@ -621,7 +622,8 @@ int main(int argc, char **argv) {
         MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
         MPI_Comm_size(MPI_COMM_WORLD, &g_world);
         /* only rank 0 talks on stdout; errors still reach stderr from every rank */
-        if (g_rank != 0 && !freopen("/dev/null", "w", stdout)) g_rank = g_rank + 0;
+        if (g_rank != 0 && !freopen("/dev/null", "w", stdout))
+            fprintf(stderr, PROG " (rank %d): cannot silence stdout\n", g_rank);
     }
     int rc = run_main(argc, argv);
     if (mpi) {

@@ -57,14 +57,13 @@ static void ctr_normals(float *out, size_t n, uint64_t seed, uint64_t salt, uint
 }
 enum { SALT_T = 0x7431, SALT_NOISE = 0x6e6f69, SALT_EPS = 0x657073 };
 
-void ti_train_sample_randomness(uint64_t seed, uint64_t k, int T, int *t, float *noise,
-                                float *eps, size_t n) {
+void ti_train_sample_randomness(uint64_t seed, uint64_t k, int T, int *t, float *noise, float *eps,
+                                size_t n) {
     *t = (int)(ctr_uniform(seed, SALT_T, k, 0) * T);
     if (*t >= T) *t = T - 1;
     ctr_normals(noise, n, seed, SALT_NOISE, k);
     ctr_normals(eps, n, seed, SALT_EPS, k);
 }
-
 
 static size_t stream_index(struct ti_train_stream *s, uint64_t k) {
     int64_t e = (int64_t)(k / s->len);
@@ -91,7 +90,7 @@ static size_t stream_index(struct ti_train_stream *s, uint64_t k) {
  *   state resume_gs-<step>.state                                                            */
 
 ti_status ti_train_write_resume(struct ti_trainer *t, const char *ckdir, int64_t step,
-                              int64_t prev_step, struct ti_err *err) {
+                                int64_t prev_step, struct ti_err *err) {
     char path[4300], text[256];
     snprintf(path, sizeof path, "%s/resume_gs-%lld.state", ckdir, (long long)step);
     TI_TRY(ti_trainer_save_state(t, path, err));
@@ -107,7 +106,7 @@ ti_status ti_train_write_resume(struct ti_trainer *t, const char *ckdir, int64_t
 }
 
 ti_status ti_train_read_resume(const char *ckdir, int64_t *step, char *state, size_t cap,
-                             struct ti_err *err) {
+                               struct ti_err *err) {
     char path[4600];
     if (snprintf(path, sizeof path, "%s/resume.txt", ckdir) >= (int)sizeof path)
         return ti_error(err, TI_ERR_INVALID, "--resume: the path '%s' is too long", ckdir);
@@ -133,7 +132,7 @@ ti_status ti_train_read_resume(const char *ckdir, int64_t *step, char *state, si
 
 /* args.txt: the command line of the run, one argument per line, for --resume */
 ti_status ti_train_write_args(const char *rundir, const char *now, int argc, char **argv,
-                            struct ti_err *err) {
+                              struct ti_err *err) {
     char cwd[4096];
     if (!getcwd(cwd, sizeof cwd) || strchr(cwd, '\n')) cwd[0] = 0;
     size_t n = strlen(now) + strlen(cwd) + 64;
@@ -156,8 +155,8 @@ ti_status ti_train_write_args(const char *rundir, const char *now, int argc, cha
     return st;
 }
 
-
-ti_status ti_train_read_args(struct ti_train_saved_args *sa, const char *rundir, struct ti_err *err) {
+ti_status ti_train_read_args(struct ti_train_saved_args *sa, const char *rundir,
+                             struct ti_err *err) {
     char path[4300];
     snprintf(path, sizeof path, "%s/args.txt", rundir);
     struct ti_fmap m;
@@ -196,7 +195,6 @@ ti_status ti_train_read_args(struct ti_train_saved_args *sa, const char *rundir,
 }
 
 /* ---- outputs -------------------------------------------------------------------------------- */
-
 
 const char *ti_train_emb_ext(enum ti_embedding_format f) {
     return f == TI_EMB_DIFFUSERS ? "safetensors" : "pt";
@@ -240,7 +238,7 @@ static ti_status save_plot(struct ti_train_run *r, struct ti_err *err) {
 
 /* everything a checkpoint writes: embeddings, resume state, metrics, the plot */
 ti_status ti_train_checkpoint(struct ti_train_run *r, int64_t emb_step, int64_t resume_step,
-                            struct ti_err *err) {
+                              struct ti_err *err) {
     TI_TRY(save_embeddings(r, emb_step, err));
     if (r->cfg->model.unfreeze_model) {
         /* pivotal tuning trains model weights too: the latest model next to the embeddings (the
@@ -258,8 +256,9 @@ ti_status ti_train_checkpoint(struct ti_train_run *r, int64_t emb_step, int64_t 
 }
 
 /* grid of n CHW images in [-1,1] -> JPEG (torchvision make_grid nrow 4, pad 2, grey 127) */
-static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int size, const char *key,
-                            int64_t gs, int64_t epoch, int64_t batch, struct ti_err *err) {
+static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int size,
+                            const char *key, int64_t gs, int64_t epoch, int64_t batch,
+                            struct ti_err *err) {
     struct ti_image tiles[64];
     struct ti_data_err de;
     ti_status st = TI_OK;
@@ -286,8 +285,8 @@ static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int
 
 /* prompts (B) -> conditioning (B, T, D) on ctx's device, with the current vectors. The
  * progressive-words counter is left as it was: logging does not change training. */
-static ti_status encode(struct ti_train_run *r, struct ti_ctx *ctx, const char *const *prompts, int B,
-                        struct ti_tensor *out, struct ti_err *err) {
+static ti_status encode(struct ti_train_run *r, struct ti_ctx *ctx, const char *const *prompts,
+                        int B, struct ti_tensor *out, struct ti_err *err) {
     struct ti_emb_manager *em = ti_trainer_embeddings(r->t);
     const struct ti_ldm *m = ti_trainer_model(r->t);
     int T = r->cfg->seq_len;
@@ -316,8 +315,9 @@ static ti_status encode(struct ti_train_run *r, struct ti_ctx *ctx, const char *
 
 /* `samples` (DDIM, eta 1, conditional) and `samples_scaled` (guidance 5.0 against ""), as
  * log_images; x_T from PyTorch's generator seeded with seed + global step (one per image) */
-static ti_status log_samples(struct ti_train_run *r, struct ti_ctx *ctx, const char *const *captions, int n,
-                             int64_t gs, int64_t epoch, int64_t batch, struct ti_err *err) {
+static ti_status log_samples(struct ti_train_run *r, struct ti_ctx *ctx,
+                             const char *const *captions, int n, int64_t gs, int64_t epoch,
+                             int64_t batch, struct ti_err *err) {
     const struct ti_ldm *m = ti_trainer_model(r->t);
     int C = r->cfg->model.channels, h = r->cfg->latent_size, size = r->cfg->data.train.size;
     size_t per = (size_t)C * h * h;
@@ -376,9 +376,9 @@ static ti_status log_samples(struct ti_train_run *r, struct ti_ctx *ctx, const c
  * samples and samples_scaled (log_images' sample=True). `conditioning` (captions drawn as
  * text) is not logged. Runs outside the trainer's context and RNG, so it never changes the
  * training numbers. */
-ti_status ti_train_log_images(struct ti_train_run *r, const float *images, const char *const *captions, int n,
-                            int64_t gs, int64_t epoch, int64_t batch, const struct ti_backend *be,
-                            struct ti_err *err) {
+ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
+                              const char *const *captions, int n, int64_t gs, int64_t epoch,
+                              int64_t batch, const struct ti_backend *be, struct ti_err *err) {
     int size = r->cfg->data.train.size;
     if (n > r->max_images) n = r->max_images;
     if (n > 64) n = 64;
@@ -457,8 +457,8 @@ int ti_train_open_dataset(struct ti_train_run *r, ti_data_warn_fn warn, void *us
 }
 
 /* example k of the stream into chw / caption */
-ti_status ti_train_example(struct ti_train_run *r, uint64_t k, float *chw, char *caption, size_t cap,
-                                struct ti_err *err) {
+ti_status ti_train_example(struct ti_train_run *r, uint64_t k, float *chw, char *caption,
+                           size_t cap, struct ti_err *err) {
     size_t i = stream_index(&r->stream, k);
     uint64_t s = r->stream.seed;
     struct ti_data_err de;

@@ -93,8 +93,8 @@ int ti_train_open_dataset(struct ti_train_run *r, ti_data_warn_fn warn, void *us
 ti_status ti_train_example(struct ti_train_run *r, uint64_t k, float *chw, char *caption,
                            size_t cap, struct ti_err *err);
 /* The diffusion randomness of sample k: t in [0, T), noise and posterior eps (n floats each). */
-void ti_train_sample_randomness(uint64_t seed, uint64_t k, int T, int *t, float *noise,
-                                float *eps, size_t n);
+void ti_train_sample_randomness(uint64_t seed, uint64_t k, int T, int *t, float *noise, float *eps,
+                                size_t n);
 /* --dry_run: RUN/data/NNN_<stem>.png (prepared, unflipped) and RUN/data/captions.txt (the
  * first 20 captions of the stream). Returns 0 or 1 with err set. */
 int ti_train_dry_run(struct ti_train_run *r, struct ti_err *err);
