@@ -14,7 +14,7 @@ void ti_train_usage(FILE *f) {
         f,
         "usage: ti-train --base CONFIG.yaml [--base MORE.yaml ...] -t --actual_resume MODEL\n"
         "                --data_root DIR [options] [key.path=value ...]\n"
-        "       ti-train --resume RUN_FOLDER [--max_steps N] [--quiet]\n"
+        "       ti-train --resume RUN_FOLDER [--max_steps N] [--quiet] [--gpus IDS]\n"
         "\n"
         "Textual inversion: learns the vectors of a new word (the placeholder, '*' unless set)\n"
         "from a folder of images, with the frozen Stable Diffusion v1 or LDM model in MODEL. The\n"
@@ -59,7 +59,8 @@ void ti_train_usage(FILE *f) {
         "                                 string_to_param too)\n"
         "                               peer   the original EmbeddingManager layout\n"
         "                                 (nn.ParameterDict; several placeholders)\n"
-        "                               diffusers  learned_embeds.safetensors\n"
+        "                               diffusers  learned_embeds layout, written as\n"
+        "                                 embeddings.safetensors / embeddings_gs-N.safetensors\n"
         "  --resume RUN_FOLDER        (ti) continue an interrupted run exactly where it stopped:\n"
         "                             same vectors, optimizer state, step and random state, so\n"
         "                             the result is bit-identical to an uninterrupted run;\n"
