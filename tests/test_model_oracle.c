@@ -2,7 +2,8 @@
  * test_model_oracle.c - the networks against PyTorch on tiny configs of the real architectures
  * (tests/fixtures/model_*.h5, written by scripts/oracle/models.py from diffusers'
  * UNet2DConditionModel / AutoencoderKL, transformers' CLIPTextModel and our port of the LDM
- * x-transformers encoder, weights converted to the original key layout, float64).
+ * x-transformers encoder, weights converted to the original key layout, float64); the LDM BERT
+ * also against an independent implementation, diffusers' LDMBertModel (model_bert_diffusers.h5).
  * Checked: forward outputs and the gradients of <dout, out> with respect to the inputs
  * (UNet: latent and context; VAE: image (encoder) and latent (decoder); text encoders: the
  * trainable placeholder rows), in f64 and in f32 (tolerances per model below).
@@ -347,6 +348,14 @@ TEST(bert_f32) {
     run_text("tests/fixtures/model_bert.h5", 0, TI_DTYPE_F32, (struct tol){1e-4, 1e-3});
 }
 
+/* the same weights and inputs through an independent implementation: diffusers' LDMBertModel */
+TEST(bert_diffusers_f64) {
+    run_text("tests/fixtures/model_bert_diffusers.h5", 0, TI_DTYPE_F64, TOL64);
+}
+TEST(bert_diffusers_f32) {
+    run_text("tests/fixtures/model_bert_diffusers.h5", 0, TI_DTYPE_F32, (struct tol){1e-4, 1e-3});
+}
+
 int main(void) {
     RUN(unet_f64);
     RUN(unet_f64_checkpointed);
@@ -358,5 +367,7 @@ int main(void) {
     RUN(clip_f32);
     RUN(bert_f64);
     RUN(bert_f32);
+    RUN(bert_diffusers_f64);
+    RUN(bert_diffusers_f32);
     return tc_finish();
 }

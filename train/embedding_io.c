@@ -43,10 +43,18 @@ ti_status ti_embedding_add_term(struct ti_embedding *emb, const char *placeholde
                         "embedding term '%s': %d vectors of width %d is out of "
                         "range (1..%d vectors, width 1..%d)",
                         placeholder, n_vectors, dim, TI_EMB_MAX_VECTORS, TI_EMB_MAX_DIM);
-    for (int i = 0; i < emb->n_terms; i++)
+    size_t total = (size_t)n_vectors * (size_t)dim;
+    for (int i = 0; i < emb->n_terms; i++) {
         if (!strcmp(emb->terms[i].placeholder, placeholder))
             return ti_error(err, TI_ERR_INVALID, "embedding: placeholder '%s' appears twice",
                             placeholder);
+        total += (size_t)emb->terms[i].n_vectors * (size_t)emb->terms[i].dim;
+    }
+    if (total > TI_EMB_MAX_ELEMS)
+        return ti_error(err, TI_ERR_SHAPE,
+                        "embedding term '%s': the terms hold %zu values in all, more than any "
+                        "embedding file does (at most %d)",
+                        placeholder, total, TI_EMB_MAX_ELEMS);
     struct ti_embedding_term *t = realloc(emb->terms, (size_t)(emb->n_terms + 1) * sizeof *t);
     if (!t) return ti_error(err, TI_ERR_NOMEM, "out of memory");
     emb->terms = t;
@@ -345,6 +353,11 @@ fail:
 }
 
 ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct ti_err *err) {
+    return ti_embedding_read_flags(emb, path, 0, err);
+}
+
+ti_status ti_embedding_read_flags(struct ti_embedding *emb, const char *path, unsigned flags,
+                                  struct ti_err *err) {
     struct ti_fmap m;
     char stem[256];
     ti_embedding_init(emb);
@@ -353,7 +366,9 @@ ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct t
     ti_status st;
     if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
         struct ti_torchfile *tf;
-        st = ti_torchfile_open_mem(&tf, m.data, m.size, path, TI_TORCH_VERIFY_CRC, err);
+        st = ti_torchfile_open_mem(&tf, m.data, m.size, path,
+                                   TI_TORCH_VERIFY_CRC | (flags & TI_TORCH_ALLOW_UNKNOWN_GLOBALS),
+                                   err);
         if (st == TI_OK) {
             st = ti_embedding_from_torch(emb, tf, stem, err);
             ti_torchfile_close(tf);

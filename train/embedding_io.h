@@ -51,6 +51,9 @@ extern "C" {
 
 #define TI_EMB_MAX_VECTORS 4096
 #define TI_EMB_MAX_DIM     65536
+/* all terms together: 64M floats (256 MB). Real files hold a few thousand; the bound keeps a
+ * file of many stride-0 views of one small storage from asking for terabytes. */
+#define TI_EMB_MAX_ELEMS (1 << 26)
 
 enum ti_embedding_format {
     TI_EMB_UNKNOWN = 0,
@@ -90,6 +93,10 @@ ti_status ti_embedding_set_meta(struct ti_embedding *emb, const char *name, int6
                                 struct ti_err *err);
 
 ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct ti_err *err);
+/* The same with torchfile.h flags: TI_TORCH_ALLOW_UNKNOWN_GLOBALS keeps pickle globals outside
+ * the allowlist inert instead of refusing the file (the tools' --allow-unknown-globals). */
+ti_status ti_embedding_read_flags(struct ti_embedding *emb, const char *path, unsigned flags,
+                                  struct ti_err *err);
 /* From an open torch file / safetensors file; `stem` names an unnamed embedding. */
 ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torchfile *tf,
                                   const char *stem, struct ti_err *err);

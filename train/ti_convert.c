@@ -17,7 +17,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ti-convert IN OUT [--format a1111|peer|diffusers] [--name NAME]\n"
-               "                  [--step N] [--token ID]\n"
+               "                  [--step N] [--token ID] [--allow-unknown-globals]\n"
                "\n"
                "Converts the textual-inversion embedding IN (AUTOMATIC1111 .pt, the original\n"
                "textual_inversion embeddings.pt, diffusers learned_embeds.bin/.safetensors, kohya\n"
@@ -31,6 +31,9 @@ static void usage(FILE *f) {
                "  --name NAME         the embedding's name (a1111 `name`)\n"
                "  --step N            the training step to record (a1111 `step`)\n"
                "  --token ID          the token id of the placeholder (peer format; single term)\n"
+               "  --allow-unknown-globals  read a torch file whose pickle names globals outside\n"
+               "                      ti's list of what embeddings contain, keeping them inert\n"
+               "                      (never called); dangerous callables are refused even then\n"
                "  --help              this text\n"
                "\n"
                "OUT appears only when the conversion succeeded.\n"
@@ -51,11 +54,16 @@ int main(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *name = NULL;
     enum ti_embedding_format fmt = TI_EMB_A1111;
     long long step = -2, token = -2;
+    unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--allow-unknown-globals")) {
+            flags |= TI_TORCH_ALLOW_UNKNOWN_GLOBALS;
+            continue;
         }
         if (!strcmp(a, "--format") || !strcmp(a, "--name") || !strcmp(a, "--step") ||
             !strcmp(a, "--token")) {
@@ -109,7 +117,7 @@ int main(int argc, char **argv) {
 
     struct ti_err err = {0};
     struct ti_embedding emb;
-    if (ti_embedding_read(&emb, in, &err) != TI_OK) {
+    if (ti_embedding_read_flags(&emb, in, flags, &err) != TI_OK) {
         fprintf(stderr, "ti-convert: error: %s\n", err.msg);
         return 1;
     }

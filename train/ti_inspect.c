@@ -8,6 +8,9 @@
  * Torch files list every tensor in the pickle with its full path (state_dict.model...),
  * diffusers folders list the original (mapped) names.
  *
+ * `ti-inspect IMAGE --watermark` instead reads the invisible watermark of the reference txt2img
+ * script (data/watermark.h) from an image and prints the recovered bytes.
+ *
  * Not here: any conversion (ti-convert), loading into a model (model/io/ckpt.h).
  * Exit status: 0 ok, 1 the file could not be read (the message names it and why), 2 usage.
  */
@@ -21,9 +24,13 @@
 #include "fileio.h"
 #include "safetensors.h"
 #include "torchfile.h"
+#ifdef TI_HAVE_DATA
+#include "image.h"     /* defines: ti_image_load */
+#include "watermark.h" /* defines: ti_watermark_decode, TI_WATERMARK_SD_* */
+#endif
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: ti-inspect FILE [--json]\n"
+    fprintf(f, "usage: ti-inspect FILE [--json] [--allow-unknown-globals]\n"
                "\n"
                "Lists what FILE holds: each tensor's key, dtype and shape. FILE may be a torch\n"
                "checkpoint or embedding (.ckpt, .pt, .pth, .bin; zip or legacy format), a\n"
@@ -32,13 +39,31 @@ static void usage(FILE *f) {
                "placeholder strings, token ids, vector count and width, name and step.\n"
                "\n"
                "  --json   machine-readable output; adds each tensor's first 8 values and its\n"
-               "           sum (in f64), which reads every byte of the file\n"
+               "           sum (in f64), which reads every byte of the file (sums are null when\n"
+               "           overlapping views name far more elements than the file holds)\n"
+               "  --allow-unknown-globals\n"
+               "           load torch files whose pickle names globals outside ti's list of\n"
+               "           what checkpoints and embeddings contain, keeping them inert (never\n"
+               "           called); dangerous callables are refused even then\n"
                "  --help   this text\n"
                "\n"
                "ti-inspect never runs code from a file: a pickle that references a dangerous\n"
-               "callable (os.system, builtins.eval, ...) is refused with an error naming it.\n"
+               "callable (os.system, builtins.eval, ...) is refused with an error naming it, and\n"
+               "so is one naming any global real checkpoints do not contain (unless\n"
+               "--allow-unknown-globals).\n"
                "Exit status: 0 ok, 1 unreadable or refused file, 2 usage error.\n");
+    fprintf(f, "\n"
+               "ti-inspect IMAGE --watermark\n"
+               "  reads the invisible watermark of the reference txt2img script (imwatermark\n"
+               "  'dwtDct', as ti-sample writes it) from IMAGE (PNG, JPEG, ...) and prints the\n"
+               "  17 recovered bytes; 'watermark: StableDiffusionV1' when they are the mark,\n"
+               "  'watermark: none' otherwise. The mark is fragile (docs/WATERMARK.md): none on\n"
+               "  a generated image does not prove it was not marked.\n");
 }
+
+/* --json reads at most this many elements per byte of a torch file (+ the slack) */
+#define INSPECT_ELEMS_PER_BYTE 4u
+#define INSPECT_ELEMS_SLACK    (1ull << 26)
 
 struct item {
     char *key;
@@ -199,6 +224,70 @@ static void print_embedding_json(const struct ti_embedding *e) {
     printf("]},\n");
 }
 
+/* ---- --watermark ------------------------------------------------------------------------ */
+
+static int watermark_requested(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--watermark")) return 1;
+    return 0;
+}
+
+/* ti-inspect IMAGE --watermark: returns the exit status */
+static int inspect_watermark(int argc, char **argv) {
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--watermark")) continue;
+        if ((argv[i][0] == '-' && argv[i][1]) || path) {
+            fprintf(stderr,
+                    "ti-inspect: --watermark takes one IMAGE and no other option, got '%s'\n",
+                    argv[i]);
+            return 2;
+        }
+        path = argv[i];
+    }
+    if (!path) {
+        fprintf(stderr, "ti-inspect: --watermark needs an IMAGE\n");
+        return 2;
+    }
+#ifdef TI_HAVE_DATA
+    struct ti_image img = {0};
+    struct ti_data_err e = {{0}};
+    uint8_t b[TI_WATERMARK_SD_LEN];
+    if (ti_image_load(&img, path, &e)) {
+        fprintf(stderr, "ti-inspect: error: %s\n", e.msg);
+        return 1;
+    }
+    if (ti_watermark_decode(img.px, img.w, img.h, b, TI_WATERMARK_SD_LEN, &e)) {
+        fprintf(stderr, "ti-inspect: error: %s: %s\n", path, e.msg);
+        ti_image_free(&img);
+        return 1;
+    }
+    int same = 0; /* bits equal to the mark's: about half on an unmarked image */
+    for (int i = 0; i < 8 * TI_WATERMARK_SD_LEN; i++)
+        same += ((b[i / 8] ^ (uint8_t)TI_WATERMARK_SD_TEXT[i / 8]) >> (7 - i % 8) & 1) == 0;
+    printf("image: %s (%dx%d)\nwatermark bytes: ", path, img.w, img.h);
+    for (int i = 0; i < TI_WATERMARK_SD_LEN; i++)
+        printf("%02x", b[i]);
+    printf(" \"");
+    for (int i = 0; i < TI_WATERMARK_SD_LEN; i++)
+        printf(b[i] >= 0x20 && b[i] < 0x7f && b[i] != '"' && b[i] != '\\' ? "%c" : "\\x%02x", b[i]);
+    if (same == 8 * TI_WATERMARK_SD_LEN)
+        printf("\"\nwatermark: %s\n", TI_WATERMARK_SD_TEXT);
+    else
+        printf(
+            "\"\nwatermark: none (%d of %d bits match \"%s\"; unmarked images match about half)\n",
+            same, 8 * TI_WATERMARK_SD_LEN, TI_WATERMARK_SD_TEXT);
+    ti_image_free(&img);
+    return 0;
+#else
+    fprintf(stderr,
+            "ti-inspect: --watermark: this build has no data/ (stb headers missing), "
+            "so it cannot read '%s'\n",
+            path);
+    return 1;
+#endif
+}
+
 static void print_embedding_text(const struct ti_embedding *e) {
     printf("embedding: %s format, name '%s', step ", ti_embedding_format_name(e->format),
            e->name ? e->name : "");
@@ -224,14 +313,17 @@ static void print_embedding_text(const struct ti_embedding *e) {
 }
 
 int main(int argc, char **argv) {
+    if (watermark_requested(argc, argv)) return inspect_watermark(argc, argv);
     const char *path = NULL;
-    int json = 0;
+    int json = 0, allow = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--allow-unknown-globals")) {
+            allow = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "ti-inspect: unknown option '%s'\n", argv[i]);
             usage(stderr);
@@ -258,19 +350,22 @@ int main(int argc, char **argv) {
     int have_emb = 0, rc = 1;
     const char *container = "";
     char stem[256], desc[256] = "";
+    struct ti_state_dict_opts sdo = {0};
+    sdo.allow_unknown_globals = allow;
     ti_embedding_init(&emb);
     ti_path_stem(path, stem, sizeof stem);
     ti_status st;
 
     if (ti_path_is_dir(path)) {
         container = "diffusers-folder";
-        st = ti_state_dict_open(&sd, path, NULL, &err);
+        st = ti_state_dict_open(&sd, path, &sdo, &err);
         for (size_t i = 0; st == TI_OK && i < ti_state_dict_count(sd); i++)
             st = list_add(&l, ti_state_dict_at(sd, i)->key, &ti_state_dict_at(sd, i)->t, &err);
         if (st == TI_OK) ti_state_dict_describe(sd, desc, sizeof desc);
     } else if ((st = ti_fmap_open(&m, path, &err)) == TI_OK) {
         if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
-            st = ti_torchfile_open_mem(&tf, m.data, m.size, path, 0, &err);
+            st = ti_torchfile_open_mem(&tf, m.data, m.size, path,
+                                       allow ? TI_TORCH_ALLOW_UNKNOWN_GLOBALS : 0, &err);
             if (st == TI_OK) {
                 container = tf->container == TI_TORCH_ZIP ? "torch-zip" : "torch-legacy";
                 st = ti_pickle_walk_tensors(tf->pk, tf->root, on_tensor, &l, &err);
@@ -305,13 +400,27 @@ int main(int argc, char **argv) {
     }
     if ((tf || sf) && !have_emb) { /* a checkpoint: say what it looks like */
         struct ti_err e3 = {0};
-        if (ti_state_dict_open(&sd, path, NULL, &e3) == TI_OK)
+        if (ti_state_dict_open(&sd, path, &sdo, &e3) == TI_OK)
             ti_state_dict_describe(sd, desc, sizeof desc);
     }
 
-    uint64_t total = 0;
-    for (size_t i = 0; i < l.n; i++)
-        total += ti_tensor_nbytes(&l.v[i].t);
+    uint64_t total = 0, elems = 0; /* saturating: views of one storage may overlap */
+    for (size_t i = 0; i < l.n; i++) {
+        uint64_t b = ti_tensor_nbytes(&l.v[i].t), e = (uint64_t)ti_tensor_numel(&l.v[i].t);
+        total = total > UINT64_MAX - b ? UINT64_MAX : total + b;
+        elems = elems > UINT64_MAX - e ? UINT64_MAX : elems + e;
+    }
+    /* The sums read every element of every view. Views of one torch storage may overlap, so a
+     * small file could ask for far more elements than it holds: beyond a bound proportional
+     * to the file's size the sums are left out (null) and a note says why. */
+    int sums = 1;
+    if (json && tf && elems > INSPECT_ELEMS_PER_BYTE * tf->size + INSPECT_ELEMS_SLACK) {
+        sums = 0;
+        fprintf(stderr,
+                "ti-inspect: note: the tensors' views name %llu elements in all, more than a file "
+                "of %llu bytes holds (overlapping views of shared storages); \"sum\" is left out\n",
+                (unsigned long long)elems, (unsigned long long)tf->size);
+    }
     if (json) {
         printf("{\n  \"file\": ");
         json_str(path);
@@ -353,7 +462,10 @@ int main(int argc, char **argv) {
                 json_num(element(t, k), t->dtype);
             }
             printf("], \"sum\": ");
-            json_num(tensor_sum(t), TI_DTYPE_F64);
+            if (sums)
+                json_num(tensor_sum(t), TI_DTYPE_F64);
+            else
+                printf("null");
             printf("}%s\n", i + 1 < l.n ? "," : "");
         }
         printf("  ]\n}\n");

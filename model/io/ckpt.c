@@ -264,14 +264,13 @@ static ti_status collect_tensor(void *ud, const char *path, const struct ti_py *
 }
 
 /* Opens one file (torch or safetensors, by content) as source slot `slot`. */
-static ti_status open_file(struct ti_state_dict *sd, int slot, const char *path, int verify,
+static ti_status open_file(struct ti_state_dict *sd, int slot, const char *path, unsigned flags,
                            struct ti_err *err) {
     struct ti_fmap m;
     TI_TRY(ti_fmap_open(&m, path, err));
     ti_status st;
     if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
-        st = ti_torchfile_open_mem(&sd->tf[slot], m.data, m.size, path,
-                                   verify ? TI_TORCH_VERIFY_CRC : 0, err);
+        st = ti_torchfile_open_mem(&sd->tf[slot], m.data, m.size, path, flags, err);
         if (st == TI_OK) sd->tf[slot]->map = m;
     } else if (ti_safetensors_sniff(m.data, m.size)) {
         st = ti_safetensors_open_mem(&sd->st[slot], m.data, m.size, path, err);
@@ -284,9 +283,9 @@ static ti_status open_file(struct ti_state_dict *sd, int slot, const char *path,
     return st;
 }
 
-static ti_status load_file(struct ti_state_dict *sd, const char *path, int verify,
+static ti_status load_file(struct ti_state_dict *sd, const char *path, unsigned flags,
                            struct ti_err *err) {
-    TI_TRY(open_file(sd, 0, path, verify, err));
+    TI_TRY(open_file(sd, 0, path, flags, err));
     if (sd->tf[0]) {
         sd->source = TI_SD_TORCH;
         const struct ti_py *root = sd->tf[0]->root;
@@ -333,7 +332,7 @@ static ti_status add_mapped(struct ti_state_dict *sd, const char *comp, const ch
     return add_entry(sd, mapped, &v, err);
 }
 
-static ti_status load_diffusers(struct ti_state_dict *sd, const char *dir, int verify,
+static ti_status load_diffusers(struct ti_state_dict *sd, const char *dir, unsigned flags,
                                 struct ti_err *err) {
     char path[4096];
     int found = 0;
@@ -353,7 +352,7 @@ static ti_status load_diffusers(struct ti_state_dict *sd, const char *dir, int v
                             "%s, %s, %s (sharded weights are not supported)",
                             dir, comp_names[c], comp_files[c][0], comp_files[c][1],
                             comp_files[c][2], comp_files[c][3]);
-        TI_TRY(open_file(sd, c, path, verify, err));
+        TI_TRY(open_file(sd, c, path, flags, err));
         if (sd->tf[c]) {
             struct ti_state_dict tmp = {0}; /* collect raw keys, then map them */
             struct collect col = {&tmp};
@@ -460,8 +459,10 @@ ti_status ti_state_dict_open(struct ti_state_dict **out, const char *path,
         return ti_error(err, TI_ERR_NOMEM, "out of memory");
     }
     memcpy(sd->path, path, strlen(path) + 1);
-    ti_status st = ti_path_is_dir(path) ? load_diffusers(sd, path, o.verify_crc, err)
-                                        : load_file(sd, path, o.verify_crc, err);
+    unsigned flags = (o.verify_crc ? TI_TORCH_VERIFY_CRC : 0u) |
+                     (o.allow_unknown_globals ? TI_TORCH_ALLOW_UNKNOWN_GLOBALS : 0u);
+    ti_status st = ti_path_is_dir(path) ? load_diffusers(sd, path, flags, err)
+                                        : load_file(sd, path, flags, err);
     if (st == TI_OK) {
         qsort(sd->e, sd->n, sizeof *sd->e, cmp_entry);
         for (size_t i = 1; i < sd->n; i++)
@@ -566,12 +567,37 @@ void ti_state_dict_prefetch(const struct ti_state_dict *sd, const struct ti_para
 
 enum family { FAM_UNKNOWN, FAM_SD1, FAM_SD2, FAM_SDXL, FAM_LDM, FAM_EMBEDDING, FAM_LORA, FAM_VAE };
 
-static const char *family_text(enum family f) {
+/* What a family is; `width` is the context width the file's own tensors show (0: unknown).
+ * A width other than the family's own (a tiny test model of the same layout) is reported as
+ * found, never as the family's usual width. */
+static const char *family_text(enum family f, int64_t width, char *buf, size_t n) {
+    static const struct {
+        const char *full, *layout;
+        int64_t width;
+    } fam[] = {
+        [FAM_SD1] = {"an SD v1 checkpoint (CLIP ViT-L/14 text encoder",
+                     "an SD v1-layout checkpoint "
+                     "(CLIP text encoder",
+                     768},
+        [FAM_SD2] = {"an SD 2.x checkpoint (OpenCLIP ViT-H text encoder",
+                     "an SD 2.x-layout checkpoint (OpenCLIP text encoder", 1024},
+        [FAM_SDXL] = {"an SDXL checkpoint (two text encoders",
+                      "an SDXL-layout checkpoint (two text "
+                      "encoders",
+                      2048},
+        [FAM_LDM] = {"an LDM text2img-large checkpoint (BERT text encoder",
+                     "an LDM text2img-layout checkpoint (BERT text encoder", 1280},
+    };
     switch (f) {
-    case FAM_SD1: return "an SD v1 checkpoint (CLIP ViT-L/14 text encoder, context width 768)";
-    case FAM_SD2: return "an SD 2.x checkpoint (OpenCLIP ViT-H text encoder, context width 1024)";
-    case FAM_SDXL: return "an SDXL checkpoint (two text encoders, context width 2048)";
-    case FAM_LDM: return "an LDM text2img-large checkpoint (BERT text encoder, context width 1280)";
+    case FAM_SD1:
+    case FAM_SD2:
+    case FAM_SDXL:
+    case FAM_LDM:
+        if (width <= 0 || width == fam[f].width)
+            snprintf(buf, n, "%s, context width %lld)", fam[f].full, (long long)fam[f].width);
+        else
+            snprintf(buf, n, "%s, context width %lld)", fam[f].layout, (long long)width);
+        return buf;
     case FAM_EMBEDDING: return "a textual-inversion embedding file, not a model checkpoint";
     case FAM_LORA: return "a LoRA file, not a full model checkpoint";
     case FAM_VAE: return "a VAE-only file, not a full model checkpoint";
@@ -581,6 +607,22 @@ static const char *family_text(enum family f) {
 
 static int64_t ctx_width_of(const struct ti_tensor *t) {
     return t && t->ndim == 2 ? t->shape[1] : 0;
+}
+
+/* The context width the tensors show: the UNet's cross-attention key input, else the text
+ * encoder's token embedding (as the model loaders derive it); 0 if neither is there. */
+static int64_t ctx_width(const struct ti_state_dict *sd) {
+    static const char *const keys[] = {
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+        "cond_stage_model.model.token_embedding.weight",
+        "cond_stage_model.transformer.token_emb.weight",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        int64_t w = ctx_width_of(ti_state_dict_find(sd, keys[i]));
+        if (w > 0) return w;
+    }
+    return 0;
 }
 
 static enum family guess(const struct ti_state_dict *sd, int *inpaint) {
@@ -624,7 +666,8 @@ static enum family guess(const struct ti_state_dict *sd, int *inpaint) {
 const char *ti_state_dict_describe(const struct ti_state_dict *sd, char *buf, size_t n) {
     int inpaint;
     enum family f = guess(sd, &inpaint);
-    snprintf(buf, n, "%s%s", family_text(f),
+    char fam[160];
+    snprintf(buf, n, "%s%s", family_text(f, ctx_width(sd), fam, sizeof fam),
              inpaint && f != FAM_UNKNOWN ? ", with an inpainting UNet (9 input channels)" : "");
     return buf;
 }
@@ -645,6 +688,7 @@ static void cause(const struct ti_state_dict *sd, const struct ti_param_spec *sp
                   const char *model, char *out, size_t outn) {
     int inpaint;
     enum family f = guess(sd, &inpaint), want = spec_family(spec, n);
+    char fam[160];
     out[0] = '\0';
     if (f == FAM_UNKNOWN) return;
     if (f == want && inpaint)
@@ -656,9 +700,10 @@ static void cause(const struct ti_state_dict *sd, const struct ti_param_spec *sp
         snprintf(out, outn,
                  "; the file looks like %s, so it may be damaged or come from a "
                  "modified model",
-                 family_text(f));
+                 family_text(f, ctx_width(sd), fam, sizeof fam));
     else
-        snprintf(out, outn, "; the file looks like %s, which %s cannot use", family_text(f), model);
+        snprintf(out, outn, "; the file looks like %s, which %s cannot use",
+                 family_text(f, ctx_width(sd), fam, sizeof fam), model);
 }
 
 ti_status ti_state_dict_check(const struct ti_state_dict *sd, const struct ti_param_spec *spec,

@@ -65,6 +65,7 @@ enum ti_state_dict_source { TI_SD_TORCH = 1, TI_SD_SAFETENSORS = 2, TI_SD_DIFFUS
 struct ti_state_dict_opts {
     int use_ema;    /* expose model_ema.* weights as the UNet's (default 0, like the peer) */
     int verify_crc; /* check the CRC-32 of every zip record (reads the whole file) */
+    int allow_unknown_globals; /* keep pickle globals outside the allowlist inert (pickle.h) */
 };
 
 struct ti_state_dict_entry {

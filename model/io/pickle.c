@@ -48,6 +48,8 @@ struct ti_pickle {
     struct ti_py *tensors, **tensor_tail;
     uint32_t stamp;
     const uint8_t *start; /* current run, for byte offsets in messages */
+    unsigned flags;       /* TI_PICKLE_* */
+    uint64_t view_elems;  /* elements of every tensor view so far (the per-element work) */
 };
 
 static struct ti_py_storage *storage_lookup(struct ti_pickle *pk, const char *key);
@@ -158,6 +160,10 @@ void ti_pickle_free(struct ti_pickle *pk) {
     free(pk);
 }
 
+void ti_pickle_set_flags(struct ti_pickle *pk, unsigned flags) {
+    pk->flags = flags;
+}
+
 struct ti_py_storage *ti_pickle_storages(struct ti_pickle *pk) {
     return pk->storages;
 }
@@ -169,6 +175,9 @@ size_t ti_pickle_storage_count(const struct ti_pickle *pk) {
 }
 struct ti_py *ti_pickle_tensors(struct ti_pickle *pk) {
     return pk->tensors;
+}
+uint64_t ti_pickle_view_elements(const struct ti_pickle *pk) {
+    return pk->view_elems;
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -193,7 +202,15 @@ vm_error_at(struct ti_pickle *pk, struct ti_err *err, ti_status code, const uint
 #define vm_error(pk, err, code, ...)                                                               \
     ti_error_value_((code), vm_error_at((pk), (err), (code), __VA_ARGS__))
 
-/* ---- the deny list ------------------------------------------------------------------------- */
+/* ---- which globals a file may name ---------------------------------------------------------
+ *
+ * Two lists. The DENY list names callables that run code, spawn processes, load libraries,
+ * touch files or unpickle other data: a file naming one is hostile and is refused whatever the
+ * caller allows. The ALLOW list names what real checkpoints and embedding files contain (torch's
+ * weights_only set, plus what Lightning-era SD .ckpt files and A1111/peer embeddings hold). A
+ * global on neither list is refused too, naming it, unless the VM was told to keep unknown
+ * globals inert (TI_PICKLE_ALLOW_UNKNOWN_GLOBALS): ti never calls anything either way, but it
+ * must not tell a user that a file it cannot vouch for is fine. */
 
 /* Whole modules (and their submodules) whose callables run code, touch files or processes, or
  * call other callables (operator/functools chains). NULL name = every name in the module. */
@@ -207,10 +224,12 @@ static const struct {
     {"subprocess", NULL},
     {"runpy", NULL},
     {"importlib", NULL},
+    {"imp", NULL},
     {"shutil", NULL},
     {"socket", NULL},
     {"pty", NULL},
     {"ctypes", NULL},
+    {"_ctypes", NULL},
     {"multiprocessing", NULL},
     {"signal", NULL},
     {"code", NULL},
@@ -220,6 +239,9 @@ static const struct {
     {"pickle", NULL},
     {"_pickle", NULL},
     {"cPickle", NULL},
+    {"pickletools", NULL},
+    {"shelve", NULL},
+    {"dbm", NULL},
     {"marshal", NULL},
     {"webbrowser", NULL},
     {"commands", NULL},
@@ -266,20 +288,32 @@ static const struct {
     {"joblib", NULL},
     {"yaml", NULL},
     {"glob", NULL},
-    {"pathlib", "Path.write_text"},
+    {"pandas", NULL}, /* read_pickle, read_csv, eval, ... */
+    {"pathlib", NULL},
     {"torch", "load"},
-    {"torch.serialization", "load"},
+    {"torch.serialization", NULL}, /* _load, load, ...; _get_layout is allowed below */
     {"torch.hub", NULL},
     {"torch.package", NULL},
     {"torch.storage", "_load_from_bytes"},
-    {"torch.jit", "load"},
+    {"torch.jit", NULL},
+    {"torch.utils", NULL}, /* cpp_extension.load_inline, data, ... */
+    {"torch.ops", NULL},
+    {"torch._ops", NULL},
+    {"torch._C", NULL},
+    {"torch.classes", NULL},
+    {"torch.library", NULL},
+    {"torch._dynamo", NULL},
+    {"torch.fx", NULL},
     {"numpy", "load"},
     {"numpy", "loads"},
     {"numpy", "fromfile"},
-    {"numpy.lib.npyio", NULL},
+    {"numpy", "loadtxt"},
+    {"numpy", "genfromtxt"},
+    {"numpy.lib", NULL},
     {"numpy.testing", NULL},
     {"numpy.f2py", NULL},
     {"numpy.distutils", NULL},
+    {"numpy.ctypeslib", NULL},
 };
 
 /* builtins that are plain types (inert as symbols, harmless to construct); every other
@@ -290,9 +324,131 @@ static const char *const builtin_types[] = {
     "float", "str",       "bool",      "list",  "dict",    "tuple", "NoneType", "Ellipsis",
 };
 
+/* What real files name. name NULL: every name of exactly that module. */
+static const struct {
+    const char *module, *name;
+} allowed[] = {
+    /* containers and codecs */
+    {"collections", "OrderedDict"},
+    {"collections", "defaultdict"},
+    {"collections", "Counter"},
+    {"collections", "deque"},
+    {"_codecs", "encode"},
+    {"argparse", "Namespace"}, /* old hparams */
+    /* torch: rebuild helpers, tensor types, layouts, parameters, versions */
+    {"torch._utils", "_rebuild_tensor"},
+    {"torch._utils", "_rebuild_tensor_v2"},
+    {"torch._utils", "_rebuild_tensor_v3"},
+    {"torch._utils", "_rebuild_parameter"},
+    {"torch._utils", "_rebuild_parameter_with_state"},
+    {"torch._utils", "_rebuild_qtensor"},
+    {"torch._utils", "_rebuild_sparse_tensor"},
+    {"torch._utils", "_rebuild_sparse_csr_tensor"},
+    {"torch._utils", "_rebuild_meta_tensor_no_storage"},
+    {"torch._utils", "_rebuild_wrapper_subclass"},
+    {"torch._utils", "_rebuild_nested_tensor"},
+    {"torch._utils", "_rebuild_device_tensor_from_numpy"},
+    {"torch._utils", "_rebuild_device_tensor_from_cpu_tensor"},
+    {"torch._tensor", "_rebuild_from_type_v2"},
+    {"torch", "Size"},
+    {"torch", "Tensor"},
+    {"torch", "device"},
+    {"torch", "dtype"},
+    {"torch", "layout"},
+    {"torch", "strided"},
+    {"torch", "sparse_coo"},
+    {"torch", "sparse_csr"},
+    {"torch", "_mkldnn"},
+    {"torch", "contiguous_format"},
+    {"torch", "channels_last"},
+    {"torch", "preserve_format"},
+    {"torch", "per_tensor_affine"},
+    {"torch", "per_tensor_symmetric"},
+    {"torch", "per_channel_affine"},
+    {"torch", "per_channel_symmetric"},
+    {"torch", "per_channel_affine_float_qparams"},
+    {"torch.storage", "TypedStorage"},
+    {"torch.storage", "UntypedStorage"},
+    {"torch.storage", "_TypedStorage"},
+    {"torch.storage", "_UntypedStorage"},
+    {"torch.serialization", "_get_layout"},
+    {"torch.nn.parameter", "Parameter"},
+    {"torch.nn.parameter", "Buffer"},
+    {"torch.nn.modules.container", "ParameterDict"},
+    {"torch.nn.modules.container", "ParameterList"},
+    {"torch.torch_version", "TorchVersion"},
+    /* numpy scalars, dtypes and arrays (Lightning callback state: best_model_score, ...) */
+    {"numpy.core.multiarray", "scalar"},
+    {"numpy.core.multiarray", "_reconstruct"},
+    {"numpy._core.multiarray", "scalar"},
+    {"numpy._core.multiarray", "_reconstruct"},
+    {"numpy", "dtype"},
+    {"numpy", "ndarray"},
+    {"numpy.dtypes", NULL},
+    /* Lightning: the hparams dict and the callbacks module (classes below) */
+    {"pytorch_lightning.utilities.parsing", "AttributeDict"},
+    {"lightning.pytorch.utilities.parsing", "AttributeDict"},
+    {"lightning_fabric.utilities.data", "AttributeDict"},
+    {"lightning.fabric.utilities.data", "AttributeDict"},
+    {"pytorch_lightning.callbacks", "model_checkpoint"},
+    {"pytorch_lightning.trainer.states", "TrainerFn"}, /* loop state enums */
+    {"pytorch_lightning.trainer.states", "TrainerStatus"},
+    {"pytorch_lightning.trainer.states", "RunningStage"},
+    {"lightning.pytorch.trainer.states", "TrainerFn"},
+    {"lightning.pytorch.trainer.states", "TrainerStatus"},
+    {"lightning.pytorch.trainer.states", "RunningStage"},
+};
+
+/* torch dtype objects by name (torch.float32, torch.bfloat16, torch.float8_e4m3fn, ...) */
+static const char *const torch_dtypes[] = {
+    "float32",
+    "float",
+    "float16",
+    "half",
+    "bfloat16",
+    "float64",
+    "double",
+    "int64",
+    "long",
+    "int32",
+    "int",
+    "int16",
+    "short",
+    "int8",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "complex32",
+    "complex64",
+    "complex128",
+    "cfloat",
+    "cdouble",
+    "chalf",
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "float4_e2m1fn_x2",
+    "bits8",
+    "bits16",
+};
+
 static int module_in(const char *module, const char *m) {
     size_t n = strlen(m);
     return !strncmp(module, m, n) && (module[n] == '\0' || module[n] == '.');
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a > b && !strcmp(s + a - b, suffix);
 }
 
 /* Returns a reason if module.name must be refused, else NULL. */
@@ -302,12 +458,58 @@ static const char *denied_global(const char *module, const char *name) {
             if (!strcmp(name, builtin_types[i])) return NULL;
         return "a Python builtin that can run code or reach the system";
     }
+    if (!strcmp(module, "torch.serialization") && !strcmp(name, "_get_layout")) return NULL;
     for (size_t i = 0; i < sizeof denied / sizeof *denied; i++) {
         if (!module_in(module, denied[i].module)) continue;
         if (denied[i].name == NULL || !strcmp(name, denied[i].name))
-            return "a callable that can run code, spawn processes or touch files";
+            return "a callable that can run code, load libraries, spawn processes or touch files";
     }
     return NULL;
+}
+
+/* 1 if module.name is something real checkpoints and embedding files contain. */
+static int allowed_global(const char *module, const char *name) {
+    if (!strcmp(module, "builtins") || !strcmp(module, "__builtin__"))
+        return 1; /* denied_global already refused every builtin that is not a plain type */
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+        if (!strcmp(module, allowed[i].module) &&
+            (allowed[i].name == NULL || !strcmp(name, allowed[i].name)))
+            return 1;
+    /* torch storages and legacy tensor classes: torch.FloatStorage, torch.cuda.HalfTensor */
+    if ((!strcmp(module, "torch") || !strcmp(module, "torch.cuda")) &&
+        (ends_with(name, "Storage") || ends_with(name, "Tensor")))
+        return 1;
+    if (!strcmp(module, "torch"))
+        for (size_t i = 0; i < sizeof torch_dtypes / sizeof *torch_dtypes; i++)
+            if (!strcmp(name, torch_dtypes[i])) return 1;
+    /* Lightning callback classes (kept inert: they only key the `callbacks` state dict) */
+    if ((module_in(module, "pytorch_lightning.callbacks") ||
+         module_in(module, "lightning.pytorch.callbacks")) &&
+        name[0] >= 'A' && name[0] <= 'Z' && strcmp(name, "LambdaCallback"))
+        return 1;
+    return 0;
+}
+
+/* The policy: TI_OK, or TI_ERR_UNSAFE with a message naming module.name. */
+static ti_status judge_global(struct ti_pickle *pk, const char *m, const char *n, const uint8_t *at,
+                              struct ti_err *err) {
+    const char *why = denied_global(m, n);
+    if (why)
+        return vm_error(pk, err, TI_ERR_UNSAFE, at,
+                        "refused: the file references %s.%s, %s. ti never runs code from model "
+                        "files; this file was made to run code when loaded with torch.load. Do "
+                        "not load it with other tools either",
+                        m, n, why);
+    if (!(pk->flags & TI_PICKLE_ALLOW_UNKNOWN_GLOBALS) && !allowed_global(m, n))
+        return vm_error(pk, err, TI_ERR_UNSAFE, at,
+                        "refused: the file references %s.%s, which is not among the names model "
+                        "checkpoints and embedding files contain (torch tensors, storages and "
+                        "dtypes, collections, numpy scalars, Lightning callbacks, ...), so ti "
+                        "cannot vouch for it. ti never calls it; if you trust the file, "
+                        "--allow-unknown-globals (TI_PICKLE_ALLOW_UNKNOWN_GLOBALS) keeps such "
+                        "names inert and loads it",
+                        m, n);
+    return TI_OK;
 }
 
 static const char *norm_module(const char *m) {
@@ -330,13 +532,7 @@ static ti_status push_global(struct ti_pickle *pk, const char *module, size_t ml
     char *m = new_str(pk, module, mlen), *n = new_str(pk, name, nlen);
     struct ti_py *v = new_node(pk, TI_PY_GLOBAL);
     if (!m || !n || !v) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory or nodes");
-    const char *why = denied_global(m, n);
-    if (why)
-        return vm_error(pk, err, TI_ERR_UNSAFE, at,
-                        "refused: the file references %s.%s, %s. ti never runs code from model "
-                        "files; this file was made to run code when loaded with torch.load. Do "
-                        "not load it with other tools either",
-                        m, n, why);
+    TI_TRY(judge_global(pk, m, n, at, err));
     v->u.global.module = m;
     v->u.global.name = n;
     *out = v;
@@ -551,8 +747,21 @@ static ti_status rebuild_tensor(struct ti_pickle *pk, int version, const struct 
                             "%s",
                             ti_dtype_name(dt), s->type_name);
     }
+    /* the element count and byte size of the view must fit 63 bits (ti_tensor_numel and
+     * ti_tensor_nbytes multiply unchecked), even when a zero dimension makes it empty */
+    uint64_t es = ti_dtype_size(dt), numel = 1;
+    for (int i = 0; i < nd; i++) {
+        uint64_t dim = size[i] > 0 ? (uint64_t)size[i] : 1;
+        if (__builtin_mul_overflow(numel, dim, &numel) || numel > (uint64_t)INT64_MAX / es) {
+            char sh[160];
+            return vm_error(pk, err, TI_ERR_FORMAT, at,
+                            "tensor size %s: its element count or byte size overflows 64 bits",
+                            ti_shape_str(nd, size, sh, sizeof sh));
+        }
+    }
+    for (int i = 0; i < nd; i++)
+        if (size[i] == 0) numel = 0;
     /* bounds of the view, in bytes of the storage, without overflow */
-    uint64_t es = ti_dtype_size(dt);
     uint64_t sbytes = s->numel * ti_dtype_size(s->dtype);
     uint64_t off = (uint64_t)a[1]->u.i, last = off;
     int empty = 0;
@@ -575,6 +784,20 @@ static ti_status rebuild_tensor(struct ti_pickle *pk, int version, const struct 
     } else if (off > (es ? sbytes / es : 0)) {
         goto out_of_bounds;
     }
+    /* An overlapping (stride-0, expanded) view can name far more elements than its storage
+     * holds: a 200-byte file could ask whoever reads every element for 2^40 of them. Real files
+     * expand only small buffers (position_ids [1, 77] with stride [0, 1]). */
+    if (numel > sbytes / es + TI_PICKLE_VIEW_SLACK) {
+        char sh[160], stv[160];
+        return vm_error(pk, err, TI_ERR_FORMAT, at,
+                        "tensor view (size %s, stride %s) names %llu elements, more than its "
+                        "storage '%s' holds (%llu %s elements) by over %u: overlapping views that "
+                        "large are refused",
+                        ti_shape_str(nd, size, sh, sizeof sh),
+                        ti_shape_str(nd, stride, stv, sizeof stv), (unsigned long long)numel,
+                        s->key, (unsigned long long)s->numel, ti_dtype_name(s->dtype),
+                        TI_PICKLE_VIEW_SLACK);
+    }
     struct ti_py *v = new_node(pk, TI_PY_TENSOR);
     if (!v) return vm_error(pk, err, TI_ERR_NOMEM, at, "out of memory or nodes");
     struct ti_py_tensor *t = &v->u.tensor;
@@ -589,6 +812,7 @@ static ti_status rebuild_tensor(struct ti_pickle *pk, int version, const struct 
     t->storage = s;
     t->offset = (int64_t)off;
     t->requires_grad = version >= 2 && a[4]->kind == TI_PY_BOOL && a[4]->u.i;
+    pk->view_elems = numel > UINT64_MAX - pk->view_elems ? UINT64_MAX : pk->view_elems + numel;
     *pk->tensor_tail = v;
     pk->tensor_tail = &t->next;
     *out = v;
@@ -950,13 +1174,9 @@ static ti_status prescan(struct ti_pickle *pk, const uint8_t *data, size_t len,
                 m[ml] = '\0';
                 memcpy(n, nl1 + 1, nl);
                 n[nl] = '\0';
-                const char *why = denied_global(m, n);
-                if (why)
-                    return vm_error(pk, err, TI_ERR_UNSAFE, at,
-                                    "refused: the file references %s.%s, %s. ti never runs code "
-                                    "from model files; this file was made to run code when loaded "
-                                    "with torch.load. Do not load it with other tools either",
-                                    m, n, why);
+                /* INST is refused by the VM whatever it names; name a hostile one here */
+                if (op == 'i' && denied_global(m, n)) TI_TRY(judge_global(pk, m, n, at, err));
+                if (op == 'c') TI_TRY(judge_global(pk, m, n, at, err));
             }
             skip = (uint64_t)(nl2 - p) + 1;
             break;

@@ -13,14 +13,23 @@
  *                                             -> an OBJECT holding its class symbol, arguments
  *                                                and BUILD state (a ParameterDict's state holds
  *                                                `_parameters`: see ti_py_unwrap_module)
- * Every other GLOBAL is an inert symbol, and a REDUCE of it an inert OBJECT, EXCEPT that a
- * GLOBAL (or STACK_GLOBAL, judged the same way) naming a dangerous callable refuses the whole
- * file with TI_ERR_UNSAFE and a message naming it: os, posix, nt, sys, subprocess, runpy,
- * importlib, shutil, socket, ctypes, pickle, marshal, operator, functools, types, io, codecs,
- * timeit, pydoc, ... (whole modules), builtins/__builtin__ other than plain types (set, dict,
- * int, ...: so eval, exec, getattr, __import__, compile, open are refused), and torch.load,
- * torch.hub, torch.storage._load_from_bytes, numpy.load, numpy.testing (the full list is in
- * pickle.c). ti would not run them anyway; refusing tells the user the file is hostile.
+ * Every other GLOBAL is an inert symbol, and a REDUCE of it an inert OBJECT. Which globals a
+ * file may name at all (GLOBAL, and STACK_GLOBAL judged the same way) is an ALLOWLIST of what
+ * real files contain: torch's weights_only set (rebuild helpers, storages, tensor classes,
+ * dtypes, layouts, Size, device, Parameter, _get_layout), collections.OrderedDict/defaultdict/
+ * Counter, _codecs.encode, builtins that are plain types (set, dict, int, ...), the peer's
+ * ParameterDict (and ParameterList), TorchVersion, numpy scalars/dtypes/arrays, Lightning's
+ * AttributeDict and callback classes (ModelCheckpoint keys the `callbacks` state), and
+ * argparse.Namespace (old hparams); the list is in pickle.c. Any other global refuses the
+ * file with TI_ERR_UNSAFE naming it, unless the VM has TI_PICKLE_ALLOW_UNKNOWN_GLOBALS (the
+ * tools' --allow-unknown-globals): then it stays an inert symbol. A DENY list is refused even
+ * then, with a message that the file is hostile: os, posix, nt, sys, subprocess, runpy,
+ * importlib, imp, shutil, socket, ctypes/_ctypes, pickle, shelve, marshal, operator,
+ * functools, types, io, codecs, pandas, pydoc, ... (whole modules), builtins other than plain
+ * types (eval, exec, getattr, __import__, compile, open), torch.load, torch.serialization
+ * (but _get_layout), torch.utils (cpp_extension.load_inline), torch.hub, torch.jit,
+ * torch.storage._load_from_bytes, numpy.load, numpy.ctypeslib, numpy.testing. ti calls none
+ * of them either way; refusing tells the user the file is not what it claims.
  * Opcodes that call classes by themselves (INST, OBJ, NEWOBJ_EX), the extension registry
  * (EXT1/2/4), text persistent ids (PERSID), out-of-band buffers and the protocol-0 text
  * opcodes are refused.
@@ -30,7 +39,12 @@
  * lengths (<= the bytes left), LONG sizes; every read is checked against the pickle's length.
  * Tensor views are checked against their storage's declared size when they are built
  * (offset + sum((size_i - 1) * stride_i) < numel; sizes and strides >= 0; <= TI_MAX_DIMS
- * dims) and against the bytes the container really has when storages are bound.
+ * dims; the element count and byte size fit 63 bits) and against the bytes the container
+ * really has when storages are bound. An overlapping (stride-0) view may name at most
+ * TI_PICKLE_VIEW_SLACK more elements than its storage holds (real files expand only small
+ * buffers), so reading one view costs about its storage's size. Several views of one storage
+ * are legitimate (tied weights), so whoever reads every element of every view (ti-inspect
+ * --json) bounds the total with ti_pickle_view_elements.
  *
  * Storages come from BINPERSID ids ('storage', <torch XStorage>, key, location, numel): one
  * STORAGE per key, shared by every tensor that names it. The container (torchfile.c) binds
@@ -59,6 +73,10 @@ extern "C" {
 #endif
 
 #define TI_PY_MAX_DEPTH 100 /* walkers refuse deeper nesting */
+
+#define TI_PICKLE_VIEW_SLACK (1u << 24) /* elements a view may name beyond its storage's */
+
+enum { TI_PICKLE_ALLOW_UNKNOWN_GLOBALS = 1 }; /* flags for ti_pickle_set_flags */
 
 enum ti_py_kind {
     TI_PY_NONE,
@@ -135,6 +153,8 @@ struct ti_pickle; /* the VM and the arena of every node it made */
 
 /* A fresh VM. `what` names the pickle in messages ("'x.ckpt' archive/data.pkl"). */
 ti_status ti_pickle_new(struct ti_pickle **out, const char *what, struct ti_err *err);
+/* TI_PICKLE_* flags for the runs that follow (default 0: unknown globals refuse the file). */
+void ti_pickle_set_flags(struct ti_pickle *pk, unsigned flags);
 /* Runs one pickle from data[0..len) to its STOP. *used = bytes consumed (legacy files hold
  * several pickles back to back), *root = the value. Each run has its own memo; storages are
  * shared across runs of the same VM (by key). Can be called several times. */
@@ -148,6 +168,8 @@ struct ti_py_storage *ti_pickle_storage_find(struct ti_pickle *pk, const char *k
 /* After binding: checks every storage holds numel * elsize bytes (an error names the key and
  * both sizes: torch does not check and reads garbage) and points every tensor at its data. */
 ti_status ti_pickle_bind_tensors(struct ti_pickle *pk, struct ti_err *err);
+/* The elements of all tensor views together (saturating): the work of reading every one. */
+uint64_t ti_pickle_view_elements(const struct ti_pickle *pk);
 /* All tensors (a list through u.tensor.next). */
 struct ti_py *ti_pickle_tensors(struct ti_pickle *pk);
 void ti_pickle_free(struct ti_pickle *pk);

@@ -66,6 +66,64 @@ static ti_status bind_storage(struct ti_torchfile *tf, struct ti_py_storage *s,
     return TI_OK;
 }
 
+static unsigned pickle_flags(unsigned flags) {
+    return flags & TI_TORCH_ALLOW_UNKNOWN_GLOBALS ? TI_PICKLE_ALLOW_UNKNOWN_GLOBALS : 0;
+}
+
+/* The archive's format version, as torch.load reads it: `.data/version` if present, else
+ * `version`; it must exist and parse as an unsigned integer (strtoull: leading white space, then
+ * digits; what follows the digits is ignored, so "3\n" is 3) in [TI_TORCH_VERSION_MIN,
+ * TI_TORCH_VERSION_MAX]. torch refuses every other archive, and so does ti. */
+static ti_status check_version(struct ti_torchfile *tf, struct ti_err *err) {
+    char rec[TI_ZIP_MAX_NAME + 64];
+    snprintf(rec, sizeof rec, "%s/.data/version", tf->prefix);
+    const struct ti_zip_record *r = ti_zip_find(&tf->zip, rec);
+    if (!r) {
+        snprintf(rec, sizeof rec, "%s/version", tf->prefix);
+        r = ti_zip_find(&tf->zip, rec);
+    }
+    if (!r)
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s' has no '%s/version' record: torch.load refuses such an archive "
+                        "(the file is incomplete or was not written by torch.save)",
+                        tf->name, tf->prefix);
+    if (r->size > 64)
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s': the version record '%s' holds %llu bytes, not a version number",
+                        tf->name, rec, (unsigned long long)r->size);
+    const uint8_t *p;
+    void *owned;
+    TI_TRY(ti_zip_read(&tf->zip, r, &p, &owned, err));
+    char text[65];
+    size_t n = (size_t)r->size, i = 0;
+    memcpy(text, p, n);
+    text[n] = '\0';
+    free(owned);
+    while (i < n && (text[i] == ' ' || (text[i] >= '\t' && text[i] <= '\r')))
+        i++;
+    if (i < n && text[i] == '+') i++;
+    uint64_t v = 0;
+    size_t d0 = i;
+    int big = 0;
+    for (; i < n && text[i] >= '0' && text[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - 9) / 10) big = 1;
+        v = v * 10 + (uint64_t)(text[i] - '0');
+    }
+    for (size_t k = 0; k < n; k++) /* printable in the message */
+        if ((unsigned char)text[k] < 0x20 || (unsigned char)text[k] >= 0x7f) text[k] = '?';
+    if (i == d0 && !(i < n && text[i] == '-'))
+        return ti_error(err, TI_ERR_FORMAT,
+                        "'%s': the version record '%s' (\"%s\") is not a number, so torch.load "
+                        "refuses the file",
+                        tf->name, rec, text);
+    if (big || i == d0 || v < TI_TORCH_VERSION_MIN || v > TI_TORCH_VERSION_MAX)
+        return ti_error(err, TI_ERR_UNSUPPORTED,
+                        "'%s': archive format version \"%s\" is outside the range torch reads "
+                        "(%d..%d); the file is damaged or from a serializer ti does not know",
+                        tf->name, text, TI_TORCH_VERSION_MIN, TI_TORCH_VERSION_MAX);
+    return TI_OK;
+}
+
 static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err *err) {
     ti_status st;
     TI_TRY(ti_zip_open(&tf->zip, tf->data, tf->size, tf->name, err));
@@ -105,6 +163,8 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
                         "(byteorder 'big'); ti reads little-endian files",
                         tf->name);
 
+    TI_TRY(check_version(tf, err));
+
     const uint8_t *pdata;
     void *powned;
     TI_TRY(ti_zip_check_crc(&tf->zip, pkl, err));
@@ -113,6 +173,7 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
     char what[512];
     snprintf(what, sizeof what, "'%s' %s", tf->name, pkl->name);
     TI_TRY(ti_pickle_new(&tf->pk, what, err));
+    ti_pickle_set_flags(tf->pk, pickle_flags(flags));
     size_t used;
     TI_TRY(ti_pickle_run(tf->pk, pdata, (size_t)pkl->size, &used, &tf->root, err));
 
@@ -133,10 +194,11 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
     return ti_pickle_bind_tensors(tf->pk, err);
 }
 
-static ti_status open_legacy(struct ti_torchfile *tf, struct ti_err *err) {
+static ti_status open_legacy(struct ti_torchfile *tf, unsigned flags, struct ti_err *err) {
     char what[512];
     snprintf(what, sizeof what, "'%s' (legacy torch file)", tf->name);
     TI_TRY(ti_pickle_new(&tf->pk, what, err));
+    ti_pickle_set_flags(tf->pk, pickle_flags(flags));
     uint64_t pos = 0;
     size_t used;
     struct ti_py *v;
@@ -214,7 +276,7 @@ ti_status ti_torchfile_open_mem(struct ti_torchfile **out, const void *data, uin
     if (tf->container == TI_TORCH_ZIP) {
         st = open_zip(tf, flags, err);
     } else if (tf->container == TI_TORCH_LEGACY) {
-        st = open_legacy(tf, err);
+        st = open_legacy(tf, flags, err);
     } else if (size >= 262 && !memcmp((const uint8_t *)data + 257, "ustar", 5)) {
         st = ti_error(err, TI_ERR_UNSUPPORTED,
                       "'%s' is a tar-format torch file (torch <= 0.3), "

@@ -5,7 +5,9 @@
  * Reading. Two containers are recognised by their first bytes (never by extension):
  *   - zip (torch >= 1.6): `<folder>/data.pkl` (exactly one such record; the folder is any
  *     name), storages in `<folder>/data/<key>`; `byteorder` "big" is refused, `constants.pkl`
- *     (a TorchScript archive) is refused. The zip layer bounds everything (zip.h).
+ *     (a TorchScript archive) is refused, and so is an archive whose `version` record (or
+ *     `.data/version`) is missing, unparsable or outside TI_TORCH_VERSION_MIN..MAX, as
+ *     torch.load refuses them. The zip layer bounds everything (zip.h).
  *   - legacy (torch < 1.6, `_use_new_zipfile_serialization=False`): the magic-number pickle,
  *     the protocol (1001), sys_info (little-endian only), the object, the storage-key list,
  *     then each storage as an int64 element count + raw bytes, in key-list order.
@@ -45,7 +47,13 @@ extern "C" {
 
 enum ti_torch_container { TI_TORCH_NONE = 0, TI_TORCH_ZIP = 1, TI_TORCH_LEGACY = 2 };
 
-enum { TI_TORCH_VERIFY_CRC = 1 }; /* flags for ti_torchfile_open */
+/* flags for ti_torchfile_open: check every storage's CRC-32; keep globals outside the
+ * allowlist inert instead of refusing the file (pickle.h; the deny list still refuses) */
+enum { TI_TORCH_VERIFY_CRC = 1, TI_TORCH_ALLOW_UNKNOWN_GLOBALS = 2 };
+
+/* The archive format versions torch.load reads (torch 1.13: kMin/MaxSupportedFileFormatVersion) */
+#define TI_TORCH_VERSION_MIN 1
+#define TI_TORCH_VERSION_MAX 10
 
 struct ti_torchfile {
     char *name; /* path or caller's name, for messages */

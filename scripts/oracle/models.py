@@ -6,12 +6,15 @@ under the original checkpoint keys, inputs, outputs and input gradients, all in 
   vae:   diffusers AutoencoderKL, converted to the original kl-f8 key layout.
   clip:  transformers CLIPTextModel (quick-GELU, causal), keys under text_model.
   bert:  our own port of the LDM x-transformers encoder (scripts/oracle/ldm_bert.py).
+  bert_diffusers: an independent implementation of the same network, diffusers' LDMBertModel,
+         with model_bert.h5's weights mapped to its names and the same inputs
+         (model_bert_diffusers.h5; run after bert).
 
 For the text encoders the trainable input is the placeholder vectors (rows): the fixture
 holds token ids where -1-k means "trainable row k", exactly ti's embedding-op convention, and
 the gradient with respect to those rows (the textual-inversion gradient).
 
-Usage: /opt/oracle-venv/bin/python scripts/oracle/models.py [unet vae clip bert]
+Usage: /opt/oracle-venv/bin/python scripts/oracle/models.py [unet vae clip bert bert_diffusers]
 
 diffusers computes the sinusoidal timestep embedding in float32 even in a float64 model; the
 fixture replaces it with the same formula in float64 so the f64 comparison is meaningful (ti's
@@ -300,7 +303,70 @@ def make_bert():
           dict(hparams="vocab 101, positions 16, width 32, layers 2, heads 2 x 8, ff 128"))
 
 
+def bert_key_to_diffusers(k):
+    """Original (x-transformers) key -> diffusers LDMBertModel key, e.g.
+    attn_layers.layers.2.1.to_q.weight -> model.layers.1.self_attn.q_proj.weight. Layer 2i of
+    the original is layer i's attention block, layer 2i+1 its feed-forward block."""
+    if k.startswith("token_emb."):
+        return "model.embed_tokens." + k[len("token_emb."):]
+    if k.startswith("pos_emb.emb."):
+        return "model.embed_positions." + k[len("pos_emb.emb."):]
+    if k.startswith("norm."):
+        return "model.layer_norm." + k[len("norm."):]
+    parts = k.split(".")
+    assert parts[:2] == ["attn_layers", "layers"], k
+    n, sub, rest = int(parts[2]), parts[3], ".".join(parts[4:])
+    i, ff = n // 2, n % 2
+    if sub == "0":
+        return "model.layers.%d.%s.%s" % (i, "final_layer_norm" if ff else "self_attn_layer_norm",
+                                           rest)
+    if not ff:
+        proj = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
+        name, tail = rest.split(".", 1)
+        return "model.layers.%d.self_attn.%s.%s" % (i, proj[name], tail)
+    fc = {"net.0.0": "fc1", "net.2": "fc2"}
+    name, tail = rest.rsplit(".", 1)
+    return "model.layers.%d.%s.%s" % (i, fc[name], tail)
+
+
+def make_bert_diffusers():
+    """An independent implementation of the same network: diffusers' LDMBertModel (the LDM
+    text2img-large text encoder as diffusers ships it), loaded with model_bert.h5's weights mapped
+    to its names, run on model_bert.h5's inputs. ti is checked against both fixtures."""
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import (LDMBertConfig,
+                                                                                LDMBertModel)
+    src = os.path.join(FIX, "model_bert.h5")
+    prefix = "cond_stage_model.transformer."
+    with h5py.File(src, "r") as f:
+        orig = {k[len(prefix):]: torch.tensor(np.array(f["weights"][k]), dtype=torch.float64)
+                for k in f["weights"].keys()}
+        ids = torch.tensor(np.array(f["ids"])).long()
+        rows0 = torch.tensor(np.array(f["rows"]))
+        dout = torch.tensor(np.array(f["dout"]))
+        port_out = torch.tensor(np.array(f["out"]))
+    cfg = LDMBertConfig(vocab_size=101, max_position_embeddings=16, encoder_layers=2,
+                        encoder_ffn_dim=128, encoder_attention_heads=2, head_dim=8, d_model=32,
+                        dropout=0.0, activation_function="gelu")
+    m = LDMBertModel(cfg).double().eval()
+    state = {bert_key_to_diffusers(k): v for k, v in orig.items()}
+    missing, unexpected = m.load_state_dict(state, strict=False)
+    # to_logits is LDMBertModel's LM head, which the embedder never uses
+    assert set(missing) == {"to_logits.weight", "to_logits.bias"}, missing
+    assert not unexpected, unexpected
+    rows = rows0.clone().requires_grad_(True)
+    emb = substitute(m.model.embed_tokens, ids, rows)
+    out = m(inputs_embeds=emb, return_dict=True).last_hidden_state
+    out.backward(dout)
+    print("diffusers LDMBertModel vs our port: max |diff| %.3g" % (out - port_out).abs().max())
+    weights = {prefix + k: v for k, v in orig.items()}
+    write(os.path.join(FIX, "model_bert_diffusers.h5"), weights,
+          dict(ids=ids.double(), rows=rows0, out=out, dout=dout, grad_rows=rows.grad),
+          dict(hparams="vocab 101, positions 16, width 32, layers 2, heads 2 x 8, ff 128",
+               implementation="diffusers %s LDMBertModel" % __import__("diffusers").__version__))
+
+
 if __name__ == "__main__":
-    todo = sys.argv[1:] or ["unet", "vae", "clip", "bert"]
+    todo = sys.argv[1:] or ["unet", "vae", "clip", "bert", "bert_diffusers"]
     for name in todo:
-        {"unet": make_unet, "vae": make_vae, "clip": make_clip, "bert": make_bert}[name]()
+        {"unet": make_unet, "vae": make_vae, "clip": make_clip, "bert": make_bert,
+         "bert_diffusers": make_bert_diffusers}[name]()

@@ -1,0 +1,275 @@
+/*
+ * ti_merge.c - `ti-merge --manager_ckpts A B ... --output_path OUT [-sd]`: merges embedding
+ * files into one, as the peer's merge_embeddings.py (ti-peer.md §6) with its flags, prints and
+ * prompts, and with the checks it lacks (widths, renamed names that collide). The rules are in
+ * train/merge.h; reading and writing in train/embedding_io.h.
+ *
+ * Not here: the merge rules (merge.c). Exit status: 0 ok, 1 run-time error, 2 usage error.
+ */
+#include <stdio.h>  /* defines: printf, fprintf, getline, fflush */
+#include <stdlib.h> /* defines: calloc, free */
+#include <string.h> /* defines: strcmp, strncmp, strlen, strchr, strrchr */
+#include <unistd.h> /* defines: isatty, readlink, access */
+
+#include "embedding_io.h"
+#include "merge.h"
+#include "tokenizer.h"
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: ti-merge --manager_ckpts FILE [FILE ...] --output_path OUT\n"
+        "                [-sd | --stable_diffusion] [--rename FILE:OLD=NEW ...]\n"
+        "                [--format peer|a1111|diffusers] [--vocab PATH]\n"
+        "                [--allow-unknown-globals]\n"
+        "\n"
+        "Merges textual-inversion embedding files into one file holding every placeholder,\n"
+        "like the original merge_embeddings.py. Inputs may be in any format ti reads:\n"
+        "the original embeddings.pt (also merged ones), AUTOMATIC1111 .pt, diffusers\n"
+        "learned_embeds.bin/.safetensors, kohya emb_params (.pt or .safetensors).\n"
+        "\n"
+        "  --manager_ckpts FILE ...  the embedding files to merge, in order (required)\n"
+        "  --output_path OUT         the merged file (required); written to a temporary name\n"
+        "                            and renamed, so OUT appears only when the merge succeeded\n"
+        "  -sd, --stable_diffusion   placeholders are checked and their token ids computed\n"
+        "                            with Stable Diffusion's CLIP BPE tokenizer; without it,\n"
+        "                            with LDM's BERT WordPiece tokenizer (as the original).\n"
+        "                            Each placeholder must be a single token (ti-tokenize\n"
+        "                            --check shows why a string is not).\n"
+        "  --rename FILE:OLD=NEW     in FILE (as given to --manager_ckpts), use placeholder\n"
+        "                            NEW instead of OLD; repeatable. NEW must be a single\n"
+        "                            token and unused. A1111 and kohya files hold '*';\n"
+        "                            diffusers files hold their token, e.g. '<cat-toy>',\n"
+        "                            which is several CLIP tokens and needs a rename.\n"
+        "  --format peer             (default) the original EmbeddingManager layout, which\n"
+        "                            holds any number of placeholders; the original\n"
+        "                            txt2img scripts and ti-sample load it. Used whatever\n"
+        "                            the number of placeholders, as the original does.\n"
+        "  --format a1111            AUTOMATIC1111 .pt (one placeholder only: A1111 refuses\n"
+        "                            files with several terms)\n"
+        "  --format diffusers        learned_embeds.safetensors (one placeholder only)\n"
+        "  --vocab PATH              the tokenizer vocabulary (default: vocab/ next to this\n"
+        "                            executable, else %s)\n"
+        "  --allow-unknown-globals   read torch files whose pickle names globals outside\n"
+        "                            ti's list of what embeddings contain (kept inert,\n"
+        "                            never called)\n"
+        "  --help                    this text\n"
+        "\n"
+        "When a placeholder is already used by an earlier file (or is not a single token),\n"
+        "ti-merge asks for a replacement with the original's prompt if standard input is a\n"
+        "terminal, and otherwise stops with an error naming both files: then pass --rename.\n"
+        "Files whose vectors differ in width (SD v1 768, LDM 1280, SD 2.x 1024) are not\n"
+        "merged. Exit status: 0 ok, 1 run-time error, 2 usage error.\n",
+        ti_tokenizer_vocab_dir());
+}
+
+static void default_vocab(char *buf, size_t size, enum ti_tokenizer_kind kind) {
+    const char *file = ti_tokenizer_vocab_file(kind);
+    char exe[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int k = snprintf(buf, size, "%s/vocab/%s", exe, file);
+            if (k > 0 && (size_t)k < size && access(buf, R_OK) == 0) return;
+        }
+    }
+    snprintf(buf, size, "%s/%s", ti_tokenizer_vocab_dir(), file);
+}
+
+/* the prompt on stdout, one line from stdin (Python's input()) */
+static ti_status ask_stdin(void *user, const char *prompt, char **answer, struct ti_err *err) {
+    (void)user;
+    (void)err;
+    fputs(prompt, stdout);
+    fflush(stdout);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        *answer = NULL;
+        return TI_OK;
+    }
+    size_t len = (size_t)n;
+    if (len && line[len - 1] == '\n') line[--len] = '\0';
+    if (len && line[len - 1] == '\r') line[--len] = '\0';
+    *answer = line;
+    return TI_OK;
+}
+
+/* --rename FILE:OLD=NEW where FILE is one of the inputs (paths may hold ':' themselves). */
+static int parse_rename(struct ti_merge_rename *r, char *arg, char **files, int n_files) {
+    size_t best = 0;
+    const char *file = NULL;
+    for (int i = 0; i < n_files; i++) {
+        size_t k = strlen(files[i]);
+        if (!strncmp(arg, files[i], k) && arg[k] == ':' && k > best) best = k, file = files[i];
+    }
+    if (!file) return 0;
+    char *old = arg + best + 1, *eq = strchr(old, '=');
+    if (!eq || eq == old || !eq[1]) return -1;
+    *eq = '\0';
+    r->file = file;
+    r->old_name = old;
+    r->new_name = eq + 1;
+    r->used = 0;
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    char **rename_args = calloc((size_t)argc + 1, sizeof *rename_args);
+    struct ti_merge_rename *renames = calloc((size_t)argc + 1, sizeof *renames);
+    if (!files || !rename_args || !renames) {
+        fprintf(stderr, "ti-merge: error: out of memory\n");
+        free(files);
+        free(rename_args);
+        free(renames);
+        return 1;
+    }
+    int n_files = 0, n_renames = 0, sd = 0, rc = 2;
+    unsigned flags = 0;
+    const char *out = NULL, *vocab = NULL;
+    enum ti_embedding_format fmt = TI_EMB_PEER;
+    struct ti_tokenizer *tok = NULL;
+    struct ti_merge m;
+    ti_merge_init(&m);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            rc = 0;
+            goto done;
+        } else if (!strcmp(a, "--manager_ckpts")) {
+            int k = 0;
+            while (i + 1 < argc && argv[i + 1][0] != '-')
+                files[n_files++] = argv[++i], k++;
+            if (!k) {
+                fprintf(stderr, "ti-merge: --manager_ckpts needs at least one file\n");
+                goto done;
+            }
+        } else if (!strcmp(a, "-sd") || !strcmp(a, "--stable_diffusion")) {
+            sd = 1;
+        } else if (!strcmp(a, "--allow-unknown-globals")) {
+            flags |= TI_TORCH_ALLOW_UNKNOWN_GLOBALS;
+        } else if (!strcmp(a, "--output_path") || !strcmp(a, "--rename") ||
+                   !strcmp(a, "--format") || !strcmp(a, "--vocab")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ti-merge: %s needs a value\n", a);
+                goto done;
+            }
+            char *v = argv[++i];
+            if (!strcmp(a, "--output_path")) {
+                out = v;
+            } else if (!strcmp(a, "--rename")) {
+                rename_args[n_renames++] = v;
+            } else if (!strcmp(a, "--vocab")) {
+                vocab = v;
+            } else {
+                fmt = ti_embedding_format_parse(v);
+                if (fmt != TI_EMB_A1111 && fmt != TI_EMB_PEER && fmt != TI_EMB_DIFFUSERS) {
+                    fprintf(stderr,
+                            "ti-merge: --format must be peer, a1111 or diffusers, not '%s'\n", v);
+                    goto done;
+                }
+            }
+        } else {
+            fprintf(stderr, "ti-merge: unknown argument '%s' (see --help)\n", a);
+            goto done;
+        }
+    }
+    if (!n_files || !out) {
+        fprintf(stderr, "ti-merge: %s is required\n",
+                !n_files ? "--manager_ckpts" : "--output_path");
+        usage(stderr);
+        goto done;
+    }
+    for (int r = 0; r < n_renames; r++) {
+        int k = parse_rename(&renames[r], rename_args[r], files, n_files);
+        if (k <= 0) {
+            fprintf(stderr,
+                    k == 0 ? "ti-merge: --rename '%s': expected FILE:OLD=NEW with FILE one of "
+                             "the --manager_ckpts files\n"
+                           : "ti-merge: --rename '%s': expected FILE:OLD=NEW with non-empty OLD "
+                             "and NEW\n",
+                    rename_args[r]);
+            goto done;
+        }
+        for (int q = 0; q < r; q++)
+            if (renames[q].file == renames[r].file &&
+                !strcmp(renames[q].old_name, renames[r].old_name)) {
+                fprintf(stderr, "ti-merge: --rename %s:%s is given twice\n", renames[r].file,
+                        renames[r].old_name);
+                goto done;
+            }
+    }
+
+    rc = 1;
+    struct ti_err err = {0};
+    enum ti_tokenizer_kind kind = sd ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
+    char vpath[4096];
+    if (!vocab) {
+        default_vocab(vpath, sizeof vpath, kind);
+        vocab = vpath;
+    }
+    if (ti_tokenizer_load(&tok, kind, vocab, &err) != TI_OK) {
+        fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+        goto done;
+    }
+    struct ti_merge_opts o = {0};
+    o.tok = tok;
+    o.renames = renames;
+    o.n_renames = n_renames;
+    o.ask = isatty(0) ? ask_stdin : NULL;
+    for (int i = 0; i < n_files; i++) {
+        printf("Parsing %s...\n", files[i]);
+        fflush(stdout);
+        struct ti_embedding e;
+        if (ti_embedding_read_flags(&e, files[i], flags, &err) != TI_OK) {
+            fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+            goto done;
+        }
+        ti_status st = ti_merge_add(&m, &e, files[i], &o, &err);
+        ti_embedding_free(&e);
+        if (st != TI_OK) {
+            fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+            goto done;
+        }
+    }
+    if (ti_merge_finish(&m, &o, &err) != TI_OK) {
+        fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+        goto done;
+    }
+    printf("Saving combined manager...\n");
+    fflush(stdout);
+    if (fmt != TI_EMB_PEER && m.emb.n_terms != 1) {
+        fprintf(stderr,
+                "ti-merge: error: the %s format holds one placeholder and the merge has %d; "
+                "write it with --format peer (the default)\n",
+                ti_embedding_format_name(fmt), m.emb.n_terms);
+        goto done;
+    }
+    if (ti_embedding_write(&m.emb, out, fmt, &err) != TI_OK) {
+        fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+        goto done;
+    }
+    printf("Managers merged. Final list of placeholders: {");
+    for (int i = 0; i < m.emb.n_terms; i++) {
+        char k[1024], v[4200];
+        ti_merge_py_repr(k, sizeof k, m.emb.terms[i].placeholder);
+        ti_merge_py_repr(v, sizeof v, m.term_src[i]);
+        printf("%s%s: %s", i ? ", " : "", k, v);
+    }
+    printf("}\n");
+    rc = fflush(stdout) == 0 ? 0 : 1;
+done:
+    ti_merge_free(&m);
+    ti_tokenizer_free(&tok);
+    free(files);
+    free(rename_args);
+    free(renames);
+    return rc;
+}
