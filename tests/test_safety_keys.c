@@ -16,8 +16,8 @@
 
 TEST(l14_table_is_the_real_layout) {
     size_t n = 0;
-    struct ti_param_spec *spec = tio_load_spec("tests/fixtures/keys/safety-checker-l14.tsv", NULL,
-                                               &n);
+    struct ti_param_spec *spec =
+        tio_load_spec("tests/fixtures/keys/safety-checker-l14.tsv", NULL, &n);
     CHECK(spec != NULL);
     CHECK(n == 396); /* the fixture's line count: a truncated table fails */
     struct ti_clip_vision_hparams hp;

@@ -16,7 +16,8 @@
  *     naming the file, no output folder.
  * argv[1]: the ti-sample executable. With "full" as argv[2] (test_safety_fullsize, label slow):
  * the full-size ViT-L/14 checker with random weights, written by the oracle script into a
- * temporary folder (SKIP without /opt/oracle-venv or TI_ORACLE_PYTHON), checks one image.
+ * temporary folder (SKIP without /opt/oracle-venv or TI_ORACLE_PYTHON; TI_SAFETY_FULL_DIR names a
+ * folder it wrote before), checks one image.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,16 +35,17 @@
 static const char *tool;
 static char dir[256];
 static char errbuf[16384];
+static const char *ckpt = "model.safetensors"; /* in dir */
 
 /* runs ti-sample on the tiny model with args; stderr in errbuf; the exit status */
 static int run(const char *args) {
     char cmd[8192], errpath[512];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
     snprintf(cmd, sizeof cmd,
-             "%s --config configs/tiny/sd-tiny-inference.yaml --ckpt %s/model.safetensors "
+             "%s --config configs/tiny/sd-tiny-inference.yaml --ckpt %s/%s "
              "--device cpu --prompt 'a photo' --ddim_steps 2 --n_iter 1 --seed 3 %s "
              "> %s/stdout.txt 2> %s",
-             tool, dir, args, dir, errpath);
+             tool, dir, ckpt, args, dir, errpath);
     int rc = system(cmd);
     rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
     errbuf[0] = 0;
@@ -103,6 +105,15 @@ static int setup(void) {
         return -1;
     }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK_OK(ti_ldm_save(&m, p, &err), &err);
+    /* flat.safetensors: the same with the VAE's last conv zeroed and biases -0.2, 0.1, 0.3, so
+     * every image is the flat colour (101 or 102, 140, 165), content the mark survives on */
+    struct ti_tensor *cw = &m.vae.dec_conv_out.w, *cb = &m.vae.dec_conv_out.b;
+    CHECK(cw->dtype == TI_DTYPE_F32 && ti_tensor_numel(cb) == 3);
+    memset(cw->data, 0, (size_t)ti_tensor_numel(cw) * sizeof(float));
+    static const float bias[3] = {-0.2f, 0.1f, 0.3f};
+    memcpy(cb->data, bias, sizeof bias);
+    snprintf(p, sizeof p, "%s/flat.safetensors", dir);
     CHECK_OK(ti_ldm_save(&m, p, &err), &err);
     ti_ldm_free(&m);
     /* a 256x256 init image and a text file posing as a checker */
@@ -184,6 +195,38 @@ TEST(watermark_at_256) {
         CHECK(ti_watermark_decode(p.px, p.w, p.h, got, TI_WATERMARK_SD_LEN, &de) == 0);
         CHECK(memcmp(got, TI_WATERMARK_SD_TEXT, TI_WATERMARK_SD_LEN) != 0);
         ti_image_free(&p);
+    }
+}
+
+/* On content the mark survives (a flat colour), the decoder reads the payload back from
+ * ti-sample's PNGs, sample and grid (the reference decoder reads it from both too:
+ * docs/WATERMARK.md); the same images unmarked read as something else. */
+TEST(watermark_read_back_on_flat_content) {
+    ckpt = "flat.safetensors";
+    CHECK(run_in("--H 256 --W 256 --n_samples 1", "flat") == 0);
+    CHECK(run_in("--H 256 --W 256 --n_samples 1 --no-watermark", "flat_plain") == 0);
+    ckpt = "model.safetensors";
+    static const char *const files[] = {"flat/samples/00000.png", "flat/grid-0000.png",
+                                        "flat_plain/samples/00000.png"};
+    for (int k = 0; k < 3; k++) {
+        struct ti_image a;
+        struct ti_data_err de = {{0}};
+        if (load(&a, files[k]) != 0) {
+            CHECK(!"the PNG loads");
+            continue;
+        }
+        if (k == 2) { /* flat: every pixel (102, 140, 165) up to float rounding */
+            int flat = abs(a.px[0] - 102) <= 1 && a.px[1] == 140 && a.px[2] == 165;
+            for (size_t i = 3; flat && i < (size_t)a.w * (size_t)a.h * 3; i++)
+                flat = a.px[i] == a.px[i % 3];
+            CHECK(flat);
+        }
+        uint8_t got[TI_WATERMARK_SD_LEN] = {0};
+        CHECK(ti_watermark_decode(a.px, a.w, a.h, got, TI_WATERMARK_SD_LEN, &de) == 0);
+        int is_mark = !memcmp(got, TI_WATERMARK_SD_TEXT, TI_WATERMARK_SD_LEN);
+        if (is_mark != (k < 2)) fprintf(stderr, "%s: decoder reads %.17s\n", files[k], got);
+        CHECK(is_mark == (k < 2));
+        ti_image_free(&a);
     }
 }
 
@@ -276,6 +319,13 @@ TEST(bad_checker_files) {
 
 /* label slow: the full-size checker (random weights, the real key names and shapes) */
 static int full(void) {
+    char l14[512];
+    snprintf(l14, sizeof l14, "%s/l14", dir);
+    const char *given = getenv("TI_SAFETY_FULL_DIR"); /* a folder the script wrote before */
+    if (given) {
+        snprintf(l14, sizeof l14, "%s", given);
+        goto have;
+    }
     const char *py = getenv("TI_ORACLE_PYTHON");
     if (!py) py = "/opt/oracle-venv/bin/python";
     if (access(py, X_OK) != 0) {
@@ -291,11 +341,12 @@ static int full(void) {
         printf("SKIP: the oracle script could not write the full-size checker\n");
         return 77;
     }
+have:;
     char args[1024];
-    snprintf(args, sizeof args, "--H 64 --W 64 --n_samples 1 --safety_checker %s/l14", dir);
+    snprintf(args, sizeof args, "--H 64 --W 64 --n_samples 1 --safety_checker %s", l14);
     CHECK(run_in(args, "full") == 0);
     if (errbuf[0]) fprintf(stderr, "%s", errbuf);
-    CHECK(strstr(errbuf, "image 224, patch 14, width 1024, 24 layers, 16 heads), projection 768"));
+    CHECK(strstr(errbuf, "image 224, patch 14, width 1024, 24 layers, 16 heads), projection 768;"));
     CHECK(strstr(errbuf, "of 1 images flagged") != NULL);
     CHECK(exists("full/samples/00000.png"));
     return 0;
@@ -321,9 +372,13 @@ int main(int argc, char **argv) {
     RUN(bad_checker_files);
     RUN(safety_checker_flags_all_or_none);
     RUN(watermark_at_256);
+    RUN(watermark_read_back_on_flat_content);
     RUN(img2img_marks_nothing);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (getenv("TI_TEST_KEEP")) /* keeps the tiny model and outputs for a look by hand */
+        printf("kept %s\n", dir);
+    else if (tc_failures == 0 && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
     return tc_finish();
 }

@@ -400,7 +400,8 @@ struct run {
     struct ti_weights sc_w;
     struct ti_ctx sc_ctx;
     int sc_ok, sc_ctx_ok;
-    int mark; /* 1: watermark the PNGs that fit */
+    double sc_seconds; /* time spent in the checker (preprocessing included) */
+    int mark;          /* 1: watermark the PNGs that fit */
     char emb_list[4096];
     int tty;
     int batch_k, batch_total;
@@ -655,6 +656,7 @@ static int prepare(struct run *r) {
 
     /* the safety checker: every key and shape checked before the model load and any sampling */
     if (o->safety_checker) {
+        double t_load = now_s();
         if (ti_safety_checker_load(&r->sc, &r->sc_w, o->safety_checker, ti_backend_cpu(),
                                    TI_DTYPE_F32, &err) != TI_OK)
             return fail(&err, NULL);
@@ -667,9 +669,9 @@ static int prepare(struct run *r) {
         const struct ti_clip_vision_hparams *hp = &r->sc.v.hp;
         fprintf(stderr,
                 TOOL ": safety checker %s: CLIP ViT (image %d, patch %d, width %d, %d layers, %d "
-                     "heads), projection %d\n",
+                     "heads), projection %d; loaded in %.2f s\n",
                 o->safety_checker, hp->image_size, hp->patch, hp->width, hp->layers, hp->heads,
-                hp->proj_dim);
+                hp->proj_dim, now_s() - t_load);
     }
     r->mark = !o->no_watermark && !o->init_img;
 
@@ -746,6 +748,7 @@ static int write_png(const struct ti_image *img, const char *path, const char *c
  * txt2img then pastes assets/rick.jpeg, which ti does not ship: see docs/SAMPLING.md.) */
 static ti_status safety_check(struct run *r, const float *chw, struct ti_image *imgs, int B,
                               int *flagged, struct ti_err *err) {
+    double t0 = now_s();
     int S = r->sc.v.hp.image_size, H = (int)r->o.H, W = (int)r->o.W;
     size_t img_n = 3 * (size_t)H * (size_t)W, px_n = 3 * (size_t)S * (size_t)S;
     float *px = malloc((size_t)B * px_n * sizeof *px);
@@ -774,6 +777,7 @@ static ti_status safety_check(struct run *r, const float *chw, struct ti_image *
     }
     free(px);
     free(res);
+    r->sc_seconds += now_s() - t0;
     return st;
 }
 
@@ -1038,8 +1042,8 @@ static int sample_all(struct run *r) {
     if (rc == 0 && r->sc_ok)
         fprintf(stderr,
                 TOOL ": safety checker: %d of %d images flagged as NSFW and replaced by black "
-                     "images\n",
-                n_flagged, image_index);
+                     "images (%.2f s in the checker)\n",
+                n_flagged, image_index, r->sc_seconds);
     else if (rc == 0)
         fprintf(stderr, TOOL ": no safety check was made (give the checker's weights with "
                              "--safety_checker PATH to run it)\n");
