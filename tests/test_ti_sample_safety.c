@@ -290,6 +290,35 @@ TEST(safety_checker_flags_all_or_none) {
     }
 }
 
+/* Thresholds next to the cosines of the flat model's image (scripts/oracle/safety_fixtures.py,
+ * decisions from diffusers' forward): flat_adjust is flagged only through the special-care
+ * adjustment (score round(-0.006 + 0.01, 3) > 0), flat_pass with the same concept threshold
+ * and no special care is not. The checker given as a pipeline folder (safety_checker/ inside). */
+TEST(safety_checker_near_thresholds) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/pipe/safety_checker && cp tests/fixtures/safety_checker_tiny_flat_pass/* "
+             "%s/pipe/safety_checker/",
+             dir, dir);
+    CHECK(system(cmd) == 0);
+    ckpt = "flat.safetensors";
+    CHECK(run_in("--H 64 --W 64 --n_samples 1 --safety_checker "
+                 "tests/fixtures/safety_checker_tiny_flat_adjust",
+                 "near_adjust") == 0);
+    int flagged = strstr(errbuf, "1 of 1 images flagged") != NULL;
+    snprintf(cmd, sizeof cmd, "--H 64 --W 64 --n_samples 1 --safety_checker %s/pipe", dir);
+    CHECK(run_in(cmd, "near_pass") == 0);
+    int passed = strstr(errbuf, "0 of 1 images flagged") != NULL;
+    ckpt = "model.safetensors";
+    CHECK(flagged);
+    CHECK(passed);
+    CHECK(black("near_adjust/samples/00000.png", 0, 0, 64, 64));
+    CHECK(has_text("near_adjust/samples/00000.png", "safety_check",
+                   "flagged, replaced by a black image"));
+    CHECK(!black("near_pass/samples/00000.png", 0, 0, 64, 64));
+    CHECK(has_text("near_pass/samples/00000.png", "safety_check", "passed"));
+}
+
 /* refused before sampling: exit 1, the message, no output folder */
 static void refused(const char *checker, const char *needle) {
     char args[1024];
@@ -315,6 +344,16 @@ TEST(bad_checker_files) {
     refused(p, "a folder without model.safetensors");
     /* the tiny checker alone: width 32 and no config.json to give its 4 heads */
     refused("tests/fixtures/safety_checker_tiny.safetensors", "num_attention_heads");
+    /* a config.json whose head count does not divide the width */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/heads5 && cp tests/fixtures/safety_checker_tiny_none/model.safetensors "
+             "%s/heads5/ && printf '{\"vision_config\": {\"hidden_size\": 32, "
+             "\"num_attention_heads\": 5}}' > %s/heads5/config.json",
+             dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    snprintf(p, sizeof p, "%s/heads5", dir);
+    refused(p, "does not divide the width 32");
 }
 
 /* label slow: the full-size checker (random weights, the real key names and shapes) */
@@ -371,6 +410,7 @@ int main(int argc, char **argv) {
     RUN(watermark_below_256_is_none);
     RUN(bad_checker_files);
     RUN(safety_checker_flags_all_or_none);
+    RUN(safety_checker_near_thresholds);
     RUN(watermark_at_256);
     RUN(watermark_read_back_on_flat_content);
     RUN(img2img_marks_nothing);

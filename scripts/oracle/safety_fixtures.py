@@ -95,6 +95,58 @@ def tiny_variant(name, concept_thr, special_thr):
     print("wrote", out)
 
 
+def flat_variants():
+    """Checkers whose thresholds sit next to the cosines of ti-sample's output with the flat test
+    model (tests/test_ti_sample_safety.c: the VAE's last conv zeroed, biases -0.2, 0.1, 0.3):
+    txt2img's numpy_to_pil gives the flat image (102, 140, 166) (float32 (x + 1) / 2 * 255,
+    rounded), which the feature extractor (here at the tiny checker's 28) turns into the input.
+      flat_adjust: special concept 0 at its cosine - 0.004 (special care: adjustment 0.01) and
+                   concept 0 at its cosine + 0.006: score round(-0.006 + 0.01, 3) = 0.004,
+                   flagged only through the adjustment;
+      flat_pass:   the same concept threshold, special thresholds far above: score -0.006, not
+                   flagged.
+    Every other threshold is 0.5 above its cosine. diffusers' forward confirms each decision."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import (
+        StableDiffusionSafetyChecker, cosine_distance)
+    from PIL import Image
+    from safetensors.torch import load_file
+    from transformers import CLIPImageProcessor
+    img = np.zeros((1, 64, 64, 3), np.float32)
+    img[...] = (np.array([-0.2, 0.1, 0.3], np.float32) + np.float32(1)) / np.float32(2)
+    u8 = (img * 255).round().astype("uint8")
+    assert tuple(u8[0, 0, 0]) == (102, 140, 166), u8[0, 0, 0]
+    proc = CLIPImageProcessor(do_resize=True, size=28, resample=3, do_center_crop=True,
+                              crop_size=28, do_rescale=True, rescale_factor=1 / 255,
+                              do_normalize=True, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                              image_std=[0.26862954, 0.26130258, 0.27577711])
+    pv = proc(Image.fromarray(u8[0]), return_tensors="pt").pixel_values
+    m = StableDiffusionSafetyChecker(tiny_config()).eval()
+    m.load_state_dict(load_file(os.path.join(FIX, "safety_checker_tiny.safetensors")),
+                      strict=False)
+    with torch.no_grad():
+        emb = m.visual_projection(m.vision_model(pv)[1])
+        cs = cosine_distance(emb, m.special_care_embeds)[0].float().numpy()
+        cc = cosine_distance(emb, m.concept_embeds)[0].float().numpy()
+    for name, special0, want in (("flat_adjust", cs[0] - 0.004, True),
+                                 ("flat_pass", cs[0] + 0.5, False)):
+        with torch.no_grad():
+            ts = cs + 0.5
+            ts[0] = special0
+            tc = cc + 0.5
+            tc[0] = cc[0] + 0.006
+            m.special_care_embeds_weights.copy_(torch.from_numpy(ts))
+            m.concept_embeds_weights.copy_(torch.from_numpy(tc))
+            _, flags = m(clip_input=pv, images=img.copy())
+        assert bool(flags[0]) == want, (name, flags)
+        out = os.path.join(FIX, "safety_checker_tiny_" + name)
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryDirectory() as d:
+            m.save_pretrained(d, safe_serialization=True)
+            for f in ("config.json", "model.safetensors"):
+                shutil.copyfile(os.path.join(d, f), os.path.join(out, f))
+        print("wrote", out, "flagged" if want else "not flagged")
+
+
 def main():
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from diffusers.utils import logging as dlog
@@ -110,6 +162,7 @@ def main():
         return
     tiny_variant("all", -2.5, None)
     tiny_variant("none", 2.5, 2.5)
+    flat_variants()
     write_keys(m, os.path.join(FIX, "keys", "safety-checker-l14.tsv"),
                "StableDiffusionSafetyChecker (CLIP ViT-L/14 vision tower, projection 768), "
                "the checker's own file (prefix none)")
