@@ -356,6 +356,21 @@ TEST(bad_checker_files) {
     refused(p, "does not divide the width 32");
 }
 
+TEST(help_names_the_flags) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --help > %s/help.txt", tool, dir);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "%s/help.txt", dir);
+    static char out[16384];
+    FILE *f = fopen(cmd, "r");
+    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[n] = 0;
+    if (f) fclose(f);
+    CHECK(strstr(out, "--no-watermark") != NULL);
+    CHECK(strstr(out, "--safety_checker PATH") != NULL);
+    CHECK(strstr(out, "safety check in tEXt") != NULL);
+}
+
 /* label slow: the full-size checker (random weights, the real key names and shapes) */
 static int full(void) {
     char l14[512];
@@ -407,6 +422,7 @@ int main(int argc, char **argv) {
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
         return rc == 77 ? 77 : tc_finish();
     }
+    RUN(help_names_the_flags);
     RUN(watermark_below_256_is_none);
     RUN(bad_checker_files);
     RUN(safety_checker_flags_all_or_none);

@@ -8,10 +8,17 @@
  * then (eta > 0) the DDIM noise of each step; for img2img the posterior noise first, then the
  * forward noise. With --fixed_code image j of every batch reuses seed + j.
  *
- * Every check (flags, files, embeddings, init image, model, step count) runs before the first
- * step; nothing is written until they pass, and every PNG appears whole (temp file + rename).
+ * After decoding, as the reference txt2img: the safety checker (--safety_checker; flagged images
+ * become black), then the invisible watermark on each saved sample (a marked copy; the grid is
+ * made from the unmarked images and marked once); img2img and images below 256x256 unmarked.
+ * The PNG tEXt entries `watermark` and `safety_check` record what was done (docs/SAMPLING.md).
+ *
+ * Every check (flags, files, embeddings, init image, checker, model, step count) runs before the
+ * first step; nothing is written until they pass, and every PNG appears whole (temp file +
+ * rename).
  * Exit status: 0 ok, 1 run-time error (files, model, sampling), 2 usage error.
- * Not here: the sampler (sampler.h), embeddings (embedding_manager.h), images (data/image.h).
+ * Not here: the sampler (sampler.h), embeddings (embedding_manager.h), images (data/image.h),
+ * the checker (model/safety_checker.h), the mark (data/watermark.h).
  */
 #include <errno.h>    /* defines: errno */
 #include <stdint.h>   /* defines: uint64_t */
@@ -114,8 +121,8 @@ static void usage(FILE *f) {
         "  --help                 this text\n"
         "\n"
         "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file,\n"
-        "embedding files, watermark and safety check in tEXt chunks. Numbering continues after the "
-        "files already in DIR.\n"
+        "embedding files, watermark and safety check in tEXt chunks.\n"
+        "Numbering continues after the files already in DIR.\n"
         "Exit status: 0 ok, 1 run-time error, 2 usage error.\n");
 }
 
