@@ -3,9 +3,12 @@
  */
 #include "safety_checker.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ckpt.h" /* defines: ti_state_dict_* */
 
@@ -59,6 +62,192 @@ ti_status ti_safety_checker_load_file(struct ti_weights *w, const char *path, st
     ti_state_dict_close(sd);
     free(spec);
     return st;
+}
+
+/* ---- finding the file and its sizes ---------------------------------------------------- */
+
+static int is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Reads a small text file (config.json) whole; NULL when absent or larger than 1 MB. */
+static char *read_small(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = malloc((1 << 20) + 1);
+    size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+    int big = buf && n == (1 << 20) && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf || big) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+/* past the JSON string starting at s (on its opening quote) */
+static const char *skip_string(const char *s) {
+    for (s++; *s && *s != '"'; s++)
+        if (*s == '\\' && s[1]) s++;
+    return *s ? s + 1 : s;
+}
+
+/* In config.json text: the integer value of key `name` directly inside the object that is the
+ * value of key `obj` (any depth); 0 when absent. A lenient scan (the file is transformers'
+ * output): strings are skipped with their escapes, braces and brackets counted. */
+static long json_member_int(const char *text, const char *obj, const char *name) {
+    size_t ol = strlen(obj), nl = strlen(name);
+    for (const char *s = text; *s;) {
+        if (*s != '"') {
+            s++;
+            continue;
+        }
+        const char *end = skip_string(s);
+        int hit = (size_t)(end - s) == ol + 2 && !strncmp(s + 1, obj, ol);
+        s = end;
+        if (!hit) continue;
+        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == ':')
+            s++;
+        if (*s != '{') continue;
+        int depth = 0;
+        for (; *s; s++) {
+            if (*s == '"') {
+                const char *e = skip_string(s);
+                if (depth == 1 && (size_t)(e - s) == nl + 2 && !strncmp(s + 1, name, nl)) {
+                    const char *v = e;
+                    while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':')
+                        v++;
+                    char *ve;
+                    errno = 0;
+                    long x = strtol(v, &ve, 10);
+                    return ve != v && !errno && x > 0 && x < 1 << 16 ? x : -1;
+                }
+                s = e - 1;
+            } else if (*s == '{' || *s == '[') {
+                depth++;
+            } else if (*s == '}' || *s == ']') {
+                if (--depth == 0) break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* key's tensor in sd with ndim dimensions; NULL (err set, naming file and key) otherwise */
+static const struct ti_tensor *need(const struct ti_state_dict *sd, const char *key,
+                                    const char *file, int ndim, struct ti_err *err) {
+    const struct ti_tensor *t = ti_state_dict_find(sd, key);
+    if (!t) {
+        ti_error(err, TI_ERR_NOT_FOUND,
+                 "--safety_checker %s: no key %s; expected the reference's safety checker "
+                 "(diffusers StableDiffusionSafetyChecker, e.g. CompVis/"
+                 "stable-diffusion-safety-checker's model.safetensors or pytorch_model.bin)",
+                 file, key);
+        return NULL;
+    }
+    if (t->ndim != ndim) {
+        ti_error(err, TI_ERR_SHAPE, "--safety_checker %s: %s has %d dimensions, expected %d", file,
+                 key, t->ndim, ndim);
+        return NULL;
+    }
+    return t;
+}
+
+ti_status ti_safety_checker_probe(struct ti_clip_vision_hparams *hp, char *file, size_t file_n,
+                                  const char *path, struct ti_err *err) {
+    static const char *const names[] = {"model.safetensors", "pytorch_model.bin",
+                                        "safety_checker/model.safetensors",
+                                        "safety_checker/pytorch_model.bin", NULL};
+    char cfg[4096];
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ti_error(err, TI_ERR_IO, "--safety_checker %s: %s", path, strerror(errno));
+    if (strlen(path) + 40 > file_n || strlen(path) + 40 > sizeof cfg)
+        return ti_error(err, TI_ERR_INVALID, "--safety_checker %s: path too long", path);
+    if (S_ISDIR(st.st_mode)) {
+        int k = 0;
+        for (; names[k]; k++) {
+            snprintf(file, file_n, "%s/%s", path, names[k]);
+            if (is_file(file)) break;
+        }
+        if (!names[k])
+            return ti_error(err, TI_ERR_NOT_FOUND,
+                            "--safety_checker %s: a folder without model.safetensors or "
+                            "pytorch_model.bin (nor safety_checker/ holding one)",
+                            path);
+        snprintf(cfg, sizeof cfg, "%s/%s", path,
+                 k >= 2 ? "safety_checker/config.json" : "config.json");
+    } else {
+        snprintf(file, file_n, "%s", path);
+        const char *slash = strrchr(path, '/');
+        int dl = slash ? (int)(slash - path) : 1;
+        snprintf(cfg, sizeof cfg, "%.*s/config.json", dl, slash ? path : ".");
+    }
+    struct ti_state_dict *sd = NULL;
+    ti_status s = ti_state_dict_open(&sd, file, NULL, err);
+    if (s != TI_OK) return s;
+    const char *V = "vision_model.vision_model.";
+    char key[TI_KEY_MAX];
+    const struct ti_tensor *patch, *pos, *fc1, *proj;
+    s = TI_ERR_NOT_FOUND;
+    if (!(patch = need(sd, ti_key(key, V, "embeddings.patch_embedding.weight"), file, 4, err)) ||
+        !(pos = need(sd, ti_key(key, V, "embeddings.position_embedding.weight"), file, 2, err)) ||
+        !(fc1 = need(sd, ti_key(key, V, "encoder.layers.0.mlp.fc1.weight"), file, 2, err)) ||
+        !(proj = need(sd, "visual_projection.weight", file, 2, err)))
+        goto done;
+    memset(hp, 0, sizeof *hp);
+    hp->width = (int)patch->shape[0];
+    hp->patch = (int)patch->shape[2];
+    int64_t g = (int64_t)llround(sqrt((double)(pos->shape[0] - 1)));
+    if (patch->shape[1] != 3 || patch->shape[3] != hp->patch || g < 1 ||
+        g * g + 1 != pos->shape[0] || pos->shape[1] != hp->width || g * hp->patch > 4096) {
+        s = ti_error(err, TI_ERR_SHAPE,
+                     "--safety_checker %s: patch embedding %lldx%lldx%lldx%lld and %lld "
+                     "positions do not make a square RGB ViT (expected positions = grid^2 + 1)",
+                     file, (long long)patch->shape[0], (long long)patch->shape[1],
+                     (long long)patch->shape[2], (long long)patch->shape[3],
+                     (long long)pos->shape[0]);
+        goto done;
+    }
+    hp->image_size = (int)g * hp->patch;
+    hp->ff_width = (int)fc1->shape[0];
+    hp->proj_dim = (int)proj->shape[0];
+    while (hp->layers < 1000 &&
+           ti_state_dict_find(
+               sd, ti_key(key, V, "encoder.layers.%d.self_attn.q_proj.weight", hp->layers)))
+        hp->layers++;
+    char *text = read_small(cfg);
+    long heads = 0;
+    if (text) {
+        heads = json_member_int(text, "vision_config", "num_attention_heads");
+        if (heads == 0) heads = json_member_int(text, "vision_config_dict", "num_attention_heads");
+        free(text);
+    }
+    if (heads < 0 || (heads > 0 && hp->width % heads)) {
+        s = ti_error(err, TI_ERR_SHAPE,
+                     "--safety_checker %s: vision_config.num_attention_heads in %s does not "
+                     "divide the width %d",
+                     file, cfg, hp->width);
+        goto done;
+    }
+    if (heads == 0) {
+        if (hp->width % 64) {
+            s = ti_error(err, TI_ERR_SHAPE,
+                         "--safety_checker %s: width %d is not a multiple of CLIP's head width "
+                         "64 and no config.json beside it gives vision_config.num_attention_heads",
+                         file, hp->width);
+            goto done;
+        }
+        heads = hp->width / 64;
+    }
+    hp->heads = (int)heads;
+    hp->head_dim = hp->width / hp->heads;
+    s = TI_OK;
+done:
+    ti_state_dict_close(sd);
+    return s;
 }
 
 /* numpy's round(x, 3) on a float64: rint(x * 1000) / 1000 (half to even) */
@@ -150,5 +339,23 @@ fail:
     free(spe);
     free(cthr);
     free(sthr);
+    return st;
+}
+
+ti_status ti_safety_checker_load(struct ti_safety_checker *sc, struct ti_weights *w,
+                                 const char *path, const struct ti_backend *be, enum ti_dtype dt,
+                                 struct ti_err *err) {
+    struct ti_clip_vision_hparams hp;
+    char file[4200];
+    ti_weights_init(w);
+    memset(sc, 0, sizeof *sc);
+    ti_status st = ti_safety_checker_probe(&hp, file, sizeof file, path, err);
+    if (st == TI_OK) st = ti_safety_checker_init(sc, &hp, "", w, err);
+    if (st == TI_OK) st = ti_weights_alloc(w, be, dt, err);
+    if (st == TI_OK) st = ti_safety_checker_load_file(w, file, err);
+    if (st != TI_OK) {
+        ti_safety_checker_free(sc);
+        ti_weights_free(w);
+    }
     return st;
 }

@@ -49,6 +49,25 @@ void ti_safety_checker_free(struct ti_safety_checker *sc);
  * Every key and shape is checked first; a mismatch names the key and both shapes. */
 ti_status ti_safety_checker_load_file(struct ti_weights *w, const char *path, struct ti_err *err);
 
+/* Finds the checker's weights file and reads its hyperparameters, before any allocation.
+ * path: the checker's diffusers folder (model.safetensors or pytorch_model.bin, config.json),
+ * a pipeline folder holding safety_checker/, or the weights file itself. The sizes come from
+ * the tensors' shapes (patch conv, positions, layer count, MLP, projection); the head count,
+ * which no shape holds, from vision_config.num_attention_heads (or vision_config_dict's) of the
+ * config.json in the folder or beside the file, else width / 64 (CLIP's head width: 16 for
+ * ViT-L/14). file (file_n bytes) gets the weights file's path. Errors name the path and the
+ * missing key or inconsistent size (not a checker, e.g. a UNet file; a config.json whose head
+ * count does not divide the width). */
+ti_status ti_safety_checker_probe(struct ti_clip_vision_hparams *hp, char *file, size_t file_n,
+                                  const char *path, struct ti_err *err);
+
+/* probe + init (prefix "") + ti_weights_alloc + load_file: the checker at path (as for probe)
+ * on be in dt, ready to run; w is initialised here. Free with ti_safety_checker_free and
+ * ti_weights_free; on error nothing stays allocated. */
+ti_status ti_safety_checker_load(struct ti_safety_checker *sc, struct ti_weights *w,
+                                 const char *path, const struct ti_backend *be, enum ti_dtype dt,
+                                 struct ti_err *err);
+
 /* pixels (B, 3, S, S), the feature extractor's output in the weights' dtype -> res[0..B-1] */
 ti_status ti_safety_checker_run(struct ti_ctx *ctx, struct ti_safety_result *res,
                                 const struct ti_safety_checker *sc, const struct ti_tensor *pixels);

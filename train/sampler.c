@@ -289,8 +289,8 @@ void ti_sampler_to_rgb(const float *chw, int H, int W, uint8_t *rgb) {
         }
 }
 
-ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
-                                const struct ti_tensor *z, uint8_t *rgb, struct ti_err *err) {
+ti_status ti_sampler_decode_f32(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
+                                const struct ti_tensor *z, float *chw, struct ti_err *err) {
     if (!shape_is(z, 4) || z->dtype != TI_DTYPE_F32)
         return ti_error(err, TI_ERR_SHAPE, "sampler decode: z must be an f32 (B, C, h, w) tensor");
     if (!(scale_factor > 0)) return ti_error(err, TI_ERR_INVALID, "scale_factor %g", scale_factor);
@@ -301,8 +301,7 @@ ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, doub
     ti_ctx_no_grad_begin(ctx);
     ti_status st = download_f32(ctx, zh, (size_t)B * per, z);
     float inv = (float)(1.0 / scale_factor);
-    float *img = NULL;
-    size_t img_n = 0, H = 0, W = 0;
+    size_t img_n = 0;
     for (int b = 0; st == TI_OK && b < B; b++) {
         float *zb = zh + (size_t)b * per;
         for (size_t i = 0; i < per; i++)
@@ -311,24 +310,37 @@ ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, doub
         struct ti_tensor zt = ti_tensor_none(), out = ti_tensor_none();
         st = upload_as(ctx, &zt, zb, m->vae.dec_conv_out.w.dtype, 4, zs);
         if (st == TI_OK) st = ti_vae_decode(ctx, &out, &m->vae, &zt);
-        if (st == TI_OK && !img) {
-            H = (size_t)out.shape[2];
-            W = (size_t)out.shape[3];
-            img_n = 3 * H * W;
-            if (out.shape[1] != 3)
-                st = ti_error(&ctx->err, TI_ERR_SHAPE, "VAE output is not RGB");
-            else if (!(img = malloc(img_n * sizeof *img)))
-                st = TI_ERR_NOMEM;
+        if (st == TI_OK && !img_n) {
+            img_n = 3 * (size_t)out.shape[2] * (size_t)out.shape[3];
+            int f = 1 << (m->vae_hp.n_levels - 1);
+            if (out.shape[1] != 3 || out.shape[2] != (int64_t)h * f ||
+                out.shape[3] != (int64_t)w * f)
+                st = ti_error(&ctx->err, TI_ERR_SHAPE, "VAE output is not RGB of %dx%d", w * f,
+                              h * f);
         }
-        if (st == TI_OK) st = download_f32(ctx, img, img_n, &out);
-        if (st == TI_OK) ti_sampler_to_rgb(img, (int)H, (int)W, rgb + (size_t)b * img_n);
+        if (st == TI_OK) st = download_f32(ctx, chw + (size_t)b * img_n, img_n, &out);
         ti_tensor_release(&zt);
         ti_tensor_release(&out);
     }
     ti_ctx_no_grad_end(ctx);
     if (st != TI_OK) st = ctx_fail(ctx, st, err);
-    free(img);
     free(zh);
+    return st;
+}
+
+ti_status ti_sampler_decode_rgb(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
+                                const struct ti_tensor *z, uint8_t *rgb, struct ti_err *err) {
+    if (!shape_is(z, 4) || z->dtype != TI_DTYPE_F32)
+        return ti_error(err, TI_ERR_SHAPE, "sampler decode: z must be an f32 (B, C, h, w) tensor");
+    int f = 1 << (m->vae_hp.n_levels - 1);
+    int B = (int)z->shape[0], H = (int)z->shape[2] * f, W = (int)z->shape[3] * f;
+    size_t img_n = 3 * (size_t)H * (size_t)W;
+    float *chw = malloc((size_t)B * img_n * sizeof *chw);
+    if (!chw) return ti_error(err, TI_ERR_NOMEM, "sampler decode: out of memory");
+    ti_status st = ti_sampler_decode_f32(ctx, m, scale_factor, z, chw, err);
+    for (int b = 0; st == TI_OK && b < B; b++)
+        ti_sampler_to_rgb(chw + (size_t)b * img_n, H, W, rgb + (size_t)b * img_n);
+    free(chw);
     return st;
 }
 

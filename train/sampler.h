@@ -74,6 +74,10 @@ ti_status ti_sampler_encode_init(struct ti_ctx *ctx, const struct ti_ldm *m, dou
                                  const uint8_t *rgb, int H, int W, int B, struct ti_torch_gen *gens,
                                  float *z0, struct ti_err *err);
 
+/* latent (B, C, h, w) -> chw (B, 3, H, W) floats (caller's buffer, H = h * f): the VAE decoder's
+ * output for z / scale_factor, before any clamp (the safety checker's input is made from it). */
+ti_status ti_sampler_decode_f32(struct ti_ctx *ctx, const struct ti_ldm *m, double scale_factor,
+                                const struct ti_tensor *z, float *chw, struct ti_err *err);
 /* latent (B, C, h, w) -> B RGB8 images (B * H * W * 3 bytes, interleaved, rows top to bottom):
  * the VAE decode of z / scale_factor, then clamp((x + 1) / 2, 0, 1) * 255 truncated, as the
  * reference scripts. Images are decoded one at a time (same result as a batch). */

@@ -8,10 +8,17 @@
  * then (eta > 0) the DDIM noise of each step; for img2img the posterior noise first, then the
  * forward noise. With --fixed_code image j of every batch reuses seed + j.
  *
- * Every check (flags, files, embeddings, init image, model, step count) runs before the first
- * step; nothing is written until they pass, and every PNG appears whole (temp file + rename).
+ * After decoding, as the reference txt2img: the safety checker (--safety_checker; flagged images
+ * become black), then the invisible watermark on each saved sample (a marked copy; the grid is
+ * made from the unmarked images and marked once); img2img and images below 256x256 unmarked.
+ * The PNG tEXt entries `watermark` and `safety_check` record what was done (docs/SAMPLING.md).
+ *
+ * Every check (flags, files, embeddings, init image, checker, model, step count) runs before the
+ * first step; nothing is written until they pass, and every PNG appears whole (temp file +
+ * rename).
  * Exit status: 0 ok, 1 run-time error (files, model, sampling), 2 usage error.
- * Not here: the sampler (sampler.h), embeddings (embedding_manager.h), images (data/image.h).
+ * Not here: the sampler (sampler.h), embeddings (embedding_manager.h), images (data/image.h),
+ * the checker (model/safety_checker.h), the mark (data/watermark.h).
  */
 #include <errno.h>    /* defines: errno */
 #include <stdint.h>   /* defines: uint64_t */
@@ -25,12 +32,15 @@
 #ifdef TI_HAVE_DATA
 #include <dirent.h> /* defines: opendir, readdir */
 
+#include "clip_preprocess.h" /* defines: ti_clip_image_from_chw, ti_clip_preprocess */
 #include "embedding_manager.h"
 #include "image.h"
 #include "ldm.h"
+#include "safety_checker.h" /* defines: ti_safety_checker_load, ti_safety_checker_run */
 #include "sampler.h"
 #include "schedule.h"
 #include "tokenizer.h"
+#include "watermark.h" /* defines: ti_watermark_encode, TI_WATERMARK_SD_TEXT */
 #endif
 
 #define TOOL     "ti-sample"
@@ -97,19 +107,34 @@ static void usage(FILE *f) {
         "  --outdir DIR           default outputs/txt2img-samples (outputs/img2img-samples)\n"
         "  --skip_save            do not write the single images (DIR/samples/NNNNN.png)\n"
         "  --skip_grid            do not write the grid (DIR/grid-NNNN.png)\n"
-        "  --n_rows N             images per grid row (default --n_samples)\n"
+        "  --n_rows N             images per grid row (default --n_samples)\n");
+    fprintf(
+        f,
+        "  --no-watermark         do not mark the images (default: txt2img marks every PNG of\n"
+        "                         256x256 pixels or more with the reference's invisible\n"
+        "                         watermark, the bytes \"StableDiffusionV1\"; img2img marks "
+        "nothing,\n"
+        "                         as the reference; read it with ti-inspect IMAGE --watermark)\n"
+        "Safety checker\n"
+        "  --safety_checker PATH  run the reference's NSFW checker (CLIP ViT-L/14 + concept\n"
+        "                         embeddings) on every image, on the CPU: PATH is its diffusers\n"
+        "                         folder (e.g. CompVis/stable-diffusion-safety-checker), a\n"
+        "                         pipeline folder with safety_checker/, or its .safetensors/.bin\n"
+        "                         file. A flagged image is replaced by a black one. Without it no\n"
+        "                         check is made (the run says so)\n"
         "  --help                 this text\n"
         "\n"
-        "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file "
-        "and\n"
-        "embedding files in tEXt chunks. Numbering continues after the files already in DIR.\n"
+        "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file,\n"
+        "embedding files, watermark and safety check in tEXt chunks.\n"
+        "Numbering continues after the files already in DIR.\n"
         "Exit status: 0 ok, 1 run-time error, 2 usage error.\n");
 }
 
 struct opts {
     const char *prompt, *outdir, *from_file, *config, *ckpt, *precision, *device, *negative;
-    const char *init_img;
+    const char *init_img, *safety_checker;
     const char *emb[MAX_EMB];
+    int no_watermark;
     int n_emb;
     int skip_grid, skip_save, plms, fixed_code;
     long long steps, n_iter, H, W, C, f, n_samples, n_rows;
@@ -169,8 +194,9 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
             *help = 1;
             return 0;
         }
-        static const char *const bools[] = {"--skip_grid",  "--skip_save", "--plms",
-                                            "--fixed_code", "--laion400m", NULL};
+        static const char *const bools[] = {
+            "--skip_grid",    "--skip_save",    "--plms",      "--fixed_code",
+            "--no-watermark", "--no_watermark", "--laion400m", NULL};
         int is_bool = 0;
         for (int k = 0; bools[k]; k++)
             is_bool |= !strcmp(a, bools[k]);
@@ -187,6 +213,8 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
                 o->plms = 1;
             else if (!strcmp(a, "--laion400m"))
                 o->laion = 1;
+            else if (strstr(a, "watermark"))
+                o->no_watermark = 1;
             else
                 o->fixed_code = 1;
             continue;
@@ -241,6 +269,8 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
             o->negative = val;
         else if (!strcmp(a, "--init-img") || !strcmp(a, "--init_img"))
             o->init_img = val;
+        else if (!strcmp(a, "--safety_checker") || !strcmp(a, "--safety-checker"))
+            o->safety_checker = val;
         else if (!strcmp(a, "--precision")) {
             if (strcmp(val, "autocast") && strcmp(val, "full")) {
                 fprintf(stderr, TOOL ": --precision must be autocast or full, not '%s'\n", val);
@@ -404,6 +434,13 @@ struct run {
     char *file_text;
     struct ti_image init; /* img2img, resized */
     int latent_h, latent_w, C, f;
+    /* the safety checker (--safety_checker): float32 on the CPU, as the reference runs it */
+    struct ti_safety_checker sc;
+    struct ti_weights sc_w;
+    struct ti_ctx sc_ctx;
+    int sc_ok, sc_ctx_ok;
+    double sc_seconds; /* time spent in the checker (preprocessing included) */
+    int mark;          /* 1: watermark the PNGs that fit */
     char emb_list[4096];
     int tty;
     int batch_k, batch_total;
@@ -694,6 +731,27 @@ static int prepare(struct run *r) {
     if (ti_emb_manager_prompt_ids(&r->em, r->tok, o->negative, idx, SEQ_LEN, &err) != TI_OK)
         return fail(&err, "--negative_prompt");
 
+    /* the safety checker: every key and shape checked before the model load and any sampling */
+    if (o->safety_checker) {
+        double t_load = now_s();
+        if (ti_safety_checker_load(&r->sc, &r->sc_w, o->safety_checker, ti_backend_cpu(),
+                                   TI_DTYPE_F32, &err) != TI_OK)
+            return fail(&err, NULL);
+        r->sc_ok = 1;
+        if (ti_ctx_init(&r->sc_ctx, ti_backend_cpu(), 0, 0) != TI_OK) {
+            fprintf(stderr, TOOL ": cannot set up the safety checker: %s\n", r->sc_ctx.err.msg);
+            return 1;
+        }
+        r->sc_ctx_ok = 1;
+        const struct ti_clip_vision_hparams *hp = &r->sc.v.hp;
+        fprintf(stderr,
+                TOOL ": safety checker %s: CLIP ViT (image %d, patch %d, width %d, %d layers, %d "
+                     "heads), projection %d; loaded in %.2f s\n",
+                o->safety_checker, hp->image_size, hp->patch, hp->width, hp->layers, hp->heads,
+                hp->proj_dim, now_s() - t_load);
+    }
+    r->mark = !o->no_watermark && !o->init_img;
+
     /* backend and model */
     int want_cuda = o->device ? !strcmp(o->device, "cuda") : ti_cuda_device_count() > 0;
     if (want_cuda) {
@@ -760,6 +818,82 @@ static int write_png(const struct ti_image *img, const char *path, const char *c
     return 0;
 }
 
+/* The reference's check_safety: the decoded images (chw, B x (3, H, W) in [-1, 1]) rounded as
+ * its numpy_to_pil, through the feature extractor (shortest side to the checker's size, bicubic;
+ * center crop; CLIP mean/std), the checker in float32 on the CPU; flagged[b] = 1 for an image it
+ * flags, whose pixels become black. (The reference's diffusers checker blacks it out too; its
+ * txt2img then pastes assets/rick.jpeg, which ti does not ship: see docs/SAMPLING.md.) */
+static ti_status safety_check(struct run *r, const float *chw, struct ti_image *imgs, int B,
+                              int *flagged, struct ti_err *err) {
+    double t0 = now_s();
+    int S = r->sc.v.hp.image_size, H = (int)r->o.H, W = (int)r->o.W;
+    size_t img_n = 3 * (size_t)H * (size_t)W, px_n = 3 * (size_t)S * (size_t)S;
+    float *px = malloc((size_t)B * px_n * sizeof *px);
+    struct ti_safety_result *res = calloc((size_t)B, sizeof *res);
+    ti_status st = px && res ? TI_OK : ti_error(err, TI_ERR_NOMEM, "safety checker: out of memory");
+    for (int b = 0; st == TI_OK && b < B; b++) {
+        struct ti_image ci = {0};
+        struct ti_data_err de = {{0}};
+        if (ti_clip_image_from_chw(&ci, chw + (size_t)b * img_n, W, H, &de) != 0 ||
+            ti_clip_preprocess(&ci, S, px + (size_t)b * px_n, &de) != 0)
+            st = ti_error(err, TI_ERR_NOMEM, "safety checker input: %s", de.msg);
+        ti_image_free(&ci);
+    }
+    struct ti_tensor pixels = ti_tensor_none();
+    int64_t ps[4] = {B, 3, S, S};
+    ti_ctx_no_grad_begin(&r->sc_ctx);
+    if (st == TI_OK) st = ti_ctx_upload(&r->sc_ctx, &pixels, px, TI_DTYPE_F32, 4, ps);
+    if (st == TI_OK) st = ti_safety_checker_run(&r->sc_ctx, res, &r->sc, &pixels);
+    ti_ctx_no_grad_end(&r->sc_ctx);
+    if (st != TI_OK && !err->msg[0])
+        snprintf(err->msg, sizeof err->msg, "safety checker: %.900s", r->sc_ctx.err.msg);
+    ti_tensor_release(&pixels);
+    for (int b = 0; st == TI_OK && b < B; b++) {
+        flagged[b] = res[b].nsfw;
+        if (flagged[b]) memset(imgs[b].px, 0, img_n);
+    }
+    free(px);
+    free(res);
+    r->sc_seconds += now_s() - t0;
+    return st;
+}
+
+/* The reference's put_watermark when this run marks (txt2img, no --no-watermark) and img is
+ * 256x256 or larger: into copy when given (img stays unmarked for the grid), else in place;
+ * *save is the image to write. Images too small are left unmarked and the log says so once.
+ * 0 ok, 1 error (printed). */
+static int mark_image(struct run *r, struct ti_image *img, struct ti_image *copy,
+                      const struct ti_image **save) {
+    static int told;
+    struct ti_data_err de = {{0}};
+    *save = img;
+    if (!r->mark) return 0;
+    if (!ti_watermark_fits(img->w, img->h)) {
+        if (!told)
+            fprintf(stderr,
+                    TOOL ": %dx%d images carry no watermark (the reference's encoder refuses "
+                         "images below 256x256 pixels); their PNGs record watermark=none\n",
+                    img->w, img->h);
+        told = 1;
+        return 0;
+    }
+    struct ti_image *dst = img;
+    if (copy) {
+        if (ti_image_copy(copy, img, &de) != 0) {
+            fprintf(stderr, TOOL ": watermark: %s\n", de.msg);
+            return 1;
+        }
+        dst = copy;
+    }
+    if (ti_watermark_encode(dst->px, dst->w, dst->h, (const uint8_t *)TI_WATERMARK_SD_TEXT,
+                            TI_WATERMARK_SD_LEN, &de) != 0) {
+        fprintf(stderr, TOOL ": watermark: %s\n", de.msg);
+        return 1;
+    }
+    *save = dst;
+    return 0;
+}
+
 static int sample_all(struct run *r) {
     struct opts *o = &r->o;
     struct ti_err err = {0};
@@ -796,8 +930,12 @@ static int sample_all(struct run *r) {
     struct ti_torch_gen *gens = malloc((size_t)bs * sizeof *gens);
     uint64_t *seeds = malloc((size_t)bs * sizeof *seeds);
     struct ti_image *imgs = calloc((size_t)bs, sizeof *imgs);
+    size_t img_n = 3 * (size_t)o->H * (size_t)o->W;
+    float *chw = malloc((size_t)bs * img_n * sizeof *chw);
+    int *flagged = calloc((size_t)bs, sizeof *flagged);
+    int n_flagged = 0;
     const char **neg = malloc((size_t)bs * sizeof *neg);
-    if ((!o->skip_grid && !all) || !xh || !gens || !seeds || !imgs || !neg ||
+    if ((!o->skip_grid && !all) || !xh || !gens || !seeds || !imgs || !neg || !chw || !flagged ||
         (o->init_img && (!z0 || !noise))) {
         fprintf(stderr, TOOL ": out of memory\n");
         rc = 1;
@@ -859,7 +997,16 @@ static int sample_all(struct run *r) {
                 st = ti_sampler_run(&r->ctx, &r->m, &r->sched, &so, &cond,
                                     o->scale != 1.0 ? &uncond : NULL, &x, gens, progress, r, &err);
             if (st == TI_OK)
-                st = ti_sampler_decode(&r->ctx, &r->m, r->cfg.model.scale_factor, &x, imgs, &err);
+                st =
+                    ti_sampler_decode_f32(&r->ctx, &r->m, r->cfg.model.scale_factor, &x, chw, &err);
+            for (int b = 0; st == TI_OK && b < B; b++) {
+                struct ti_data_err de = {{0}};
+                if (ti_image_alloc(&imgs[b], (int)o->W, (int)o->H, &de) != 0)
+                    st = ti_error(&err, TI_ERR_NOMEM, "%s", de.msg);
+                else
+                    ti_sampler_to_rgb(chw + (size_t)b * img_n, (int)o->H, (int)o->W, imgs[b].px);
+            }
+            if (st == TI_OK && r->sc_ok) st = safety_check(r, chw, imgs, B, flagged, &err);
             ti_tensor_release(&cond);
             ti_tensor_release(&uncond);
             ti_tensor_release(&x);
@@ -868,20 +1015,58 @@ static int sample_all(struct run *r) {
                 break;
             }
             for (int b = 0; b < B && rc == 0; b++) {
+                n_flagged += flagged[b];
                 if (!o->skip_save) {
                     char path[4200], seed_s[32];
                     snprintf(path, sizeof path, "%s/%05d.png", samples_dir, base_count++);
                     snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seeds[b]);
-                    const char *text[] = {
-                        "prompt",     prompts[b],   "negative_prompt", o->negative,  "seed",
-                        seed_s,       "steps",      steps_s,           "scale",      scale_s,
-                        "sampler",    sampler_name, "ddim_eta",        eta_s,        "size",
-                        size_s,       "model",      o->ckpt,           "embeddings", r->emb_list,
-                        "init_image", o->init_img,  "strength",        strength_s,   "software",
-                        "ti-sample",  NULL};
-                    if (!o->init_img)
-                        text[20] = "software", text[21] = "ti-sample", text[22] = NULL;
-                    if (write_png(&imgs[b], path, text) != 0) rc = 1;
+                    /* the reference marks each saved sample; the grid is made from the unmarked
+                     * images, so a sample that goes into the grid is marked as a copy */
+                    struct ti_image copy = {0};
+                    const struct ti_image *save = &imgs[b];
+                    const char *wm = "none";
+                    if (mark_image(r, &imgs[b], all ? &copy : NULL, &save) != 0) {
+                        rc = 1;
+                        break;
+                    }
+                    if (save != &imgs[b] || (r->mark && ti_watermark_fits(save->w, save->h)))
+                        wm = TI_WATERMARK_SD_TEXT;
+                    const char *text[] = {"prompt",
+                                          prompts[b],
+                                          "negative_prompt",
+                                          o->negative,
+                                          "seed",
+                                          seed_s,
+                                          "steps",
+                                          steps_s,
+                                          "scale",
+                                          scale_s,
+                                          "sampler",
+                                          sampler_name,
+                                          "ddim_eta",
+                                          eta_s,
+                                          "size",
+                                          size_s,
+                                          "model",
+                                          o->ckpt,
+                                          "embeddings",
+                                          r->emb_list,
+                                          TI_WATERMARK_PNG_KEY,
+                                          wm,
+                                          "safety_check",
+                                          !r->sc_ok    ? "not run"
+                                          : flagged[b] ? "flagged, replaced by a black image"
+                                                       : "passed",
+                                          "software",
+                                          "ti-sample",
+                                          "init_image",
+                                          o->init_img,
+                                          "strength",
+                                          strength_s,
+                                          NULL};
+                    if (!o->init_img) text[26] = NULL;
+                    if (write_png(save, path, text) != 0) rc = 1;
+                    ti_image_free(&copy);
                 }
                 if (all) {
                     all[n_all++] = imgs[b];
@@ -925,13 +1110,28 @@ static int sample_all(struct run *r) {
                                   o->ckpt,
                                   "embeddings",
                                   r->emb_list,
+                                  TI_WATERMARK_PNG_KEY,
+                                  "none",
+                                  "safety_check",
+                                  r->sc_ok ? "see the samples' entries" : "not run",
                                   "software",
                                   "ti-sample",
                                   NULL};
-            if (write_png(&grid, path, text) != 0) rc = 1;
+            const struct ti_image *save = &grid;
+            if (mark_image(r, &grid, NULL, &save) != 0) rc = 1;
+            if (r->mark && ti_watermark_fits(grid.w, grid.h)) text[17] = TI_WATERMARK_SD_TEXT;
+            if (rc == 0 && write_png(&grid, path, text) != 0) rc = 1;
             ti_image_free(&grid);
         }
     }
+    if (rc == 0 && r->sc_ok)
+        fprintf(stderr,
+                TOOL ": safety checker: %d of %d images flagged as NSFW and replaced by black "
+                     "images (%.2f s in the checker)\n",
+                n_flagged, image_index, r->sc_seconds);
+    else if (rc == 0)
+        fprintf(stderr, TOOL ": no safety check was made (give the checker's weights with "
+                             "--safety_checker PATH to run it)\n");
     if (rc == 0)
         printf("Your samples are ready and waiting for you here: \n%s \n \nEnjoy.\n", o->outdir);
 done:
@@ -945,11 +1145,18 @@ done:
     free(seeds);
     free(imgs);
     free(neg);
+    free(chw);
+    free(flagged);
     return rc;
 }
 
 static void run_free(struct run *r) {
     if (r->ctx_ok) ti_ctx_free(&r->ctx);
+    if (r->sc_ctx_ok) ti_ctx_free(&r->sc_ctx);
+    if (r->sc_ok) {
+        ti_safety_checker_free(&r->sc);
+        ti_weights_free(&r->sc_w);
+    }
     if (r->model_ok) ti_ldm_free(&r->m);
     if (r->em_ok) ti_emb_manager_free(&r->em);
     for (int i = 0; i < r->n_embs; i++)

@@ -437,6 +437,13 @@ float *ti_trainer_grad(struct ti_trainer *t, size_t *n) {
     return t->grad;
 }
 
+void ti_trainer_zero_grad(struct ti_trainer *t) {
+    if (t->grad) memset(t->grad, 0, (size_t)t->n_param * sizeof *t->grad);
+    for (int i = 0; i < t->n_mp; i++)
+        (void)ti_ctx_zero(&t->ctx, &t->mp[i].g);
+    t->accum = 0;
+}
+
 /* torch.optim.AdamW (torch 1.10-1.13 _single_tensor_adamw) at step s, in f32 as torch runs it on
  * f32 parameters: the scalars are Python doubles cast to float at each op. g is divided by the
  * micro-batch count first (accum > 1). */

@@ -105,6 +105,10 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
 /* The gradient accumulator (n_rows x dim host f32, *n = its element count), for an all-reduce
  * across ranks between the last micro-batch and the optimizer step. */
 float *ti_trainer_grad(struct ti_trainer *t, size_t *n);
+/* Drops the accumulated gradient and the micro-batch count (a step skipped by the caller, e.g.
+ * after a non-finite loss); the next optimizer step sees only later micro-batches. (Added by
+ * branch train-tool for ti-train.) */
+void ti_trainer_zero_grad(struct ti_trainer *t);
 /* AdamW on the rows with the accumulated gradient / micro-batch count, then zero the gradient.
  * With no micro-batch since the last step it does nothing. */
 ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err);
