@@ -29,6 +29,8 @@ static void usage(FILE *out) {
             "                          [--held-out-only] [--captions FILE]\n"
             "                          [--held-out-rate R] [--generic-rate R]\n"
             "       ti-shapes classify FILE...\n"
+            "       ti-shapes count --shape NAME FILE...\n"
+            "       ti-shapes montage OUT.png IMAGE...\n"
             "       ti-shapes eval [--n N] [--seed S] [--size PX] [--blur SIGMA] [--jpeg Q]\n"
             "                      [--noise SIGMA] [--held-out-only] [--table]\n"
             "\n"
@@ -54,6 +56,10 @@ static void usage(FILE *out) {
             "           confidence in [0, 1] (1 - best/second-best score), or 'none' when no\n"
             "           object stands out from the background or its outline fits no shape.\n"
             "           One line per file: FILE, a tab, key=value pairs.\n"
+            "count      classifies each image and prints how many show the shape NAME\n"
+            "           (e.g. heart), as 'NAME: K of N (P %%)'; the demo's rate.\n"
+            "montage    writes OUT.png: the images side by side, 4 grey pixels between them\n"
+            "           (all must have the same height), e.g. two sample grids to compare.\n"
             "eval       generates N samples (default 2000, seed 1) or concept images, optionally\n"
             "           degrades them (--blur: Gaussian sigma in pixels; --jpeg: quality 1-100\n"
             "           of a JPEG-like 8x8 DCT quantisation; --noise: Gaussian sigma on 0-255),\n"
@@ -320,6 +326,94 @@ static int cmd_classify(int argc, char **argv) {
     return rc;
 }
 
+static int cmd_count(int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[0], "--shape")) {
+        fprintf(stderr, "ti-shapes count: expected --shape NAME FILE...\n");
+        return 2;
+    }
+    int want = -1;
+    for (int v = 0; v < TI_SHAPE_COUNT; v++)
+        if (!strcmp(argv[1], ti_shape_name((enum ti_shape)v))) want = v;
+    if (want < 0) {
+        fprintf(stderr, "ti-shapes count: unknown shape '%s' (expected one of:", argv[1]);
+        for (int v = 0; v < TI_SHAPE_COUNT; v++)
+            fprintf(stderr, " %s", ti_shape_name((enum ti_shape)v));
+        fprintf(stderr, ")\n");
+        return 2;
+    }
+    static struct ti_shapes_classifier c;
+    struct ti_data_err de;
+    if (ti_shapes_classifier_init(&c, &de)) {
+        fprintf(stderr, "ti-shapes count: %s\n", de.msg);
+        return 1;
+    }
+    int n = 0, k = 0;
+    for (int i = 2; i < argc; i++) {
+        struct ti_image img = {0};
+        struct ti_shapes_label l;
+        if (ti_image_load(&img, argv[i], &de) ||
+            ti_shapes_classify(&l, &c, img.px, img.w, img.h, &de)) {
+            fprintf(stderr, "ti-shapes count: %s\n", de.msg);
+            ti_image_free(&img);
+            return 1;
+        }
+        n++;
+        k += (int)l.shape == want;
+        ti_image_free(&img);
+    }
+    printf("%s: %d of %d (%.1f %%)\n", argv[1], k, n, 100.0 * k / n);
+    return 0;
+}
+
+static int cmd_montage(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "ti-shapes montage: expected OUT.png IMAGE...\n");
+        return 2;
+    }
+    enum { GAP = 4 };
+    int n = argc - 1, w = 0, h = 0, rc = 1;
+    struct ti_image *in = calloc((size_t)n, sizeof *in), out = {0};
+    struct ti_data_err de;
+    if (!in) {
+        fprintf(stderr, "ti-shapes montage: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (ti_image_load(&in[i], argv[1 + i], &de)) {
+            fprintf(stderr, "ti-shapes montage: %s\n", de.msg);
+            goto done;
+        }
+        if (i && in[i].h != h) {
+            fprintf(stderr,
+                    "ti-shapes montage: %s is %d pixels high, %s is %d: expected the same\n",
+                    argv[1 + i], in[i].h, argv[1], h);
+            goto done;
+        }
+        h = in[i].h;
+        w += in[i].w + (i ? GAP : 0);
+    }
+    if (ti_image_alloc(&out, w, h, &de)) {
+        fprintf(stderr, "ti-shapes montage: %s\n", de.msg);
+        goto done;
+    }
+    memset(out.px, 127, (size_t)w * (size_t)h * 3);
+    for (int i = 0, x0 = 0; i < n; x0 += in[i].w + GAP, i++)
+        for (int y = 0; y < h; y++)
+            memcpy(out.px + ((size_t)y * (size_t)w + (size_t)x0) * 3,
+                   in[i].px + (size_t)y * (size_t)in[i].w * 3, (size_t)in[i].w * 3);
+    if (ti_image_write_png(&out, argv[0], NULL, &de)) {
+        fprintf(stderr, "ti-shapes montage: %s\n", de.msg);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++)
+        ti_image_free(&in[i]);
+    free(in);
+    ti_image_free(&out);
+    return rc;
+}
+
 struct eval_result {
     uint64_t n, ok[4], all, none;
     uint64_t confusion[TI_SHAPE_COUNT][TI_SHAPE_COUNT + 1]; /* [truth][label + 1] */
@@ -449,8 +543,12 @@ int main(int argc, char **argv) {
         }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "classify")) return cmd_classify(argc - 2, argv + 2);
+    if (!strcmp(cmd, "count")) return cmd_count(argc - 2, argv + 2);
+    if (!strcmp(cmd, "montage")) return cmd_montage(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") && strcmp(cmd, "eval")) {
-        fprintf(stderr, "ti-shapes: unknown command '%s': expected generate, classify or eval\n",
+        fprintf(stderr,
+                "ti-shapes: unknown command '%s': expected generate, classify, count, montage or "
+                "eval\n",
                 cmd);
         return 2;
     }
