@@ -28,6 +28,7 @@
 #include <time.h>   /* defines: clock_gettime, CLOCK_MONOTONIC */
 
 #include "context.h"
+#include "cpu_info.h"
 #include "ops.h"
 #include "rng.h"
 #include "tape.h"
@@ -287,6 +288,9 @@ int main(int argc, char **argv) {
 #else
     printf("THREADS\t1\n");
 #endif
+    char cpu[512];
+    ti_cpu_describe(cpu, sizeof cpu);
+    fprintf(stderr, "ti: %s\n", cpu);
     int ran = 0;
     if (!o.only || strcmp(o.only, "conv") == 0) ran += bench_conv(&ctx, &o);
     if (!o.only || strcmp(o.only, "attention") == 0) ran += bench_attention(&ctx, &o);
