@@ -29,8 +29,7 @@ extern "C" {
 struct ti_cpu_features {
     char vendor[13]; /* "GenuineIntel", "AuthenticAMD", ... */
     int family, model;
-    int avx, avx2, fma, avx512f, avx512bw, avx512vl, avx512_bf16, avx512_fp16, amx_tile,
-        amx_bf16;
+    int avx, avx2, fma, avx512f, avx512bw, avx512vl, avx512_bf16, avx512_fp16, amx_tile, amx_bf16;
 };
 void ti_cpu_features(struct ti_cpu_features *f);
 

@@ -5,8 +5,8 @@
 #define TI_CPU_ONCE
 #include "cpu_common.h"
 
-#include <stdio.h>  /* defines: snprintf */
-#include <string.h> /* defines: memcpy, memset, strcasecmp */
+#include <stdio.h>   /* defines: snprintf */
+#include <string.h>  /* defines: memcpy, memset, strcasecmp */
 #include <strings.h> /* defines: strcasecmp */
 
 #include "../cpu_info.h"
