@@ -23,8 +23,10 @@ TEST(describe_names_kernels) {
     CHECK(ti_cpu_vector_level() >= 0 && ti_cpu_vector_level() <= 3);
 }
 
-/* A small UNet-like layer at 8x8 (few output pixels: the cached-weight regime). */
-enum { B = 2, CI = 16, CO = 24, H = 8, W = 8, K = 3 };
+/* A small UNet-like layer: batch 2 at 8x8 (oneDNN's direct kernels), batch 1 at 32x32 (1024
+ * output pixels: Winograd once the weight is cached). */
+enum { CI = 16, CO = 24, K = 3, HMAX = 32, BMAX = 2 };
+static int B, H, W;
 
 static void fill(float *p, int n, unsigned seed) {
     for (int i = 0; i < n; i++) {
@@ -85,9 +87,9 @@ static void check_forward(struct ti_ctx *ctx, const float *x, float *w, const fl
     struct ti_tensor y;
     const int pad[4] = {1, 1, 1, 1};
     CHECK_OK(ti_conv2d(ctx, &y, &tx, &tw, &tb, 1, pad), &ctx->err);
-    static float got[B * CO * H * W];
-    static double gd[B * CO * H * W], want[B * CO * H * W];
-    CHECK_OK(ti_ctx_download(ctx, got, sizeof got, &y), &ctx->err);
+    static float got[BMAX * CO * HMAX * HMAX];
+    static double gd[BMAX * CO * HMAX * HMAX], want[BMAX * CO * HMAX * HMAX];
+    CHECK_OK(ti_ctx_download(ctx, got, sizeof(float) * B * CO * H * W, &y), &ctx->err);
     ti_tensor_release(&y);
     to_double(gd, got, B * CO * H * W);
     ref_forward(want, x, w, b);
@@ -96,9 +98,9 @@ static void check_forward(struct ti_ctx *ctx, const float *x, float *w, const fl
 
 /* backward-data through the kernel table (dinp starts at `base`: backward adds) */
 static void check_backward_data(struct ti_ctx *ctx, const float *dy, float *w, const float *base) {
-    static float dx[B * CI * H * W], x0[B * CI * H * W];
-    static double got[B * CI * H * W], want[B * CI * H * W];
-    memcpy(dx, base, sizeof dx);
+    static float dx[BMAX * CI * HMAX * HMAX], x0[BMAX * CI * HMAX * HMAX];
+    static double got[BMAX * CI * HMAX * HMAX], want[BMAX * CI * HMAX * HMAX];
+    memcpy(dx, base, sizeof(float) * B * CI * H * W);
     const int64_t xs[4] = {B, CI, H, W}, ws[4] = {CO, CI, K, K}, ys[4] = {B, CO, H, W};
     struct ti_conv2d_args a;
     memset(&a, 0, sizeof a);
@@ -116,14 +118,16 @@ static void check_backward_data(struct ti_ctx *ctx, const float *dy, float *w, c
     CHECK_CLOSE(got, want, B * CI * H * W, 1e-4, 1e-4);
 }
 
-TEST(frozen_weight_cache_follows_values) {
+static void cache_follows_values(int nb, int h) {
+    B = nb;
+    H = W = h;
     struct ti_ctx ctx;
     CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
     char line[512];
     ti_cpu_describe(line, sizeof line);
     int dnnl = strstr(line, "conv f32: oneDNN") != NULL;
-    static float x[B * CI * H * W], w[CO * CI * K * K], b[CO], dy[B * CO * H * W],
-        base[B * CI * H * W];
+    static float x[BMAX * CI * HMAX * HMAX], w[CO * CI * K * K], b[CO], dy[BMAX * CO * HMAX * HMAX],
+        base[BMAX * CI * HMAX * HMAX];
     fill(x, B * CI * H * W, 1);
     fill(w, CO * CI * K * K, 2);
     fill(b, CO, 3);
@@ -157,8 +161,17 @@ TEST(frozen_weight_cache_follows_values) {
     ti_ctx_free(&ctx);
 }
 
+TEST(frozen_weight_cache_direct) {
+    cache_follows_values(2, 8);
+}
+
+TEST(frozen_weight_cache_winograd) {
+    cache_follows_values(1, 32);
+}
+
 int main(void) {
     RUN(describe_names_kernels);
-    RUN(frozen_weight_cache_follows_values);
+    RUN(frozen_weight_cache_direct);
+    RUN(frozen_weight_cache_winograd);
     return tc_finish();
 }

@@ -12,7 +12,8 @@
  * dnnl_conv_cache below); their scratchpad comes from the kernel's scratch arena.
  *
  * Algorithm: Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions over >= 1024 output pixels
- * (where oneDNN has it: AVX-512), else direct (prim_init).
+ * whose weight has a cached transformed copy (where oneDNN has it: AVX-512), else direct
+ * (wino_shape).
  *
  * Weights: oneDNN's fast kernels read the weight in a blocked (or, for Winograd, transformed:
  * 4x the plain size) layout. A weight is reordered into scratch on every call, except a weight
@@ -158,7 +159,7 @@ static int is_frozen(const void *p, size_t bytes) {
 
 /* ---- primitives, one per shape and direction ------------------------------------------------- */
 struct conv_key {
-    int64_t v[14]; /* backward, B, Ci, H, W, Co, KH, KW, stride, pt, pb, pl, pr, bias */
+    int64_t v[15]; /* backward, B, Ci, H, W, Co, KH, KW, stride, pt, pb, pl, pr, bias, winograd */
 };
 
 struct conv_prim {
@@ -171,7 +172,6 @@ struct conv_prim {
     dnnl_memory_desc_t in_md, in_blk, out_md, out_blk, w_md, w_blk, b_md;
     size_t in_bytes, out_bytes, w_bytes, pad_bytes; /* blocked buffers and scratchpad */
     dnnl_memory_t m_in, m_inb, m_out, m_outb, m_w, m_wb, m_b, m_pad;
-    int winograd; /* the Winograd algorithm (else direct) */
 };
 
 static struct conv_prim *prims;
@@ -289,27 +289,26 @@ fail:
     if (attr) dnnl_primitive_attr_destroy(attr);
 }
 
+static void prim_init(struct conv_prim *p) {
+    prim_try(p, p->key.v[14] ? dnnl_convolution_winograd : dnnl_convolution_direct);
+    if (!p->ok) prim_release(p);
+}
+
 /* Winograd (oneDNN's F(4x4, 3x3) on AVX-512: 2.25x fewer multiplications) for 3x3 stride-1
  * convolutions over at least 1024 output pixels, where it measured 1.3-2x faster than the
- * direct kernels (32x32 and 64x64 SD UNet layers; at 16x16 and 8x8 the direct ones win);
- * direct otherwise, or where oneDNN has no Winograd kernel (AVX2). */
-static void prim_init(struct conv_prim *p) {
-    const int64_t *v = p->key.v;
+ * direct kernels (32x32 and 64x64 SD UNet layers; at 16x16 and 8x8 the direct ones win) - but
+ * only with a cached transformed weight: transforming it costs more than the convolution
+ * (137 ms against 108 ms for 320 -> 320 at 64x64). Direct otherwise, or where oneDNN has no
+ * Winograd kernel (AVX2). */
+static int wino_shape(const int64_t *v) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("TI_DNNL_WINOGRAD");
+        off = e && e[0] == '0';
+    }
     int64_t ho = (v[3] + v[9] + v[10] - v[6]) / v[8] + 1,
             wo = (v[4] + v[11] + v[12] - v[7]) / v[8] + 1;
-    int64_t px = v[1] * ho * wo;
-    const char *e = getenv("TI_DNNL_WINOGRAD");
-    int wino = v[6] == 3 && v[7] == 3 && v[8] == 1 && px >= 1024 && !(e && e[0] == '0');
-    if (wino) {
-        prim_try(p, dnnl_convolution_winograd);
-        if (p->ok) {
-            p->winograd = 1;
-            return;
-        }
-        prim_release(p);
-    }
-    prim_try(p, dnnl_convolution_direct);
-    if (!p->ok) prim_release(p);
+    return !off && v[6] == 3 && v[7] == 3 && v[8] == 1 && v[1] * ho * wo >= 1024;
 }
 
 /* The primitive for a shape (created on first use); NULL when the table cannot grow. Lock held. */
@@ -401,15 +400,25 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     v[13] = !backward && a->bias.data != NULL;
     ti_status st = TI_OK;
     pthread_mutex_lock(&dn_lock);
-    struct conv_prim *p = prim_get(&key);
-    if (!p || !p->ok) goto out;
     const void *w = a->weight.data;
-    void *wb = (void *)w, *inb = NULL, *outb = NULL, *pad = NULL;
+    void *wb = NULL, *inb = NULL, *outb = NULL, *pad = NULL;
+    size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * sizeof(float);
+    struct conv_prim *p = NULL;
+    if (wino_shape(v)) { /* Winograd only with a cached transformed weight */
+        v[14] = 1;
+        p = prim_get(&key);
+        if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain);
+        if (!wb) p = NULL;
+    }
+    if (!p) {
+        v[14] = 0;
+        p = prim_get(&key);
+        if (!p || !p->ok) goto out;
+        wb = p->w_reorder ? wc_get(p, w, plain) : (void *)w;
+    }
     const void *in = backward ? a->dout.data : a->inp.data;
     void *out = backward ? a->dinp.data : a->out.data;
     if (p->w_reorder) {
-        size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * sizeof(float);
-        wb = wc_get(p, w, plain);
         if (!wb) {
             if (!(wb = scratch_bytes(k, p->w_bytes))) goto nomem;
             wb = align64(wb);
