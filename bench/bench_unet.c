@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cpu_info.h"
 #include "rng.h"
 #include "tape.h"
 #include "unet.h"
@@ -53,6 +54,9 @@ int main(int argc, char **argv) {
     }
     struct ti_ctx ctx;
     if (ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0) != TI_OK) return fail(&ctx.err);
+    char cpu[512];
+    ti_cpu_describe(cpu, sizeof cpu);
+    fprintf(stderr, "ti: %s\n", cpu);
     struct ti_unet_hparams hp;
     ti_unet_hparams_sd_v1(&hp);
     hp.use_checkpoint = ckpt;
@@ -104,11 +108,13 @@ int main(int argc, char **argv) {
     double tflop = fwd_only ? (size == 64 ? 0.803 : 0.180) : (size == 64 ? 1.733 : 0.369);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB | activations peak %.2f "
+    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB (+ %.2f GiB oneDNN "
+           "copies) | activations peak %.2f "
            "GiB | "
            "peak RSS %.2f GiB |\n",
            size, size, fwd_only ? "forward" : "forward + input-grad", ckpt ? " (recompute)" : "",
            med, tflop * 1e3 / med, (double)ti_arena_stats(w.arena).reserved / (1 << 30),
+           (double)ti_cpu_weight_cache_bytes() / (1 << 30),
            (double)ti_arena_stats(ctx.act).peak / (1 << 30), (double)ru.ru_maxrss / (1 << 20));
     fprintf(stderr, "(init with random weights %.1f s, %d timed steps)\n", t_init, steps);
     ti_tape_free(&tape);
