@@ -5,26 +5,30 @@
  * a table of CPU models, so new CPUs get vector kernels. Without oneDNN, or when oneDNN cannot
  * take a shape, conv2d.c's own paths (Winograd / shifted GEMM / im2col over CPU_GEMM) run.
  *
- * Per call: the plain NCHW input is reordered into oneDNN's blocked layout (nChw16c on
- * AVX-512, nChw8c on AVX2) in the kernel's scratch, the convolution runs, and the blocked
- * result is reordered back (backward-data adds it into dinp with a sum post-op, keeping the
- * "backward adds" contract). Primitives are created once per shape and kept (a small table,
- * dnnl_conv_cache below); their scratchpad comes from the kernel's scratch arena.
+ * When: only for a weight with a reordered copy in the cache below. Without one conv2d.c's
+ * paths are faster: they read the weight in place, while reordering it per call costs ~40/pixels
+ * of the convolution, and at many pixels their Winograd beats oneDNN's direct kernels plus the
+ * reorders (1-thread CPU time, 320 -> 320 at 64x64: 51 ms against 70 ms; docs/PERF.md).
  *
- * Algorithm: Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions over >= 1024 output pixels
- * whose weight has a cached transformed copy (where oneDNN has it: AVX-512), else direct
- * (wino_shape).
+ * Per call: the plain NCHW input is reordered into the primitive's layout (nhwc or nChw16c on
+ * AVX-512) in the kernel's scratch, the convolution runs, and the result is reordered back
+ * (backward-data adds it into dinp with a sum post-op, keeping the "backward adds" contract).
+ * Primitives are created once per shape and kept (prims below); their scratchpad comes from the
+ * kernel's scratch arena.
  *
- * Weights: oneDNN's fast kernels read the weight in a blocked (or, for Winograd, transformed:
- * 4x the plain size) layout. A weight is reordered into scratch on every call, except a weight
- * inside memory declared frozen (ti_cpu_weights_frozen, cpu_info.h: model/weights.c declares
- * every loaded model parameter), whose reordered copy is made once and kept, first come first
- * served, up to TI_DNNL_WEIGHT_CACHE_MB (default 512 MiB) in all: that is the memory cost of
- * the cache, on top of the plain weights. Without a cached copy, convolutions over fewer than
- * 1024 output pixels stay on conv2d.c's paths (the per-call reorder would cost more than oneDNN
- * gains there). Declaring memory frozen again or thawing it drops the
- * copies made from it, so a weight that changes (weight-gradient training, a reload) is never
- * served stale: the cache is keyed on frozen memory only, never on a bare pointer.
+ * Algorithm: Winograd F(4x4, 3x3) (jit_wino_4x3, AVX-512 only) for 3x3 stride-1 convolutions
+ * over >= 1024 output pixels, else direct (wino_shape); with the weight cached, Winograd ran
+ * 2.1-2.9x faster than conv2d.c's F(2x2, 3x3) at 32x32 and 64x64.
+ *
+ * Weight cache: oneDNN's kernels read the weight in a blocked (Winograd: transformed, 4x the
+ * plain size) layout. Only weights inside memory declared frozen are cached
+ * (ti_cpu_weights_frozen, cpu_info.h; model/weights.c declares every model parameter after a
+ * load or randomize): declaring memory frozen again or thawing it drops the copies made from
+ * it, so a weight that changes (weight-gradient training, a reload) is never served stale; the
+ * cache is never keyed on a bare pointer. The copies take at most TI_DNNL_WEIGHT_CACHE_MB
+ * (default 512 MiB) in all, on top of the plain weights: that is the memory cost. When full, a
+ * copy for a convolution over more output pixels (more time saved per byte) evicts copies for
+ * fewer pixels; the set settles after one pass over a model.
  *
  * Environment: TI_DNNL=0 turns the oneDNN convolutions off (conv2d.c's own paths run);
  * TI_DNNL_WINOGRAD=0 keeps oneDNN on the direct algorithm.
@@ -73,6 +77,7 @@ struct wcache {
     const void *src;       /* the plain weight */
     dnnl_memory_desc_t md; /* blocked layout of the copy */
     void *data;            /* the copy (malloc'd) */
+    int64_t px;            /* output pixels of the convolution that uses it (its priority) */
     size_t bytes;
 };
 static struct frozen *fz;
@@ -338,10 +343,27 @@ static struct conv_prim *prim_get(const struct conv_key *key) {
 
 /* A blocked copy of a frozen weight (made now when the budget allows); NULL otherwise. Lock
  * held. */
-static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes) {
+static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes, int64_t px) {
     for (int i = 0; i < wc_n; i++)
         if (wc[i].src == w && dnnl_memory_desc_equal(&wc[i].md, &p->w_blk)) return wc[i].data;
-    if (!is_frozen(w, plain_bytes) || wc_bytes + p->w_bytes > wc_budget()) return NULL;
+    if (!is_frozen(w, plain_bytes) || p->w_bytes > wc_budget()) return NULL;
+    /* full: evict copies used by convolutions over fewer pixels (less time saved per byte),
+     * smallest first, if that makes room; never a copy of equal or higher priority, so the
+     * set settles after one pass over a model */
+    if (wc_bytes + p->w_bytes > wc_budget()) {
+        size_t freeable = 0;
+        for (int i = 0; i < wc_n; i++)
+            if (wc[i].px < px) freeable += wc[i].bytes;
+        if (wc_bytes - freeable + p->w_bytes > wc_budget()) return NULL;
+        while (wc_bytes + p->w_bytes > wc_budget()) {
+            int lo = -1;
+            for (int i = 0; i < wc_n; i++)
+                if (wc[i].px < px && (lo < 0 || wc[i].px < wc[lo].px)) lo = i;
+            free(wc[lo].data);
+            wc_bytes -= wc[lo].bytes;
+            wc[lo] = wc[--wc_n];
+        }
+    }
     if (wc_n == wc_cap) {
         int cap = wc_cap ? 2 * wc_cap : 64;
         struct wcache *n = realloc(wc, (size_t)cap * sizeof *n);
@@ -364,6 +386,7 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     wc[wc_n].md = p->w_blk;
     wc[wc_n].data = d;
     wc[wc_n].bytes = p->w_bytes;
+    wc[wc_n].px = px;
     wc_n++;
     wc_bytes += p->w_bytes;
     return d;
@@ -413,32 +436,22 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     if (wino_shape(v)) { /* Winograd only with a cached transformed weight */
         v[14] = 1;
         p = prim_get(&key);
-        if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain);
+        if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain, out_pixels(v));
         if (!wb) p = NULL;
     }
     if (!p) {
         v[14] = 0;
         p = prim_get(&key);
         if (!p || !p->ok) goto out;
-        wb = p->w_reorder ? wc_get(p, w, plain) : (void *)w;
-        /* reordering the weight costs ~40/pixels of the convolution (bytes against FLOP at
-         * this VM's rates): below 1024 output pixels without a cached copy conv2d.c's paths,
-         * which read the weight in place, are faster (the SD UNet at 32x32 latents: 41 s per
-         * step against 29 s) */
-        if (!wb && out_pixels(v) < 1024) goto out;
+        wb = p->w_reorder ? wc_get(p, w, plain, out_pixels(v)) : (void *)w;
+        /* without a cached copy conv2d.c's paths are faster: they read the weight in place,
+         * while reordering it costs ~40/pixels of the convolution, and at many pixels their
+         * Winograd beats oneDNN's direct kernels plus reorders (1-thread CPU time, 320 -> 320
+         * at 64x64: 51 ms against 70 ms) */
+        if (!wb) goto out;
     }
     const void *in = backward ? a->dout.data : a->inp.data;
     void *out = backward ? a->dinp.data : a->out.data;
-    if (p->w_reorder) {
-        if (!wb) {
-            if (!(wb = scratch_bytes(k, p->w_bytes))) goto nomem;
-            wb = align64(wb);
-            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, p->m_w}, {DNNL_ARG_TO, p->m_wb}};
-            DN_RUN(dnnl_memory_set_data_handle(p->m_w, (void *)w), "weight handle");
-            DN_RUN(dnnl_memory_set_data_handle(p->m_wb, wb), "weight handle");
-            DN_RUN(dnnl_primitive_execute(p->w_reorder, dn_stream, 2, ra), "weight reorder");
-        }
-    }
     if (p->in_reorder) {
         if (!(inb = scratch_bytes(k, p->in_bytes))) goto nomem;
         inb = align64(inb);
