@@ -5,9 +5,11 @@
  * a table of CPU models, so a CPU newer than a library's table still gets vector kernels:
  *   - convolutions (f32): oneDNN when built with it (CMake TI_DNNL), which dispatches on the
  *     same features (its choice is read back with dnnl_get_effective_cpu_isa and reported);
- *   - GEMM (f32): OpenBLAS, unless its core (chosen from its model table or OPENBLAS_CORETYPE)
- *     is older than the CPU's features allow and oneDNN is built in: then oneDNN's SGEMM;
- *     TI_GEMM=openblas|dnnl forces one. f64 GEMMs (the gradcheck reference) stay on OpenBLAS.
+ *   - GEMM (f32): oneDNN's SGEMM when built in (dispatched on the features; as fast as or faster
+ *     than OpenBLAS's best core on SD shapes), else OpenBLAS, whose core comes from its model
+ *     table or OPENBLAS_CORETYPE: ti_cpu_blas_core says when that core is older than the CPU
+ *     allows (and ti_cpu_describe warns). TI_GEMM=openblas|dnnl forces one. f64 GEMMs (the
+ *     gradcheck reference) stay on OpenBLAS.
  * Tools print ti_cpu_describe() at start-up so users see what runs:
  *
  *   char line[512];

@@ -126,9 +126,11 @@ int ti_cpu_describe(char *buf, size_t n) {
     char blas[256];
     if (core)
         snprintf(blas, sizeof blas, "; OpenBLAS core %s%s", core,
-                 outdated ? " (older than this CPU's features: set OPENBLAS_CORETYPE, e.g. "
-                            "SkylakeX for AVX-512 or Haswell for AVX2)"
-                          : "");
+                 !outdated ? ""
+                 : strcmp(ti_cpu_gemm_name(), "oneDNN") == 0
+                     ? " (older than this CPU's features; used for f64 only)"
+                     : " (older than this CPU's features, slow: set OPENBLAS_CORETYPE, e.g. "
+                       "SkylakeX for AVX-512 or Haswell for AVX2)");
     else
         blas[0] = 0;
     return snprintf(buf, n, "CPU %s family %d model %d,%s; conv f32: %s; GEMM f32: %s%s",
