@@ -392,6 +392,9 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     return d;
 }
 
+/* Most scratch one oneDNN convolution may take (activations + scratchpad). */
+#define DN_SCRATCH_MAX ((size_t)192 << 20)
+
 static void *scratch_bytes(struct ti_kctx *k, size_t bytes) {
     return cpu_scratch(k, (bytes + 63) / 64 * 64 + 64);
 }
@@ -450,6 +453,12 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
          * at 64x64: 51 ms against 70 ms) */
         if (!wb) goto out;
     }
+    /* the blocked activations and the scratchpad come from the kernel's scratch in one piece;
+     * conv2d.c's paths work in bounded chunks, so they take the huge images (the VAE at 512
+     * px and beyond) rather than growing the scratch arena by hundreds of MiB */
+    if ((p->in_reorder ? p->in_bytes : 0) + (p->out_reorder ? p->out_bytes : 0) + p->pad_bytes >
+        DN_SCRATCH_MAX)
+        goto out;
     const void *in = backward ? a->dout.data : a->inp.data;
     void *out = backward ? a->dinp.data : a->out.data;
     if (p->in_reorder) {
