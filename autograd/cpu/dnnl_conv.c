@@ -26,9 +26,9 @@
  * load or randomize): declaring memory frozen again or thawing it drops the copies made from
  * it, so a weight that changes (weight-gradient training, a reload) is never served stale; the
  * cache is never keyed on a bare pointer. The copies take at most TI_DNNL_WEIGHT_CACHE_MB
- * (default 512 MiB) in all, on top of the plain weights: that is the memory cost. When full, a
- * copy for a convolution over more output pixels (more time saved per byte) evicts copies for
- * fewer pixels; the set settles after one pass over a model.
+ * (default 512 MiB) in all, on top of the plain weights: that is the memory cost. Copies are
+ * made first come, first served and never evicted, so the set is fixed by the first pass over
+ * a model and every later step computes exactly what the first did.
  *
  * Environment: TI_DNNL=0 turns the oneDNN convolutions off (conv2d.c's own paths run);
  * TI_DNNL_WINOGRAD=0 keeps oneDNN on the direct algorithm.
@@ -77,7 +77,6 @@ struct wcache {
     const void *src;       /* the plain weight */
     dnnl_memory_desc_t md; /* blocked layout of the copy */
     void *data;            /* the copy (malloc'd) */
-    int64_t px;            /* output pixels of the convolution that uses it (its priority) */
     size_t bytes;
 };
 static struct frozen *fz;
@@ -343,27 +342,15 @@ static struct conv_prim *prim_get(const struct conv_key *key) {
 
 /* A blocked copy of a frozen weight (made now when the budget allows); NULL otherwise. Lock
  * held. */
-static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes, int64_t px) {
+static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes) {
     for (int i = 0; i < wc_n; i++)
         if (wc[i].src == w && dnnl_memory_desc_equal(&wc[i].md, &p->w_blk)) return wc[i].data;
-    if (!is_frozen(w, plain_bytes) || p->w_bytes > wc_budget()) return NULL;
-    /* full: evict copies used by convolutions over fewer pixels (less time saved per byte),
-     * smallest first, if that makes room; never a copy of equal or higher priority, so the
-     * set settles after one pass over a model */
-    if (wc_bytes + p->w_bytes > wc_budget()) {
-        size_t freeable = 0;
-        for (int i = 0; i < wc_n; i++)
-            if (wc[i].px < px) freeable += wc[i].bytes;
-        if (wc_bytes - freeable + p->w_bytes > wc_budget()) return NULL;
-        while (wc_bytes + p->w_bytes > wc_budget()) {
-            int lo = -1;
-            for (int i = 0; i < wc_n; i++)
-                if (wc[i].px < px && (lo < 0 || wc[i].px < wc[lo].px)) lo = i;
-            free(wc[lo].data);
-            wc_bytes -= wc[lo].bytes;
-            wc[lo] = wc[--wc_n];
-        }
-    }
+    if (!is_frozen(w, plain_bytes)) return NULL;
+    /* first come, first served, never evicted: which convolutions run on oneDNN is fixed by the
+     * first pass over a model, so every later step computes exactly what the first did (an
+     * eviction would move an earlier convolution of the same step to conv2d.c's paths and
+     * change its rounding: test_model_full checks two steps bitwise) */
+    if (wc_bytes + p->w_bytes > wc_budget()) return NULL;
     if (wc_n == wc_cap) {
         int cap = wc_cap ? 2 * wc_cap : 64;
         struct wcache *n = realloc(wc, (size_t)cap * sizeof *n);
@@ -386,7 +373,6 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     wc[wc_n].md = p->w_blk;
     wc[wc_n].data = d;
     wc[wc_n].bytes = p->w_bytes;
-    wc[wc_n].px = px;
     wc_n++;
     wc_bytes += p->w_bytes;
     return d;
@@ -439,14 +425,14 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     if (wino_shape(v)) { /* Winograd only with a cached transformed weight */
         v[14] = 1;
         p = prim_get(&key);
-        if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain, out_pixels(v));
+        if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain);
         if (!wb) p = NULL;
     }
     if (!p) {
         v[14] = 0;
         p = prim_get(&key);
         if (!p || !p->ok) goto out;
-        wb = p->w_reorder ? wc_get(p, w, plain, out_pixels(v)) : (void *)w;
+        wb = p->w_reorder ? wc_get(p, w, plain) : (void *)w;
         /* without a cached copy conv2d.c's paths are faster: they read the weight in place,
          * while reordering it costs ~40/pixels of the convolution, and at many pixels their
          * Winograd beats oneDNN's direct kernels plus reorders (1-thread CPU time, 320 -> 320
