@@ -70,6 +70,10 @@ struct ti_backend {
 /* The CPU backend (always built): f32 kernels (OpenBLAS + OpenMP), f64 kernels (the gradcheck
  * reference), and COPY for every float dtype (f16/bf16 storage is converted, not computed). */
 const struct ti_backend *ti_backend_cpu(void);
+/* Counts of the CPU backend's GEMM calls and their multiply-adds (M*N*K) since the program
+ * started, all threads and dtypes together; either pointer may be NULL. For tests (a frozen
+ * weight's gradient GEMM never runs) and benchmarks: read before and after, subtract. */
+void ti_cpu_gemm_counters(uint64_t *calls, uint64_t *macs);
 
 /* Number of usable CUDA devices; 0 when ti was built without CUDA or no GPU is present. */
 int ti_cuda_device_count(void);

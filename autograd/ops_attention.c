@@ -108,11 +108,11 @@ ti_status ti_attention(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
             n->in_slot[1] = a.k.grad;
             n->in_slot[2] = a.v.grad;
             /* backward recomputes P from q, k and lse, and D = rowsum(dout * out) from out */
-            ti_node_keep(n, &n->args.attention.q);
-            ti_node_keep(n, &n->args.attention.k);
-            ti_node_keep(n, &n->args.attention.v);
-            ti_node_keep(n, &n->args.attention.out);
-            ti_node_keep(n, &n->args.attention.lse);
+            TI_NODE_KEEP(st, ctx, n, &n->args.attention.q);
+            TI_NODE_KEEP(st, ctx, n, &n->args.attention.k);
+            TI_NODE_KEEP(st, ctx, n, &n->args.attention.v);
+            TI_NODE_KEEP(st, ctx, n, &n->args.attention.out);
+            TI_NODE_KEEP(st, ctx, n, &n->args.attention.lse);
         }
     }
     ti_tensor_release(&a.q);

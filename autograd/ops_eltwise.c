@@ -210,8 +210,8 @@ ti_status ti_mul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tens
             n->in_slot[0] = a->grad;
             n->in_slot[1] = b->grad;
             /* da needs b, db needs a (broadcast views of the originals) */
-            if (a->grad >= 0) ti_node_keep(n, &n->args.mul.b);
-            if (b->grad >= 0) ti_node_keep(n, &n->args.mul.a);
+            if (a->grad >= 0) TI_NODE_KEEP(st, ctx, n, &n->args.mul.b);
+            if (b->grad >= 0) TI_NODE_KEEP(st, ctx, n, &n->args.mul.a);
         }
     }
     if (st != TI_OK) {
@@ -389,8 +389,8 @@ ti_status ti_unary(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_te
         if (st == TI_OK) {
             n->args.unary = k;
             n->in_slot[0] = x.grad;
-            ti_node_keep(n, &n->args.unary.inp);
-            if (kind == TI_UNARY_EXP) ti_node_keep(n, &n->args.unary.out);
+            TI_NODE_KEEP(st, ctx, n, &n->args.unary.inp);
+            if (kind == TI_UNARY_EXP) TI_NODE_KEEP(st, ctx, n, &n->args.unary.out);
         }
     }
     ti_tensor_release(&x);

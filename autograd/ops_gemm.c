@@ -114,11 +114,11 @@ ti_status ti_linear(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
             n->in_slot[2] = c[2].data ? c[2].grad : -1;
             /* dinp = dout . weight needs the weight; dweight = dout^T . inp needs inp */
             if (c[0].grad >= 0)
-                ti_node_keep(n, &n->args.linear.weight);
+                TI_NODE_KEEP(st, ctx, n, &n->args.linear.weight);
             else
                 meta_only(&n->args.linear.weight);
             if (c[1].grad >= 0)
-                ti_node_keep(n, &n->args.linear.inp);
+                TI_NODE_KEEP(st, ctx, n, &n->args.linear.inp);
             else
                 meta_only(&n->args.linear.inp);
         }
@@ -262,11 +262,11 @@ ti_status ti_matmul(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
             }
             /* da = alpha dout . b^T reads b; db = alpha a^T . dout reads a */
             if (src[0].grad >= 0)
-                ti_node_keep(n, &r->b);
+                TI_NODE_KEEP(st, ctx, n, &r->b);
             else
                 meta_only(&r->b);
             if (src[1].grad >= 0)
-                ti_node_keep(n, &r->a);
+                TI_NODE_KEEP(st, ctx, n, &r->a);
             else
                 meta_only(&r->a);
         }
@@ -370,11 +370,11 @@ ti_status ti_conv2d(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_t
             n->in_slot[2] = c[2].data ? c[2].grad : -1;
             /* backward-data reads the weight, backward-filter the input */
             if (c[0].grad >= 0)
-                ti_node_keep(n, &r->weight);
+                TI_NODE_KEEP(st, ctx, n, &r->weight);
             else
                 meta_only(&r->weight);
             if (c[1].grad >= 0)
-                ti_node_keep(n, &r->inp);
+                TI_NODE_KEEP(st, ctx, n, &r->inp);
             else
                 meta_only(&r->inp);
         }

@@ -7,7 +7,7 @@
  *   2. allocate the output (ti_ctx_tensor), fill a `struct ti_<op>_args`,
  *   3. TI_RUN_KERNEL(st, ctx, dtype, <op>_forward, &args),
  *   4. if ti_tape_wants(ctx, ...): node = ti_tape_record(...), copy args into node->args,
- *      set node->in_slot[i] = input.grad, and ti_node_keep() every tensor backward reads.
+ *      set node->in_slot[i] = input.grad, and TI_NODE_KEEP() every tensor backward reads.
  * and defines `ti_<op>_tape_backward(ctx, node, dout)` which fetches gradient buffers with
  * ti_tape_grad (zeroed, contiguous, the slot's shape) and calls the backward kernel, or
  * composes the gradient from other kernels and ti_tape_accumulate.
@@ -89,8 +89,18 @@ ti_status ti_tape_record(struct ti_ctx *ctx, enum ti_op op, struct ti_tensor *ou
                          struct ti_node **node);
 /* Shape, dtype and device of the tensor that owns a slot (data NULL), or NULL if slot < 0. */
 const struct ti_tensor *ti_tape_slot_meta(const struct ti_ctx *ctx, int32_t slot);
-/* Retains a tensor field of node->args so backward may read it. */
-void ti_node_keep(struct ti_node *node, struct ti_tensor *field);
+/* Retains a tensor field of node->args so backward may read it. TI_ERR_INTERNAL (naming the op)
+ * when the node already keeps TI_NODE_MAX_KEPT tensors, `field` is not inside node->args or is
+ * kept already: a
+ * bug in the op's front end, reported rather than dropping the tensor, which backward would
+ * then read after it was freed. On error nothing is retained; the node stays on the tape and is
+ * released with it. */
+ti_status ti_node_keep(struct ti_ctx *ctx, struct ti_node *node, struct ti_tensor *field);
+/* A front end's chain of keeps: st = ti_node_keep(...) unless st already holds an error. */
+#define TI_NODE_KEEP(st, ctx, node, field)                                                         \
+    do {                                                                                           \
+        if ((st) == TI_OK) (st) = ti_node_keep((ctx), (node), (field));                            \
+    } while (0)
 /* The gradient buffer of a slot (zero-filled on first use; contiguous; slot's shape), or
  * ti_tensor_none() when slot < 0. Owned by the tape: do not release. */
 ti_status ti_tape_grad(struct ti_ctx *ctx, int32_t slot, struct ti_tensor *g);

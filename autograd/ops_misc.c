@@ -137,7 +137,7 @@ ti_status ti_embedding(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
             /* backward needs only the indices (drows comes from the slot, dout from the tape) */
             n->args.embedding.idx = *idx;
             n->in_slot[0] = r.grad;
-            ti_node_keep(n, &n->args.embedding.idx);
+            TI_NODE_KEEP(st, ctx, n, &n->args.embedding.idx);
         }
     }
     ti_tensor_release(&tab);
@@ -197,7 +197,7 @@ ti_status ti_timestep_embedding(struct ti_ctx *ctx, struct ti_tensor *out,
             n->args.timestep.max_period = k.max_period;
             n->args.timestep.cos_first = k.cos_first;
             n->in_slot[0] = x.grad;
-            ti_node_keep(n, &n->args.timestep.t);
+            TI_NODE_KEEP(st, ctx, n, &n->args.timestep.t);
         }
     }
     ti_tensor_release(&x);
@@ -260,8 +260,8 @@ ti_status ti_mse_loss(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti
             n->args.mse.scale = k.scale;
             n->in_slot[0] = ca.grad;
             n->in_slot[1] = cb.grad;
-            ti_node_keep(n, &n->args.mse.a);
-            ti_node_keep(n, &n->args.mse.b);
+            TI_NODE_KEEP(st, ctx, n, &n->args.mse.a);
+            TI_NODE_KEEP(st, ctx, n, &n->args.mse.b);
         }
     }
     ti_tensor_release(&ca);

@@ -144,12 +144,12 @@ ti_status ti_groupnorm(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
             struct gn_keep k = gn_keep_of(n->in_slot, a.silu);
             struct ti_groupnorm_args *na = &n->args.groupnorm;
             if (k.x) {
-                ti_node_keep(n, &na->inp);
-                ti_node_keep(n, &na->mean);
-                ti_node_keep(n, &na->rstd);
+                TI_NODE_KEEP(st, ctx, n, &na->inp);
+                TI_NODE_KEEP(st, ctx, n, &na->mean);
+                TI_NODE_KEEP(st, ctx, n, &na->rstd);
             }
-            if (k.w && present(&w)) ti_node_keep(n, &na->weight);
-            if (k.b && present(&b)) ti_node_keep(n, &na->bias);
+            if (k.w && present(&w)) TI_NODE_KEEP(st, ctx, n, &na->weight);
+            if (k.b && present(&b)) TI_NODE_KEEP(st, ctx, n, &na->bias);
         }
     }
     ti_tensor_release(&a.mean);
@@ -253,11 +253,11 @@ ti_status ti_layernorm(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
             n->in_slot[2] = present(&b) ? b.grad : -1;
             struct ti_layernorm_args *na = &n->args.layernorm;
             if (ln_keep_x(n->in_slot)) {
-                ti_node_keep(n, &na->inp);
-                ti_node_keep(n, &na->mean);
-                ti_node_keep(n, &na->rstd);
+                TI_NODE_KEEP(st, ctx, n, &na->inp);
+                TI_NODE_KEEP(st, ctx, n, &na->mean);
+                TI_NODE_KEEP(st, ctx, n, &na->rstd);
             }
-            if (ln_keep_w(n->in_slot) && present(&w)) ti_node_keep(n, &na->weight);
+            if (ln_keep_w(n->in_slot) && present(&w)) TI_NODE_KEEP(st, ctx, n, &na->weight);
         }
     }
     ti_tensor_release(&a.mean);
@@ -327,7 +327,7 @@ ti_status ti_geglu(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_te
         if (st == TI_OK) {
             n->args.geglu.inp = a.inp;
             n->in_slot[0] = x.grad;
-            ti_node_keep(n, &n->args.geglu.inp);
+            TI_NODE_KEEP(st, ctx, n, &n->args.geglu.inp);
         }
     }
     ti_tensor_release(&x);
@@ -379,7 +379,7 @@ ti_status ti_softmax(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_
             n->args.softmax.out = a.out; /* backward reads the output, not the input */
             n->args.softmax.scale = scale;
             n->in_slot[0] = x.grad;
-            ti_node_keep(n, &n->args.softmax.out);
+            TI_NODE_KEEP(st, ctx, n, &n->args.softmax.out);
         }
     }
     ti_tensor_release(&x);

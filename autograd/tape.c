@@ -167,13 +167,27 @@ const struct ti_tensor *ti_tape_slot_meta(const struct ti_ctx *ctx, int32_t slot
     return &ctx->tape->slots[slot].meta;
 }
 
-void ti_node_keep(struct ti_node *node, struct ti_tensor *field) {
-    /* a programmer error if this fires: raise TI_NODE_MAX_KEPT */
-    if (node->nkept >= TI_NODE_MAX_KEPT) return;
+ti_status ti_node_keep(struct ti_ctx *ctx, struct ti_node *node, struct ti_tensor *field) {
+    /* both are bugs of the op's front end; a dropped keep would be a use-after-free in backward */
+    if (node->nkept >= TI_NODE_MAX_KEPT)
+        return ti_error(&ctx->err, TI_ERR_INTERNAL,
+                        "tape: op '%s' keeps more than %d tensors for backward (raise "
+                        "TI_NODE_MAX_KEPT in ops_internal.h)",
+                        ti_op_name(node->op), TI_NODE_MAX_KEPT);
     ptrdiff_t off = (char *)field - (char *)&node->args;
-    if (off < 0 || (size_t)off + sizeof *field > sizeof node->args) return;
+    if (off < 0 || (size_t)off + sizeof *field > sizeof node->args)
+        return ti_error(&ctx->err, TI_ERR_INTERNAL,
+                        "tape: op '%s' keeps a tensor that is not a field of its node's args",
+                        ti_op_name(node->op));
+    /* node_release releases each kept field once and clears it: a second keep would leak */
+    for (int i = 0; i < node->nkept; i++)
+        if (node->kept_off[i] == (uint16_t)off)
+            return ti_error(&ctx->err, TI_ERR_INTERNAL,
+                            "tape: op '%s' keeps the same tensor field twice",
+                            ti_op_name(node->op));
     ti_tensor_retain(field);
     node->kept_off[node->nkept++] = (uint16_t)off;
+    return TI_OK;
 }
 
 ti_status ti_tape_grad(struct ti_ctx *ctx, int32_t slot, struct ti_tensor *g) {
@@ -224,10 +238,10 @@ ti_status ti_tape_accumulate(struct ti_ctx *ctx, int32_t slot, const struct ti_t
     return st;
 }
 
-/* Walks nodes [stop, nnodes) backwards, then drops them. */
-static ti_status walk(struct ti_ctx *ctx, int stop) {
+/* Walks nodes [stop, nnodes) backwards, then drops them. With st already an error (a clean-up
+ * walk) no rule runs: the nodes are only released. Returns the first error, st included. */
+static ti_status walk(struct ti_ctx *ctx, int stop, ti_status st) {
     struct ti_tape *t = ctx->tape;
-    ti_status st = TI_OK;
     while (t->nnodes > stop) {
         int i = t->nnodes - 1;
         /* copy: a checkpoint rule appends nodes, which may move the array */
@@ -284,7 +298,7 @@ ti_status ti_tape_backward(struct ti_ctx *ctx, const struct ti_tensor *out,
                                                        : (const void *)&one16;
         st = ti_ctx_upload(ctx, &s->grad, src, out->dtype, s->meta.ndim, s->meta.shape);
     }
-    if (st == TI_OK) st = walk(ctx, 0);
+    st = walk(ctx, 0, st);
     tape_forget(t);
     return st;
 }
@@ -317,9 +331,10 @@ ti_status ti_checkpoint(struct ti_ctx *ctx, struct ti_tensor *out, ti_block_fn f
     a->n_in = n_in;
     for (int i = 0; i < n_in; i++) {
         a->in[i] = in[i];
-        ti_node_keep(node, &a->in[i]);
+        TI_NODE_KEEP(st, ctx, node, &a->in[i]);
     }
-    return TI_OK;
+    if (st != TI_OK) ti_tensor_release(out); /* the node stays; the tape releases what it kept */
+    return st;
 }
 
 ti_status ti_checkpoint_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
@@ -330,18 +345,17 @@ ti_status ti_checkpoint_tape_backward(struct ti_ctx *ctx, struct ti_node *node,
     struct ti_tensor out;
     /* the inputs keep their slot ids, so the re-run's backward lands in their gradients */
     ti_status st = a->fn(ctx, &out, a->in, a->n_in, a->user);
-    if (st != TI_OK) return st;
+    /* a failed re-run: release what it recorded before failing, return its error */
+    if (st != TI_OK) return walk(ctx, stop, st);
     if (out.grad < 0) {
-        /* nothing inside depends on a watched input (cannot happen when recorded) */
+        /* the output does not depend on the inputs that have gradients (the block reads only
+         * frozen ones): no contribution; release what the re-run recorded */
         ti_tensor_release(&out);
-        walk(ctx, stop);
-        return TI_OK;
+        return walk(ctx, stop, TI_OK);
     }
     st = ti_tape_accumulate(ctx, out.grad, dout, 1.0);
     ti_tensor_release(&out);
-    if (st == TI_OK)
-        st = walk(ctx, stop);
-    else
-        walk(ctx, stop);
-    return st;
+    /* back-propagates through the re-run, or (accumulate failed) only releases it; every error
+     * is returned, the first one kept */
+    return walk(ctx, stop, st);
 }

@@ -442,7 +442,8 @@ static const struct key K_IMAGE_LOGGER[] = {
     {"disabled", READ, NULL},
     {"log_on_batch_idx", READ, NULL},
     {"log_first_step", READ, NULL},
-    {"log_images_kwargs", IGNORED, "ti logs images with log_images' defaults"},
+    /* ti-train reads sample, ddim_steps, ddim_eta from the tree itself (train/ti_train.c) */
+    {"log_images_kwargs", READ, NULL},
     {NULL, READ, NULL}};
 
 /* ==== Typed readers ======================================================================== */

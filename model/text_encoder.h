@@ -49,6 +49,18 @@ ti_status ti_bert_embedder_init(struct ti_text_encoder *e, const struct ti_text_
                                 const char *prefix, struct ti_weights *w, struct ti_err *err);
 void ti_text_encoder_free(struct ti_text_encoder *e);
 
+/* One CLIP encoder layer's parameters under prefix (".../encoder.layers.N."), HF
+ * CLIPEncoderLayer names: self_attn.{q,k,v,out}_proj, layer_norm1, mlp.fc1/fc2, layer_norm2.
+ * Shared by the text tower and the vision tower (model/clip_vision.h). */
+ti_status ti_clip_layer_init(struct ti_text_layer *L, struct ti_weights *w, const char *prefix,
+                             int width, int inner, int ff_width, struct ti_err *err);
+/* One pre-LN layer on the residual stream h (B, T, D), replaced in place (the old tensor is
+ * released): h += out_proj(attn(LN1(h))); h += fc2(act(fc1(LN2(h)))), LayerNorm eps 1e-5,
+ * act = quick-GELU or GELU, q/k/v biases when the layer has them. */
+ti_status ti_text_layer_forward(struct ti_ctx *ctx, struct ti_tensor *h,
+                                const struct ti_text_layer *L, int heads, int head_dim, int causal,
+                                int quick_gelu);
+
 /* idx (B, T) i32, T <= max_positions; rows (K, width) trainable vectors or NULL.
  * out: (B, T, width), the last hidden state after the final LayerNorm. */
 ti_status ti_text_encoder_forward(struct ti_ctx *ctx, struct ti_tensor *out,

@@ -101,7 +101,9 @@ int h5u_attr_str(hid_t f, const char *obj, const char *name, char *buf, size_t n
         size_t sz = H5Tget_size(t);
         char *tmp = calloc(sz + 1, 1);
         hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, sz);
+        /* one byte more than the file's type: a NULLTERM string of size sz holds only sz-1
+         * characters, so a full-width NULLPAD string (numpy's S<n>) would lose its last one */
+        H5Tset_size(mt, sz + 1);
         if (H5Aread(a, mt, tmp) >= 0) {
             strncpy(buf, tmp, n - 1);
             buf[n - 1] = '\0';

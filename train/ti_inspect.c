@@ -8,6 +8,9 @@
  * Torch files list every tensor in the pickle with its full path (state_dict.model...),
  * diffusers folders list the original (mapped) names.
  *
+ * `ti-inspect IMAGE --watermark` instead reads the invisible watermark of the reference txt2img
+ * script (data/watermark.h) from an image and prints the recovered bytes.
+ *
  * Not here: any conversion (ti-convert), loading into a model (model/io/ckpt.h).
  * Exit status: 0 ok, 1 the file could not be read (the message names it and why), 2 usage.
  */
@@ -21,6 +24,10 @@
 #include "fileio.h"
 #include "safetensors.h"
 #include "torchfile.h"
+#ifdef TI_HAVE_DATA
+#include "image.h"     /* defines: ti_image_load */
+#include "watermark.h" /* defines: ti_watermark_decode, TI_WATERMARK_SD_* */
+#endif
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ti-inspect FILE [--json] [--allow-unknown-globals]\n"
@@ -45,6 +52,13 @@ static void usage(FILE *f) {
                "so is one naming any global real checkpoints do not contain (unless\n"
                "--allow-unknown-globals).\n"
                "Exit status: 0 ok, 1 unreadable or refused file, 2 usage error.\n");
+    fprintf(f, "\n"
+               "ti-inspect IMAGE --watermark\n"
+               "  reads the invisible watermark of the reference txt2img script (imwatermark\n"
+               "  'dwtDct', as ti-sample writes it) from IMAGE (PNG, JPEG, ...) and prints the\n"
+               "  17 recovered bytes; 'watermark: StableDiffusionV1' when they are the mark,\n"
+               "  'watermark: none' otherwise. The mark is fragile (docs/WATERMARK.md): none on\n"
+               "  a generated image does not prove it was not marked.\n");
 }
 
 /* --json reads at most this many elements per byte of a torch file (+ the slack) */
@@ -210,6 +224,70 @@ static void print_embedding_json(const struct ti_embedding *e) {
     printf("]},\n");
 }
 
+/* ---- --watermark ------------------------------------------------------------------------ */
+
+static int watermark_requested(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--watermark")) return 1;
+    return 0;
+}
+
+/* ti-inspect IMAGE --watermark: returns the exit status */
+static int inspect_watermark(int argc, char **argv) {
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--watermark")) continue;
+        if ((argv[i][0] == '-' && argv[i][1]) || path) {
+            fprintf(stderr,
+                    "ti-inspect: --watermark takes one IMAGE and no other option, got '%s'\n",
+                    argv[i]);
+            return 2;
+        }
+        path = argv[i];
+    }
+    if (!path) {
+        fprintf(stderr, "ti-inspect: --watermark needs an IMAGE\n");
+        return 2;
+    }
+#ifdef TI_HAVE_DATA
+    struct ti_image img = {0};
+    struct ti_data_err e = {{0}};
+    uint8_t b[TI_WATERMARK_SD_LEN];
+    if (ti_image_load(&img, path, &e)) {
+        fprintf(stderr, "ti-inspect: error: %s\n", e.msg);
+        return 1;
+    }
+    if (ti_watermark_decode(img.px, img.w, img.h, b, TI_WATERMARK_SD_LEN, &e)) {
+        fprintf(stderr, "ti-inspect: error: %s: %s\n", path, e.msg);
+        ti_image_free(&img);
+        return 1;
+    }
+    int same = 0; /* bits equal to the mark's: about half on an unmarked image */
+    for (int i = 0; i < 8 * TI_WATERMARK_SD_LEN; i++)
+        same += ((b[i / 8] ^ (uint8_t)TI_WATERMARK_SD_TEXT[i / 8]) >> (7 - i % 8) & 1) == 0;
+    printf("image: %s (%dx%d)\nwatermark bytes: ", path, img.w, img.h);
+    for (int i = 0; i < TI_WATERMARK_SD_LEN; i++)
+        printf("%02x", b[i]);
+    printf(" \"");
+    for (int i = 0; i < TI_WATERMARK_SD_LEN; i++)
+        printf(b[i] >= 0x20 && b[i] < 0x7f && b[i] != '"' && b[i] != '\\' ? "%c" : "\\x%02x", b[i]);
+    if (same == 8 * TI_WATERMARK_SD_LEN)
+        printf("\"\nwatermark: %s\n", TI_WATERMARK_SD_TEXT);
+    else
+        printf(
+            "\"\nwatermark: none (%d of %d bits match \"%s\"; unmarked images match about half)\n",
+            same, 8 * TI_WATERMARK_SD_LEN, TI_WATERMARK_SD_TEXT);
+    ti_image_free(&img);
+    return 0;
+#else
+    fprintf(stderr,
+            "ti-inspect: --watermark: this build has no data/ (stb headers missing), "
+            "so it cannot read '%s'\n",
+            path);
+    return 1;
+#endif
+}
+
 static void print_embedding_text(const struct ti_embedding *e) {
     printf("embedding: %s format, name '%s', step ", ti_embedding_format_name(e->format),
            e->name ? e->name : "");
@@ -235,6 +313,7 @@ static void print_embedding_text(const struct ti_embedding *e) {
 }
 
 int main(int argc, char **argv) {
+    if (watermark_requested(argc, argv)) return inspect_watermark(argc, argv);
     const char *path = NULL;
     int json = 0, allow = 0;
     for (int i = 1; i < argc; i++) {

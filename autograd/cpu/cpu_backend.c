@@ -6,6 +6,7 @@
 #define TI_CPU_ONCE
 #include "cpu_common.h"
 
+#include <pthread.h>  /* defines: pthread_once */
 #include <stdlib.h>   /* defines: aligned_alloc, free */
 #include <string.h>   /* defines: memset, memcpy */
 #include <sys/mman.h> /* defines: mmap, munmap, madvise */
@@ -86,7 +87,7 @@ static ti_status cpu_kctx_init(const struct ti_backend *be, struct ti_kctx *k) {
 
 /* ---- the backend ----------------------------------------------------------------------------- */
 static struct ti_backend cpu_backend;
-static int cpu_ready;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 
 /* COPY has one implementation for every dtype pair (copy.c), not f32/f64 twins: the generic
  * fill below names it by the twin names, which an unoptimised (Debug) build would otherwise
@@ -116,23 +117,25 @@ static void fill_tables(struct ti_backend *be) {
     }
 }
 
+static void cpu_backend_init(void) {
+    memset(&cpu_backend, 0, sizeof cpu_backend);
+    cpu_backend.name = "cpu";
+    cpu_backend.device = TI_DEVICE_CPU;
+    cpu_backend.device_index = 0;
+    cpu_backend.mem_alloc = cpu_mem_alloc;
+    cpu_backend.mem_free = cpu_mem_free;
+    cpu_backend.mem_zero = cpu_mem_zero;
+    cpu_backend.mem_copy = cpu_mem_copy;
+    cpu_backend.sync = cpu_sync;
+    cpu_backend.kctx_init = cpu_kctx_init;
+    cpu_backend.kctx_free = NULL;
+    fill_tables(&cpu_backend);
+}
+
 const struct ti_backend *ti_backend_cpu(void) {
-    /* filled once; single-threaded start-up is assumed (tools create backends in main) */
-    if (!cpu_ready) {
-        memset(&cpu_backend, 0, sizeof cpu_backend);
-        cpu_backend.name = "cpu";
-        cpu_backend.device = TI_DEVICE_CPU;
-        cpu_backend.device_index = 0;
-        cpu_backend.mem_alloc = cpu_mem_alloc;
-        cpu_backend.mem_free = cpu_mem_free;
-        cpu_backend.mem_zero = cpu_mem_zero;
-        cpu_backend.mem_copy = cpu_mem_copy;
-        cpu_backend.sync = cpu_sync;
-        cpu_backend.kctx_init = cpu_kctx_init;
-        cpu_backend.kctx_free = NULL;
-        fill_tables(&cpu_backend);
-        cpu_ready = 1;
-    }
+    /* filled exactly once, also when several threads make their first context at the same
+     * time: pthread_once makes the others wait for the complete table */
+    pthread_once(&cpu_once, cpu_backend_init);
     return &cpu_backend;
 }
 

@@ -10,8 +10,9 @@
 #define TI_CPU_ONCE
 #include "cpu_common.h"
 
-#include <stdlib.h> /* defines: getenv */
-#include <string.h> /* defines: strcmp */
+#include <stdatomic.h> /* defines: atomic_fetch_add_explicit, atomic_load */
+#include <stdlib.h>    /* defines: getenv */
+#include <string.h>    /* defines: strcmp */
 
 #include "../cpu_info.h"
 
@@ -21,6 +22,22 @@
 #ifdef TI_HAVE_DNNL
 #include <dnnl.h> /* defines: dnnl_sgemm */
 #endif
+
+/* Every GEMM call and its multiply-adds (M*N*K), from any thread: tests check with them that a
+ * frozen weight's gradient GEMM never runs (backend.h). Relaxed atomics: a counter only. */
+static _Atomic uint64_t gemm_calls, gemm_macs;
+
+static void gemm_count(int64_t M, int64_t N, int64_t K) {
+    atomic_fetch_add_explicit(&gemm_calls, 1, memory_order_relaxed);
+    if (M > 0 && N > 0 && K > 0)
+        atomic_fetch_add_explicit(&gemm_macs, (uint64_t)M * (uint64_t)N * (uint64_t)K,
+                                  memory_order_relaxed);
+}
+
+void ti_cpu_gemm_counters(uint64_t *calls, uint64_t *macs) {
+    if (calls) *calls = atomic_load(&gemm_calls);
+    if (macs) *macs = atomic_load(&gemm_macs);
+}
 
 int ti_cpu_threads(void) {
 #ifdef _OPENMP
@@ -94,6 +111,7 @@ static int ti_dnnl_sgemm_call(int ta, int tb, int64_t M, int64_t N, int64_t K, f
 /* K == 0 must still scale C by beta, which BLAS skips for some sizes. */
 #define DEFINE_GEMM(name, T, cblas, pre)                                                           \
     GEMM_SIGNATURE(name, T) {                                                                      \
+        gemm_count(M, N, K);                                                                       \
         pre;                                                                                       \
         if (M <= 0 || N <= 0) return;                                                              \
         if (K <= 0) {                                                                              \
@@ -115,6 +133,7 @@ DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm, (void)0)
 // clang-format off
 #define DEFINE_GEMM(name, T, pre)                                                                  \
     GEMM_SIGNATURE(name, T) {                                                                      \
+        gemm_count(M, N, K);                                                                       \
         pre;                                                                                       \
         _Pragma("omp parallel for schedule(static) if (M * N * K > 65536)")                        \
         for (int64_t i = 0; i < M; i++) {                                                          \

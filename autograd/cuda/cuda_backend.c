@@ -7,6 +7,7 @@
 #include <cublasLt.h>         /* defines: cublasLtCreate, cublasLtDestroy */
 #include <cublas_v2.h>        /* defines: cublasCreate, cublasSetStream, cublasDestroy */
 #include <cuda_runtime_api.h> /* defines: cudaMalloc, cudaFree, cudaMemcpyAsync, ... */
+#include <pthread.h>          /* defines: pthread_once */
 #include <stdio.h>            /* defines: snprintf */
 #include <string.h>           /* defines: memset */
 #ifdef TI_HAVE_CUDNN
@@ -145,25 +146,13 @@ static void fill_table(struct ti_kernels *t) {
 
 static struct ti_backend backends[MAX_DEVICES];
 static char names[MAX_DEVICES][16];
-static int ready[MAX_DEVICES];
+static pthread_once_t backends_once = PTHREAD_ONCE_INIT;
 
-int ti_cuda_device_count(void) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError(); /* clear the sticky "no device" error */
-        return 0;
-    }
-    return n;
-}
-
-ti_status ti_backend_cuda(const struct ti_backend **out, int index, struct ti_err *err) {
-    *out = NULL;
-    int n = ti_cuda_device_count();
-    if (n == 0) return ti_error(err, TI_ERR_UNSUPPORTED, "no CUDA device is available");
-    if (index < 0 || index >= n || index >= MAX_DEVICES)
-        return ti_error(err, TI_ERR_INVALID, "CUDA device %d does not exist (%d present)", index,
-                        n);
-    if (!ready[index]) {
+/* Fills the tables of every possible device at once (they differ only in index and name), so
+ * one pthread_once covers them: two threads making their first contexts at the same time never
+ * see a half-filled table. Touches no device. */
+static void backends_init(void) {
+    for (int index = 0; index < MAX_DEVICES; index++) {
         struct ti_backend *be = &backends[index];
         memset(be, 0, sizeof *be);
         snprintf(names[index], sizeof names[index], "cuda:%d", index);
@@ -185,8 +174,26 @@ ti_status ti_backend_cuda(const struct ti_backend **out, int index, struct ti_er
             be->k[dt].copy_forward = cuda_copy_forward;
             be->k[dt].copy_backward = cuda_copy_backward;
         }
-        ready[index] = 1;
     }
+}
+
+int ti_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky "no device" error */
+        return 0;
+    }
+    return n;
+}
+
+ti_status ti_backend_cuda(const struct ti_backend **out, int index, struct ti_err *err) {
+    *out = NULL;
+    int n = ti_cuda_device_count();
+    if (n == 0) return ti_error(err, TI_ERR_UNSUPPORTED, "no CUDA device is available");
+    if (index < 0 || index >= n || index >= MAX_DEVICES)
+        return ti_error(err, TI_ERR_INVALID, "CUDA device %d does not exist (%d present)", index,
+                        n);
+    pthread_once(&backends_once, backends_init);
     *out = &backends[index];
     return TI_OK;
 }

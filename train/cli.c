@@ -1,0 +1,425 @@
+/*
+ * cli.c - ti-train's command line (cli.h has the rules).
+ */
+#include "cli.h"
+
+#include <ctype.h>  /* defines: tolower */
+#include <errno.h>  /* defines: errno */
+#include <stdarg.h> /* defines: va_list */
+#include <stdlib.h> /* defines: strtol, strtoull */
+#include <string.h> /* defines: strcmp, strchr, strncmp */
+
+void ti_train_usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: ti-train --base CONFIG.yaml [--base MORE.yaml ...] -t --actual_resume MODEL\n"
+        "                --data_root DIR [options] [key.path=value ...]\n"
+        "       ti-train --resume RUN_FOLDER [--max_steps N] [--quiet] [--gpus IDS]\n"
+        "\n"
+        "Textual inversion: learns the vectors of a new word (the placeholder, '*' unless set)\n"
+        "from a folder of images, with the frozen Stable Diffusion v1 or LDM model in MODEL. The\n"
+        "flags are those of the original textual_inversion main.py; what differs is marked (ti).\n"
+        "\n"
+        "Config\n"
+        "  -b, --base FILE ...        YAML configs, merged left to right (several files may\n"
+        "                             follow one --base, or repeat --base)\n"
+        "  key.path=value             any other argument of this form overrides the merged config\n"
+        "                             (e.g. lightning.trainer.max_steps=3000\n"
+        "                             data.params.batch_size=1), in command-line order\n"
+        "  --actual_resume MODEL      the frozen model (.ckpt, .safetensors, diffusers folder)\n"
+        "  --data_root DIR            the training images (JPEG/PNG/BMP/TGA/GIF; EXIF rotation is\n"
+        "                             applied (ti); other files are skipped with a warning)\n"
+        "  --init_word WORD           the word whose embedding starts the new one (one token)\n"
+        "  --placeholder_string S     the new word (one token; default '*'); ti also puts it in\n"
+        "                             the training captions (the original did not, so nothing\n"
+        "                             was learned)\n"
+        "  --embedding_manager_ckpt F start from the vectors in an embedding file\n"
+        "  --max_steps N              optimizer steps (lightning.trainer.max_steps)\n"
+        "  --accumulate_grad_batches K  micro-batches per optimizer step\n"
+        "  --scale_lr [BOOL]          lr = accumulate * gpus * batch * base_lr (default true)\n"
+        "  -s, --seed N               random seed (default 23)\n"
+        "  --gpus IDS                 run on CUDA device(s): \"0,\"; absent: CPU; several ids\n"
+        "                             (\"0,3\") need mpirun -np 2 (one process per GPU)\n"
+        "  --precision P              fp32 (default), bf16 or fp16 (GPU only; also 32, 16)\n"
+        "\n");
+    fprintf(
+        f,
+        "Run folder (LOGDIR/<data_root name><date>_<name or config name><postfix>/)\n"
+        "  -t, --train [BOOL]         train (without it ti-train only prepares and checks)\n"
+        "  -n, --name NAME            run name (not with --resume)\n"
+        "  -f, --postfix S            appended to the run folder name\n"
+        "  -l, --logdir DIR           root of the run folders (default logs)\n"
+        "  --datadir_in_name [BOOL]   start the folder name with the data folder name (default\n"
+        "                             true)\n"
+        "  --format F                 embedding files written (ti):\n"
+        "                               a1111 (default) one file every loader accepts:\n"
+        "                                 torch.load(weights_only=True), AUTOMATIC1111, ComfyUI,\n"
+        "                                 diffusers, and the original txt2img and\n"
+        "                                 merge_embeddings.py (it holds string_to_token and\n"
+        "                                 string_to_param too)\n"
+        "                               peer   the original EmbeddingManager layout\n"
+        "                                 (nn.ParameterDict; several placeholders)\n"
+        "                               diffusers  learned_embeds layout, written as\n"
+        "                                 embeddings.safetensors / embeddings_gs-N.safetensors\n"
+        "  --resume RUN_FOLDER        (ti) continue an interrupted run exactly where it stopped:\n"
+        "                             same vectors, optimizer state, step and random state, so\n"
+        "                             the result is bit-identical to an uninterrupted run;\n"
+        "                             --max_steps may raise the target\n"
+        "  --dry_run                  (ti) prepare the data exactly as training would, write each\n"
+        "                             prepared image to RUN/data/NNN_<name>.png and 20 sample\n"
+        "                             captions to RUN/data/captions.txt, then stop (no model)\n"
+        "  --no-test [BOOL]           accepted for compatibility; ti never runs a test split\n"
+        "  --quiet                    (ti) no progress line\n"
+        "  -h, --help                 this text\n"
+        "\n"
+        "mpirun -np N ti-train ... (a build with MPI): N data-parallel processes, each taking a\n"
+        "full batch of different samples; the gradients are averaged before each step and the\n"
+        "LR counts N as the number of GPUs. Rank 0 writes the run folder.\n"
+        "With model.params.unfreeze_model (pivotal tuning) checkpoints/model.safetensors holds\n"
+        "the latest model weights too.\n"
+        "\n");
+    fprintf(
+        f,
+        "BOOL is yes/true/t/y/1 or no/false/f/n/0; a bare flag means true.\n"
+        "Written: RUN/configs/<now>-project.yaml and <now>-lightning.yaml (the merged config),\n"
+        "RUN/checkpoints/embeddings.pt (latest) and embeddings_gs-N.pt at N = 499, 999, ... and\n"
+        "the last step, RUN/images/train/<key>_gs-NNNNNN_e-NNNNNN_b-NNNNNN.jpg, RUN/metrics.h5\n"
+        "(step, loss, lr, embedding_norm; metrics.csv without HDF5), RUN/loss.png. Ctrl-C saves\n"
+        "the embeddings and the resume state, then stops. Every file appears whole or not at all.\n"
+        "Exit status: 0 done, 1 run-time error, 2 usage error, 130 / 143 stopped by SIGINT /\n"
+        "SIGTERM (embeddings and resume state saved).\n");
+}
+
+int ti_train_str2bool(const char *s) {
+    static const char *const yes[] = {"yes", "true", "t", "y", "1"};
+    static const char *const no[] = {"no", "false", "f", "n", "0"};
+    char low[8];
+    size_t n = strlen(s);
+    if (n >= sizeof low) return -1;
+    for (size_t i = 0; i <= n; i++)
+        low[i] = (char)tolower((unsigned char)s[i]);
+    for (int i = 0; i < 5; i++) {
+        if (!strcmp(low, yes[i])) return 1;
+        if (!strcmp(low, no[i])) return 0;
+    }
+    return -1;
+}
+
+const char *ti_train_precision_name(enum ti_train_precision p) {
+    return p == TI_PREC_BF16 ? "bf16" : p == TI_PREC_FP16 ? "fp16" : "fp32";
+}
+
+static int fail(char *msg, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static int fail(char *msg, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A dot-list override: "a.b=c" with a key that starts with a letter or '_'. */
+static int is_override(const char *s) {
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || s[0] == '-') return 0;
+    return isalpha((unsigned char)s[0]) || s[0] == '_';
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+/* "0," / "0,3,7,8" / "1" -> ids. The peer counts len(s.strip(",").split(",")). */
+static int parse_gpus(struct ti_train_args *a, const char *s, char *msg, size_t cap) {
+    a->n_gpus = 0;
+    const char *p = s;
+    while (*p) {
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > 1023 || (*end && *end != ','))
+            return fail(msg, cap,
+                        "--gpus: expected device ids separated by commas (\"0,\" or "
+                        "\"0,3\"), found '%s'",
+                        s);
+        if (a->n_gpus == TI_TRAIN_MAX_GPUS)
+            return fail(msg, cap, "--gpus: at most %d devices", TI_TRAIN_MAX_GPUS);
+        a->gpu_ids[a->n_gpus++] = (int)v;
+        p = end;
+    }
+    if (!a->n_gpus)
+        return fail(msg, cap, "--gpus: expected at least one device id (\"0,\"), found '%s'", s);
+    a->gpus = s;
+    return 0;
+}
+
+enum flag_kind { F_STR, F_BOOL, F_BASE };
+struct flag {
+    const char *lng, *shrt;
+    enum flag_kind kind;
+    int id;
+};
+enum {
+    ID_BASE,
+    ID_TRAIN,
+    ID_NOTEST,
+    ID_DRY,
+    ID_ACTUAL,
+    ID_NAME,
+    ID_POSTFIX,
+    ID_LOGDIR,
+    ID_SEED,
+    ID_GPUS,
+    ID_DATA,
+    ID_INIT,
+    ID_PLACE,
+    ID_EMCKPT,
+    ID_SCALE,
+    ID_DDIN,
+    ID_MAXSTEPS,
+    ID_ACCUM,
+    ID_RESUME,
+    ID_PREC,
+    ID_FORMAT,
+    ID_QUIET
+};
+static const struct flag flags[] = {
+    {"--base", "-b", F_BASE, ID_BASE},
+    {"--train", "-t", F_BOOL, ID_TRAIN},
+    {"--no-test", NULL, F_BOOL, ID_NOTEST},
+    {"--dry_run", NULL, F_BOOL, ID_DRY},
+    {"--actual_resume", NULL, F_STR, ID_ACTUAL},
+    {"--name", "-n", F_STR, ID_NAME},
+    {"--postfix", "-f", F_STR, ID_POSTFIX},
+    {"--logdir", "-l", F_STR, ID_LOGDIR},
+    {"--seed", "-s", F_STR, ID_SEED},
+    {"--gpus", NULL, F_STR, ID_GPUS},
+    {"--data_root", NULL, F_STR, ID_DATA},
+    {"--init_word", NULL, F_STR, ID_INIT},
+    {"--placeholder_string", NULL, F_STR, ID_PLACE},
+    {"--embedding_manager_ckpt", NULL, F_STR, ID_EMCKPT},
+    {"--scale_lr", NULL, F_BOOL, ID_SCALE},
+    {"--datadir_in_name", NULL, F_BOOL, ID_DDIN},
+    {"--max_steps", NULL, F_STR, ID_MAXSTEPS},
+    {"--accumulate_grad_batches", NULL, F_STR, ID_ACCUM},
+    {"--resume", "-r", F_STR, ID_RESUME},
+    {"--precision", NULL, F_STR, ID_PREC},
+    {"--format", NULL, F_STR, ID_FORMAT},
+    {"--quiet", "-q", F_BOOL, ID_QUIET},
+};
+
+static int set_str(struct ti_train_args *a, int id, const char *flag, const char *v, char *msg,
+                   size_t cap) {
+    long n;
+    switch (id) {
+    case ID_ACTUAL: a->actual_resume = v; break;
+    case ID_NAME: a->name = v; break;
+    case ID_POSTFIX: a->postfix = v; break;
+    case ID_LOGDIR:
+        if (!*v) return fail(msg, cap, "%s: expected a folder, found an empty string", flag);
+        a->logdir = v;
+        break;
+    case ID_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-')
+            return fail(msg, cap, "%s: expected a non-negative integer, found '%s'", flag, v);
+        a->seed = s;
+        break;
+    }
+    case ID_GPUS: return parse_gpus(a, v, msg, cap);
+    case ID_DATA: a->data_root = v; break;
+    case ID_INIT:
+        if (!*v) return fail(msg, cap, "%s: expected a word, found an empty string", flag);
+        a->init_word = v;
+        break;
+    case ID_PLACE:
+        if (!*v) return fail(msg, cap, "%s: expected a string, found an empty string", flag);
+        a->placeholder = v;
+        break;
+    case ID_EMCKPT: a->embedding_manager_ckpt = v; break;
+    case ID_MAXSTEPS:
+        if (!parse_long(v, 1, 1000000000L, &n))
+            return fail(msg, cap, "%s: expected a positive integer, found '%s'", flag, v);
+        a->max_steps = n;
+        break;
+    case ID_ACCUM:
+        if (!parse_long(v, 1, 1000000L, &n))
+            return fail(msg, cap, "%s: expected a positive integer, found '%s'", flag, v);
+        a->accumulate_grad_batches = n;
+        break;
+    case ID_RESUME:
+        if (!*v) return fail(msg, cap, "%s: expected a run folder, found an empty string", flag);
+        a->resume = v;
+        break;
+    case ID_PREC:
+        if (!strcmp(v, "fp32") || !strcmp(v, "32"))
+            a->precision = TI_PREC_FP32;
+        else if (!strcmp(v, "bf16"))
+            a->precision = TI_PREC_BF16;
+        else if (!strcmp(v, "fp16") || !strcmp(v, "16"))
+            a->precision = TI_PREC_FP16;
+        else
+            return fail(msg, cap, "%s: expected fp32, bf16 or fp16, found '%s'", flag, v);
+        a->precision_given = 1;
+        break;
+    case ID_FORMAT:
+        a->format = ti_embedding_format_parse(v);
+        if (a->format != TI_EMB_A1111 && a->format != TI_EMB_PEER && a->format != TI_EMB_DIFFUSERS)
+            return fail(msg, cap, "%s: expected a1111, peer or diffusers, found '%s'", flag, v);
+        break;
+    default: break;
+    }
+    return 0;
+}
+
+static void set_bool(struct ti_train_args *a, int id, int b) {
+    switch (id) {
+    case ID_TRAIN: a->train = b; break;
+    case ID_NOTEST: a->no_test = b; break;
+    case ID_DRY: a->dry_run = b; break;
+    case ID_SCALE: a->scale_lr = b; break;
+    case ID_DDIN: a->datadir_in_name = b; break;
+    case ID_QUIET: a->quiet = b; break;
+    default: break;
+    }
+}
+
+int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *msg, size_t cap) {
+    memset(a, 0, sizeof *a);
+    a->name = "";
+    a->postfix = "";
+    a->logdir = "logs";
+    a->seed = 23;
+    a->embedding_manager_ckpt = "";
+    a->scale_lr = 1;
+    a->datadir_in_name = 1;
+    a->max_steps = -1;
+    a->accumulate_grad_batches = -1;
+    a->format = TI_EMB_A1111;
+    int name_given = 0;
+    if (msg && cap) msg[0] = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) return 1;
+        if (arg[0] != '-' || !arg[1]) {
+            if (is_override(arg)) {
+                if (a->n_overrides == TI_TRAIN_MAX_OVERRIDES)
+                    return fail(msg, cap, "at most %d key.path=value overrides",
+                                TI_TRAIN_MAX_OVERRIDES);
+                a->overrides[a->n_overrides++] = arg;
+                continue;
+            }
+            return fail(msg, cap,
+                        "unexpected argument '%s': expected a flag (see --help) or a "
+                        "key.path=value override",
+                        arg);
+        }
+        /* --flag=value */
+        char flagbuf[64];
+        const char *inline_val = NULL;
+        const char *flag = arg;
+        const char *eq = strchr(arg, '=');
+        if (eq && arg[1] == '-') {
+            size_t n = (size_t)(eq - arg);
+            if (n >= sizeof flagbuf) n = sizeof flagbuf - 1;
+            memcpy(flagbuf, arg, n);
+            flagbuf[n] = 0;
+            flag = flagbuf;
+            inline_val = eq + 1;
+        }
+        const struct flag *fl = NULL;
+        for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+            if (!strcmp(flag, flags[k].lng) || (flags[k].shrt && !strcmp(flag, flags[k].shrt)))
+                fl = &flags[k];
+        if (!fl)
+            return fail(msg, cap,
+                        "unknown flag '%s' (see --help; config keys are set as "
+                        "key.path=value)",
+                        flag);
+        if (fl->kind == F_BOOL) {
+            int b = 1;
+            if (inline_val) {
+                b = ti_train_str2bool(inline_val);
+                if (b < 0)
+                    return fail(msg, cap,
+                                "%s: Boolean value expected (yes/no, true/false), found '%s'",
+                                fl->lng, inline_val);
+            } else if (i + 1 < argc && argv[i + 1][0] != '-' && !is_override(argv[i + 1])) {
+                b = ti_train_str2bool(argv[i + 1]);
+                if (b < 0)
+                    return fail(msg, cap,
+                                "%s: Boolean value expected (yes/no, true/false), found '%s'",
+                                fl->lng, argv[i + 1]);
+                i++;
+            }
+            set_bool(a, fl->id, b);
+            continue;
+        }
+        if (fl->kind == F_BASE) {
+            int got = 0;
+            if (inline_val) {
+                if (a->n_base == TI_TRAIN_MAX_BASE)
+                    return fail(msg, cap, "--base: at most %d files", TI_TRAIN_MAX_BASE);
+                a->base[a->n_base++] = inline_val;
+                got = 1;
+            }
+            /* nargs='*': every following token that is not a flag or an override */
+            while (!inline_val && i + 1 < argc && argv[i + 1][0] != '-' &&
+                   !is_override(argv[i + 1])) {
+                if (a->n_base == TI_TRAIN_MAX_BASE)
+                    return fail(msg, cap, "--base: at most %d files", TI_TRAIN_MAX_BASE);
+                a->base[a->n_base++] = argv[++i];
+                got = 1;
+            }
+            if (!got) return fail(msg, cap, "--base: expected one or more YAML config files");
+            continue;
+        }
+        const char *v = inline_val;
+        if (!v) {
+            if (i + 1 >= argc) return fail(msg, cap, "%s: expected a value after it", fl->lng);
+            v = argv[++i];
+        }
+        if (fl->id == ID_NAME) name_given = 1;
+        if (set_str(a, fl->id, fl->lng, v, msg, cap) < 0) return -1;
+    }
+
+    if (name_given && a->resume)
+        return fail(msg, cap,
+                    "-n/--name and -r/--resume cannot be specified both.If you want to resume "
+                    "training in a new log folder, use -n/--name in combination with "
+                    "--resume_from_checkpoint");
+    if (a->resume) {
+        /* the run folder holds everything else; only a few flags may change */
+        if (a->n_base || a->actual_resume || a->data_root || a->n_overrides || a->init_word ||
+            a->placeholder || a->dry_run)
+            return fail(msg, cap,
+                        "--resume: the run folder fixes the config, model and data; only "
+                        "--max_steps, --quiet and --gpus may be given with it");
+        return 0;
+    }
+    if (!a->n_base)
+        return fail(msg, cap,
+                    "--base: expected at least one YAML config (e.g. "
+                    "configs/stable-diffusion/v1-finetune.yaml)");
+    if (!a->data_root || !*a->data_root)
+        return fail(msg, cap, "--data_root: required (the folder of training images)");
+    if (!a->dry_run && (!a->actual_resume || !*a->actual_resume))
+        return fail(msg, cap, "--actual_resume: required (the model checkpoint to train against)");
+    return 0;
+}
