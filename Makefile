@@ -2,9 +2,9 @@
 #
 #   make test        install missing Debian packages (as root), build (CUDA too when nvcc is
 #                    present, warnings are errors), run the whole test suite; then build the
-#                    CPU-only configuration without OpenBLAS (-DTI_CUDA=OFF -DTI_OPENBLAS=OFF: the
-#                    built-in GEMM, as on a GPU machine without Debian's -dev packages) and run
-#                    its fast tests
+#                    CPU-only configuration without OpenBLAS and oneDNN (-DTI_CUDA=OFF
+#                    -DTI_OPENBLAS=OFF -DTI_DNNL=OFF: the built-in GEMM and convolutions, as on a
+#                    GPU machine without Debian's -dev packages) and run its fast tests
 #   make test-asan   the cpu-labelled tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench       benchmarks (not tests); results go to docs/PERF.md by hand
 #   make fuzz        libFuzzer harnesses (clang) for the file readers, FUZZ_SECONDS each
@@ -32,7 +32,7 @@ test: build
 	$(MAKE) format-check
 
 test-cpu-only: deps
-	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_OPENBLAS=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_OPENBLAS=OFF -DTI_DNNL=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD)-cpu -j$(JOBS)
 	cd $(BUILD)-cpu && ctest --output-on-failure -L cpu -LE slow --timeout 1800
 
@@ -63,7 +63,7 @@ format-check: deps
 
 tidy: deps
 	@scripts/deps.sh --tidy
-	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_OPENBLAS=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD)-cpu -DTI_CUDA=OFF -DTI_OPENBLAS=OFF -DTI_DNNL=OFF -DTI_WERROR=ON $(CMAKE_ARGS)
 	scripts/tidy.sh $(BUILD)-cpu
 
 clean:

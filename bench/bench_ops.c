@@ -5,7 +5,8 @@
  *   bench_ops [--reps N] [--warmup N] [--threads N] [--only conv|attention]
  *
  * Benchmarks (f32, CPU backend, batch 1):
- *   conv       3x3 conv 320 -> 320 at 64x64, pad 1, frozen weight and bias:
+ *   conv       3x3 conv 320 -> 320 at 64x64, pad 1, frozen weight and bias (declared frozen to
+ *              the CPU backend, as model/weights.c does with a model's parameters):
  *              forward, and forward + input-gradient backward (dx only).
  *              FLOP: 2*Cout*Cin*9*H*W per forward; the input-gradient backward counts 1x that.
  *   attention  q, k, v (1, 4096, 8*40), 8 heads of 40, scale 1/sqrt(40) (SD self-attention at a
@@ -28,6 +29,7 @@
 #include <time.h>   /* defines: clock_gettime, CLOCK_MONOTONIC */
 
 #include "context.h"
+#include "cpu_info.h"
 #include "ops.h"
 #include "rng.h"
 #include "tape.h"
@@ -154,6 +156,8 @@ static int bench_conv(struct ti_ctx *ctx, const struct bench_opts *o) {
     if (st == TI_OK) st = rand_tensor(ctx, &c.b, 1, bs, -wb, wb, 3);
     if (st == TI_OK) st = rand_tensor(ctx, &c.dout, 4, xs, -1.f, 1.f, 4);
     if (st == TI_OK) st = ti_ctx_zeros(ctx, &c.dx, TI_DTYPE_F32, 4, xs);
+    /* a model's weights are declared frozen when loaded (model/weights.c): the same here */
+    if (st == TI_OK) ti_cpu_weights_frozen(c.w.data, ti_tensor_nbytes(&c.w));
     /* probe once: an op that is not built on this branch is reported, not fatal */
     if (st == TI_OK && !CONV_LINKED())
         st = ti_error(&ctx->err, TI_ERR_UNSUPPORTED, "ti_conv2d is not built in this tree");
@@ -173,6 +177,7 @@ static int bench_conv(struct ti_ctx *ctx, const struct bench_opts *o) {
         }
     }
     ti_err_clear(&ctx->err);
+    if (c.w.data) ti_cpu_weights_thawed(c.w.data, ti_tensor_nbytes(&c.w));
     ti_tensor_release(&c.x);
     ti_tensor_release(&c.w);
     ti_tensor_release(&c.b);
@@ -287,6 +292,9 @@ int main(int argc, char **argv) {
 #else
     printf("THREADS\t1\n");
 #endif
+    char cpu[512];
+    ti_cpu_describe(cpu, sizeof cpu);
+    fprintf(stderr, "ti: %s\n", cpu);
     int ran = 0;
     if (!o.only || strcmp(o.only, "conv") == 0) ran += bench_conv(&ctx, &o);
     if (!o.only || strcmp(o.only, "attention") == 0) ran += bench_attention(&ctx, &o);

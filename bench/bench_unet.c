@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cpu_info.h"
 #include "rng.h"
 #include "tape.h"
 #include "unet.h"
@@ -20,6 +21,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -53,6 +60,9 @@ int main(int argc, char **argv) {
     }
     struct ti_ctx ctx;
     if (ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0) != TI_OK) return fail(&ctx.err);
+    char cpu[512];
+    ti_cpu_describe(cpu, sizeof cpu);
+    fprintf(stderr, "ti: %s\n", cpu);
     struct ti_unet_hparams hp;
     ti_unet_hparams_sd_v1(&hp);
     hp.use_checkpoint = ckpt;
@@ -82,8 +92,9 @@ int main(int argc, char **argv) {
     struct ti_tape *tape;
     if (ti_tape_init(&tape, &ctx.err) != TI_OK) return fail(&ctx.err);
     double *times = calloc((size_t)steps + 1, sizeof *times);
+    double *cpus = calloc((size_t)steps + 1, sizeof *cpus);
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
-        double a = now();
+        double a = now(), ca = cpu_now();
         struct ti_tensor out;
         if (!fwd_only) {
             ctx.tape = tape;
@@ -98,19 +109,26 @@ int main(int argc, char **argv) {
         }
         ti_tensor_release(&out);
         times[s] = now() - a;
+        cpus[s] = cpu_now() - ca;
     }
     qsort(times + 1, (size_t)steps, sizeof *times, cmp);
+    qsort(cpus + 1, (size_t)steps, sizeof *cpus, cmp);
     double med = times[1 + steps / 2];
     double tflop = fwd_only ? (size == 64 ? 0.803 : 0.180) : (size == 64 ? 1.733 : 0.369);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB | activations peak %.2f "
+    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB (+ %.2f GiB oneDNN "
+           "copies) | activations peak %.2f "
            "GiB | "
            "peak RSS %.2f GiB |\n",
            size, size, fwd_only ? "forward" : "forward + input-grad", ckpt ? " (recompute)" : "",
            med, tflop * 1e3 / med, (double)ti_arena_stats(w.arena).reserved / (1 << 30),
+           (double)ti_cpu_weight_cache_bytes() / (1 << 30),
            (double)ti_arena_stats(ctx.act).peak / (1 << 30), (double)ru.ru_maxrss / (1 << 20));
-    fprintf(stderr, "(init with random weights %.1f s, %d timed steps)\n", t_init, steps);
+    fprintf(stderr,
+            "(init with random weights %.1f s, %d timed steps; process CPU time per step "
+            "%.3f s, the load-independent figure on a shared machine)\n",
+            t_init, steps, cpus[1 + steps / 2]);
     ti_tape_free(&tape);
     ti_tensor_release(&x);
     ti_tensor_release(&c);
@@ -121,5 +139,6 @@ int main(int argc, char **argv) {
     ti_ctx_free(&ctx);
     free(buf);
     free(times);
+    free(cpus);
     return 0;
 }

@@ -9,7 +9,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_info.h"
 #include "rng.h"
+
+/* The span of every parameter's memory (one slab), NULL when not allocated on the CPU. */
+static const char *cpu_span(const struct ti_weights *w, size_t *bytes) {
+    *bytes = 0;
+    if (!w->be || w->be->device != TI_DEVICE_CPU) return NULL;
+    const char *lo = NULL, *hi = NULL;
+    for (int i = 0; i < w->n; i++) {
+        const struct ti_tensor *t = w->items[i].slot;
+        if (!t || !t->data) continue;
+        const char *a = t->data, *b = a + ti_tensor_nbytes(t);
+        if (!lo || a < lo) lo = a;
+        if (!hi || b > hi) hi = b;
+    }
+    if (lo) *bytes = (size_t)(hi - lo);
+    return lo;
+}
+
+/* Parameters are frozen once loaded: the CPU backend may keep reordered copies of them
+ * (cpu_info.h); new values (a load, a randomize) drop those copies. */
+static void declare_frozen(struct ti_weights *w) {
+    size_t bytes;
+    const char *p = cpu_span(w, &bytes);
+    if (p) ti_cpu_weights_frozen(p, bytes);
+    w->frozen = p;
+    w->frozen_bytes = bytes;
+}
+
+/* After new values were written: frozen again when complete, else not frozen at all. */
+static void after_write(struct ti_weights *w, ti_status st) {
+    if (st == TI_OK) {
+        declare_frozen(w);
+    } else if (w->frozen) {
+        ti_cpu_weights_thawed(w->frozen, w->frozen_bytes);
+        w->frozen = NULL;
+        w->frozen_bytes = 0;
+    }
+}
 
 void ti_weights_init(struct ti_weights *w) {
     memset(w, 0, sizeof *w);
@@ -17,6 +55,7 @@ void ti_weights_init(struct ti_weights *w) {
 
 void ti_weights_free(struct ti_weights *w) {
     if (!w) return;
+    if (w->frozen) ti_cpu_weights_thawed(w->frozen, w->frozen_bytes);
     /* slots are not touched: the modules that own them may already be freed */
     for (int i = 0; i < w->n; i++)
         free(w->items[i].key);
@@ -182,6 +221,7 @@ ti_status ti_weights_load(struct ti_weights *w, const struct ti_weight_source *s
     }
     kctx_close(w, &k);
     free(stage);
+    after_write(w, st);
     return st;
 }
 
@@ -249,5 +289,6 @@ ti_status ti_weights_randomize(struct ti_weights *w, uint64_t seed, double gain,
     kctx_close(w, &k);
     if (stage != f) free(stage);
     free(f);
+    after_write(w, st);
     return st;
 }

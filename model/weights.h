@@ -42,6 +42,11 @@ struct ti_weights {
     const struct ti_backend *be;
     enum ti_dtype dtype;
     int64_t numel; /* total parameters */
+    /* the span declared frozen to the CPU backend after a load or randomize (cpu_info.h: it may
+     * keep reordered copies of the parameters; write them only through ti_weights_load /
+     * ti_weights_randomize, which declare the new values); NULL when none */
+    const void *frozen;
+    size_t frozen_bytes;
 };
 
 /* A place weights come from. get() fills *view with a CPU tensor (any float dtype, any strides;

@@ -9,6 +9,9 @@
 #      OPENBLAS_L2_SIZE, which halves OpenBLAS SGEMM on its Zen CPUs), and
 #   2. with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset in the benchmark commands only
 #      (as on users' machines).
+#   3. with OPENBLAS_CORETYPE=Prescott (a wrong, older core: ti's kernel choice must not depend
+#      on it; its start-up line, under "ti stderr", says which kernels it uses).
+# PyTorch also runs the conv under CPU autocast to bf16 (rows "... bf16-autocast").
 # Both programs print `RESULT op pass median_ms gflop min_ms max_ms` lines (median of
 # BENCH_REPS timed runs after BENCH_WARMUP untimed ones); an op one side cannot run is printed
 # as "<op>: unavailable (<reason>)" and the rest still runs.
@@ -137,6 +140,10 @@ run_mode() {
 run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
 run_mode "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (benchmark commands only)" \
     -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
+# a wrong, older core (what OpenBLAS 0.3.21 picks by itself on CPU models newer than its table):
+# ti must notice (its stderr line names the core and the GEMM it chose) and stay as fast
+run_mode "OPENBLAS_CORETYPE=Prescott (a wrong, older core; both sides)" \
+    -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Prescott
 
 # ---- the full-size SD v1 UNet (one textual-inversion step's UNet work) -----------------------
 # BENCH_UNET_SIZES (default "32"; "32 64" adds the 512-px latent, several minutes), BENCH_UNET_STEPS (2).

@@ -60,6 +60,25 @@ def bench_conv(reps, warmup):
     report("conv2d", "forward", timed(fwd, reps, warmup), gflop)
     report("conv2d", "forward+input-grad", timed(fwd_bwd, reps, warmup), 2 * gflop)
 
+    # the same under CPU autocast to bfloat16 (weights and activations cast per call, f32
+    # accumulation inside oneDNN): the reference for ti's bf16 goals (CPU-speed issue)
+    def fwd_bf16():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            F.conv2d(x, w, b, padding=1)
+
+    def fwd_bwd_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = F.conv2d(xg, w, b, padding=1)
+        y.float().backward(dout)
+        xg.grad = None
+
+    try:
+        report("conv2d", "forward bf16-autocast", timed(fwd_bf16, reps, warmup), gflop)
+        report("conv2d", "forward+input-grad bf16-autocast", timed(fwd_bwd_bf16, reps, warmup),
+               2 * gflop)
+    except RuntimeError as e:  # an old torch without CPU autocast
+        print("conv2d bf16-autocast: unavailable (%s)" % str(e).splitlines()[0], flush=True)
+
 
 def attention(q, k, v, heads, scale):
     # ldm/modules/attention.py CrossAttention.forward, without the projections

@@ -619,6 +619,15 @@ static ti_status conv_backward_col(struct ti_kctx *k, const struct ti_conv2d_arg
 
 /* ---- entry points ---------------------------------------------------------------------------- */
 
+#if defined(TI_HAVE_DNNL) && defined(TI_REAL_F32)
+#define DNNL_TRY(call)                                                                             \
+    do {                                                                                           \
+        int done_ = 0;                                                                             \
+        TI_TRY(call(k, a, &done_));                                                                \
+        if (done_) return TI_OK;                                                                   \
+    } while (0)
+#endif
+
 /* im2col (rather than the shifted GEMM) for every stride > 1, and for stride 1 when the images
  * are small next to the filters (B*Ho*Wo <= 2*Cout: the UNet's 8x8 and 16x16 layers): its
  * col buffer then costs less than the shifted path's weight repacks, and its GEMMs read the
@@ -631,6 +640,9 @@ ti_status CPU_FN(conv2d_forward)(struct ti_kctx *k, const struct ti_conv2d_args 
     struct geom g;
     geom_of(&g, a);
     if (g.B * g.Cout * g.Ho * g.Wo == 0) return TI_OK;
+#if defined(TI_HAVE_DNNL) && defined(TI_REAL_F32)
+    DNNL_TRY(ti_dnnl_conv2d_forward);
+#endif
     if (wino_applies(&g, g.B, g.Cout, g.Cin, g.Ho, g.Wo)) return wino_forward(k, a, &g);
     return use_col(&g) ? conv_forward_col(k, a, &g) : conv_forward_s1(k, a, &g);
 }
@@ -653,6 +665,13 @@ ti_status CPU_FN(conv2d_backward)(struct ti_kctx *k, const struct ti_conv2d_args
         }
     }
     int want_x = a->dinp.data != NULL, want_w = a->dweight.data != NULL;
+#if defined(TI_HAVE_DNNL) && defined(TI_REAL_F32)
+    if (want_x) {
+        int done = 0;
+        TI_TRY(ti_dnnl_conv2d_backward_data(k, a, &done));
+        if (done) want_x = 0;
+    }
+#endif
     if (want_x && wino_applies(&g, g.B, g.Cin, g.Cout, g.H, g.W)) {
         TI_TRY(wino_backward_data(k, a, &g));
         want_x = 0;

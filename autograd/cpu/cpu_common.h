@@ -35,6 +35,16 @@ void ti_cpu_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, dou
 /* Number of threads our own parallel loops use. */
 int ti_cpu_threads(void);
 
+/* ---- oneDNN (dnnl_conv.c, built with TI_HAVE_DNNL) ------------------------------------------ */
+struct ti_conv2d_args;
+/* f32 conv2d forward / backward-data (dinp += ...): *done = 1 when oneDNN computed it, 0 when
+ * conv2d.c's own paths must run (oneDNN off or unable to take the shape). */
+ti_status ti_dnnl_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a, int *done);
+ti_status ti_dnnl_conv2d_backward_data(struct ti_kctx *k, const struct ti_conv2d_args *a,
+                                       int *done);
+int ti_dnnl_conv_enabled(void);     /* oneDNN built in, engine up, TI_DNNL != 0 */
+const char *ti_dnnl_isa_name(void); /* dnnl_get_effective_cpu_isa() in words */
+
 /* ---- every kernel, declared from ops.def: cpu_f32_<op>_<dir> and cpu_f64_<op>_<dir> -------- */
 #define TI_CPU_BWD_DECL_1(pfx, name)                                                               \
     ti_status pfx##name##_backward(struct ti_kctx *k, const struct ti_##name##_args *a);

@@ -2,14 +2,25 @@
  * cpu_gemm.c - row-major GEMM for the CPU kernels: OpenBLAS (cblas) when ti was built with it,
  * else a plain OpenMP loop (correct, slower; used on machines without OpenBLAS, e.g. a GPU box
  * where the CPU is only the reference for backend-consistency tests).
+ * f32 goes to oneDNN's SGEMM instead when ti is built with it (TI_DNNL): it dispatches on the
+ * CPU's features, so it does not depend on OpenBLAS's model table or OPENBLAS_CORETYPE, and it
+ * measured as fast as or faster than OpenBLAS's best core on every SD shape (docs/PERF.md).
+ * TI_GEMM=openblas|dnnl forces a choice. f64 (the gradcheck reference) stays on OpenBLAS.
  */
 #define TI_CPU_ONCE
 #include "cpu_common.h"
 
 #include <stdatomic.h> /* defines: atomic_fetch_add_explicit, atomic_load */
+#include <stdlib.h>    /* defines: getenv */
+#include <string.h>    /* defines: strcmp */
+
+#include "../cpu_info.h"
 
 #ifdef TI_HAVE_OPENBLAS
 #include <cblas.h> /* defines: cblas_sgemm, cblas_dgemm */
+#endif
+#ifdef TI_HAVE_DNNL
+#include <dnnl.h> /* defines: dnnl_sgemm */
 #endif
 
 /* Every GEMM call and its multiply-adds (M*N*K), from any thread: tests check with them that a
@@ -41,24 +52,78 @@ int ti_cpu_threads(void) {
     void name(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,   \
               const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
 
+/* 0: OpenBLAS or the built-in loops; 1: oneDNN's SGEMM. Decided once (a race only repeats the
+ * same decision). */
+static int gemm_mode = -1;
+
+static int sgemm_mode(void) {
+    if (gemm_mode >= 0) return gemm_mode;
+    int m = 0;
+#ifdef TI_HAVE_DNNL
+    /* oneDNN's SGEMM measured >= OpenBLAS's best core on every shape (docs/PERF.md) */
+    const char *e = getenv("TI_GEMM");
+    m = !(e && strcmp(e, "openblas") == 0);
+#endif
+    gemm_mode = m;
+    return m;
+}
+
+const char *ti_cpu_gemm_name(void) {
+    if (sgemm_mode() == 1) return "oneDNN";
+#ifdef TI_HAVE_OPENBLAS
+    return "OpenBLAS";
+#else
+    return "built-in";
+#endif
+}
+
+/* C = beta * C for K == 0 (BLAS skips the scaling for some sizes). */
+#define SCALE_ONLY(T)                                                                              \
+    do {                                                                                           \
+        for (int64_t i = 0; i < M; i++)                                                            \
+            for (int64_t j = 0; j < N; j++)                                                        \
+                C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];                      \
+    } while (0)
+
+#ifdef TI_HAVE_DNNL
+static int ti_dnnl_sgemm_call(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                              float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0) {
+        SCALE_ONLY(float);
+        return 1;
+    }
+    return dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C,
+                      ldc) == dnnl_success;
+}
+#define TRY_DNNL_SGEMM()                                                                           \
+    do {                                                                                           \
+        if (sgemm_mode() == 1 &&                                                                   \
+            ti_dnnl_sgemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))              \
+            return;                                                                                \
+    } while (0)
+#else
+#define TRY_DNNL_SGEMM() ((void)0)
+#endif
+
 #ifdef TI_HAVE_OPENBLAS
 /* K == 0 must still scale C by beta, which BLAS skips for some sizes. */
-#define DEFINE_GEMM(name, T, cblas)                                                                \
+#define DEFINE_GEMM(name, T, cblas, pre)                                                           \
     GEMM_SIGNATURE(name, T) {                                                                      \
         gemm_count(M, N, K);                                                                       \
+        pre;                                                                                       \
         if (M <= 0 || N <= 0) return;                                                              \
         if (K <= 0) {                                                                              \
-            for (int64_t i = 0; i < M; i++)                                                        \
-                for (int64_t j = 0; j < N; j++)                                                    \
-                    C[i * ldc + j] = beta == (T)0 ? (T)0 : beta * C[i * ldc + j];                  \
+            SCALE_ONLY(T);                                                                         \
             return;                                                                                \
         }                                                                                          \
         cblas(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,       \
               (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta,   \
               C, (blasint)ldc);                                                                    \
     }
-DEFINE_GEMM(ti_cpu_sgemm, float, cblas_sgemm)
-DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm)
+DEFINE_GEMM(ti_cpu_sgemm, float, cblas_sgemm, TRY_DNNL_SGEMM())
+DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm, (void)0)
 #else
 /* One output row per iteration, in column chunks of GEMM_NB with double accumulators: f32 sums
  * over the long K of a conv's weight gradient (B*Ho*Wo terms) would otherwise drift from a
@@ -66,9 +131,10 @@ DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm)
 #define GEMM_NB 256
 /* the _Pragma must stay on its own line, before its loop */
 // clang-format off
-#define DEFINE_GEMM(name, T)                                                                       \
+#define DEFINE_GEMM(name, T, pre)                                                                  \
     GEMM_SIGNATURE(name, T) {                                                                      \
         gemm_count(M, N, K);                                                                       \
+        pre;                                                                                       \
         _Pragma("omp parallel for schedule(static) if (M * N * K > 65536)")                        \
         for (int64_t i = 0; i < M; i++) {                                                          \
             T *c = C + i * ldc;                                                                    \
@@ -103,6 +169,6 @@ DEFINE_GEMM(ti_cpu_dgemm, double, cblas_dgemm)
         }                                                                                          \
     }
 // clang-format on
-DEFINE_GEMM(ti_cpu_sgemm, float)
-DEFINE_GEMM(ti_cpu_dgemm, double)
+DEFINE_GEMM(ti_cpu_sgemm, float, TRY_DNNL_SGEMM())
+DEFINE_GEMM(ti_cpu_dgemm, double, (void)0)
 #endif
