@@ -49,6 +49,10 @@ static void after_write(struct ti_weights *w, ti_status st) {
     }
 }
 
+void ti_weights_thaw(struct ti_weights *w) {
+    after_write(w, TI_ERR_INTERNAL);
+}
+
 void ti_weights_init(struct ti_weights *w) {
     memset(w, 0, sizeof *w);
 }

@@ -87,6 +87,11 @@ ti_status ti_weights_load(struct ti_weights *w, const struct ti_weight_source *s
 ti_status ti_weights_randomize(struct ti_weights *w, uint64_t seed, double gain,
                                struct ti_err *err);
 
+/* Declares the weights no longer frozen, before anything trains them (unfreeze_model,
+ * pretraining): the CPU backend drops its reordered copies and stops caching them, so every op
+ * reads the current values. A later load or randomize freezes them again. */
+void ti_weights_thaw(struct ti_weights *w);
+
 /* Lookup by full key (NULL if absent). */
 const struct ti_weight *ti_weights_find(const struct ti_weights *w, const char *key);
 

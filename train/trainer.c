@@ -180,6 +180,9 @@ static ti_status unfreeze(struct ti_trainer *t, const struct ti_trainer_opts *o,
                         "the model weights (v1-finetune_unfrozen.yaml has 1e-7)",
                         t->cfg.model.model_lr);
     t->model_lr = t->cfg.model.model_lr;
+    /* trained from here on: the CPU backend must not serve cached reordered copies of them */
+    ti_weights_thaw(&t->model.unet_w);
+    ti_weights_thaw(&t->model.text_w);
     const struct ti_weights *tabs[2] = {&t->model.unet_w, &t->model.text_w};
     int total = tabs[0]->n + tabs[1]->n;
     t->mp = calloc((size_t)total, sizeof *t->mp);
