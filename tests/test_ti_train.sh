@@ -99,12 +99,30 @@ e2e)
     check "the step is recorded" bash -c "'$INSPECT' --json '$R/checkpoints/embeddings_gs-3.pt' | grep -q '\"step\": 3'"
     # images at global steps 2 and 4; dataset length 4 images * 2 repeats = 8, batch 2:
     # step 2 = samples 4,5 (epoch 0, batch 2), step 4 = samples 8,9 (epoch 1, batch 0)
-    for k in inputs reconstruction samples samples_scaled; do
+    for k in inputs reconstruction conditioning samples samples_scaled; do
         check "$k grid step 2" [ -s "$R/images/train/${k}_gs-000002_e-000000_b-000002.jpg" ]
         check "$k grid step 4" [ -s "$R/images/train/${k}_gs-000004_e-000001_b-000000.jpg" ]
     done
     n_img=$(ls "$R/images/train" | wc -l)
-    check "8 grids, found $n_img" [ "$n_img" -eq 8 ]
+    check "10 grids, found $n_img" [ "$n_img" -eq 10 ]
+    # conditioning: the captions drawn black on white (tiny SD: 2 tiles of 64 px + make_grid's
+    # grey border), so the grid holds near-black text pixels and mostly near-white paper
+    PY=$(py_with PIL)
+    if [ -n "$PY" ]; then
+        check "conditioning grid is text on white" "$PY" - "$R/images/train/conditioning_gs-000002_e-000000_b-000002.jpg" <<'EOF'
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("L")
+w, h = im.size
+px = list(im.getdata())
+dark = sum(p < 60 for p in px)
+light = sum(p > 200 for p in px)
+assert (w, h) == (2 * 64 + 3 * 2, 64 + 2 * 2), (w, h)
+assert dark > 20 and light > 0.5 * len(px), (dark, light, len(px))
+EOF
+    else
+        skipped="$skipped conditioning-pixels(no python3 PIL)"
+    fi
     check "loss plot" [ -s "$R/loss.png" ]
     PY=$(py_with h5py)
     if [ -f "$R/metrics.h5" ] && [ -n "$PY" ]; then

@@ -18,6 +18,7 @@
 #include "embedding_io.h" /* defines: ti_embedding_write */
 #include "fileio.h"       /* defines: ti_path_is_dir, ti_path_stem, ti_fmap */
 #include "image.h"        /* defines: struct ti_image, ti_image_write_* */
+#include "text_image.h"   /* defines: ti_image_text (the conditioning grid) */
 #include "ldm.h"          /* defines: struct ti_ldm */
 #include "ops.h"          /* defines: ti_copy */
 #include "sampler.h"      /* defines: ti_sampler_run, ti_sampler_decode */
@@ -283,6 +284,34 @@ static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int
     return st;
 }
 
+/* `conditioning`: the batch's captions drawn as text on size x size canvases (the peer's
+ * log_txt_as_img, data/text_image.h), make_grid as the other keys */
+static ti_status write_caption_grid(struct ti_train_run *r, const char *const *captions, int n,
+                                    int size, int64_t gs, int64_t epoch, int64_t batch,
+                                    struct ti_err *err) {
+    struct ti_image tiles[64];
+    struct ti_data_err de;
+    ti_status st = TI_OK;
+    if (n > 64) n = 64;
+    int made = 0;
+    for (; made < n; made++)
+        if (ti_image_text(&tiles[made], size, size, captions[made], NULL, &de) != 0) {
+            st = ti_error(err, TI_ERR_NOMEM, "image log: conditioning: %s", de.msg);
+            break;
+        }
+    struct ti_image grid = {0};
+    if (st == TI_OK && ti_image_grid(&grid, tiles, n, 4, 2, 127, &de) != 0)
+        st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
+    char path[4400];
+    ti_run_image_name(path, sizeof path, r->imgdir, "conditioning", gs, epoch, batch);
+    if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
+        st = ti_error(err, TI_ERR_IO, "%s", de.msg);
+    ti_image_free(&grid);
+    for (int i = 0; i < made; i++)
+        ti_image_free(&tiles[i]);
+    return st;
+}
+
 /* prompts (B) -> conditioning (B, T, D) on ctx's device, with the current vectors. The
  * progressive-words counter is left as it was: logging does not change training. */
 static ti_status encode(struct ti_train_run *r, struct ti_ctx *ctx, const char *const *prompts,
@@ -373,8 +402,8 @@ static ti_status log_samples(struct ti_train_run *r, struct ti_ctx *ctx,
 }
 
 /* The image logger (§5.4): inputs, reconstruction (VAE round trip through the posterior mean),
- * samples and samples_scaled (log_images' sample=True). `conditioning` (captions drawn as
- * text) is not logged. Runs outside the trainer's context and RNG, so it never changes the
+ * conditioning (the captions drawn as text), samples and samples_scaled (log_images'
+ * sample=True). Runs outside the trainer's context and RNG, so it never changes the
  * training numbers. */
 ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
                               const char *const *captions, int n, int64_t gs, int64_t epoch,
@@ -414,6 +443,7 @@ ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
     ti_tensor_release(&rec);
     ti_tensor_release(&recf);
     if (st == TI_OK) st = write_grid(r, host, n, size, "reconstruction", gs, epoch, batch, err);
+    if (st == TI_OK) st = write_caption_grid(r, captions, n, size, gs, epoch, batch, err);
     free(host);
     if (st == TI_OK && r->log_sample) st = log_samples(r, &ctx, captions, n, gs, epoch, batch, err);
     ti_ctx_free(&ctx);
