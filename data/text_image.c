@@ -12,11 +12,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GLYPH_W 5
-#define GLYPH_H 7
+#define GLYPH_W   5
+#define GLYPH_H   7
 #define GLYPH_TOP 2
 
-/* rows top to bottom, 5 characters each */
+/* rows top to bottom, 5 characters each (one glyph a line: clang-format would split them) */
+/* clang-format off */
 static const char font[95][GLYPH_W * GLYPH_H + 1] = {
     /* ' ' */ "....." "....." "....." "....." "....." "....." ".....",
     /* '!' */ "..#.." "..#.." "..#.." "..#.." "..#.." "....." "..#..",
@@ -114,9 +115,15 @@ static const char font[95][GLYPH_W * GLYPH_H + 1] = {
     /* '}' */ ".#..." "..#.." "..#.." "...#." "..#.." "..#.." ".#...",
     /* '~' */ "....." "....." ".#..." "#.#.#" "...#." "....." ".....",
 };
+/* clang-format on */
 
 /* drawn for Latin-1 letters and signs the font lacks (U+00A1..U+00FF) */
-static const char box[GLYPH_W * GLYPH_H + 1] = "....." "#####" "#...#" "#...#" "#...#" "#...#"
+static const char box[GLYPH_W * GLYPH_H + 1] = "....."
+                                               "#####"
+                                               "#...#"
+                                               "#...#"
+                                               "#...#"
+                                               "#...#"
                                                "#####";
 
 /* next code point of s at *i (advanced); ill-formed sequences give U+FFFD, one byte at a time
@@ -149,8 +156,7 @@ static void draw_glyph(struct ti_image *img, const char *g, int x0, int y0) {
     for (int r = 0; r < GLYPH_H; r++)
         for (int c = 0; c < GLYPH_W; c++) {
             int x = x0 + c, y = y0 + r;
-            if (g[r * GLYPH_W + c] != '#' || x < 0 || y < 0 || x >= img->w || y >= img->h)
-                continue;
+            if (g[r * GLYPH_W + c] != '#' || x < 0 || y < 0 || x >= img->w || y >= img->h) continue;
             uint8_t *p = img->px + ((size_t)y * img->w + x) * 3;
             p[0] = p[1] = p[2] = 0;
         }

@@ -159,6 +159,16 @@ EOF
     R=$(rundir "$TMP/l4")
     check "unfreeze_model saves the model" "$INSPECT" "$R/checkpoints/model.safetensors" >/dev/null
     check "the saved model was trained (differs from the input)" bash -c "! cmp -s '$TMP/sd.safetensors' '$R/checkpoints/model.safetensors'"
+    # lightning.trainer.max_epochs: PL stops at whichever limit comes first. 4 images * 2
+    # repeats = 8 samples, batch 2: 4 steps an epoch, so max_epochs 1 ends after step 3 (the last
+    # save at global step 3), before --max_steps 6
+    train "$TMP/l5" lightning.trainer.max_epochs=1 >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    check "max_epochs run exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l5")
+    got=$(cd "$R/checkpoints" 2>/dev/null && ls embeddings*.pt | sort | tr '\n' ' ' | sed 's/ $//')
+    check "max_epochs 1 embedding files '$got'" [ "$got" = "embeddings.pt embeddings_gs-1.pt embeddings_gs-3.pt" ]
+    check "max_epochs 1: 4 steps" grep -q "^done: 4 steps" "$TMP/out"
     # --format peer and diffusers
     train "$TMP/l3" --format diffusers --max_steps 2 >/dev/null 2>"$TMP/err"
     R=$(rundir "$TMP/l3")

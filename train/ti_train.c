@@ -241,15 +241,7 @@ static int run_main(int argc, char **argv) {
     r->batch = cfg->data.batch_size;
     r->accum =
         cfg->lightning.accumulate_grad_batches > 0 ? cfg->lightning.accumulate_grad_batches : 1;
-    r->max_steps = cfg->lightning.max_steps;
-    if (r->max_steps <= 0) {
-        /* the peer then runs for PL's 1000 epochs, i.e. "forever" (§1.5, §8.3-3) */
-        r->max_steps = 6100;
-        fprintf(stderr,
-                PROG ": warning: lightning.trainer.max_steps is not set; training %lld steps (give "
-                     "--max_steps N to change it)\n",
-                (long long)r->max_steps);
-    }
+    r->max_steps = cfg->lightning.max_steps; /* max_epochs joins in once the data is known */
     r->every_ckpt = cfg->lightning.every_n_train_steps;
     if (r->every_ckpt <= 0)
         fprintf(stderr,
@@ -308,6 +300,24 @@ static int run_main(int argc, char **argv) {
         return fail_run(r, &err);
     }
     printf("train, PersonalizedBase, %zu\n", ti_dataset_len(r->ds));
+    {
+        /* PL 1.5 stops at whichever of max_steps and max_epochs comes first; with neither set,
+         * max_epochs is 1000 (the style config: "forever", §1.5, §8.3-3). An epoch is
+         * ceil(ceil(len / ranks) / batch) batches, ceil(that / accumulate) optimizer steps. */
+        int64_t per_rank = ((int64_t)r->stream.len + g_world - 1) / g_world;
+        int64_t batches = (per_rank + r->batch - 1) / r->batch;
+        int64_t per_epoch = (batches + r->accum - 1) / r->accum;
+        int64_t epochs = cfg->lightning.max_epochs > 0 ? cfg->lightning.max_epochs
+                         : r->max_steps > 0            ? -1
+                                                       : 1000;
+        if (epochs > 0 && per_epoch > 0 && (r->max_steps <= 0 || epochs * per_epoch < r->max_steps))
+            r->max_steps = epochs * per_epoch;
+        if (cfg->lightning.max_steps <= 0 && cfg->lightning.max_epochs <= 0)
+            fprintf(stderr,
+                    PROG ": warning: lightning.trainer.max_steps is not set: training PL's 1000 "
+                         "epochs, %lld steps (give --max_steps N to stop sooner)\n",
+                    (long long)r->max_steps);
+    }
     if (!ti_image_exif_supported())
         fprintf(stderr,
                 PROG ": warning: built without libexif: EXIF orientation is not applied "
