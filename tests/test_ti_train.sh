@@ -401,6 +401,11 @@ bad)
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
         expect_fail "bf16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision bf16
+        # the config's precision counts as --precision (the peer's PL reads it from there)
+        expect_fail "precision 16 in the config on the CPU" 2 "precision.*16" -- "$TT" $B \
+            --data_root "$FIX/imgs" lightning.trainer.precision=16
+        expect_fail "precision 64" 1 "precision.*64" -- "$TT" $B --data_root "$FIX/imgs" \
+            lightning.trainer.precision=64
         expect_fail "resume of a non-run" 1 "not a ti-train run|not a folder" -- "$TT" --resume "$TMP/empty"
     }
     # mixed folder: the bad files are skipped with warnings, the good ones used

@@ -222,14 +222,29 @@ static int run_main(int argc, char **argv) {
                 ti_train_precision_name(r->a.precision), ti_train_precision_name(r->a.precision));
         return 2;
     }
-    enum ti_dtype dtype = r->a.precision == TI_PREC_BF16   ? TI_DTYPE_BF16
-                          : r->a.precision == TI_PREC_FP16 ? TI_DTYPE_F16
-                                                           : TI_DTYPE_F32;
 
     /* config (§1.2) */
     if (ti_train_config_build(&r->setup, &r->a, &err) != TI_OK) return fail_run(r, &err);
     r->cfg = r->setup.cfg;
     const struct ti_config *cfg = r->cfg;
+    /* the precision: lightning.trainer.precision, which --precision sets (PL reads it there) */
+    const char *prec = cfg->lightning.precision;
+    enum ti_dtype dtype = !strcmp(prec, "bf16") ? TI_DTYPE_BF16
+                          : !strcmp(prec, "16") ? TI_DTYPE_F16
+                                                : TI_DTYPE_F32;
+    if (!strcmp(prec, "64")) {
+        ti_error(&err, TI_ERR_CONFIG,
+                 "lightning.trainer.precision: 64 is not supported (ti trains in 32, 16 or "
+                 "bf16)");
+        return fail_run(r, &err);
+    }
+    if (r->a.n_gpus == 0 && dtype != TI_DTYPE_F32) {
+        fprintf(stderr,
+                PROG ": lightning.trainer.precision %s: the CPU computes in fp32 only; add "
+                     "--gpus 0, or set it to 32\n",
+                prec);
+        return 2;
+    }
     for (int k = 0; k < cfg->n_warnings; k++)
         fprintf(stderr, PROG ": warning: %s\n", cfg->warnings[k].msg);
     if (g_world > 1 && cfg->model.unfreeze_model) {
