@@ -169,6 +169,18 @@ EOF
     got=$(cd "$R/checkpoints" 2>/dev/null && ls embeddings*.pt | sort | tr '\n' ' ' | sed 's/ $//')
     check "max_epochs 1 embedding files '$got'" [ "$got" = "embeddings.pt embeddings_gs-1.pt embeddings_gs-3.pt" ]
     check "max_epochs 1: 4 steps" grep -q "^done: 4 steps" "$TMP/out"
+    # continuing from an a1111 file (string_to_param key '*', string_to_token = the run's
+    # placeholder id) with the same --placeholder_string: the peer substitutes by the stored
+    # token id, so the file's vectors stand for 'cat' and keep training under that name (the
+    # peer format keeps the placeholder as the key)
+    train "$TMP/l6" --max_steps 1 --placeholder_string cat >/dev/null 2>"$TMP/err"
+    E6=$(ls "$(rundir "$TMP/l6")"/checkpoints/embeddings.pt)
+    train "$TMP/l7" --max_steps 1 --placeholder_string cat --embedding_manager_ckpt "$E6" \
+        --format peer >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "continue from an a1111 file: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l7")
+    check "continued run keeps the placeholder 'cat'" bash -c "'$INSPECT' '$R/checkpoints/embeddings.pt' | grep -q \"term 'cat'\""
     # --format peer and diffusers
     train "$TMP/l3" --format diffusers --max_steps 2 >/dev/null 2>"$TMP/err"
     R=$(rundir "$TMP/l3")
