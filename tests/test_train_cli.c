@@ -419,6 +419,45 @@ TEST(saved_configs_are_omegaconfs_text) {
     dump_case("ldm_style", ldm);
 }
 
+/* the run folder's data prefix is basename(os.path.normpath(data_root)), as main.py; "." and
+ * "/" give no prefix (the peer's "." would make a hidden folder) */
+TEST(data_root_prefix_is_basename_of_normpath) {
+    static const char *const cases[][2] = {
+        {"/data/cat_toy", "cat_toy"},
+        {"/data/cat_toy/", "cat_toy"},
+        {"cat_toy//", "cat_toy"},
+        {"../cat_toy/./", "cat_toy"},
+        {"../cat_toy/.", "cat_toy"},
+        {"a/b/..", "a"},
+        {"a/b/../", "a"},
+        {"a/./b/./", "b"},
+        {"..", ".."},
+        {"../..", ".."},
+        {"/..", ""},
+        {"/", ""},
+        {".", ""},
+        {"./", ""},
+        {"my cats \xc3\xbc/", "my cats \xc3\xbc"},
+        {"a/..", ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct ti_train_args a;
+        char msg[512], now[512], want[512];
+        const char *argv[] = {"ti-train",        "-b", "c.yaml", "--data_root", cases[k][0],
+                              "--actual_resume", "m",  NULL};
+        CHECK(parse(&a, msg, argv) == 0);
+        ti_run_now_string(now, sizeof now, &a, 0);
+        /* the date is 19 characters after the prefix */
+        snprintf(want, sizeof want, "%s", cases[k][1]);
+        size_t n = strlen(now);
+        int ok = n == strlen(want) + 19 && !strncmp(now, want, strlen(want));
+        if (!ok)
+            fprintf(stderr, "  data_root '%s': prefix of '%s', want '%s'\n", cases[k][0], now,
+                    want);
+        CHECK(ok);
+    }
+}
+
 int main(void) {
     RUN(str2bool_is_the_peers);
     RUN(defaults_and_readme_invocation);
@@ -428,5 +467,6 @@ int main(void) {
     RUN(config_assembly_and_lr);
     RUN(metrics_rows_and_resume);
     RUN(saved_configs_are_omegaconfs_text);
+    RUN(data_root_prefix_is_basename_of_normpath);
     return tc_finish();
 }

@@ -110,19 +110,43 @@ void ti_train_setup_free(struct ti_train_setup *s) {
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
-/* basename(normpath(p)) */
+/* basename(os.path.normpath(p)): components, "." dropped, ".." cancelling the component before
+ * it (kept at the start of a relative path, dropped at the root of an absolute one); the last
+ * one remains. An empty result (".", "/") gives no prefix. */
 static void path_base(char *buf, size_t cap, const char *p) {
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && p[b - 1] != '/')
-        b--;
-    size_t len = n - b;
-    if (len >= cap) len = cap - 1;
-    memcpy(buf, p + b, len);
-    buf[len] = 0;
-    if (!strcmp(buf, ".") || !strcmp(buf, "/")) buf[0] = 0;
+    /* the start and length of each kept component */
+    enum { MAXC = 256 };
+    size_t at[MAXC], len[MAXC];
+    int n = 0, absolute = p[0] == '/';
+    for (size_t i = 0; p[i];) {
+        while (p[i] == '/')
+            i++;
+        size_t s = i;
+        while (p[i] && p[i] != '/')
+            i++;
+        size_t l = i - s;
+        if (l == 0 || (l == 1 && p[s] == '.')) continue;
+        if (l == 2 && p[s] == '.' && p[s + 1] == '.') {
+            if (n > 0 && !(len[n - 1] == 2 && !strncmp(p + at[n - 1], "..", 2))) {
+                n--;
+                continue;
+            }
+            if (absolute) continue; /* /.. is / */
+        }
+        if (n == MAXC) { /* absurdly deep: keep the last ones */
+            memmove(at, at + 1, (MAXC - 1) * sizeof at[0]);
+            memmove(len, len + 1, (MAXC - 1) * sizeof len[0]);
+            n--;
+        }
+        at[n] = s;
+        len[n] = l;
+        n++;
+    }
+    buf[0] = 0;
+    if (n == 0 || cap == 0) return;
+    size_t l = len[n - 1] < cap ? len[n - 1] : cap - 1;
+    memcpy(buf, p + at[n - 1], l);
+    buf[l] = 0;
 }
 
 void ti_run_now_string(char *buf, size_t cap, const struct ti_train_args *a, time_t t) {
