@@ -79,6 +79,8 @@ e2e)
     check "e2e SD exit status $rc (stderr: $(tail -n 3 "$TMP/err"))" [ $rc -eq 0 ]
     # the peer's LR line: 1 * 1 * 2 * 5e-3
     check "LR line" grep -qx "Setting learning rate to 1.00e-02 = 1 (accumulate_grad_batches) \* 1 (num_gpus) \* 2 (batchsize) \* 5.00e-03 (base_lr)" "$TMP/out"
+    # main.py's line per split: 4 images * 2 repeats; validation (set: val) ignores repeats
+    check "dataset lines" bash -c "grep -qx 'train, PersonalizedBase, 8' '$TMP/out' && grep -qx 'validation, PersonalizedBase, 4' '$TMP/out'"
     R=$(rundir "$TMP/l1")
     check "run folder name <data stem><date>_run" bash -c "basename '$R' | grep -Eq '^imgs[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}_run$'"
     now=$(basename "$R" | sed 's/_run$//')

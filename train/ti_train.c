@@ -315,6 +315,16 @@ static int run_main(int argc, char **argv) {
         return fail_run(r, &err);
     }
     printf("train, PersonalizedBase, %zu\n", ti_dataset_len(r->ds));
+    /* main.py prints a line per split; the validation set (same folder) is never run by ti */
+    if (cfg->data.validation.present) {
+        int nv = ti_dataset_n_images(r->ds);
+        size_t lv =
+            cfg->data.validation.is_train
+                ? (size_t)nv *
+                      (size_t)(cfg->data.validation.repeats > 0 ? cfg->data.validation.repeats : 1)
+                : (size_t)nv;
+        printf("validation, PersonalizedBase, %zu\n", lv);
+    }
     {
         /* PL 1.5 stops at whichever of max_steps and max_epochs comes first; with neither set,
          * max_epochs is 1000 (the style config: "forever", §1.5, §8.3-3). An epoch is
