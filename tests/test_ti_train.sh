@@ -107,6 +107,17 @@ e2e)
     done
     n_img=$(ls "$R/images/train" | wc -l)
     check "10 grids, found $n_img" [ "$n_img" -eq 10 ]
+    # validation (§5.4): PL validates at each epoch end (8 samples / batch 2 = 4 steps), and the
+    # logger writes when global_step (then 4) is a multiple of batch_frequency (2): the val split
+    # is the 4 images once, in batches of 2 -> batches 0 and 1 of epoch 0; at step 8 (the next
+    # epoch end) the run has stopped
+    for k in inputs reconstruction conditioning samples samples_scaled; do
+        for b in 0 1; do
+            check "val $k grid batch $b" [ -s "$R/images/val/${k}_gs-000004_e-000000_b-00000$b.jpg" ]
+        done
+    done
+    n_val=$(ls "$R/images/val" 2>/dev/null | wc -l)
+    check "10 val grids, found $n_val" [ "$n_val" -eq 10 ]
     # conditioning: the captions drawn black on white (tiny SD: 2 tiles of 64 px + make_grid's
     # grey border), so the grid holds near-black text pixels and mostly near-white paper
     PY=$(py_with PIL)

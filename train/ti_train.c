@@ -588,6 +588,23 @@ static int run_main(int argc, char **argv) {
             }
         }
         step++;
+        /* PL validates at each epoch end (here: a step whose samples cross a multiple of the
+         * dataset length); the image logger then writes images/val/ when the global step, now
+         * incremented, is a multiple of batch_frequency */
+        {
+            uint64_t per_step = (uint64_t)r->accum * (uint64_t)g_world * (uint64_t)r->batch;
+            uint64_t k_end = (uint64_t)step * per_step;
+            if (writer && ti_run_is_image_step(step, r->img_freq) &&
+                k_end / r->stream.len > (k_end - per_step) / r->stream.len) {
+                ti_progress_break(&prog);
+                if (ti_train_log_val_images(r, step, (int64_t)(k_end / r->stream.len) - 1, be,
+                                            &err) != TI_OK) {
+                    fprintf(stderr, PROG ": warning: validation image log at step %lld: %s\n",
+                            (long long)step, err.msg);
+                    ti_err_clear(&err);
+                }
+            }
+        }
         if (writer && ti_metrics_flush(r->metrics, 0, &err) != TI_OK) {
             rc = 1;
             goto out;

@@ -450,6 +450,42 @@ ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
     return st;
 }
 
+ti_status ti_train_log_val_images(struct ti_train_run *r, int64_t gs, int64_t epoch,
+                                  const struct ti_backend *be, struct ti_err *err) {
+    int n = ti_dataset_n_images(r->ds), B = r->batch, size = r->cfg->data.train.size;
+    size_t per = (size_t)3 * size * size;
+    float *imgs = malloc((size_t)B * per * sizeof *imgs);
+    char(*caps)[512] = malloc((size_t)B * sizeof *caps);
+    const char **capp = malloc((size_t)B * sizeof *capp);
+    char saved[sizeof r->imgdir];
+    memcpy(saved, r->imgdir, sizeof saved);
+    snprintf(r->imgdir, sizeof r->imgdir, "%s/images/val", r->rundir);
+    ti_status st = TI_OK;
+    if (!imgs || !caps || !capp) st = ti_error(err, TI_ERR_NOMEM, "val image log: out of memory");
+    if (st == TI_OK) st = ti_mkdirs(r->imgdir, err);
+    /* the val draws: another seed than the training stream's, one key per (epoch, image) */
+    uint64_t s = r->stream.seed ^ 0x76616c5f6c6f6755ULL;
+    for (int b = 0; st == TI_OK && b * B < n; b++) {
+        int m = n - b * B < B ? n - b * B : B;
+        for (int j = 0; j < m && st == TI_OK; j++) {
+            size_t i = (size_t)b * B + (size_t)j;
+            uint64_t k = (uint64_t)epoch * (uint64_t)n + i;
+            struct ti_data_err de;
+            capp[j] = caps[j];
+            if (ti_dataset_example(r->ds, i, hash_uniform(s, k, 0), hash_uniform(s, k, 1),
+                                   hash_uniform(s, k, 2), imgs + (size_t)j * per, caps[j],
+                                   sizeof caps[j], &de) != 0)
+                st = ti_error(err, TI_ERR_INVALID, "validation example %zu: %s", i, de.msg);
+        }
+        if (st == TI_OK) st = ti_train_log_images(r, imgs, capp, m, gs, epoch, b, be, err);
+    }
+    memcpy(r->imgdir, saved, sizeof saved);
+    free(imgs);
+    free(caps);
+    free(capp);
+    return st;
+}
+
 double ti_train_embedding_norm(const struct ti_emb_manager *em) {
     double s = 0;
     for (size_t i = 0; i < (size_t)em->n_rows * (size_t)em->dim; i++)
