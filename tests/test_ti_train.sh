@@ -182,6 +182,16 @@ EOF
     got=$(cd "$R/checkpoints" 2>/dev/null && ls embeddings*.pt | sort | tr '\n' ' ' | sed 's/ $//')
     check "max_epochs 1 embedding files '$got'" [ "$got" = "embeddings.pt embeddings_gs-1.pt embeddings_gs-3.pt" ]
     check "max_epochs 1: 4 steps" grep -q "^done: 4 steps" "$TMP/out"
+    # --accumulate_grad_batches 2: PL calls the image logger after every micro-batch and both
+    # micro-batches of step 2 see global_step 2, so both log (batch_idx 0 and 1 of epoch 1:
+    # samples 8..11 of 8 per epoch)
+    train "$TMP/l8" --max_steps 3 --accumulate_grad_batches 2 >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "accumulate 2 run: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l8")
+    for b in 0 1; do
+        check "accumulate 2: inputs of micro-batch $b" [ -s "$R/images/train/inputs_gs-000002_e-000001_b-00000$b.jpg" ]
+    done
     # continuing from an a1111 file (string_to_param key '*', string_to_token = the run's
     # placeholder id) with the same --placeholder_string: the peer substitutes by the stored
     # token id, so the file's vectors stand for 'cat' and keep training under that name (the

@@ -539,6 +539,21 @@ static int run_main(int argc, char **argv) {
             }
             if (step == nan_at) loss = NAN;
             loss_sum += loss;
+            /* PL runs the image logger after every micro-batch: with accumulation each one of
+             * a logging step writes its grids (its own batch_idx), the earlier ones before the
+             * optimizer step; the last one is logged after it, below */
+            if (writer && m + 1 < r->accum && ti_run_is_image_step(step, r->img_freq)) {
+                uint64_t km = k0 + (uint64_t)m * g_world * r->batch;
+                ti_progress_break(&prog);
+                if (ti_train_log_images(
+                        r, images, capp, r->batch, step, (int64_t)(km / r->stream.len),
+                        (int64_t)((km % r->stream.len) / ((uint64_t)r->batch * g_world)), be,
+                        &err) != TI_OK) {
+                    fprintf(stderr, PROG ": warning: image log at step %lld: %s\n", (long long)step,
+                            err.msg);
+                    ti_err_clear(&err);
+                }
+            }
         }
         /* the loss over every rank's micro-batches; NaN anywhere reaches every rank, so all skip */
         allreduce_sum(&loss_sum, 1);
