@@ -441,6 +441,14 @@ bad)
             --data_root "$FIX/imgs" lightning.trainer.precision=16
         expect_fail "precision 64" 1 "precision.*64" -- "$TT" $B --data_root "$FIX/imgs" \
             lightning.trainer.precision=64
+        # an embedding file for another placeholder ('*') while the captions say 'cat': nothing
+        # could be learned (the peer trains on silently), so ti refuses and says why
+        "$TT" $B --data_root "$FIX/imgs" --max_steps 1 --format peer --quiet -l "$TMP/lstar" \
+            >/dev/null 2>&1
+        STAR=$(ls "$TMP"/lstar/*/checkpoints/embeddings.pt 2>/dev/null | head -n 1)
+        check "the '*' embedding file exists" [ -n "$STAR" ]
+        expect_fail "embedding file without the captions' placeholder" 1 "'cat'.*not" -- "$TT" $B \
+            --data_root "$FIX/imgs" --placeholder_string cat --embedding_manager_ckpt "${STAR:-x}"
         expect_fail "resume of a non-run" 1 "not a ti-train run|not a folder" -- "$TT" --resume "$TMP/empty"
     }
     # mixed folder: the bad files are skipped with warnings, the good ones used

@@ -442,6 +442,30 @@ static int run_main(int argc, char **argv) {
     to.seed = r->a.seed;
     to.lr = r->lr;
     if (ti_trainer_open(&r->t, &to, &err) != TI_OK) return fail_run(r, &err);
+    {
+        /* the captions' placeholder must be a learned term, or no vector ever gets a gradient
+         * (an embedding_manager_ckpt for another placeholder replaces the config's terms; the
+         * peer then trains on, learning nothing) */
+        const struct ti_emb_manager *em = ti_trainer_embeddings(r->t);
+        const char *ph = cfg->data.train.placeholder_token;
+        if (em->n_terms > 0 && !ti_emb_manager_find(em, ph)) {
+            char have[512] = "";
+            for (int i = 0; i < em->n_terms && strlen(have) < 400; i++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s'%s'", i ? ", " : "",
+                         em->terms[i].placeholder);
+            ti_error(&err, TI_ERR_CONFIG,
+                     "the captions' placeholder '%s' (data.params.train.params.placeholder_token) "
+                     "is not among the learned placeholders (%s%s): nothing would be learned; "
+                     "use --placeholder_string with one of those, or rename the file's "
+                     "placeholder (ti-convert)",
+                     ph, have,
+                     cfg->personalization.embedding_manager_ckpt[0]
+                         ? ", from model.params.personalization_config.params."
+                           "embedding_manager_ckpt"
+                         : "");
+            return fail_run(r, &err);
+        }
+    }
     if (r->a.resume) {
         if (ti_trainer_load_state(r->t, resume_state, &err) != TI_OK) return fail_run(r, &err);
         r->resume_written = resume_step;
