@@ -79,6 +79,8 @@ e2e)
     check "e2e SD exit status $rc (stderr: $(tail -n 3 "$TMP/err"))" [ $rc -eq 0 ]
     # the peer's LR line: 1 * 1 * 2 * 5e-3
     check "LR line" grep -qx "Setting learning rate to 1.00e-02 = 1 (accumulate_grad_batches) \* 1 (num_gpus) \* 2 (batchsize) \* 5.00e-03 (base_lr)" "$TMP/out"
+    # main.py's line per split: 4 images * 2 repeats; validation (set: val) ignores repeats
+    check "dataset lines" bash -c "grep -qx 'train, PersonalizedBase, 8' '$TMP/out' && grep -qx 'validation, PersonalizedBase, 4' '$TMP/out'"
     R=$(rundir "$TMP/l1")
     check "run folder name <data stem><date>_run" bash -c "basename '$R' | grep -Eq '^imgs[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}_run$'"
     now=$(basename "$R" | sed 's/_run$//')
@@ -99,12 +101,41 @@ e2e)
     check "the step is recorded" bash -c "'$INSPECT' --json '$R/checkpoints/embeddings_gs-3.pt' | grep -q '\"step\": 3'"
     # images at global steps 2 and 4; dataset length 4 images * 2 repeats = 8, batch 2:
     # step 2 = samples 4,5 (epoch 0, batch 2), step 4 = samples 8,9 (epoch 1, batch 0)
-    for k in inputs reconstruction samples samples_scaled; do
+    for k in inputs reconstruction conditioning samples samples_scaled; do
         check "$k grid step 2" [ -s "$R/images/train/${k}_gs-000002_e-000000_b-000002.jpg" ]
         check "$k grid step 4" [ -s "$R/images/train/${k}_gs-000004_e-000001_b-000000.jpg" ]
     done
     n_img=$(ls "$R/images/train" | wc -l)
-    check "8 grids, found $n_img" [ "$n_img" -eq 8 ]
+    check "10 grids, found $n_img" [ "$n_img" -eq 10 ]
+    # validation (§5.4): PL validates at each epoch end (8 samples / batch 2 = 4 steps), and the
+    # logger writes when global_step (then 4) is a multiple of batch_frequency (2): the val split
+    # is the 4 images once, in batches of 2 -> batches 0 and 1 of epoch 0; at step 8 (the next
+    # epoch end) the run has stopped
+    for k in inputs reconstruction conditioning samples samples_scaled; do
+        for b in 0 1; do
+            check "val $k grid batch $b" [ -s "$R/images/val/${k}_gs-000004_e-000000_b-00000$b.jpg" ]
+        done
+    done
+    n_val=$(ls "$R/images/val" 2>/dev/null | wc -l)
+    check "10 val grids, found $n_val" [ "$n_val" -eq 10 ]
+    # conditioning: the captions drawn black on white (tiny SD: 2 tiles of 64 px + make_grid's
+    # grey border), so the grid holds near-black text pixels and mostly near-white paper
+    PY=$(py_with PIL)
+    if [ -n "$PY" ]; then
+        check "conditioning grid is text on white" "$PY" - "$R/images/train/conditioning_gs-000002_e-000000_b-000002.jpg" <<'EOF'
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("L")
+w, h = im.size
+px = list(im.getdata())
+dark = sum(p < 60 for p in px)
+light = sum(p > 200 for p in px)
+assert (w, h) == (2 * 64 + 3 * 2, 64 + 2 * 2), (w, h)
+assert dark > 20 and light > 0.5 * len(px), (dark, light, len(px))
+EOF
+    else
+        skipped="$skipped conditioning-pixels(no python3 PIL)"
+    fi
     check "loss plot" [ -s "$R/loss.png" ]
     PY=$(py_with h5py)
     if [ -f "$R/metrics.h5" ] && [ -n "$PY" ]; then
@@ -141,6 +172,38 @@ EOF
     R=$(rundir "$TMP/l4")
     check "unfreeze_model saves the model" "$INSPECT" "$R/checkpoints/model.safetensors" >/dev/null
     check "the saved model was trained (differs from the input)" bash -c "! cmp -s '$TMP/sd.safetensors' '$R/checkpoints/model.safetensors'"
+    # lightning.trainer.max_epochs: PL stops at whichever limit comes first. 4 images * 2
+    # repeats = 8 samples, batch 2: 4 steps an epoch, so max_epochs 1 ends after step 3 (the last
+    # save at global step 3), before --max_steps 6
+    train "$TMP/l5" lightning.trainer.max_epochs=1 >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    check "max_epochs run exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l5")
+    got=$(cd "$R/checkpoints" 2>/dev/null && ls embeddings*.pt | sort | tr '\n' ' ' | sed 's/ $//')
+    check "max_epochs 1 embedding files '$got'" [ "$got" = "embeddings.pt embeddings_gs-1.pt embeddings_gs-3.pt" ]
+    check "max_epochs 1: 4 steps" grep -q "^done: 4 steps" "$TMP/out"
+    # --accumulate_grad_batches 2: PL calls the image logger after every micro-batch and both
+    # micro-batches of step 2 see global_step 2, so both log (batch_idx 0 and 1 of epoch 1:
+    # samples 8..11 of 8 per epoch)
+    train "$TMP/l8" --max_steps 3 --accumulate_grad_batches 2 >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "accumulate 2 run: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l8")
+    for b in 0 1; do
+        check "accumulate 2: inputs of micro-batch $b" [ -s "$R/images/train/inputs_gs-000002_e-000001_b-00000$b.jpg" ]
+    done
+    # continuing from an a1111 file (string_to_param key '*', string_to_token = the run's
+    # placeholder id) with the same --placeholder_string: the peer substitutes by the stored
+    # token id, so the file's vectors stand for 'cat' and keep training under that name (the
+    # peer format keeps the placeholder as the key)
+    train "$TMP/l6" --max_steps 1 --placeholder_string cat >/dev/null 2>"$TMP/err"
+    E6=$(ls "$(rundir "$TMP/l6")"/checkpoints/embeddings.pt)
+    train "$TMP/l7" --max_steps 1 --placeholder_string cat --embedding_manager_ckpt "$E6" \
+        --format peer >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "continue from an a1111 file: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    R=$(rundir "$TMP/l7")
+    check "continued run keeps the placeholder 'cat'" bash -c "'$INSPECT' '$R/checkpoints/embeddings.pt' | grep -q \"term 'cat'\""
     # --format peer and diffusers
     train "$TMP/l3" --format diffusers --max_steps 2 >/dev/null 2>"$TMP/err"
     R=$(rundir "$TMP/l3")
@@ -373,6 +436,19 @@ bad)
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
         expect_fail "bf16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision bf16
+        # the config's precision counts as --precision (the peer's PL reads it from there)
+        expect_fail "precision 16 in the config on the CPU" 2 "precision.*16" -- "$TT" $B \
+            --data_root "$FIX/imgs" lightning.trainer.precision=16
+        expect_fail "precision 64" 1 "precision.*64" -- "$TT" $B --data_root "$FIX/imgs" \
+            lightning.trainer.precision=64
+        # an embedding file for another placeholder ('*') while the captions say 'cat': nothing
+        # could be learned (the peer trains on silently), so ti refuses and says why
+        "$TT" $B --data_root "$FIX/imgs" --max_steps 1 --format peer --quiet -l "$TMP/lstar" \
+            >/dev/null 2>&1
+        STAR=$(ls "$TMP"/lstar/*/checkpoints/embeddings.pt 2>/dev/null | head -n 1)
+        check "the '*' embedding file exists" [ -n "$STAR" ]
+        expect_fail "embedding file without the captions' placeholder" 1 "'cat'.*not" -- "$TT" $B \
+            --data_root "$FIX/imgs" --placeholder_string cat --embedding_manager_ckpt "${STAR:-x}"
         expect_fail "resume of a non-run" 1 "not a ti-train run|not a folder" -- "$TT" --resume "$TMP/empty"
     }
     # mixed folder: the bad files are skipped with warnings, the good ones used

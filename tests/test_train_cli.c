@@ -324,6 +324,140 @@ TEST(metrics_rows_and_resume) {
     rmdir(dir);
 }
 
+/* the saved configs are OmegaConf.to_yaml's text (tests/fixtures/train/config_dump, written by
+ * scripts/oracle/train_config_dump.py with OmegaConf 2.1.1 from the same command lines) */
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = malloc(1 << 16);
+    *n = b ? fread(b, 1, (1 << 16) - 1, f) : 0;
+    fclose(f);
+    if (b) b[*n] = 0;
+    return b;
+}
+
+static void dump_case(const char *name, const char *const *argv) {
+    struct ti_train_args a;
+    char msg[512];
+    CHECK(parse(&a, msg, argv) == 0);
+    struct ti_train_setup s;
+    struct ti_err err = {0};
+    CHECK_OK(ti_train_config_build(&s, &a, &err), &err);
+    if (!s.cfg) return;
+    char tmpl[] = "/tmp/ti_train_dump_XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    CHECK(dir != NULL);
+    if (!dir) return;
+    CHECK_OK(ti_run_write_configs(&s, dir, "now", &err), &err);
+    static const char *const kinds[2] = {"project", "lightning"};
+    for (int k = 0; k < 2; k++) {
+        char got_p[300], want_p[300];
+        snprintf(got_p, sizeof got_p, "%s/configs/now-%s.yaml", dir, kinds[k]);
+        snprintf(want_p, sizeof want_p, "tests/fixtures/train/config_dump/%s-%s.yaml", name,
+                 kinds[k]);
+        size_t ng = 0, nw = 0;
+        char *got = slurp(got_p, &ng), *want = slurp(want_p, &nw);
+        CHECK(got && want);
+        if (got && want && (ng != nw || memcmp(got, want, nw))) {
+            size_t i = 0;
+            while (i < ng && i < nw && got[i] == want[i])
+                i++;
+            size_t line = 1;
+            for (size_t j = 0; j < i; j++)
+                line += want[j] == '\n';
+            fprintf(stderr, "  %s differs from %s at line %zu\n", got_p, want_p, line);
+            CHECK(0);
+        }
+        free(got);
+        free(want);
+        unlink(got_p);
+    }
+    char cd[300];
+    snprintf(cd, sizeof cd, "%s/configs", dir);
+    rmdir(cd);
+    rmdir(dir);
+    ti_train_setup_free(&s);
+}
+
+TEST(saved_configs_are_omegaconfs_text) {
+    const char *sd[] = {"ti-train",
+                        "--base",
+                        "configs/stable-diffusion/v1-finetune.yaml",
+                        "-t",
+                        "--actual_resume",
+                        "m.ckpt",
+                        "--data_root",
+                        "/data/my cats \xc3\xbc/",
+                        "--init_word",
+                        "toy",
+                        "--placeholder_string",
+                        "@",
+                        "model.params.personalization_config.params.num_vectors_per_token=3",
+                        "data.params.batch_size=1",
+                        "lightning.trainer.max_steps=3",
+                        "--accumulate_grad_batches",
+                        "2",
+                        NULL};
+    dump_case("sd", sd);
+    const char *ldm[] = {
+        "ti-train",
+        "--base",
+        "configs/latent-diffusion/txt2img-1p4B-finetune.yaml",
+        "configs/latent-diffusion/txt2img-1p4B-finetune_style.yaml",
+        "--actual_resume",
+        "m.ckpt",
+        "--data_root",
+        "photos",
+        "--gpus",
+        "0,",
+        "model.params.personalization_config.params.initializer_words=[painting,art]",
+        "model.base_learning_rate=1e-5",
+        "lightning.trainer.max_steps=3",
+        "data.params.train.params.size=128",
+        "model.params.personalization_config.params.placeholder_strings=['*']",
+        NULL};
+    dump_case("ldm_style", ldm);
+}
+
+/* the run folder's data prefix is basename(os.path.normpath(data_root)), as main.py; "." and
+ * "/" give no prefix (the peer's "." would make a hidden folder) */
+TEST(data_root_prefix_is_basename_of_normpath) {
+    static const char *const cases[][2] = {
+        {"/data/cat_toy", "cat_toy"},
+        {"/data/cat_toy/", "cat_toy"},
+        {"cat_toy//", "cat_toy"},
+        {"../cat_toy/./", "cat_toy"},
+        {"../cat_toy/.", "cat_toy"},
+        {"a/b/..", "a"},
+        {"a/b/../", "a"},
+        {"a/./b/./", "b"},
+        {"..", ".."},
+        {"../..", ".."},
+        {"/..", ""},
+        {"/", ""},
+        {".", ""},
+        {"./", ""},
+        {"my cats \xc3\xbc/", "my cats \xc3\xbc"},
+        {"a/..", ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct ti_train_args a;
+        char msg[512], now[512], want[512];
+        const char *argv[] = {"ti-train",        "-b", "c.yaml", "--data_root", cases[k][0],
+                              "--actual_resume", "m",  NULL};
+        CHECK(parse(&a, msg, argv) == 0);
+        ti_run_now_string(now, sizeof now, &a, 0);
+        /* the date is 19 characters after the prefix */
+        snprintf(want, sizeof want, "%s", cases[k][1]);
+        size_t n = strlen(now);
+        int ok = n == strlen(want) + 19 && !strncmp(now, want, strlen(want));
+        if (!ok)
+            fprintf(stderr, "  data_root '%s': prefix of '%s', want '%s'\n", cases[k][0], now,
+                    want);
+        CHECK(ok);
+    }
+}
+
 int main(void) {
     RUN(str2bool_is_the_peers);
     RUN(defaults_and_readme_invocation);
@@ -332,5 +466,7 @@ int main(void) {
     RUN(schedule_is_pl_1_5);
     RUN(config_assembly_and_lr);
     RUN(metrics_rows_and_resume);
+    RUN(saved_configs_are_omegaconfs_text);
+    RUN(data_root_prefix_is_basename_of_normpath);
     return tc_finish();
 }

@@ -83,8 +83,10 @@ void ti_train_usage(FILE *f) {
         "BOOL is yes/true/t/y/1 or no/false/f/n/0; a bare flag means true.\n"
         "Written: RUN/configs/<now>-project.yaml and <now>-lightning.yaml (the merged config),\n"
         "RUN/checkpoints/embeddings.pt (latest) and embeddings_gs-N.pt at N = 499, 999, ... and\n"
-        "the last step, RUN/images/train/<key>_gs-NNNNNN_e-NNNNNN_b-NNNNNN.jpg, RUN/metrics.h5\n"
-        "(step, loss, lr, embedding_norm; metrics.csv without HDF5), RUN/loss.png. Ctrl-C saves\n"
+        "the last step, RUN/images/train/<key>_gs-NNNNNN_e-NNNNNN_b-NNNNNN.jpg (keys inputs,\n"
+        "reconstruction, conditioning, samples, samples_scaled; RUN/images/val/ likewise at the\n"
+        "epoch ends that fall on a logging step), RUN/metrics.h5 (step, loss, lr,\n"
+        "embedding_norm; metrics.csv without HDF5), RUN/loss.png. Ctrl-C saves\n"
         "the embeddings and the resume state, then stops. Every file appears whole or not at all.\n"
         "Exit status: 0 done, 1 run-time error, 2 usage error, 130 / 143 stopped by SIGINT /\n"
         "SIGTERM (embeddings and resume state saved).\n");

@@ -216,6 +216,25 @@ static ti_status load_ckpt(struct ti_emb_manager *em, const char *path,
         ti_embedding_free(&emb);
         return ti_error(err, st, " (" KEY_PREFIX "embedding_manager_ckpt)");
     }
+    /* The peer substitutes by the file's stored token id. An AUTOMATIC1111 file keys its vector
+     * '*' and stores the id of the word it was trained for, so continuing such a run with that
+     * word as the placeholder trains the file's vectors under it: a term whose stored id is a
+     * configured placeholder's token takes that placeholder's name. */
+    for (int i = 0; i < emb.n_terms; i++) {
+        struct ti_embedding_term *e = &emb.terms[i];
+        for (int j = 0; j < em->n_terms && e->token >= 0; j++) {
+            const struct ti_emb_term *c = &em->terms[j];
+            if (c->token != e->token || !strcmp(c->placeholder, e->placeholder)) continue;
+            char *np = strdup(c->placeholder);
+            if (!np) {
+                st = ti_error(err, TI_ERR_NOMEM, "embedding manager: out of memory");
+                goto fail;
+            }
+            free(e->placeholder);
+            e->placeholder = np;
+            break;
+        }
+    }
     TI_TRY_GOTO(st, ti_emb_manager_add_file(&nm, &emb, tok, err));
     for (int i = 0; i < nm.n_terms; i++) {
         const struct ti_emb_term *t = &nm.terms[i];

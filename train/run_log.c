@@ -3,7 +3,9 @@
  */
 #include "run_log.h"
 
+#include <ctype.h>    /* defines: isdigit */
 #include <dirent.h>   /* defines: opendir, readdir */
+#include <math.h>     /* defines: isnan, isinf */
 #include <errno.h>    /* defines: errno, EEXIST */
 #include <stdio.h>    /* defines: snprintf */
 #include <stdlib.h>   /* defines: malloc, free */
@@ -31,13 +33,22 @@ ti_status ti_train_config_build(struct ti_train_setup *s, const struct ti_train_
         st, ti_yaml_load_merged(&s->doc, a->base, a->n_base, a->overrides, a->n_overrides, err));
     struct ti_yaml_doc *d = s->doc;
     const struct ti_yaml_node *root = ti_yaml_root(d);
-    if (a->max_steps > 0)
-        TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.max_steps", a->max_steps));
+    /* main.py: trainer.accelerator = "ddp" (kept only with gpus), then the non-default PL flags
+     * in sorted order (nondefault_trainer_args sorts them); keys the YAML has keep their place */
+    if (a->gpus)
+        TI_TRY_GOTO(st, ti_yaml_set_str(d, "lightning.trainer.accelerator", "ddp", "--gpus", err));
     if (a->accumulate_grad_batches > 0)
         TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.accumulate_grad_batches",
                                      a->accumulate_grad_batches));
     if (a->gpus)
         TI_TRY_GOTO(st, ti_yaml_set_str(d, "lightning.trainer.gpus", a->gpus, "--gpus", err));
+    if (a->max_steps > 0)
+        TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.max_steps", a->max_steps));
+    if (a->precision_given && a->precision == TI_PREC_FP16)
+        TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.precision", 16));
+    else if (a->precision_given && a->precision == TI_PREC_BF16)
+        TI_TRY_GOTO(st,
+                    ti_yaml_set_str(d, "lightning.trainer.precision", "bf16", "--precision", err));
     const char *pz = "model.params.personalization_config.params";
     char path[256];
     snprintf(path, sizeof path, "%s.embedding_manager_ckpt", pz);
@@ -99,19 +110,43 @@ void ti_train_setup_free(struct ti_train_setup *s) {
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
-/* basename(normpath(p)) */
+/* basename(os.path.normpath(p)): components, "." dropped, ".." cancelling the component before
+ * it (kept at the start of a relative path, dropped at the root of an absolute one); the last
+ * one remains. An empty result (".", "/") gives no prefix. */
 static void path_base(char *buf, size_t cap, const char *p) {
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && p[b - 1] != '/')
-        b--;
-    size_t len = n - b;
-    if (len >= cap) len = cap - 1;
-    memcpy(buf, p + b, len);
-    buf[len] = 0;
-    if (!strcmp(buf, ".") || !strcmp(buf, "/")) buf[0] = 0;
+    /* the start and length of each kept component */
+    enum { MAXC = 256 };
+    size_t at[MAXC], len[MAXC];
+    int n = 0, absolute = p[0] == '/';
+    for (size_t i = 0; p[i];) {
+        while (p[i] == '/')
+            i++;
+        size_t s = i;
+        while (p[i] && p[i] != '/')
+            i++;
+        size_t l = i - s;
+        if (l == 0 || (l == 1 && p[s] == '.')) continue;
+        if (l == 2 && p[s] == '.' && p[s + 1] == '.') {
+            if (n > 0 && !(len[n - 1] == 2 && !strncmp(p + at[n - 1], "..", 2))) {
+                n--;
+                continue;
+            }
+            if (absolute) continue; /* /.. is / */
+        }
+        if (n == MAXC) { /* absurdly deep: keep the last ones */
+            memmove(at, at + 1, (MAXC - 1) * sizeof at[0]);
+            memmove(len, len + 1, (MAXC - 1) * sizeof len[0]);
+            n--;
+        }
+        at[n] = s;
+        len[n] = l;
+        n++;
+    }
+    buf[0] = 0;
+    if (n == 0 || cap == 0) return;
+    size_t l = len[n - 1] < cap ? len[n - 1] : cap - 1;
+    memcpy(buf, p + at[n - 1], l);
+    buf[l] = 0;
 }
 
 void ti_run_now_string(char *buf, size_t cap, const struct ti_train_args *a, time_t t) {
@@ -224,16 +259,16 @@ static void sb_put(struct sbuf *b, const char *s, size_t n) {
 static void sb_str(struct sbuf *b, const char *s) {
     sb_put(b, s, strlen(s));
 }
-static void sb_indent(struct sbuf *b, int k) {
-    for (int i = 0; i < k; i++)
-        sb_put(b, "  ", 2);
-}
 
 static void sb_quoted(struct sbuf *b, const char *s) {
     sb_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char e[8];
-        if (*p == '"' || *p == '\\') {
+        if (*p == '\t' || *p == '\n' || *p == '\r') {
+            e[0] = '\\';
+            e[1] = *p == '\t' ? 't' : *p == '\n' ? 'n' : 'r';
+            sb_put(b, e, 2);
+        } else if (*p == '"' || *p == '\\') {
             e[0] = '\\';
             e[1] = (char)*p;
             sb_put(b, e, 2);
@@ -246,95 +281,206 @@ static void sb_quoted(struct sbuf *b, const char *s) {
     sb_put(b, "\"", 1);
 }
 
-/* A key stays plain when it is made of safe characters and reads back as that string. */
-static void sb_key(struct sbuf *b, const char *k) {
-    int safe = *k != 0;
-    for (const char *p = k; *p && safe; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '.' || *p == '/' || (*p == '-' && p != k)))
-            safe = 0;
+/* ---- the YAML emitter: OmegaConf.to_yaml's text ------------------------------------------ */
+/* The peer dumps its configs with OmegaConf.to_yaml, i.e. PyYAML's yaml.dump with
+ * default_flow_style=False, allow_unicode=True, sort_keys=False. ti writes the same text:
+ * block collections (a sequence under a key is not indented, "- " items), floats as Python's
+ * repr (5.0e-03 -> 0.005, 1e-05 -> 1.0e-05), strings plain where PyYAML leaves them plain and
+ * single-quoted otherwise ('*', '', 'yes', '5'), double-quoted with escapes when they hold
+ * control characters. Not reproduced: PyYAML folds scalars longer than 80 columns at spaces
+ * (ti writes them on one line; both read back the same). */
+
+/* a string PyYAML would resolve to another type, or that reads back as one here */
+static int str_resolves_other(const char *s) {
     int64_t i;
     double f;
-    if (safe && ti_yaml_resolve_plain(k, &i, &f) != TI_YAML_STR) safe = 0;
-    if (safe)
-        sb_str(b, k);
-    else
-        sb_quoted(b, k);
+    if (ti_yaml_resolve_plain(s, &i, &f) != TI_YAML_STR) return 1;
+    /* YAML 1.1 timestamps (2022-08-21...) and the merge key */
+    if (strlen(s) >= 10 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+        isdigit((unsigned char)s[2]) && isdigit((unsigned char)s[3]) && s[4] == '-')
+        return 1;
+    if (!strcmp(s, "<<") || !strcmp(s, "=")) return 1;
+    return 0;
+}
+
+/* 0 plain, 1 single-quoted, 2 double-quoted (PyYAML's analyze_scalar, block context) */
+static int str_style(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    int plain = n > 0;
+    for (size_t k = 0; k < n; k++) {
+        unsigned c = p[k];
+        /* control characters (tab and line breaks included) and C1 controls (U+0080..U+009F,
+         * UTF-8 C2 80..C2 9F; U+0085 is a YAML break) need escapes */
+        if (c < 0x20 || c == 0x7f ||
+            (c == 0xC2 && k + 1 < n && p[k + 1] >= 0x80 && p[k + 1] < 0xA0))
+            return 2;
+    }
+    if (!plain) return 1;
+    if (p[0] == ' ' || p[n - 1] == ' ') return 1;
+    if (strchr("#,[]{}&*!|>'\"%@`", p[0])) return 1;
+    if (strchr("-?:", p[0]) && (n == 1 || p[1] == ' ')) return 1;
+    for (size_t k = 0; k < n; k++) {
+        if (p[k] == ':' && (k + 1 == n || p[k + 1] == ' ')) return 1;
+        if (p[k] == '#' && k > 0 && p[k - 1] == ' ') return 1;
+    }
+    /* U+FEFF and other non-printables: PyYAML double-quotes them; the BOM is the likely one */
+    if (strstr(s, "\xEF\xBB\xBF")) return 2;
+    if (str_resolves_other(s)) return 1;
+    return 0;
+}
+
+static void sb_single(struct sbuf *b, const char *s) {
+    sb_put(b, "'", 1);
+    for (const char *p = s; *p; p++) {
+        sb_put(b, p, 1);
+        if (*p == '\'') sb_put(b, "'", 1); /* '' is a quote inside single quotes */
+    }
+    sb_put(b, "'", 1);
+}
+
+static void sb_string(struct sbuf *b, const char *s) {
+    switch (str_style(s)) {
+    case 0: sb_str(b, s); break;
+    case 1: sb_single(b, s); break;
+    default: sb_quoted(b, s); break;
+    }
+}
+
+/* Python's repr(float) as PyYAML writes it: the shortest digits that read back, fixed notation
+ * for exponents -4..15, else d.ddde+XX; PyYAML lower-cases it and turns 1e-05 into 1.0e-05 */
+static void py_float(char *t, size_t cap, double v) {
+    if (isnan(v)) {
+        snprintf(t, cap, ".nan");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(t, cap, v < 0 ? "-.inf" : ".inf");
+        return;
+    }
+    char e[40];
+    int p = 0;
+    for (; p < 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    /* e = [-]d[.ddd]e[+-]XX */
+    const char *q = e;
+    int neg = *q == '-';
+    if (neg) q++;
+    char digits[24];
+    int nd = 0;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.') digits[nd++] = *q;
+    digits[nd] = 0;
+    int exp10 = atoi(q + 1);
+    while (nd > 1 && digits[nd - 1] == '0')
+        digits[--nd] = 0;
+    char out[64];
+    size_t o = 0;
+    if (neg) out[o++] = '-';
+    if (exp10 >= -4 && exp10 < 16) {
+        if (exp10 < 0) {
+            out[o++] = '0';
+            out[o++] = '.';
+            for (int k = 0; k < -exp10 - 1; k++)
+                out[o++] = '0';
+            for (int k = 0; k < nd; k++)
+                out[o++] = digits[k];
+        } else {
+            for (int k = 0; k <= exp10; k++)
+                out[o++] = k < nd ? digits[k] : '0';
+            out[o++] = '.';
+            if (nd > exp10 + 1)
+                for (int k = exp10 + 1; k < nd; k++)
+                    out[o++] = digits[k];
+            else
+                out[o++] = '0';
+        }
+        out[o] = 0;
+    } else {
+        out[o++] = digits[0];
+        out[o++] = '.';
+        if (nd > 1)
+            for (int k = 1; k < nd; k++)
+                out[o++] = digits[k];
+        else
+            out[o++] = '0'; /* PyYAML's '.0' */
+        snprintf(out + o, sizeof out - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
+    }
+    snprintf(t, cap, "%s", out);
 }
 
 static void sb_scalar(struct sbuf *b, const struct ti_yaml_node *n) {
+    char t[64];
     switch (n->type) {
     case TI_YAML_NULL: sb_str(b, "null"); break;
     case TI_YAML_BOOL: sb_str(b, n->i ? "true" : "false"); break;
-    case TI_YAML_INT: {
-        char t[32];
+    case TI_YAML_INT:
         snprintf(t, sizeof t, "%lld", (long long)n->i);
         sb_str(b, t);
         break;
-    }
-    case TI_YAML_FLOAT: {
-        /* the text as written resolves to this float (it was read that way); a quoted float
-         * (!!float tag) is rewritten in a form that resolves plainly */
-        int64_t i;
-        double f;
-        if (!n->quoted && ti_yaml_resolve_plain(n->text, &i, &f) == TI_YAML_FLOAT)
-            sb_str(b, n->text);
-        else {
-            char t[40];
-            snprintf(t, sizeof t, "%.17g", n->f);
-            if (!strpbrk(t, ".eEn")) strcat(t, ".0");
-            if (ti_yaml_resolve_plain(t, &i, &f) == TI_YAML_FLOAT)
-                sb_str(b, t);
-            else {
-                sb_str(b, "!!float ");
-                sb_quoted(b, t);
-            }
-        }
+    case TI_YAML_FLOAT:
+        py_float(t, sizeof t, n->f);
+        sb_str(b, t);
         break;
-    }
-    default: sb_quoted(b, n->text ? n->text : ""); break;
+    default: sb_string(b, n->text ? n->text : ""); break;
     }
 }
 
-static int all_scalars(const struct ti_yaml_node *n) {
-    for (size_t k = 0; k < n->n; k++)
-        if (n->items[k]->kind != TI_YAML_SCALAR) return 0;
-    return 1;
+static void emit_map(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first);
+static void emit_seq(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first);
+
+static void emit_spaces(struct sbuf *b, int col) {
+    for (int i = 0; i < col; i++)
+        sb_put(b, " ", 1);
 }
 
-static void emit(struct sbuf *b, const struct ti_yaml_node *n, int depth);
-
-/* the value part after "key:" or "-" */
-static void emit_value(struct sbuf *b, const struct ti_yaml_node *v, int depth) {
+/* what follows "key:" (the mapping at column col) */
+static void emit_after_key(struct sbuf *b, const struct ti_yaml_node *v, int col) {
     if (v->kind == TI_YAML_SCALAR) {
         sb_put(b, " ", 1);
         sb_scalar(b, v);
         sb_put(b, "\n", 1);
     } else if (v->n == 0) {
         sb_str(b, v->kind == TI_YAML_MAP ? " {}\n" : " []\n");
-    } else if (v->kind == TI_YAML_SEQ && all_scalars(v)) {
-        sb_str(b, " [");
-        for (size_t k = 0; k < v->n; k++) {
-            if (k) sb_str(b, ", ");
-            sb_scalar(b, v->items[k]);
-        }
-        sb_str(b, "]\n");
+    } else if (v->kind == TI_YAML_MAP) {
+        sb_put(b, "\n", 1);
+        emit_map(b, v, col + 2, 0);
     } else {
         sb_put(b, "\n", 1);
-        emit(b, v, depth + 1);
+        emit_seq(b, v, col, 0); /* PyYAML: a sequence in a mapping is not indented */
     }
 }
 
-static void emit(struct sbuf *b, const struct ti_yaml_node *n, int depth) {
+static void emit_map(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first) {
     for (size_t k = 0; k < n->n; k++) {
         const struct ti_yaml_node *c = n->items[k];
-        sb_indent(b, depth);
-        if (n->kind == TI_YAML_MAP) {
-            sb_key(b, c->key ? c->key : "");
-            sb_put(b, ":", 1);
-        } else
-            sb_put(b, "-", 1);
-        emit_value(b, c, depth);
+        if (k > 0 || !inline_first) emit_spaces(b, col);
+        sb_string(b, c->key ? c->key : "");
+        sb_put(b, ":", 1);
+        emit_after_key(b, c, col);
+    }
+}
+
+static void emit_seq(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first) {
+    for (size_t k = 0; k < n->n; k++) {
+        const struct ti_yaml_node *c = n->items[k];
+        if (k > 0 || !inline_first) emit_spaces(b, col);
+        sb_put(b, "-", 1);
+        if (c->kind == TI_YAML_SCALAR) {
+            sb_put(b, " ", 1);
+            sb_scalar(b, c);
+            sb_put(b, "\n", 1);
+        } else if (c->n == 0) {
+            sb_str(b, c->kind == TI_YAML_MAP ? " {}\n" : " []\n");
+        } else {
+            sb_put(b, " ", 1);
+            if (c->kind == TI_YAML_MAP)
+                emit_map(b, c, col + 2, 1);
+            else
+                emit_seq(b, c, col + 2, 1);
+        }
     }
 }
 
@@ -350,9 +496,9 @@ ti_status ti_yaml_dump(char **out, size_t *len, const struct ti_yaml_node *root,
         const struct ti_yaml_node *c = root->items[k];
         if (skip_key && c->key && !strcmp(c->key, skip_key)) continue;
         if (only_key && (!c->key || strcmp(c->key, only_key))) continue;
-        sb_key(&b, c->key ? c->key : "");
+        sb_string(&b, c->key ? c->key : "");
         sb_put(&b, ":", 1);
-        emit_value(&b, c, 0);
+        emit_after_key(&b, c, 0);
     }
     if (b.oom) {
         free(b.p);

@@ -57,9 +57,9 @@ void ti_run_now_string(char *buf, size_t cap, const struct ti_train_args *a, tim
 /* now + "_" + (name | first --base stem | nothing) + postfix. */
 void ti_run_dir_name(char *buf, size_t cap, const struct ti_train_args *a, const char *now);
 
-/* Writes the tree as block YAML that ti_yaml_load_string reads back to the same tree (strings
- * double-quoted, numbers and bools as written). skip_key: a top-level key left out (NULL: none);
- * only_key: only that top-level key (NULL: all). The caller frees *out. */
+/* Writes the tree as OmegaConf.to_yaml (PyYAML block style, Python float repr, PyYAML's string
+ * quoting) would; ti_yaml_load_string reads it back to the same tree. skip_key: a top-level key
+ * left out (NULL: none); only_key: only that top-level key (NULL: all). The caller frees *out. */
 ti_status ti_yaml_dump(char **out, size_t *len, const struct ti_yaml_node *root,
                        const char *skip_key, const char *only_key, struct ti_err *err);
 

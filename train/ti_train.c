@@ -222,14 +222,29 @@ static int run_main(int argc, char **argv) {
                 ti_train_precision_name(r->a.precision), ti_train_precision_name(r->a.precision));
         return 2;
     }
-    enum ti_dtype dtype = r->a.precision == TI_PREC_BF16   ? TI_DTYPE_BF16
-                          : r->a.precision == TI_PREC_FP16 ? TI_DTYPE_F16
-                                                           : TI_DTYPE_F32;
 
     /* config (§1.2) */
     if (ti_train_config_build(&r->setup, &r->a, &err) != TI_OK) return fail_run(r, &err);
     r->cfg = r->setup.cfg;
     const struct ti_config *cfg = r->cfg;
+    /* the precision: lightning.trainer.precision, which --precision sets (PL reads it there) */
+    const char *prec = cfg->lightning.precision;
+    enum ti_dtype dtype = !strcmp(prec, "bf16") ? TI_DTYPE_BF16
+                          : !strcmp(prec, "16") ? TI_DTYPE_F16
+                                                : TI_DTYPE_F32;
+    if (!strcmp(prec, "64")) {
+        ti_error(&err, TI_ERR_CONFIG,
+                 "lightning.trainer.precision: 64 is not supported (ti trains in 32, 16 or "
+                 "bf16)");
+        return fail_run(r, &err);
+    }
+    if (r->a.n_gpus == 0 && dtype != TI_DTYPE_F32) {
+        fprintf(stderr,
+                PROG ": lightning.trainer.precision %s: the CPU computes in fp32 only; add "
+                     "--gpus 0, or set it to 32\n",
+                prec);
+        return 2;
+    }
     for (int k = 0; k < cfg->n_warnings; k++)
         fprintf(stderr, PROG ": warning: %s\n", cfg->warnings[k].msg);
     if (g_world > 1 && cfg->model.unfreeze_model) {
@@ -241,15 +256,7 @@ static int run_main(int argc, char **argv) {
     r->batch = cfg->data.batch_size;
     r->accum =
         cfg->lightning.accumulate_grad_batches > 0 ? cfg->lightning.accumulate_grad_batches : 1;
-    r->max_steps = cfg->lightning.max_steps;
-    if (r->max_steps <= 0) {
-        /* the peer then runs for PL's 1000 epochs, i.e. "forever" (§1.5, §8.3-3) */
-        r->max_steps = 6100;
-        fprintf(stderr,
-                PROG ": warning: lightning.trainer.max_steps is not set; training %lld steps (give "
-                     "--max_steps N to change it)\n",
-                (long long)r->max_steps);
-    }
+    r->max_steps = cfg->lightning.max_steps; /* max_epochs joins in once the data is known */
     r->every_ckpt = cfg->lightning.every_n_train_steps;
     if (r->every_ckpt <= 0)
         fprintf(stderr,
@@ -308,6 +315,34 @@ static int run_main(int argc, char **argv) {
         return fail_run(r, &err);
     }
     printf("train, PersonalizedBase, %zu\n", ti_dataset_len(r->ds));
+    /* main.py prints a line per split; the validation set (same folder) is never run by ti */
+    if (cfg->data.validation.present) {
+        int nv = ti_dataset_n_images(r->ds);
+        size_t lv =
+            cfg->data.validation.is_train
+                ? (size_t)nv *
+                      (size_t)(cfg->data.validation.repeats > 0 ? cfg->data.validation.repeats : 1)
+                : (size_t)nv;
+        printf("validation, PersonalizedBase, %zu\n", lv);
+    }
+    {
+        /* PL 1.5 stops at whichever of max_steps and max_epochs comes first; with neither set,
+         * max_epochs is 1000 (the style config: "forever", §1.5, §8.3-3). An epoch is
+         * ceil(ceil(len / ranks) / batch) batches, ceil(that / accumulate) optimizer steps. */
+        int64_t per_rank = ((int64_t)r->stream.len + g_world - 1) / g_world;
+        int64_t batches = (per_rank + r->batch - 1) / r->batch;
+        int64_t per_epoch = (batches + r->accum - 1) / r->accum;
+        int64_t epochs = cfg->lightning.max_epochs > 0 ? cfg->lightning.max_epochs
+                         : r->max_steps > 0            ? -1
+                                                       : 1000;
+        if (epochs > 0 && per_epoch > 0 && (r->max_steps <= 0 || epochs * per_epoch < r->max_steps))
+            r->max_steps = epochs * per_epoch;
+        if (cfg->lightning.max_steps <= 0 && cfg->lightning.max_epochs <= 0)
+            fprintf(stderr,
+                    PROG ": warning: lightning.trainer.max_steps is not set: training PL's 1000 "
+                         "epochs, %lld steps (give --max_steps N to stop sooner)\n",
+                    (long long)r->max_steps);
+    }
     if (!ti_image_exif_supported())
         fprintf(stderr,
                 PROG ": warning: built without libexif: EXIF orientation is not applied "
@@ -407,6 +442,30 @@ static int run_main(int argc, char **argv) {
     to.seed = r->a.seed;
     to.lr = r->lr;
     if (ti_trainer_open(&r->t, &to, &err) != TI_OK) return fail_run(r, &err);
+    {
+        /* the captions' placeholder must be a learned term, or no vector ever gets a gradient
+         * (an embedding_manager_ckpt for another placeholder replaces the config's terms; the
+         * peer then trains on, learning nothing) */
+        const struct ti_emb_manager *em = ti_trainer_embeddings(r->t);
+        const char *ph = cfg->data.train.placeholder_token;
+        if (em->n_terms > 0 && !ti_emb_manager_find(em, ph)) {
+            char have[512] = "";
+            for (int i = 0; i < em->n_terms && strlen(have) < 400; i++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s'%s'", i ? ", " : "",
+                         em->terms[i].placeholder);
+            ti_error(&err, TI_ERR_CONFIG,
+                     "the captions' placeholder '%s' (data.params.train.params.placeholder_token) "
+                     "is not among the learned placeholders (%s%s): nothing would be learned; "
+                     "use --placeholder_string with one of those, or rename the file's "
+                     "placeholder (ti-convert)",
+                     ph, have,
+                     cfg->personalization.embedding_manager_ckpt[0]
+                         ? ", from model.params.personalization_config.params."
+                           "embedding_manager_ckpt"
+                         : "");
+            return fail_run(r, &err);
+        }
+    }
     if (r->a.resume) {
         if (ti_trainer_load_state(r->t, resume_state, &err) != TI_OK) return fail_run(r, &err);
         r->resume_written = resume_step;
@@ -504,6 +563,21 @@ static int run_main(int argc, char **argv) {
             }
             if (step == nan_at) loss = NAN;
             loss_sum += loss;
+            /* PL runs the image logger after every micro-batch: with accumulation each one of
+             * a logging step writes its grids (its own batch_idx), the earlier ones before the
+             * optimizer step; the last one is logged after it, below */
+            if (writer && m + 1 < r->accum && ti_run_is_image_step(step, r->img_freq)) {
+                uint64_t km = k0 + (uint64_t)m * g_world * r->batch;
+                ti_progress_break(&prog);
+                if (ti_train_log_images(
+                        r, images, capp, r->batch, step, (int64_t)(km / r->stream.len),
+                        (int64_t)((km % r->stream.len) / ((uint64_t)r->batch * g_world)), be,
+                        &err) != TI_OK) {
+                    fprintf(stderr, PROG ": warning: image log at step %lld: %s\n", (long long)step,
+                            err.msg);
+                    ti_err_clear(&err);
+                }
+            }
         }
         /* the loss over every rank's micro-batches; NaN anywhere reaches every rank, so all skip */
         allreduce_sum(&loss_sum, 1);
@@ -553,6 +627,23 @@ static int run_main(int argc, char **argv) {
             }
         }
         step++;
+        /* PL validates at each epoch end (here: a step whose samples cross a multiple of the
+         * dataset length); the image logger then writes images/val/ when the global step, now
+         * incremented, is a multiple of batch_frequency */
+        {
+            uint64_t per_step = (uint64_t)r->accum * (uint64_t)g_world * (uint64_t)r->batch;
+            uint64_t k_end = (uint64_t)step * per_step;
+            if (writer && ti_run_is_image_step(step, r->img_freq) &&
+                k_end / r->stream.len > (k_end - per_step) / r->stream.len) {
+                ti_progress_break(&prog);
+                if (ti_train_log_val_images(r, step, (int64_t)(k_end / r->stream.len) - 1, be,
+                                            &err) != TI_OK) {
+                    fprintf(stderr, PROG ": warning: validation image log at step %lld: %s\n",
+                            (long long)step, err.msg);
+                    ti_err_clear(&err);
+                }
+            }
+        }
         if (writer && ti_metrics_flush(r->metrics, 0, &err) != TI_OK) {
             rc = 1;
             goto out;

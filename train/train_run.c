@@ -18,6 +18,7 @@
 #include "embedding_io.h" /* defines: ti_embedding_write */
 #include "fileio.h"       /* defines: ti_path_is_dir, ti_path_stem, ti_fmap */
 #include "image.h"        /* defines: struct ti_image, ti_image_write_* */
+#include "text_image.h"   /* defines: ti_image_text (the conditioning grid) */
 #include "ldm.h"          /* defines: struct ti_ldm */
 #include "ops.h"          /* defines: ti_copy */
 #include "sampler.h"      /* defines: ti_sampler_run, ti_sampler_decode */
@@ -283,6 +284,34 @@ static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int
     return st;
 }
 
+/* `conditioning`: the batch's captions drawn as text on size x size canvases (the peer's
+ * log_txt_as_img, data/text_image.h), make_grid as the other keys */
+static ti_status write_caption_grid(struct ti_train_run *r, const char *const *captions, int n,
+                                    int size, int64_t gs, int64_t epoch, int64_t batch,
+                                    struct ti_err *err) {
+    struct ti_image tiles[64];
+    struct ti_data_err de;
+    ti_status st = TI_OK;
+    if (n > 64) n = 64;
+    int made = 0;
+    for (; made < n; made++)
+        if (ti_image_text(&tiles[made], size, size, captions[made], NULL, &de) != 0) {
+            st = ti_error(err, TI_ERR_NOMEM, "image log: conditioning: %s", de.msg);
+            break;
+        }
+    struct ti_image grid = {0};
+    if (st == TI_OK && ti_image_grid(&grid, tiles, n, 4, 2, 127, &de) != 0)
+        st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
+    char path[4400];
+    ti_run_image_name(path, sizeof path, r->imgdir, "conditioning", gs, epoch, batch);
+    if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
+        st = ti_error(err, TI_ERR_IO, "%s", de.msg);
+    ti_image_free(&grid);
+    for (int i = 0; i < made; i++)
+        ti_image_free(&tiles[i]);
+    return st;
+}
+
 /* prompts (B) -> conditioning (B, T, D) on ctx's device, with the current vectors. The
  * progressive-words counter is left as it was: logging does not change training. */
 static ti_status encode(struct ti_train_run *r, struct ti_ctx *ctx, const char *const *prompts,
@@ -373,8 +402,8 @@ static ti_status log_samples(struct ti_train_run *r, struct ti_ctx *ctx,
 }
 
 /* The image logger (§5.4): inputs, reconstruction (VAE round trip through the posterior mean),
- * samples and samples_scaled (log_images' sample=True). `conditioning` (captions drawn as
- * text) is not logged. Runs outside the trainer's context and RNG, so it never changes the
+ * conditioning (the captions drawn as text), samples and samples_scaled (log_images'
+ * sample=True). Runs outside the trainer's context and RNG, so it never changes the
  * training numbers. */
 ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
                               const char *const *captions, int n, int64_t gs, int64_t epoch,
@@ -414,9 +443,46 @@ ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
     ti_tensor_release(&rec);
     ti_tensor_release(&recf);
     if (st == TI_OK) st = write_grid(r, host, n, size, "reconstruction", gs, epoch, batch, err);
+    if (st == TI_OK) st = write_caption_grid(r, captions, n, size, gs, epoch, batch, err);
     free(host);
     if (st == TI_OK && r->log_sample) st = log_samples(r, &ctx, captions, n, gs, epoch, batch, err);
     ti_ctx_free(&ctx);
+    return st;
+}
+
+ti_status ti_train_log_val_images(struct ti_train_run *r, int64_t gs, int64_t epoch,
+                                  const struct ti_backend *be, struct ti_err *err) {
+    int n = ti_dataset_n_images(r->ds), B = r->batch, size = r->cfg->data.train.size;
+    size_t per = (size_t)3 * size * size;
+    float *imgs = malloc((size_t)B * per * sizeof *imgs);
+    char(*caps)[512] = malloc((size_t)B * sizeof *caps);
+    const char **capp = malloc((size_t)B * sizeof *capp);
+    char saved[sizeof r->imgdir];
+    memcpy(saved, r->imgdir, sizeof saved);
+    snprintf(r->imgdir, sizeof r->imgdir, "%s/images/val", r->rundir);
+    ti_status st = TI_OK;
+    if (!imgs || !caps || !capp) st = ti_error(err, TI_ERR_NOMEM, "val image log: out of memory");
+    if (st == TI_OK) st = ti_mkdirs(r->imgdir, err);
+    /* the val draws: another seed than the training stream's, one key per (epoch, image) */
+    uint64_t s = r->stream.seed ^ 0x76616c5f6c6f6755ULL;
+    for (int b = 0; st == TI_OK && b * B < n; b++) {
+        int m = n - b * B < B ? n - b * B : B;
+        for (int j = 0; j < m && st == TI_OK; j++) {
+            size_t i = (size_t)b * B + (size_t)j;
+            uint64_t k = (uint64_t)epoch * (uint64_t)n + i;
+            struct ti_data_err de;
+            capp[j] = caps[j];
+            if (ti_dataset_example(r->ds, i, hash_uniform(s, k, 0), hash_uniform(s, k, 1),
+                                   hash_uniform(s, k, 2), imgs + (size_t)j * per, caps[j],
+                                   sizeof caps[j], &de) != 0)
+                st = ti_error(err, TI_ERR_INVALID, "validation example %zu: %s", i, de.msg);
+        }
+        if (st == TI_OK) st = ti_train_log_images(r, imgs, capp, m, gs, epoch, b, be, err);
+    }
+    memcpy(r->imgdir, saved, sizeof saved);
+    free(imgs);
+    free(caps);
+    free(capp);
     return st;
 }
 

@@ -120,6 +120,13 @@ ti_status ti_train_checkpoint(struct ti_train_run *r, int64_t emb_step, int64_t 
 ti_status ti_train_log_images(struct ti_train_run *r, const float *images,
                               const char *const *captions, int n, int64_t gs, int64_t epoch,
                               int64_t batch, const struct ti_backend *be, struct ti_err *err);
+/* The image logger on the validation split (§5.4), which PL runs at each epoch end: every image
+ * once, in order, in batches of the training batch size (the last may be short), each batch's
+ * grids under images/val/ with batch index b. Flip and caption templates are drawn from the run
+ * seed and the epoch (apart from the training draws). Only the caller decides when (global
+ * step gs a multiple of batch_frequency). */
+ti_status ti_train_log_val_images(struct ti_train_run *r, int64_t gs, int64_t epoch,
+                                  const struct ti_backend *be, struct ti_err *err);
 /* L2 norm of every learned vector. */
 double ti_train_embedding_norm(const struct ti_emb_manager *em);
 
