@@ -5,6 +5,9 @@
 #                    CPU-only configuration without OpenBLAS and oneDNN (-DTI_CUDA=OFF
 #                    -DTI_OPENBLAS=OFF -DTI_DNNL=OFF: the built-in GEMM and convolutions, as on a
 #                    GPU machine without Debian's -dev packages) and run its fast tests
+#   make demo        same set-up, then textual inversion of a held-out concept on the shipped tiny
+#                    model: 5 images -> ti-train -> 100 samples each of the new word and the init
+#                    word -> the classifier's rates (scripts/demo.sh, docs/DEMO.md)
 #   make test-asan   the cpu-labelled tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench       benchmarks (not tests); results go to docs/PERF.md by hand
 #   make fuzz        libFuzzer harnesses (clang) for the file readers, FUZZ_SECONDS each
@@ -15,7 +18,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-cpu-only test-asan bench fuzz format format-check tidy clean
+.PHONY: all deps build demo test test-cpu-only test-asan bench fuzz format format-check tidy clean
 
 all: build
 
@@ -25,6 +28,9 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD) -DTI_WERROR=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j$(JOBS)
+
+demo: build
+	scripts/demo.sh $(BUILD)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 1800
