@@ -33,6 +33,7 @@
 #include <dirent.h> /* defines: opendir, readdir */
 
 #include "clip_preprocess.h" /* defines: ti_clip_image_from_chw, ti_clip_preprocess */
+#include "cpu_info.h"        /* defines: ti_cpu_describe */
 #include "embedding_manager.h"
 #include "image.h"
 #include "ldm.h"
@@ -758,6 +759,9 @@ static int prepare(struct run *r) {
         if (ti_backend_cuda(&r->be, 0, &err) != TI_OK) return fail(&err, "--device cuda");
     } else {
         r->be = ti_backend_cpu();
+        char cpu[512];
+        ti_cpu_describe(cpu, sizeof cpu);
+        fprintf(stderr, TOOL ": %s\n", cpu);
     }
     r->dt = want_cuda && !strcmp(o->precision, "autocast") ? TI_DTYPE_F16 : TI_DTYPE_F32;
     if (ti_ldm_alloc(&r->m, r->be, r->dt, &err) != TI_OK) return fail(&err, "model");

@@ -50,6 +50,7 @@ int main(void) {
 #include <unistd.h>   /* defines: unlink */
 
 #include "backend.h"           /* defines: ti_backend_cpu, ti_backend_cuda */
+#include "cpu_info.h"          /* defines: ti_cpu_describe */
 #include "cli.h"               /* defines: struct ti_train_args */
 #include "context.h"           /* defines: struct ti_ctx */
 #include "dataset.h"           /* defines: ti_dataset_open, ti_dataset_example */
@@ -214,6 +215,11 @@ static int run_main(int argc, char **argv) {
         fprintf(stderr, PROG ": --gpus %s: device %d: %s\n", r->a.gpus, gpu, err.msg);
         abort_ranks(1);
         return 1;
+    }
+    if (gpu < 0 && g_rank == 0) { /* which CPU kernels run (the CPU's features, not its model) */
+        char cpu[512];
+        ti_cpu_describe(cpu, sizeof cpu);
+        fprintf(stderr, PROG ": %s\n", cpu);
     }
     if (r->a.n_gpus == 0 && r->a.precision != TI_PREC_FP32) {
         fprintf(stderr,
