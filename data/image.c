@@ -1,0 +1,492 @@
+/*
+ * image.c - decoding (stb_image), EXIF orientation (libexif), alloc/copy/crop/flip, grids and
+ * the float CHW conversions. Resizing is in resize.c, the writers in image_write.c.
+ *
+ * Decoding reads the whole file (bounded by TI_IMAGE_MAX_FILE_BYTES), asks stb_image for the
+ * header's dimensions first (stbi_info_from_memory) and refuses sizes over the limits before
+ * any pixel buffer exists, then checks a JPEG's marker structure (a truncated JPEG decodes in
+ * stb as grey rows; PIL refuses it, and so do we) while picking up its EXIF segment.
+ */
+#include "image.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STBI_NO_STDIO
+#include "stb_image.h" /* defines: stbi_info_from_memory, stbi_load_from_memory, ... */
+
+#ifdef TI_HAVE_EXIF
+#include <libexif/exif-data.h> /* defines: ExifData, exif_data_*, exif_content_get_entry */
+#endif
+
+int ti_data_fail(struct ti_data_err *e, const char *fmt, ...) {
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* ---- resample names ------------------------------------------------------------------------ */
+
+int ti_resample_parse(enum ti_resample *r, const char *name, struct ti_data_err *e) {
+    if (name && (!strcmp(name, "bilinear") || !strcmp(name, "linear"))) {
+        *r = TI_RESAMPLE_BILINEAR;
+    } else if (name && !strcmp(name, "bicubic")) {
+        *r = TI_RESAMPLE_BICUBIC;
+    } else if (name && !strcmp(name, "lanczos")) {
+        *r = TI_RESAMPLE_LANCZOS;
+    } else if (name && !strcmp(name, "nearest")) {
+        *r = TI_RESAMPLE_NEAREST;
+    } else {
+        return ti_data_fail(e,
+                            "interpolation '%s': expected one of linear, bilinear, bicubic, "
+                            "lanczos, nearest",
+                            name ? name : "(null)");
+    }
+    return 0;
+}
+
+const char *ti_resample_name(enum ti_resample r) {
+    switch (r) {
+    case TI_RESAMPLE_BILINEAR: return "bilinear";
+    case TI_RESAMPLE_BICUBIC: return "bicubic";
+    case TI_RESAMPLE_LANCZOS: return "lanczos";
+    case TI_RESAMPLE_NEAREST: return "nearest";
+    }
+    return "?";
+}
+
+/* ---- allocation ---------------------------------------------------------------------------- */
+
+static int size_ok(long w, long h) {
+    return w >= 1 && h >= 1 && w <= TI_IMAGE_MAX_SIDE && h <= TI_IMAGE_MAX_SIDE &&
+           w * h <= TI_IMAGE_MAX_PIXELS;
+}
+
+int ti_image_alloc(struct ti_image *img, int w, int h, struct ti_data_err *e) {
+    memset(img, 0, sizeof *img);
+    if (!size_ok(w, h)) {
+        return ti_data_fail(e, "image size %dx%d: expected 1..%d per side and at most %ld pixels",
+                            w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
+    }
+    img->px = malloc((size_t)w * (size_t)h * 3);
+    if (!img->px) return ti_data_fail(e, "image %dx%d: out of memory", w, h);
+    img->w = w;
+    img->h = h;
+    return 0;
+}
+
+void ti_image_free(struct ti_image *img) {
+    if (!img) return;
+    free(img->px);
+    memset(img, 0, sizeof *img);
+}
+
+int ti_image_copy(struct ti_image *dst, const struct ti_image *src, struct ti_data_err *e) {
+    if (ti_image_alloc(dst, src->w, src->h, e)) return -1;
+    memcpy(dst->px, src->px, (size_t)src->w * src->h * 3);
+    return 0;
+}
+
+int ti_image_crop(struct ti_image *dst, const struct ti_image *src, int x, int y, int w, int h,
+                  struct ti_data_err *e) {
+    memset(dst, 0, sizeof *dst);
+    if (x < 0 || y < 0 || w < 1 || h < 1 || x > src->w - w || y > src->h - h) {
+        return ti_data_fail(e, "crop %dx%d at (%d,%d): outside the %dx%d image", w, h, x, y, src->w,
+                            src->h);
+    }
+    if (ti_image_alloc(dst, w, h, e)) return -1;
+    for (int r = 0; r < h; r++) {
+        memcpy(dst->px + (size_t)r * w * 3, src->px + ((size_t)(y + r) * src->w + x) * 3,
+               (size_t)w * 3);
+    }
+    return 0;
+}
+
+int ti_image_center_crop(struct ti_image *dst, const struct ti_image *src, struct ti_data_err *e) {
+    int crop = src->h < src->w ? src->h : src->w;
+    /* numpy slices img[(h-crop)//2:(h+crop)//2, ...]: the length is always crop */
+    return ti_image_crop(dst, src, (src->w - crop) / 2, (src->h - crop) / 2, crop, crop, e);
+}
+
+void ti_image_hflip(struct ti_image *img) {
+    for (int y = 0; y < img->h; y++) {
+        uint8_t *row = img->px + (size_t)y * img->w * 3;
+        for (int a = 0, b = img->w - 1; a < b; a++, b--) {
+            for (int c = 0; c < 3; c++) {
+                uint8_t t = row[a * 3 + c];
+                row[a * 3 + c] = row[b * 3 + c];
+                row[b * 3 + c] = t;
+            }
+        }
+    }
+}
+
+/* ---- EXIF orientation ---------------------------------------------------------------------- */
+
+int ti_image_orient(struct ti_image *img, int o, struct ti_data_err *e) {
+    if (o < 2 || o > 8) return 0;
+    int W = img->w, H = img->h;
+    int ow = o >= 5 ? H : W, oh = o >= 5 ? W : H;
+    struct ti_image out;
+    if (ti_image_alloc(&out, ow, oh, e)) return -1;
+    for (int y = 0; y < oh; y++) {
+        for (int x = 0; x < ow; x++) {
+            int sx, sy; /* the source pixel that lands at (x, y) */
+            switch (o) {
+            case 2: sx = W - 1 - x, sy = y; break;         /* mirror left-right */
+            case 3: sx = W - 1 - x, sy = H - 1 - y; break; /* rotate 180 */
+            case 4: sx = x, sy = H - 1 - y; break;         /* flip top-bottom */
+            case 5: sx = y, sy = x; break;                 /* transpose */
+            case 6: sx = y, sy = H - 1 - x; break;         /* rotate 90 clockwise */
+            case 7: sx = W - 1 - y, sy = H - 1 - x; break; /* transverse */
+            default: sx = W - 1 - y, sy = x; break;        /* 8: rotate 90 counter-clockwise */
+            }
+            memcpy(out.px + ((size_t)y * ow + x) * 3, img->px + ((size_t)sy * W + sx) * 3, 3);
+        }
+    }
+    ti_image_free(img);
+    *img = out;
+    return 0;
+}
+
+int ti_image_exif_supported(void) {
+#ifdef TI_HAVE_EXIF
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Walks a JPEG's marker segments from SOI: returns 1 when the end-of-image marker is reached,
+ * 0 when the data ends first (truncated), -1 for a length field that cannot be right. Sets
+ * *exif / *exif_len to the first APP1 "Exif\0\0" payload (TIFF header included). Bytes between
+ * segments that are not a marker are skipped as libjpeg does ("extraneous bytes"). */
+static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *exif_len) {
+    size_t pos = 2;
+    *exif = NULL;
+    *exif_len = 0;
+    for (;;) {
+        while (pos < n && d[pos] != 0xFF)
+            pos++;
+        while (pos < n && d[pos] == 0xFF)
+            pos++;
+        if (pos >= n) return 0;
+        int marker = d[pos++];
+        if (marker == 0xD9) return 1; /* EOI */
+        if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;
+        if (pos + 2 > n) return 0;
+        size_t len = (size_t)d[pos] << 8 | d[pos + 1];
+        if (len < 2) return -1;
+        if (pos + len > n) return 0;
+        if (marker == 0xE1 && !*exif && len >= 8 && !memcmp(d + pos + 2, "Exif\0\0", 6)) {
+            *exif = d + pos + 2;
+            *exif_len = len - 2;
+        }
+        pos += len;
+        if (marker == 0xDA) { /* entropy-coded data up to the next marker other than RSTn */
+            while (pos + 1 < n && !(d[pos] == 0xFF && d[pos + 1] != 0x00 &&
+                                    !(d[pos + 1] >= 0xD0 && d[pos + 1] <= 0xD7))) {
+                pos++;
+            }
+            if (pos + 1 >= n) return 0;
+        }
+    }
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The payload of a PNG's eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. Only chunks
+ * before IDAT count (the PNG 1.5 rule PIL follows when it reads the file's header). */
+static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
+    size_t pos = 8;
+    while (pos + 12 <= n) {
+        uint32_t clen = be32(d + pos);
+        if (clen > n - pos - 12) return NULL;
+        const uint8_t *type = d + pos + 4;
+        if (!memcmp(type, "eXIf", 4)) {
+            *len = clen;
+            return d + pos + 8;
+        }
+        if (!memcmp(type, "IDAT", 4) || !memcmp(type, "IEND", 4)) return NULL;
+        pos += 12 + (size_t)clen;
+    }
+    return NULL;
+}
+
+#ifdef TI_HAVE_EXIF
+/* Orientation tag of IFD0 (never the thumbnail's IFD1) in an "Exif\0\0" + TIFF block. */
+static int exif_block_orientation(const uint8_t *blk, size_t len) {
+    if (len > 0xFFFFFFFFu) return 1;
+    ExifData *ed = exif_data_new();
+    if (!ed) return 1;
+    /* no "fixing" of the data (which could add default tags); we only read one tag */
+    exif_data_unset_option(ed, EXIF_DATA_OPTION_FOLLOW_SPECIFICATION);
+    exif_data_load_data(ed, blk, (unsigned int)len);
+    int o = 1;
+    ExifEntry *en = exif_content_get_entry(ed->ifd[EXIF_IFD_0], EXIF_TAG_ORIENTATION);
+    if (en && en->data && en->components >= 1) {
+        ExifByteOrder bo = exif_data_get_byte_order(ed);
+        if (en->format == EXIF_FORMAT_SHORT && en->size >= 2) {
+            o = exif_get_short(en->data, bo);
+        } else if (en->format == EXIF_FORMAT_LONG && en->size >= 4) {
+            o = (int)exif_get_long(en->data, bo);
+        }
+    }
+    exif_data_unref(ed);
+    return o >= 1 && o <= 8 ? o : 1;
+}
+#endif
+
+int ti_image_exif_orientation(const uint8_t *data, size_t n) {
+#ifdef TI_HAVE_EXIF
+    if (n >= 4 && data[0] == 0xFF && data[1] == 0xD8) {
+        const uint8_t *blk;
+        size_t len;
+        jpeg_walk(data, n, &blk, &len);
+        return blk ? exif_block_orientation(blk, len) : 1;
+    }
+    if (n >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8)) {
+        size_t len = 0;
+        const uint8_t *tiff = png_exif(data, n, &len);
+        if (!tiff || len < 8 || len > (1u << 24)) return 1;
+        uint8_t *blk = malloc(len + 6);
+        if (!blk) return 1;
+        memcpy(blk, "Exif\0\0", 6);
+        memcpy(blk + 6, tiff, len);
+        int o = exif_block_orientation(blk, len + 6);
+        free(blk);
+        return o;
+    }
+#else
+    (void)data;
+    (void)n;
+#endif
+    return 1;
+}
+
+/* ---- decoding ------------------------------------------------------------------------------ */
+
+static const char *format_name(const uint8_t *d, size_t n) {
+    if (n >= 2 && d[0] == 0xFF && d[1] == 0xD8) return "JPEG";
+    if (n >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8)) return "PNG";
+    if (n >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6))) return "GIF";
+    if (n >= 2 && d[0] == 'B' && d[1] == 'M') return "BMP";
+    return NULL;
+}
+
+int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
+                         struct ti_data_err *e) {
+    memset(img, 0, sizeof *img);
+    if (n == 0) return ti_data_fail(e, "%s: empty file, expected an image", name);
+    if (n > (size_t)TI_IMAGE_MAX_FILE_BYTES || n > (size_t)0x7FFFFFFF) {
+        return ti_data_fail(e, "%s: %zu bytes, more than the %ld an image file may have", name, n,
+                            (long)TI_IMAGE_MAX_FILE_BYTES);
+    }
+    const char *fmt = format_name(data, n);
+    int w = 0, h = 0, comp = 0;
+    if (!stbi_info_from_memory(data, (int)n, &w, &h, &comp)) {
+        /* stb refuses PNG headers over 2^30 bytes of pixels itself ("too large"): say what the
+         * header claims, as for the other formats */
+        if (fmt && !strcmp(fmt, "PNG") && n >= 24 && !memcmp(data + 12, "IHDR", 4)) {
+            uint32_t pw = be32(data + 16), ph = be32(data + 20);
+            if (!size_ok(pw, ph)) {
+                return ti_data_fail(e,
+                                    "%s: the PNG header claims %ux%u pixels; refusing images over "
+                                    "%d pixels per side or %ld pixels in all (damaged or hostile "
+                                    "file?)",
+                                    name, (unsigned)pw, (unsigned)ph, TI_IMAGE_MAX_SIDE,
+                                    (long)TI_IMAGE_MAX_PIXELS);
+            }
+        }
+        if (fmt) {
+            return ti_data_fail(e, "%s: unreadable %s header (%s)", name, fmt,
+                                stbi_failure_reason());
+        }
+        return ti_data_fail(e,
+                            "%s: not an image (expected JPEG, PNG, BMP, TGA or GIF; the first "
+                            "bytes match none of them)",
+                            name);
+    }
+    if (!fmt) fmt = "TGA";
+    if (!size_ok(w, h)) {
+        return ti_data_fail(e,
+                            "%s: the %s header claims %dx%d pixels; refusing images over %d "
+                            "pixels per side or %ld pixels in all (damaged or hostile file?)",
+                            name, fmt, w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
+    }
+    if (!strcmp(fmt, "JPEG")) {
+        const uint8_t *blk;
+        size_t len;
+        int st = jpeg_walk(data, n, &blk, &len);
+        if (st == 0) return ti_data_fail(e, "%s: truncated JPEG (no end-of-image marker)", name);
+        if (st < 0) return ti_data_fail(e, "%s: damaged JPEG (bad segment length)", name);
+    }
+    int x = 0, y = 0, c = 0;
+    uint8_t *px = stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        if (why && !strcmp(why, "outofdata")) why = "the data ends early (truncated file?)";
+        return ti_data_fail(e, "%s: cannot decode %s: %s", name, fmt, why ? why : "unknown error");
+    }
+    if (x != w || y != h || c < 1 || c > 4) {
+        stbi_image_free(px);
+        return ti_data_fail(e, "%s: decoded %dx%dx%d, the header said %dx%d", name, x, y, c, w, h);
+    }
+    if (ti_image_alloc(img, w, h, e)) {
+        stbi_image_free(px);
+        return -1;
+    }
+    size_t np = (size_t)w * h;
+    for (size_t i = 0; i < np; i++) {
+        const uint8_t *s = px + i * c;
+        uint8_t *d = img->px + i * 3;
+        unsigned r, g, b, a = 255;
+        if (c <= 2) {
+            r = g = b = s[0];
+            if (c == 2) a = s[1];
+        } else {
+            r = s[0], g = s[1], b = s[2];
+            if (c == 4) a = s[3];
+        }
+        if (a != 255) { /* composite on white */
+            r = (r * a + 255u * (255u - a) + 127u) / 255u;
+            g = (g * a + 255u * (255u - a) + 127u) / 255u;
+            b = (b * a + 255u * (255u - a) + 127u) / 255u;
+        }
+        d[0] = (uint8_t)r, d[1] = (uint8_t)g, d[2] = (uint8_t)b;
+    }
+    stbi_image_free(px);
+    int o = ti_image_exif_orientation(data, n);
+    if (o != 1 && ti_image_orient(img, o, e)) {
+        ti_image_free(img);
+        return -1;
+    }
+    return 0;
+}
+
+int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e) {
+    memset(img, 0, sizeof *img);
+    FILE *f = fopen(path, "rb");
+    if (!f) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int er = errno;
+        fclose(f);
+        return ti_data_fail(e, "%s: cannot stat: %s", path, strerror(er));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return ti_data_fail(e, "%s: is a directory, expected an image file", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return ti_data_fail(e, "%s: not a regular file, expected an image file", path);
+    }
+    if (st.st_size == 0) {
+        fclose(f);
+        return ti_data_fail(e, "%s: empty file, expected an image", path);
+    }
+    if (st.st_size > TI_IMAGE_MAX_FILE_BYTES) {
+        fclose(f);
+        return ti_data_fail(e, "%s: %lld bytes, more than the %ld an image file may have", path,
+                            (long long)st.st_size, (long)TI_IMAGE_MAX_FILE_BYTES);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n);
+    if (!buf) {
+        fclose(f);
+        return ti_data_fail(e, "%s: out of memory reading %zu bytes", path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (got != n) {
+        free(buf);
+        return ti_data_fail(e, "%s: read %zu of %zu bytes%s", path, got, n,
+                            rerr ? " (read error)" : " (file shrank while reading)");
+    }
+    int rc = ti_image_load_memory(img, buf, n, path, e);
+    free(buf);
+    return rc;
+}
+
+/* ---- grid and float conversions ------------------------------------------------------------ */
+
+int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int nrow, int pad,
+                  uint8_t pad_value, struct ti_data_err *e) {
+    memset(dst, 0, sizeof *dst);
+    if (n < 1 || nrow < 1 || pad < 0) {
+        return ti_data_fail(e,
+                            "image grid: n=%d nrow=%d pad=%d, expected n >= 1, nrow >= 1, "
+                            "pad >= 0",
+                            n, nrow, pad);
+    }
+    int tw = tiles[0].w, th = tiles[0].h;
+    for (int k = 1; k < n; k++) {
+        if (tiles[k].w != tw || tiles[k].h != th) {
+            return ti_data_fail(e, "image grid: tile %d is %dx%d, tile 0 is %dx%d (all equal)", k,
+                                tiles[k].w, tiles[k].h, tw, th);
+        }
+    }
+    if (n == 1) return ti_image_copy(dst, &tiles[0], e); /* torchvision: squeeze, no padding */
+    int xmaps = nrow < n ? nrow : n;
+    int ymaps = (n + xmaps - 1) / xmaps;
+    long cw = (long)tw + pad, ch = (long)th + pad;
+    long gw = cw * xmaps + pad, gh = ch * ymaps + pad;
+    if (gw > TI_IMAGE_MAX_SIDE || gh > TI_IMAGE_MAX_SIDE) {
+        return ti_data_fail(e, "image grid: %ldx%ld is over the %d-pixel side limit", gw, gh,
+                            TI_IMAGE_MAX_SIDE);
+    }
+    if (ti_image_alloc(dst, (int)gw, (int)gh, e)) return -1;
+    memset(dst->px, pad_value, (size_t)gw * gh * 3);
+    for (int k = 0; k < n; k++) {
+        long x0 = (k % xmaps) * cw + pad, y0 = (k / xmaps) * ch + pad;
+        for (int r = 0; r < th; r++) {
+            memcpy(dst->px + ((size_t)(y0 + r) * gw + x0) * 3, tiles[k].px + (size_t)r * tw * 3,
+                   (size_t)tw * 3);
+        }
+    }
+    return 0;
+}
+
+int ti_image_from_chw(struct ti_image *dst, const float *chw, int w, int h, struct ti_data_err *e) {
+    if (ti_image_alloc(dst, w, h, e)) return -1;
+    size_t plane = (size_t)w * h;
+    for (size_t i = 0; i < plane; i++) {
+        for (int c = 0; c < 3; c++) {
+            float v = (chw[c * plane + i] + 1.0f) / 2.0f;
+            if (!(v > 0.0f)) v = 0.0f; /* also NaN */
+            if (v > 1.0f) v = 1.0f;
+            dst->px[i * 3 + c] = (uint8_t)(v * 255.0f);
+        }
+    }
+    return 0;
+}
+
+void ti_image_to_chw_flipped(const struct ti_image *img, int hflip, float *chw) {
+    size_t plane = (size_t)img->w * img->h;
+    for (int y = 0; y < img->h; y++) {
+        for (int x = 0; x < img->w; x++) {
+            int sx = hflip ? img->w - 1 - x : x;
+            const uint8_t *p = img->px + ((size_t)y * img->w + sx) * 3;
+            size_t o = (size_t)y * img->w + x;
+            for (int c = 0; c < 3; c++)
+                chw[c * plane + o] = (float)(p[c] / 127.5 - 1.0);
+        }
+    }
+}
+
+void ti_image_to_chw(const struct ti_image *img, float *chw) {
+    ti_image_to_chw_flipped(img, 0, chw);
+}
