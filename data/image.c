@@ -10,12 +10,14 @@
 #include "image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define STBI_NO_STDIO
 #include "stb_image.h" /* defines: stbi_info_from_memory, stbi_load_from_memory, ... */
@@ -206,6 +208,7 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+#ifdef TI_HAVE_EXIF
 /* The payload of a PNG's eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. Only chunks
  * before IDAT count (the PNG 1.5 rule PIL follows when it reads the file's header). */
 static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
@@ -224,7 +227,6 @@ static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
     return NULL;
 }
 
-#ifdef TI_HAVE_EXIF
 /* Orientation tag of IFD0 (never the thumbnail's IFD1) in an "Exif\0\0" + TIFF block. */
 static int exif_block_orientation(const uint8_t *blk, size_t len) {
     if (len > 0xFFFFFFFFu) return 1;
@@ -377,8 +379,15 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
 
 int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO (or a device) must not hang the caller; it is refused below */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int er = errno;
+        close(fd);
+        return ti_data_fail(e, "%s: cannot open: %s", path, strerror(er));
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
         int er = errno;

@@ -127,7 +127,9 @@ int ti_image_write_jpeg(const struct ti_image *img, const char *path, int qualit
 /* torchvision.utils.make_grid's layout for n tiles of equal size: xmaps = min(nrow, n) columns,
  * ceil(n / xmaps) rows, each cell (tile + pad) and one more pad at the right and bottom, filled
  * with pad_value where no tile lies; tile k at row k / xmaps, column k % xmaps. As in
- * torchvision, a single tile (n == 1) is returned as it is, without padding. */
+ * torchvision, a single tile (n == 1) is returned as it is, without padding. The peer's
+ * ImageLogger builds its grids in [-1, 1] with pad value 0, which becomes 127 after its
+ * (x + 1) / 2 * 255 truncation: grid the converted images with pad_value 127 to match it. */
 int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int nrow, int pad,
                   uint8_t pad_value, struct ti_data_err *e);
 

@@ -6,3 +6,15 @@ if(TARGET ti_data)
 else()
   ti_skip_test(test_data_image cpu "built without stb (libstb-dev): data/ is not built")
 endif()
+if(TARGET ti_data)
+  ti_add_test(test_data_dataset SOURCES test_data_dataset.c LABELS cpu LIBS ti_data)
+  # the image harness (tests/fuzz/fuzz_image.c) over every data fixture: valid, truncated and
+  # hostile files through the decoder (ASan + UBSan in make test-asan)
+  set(_corpus ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/data)
+  ti_add_test(test_replay_image SOURCES fuzz/fuzz_image.c fuzz/replay_main.c LABELS cpu
+              LIBS ti_data ARGS ${_corpus}/exif ${_corpus}/formats ${_corpus}/hostile
+              ${_corpus}/resize ${_corpus}/dataset)
+else()
+  ti_skip_test(test_data_dataset cpu "built without stb (libstb-dev): data/ is not built")
+  ti_skip_test(test_replay_image cpu "built without stb (libstb-dev): data/ is not built")
+endif()

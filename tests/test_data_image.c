@@ -20,6 +20,8 @@
 
 #define FIX "tests/fixtures/data/"
 
+static char tmpdir[256]; /* a fresh folder for written files, made in main */
+
 /* CHECK_OK for data/ calls (struct ti_data_err, not struct ti_err) */
 #define DCHECK_OK(expr, e)                                                                         \
     do {                                                                                           \
@@ -126,6 +128,29 @@ TEST(formats_decode_to_rgb) {
     }
 }
 
+/* JPEGs against PIL's decode (libjpeg-turbo): stb_image has its own IDCT and chroma upsampling,
+ * so pixels may differ by a few levels. Measured when written: max 2 levels (4:2:0, progressive,
+ * restart markers), 1 (grey, CMYK), 11 at a few 4:2:2 chroma edges; the mean stays below 0.3. */
+TEST(jpeg_close_to_pil) {
+    static const char *const names[] = {"jpeg420.jpg", "jpeg422.jpg", "progressive.jpg",
+                                        "restart.jpg", "grey.jpg",    "cmyk.jpg"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char p[256], q[256];
+        struct ti_image got = {0}, want = {0};
+        struct ti_data_err e = {{0}};
+        snprintf(p, sizeof p, FIX "formats/%s", names[i]);
+        snprintf(q, sizeof q, FIX "formats/%s.expected.png", names[i]);
+        DCHECK_OK(ti_image_load(&got, p, &e), &e);
+        DCHECK_OK(ti_image_load(&want, q, &e), &e);
+        int mx = got.px && want.px ? max_diff(&got, &want) : 999;
+        double md = mx < 999 ? mean_diff(&got, &want) : 999;
+        printf("  %s: max %d, mean %.3f levels from PIL\n", names[i], mx, md);
+        CHECK(mx <= 16);
+        CHECK(md <= 0.5);
+        ti_image_free(&got), ti_image_free(&want);
+    }
+}
+
 /* orient_N.jpg stores the pattern so that applying tag N makes it upright (PIL's exif_transpose
  * checked that when it wrote them). Tolerance: JPEG at quality 95, 4:4:4, flat 16x16 blocks. */
 TEST(exif_orientation_1_to_8) {
@@ -213,6 +238,12 @@ TEST(hostile_files_refused) {
     CHECK(load_fails_with(FIX "hostile/truncated.png", "PNG"));
     CHECK(load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
     CHECK(load_fails_with(FIX "hostile", "directory"));
+    /* a FIFO without a writer: refused at once, never waited on */
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo.png", tmpdir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(load_fails_with(fifo, "not a regular file"));
+    unlink(fifo);
 }
 
 /* A header claiming 60000x60000 (10.8 GB of RGB) is refused from the header alone. Run in a
@@ -417,8 +448,6 @@ static int count_entries(const char *dir) {
     return n;
 }
 
-static char tmpdir[256];
-
 TEST(png_writer_round_trip_and_text) {
     struct ti_data_err e = {{0}};
     struct ti_image im = {0}, back = {0};
@@ -495,6 +524,7 @@ int main(void) {
     RUN(resize_matches_pil_exactly);
     RUN(resize_edges);
     RUN(formats_decode_to_rgb);
+    RUN(jpeg_close_to_pil);
     RUN(exif_orientation_1_to_8);
     RUN(orient_transforms);
     RUN(hostile_files_refused);

@@ -16,6 +16,8 @@ Writes:
       frame differs from the second), rgb.bmp, rgb.tga, rgb_rle.tga, rgb16.png, each with
       <name>.expected.png: the RGB the decoder must give (alpha composited on white as
       (c*a + 255*(255-a) + 127) // 255, computed here with numpy).
+  formats/{jpeg420,jpeg422,progressive,restart,grey,cmyk}.jpg + .expected.png: PIL's decode
+      (libjpeg-turbo); the test allows a few levels (stb_image's IDCT/upsampling differ).
   hostile/*: empty.jpg, text.png, truncated.jpg, truncated.png, huge.png (IHDR says
       60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt.
   dataset/*: a 50x37 source (PNG), the peer's preprocessing of it (numpy center crop as
@@ -182,6 +184,29 @@ def format_fixtures():
     expect("rgb16.png", (v16 >> 8).astype(np.uint8))
 
 
+def jpeg_fixtures():
+    """JPEGs as phones and editors write them; expected = PIL's (libjpeg-turbo) decode. stb_image
+    decodes with its own IDCT and chroma upsampling, so the test allows a few levels."""
+    d = mkdir("formats")
+    r = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:30, 0:40]
+    arr = np.stack([xx * 6, yy * 8, 255 - xx * 3], -1) + r.integers(-30, 31, (30, 40, 3))
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    variants = {
+        "jpeg420.jpg": dict(quality=90),  # PIL default subsampling: 4:2:0
+        "jpeg422.jpg": dict(quality=85, subsampling=1),
+        "progressive.jpg": dict(quality=90, progressive=True),
+        "restart.jpg": dict(quality=90, restart_marker_blocks=1),
+    }
+    for name, kw in variants.items():
+        img.save(os.path.join(d, name), format="JPEG", **kw)
+    img.convert("L").save(os.path.join(d, "grey.jpg"), format="JPEG", quality=90)
+    img.convert("CMYK").save(os.path.join(d, "cmyk.jpg"), format="JPEG", quality=90)
+    for name in list(variants) + ["grey.jpg", "cmyk.jpg"]:
+        save_png(Image.open(os.path.join(d, name)).convert("RGB"),
+                 os.path.join(d, name + ".expected.png"))
+
+
 def png_chunk(t, data):
     return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data))
 
@@ -248,6 +273,7 @@ if __name__ == "__main__":
     resize_fixtures()
     exif_fixtures()
     format_fixtures()
+    jpeg_fixtures()
     hostile_fixtures()
     dataset_fixtures()
     print("wrote", os.path.abspath(OUT))
