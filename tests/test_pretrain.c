@@ -42,8 +42,10 @@ TEST(adamw_matches_torch) {
     for (int i = 0; i < 10; i++) {
         p[i] = 0.3 * (i - 4.5);
         float f = (float)p[i];
-        if (i < 6) ((float *)a.data)[i] = f;
-        else ((float *)b.data)[i - 6] = f;
+        if (i < 6)
+            ((float *)a.data)[i] = f;
+        else
+            ((float *)b.data)[i - 6] = f;
         p[i] = f;
     }
     struct ti_adamw_hp hp = {1e-2, 0.9, 0.999, 1e-8, 0.05};

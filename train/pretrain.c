@@ -51,8 +51,8 @@ ti_status ti_wopt_init(struct ti_wopt *o, struct ti_weights *w, const struct ti_
     if (!o->grad || !o->m || !o->v) goto nomem;
     for (int i = 0; i < w->n; i++) {
         const struct ti_tensor *p = w->items[i].slot;
-        o->gview[i] = ti_tensor_view(o->grad + o->offset[i], TI_DTYPE_F32, TI_DEVICE_CPU, p->ndim,
-                                     p->shape);
+        o->gview[i] =
+            ti_tensor_view(o->grad + o->offset[i], TI_DTYPE_F32, TI_DEVICE_CPU, p->ndim, p->shape);
     }
     return TI_OK;
 nomem:
@@ -150,8 +150,7 @@ ti_status ti_pretrain_vae_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
                      mu = ti_tensor_none(), lv = ti_tensor_none(), muc = ti_tensor_none(),
                      lvc = ti_tensor_none(), zero = ti_tensor_none(), m2 = ti_tensor_none(),
                      ev = ti_tensor_none(), evm = ti_tensor_none(), lvm = ti_tensor_none(),
-                     k1 = ti_tensor_none(), k2 = ti_tensor_none(),
-                     loss = ti_tensor_none();
+                     k1 = ti_tensor_none(), k2 = ti_tensor_none(), loss = ti_tensor_none();
     if (!ctx->tape) return ti_error(err, TI_ERR_INVALID, "pretrain: the context has no tape");
     int64_t ish[4] = {B, 3, S, S}, lsh[4] = {B, C, h, h};
     CK(st, ti_ctx_upload(ctx, &x, images, TI_DTYPE_F32, 4, ish), "images");

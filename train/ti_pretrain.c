@@ -137,12 +137,18 @@ static int parse_args(struct opts *o, int argc, char **argv) {
         const char *v = argv[++i];
         long l;
         int rc = 0;
-        if (!strcmp(a, "--config")) o->config = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--stage")) o->stage = v;
-        else if (!strcmp(a, "--init")) o->init = v;
-        else if (!strcmp(a, "--ckpt")) o->ckpt = v;
-        else if (!strcmp(a, "--grid")) o->grid = v;
+        if (!strcmp(a, "--config"))
+            o->config = v;
+        else if (!strcmp(a, "--out"))
+            o->out = v;
+        else if (!strcmp(a, "--stage"))
+            o->stage = v;
+        else if (!strcmp(a, "--init"))
+            o->init = v;
+        else if (!strcmp(a, "--ckpt"))
+            o->ckpt = v;
+        else if (!strcmp(a, "--grid"))
+            o->grid = v;
         else if (!strcmp(a, "--seed")) {
             rc = parse_long(a, v, 0, INT32_MAX, &l);
             o->seed = (uint64_t)l;
@@ -152,19 +158,30 @@ static int parse_args(struct opts *o, int argc, char **argv) {
         } else if (!strcmp(a, "--steps")) {
             rc = parse_long(a, v, 1, 10000000, &o->steps);
             o->has_steps = 1;
-        } else if (!strcmp(a, "--batch")) rc = parse_long(a, v, 1, 4096, &o->batch);
-        else if (!strcmp(a, "--warmup")) rc = parse_long(a, v, 0, 10000000, &o->warmup);
-        else if (!strcmp(a, "--log_every")) rc = parse_long(a, v, 1, 10000000, &o->log_every);
-        else if (!strcmp(a, "--n")) rc = parse_long(a, v, 1, 10000, &o->n);
-        else if (!strcmp(a, "--recon")) rc = parse_long(a, v, 0, 100000, &o->recon);
-        else if (!strcmp(a, "--data_size")) rc = parse_long(a, v, 1, 1000000, &o->data_size);
-        else if (!strcmp(a, "--lr")) rc = parse_double(a, v, 0.0, 1.0, &o->lr);
-        else if (!strcmp(a, "--weight_decay")) rc = parse_double(a, v, 0.0, 1.0, &o->wd);
-        else if (!strcmp(a, "--kl_weight")) rc = parse_double(a, v, 0.0, 1e3, &o->kl_weight);
-        else if (!strcmp(a, "--p_uncond")) rc = parse_double(a, v, 0.0, 1.0, &o->p_uncond);
+        } else if (!strcmp(a, "--batch"))
+            rc = parse_long(a, v, 1, 4096, &o->batch);
+        else if (!strcmp(a, "--warmup"))
+            rc = parse_long(a, v, 0, 10000000, &o->warmup);
+        else if (!strcmp(a, "--log_every"))
+            rc = parse_long(a, v, 1, 10000000, &o->log_every);
+        else if (!strcmp(a, "--n"))
+            rc = parse_long(a, v, 1, 10000, &o->n);
+        else if (!strcmp(a, "--recon"))
+            rc = parse_long(a, v, 0, 100000, &o->recon);
+        else if (!strcmp(a, "--data_size"))
+            rc = parse_long(a, v, 1, 1000000, &o->data_size);
+        else if (!strcmp(a, "--lr"))
+            rc = parse_double(a, v, 0.0, 1.0, &o->lr);
+        else if (!strcmp(a, "--weight_decay"))
+            rc = parse_double(a, v, 0.0, 1.0, &o->wd);
+        else if (!strcmp(a, "--kl_weight"))
+            rc = parse_double(a, v, 0.0, 1e3, &o->kl_weight);
+        else if (!strcmp(a, "--p_uncond"))
+            rc = parse_double(a, v, 0.0, 1.0, &o->p_uncond);
         else if (!strcmp(a, "--scale_factor"))
             rc = parse_double(a, v, 1e-6, 1e6, &o->scale_factor);
-        else if (!strcmp(a, "--scale")) rc = parse_double(a, v, 0.0, 100.0, &o->scale);
+        else if (!strcmp(a, "--scale"))
+            rc = parse_double(a, v, 0.0, 100.0, &o->scale);
         else {
             fprintf(stderr, TOOL ": unknown flag %s (see --help)\n", a);
             return -1;
@@ -402,8 +419,10 @@ static int train(struct opts *o) {
     double sf = o->scale_factor > 0 ? o->scale_factor : r.cfg.model.scale_factor;
     /* stage 1 draws data set samples 0, 1, 2, ...; stage 2 starts at 2^32 (other images) */
     uint64_t base = vae ? 0 : (1ull << 32);
-    if (vae) sbuf_printf(&log, "step,loss,rec,kl,lr,time_s\n");
-    else sbuf_printf(&log, "step,loss,lr,time_s\n");
+    if (vae)
+        sbuf_printf(&log, "step,loss,rec,kl,lr,time_s\n");
+    else
+        sbuf_printf(&log, "step,loss,lr,time_s\n");
     snprintf(logpath, sizeof logpath, "%s/log_%s.csv", o->out, o->stage);
     snprintf(path, sizeof path, "%s/model.safetensors", o->out);
     double t0 = now_s(), acc = 0, acc2 = 0;
@@ -467,8 +486,8 @@ static int train(struct opts *o) {
             st = ti_pretrain_vae_step(&r.ctx, &r.m, &ov, img, eps, B, o->kl_weight, lr, &l1, &l2,
                                       &err);
         } else {
-            st = ti_pretrain_ldm_step(&r.ctx, &r.m, &ot, &ou, &r.sched, z, noise, ts, ids, B,
-                                          lr, &l1, &err);
+            st = ti_pretrain_ldm_step(&r.ctx, &r.m, &ot, &ou, &r.sched, z, noise, ts, ids, B, lr,
+                                      &l1, &err);
         }
         if (st != TI_OK) {
             char what[64];
@@ -483,8 +502,11 @@ static int train(struct opts *o) {
         }
         double tn = now_s() - t0;
         /* every step is logged (the test compares the first ones); the console every log_every */
-        if (vae) sbuf_printf(&log, "%ld,%.9g,%.9g,%.9g,%.6g,%.2f\n", k + 1, l1 + o->kl_weight * l2, l1, l2, lr, tn);
-        else sbuf_printf(&log, "%ld,%.9g,%.6g,%.2f\n", k + 1, l1, lr, tn);
+        if (vae)
+            sbuf_printf(&log, "%ld,%.9g,%.9g,%.9g,%.6g,%.2f\n", k + 1, l1 + o->kl_weight * l2, l1,
+                        l2, lr, tn);
+        else
+            sbuf_printf(&log, "%ld,%.9g,%.6g,%.2f\n", k + 1, l1, lr, tn);
         acc += l1;
         acc2 += l2;
         nacc++;
@@ -658,8 +680,7 @@ static int eval(struct opts *o) {
         struct ti_sampler_opts so = {.steps = (int)o->steps, .eta = 0.0, .scale = o->scale};
         ti_status st = ti_pretrain_encode(&r.ctx, &r.m, r.tok, pp + b0, B, &cond, &err);
         if (st == TI_OK) st = ti_pretrain_encode(&r.ctx, &r.m, r.tok, empty, B, &unc, &err);
-        if (st == TI_OK)
-            st = ti_ctx_upload(&r.ctx, &x, xh + (size_t)b0 * per, TI_DTYPE_F32, 4, xs);
+        if (st == TI_OK) st = ti_ctx_upload(&r.ctx, &x, xh + (size_t)b0 * per, TI_DTYPE_F32, 4, xs);
         if (st == TI_OK)
             st = ti_sampler_run(&r.ctx, &r.m, &r.sched, &so, &cond, o->scale != 1.0 ? &unc : NULL,
                                 &x, gens + b0, NULL, NULL, &err);
