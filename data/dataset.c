@@ -76,14 +76,14 @@ static int list_names(char ***names_out, int *count, const char *root, struct ti
     *count = 0;
     struct stat st;
     if (stat(root, &st) != 0) {
-        return ti_data_fail(e, "data_root '%s': %s (expected a folder of training images)", root,
+        return TI_DATA_FAIL(e, "data_root '%s': %s (expected a folder of training images)", root,
                             strerror(errno));
     }
     if (!S_ISDIR(st.st_mode)) {
-        return ti_data_fail(e, "data_root '%s': not a folder (expected a folder of images)", root);
+        return TI_DATA_FAIL(e, "data_root '%s': not a folder (expected a folder of images)", root);
     }
     DIR *d = opendir(root);
-    if (!d) return ti_data_fail(e, "data_root '%s': cannot open: %s", root, strerror(errno));
+    if (!d) return TI_DATA_FAIL(e, "data_root '%s': cannot open: %s", root, strerror(errno));
     char **names = NULL;
     int n = 0, cap = 0;
     for (struct dirent *de; (de = readdir(d));) {
@@ -108,7 +108,7 @@ oom:
     for (int i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    return ti_data_fail(e, "data_root '%s': out of memory listing it", root);
+    return TI_DATA_FAIL(e, "data_root '%s': out of memory listing it", root);
 }
 
 /* decode + center crop + resize, the peer's __getitem__ steps 1, 3 and 4 */
@@ -126,7 +126,7 @@ static int prepare(struct ti_image *out, const char *path, const struct ti_datas
         if (ti_image_resize(&b, &a, o->size, o->size, o->interp, e)) {
             char why[512];
             snprintf(why, sizeof why, "%s", e->msg);
-            ti_data_fail(e, "%s: %s", path, why);
+            ti_data_set_err(e, "%s: %s", path, why);
             goto fail;
         }
         ti_image_free(&a);
@@ -143,23 +143,23 @@ fail:
 int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
                     ti_data_warn_fn warn, void *user, struct ti_data_err *e) {
     *ds_out = NULL;
-    if (!o || !o->root || !o->root[0]) return ti_data_fail(e, "dataset: data_root is not set");
+    if (!o || !o->root || !o->root[0]) return TI_DATA_FAIL(e, "dataset: data_root is not set");
     if (o->size < 0 || o->size > TI_IMAGE_MAX_SIDE) {
-        return ti_data_fail(e, "dataset '%s': size %d, expected 0 (keep) or 1..%d", o->root,
+        return TI_DATA_FAIL(e, "dataset '%s': size %d, expected 0 (keep) or 1..%d", o->root,
                             o->size, TI_IMAGE_MAX_SIDE);
     }
     if (o->interp != TI_RESAMPLE_BILINEAR && o->interp != TI_RESAMPLE_BICUBIC &&
         o->interp != TI_RESAMPLE_LANCZOS && o->interp != TI_RESAMPLE_NEAREST) {
-        return ti_data_fail(e, "dataset '%s': unknown interpolation %d", o->root, (int)o->interp);
+        return TI_DATA_FAIL(e, "dataset '%s': unknown interpolation %d", o->root, (int)o->interp);
     }
     if (o->is_train && o->repeats < 1) {
-        return ti_data_fail(e, "dataset '%s': repeats %d, expected >= 1", o->root, o->repeats);
+        return TI_DATA_FAIL(e, "dataset '%s': repeats %d, expected >= 1", o->root, o->repeats);
     }
     if (!isfinite(o->flip_p) || !isfinite(o->mixing_prob)) {
-        return ti_data_fail(e, "dataset '%s': flip_p and mixing_prob must be finite", o->root);
+        return TI_DATA_FAIL(e, "dataset '%s': flip_p and mixing_prob must be finite", o->root);
     }
     struct ti_dataset *ds = calloc(1, sizeof *ds);
-    if (!ds) return ti_data_fail(e, "dataset '%s': out of memory", o->root);
+    if (!ds) return TI_DATA_FAIL(e, "dataset '%s': out of memory", o->root);
     ds->o = *o;
     const char *ph = o->placeholder ? o->placeholder : "*";
     ds->root = dupstr(o->root);
@@ -173,7 +173,7 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
     }
     if (!ds->root || !ds->placeholder || !ds->ph) {
         ti_dataset_close(ds);
-        return ti_data_fail(e, "dataset '%s': out of memory", o->root);
+        return TI_DATA_FAIL(e, "dataset '%s': out of memory", o->root);
     }
     ds->o.root = ds->root;
     ds->o.placeholder = ds->placeholder;
@@ -187,7 +187,7 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
     }
     if (nn == 0) {
         ti_dataset_close(ds);
-        return ti_data_fail(e,
+        return TI_DATA_FAIL(e,
                             "data_root '%s' has no files (hidden ones do not count): expected "
                             "the training images",
                             o->root);
@@ -199,7 +199,7 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
             free(names[i]);
         free(names);
         ti_dataset_close(ds);
-        return ti_data_fail(e, "dataset '%s': out of memory", o->root);
+        return TI_DATA_FAIL(e, "dataset '%s': out of memory", o->root);
     }
     size_t rl = strlen(ds->root);
     int slash = rl > 0 && ds->root[rl - 1] == '/';
@@ -209,7 +209,7 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
         size_t pl = rl + 1 + strlen(names[i]) + 1;
         char *path = malloc(pl);
         if (!path) {
-            ti_data_fail(e, "dataset '%s': out of memory", o->root);
+            ti_data_set_err(e, "dataset '%s': out of memory", o->root);
             goto fail;
         }
         snprintf(path, pl, "%s%s%s", ds->root, slash ? "" : "/", names[i]);
@@ -237,21 +237,22 @@ int ti_dataset_open(struct ti_dataset **ds_out, const struct ti_dataset_opts *o,
     names = NULL;
     if (ds->n == 0) {
         if (skipped) {
-            ti_data_fail(e, "data_root '%s': none of its %d files is a usable image (first: %s)",
-                         o->root, skipped, first_reason);
+            ti_data_set_err(e, "data_root '%s': none of its %d files is a usable image (first: %s)",
+                            o->root, skipped, first_reason);
         } else {
-            ti_data_fail(e, "data_root '%s' holds only folders (%d), no image files", o->root,
-                         dirs);
+            ti_data_set_err(e, "data_root '%s' holds only folders (%d), no image files", o->root,
+                            dirs);
         }
         goto fail;
     }
     if (o->per_image_tokens && ds->n >= TI_N_PER_IMAGE_TOKENS) {
         /* the peer's assertion, message verbatim */
-        ti_data_fail(e,
-                     "data_root '%s' has %d images: Can't use per-image tokens when the training "
-                     "set contains more than %d tokens. To enable larger sets, add more tokens to "
-                     "'per_img_token_list'.",
-                     o->root, ds->n, TI_N_PER_IMAGE_TOKENS);
+        ti_data_set_err(
+            e,
+            "data_root '%s' has %d images: Can't use per-image tokens when the training "
+            "set contains more than %d tokens. To enable larger sets, add more tokens to "
+            "'per_img_token_list'.",
+            o->root, ds->n, TI_N_PER_IMAGE_TOKENS);
         goto fail;
     }
     *ds_out = ds;

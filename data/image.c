@@ -26,14 +26,15 @@
 #include <libexif/exif-data.h> /* defines: ExifData, exif_data_*, exif_content_get_entry */
 #endif
 
-int ti_data_fail(struct ti_data_err *e, const char *fmt, ...) {
-    if (e) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
+void ti_data_vset_err(struct ti_data_err *e, const char *fmt, va_list ap) {
+    if (e) vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+}
+
+void ti_data_set_err(struct ti_data_err *e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ti_data_vset_err(e, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- resample names ------------------------------------------------------------------------ */
@@ -48,7 +49,7 @@ int ti_resample_parse(enum ti_resample *r, const char *name, struct ti_data_err 
     } else if (name && !strcmp(name, "nearest")) {
         *r = TI_RESAMPLE_NEAREST;
     } else {
-        return ti_data_fail(e,
+        return TI_DATA_FAIL(e,
                             "interpolation '%s': expected one of linear, bilinear, bicubic, "
                             "lanczos, nearest",
                             name ? name : "(null)");
@@ -76,11 +77,11 @@ static int size_ok(long w, long h) {
 int ti_image_alloc(struct ti_image *img, int w, int h, struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
     if (!size_ok(w, h)) {
-        return ti_data_fail(e, "image size %dx%d: expected 1..%d per side and at most %ld pixels",
+        return TI_DATA_FAIL(e, "image size %dx%d: expected 1..%d per side and at most %ld pixels",
                             w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
     }
     img->px = malloc((size_t)w * (size_t)h * 3);
-    if (!img->px) return ti_data_fail(e, "image %dx%d: out of memory", w, h);
+    if (!img->px) return TI_DATA_FAIL(e, "image %dx%d: out of memory", w, h);
     img->w = w;
     img->h = h;
     return 0;
@@ -102,7 +103,7 @@ int ti_image_crop(struct ti_image *dst, const struct ti_image *src, int x, int y
                   struct ti_data_err *e) {
     memset(dst, 0, sizeof *dst);
     if (x < 0 || y < 0 || w < 1 || h < 1 || x > src->w - w || y > src->h - h) {
-        return ti_data_fail(e, "crop %dx%d at (%d,%d): outside the %dx%d image", w, h, x, y, src->w,
+        return TI_DATA_FAIL(e, "crop %dx%d at (%d,%d): outside the %dx%d image", w, h, x, y, src->w,
                             src->h);
     }
     if (ti_image_alloc(dst, w, h, e)) return -1;
@@ -209,8 +210,9 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 #ifdef TI_HAVE_EXIF
-/* The payload of a PNG's eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. Only chunks
- * before IDAT count (the PNG 1.5 rule PIL follows when it reads the file's header). */
+/* The payload of a PNG's first eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. The
+ * spec wants it before IDAT, but PIL's getexif() also finds one after the image data (it loads
+ * the file to the end), so the whole chunk list is searched. */
 static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
     size_t pos = 8;
     while (pos + 12 <= n) {
@@ -221,7 +223,7 @@ static const uint8_t *png_exif(const uint8_t *d, size_t n, size_t *len) {
             *len = clen;
             return d + pos + 8;
         }
-        if (!memcmp(type, "IDAT", 4) || !memcmp(type, "IEND", 4)) return NULL;
+        if (!memcmp(type, "IEND", 4)) return NULL;
         pos += 12 + (size_t)clen;
     }
     return NULL;
@@ -287,12 +289,29 @@ static const char *format_name(const uint8_t *d, size_t n) {
     return NULL;
 }
 
+/* Image formats PIL may open but we do not: named in the message so the user knows to convert */
+static const char *unsupported_format(const uint8_t *d, size_t n) {
+    if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return "WebP";
+    if (n >= 12 && !memcmp(d + 4, "ftyp", 4)) {
+        if (!memcmp(d + 8, "avif", 4) || !memcmp(d + 8, "avis", 4)) return "AVIF";
+        if (!memcmp(d + 8, "hei", 3) || !memcmp(d + 8, "mif1", 4) || !memcmp(d + 8, "msf1", 4)) {
+            return "HEIF/HEIC";
+        }
+    }
+    if (n >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4))) return "TIFF";
+    if (n >= 4 && !memcmp(d, "\0\0\1\0", 4)) return "ICO";
+    if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') return "PNM/PPM";
+    if (n >= 4 && !memcmp(d, "8BPS", 4)) return "Photoshop";
+    if (n >= 12 && !memcmp(d, "\0\0\0\x0cjP  ", 8)) return "JPEG 2000";
+    return NULL;
+}
+
 int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
                          struct ti_data_err *e) {
     memset(img, 0, sizeof *img);
-    if (n == 0) return ti_data_fail(e, "%s: empty file, expected an image", name);
+    if (n == 0) return TI_DATA_FAIL(e, "%s: empty file, expected an image", name);
     if (n > (size_t)TI_IMAGE_MAX_FILE_BYTES || n > (size_t)0x7FFFFFFF) {
-        return ti_data_fail(e, "%s: %zu bytes, more than the %ld an image file may have", name, n,
+        return TI_DATA_FAIL(e, "%s: %zu bytes, more than the %ld an image file may have", name, n,
                             (long)TI_IMAGE_MAX_FILE_BYTES);
     }
     const char *fmt = format_name(data, n);
@@ -303,7 +322,7 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         if (fmt && !strcmp(fmt, "PNG") && n >= 24 && !memcmp(data + 12, "IHDR", 4)) {
             uint32_t pw = be32(data + 16), ph = be32(data + 20);
             if (!size_ok(pw, ph)) {
-                return ti_data_fail(e,
+                return TI_DATA_FAIL(e,
                                     "%s: the PNG header claims %ux%u pixels; refusing images over "
                                     "%d pixels per side or %ld pixels in all (damaged or hostile "
                                     "file?)",
@@ -312,17 +331,24 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
             }
         }
         if (fmt) {
-            return ti_data_fail(e, "%s: unreadable %s header (%s)", name, fmt,
+            return TI_DATA_FAIL(e, "%s: unreadable %s header (%s)", name, fmt,
                                 stbi_failure_reason());
         }
-        return ti_data_fail(e,
+        const char *other = unsupported_format(data, n);
+        if (other) {
+            return TI_DATA_FAIL(e,
+                                "%s: a %s image, which ti does not read (JPEG, PNG, BMP, TGA, "
+                                "GIF): convert it, e.g. to PNG",
+                                name, other);
+        }
+        return TI_DATA_FAIL(e,
                             "%s: not an image (expected JPEG, PNG, BMP, TGA or GIF; the first "
                             "bytes match none of them)",
                             name);
     }
     if (!fmt) fmt = "TGA";
     if (!size_ok(w, h)) {
-        return ti_data_fail(e,
+        return TI_DATA_FAIL(e,
                             "%s: the %s header claims %dx%d pixels; refusing images over %d "
                             "pixels per side or %ld pixels in all (damaged or hostile file?)",
                             name, fmt, w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
@@ -331,19 +357,19 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         const uint8_t *blk;
         size_t len;
         int st = jpeg_walk(data, n, &blk, &len);
-        if (st == 0) return ti_data_fail(e, "%s: truncated JPEG (no end-of-image marker)", name);
-        if (st < 0) return ti_data_fail(e, "%s: damaged JPEG (bad segment length)", name);
+        if (st == 0) return TI_DATA_FAIL(e, "%s: truncated JPEG (no end-of-image marker)", name);
+        if (st < 0) return TI_DATA_FAIL(e, "%s: damaged JPEG (bad segment length)", name);
     }
     int x = 0, y = 0, c = 0;
     uint8_t *px = stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
     if (!px) {
         const char *why = stbi_failure_reason();
         if (why && !strcmp(why, "outofdata")) why = "the data ends early (truncated file?)";
-        return ti_data_fail(e, "%s: cannot decode %s: %s", name, fmt, why ? why : "unknown error");
+        return TI_DATA_FAIL(e, "%s: cannot decode %s: %s", name, fmt, why ? why : "unknown error");
     }
     if (x != w || y != h || c < 1 || c > 4) {
         stbi_image_free(px);
-        return ti_data_fail(e, "%s: decoded %dx%dx%d, the header said %dx%d", name, x, y, c, w, h);
+        return TI_DATA_FAIL(e, "%s: decoded %dx%dx%d, the header said %dx%d", name, x, y, c, w, h);
     }
     if (ti_image_alloc(img, w, h, e)) {
         stbi_image_free(px);
@@ -381,48 +407,48 @@ int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e)
     memset(img, 0, sizeof *img);
     /* O_NONBLOCK: opening a FIFO (or a device) must not hang the caller; it is refused below */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return ti_data_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return TI_DATA_FAIL(e, "%s: cannot open: %s", path, strerror(errno));
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         int er = errno;
         close(fd);
-        return ti_data_fail(e, "%s: cannot open: %s", path, strerror(er));
+        return TI_DATA_FAIL(e, "%s: cannot open: %s", path, strerror(er));
     }
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
         int er = errno;
         fclose(f);
-        return ti_data_fail(e, "%s: cannot stat: %s", path, strerror(er));
+        return TI_DATA_FAIL(e, "%s: cannot stat: %s", path, strerror(er));
     }
     if (S_ISDIR(st.st_mode)) {
         fclose(f);
-        return ti_data_fail(e, "%s: is a directory, expected an image file", path);
+        return TI_DATA_FAIL(e, "%s: is a directory, expected an image file", path);
     }
     if (!S_ISREG(st.st_mode)) {
         fclose(f);
-        return ti_data_fail(e, "%s: not a regular file, expected an image file", path);
+        return TI_DATA_FAIL(e, "%s: not a regular file, expected an image file", path);
     }
     if (st.st_size == 0) {
         fclose(f);
-        return ti_data_fail(e, "%s: empty file, expected an image", path);
+        return TI_DATA_FAIL(e, "%s: empty file, expected an image", path);
     }
     if (st.st_size > TI_IMAGE_MAX_FILE_BYTES) {
         fclose(f);
-        return ti_data_fail(e, "%s: %lld bytes, more than the %ld an image file may have", path,
+        return TI_DATA_FAIL(e, "%s: %lld bytes, more than the %ld an image file may have", path,
                             (long long)st.st_size, (long)TI_IMAGE_MAX_FILE_BYTES);
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = malloc(n);
     if (!buf) {
         fclose(f);
-        return ti_data_fail(e, "%s: out of memory reading %zu bytes", path, n);
+        return TI_DATA_FAIL(e, "%s: out of memory reading %zu bytes", path, n);
     }
     size_t got = fread(buf, 1, n, f);
     int rerr = ferror(f);
     fclose(f);
     if (got != n) {
         free(buf);
-        return ti_data_fail(e, "%s: read %zu of %zu bytes%s", path, got, n,
+        return TI_DATA_FAIL(e, "%s: read %zu of %zu bytes%s", path, got, n,
                             rerr ? " (read error)" : " (file shrank while reading)");
     }
     int rc = ti_image_load_memory(img, buf, n, path, e);
@@ -436,7 +462,7 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
                   uint8_t pad_value, struct ti_data_err *e) {
     memset(dst, 0, sizeof *dst);
     if (n < 1 || nrow < 1 || pad < 0) {
-        return ti_data_fail(e,
+        return TI_DATA_FAIL(e,
                             "image grid: n=%d nrow=%d pad=%d, expected n >= 1, nrow >= 1, "
                             "pad >= 0",
                             n, nrow, pad);
@@ -444,7 +470,7 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
     int tw = tiles[0].w, th = tiles[0].h;
     for (int k = 1; k < n; k++) {
         if (tiles[k].w != tw || tiles[k].h != th) {
-            return ti_data_fail(e, "image grid: tile %d is %dx%d, tile 0 is %dx%d (all equal)", k,
+            return TI_DATA_FAIL(e, "image grid: tile %d is %dx%d, tile 0 is %dx%d (all equal)", k,
                                 tiles[k].w, tiles[k].h, tw, th);
         }
     }
@@ -454,7 +480,7 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
     long cw = (long)tw + pad, ch = (long)th + pad;
     long gw = cw * xmaps + pad, gh = ch * ymaps + pad;
     if (gw > TI_IMAGE_MAX_SIDE || gh > TI_IMAGE_MAX_SIDE) {
-        return ti_data_fail(e, "image grid: %ldx%ld is over the %d-pixel side limit", gw, gh,
+        return TI_DATA_FAIL(e, "image grid: %ldx%ld is over the %d-pixel side limit", gw, gh,
                             TI_IMAGE_MAX_SIDE);
     }
     if (ti_image_alloc(dst, (int)gw, (int)gh, e)) return -1;

@@ -120,9 +120,15 @@ void ti_image_hflip(struct ti_image *img);
  * on error nothing is left behind. */
 int ti_image_write_png(const struct ti_image *img, const char *path, const char *const *text,
                        struct ti_data_err *e);
-/* Baseline JPEG (stb_image_write, 4:2:0 below quality 90), quality 1-100; temp file + rename. */
+/* Baseline JPEG (stb_image_write, 4:2:0 below quality 90), quality 1-100; temp file + rename.
+ * PIL's default quality, which the peer's ImageLogger (.jpg grids) gets, is 75. */
 int ti_image_write_jpeg(const struct ti_image *img, const char *path, int quality,
                         struct ti_data_err *e);
+#define TI_JPEG_QUALITY_PIL_DEFAULT 75
+/* By the path's extension (case-insensitive): .png -> ti_image_write_png with text, .jpg/.jpeg
+ * -> ti_image_write_jpeg at quality 75 (text is not stored); anything else is an error. */
+int ti_image_write(const struct ti_image *img, const char *path, const char *const *text,
+                   struct ti_data_err *e);
 
 /* torchvision.utils.make_grid's layout for n tiles of equal size: xmaps = min(nrow, n) columns,
  * ceil(n / xmaps) rows, each cell (tile + pad) and one more pad at the right and bottom, filled

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,7 +44,7 @@ static int outfile_open(struct outfile *o, const char *path, struct ti_data_err 
     o->path = path;
     size_t n = strlen(path);
     o->tmp = malloc(n + 16);
-    if (!o->tmp) return ti_data_fail(e, "%s: out of memory", path);
+    if (!o->tmp) return TI_DATA_FAIL(e, "%s: out of memory", path);
     memcpy(o->tmp, path, n);
     memcpy(o->tmp + n, ".tmp.XXXXXX", 12);
     int fd = mkstemp(o->tmp);
@@ -51,7 +52,7 @@ static int outfile_open(struct outfile *o, const char *path, struct ti_data_err 
         int er = errno;
         free(o->tmp);
         o->tmp = NULL;
-        return ti_data_fail(e, "%s: cannot create a temporary file beside it: %s", path,
+        return TI_DATA_FAIL(e, "%s: cannot create a temporary file beside it: %s", path,
                             strerror(er));
     }
     (void)fchmod(fd, 0644); /* mkstemp makes 0600; images are meant to be shared */
@@ -62,7 +63,7 @@ static int outfile_open(struct outfile *o, const char *path, struct ti_data_err 
         unlink(o->tmp);
         free(o->tmp);
         o->tmp = NULL;
-        return ti_data_fail(e, "%s: %s", path, strerror(er));
+        return TI_DATA_FAIL(e, "%s: %s", path, strerror(er));
     }
     return 0;
 }
@@ -83,9 +84,9 @@ static int outfile_close(struct outfile *o, int ok, struct ti_data_err *e) {
     }
     if (fclose(o->f) != 0 && !o->failed) o->failed = 1, o->err = errno;
     if (ok && o->failed) {
-        rc = ti_data_fail(e, "%s: write failed: %s", o->path, strerror(o->err));
+        rc = TI_DATA_FAIL(e, "%s: write failed: %s", o->path, strerror(o->err));
     } else if (ok && rename(o->tmp, o->path) != 0) {
-        rc = ti_data_fail(e, "%s: cannot rename the temporary file into place: %s", o->path,
+        rc = TI_DATA_FAIL(e, "%s: cannot rename the temporary file into place: %s", o->path,
                           strerror(errno));
         ok = 0;
     }
@@ -200,17 +201,17 @@ static int is_ascii(const char *s) {
 int ti_image_write_png(const struct ti_image *img, const char *path, const char *const *text,
                        struct ti_data_err *e) {
     if (!img || !img->px || img->w < 1 || img->h < 1) {
-        return ti_data_fail(e, "%s: no image to write", path);
+        return TI_DATA_FAIL(e, "%s: no image to write", path);
     }
     for (size_t i = 0; text && text[i]; i += 2) {
         if (!keyword_ok(text[i])) {
-            return ti_data_fail(e,
+            return TI_DATA_FAIL(e,
                                 "%s: PNG text key '%s': expected 1-79 printable ASCII characters "
                                 "without leading, trailing or double spaces",
                                 path, text[i]);
         }
         if (!text[i + 1])
-            return ti_data_fail(e, "%s: PNG text key '%s' has no value", path, text[i]);
+            return TI_DATA_FAIL(e, "%s: PNG text key '%s' has no value", path, text[i]);
     }
     crc_init();
     size_t stride = (size_t)img->w * 3, raw_n = (size_t)img->h * (stride + 1);
@@ -218,7 +219,7 @@ int ti_image_write_png(const struct ti_image *img, const char *path, const char 
     size_t zn = 0;
     if (!raw || !cand) {
         free(raw), free(cand);
-        return ti_data_fail(e, "%s: out of memory", path);
+        return TI_DATA_FAIL(e, "%s: out of memory", path);
     }
     png_filter(raw, img, cand);
     free(cand);
@@ -239,7 +240,7 @@ int ti_image_write_png(const struct ti_image *img, const char *path, const char 
     }
 #endif
     free(raw);
-    if (!z) return ti_data_fail(e, "%s: PNG compression failed (out of memory?)", path);
+    if (!z) return TI_DATA_FAIL(e, "%s: PNG compression failed (out of memory?)", path);
 
     struct outfile o;
     if (outfile_open(&o, path, e)) {
@@ -287,20 +288,33 @@ static void jpeg_sink(void *ctx, void *data, int size) {
 int ti_image_write_jpeg(const struct ti_image *img, const char *path, int quality,
                         struct ti_data_err *e) {
     if (!img || !img->px || img->w < 1 || img->h < 1) {
-        return ti_data_fail(e, "%s: no image to write", path);
+        return TI_DATA_FAIL(e, "%s: no image to write", path);
     }
     if (quality < 1 || quality > 100) {
-        return ti_data_fail(e, "%s: JPEG quality %d, expected 1..100", path, quality);
+        return TI_DATA_FAIL(e, "%s: JPEG quality %d, expected 1..100", path, quality);
     }
     if (img->w > 65535 || img->h > 65535) {
-        return ti_data_fail(e, "%s: %dx%d is too large for JPEG", path, img->w, img->h);
+        return TI_DATA_FAIL(e, "%s: %dx%d is too large for JPEG", path, img->w, img->h);
     }
     struct outfile o;
     if (outfile_open(&o, path, e)) return -1;
     int ok = stbi_write_jpg_to_func(jpeg_sink, &o, img->w, img->h, 3, img->px, quality);
     if (!ok) {
         outfile_close(&o, 0, e);
-        return ti_data_fail(e, "%s: JPEG encoding failed", path);
+        return TI_DATA_FAIL(e, "%s: JPEG encoding failed", path);
     }
     return outfile_close(&o, 1, e);
+}
+
+int ti_image_write(const struct ti_image *img, const char *path, const char *const *text,
+                   struct ti_data_err *e) {
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash)) {
+        if (!strcasecmp(dot, ".png")) return ti_image_write_png(img, path, text, e);
+        if (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")) {
+            return ti_image_write_jpeg(img, path, TI_JPEG_QUALITY_PIL_DEFAULT, e);
+        }
+    }
+    return TI_DATA_FAIL(e, "%s: unknown image file extension, expected .png, .jpg or .jpeg", path);
 }

@@ -152,7 +152,7 @@ static int resize_nearest(struct ti_image *dst, const struct ti_image *src, int 
     int *xin = malloc((size_t)w * sizeof *xin);
     if (!xin) {
         ti_image_free(dst);
-        return ti_data_fail(e, "resize: out of memory");
+        return TI_DATA_FAIL(e, "resize: out of memory");
     }
     double a0 = (double)src->w / w, a4 = (double)src->h / h;
     /* Pillow's ImagingScaleAffine: positions by repeated addition; a negative position would
@@ -182,7 +182,7 @@ int ti_image_resize(struct ti_image *dst, const struct ti_image *src, int w, int
     memset(dst, 0, sizeof *dst);
     if (w < 1 || h < 1 || w > TI_IMAGE_MAX_SIDE || h > TI_IMAGE_MAX_SIDE ||
         (long)w * h > TI_IMAGE_MAX_PIXELS) {
-        return ti_data_fail(e, "resize %dx%d -> %dx%d: expected 1..%d per side, at most %ld pixels",
+        return TI_DATA_FAIL(e, "resize %dx%d -> %dx%d: expected 1..%d per side, at most %ld pixels",
                             src->w, src->h, w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
     }
     if (w == src->w && h == src->h) return ti_image_copy(dst, src, e);
@@ -192,7 +192,7 @@ int ti_image_resize(struct ti_image *dst, const struct ti_image *src, int w, int
     case TI_RESAMPLE_BICUBIC: f.fn = filter_bicubic, f.support = 2.0; break;
     case TI_RESAMPLE_LANCZOS: f.fn = filter_lanczos, f.support = 3.0; break;
     case TI_RESAMPLE_NEAREST: return resize_nearest(dst, src, w, h, e);
-    default: return ti_data_fail(e, "resize: unknown filter %d", (int)r);
+    default: return TI_DATA_FAIL(e, "resize: unknown filter %d", (int)r);
     }
     int *bh = NULL, *bv = NULL;
     int32_t *kh = NULL, *kv = NULL;
@@ -224,7 +224,7 @@ int ti_image_resize(struct ti_image *dst, const struct ti_image *src, int w, int
     free(bh), free(bv), free(kh), free(kv), free(tmp);
     return 0;
 oom:
-    ti_data_fail(e, "resize %dx%d -> %dx%d: out of memory", src->w, src->h, w, h);
+    ti_data_set_err(e, "resize %dx%d -> %dx%d: out of memory", src->w, src->h, w, h);
 fail:
     free(bh), free(bv), free(kh), free(kv), free(tmp);
     return -1;

@@ -191,13 +191,25 @@ static void sample_attr(struct rng *r, int size, int shape, struct ti_shapes_att
     for (int c = 0; c < TI_COLOUR_COUNT; c++)
         if (ti_shapes_contrast(a->colour, a->texture, (enum ti_colour)c) >= TI_SHAPES_MIN_CONTRAST)
             allowed[n_allowed++] = c;
-    /* every object colour has several backgrounds at this contrast (white and black at least) */
+    /* every object colour has several backgrounds at this contrast (white or black at least);
+     * should a palette change leave none, the farthest colour serves */
+    if (n_allowed == 0) {
+        double best = -1;
+        for (int c = 0; c < TI_COLOUR_COUNT; c++) {
+            double d = ti_shapes_contrast(a->colour, a->texture, (enum ti_colour)c);
+            if (d > best) {
+                best = d;
+                allowed[0] = c;
+            }
+        }
+        n_allowed = 1;
+    }
     a->background = (enum ti_colour)allowed[rng_below(r, n_allowed)];
     double scale = size / 64.0;
     a->radius =
         scale * (a->size_class == TI_SIZE_SMALL ? rng_range(r, 10, 13) : rng_range(r, 17, 23));
     a->angle = rng_range(r, -10, 10) * M_PI / 180.0;
-    double margin = SHAPE_EXTENT * a->radius + scale;
+    double margin = SHAPE_EXTENT * a->radius + 3 * scale; /* the 2-pixel border stays background */
     a->cx = rng_range(r, margin, size - margin);
     a->cy = rng_range(r, margin, size - margin);
     a->phase_x = rng_uniform(r);

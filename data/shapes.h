@@ -6,6 +6,8 @@
  * inverts (docs/DEMO.md). Images are size x size RGB8 (64 by default), drawn with 4x4
  * supersampling so edges are anti-aliased. Sample i of a data set depends only on (seed, i):
  * its own random stream (splitmix64 -> xoshiro256**), no global state, any order, any thread.
+ * Bytes are reproducible for a given build; the geometry uses libm's sin/cos, so another libm
+ * could move an anti-aliased edge pixel by one level.
  * What it is not: a general drawing library. It needs libc and libm only (no image.h: pixels are
  * plain interleaved RGB8 buffers, rows top to bottom, exactly struct ti_image's layout).
  *
@@ -82,7 +84,7 @@ enum ti_texture {
     TI_TEXTURE_COUNT
 };
 
-/* small: radius 9-12 px at 64x64, large: 17-23 px (the radius is the shape's outer scale). */
+/* small: radius 10-13 px at 64x64, large: 17-23 px (the radius is the shape's outer scale). */
 enum ti_shape_size { TI_SIZE_SMALL, TI_SIZE_LARGE, TI_SIZE_COUNT };
 
 /* Everything that decides one image. Geometry is in pixels of a `size` x `size` image. */

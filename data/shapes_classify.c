@@ -80,7 +80,7 @@ static int template_inside(int shape, const struct poly *p, double x, double y) 
 /* Separable Gaussian blur of a g x g plane (zero outside), in place; tmp holds g*g floats. */
 static void blur_grid(float *pl, float *tmp, int g, double sigma) {
     int rad = (int)ceil(3 * sigma);
-    float k[256];
+    float k[256] = {0};
     double sum = 0;
     if (rad > 127) rad = 127;
     for (int d = -rad; d <= rad; d++)
@@ -156,8 +156,8 @@ int ti_shapes_classifier_init(struct ti_shapes_classifier *c, struct ti_data_err
             for (int j = 0; j < TI_SHAPES_NDIR; j++) {
                 double t = 2 * M_PI * j / TI_SHAPES_NDIR, dx = cos(t), dy = sin(t);
                 r[j] = 0;
-                for (double d = 0.125; d < G; d += 0.125) {
-                    double x = cx + d * dx - 0.5, y = cy + d * dy - 0.5;
+                for (int step = 1; step * 0.125 < G; step++) {
+                    double d = step * 0.125, x = cx + d * dx - 0.5, y = cy + d * dy - 0.5;
                     int x0 = (int)floor(x), y0 = (int)floor(y);
                     double fx = x - x0, fy = y - y0, v = 0;
                     for (int k = 0; k < 4; k++) {
@@ -345,7 +345,8 @@ static double periodic_fraction(const double *v, const int *idx, size_t n, int w
                                 double fy, double ss) {
     double re = 0, im = 0;
     for (size_t k = 0; k < n; k++) {
-        double x = idx[k] % w, y = idx[k] / w, ph = 2 * M_PI * (fx * x + fy * y);
+        int xi = idx[k] % w, yi = idx[k] / w;
+        double x = xi, y = yi, ph = 2 * M_PI * (fx * x + fy * y);
         re += v[k] * cos(ph);
         im -= v[k] * sin(ph);
     }
@@ -392,7 +393,8 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
             for (int x = 0; x < w; x++)
                 if (is_border(x, y, w, h)) border[m++] = px[((size_t)y * w + x) * 3 + k];
         qsort(border, (size_t)m, 1, cmp_u8);
-        bg[k] = border[m / 2];
+        int mid = m / 2;
+        bg[k] = border[mid];
     }
     {
         double best = 1e9, second = 1e9;
@@ -613,12 +615,20 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
                 }
         out->cx = sx / cnt;
         out->cy = sy / cnt;
-        double r[TI_SHAPES_NDIR], mean = 0, reach = sqrt((double)w * w + (double)h * h);
+        /* rays need not go past the farthest filled pixel (+2: the bilinear footprint) */
+        double reach = 0;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                if (filled[(size_t)y * w + x])
+                    reach = fmax(reach, hypot(x + 0.5 - out->cx, y + 0.5 - out->cy));
+        reach += 2;
+        double r[TI_SHAPES_NDIR], mean = 0;
         for (int j = 0; j < TI_SHAPES_NDIR; j++) {
             double t = 2 * M_PI * j / TI_SHAPES_NDIR, dx = cos(t), dy = sin(t);
             r[j] = 0;
-            for (double d = 0.125; d < reach; d += 0.125) {
-                double v = mask_at(filled, w, h, out->cx + d * dx, out->cy + d * dy);
+            for (int step = 1; step * 0.125 < reach; step++) {
+                double d = step * 0.125,
+                       v = mask_at(filled, w, h, out->cx + d * dx, out->cy + d * dy);
                 if (v >= 0.5) r[j] = d;
             }
             mean += r[j];

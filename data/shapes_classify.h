@@ -5,20 +5,30 @@
  * What it is: the demo's judge. It reads a generated image or one a model sampled and says
  * what it sees, with a confidence per attribute and -1 ("none") when there is nothing to see:
  *   background  the median of the 2-pixel border, named by the nearest palette colour;
- *   object      pixels farther than a threshold (45 + 3 x the border's spread) from the
- *               background, largest 8-connected component; holes are the background regions
- *               it encloses; none when it covers under 1 % or over 60 % of the image;
- *   colour      the palette colour c minimising the mean over the object's interior pixels of
- *               min(|p - c|, |p - shade(c)|) (a texture paints with c and its shade);
- *   texture     interior pixels nearer the shade than c: under 5 % plain; otherwise stripes when
- *               label changes run along one axis only (min/max of the horizontal and vertical
- *               change rates < 0.45), else checks when over 33 % are shade, else dots;
+ *   object      on the image smoothed by a 3x3 binomial filter: pixels farther from the
+ *               background than 30 + 3 x the border's mean distance (noise), largest
+ *               8-connected component; then cut again at half the object's own contrast (10th
+ *               percentile of its interior's distances) so blurred edges are cut where sharp
+ *               ones would be; holes are the background regions it encloses; none when it
+ *               covers under 1 % or over 60 % of the image;
+ *   colour      the palette colour c minimising the mean distance of the interior's pixels
+ *               (2 pixels deep when there are enough) to the RGB segment c..shade(c): a texture
+ *               paints with c and its shade, blur and compression mix them along the segment;
+ *   texture     each object pixel's position t along c -> shade(c), unmixed from the
+ *               background (p - bg = a (c - bg) + b (shade - c), t = b / a, pixels with
+ *               a >= 0.75) where the three colours are not collinear, else projected over the
+ *               2-deep interior; the share of t's variance at the textures' frequencies
+ *               (period 6 horizontal and vertical, the period-8 diagonals of 4 px checks, each
+ *               searched over +-1 px) gives the periodic amplitude std(t) x sqrt(share): under
+ *               TI_SHAPES_MIN_TEXTURE plain; else checks when the diagonal share is the
+ *               largest, stripes when one axis has under 0.35 of the other's, else dots;
  *   shape       the radial profile r(theta) of the filled object (holes filled) from its
  *               centroid at 120 directions, divided by its mean, against templates built from
  *               geometric descriptions of the shapes (this file's own, not the generator's code)
- *               at rotations within +-15 degrees: RMS difference plus 0.5 x the difference in
- *               hole fraction (a ring's is 0.3025); the nearest wins, none when it is farther
- *               than TI_SHAPES_MAX_SHAPE_DIST.
+ *               rasterised sharp and blurred (TI_SHAPES_NBLUR levels), at rotations within +-15
+ *               degrees: the RMS difference plus a hole term (the ring: 0.12 - hole fraction
+ *               when positive; the others: the hole fraction); the nearest wins, none when it
+ *               is farther than TI_SHAPES_MAX_SHAPE_DIST.
  * Confidences are 1 - best / second best score (0: a tie, 1: unambiguous).
  * What it is not: a general object detector. It expects one object on a plain background, shapes
  * upright within +-15 degrees (a diamond is a square turned by 45).

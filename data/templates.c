@@ -162,13 +162,13 @@ int ti_template_format(char *out, size_t cap, const char *tmpl, const char *a, c
     const char *args[2] = {a, b};
     int used = 0;
     size_t n = 0;
-    if (cap == 0) return ti_data_fail(e, "caption template '%s': no room for the caption", tmpl);
+    if (cap == 0) return TI_DATA_FAIL(e, "caption template '%s': no room for the caption", tmpl);
     for (const char *p = tmpl; *p;) {
         const char *s = p[0] == '{' && p[1] == '}' ? NULL : p;
         size_t len;
         if (!s) {
             if (used >= 2 || !args[used]) {
-                return ti_data_fail(e, "caption template '%s': more {} slots than arguments", tmpl);
+                return TI_DATA_FAIL(e, "caption template '%s': more {} slots than arguments", tmpl);
             }
             s = args[used++];
             len = strlen(s);
@@ -178,7 +178,7 @@ int ti_template_format(char *out, size_t cap, const char *tmpl, const char *a, c
             p++;
         }
         if (n + len >= cap) {
-            return ti_data_fail(e, "caption template '%s': the caption needs more than %zu bytes",
+            return TI_DATA_FAIL(e, "caption template '%s': the caption needs more than %zu bytes",
                                 tmpl, cap - 1);
         }
         memcpy(out + n, s, len);

@@ -181,9 +181,12 @@ TEST(exif_orientation_1_to_8) {
         }
         ti_image_free(&im);
     }
-    /* PNG eXIf chunk (lossless: exact) */
+    /* PNG eXIf chunk (lossless: exact), before and after IDAT */
     struct ti_image im = {0};
     DCHECK_OK(ti_image_load(&im, FIX "exif/orient_6.png", &e), &e);
+    CHECK(max_diff(&im, &up) == 0);
+    ti_image_free(&im);
+    DCHECK_OK(ti_image_load(&im, FIX "exif/orient_8_late.png", &e), &e);
     CHECK(max_diff(&im, &up) == 0);
     ti_image_free(&im);
     ti_image_free(&up);
@@ -237,6 +240,9 @@ TEST(hostile_files_refused) {
     CHECK(load_fails_with(FIX "hostile/truncated.jpg", "truncated"));
     CHECK(load_fails_with(FIX "hostile/truncated.png", "PNG"));
     CHECK(load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
+    CHECK(load_fails_with(FIX "hostile/photo.webp", "a WebP image, which ti does not read"));
+    CHECK(load_fails_with(FIX "hostile/scan.tif", "a TIFF image"));
+    CHECK(load_fails_with(FIX "hostile/image.ppm", "a PNM/PPM image"));
     CHECK(load_fails_with(FIX "hostile", "directory"));
     /* a FIFO without a writer: refused at once, never waited on */
     char fifo[300];
@@ -507,6 +513,23 @@ TEST(png_writer_round_trip_and_text) {
     DCHECK_OK(ti_image_load(&back, path, &e), &e);
     CHECK(back.w == 37 && back.h == 23);
     CHECK(ti_image_write_jpeg(&im, path, 0, &e) == -1 && strstr(e.msg, "quality 0"));
+    CHECK(count_entries(tmpdir) == 2);
+    /* by extension: .JPEG is a JPEG (FF D8), .Png a PNG, .gif refused */
+    char p2[512];
+    snprintf(p2, sizeof p2, "%s/by_ext.JPEG", tmpdir);
+    DCHECK_OK(ti_image_write(&im, p2, NULL, &e), &e);
+    b = read_all(p2, &n);
+    CHECK(b && n > 2 && b[0] == 0xFF && b[1] == 0xD8);
+    free(b);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/by_ext.Png", tmpdir);
+    DCHECK_OK(ti_image_write(&im, p2, text, &e), &e);
+    b = read_all(p2, &n);
+    CHECK(b && n > 8 && !memcmp(b, "\x89PNG", 4));
+    free(b);
+    unlink(p2);
+    snprintf(p2, sizeof p2, "%s/by_ext.gif", tmpdir);
+    CHECK(ti_image_write(&im, p2, NULL, &e) == -1 && strstr(e.msg, "by_ext.gif"));
     CHECK(count_entries(tmpdir) == 2);
     ti_image_free(&back);
     ti_image_free(&im);

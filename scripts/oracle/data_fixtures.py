@@ -8,10 +8,11 @@ Writes:
       PIL Image.resize((w, h), resample=F) of small RGB sources (noise, smooth + noise), up and
       down, non-square, one axis only, to 1x1, for BILINEAR, BICUBIC, LANCZOS, NEAREST.
       manifest lines: "src w h filter out".
-  exif/upright.png, exif/orient_{1..8}.jpg, exif/orient_6.png
+  exif/upright.png, exif/orient_{1..8}.jpg, exif/orient_6.png, exif/orient_8_late.png
       a 48x32 pattern of six coloured 16x16 blocks (upright.png) stored so that applying the EXIF
       orientation tag gives back the upright pattern (checked here with ImageOps.exif_transpose);
-      JPEG quality 95, 4:4:4; the PNG carries the tag in an eXIf chunk.
+      JPEG quality 95, 4:4:4; the PNGs carry the tag in an eXIf chunk (orient_8_late.png: after
+      IDAT, where PIL's getexif() still finds it).
   formats/*: rgba.png, la.png (alpha), grey.png, palette.png, palette_trns.png, anim.gif (first
       frame differs from the second), rgb.bmp, rgb.tga, rgb_rle.tga, rgb16.png, each with
       <name>.expected.png: the RGB the decoder must give (alpha composited on white as
@@ -19,10 +20,12 @@ Writes:
   formats/{jpeg420,jpeg422,progressive,restart,grey,cmyk}.jpg + .expected.png: PIL's decode
       (libjpeg-turbo); the test allows a few levels (stb_image's IDCT/upsampling differ).
   hostile/*: empty.jpg, text.png, truncated.jpg, truncated.png, huge.png (IHDR says
-      60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt.
+      60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt, and
+      photo.webp / scan.tif / image.ppm (formats PIL reads and ti does not).
   dataset/*: a 50x37 source (PNG), the peer's preprocessing of it (numpy center crop as
       personalized.py, then PIL resize to 32): prep_crop_bicubic.png, prep_squash_lanczos.png.
 """
+import io
 import os
 import struct
 import sys
@@ -120,6 +123,23 @@ def exif_fixtures():
     back = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
     assert np.array_equal(np.asarray(back), up)
     assert b"eXIf" in open(p, "rb").read()
+    # orientation 8 with the eXIf chunk after IDAT (PIL's getexif() still finds it)
+    b = io.BytesIO()
+    ex[0x0112] = 8
+    upright.transpose(EXIF_INV[8]).save(b, format="PNG", exif=ex.tobytes())
+    data, chunks, pos = b.getvalue(), [], 8
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos:pos + 4])[0]
+        chunks.append(data[pos:pos + 12 + n])
+        pos += 12 + n
+    exif_chunk = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(exif_chunk) == 1 and rest[-1][4:8] == b"IEND"
+    p = os.path.join(d, "orient_8_late.png")
+    with open(p, "wb") as fh:
+        fh.write(data[:8] + b"".join(rest[:-1]) + exif_chunk[0] + rest[-1])
+    back = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+    assert np.array_equal(np.asarray(back), up)
 
 
 def format_fixtures():
@@ -239,6 +259,11 @@ def hostile_fixtures():
     os.remove(p)
     with open(os.path.join(d, "truncated.png"), "wb") as fh:
         fh.write(data[: len(data) // 2])
+    # formats PIL opens but ti does not read: the message names them
+    small = Image.new("RGB", (4, 4), (1, 2, 3))
+    small.save(os.path.join(d, "photo.webp"), format="WEBP")
+    small.save(os.path.join(d, "scan.tif"), format="TIFF")
+    small.save(os.path.join(d, "image.ppm"), format="PPM")
     # a 60000 x 60000 RGB PNG header with a few bytes of (valid) zlib data
     write_png_raw(os.path.join(d, "huge.png"), 60000, 60000, 8, 2, zlib.compress(b"\x00" * 64))
     # a baseline JPEG whose SOF0 claims 60000 x 60000 (the rest is cut after SOS)
