@@ -9,21 +9,23 @@
 set -eu
 BIN=${BIN:-build/bin}
 OUT=${1:-models/tiny-sd}
-CFG=configs/tiny/sd-tiny-finetune.yaml
-VAE_STEPS=${VAE_STEPS:-400}
-LDM_STEPS=${LDM_STEPS:-2000}
+CFG1=configs/tiny/sd-tiny-finetune.yaml  # stage 1: its autoencoder
+CFG2=configs/tiny/sd-tiny-pretrain.yaml  # stage 2 and the shipped model
+VAE_STEPS=${VAE_STEPS:-500}
+LDM_STEPS=${LDM_STEPS:-1500}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
 
 # stage 1: the kl-f8 autoencoder (MSE + 1e-4 KL per latent element); scale_factor measured
-"$BIN/ti-pretrain" --config "$CFG" --out "$WORK/vae" --stage vae --seed 0 \
+"$BIN/ti-pretrain" --config "$CFG1" --out "$WORK/vae" --stage vae --seed 0 \
     --steps "$VAE_STEPS" --batch 8 --lr 2e-3 --warmup 20 --kl_weight 1e-4 --log_every 20
+SF=$(sed -n 's/^ *scale_factor: *//p' "$WORK/vae/config.yaml")
 # stage 2: text encoder + UNet on the frozen autoencoder's latents, 10 % empty captions
-"$BIN/ti-pretrain" --config "$WORK/vae/config.yaml" --init "$WORK/vae/model.safetensors" \
+"$BIN/ti-pretrain" --config "$CFG2" --scale_factor "$SF" --init "$WORK/vae/model.safetensors" \
     --out "$WORK/ldm" --stage ldm --seed 0 --steps "$LDM_STEPS" --batch 32 --lr 1e-3 \
-    --warmup 50 --p_uncond 0.1 --data_size 8192 --log_every 50
+    --warmup 50 --p_uncond 0.1 --data_size 4096 --log_every 50
 cp "$WORK/vae/log_vae.csv" "$WORK/ldm/"
 # the classifier's verdict on "a photo of a <colour> <shape>" for every seen class
 "$BIN/ti-pretrain" eval --config "$WORK/ldm/config.yaml" --ckpt "$WORK/ldm/model.safetensors" \

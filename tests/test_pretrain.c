@@ -159,7 +159,7 @@ TEST(recipe_prefix_ldm) {
     snprintf(args, sizeof args,
              "--config models/tiny-sd/config.yaml --init models/tiny-sd/model.safetensors "
              "--out '%s/ldm' --stage ldm --seed 0 --steps 3 --batch 32 --lr 1e-3 --warmup 50 "
-             "--p_uncond 0.1 --data_size 8192",
+             "--p_uncond 0.1 --data_size 4096",
              tmp);
     CHECK(run_tool(args) == 0);
     compare_logs(tio_path(tmp, "ldm/log_ldm.csv"), "models/tiny-sd/log_ldm.csv", 3, 4);

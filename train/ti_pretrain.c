@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "ckpt.h"
 #include "fileio.h"
 #include "ldm.h"
 #include "pretrain.h"
@@ -43,8 +44,9 @@ static void usage(FILE *f) {
             "usage: " TOOL " --config CFG --out DIR --stage vae|ldm [options]\n"
             "       " TOOL " eval --config CFG --ckpt MODEL [--n N] [--steps N] [--scale S]\n"
             "training options:\n"
-            "  --init MODEL        start from these weights (stage ldm: the autoencoder of the\n"
-            "                      stage-1 model; text encoder and UNet start random from --seed)\n"
+            "  --init MODEL        stage vae: start from these weights; stage ldm: the stage-1\n"
+            "                      model, whose autoencoder is taken (text encoder and UNet\n"
+            "                      start from ti_ldm_randomize's values for --seed)\n"
             "  --seed N            run seed (default 0)\n"
             "  --steps N           optimizer steps (default 400)\n"
             "  --batch N           images per step (default 8)\n"
@@ -52,6 +54,7 @@ static void usage(FILE *f) {
             "  --warmup N          linear warm-up steps (default 20), then cosine to lr/10\n"
             "  --weight_decay X    AdamW weight decay (default 0.01)\n"
             "  --kl_weight X       stage vae: KL weight per latent element (default 1e-4)\n"
+            "  --posterior_noise X stage vae: scale of the posterior sample's noise (default 1)\n"
             "  --p_uncond X        stage ldm: fraction of empty captions (default 0.1)\n"
             "  --data_size N       stage ldm: data set images, encoded once (default 8192); each\n"
             "                      step draws a batch of them with fresh posterior noise\n"
@@ -71,7 +74,7 @@ struct opts {
     const char *config, *out, *stage, *init, *ckpt, *grid;
     uint64_t seed, data_seed;
     long steps, batch, warmup, log_every, n, recon, data_size;
-    double lr, wd, kl_weight, p_uncond, scale_factor, scale;
+    double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise;
     int has_steps;
 };
 
@@ -117,6 +120,7 @@ static int parse_args(struct opts *o, int argc, char **argv) {
     o->wd = 0.01;
     o->kl_weight = 1e-4;
     o->p_uncond = 0.1;
+    o->post_noise = 1.0;
     o->scale = 5.0;
     int i = 1;
     if (argc > 1 && !strcmp(argv[1], "eval")) {
@@ -178,6 +182,8 @@ static int parse_args(struct opts *o, int argc, char **argv) {
             rc = parse_double(a, v, 0.0, 1e3, &o->kl_weight);
         else if (!strcmp(a, "--p_uncond"))
             rc = parse_double(a, v, 0.0, 1.0, &o->p_uncond);
+        else if (!strcmp(a, "--posterior_noise"))
+            rc = parse_double(a, v, 0.0, 1.0, &o->post_noise);
         else if (!strcmp(a, "--scale_factor"))
             rc = parse_double(a, v, 1e-6, 1e6, &o->scale_factor);
         else if (!strcmp(a, "--scale"))
@@ -317,14 +323,40 @@ static void run_free(struct run *r) {
     ti_tokenizer_free(&r->tok);
 }
 
-static int setup(struct run *r, const char *config, const char *weights, uint64_t seed) {
+static ti_status sd_get(void *user, const char *key, struct ti_tensor *view, struct ti_err *err) {
+    (void)err;
+    const struct ti_tensor *t = ti_state_dict_find(user, key);
+    if (!t) return TI_ERR_NOT_FOUND;
+    *view = *t;
+    return TI_OK;
+}
+
+/* The autoencoder's weights alone from a checkpoint (stage ldm: the UNet may differ in width
+ * from the stage-1 file's; ti_weights_load checks every autoencoder key and shape). */
+static ti_status load_vae(struct ti_ldm *m, const char *path, struct ti_err *err) {
+    struct ti_state_dict *sd = NULL;
+    ti_status st = ti_state_dict_open(&sd, path, NULL, err);
+    if (st == TI_OK) {
+        struct ti_weight_source src = {sd, path, sd_get};
+        st = ti_weights_load(&m->vae_w, &src, err);
+    }
+    ti_state_dict_close(sd);
+    return st;
+}
+
+/* weights: a whole model (eval) or, with vae_only, the autoencoder (stage ldm); NULL: random */
+static int setup(struct run *r, const char *config, const char *weights, int vae_only,
+                 uint64_t seed) {
     struct ti_err err = {0};
     if (ti_config_load(&r->cfg, &config, 1, NULL, 0, &err) != TI_OK) return fail(&err, config);
     if (ti_ldm_init(&r->m, &r->cfg, &err) != TI_OK) return fail(&err, config);
     r->model_ok = 1;
     if (ti_ldm_alloc(&r->m, ti_backend_cpu(), TI_DTYPE_F32, &err) != TI_OK)
         return fail(&err, "model");
-    if (weights) {
+    if (weights && vae_only) {
+        if (ti_ldm_randomize(&r->m, seed, &err) != TI_OK) return fail(&err, "model");
+        if (load_vae(&r->m, weights, &err) != TI_OK) return fail(&err, weights);
+    } else if (weights) {
         if (ti_ldm_load_file(&r->m, weights, NULL, r->m.text_is_clip ? "SD v1" : "LDM", &err) !=
             TI_OK)
             return fail(&err, weights);
@@ -349,7 +381,7 @@ static int train(struct opts *o) {
     struct run r;
     memset(&r, 0, sizeof r);
     struct ti_err err = {0};
-    int rc = setup(&r, o->config, o->init, o->seed);
+    int rc = setup(&r, o->config, o->init, !strcmp(o->stage, "ldm"), o->seed);
     int vae = !strcmp(o->stage, "vae");
     struct ti_wopt ov = {0}, ot = {0}, ou = {0};
     struct sbuf log = {0};
@@ -365,12 +397,6 @@ static int train(struct opts *o) {
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, TOOL ": --out %s: %s\n", o->out, strerror(errno));
         rc = 1;
-        goto done;
-    }
-    /* stage ldm: the text encoder and UNet start from ti_ldm_randomize's values for --seed */
-    if (!vae && (ti_weights_randomize(&r.m.unet_w, o->seed, 1.0, &err) != TI_OK ||
-                 ti_weights_randomize(&r.m.text_w, o->seed + 2, 1.0, &err) != TI_OK)) {
-        rc = fail(&err, "model");
         goto done;
     }
     struct ti_shapes_spec sp;
@@ -449,6 +475,9 @@ static int train(struct opts *o) {
                     goto done;
                 }
             ti_rng_normal_f32(&rng, eps, (size_t)B * lpi);
+            if (o->post_noise != 1.0)
+                for (size_t j = 0; j < (size_t)B * lpi; j++)
+                    eps[j] *= (float)o->post_noise;
         } else {
             for (int b = 0; b < B; b++) {
                 uint64_t i = ti_rng_below(&rng, (uint64_t)o->data_size);
@@ -591,7 +620,7 @@ static int eval(struct opts *o) {
     memset(&r, 0, sizeof r);
     struct ti_err err = {0};
     struct ti_data_err de = {{0}};
-    int rc = setup(&r, o->config, o->ckpt, 0);
+    int rc = setup(&r, o->config, o->ckpt, 0, 0);
     struct ti_shapes_classifier *cl = malloc(sizeof *cl);
     char(*prompts)[96] = NULL;
     const char **pp = NULL;
