@@ -615,6 +615,18 @@ done:
     return rc;
 }
 
+static ti_status write_ppm(const char *path, const uint8_t *rgb, int W, int H, struct ti_err *err) {
+    char hdr[64];
+    int hl = snprintf(hdr, sizeof hdr, "P6\n%d %d\n255\n", W, H);
+    struct ti_outfile f;
+    ti_status st = ti_outfile_open(&f, path, err);
+    if (st == TI_OK) st = ti_outfile_write(&f, hdr, (size_t)hl, err);
+    if (st == TI_OK) st = ti_outfile_write(&f, rgb, (size_t)W * H * 3, err);
+    if (st == TI_OK) return ti_outfile_commit(&f, err);
+    ti_outfile_abort(&f);
+    return st;
+}
+
 static int eval(struct opts *o) {
     struct run r;
     memset(&r, 0, sizeof r);
@@ -654,6 +666,7 @@ static int eval(struct opts *o) {
         ti_shapes_spec_default(&sp);
         sp.size = S;
         float *chw = malloc((size_t)3 * S * S * sizeof *chw);
+        uint8_t *recon_dump = o->grid ? calloc((size_t)16 * S * 2 * S * 3, 1) : NULL;
         uint8_t *px = malloc((size_t)S * S * 3), *out = malloc((size_t)S * S * 3);
         int ok_s = 0, ok_c = 0, cnt = 0;
         for (long i = 0; chw && px && out && i < o->recon; i++) {
@@ -673,12 +686,25 @@ static int eval(struct opts *o) {
             ti_tensor_release(&zt);
             struct ti_shapes_label lab;
             if (ti_shapes_classify(&lab, cl, out, S, S, &de)) break;
+            if (recon_dump && i < 16) /* original above, reconstruction below */
+                for (int y = 0; y < S; y++) {
+                    memcpy(recon_dump + ((size_t)y * 16 * S + (size_t)i * S) * 3,
+                           px + (size_t)y * S * 3, (size_t)S * 3);
+                    memcpy(recon_dump + ((size_t)(S + y) * 16 * S + (size_t)i * S) * 3,
+                           out + (size_t)y * S * 3, (size_t)S * 3);
+                }
             ok_s += lab.shape == (int)a.shape;
             ok_c += lab.colour == (int)a.colour;
             cnt++;
         }
         printf("reconstructions: %d images, shape %.1f %%, colour %.1f %%\n", cnt,
                cnt ? 100.0 * ok_s / cnt : 0, cnt ? 100.0 * ok_c / cnt : 0);
+        if (recon_dump) {
+            char rp[4200];
+            snprintf(rp, sizeof rp, "%s.recon.ppm", o->grid);
+            if (write_ppm(rp, recon_dump, 16 * S, 2 * S, &err) != TI_OK) rc = fail(&err, rp);
+        }
+        free(recon_dump);
         free(chw);
         free(px);
         free(out);
@@ -771,16 +797,7 @@ static int eval(struct opts *o) {
                         memcpy(g + ((size_t)(rr * S + y) * W + (size_t)cc * S) * 3,
                                rgb + ((size_t)(rr * n + cc) * S * S + (size_t)y * S) * 3,
                                (size_t)S * 3);
-            char hdr[64];
-            int hl = snprintf(hdr, sizeof hdr, "P6\n%d %d\n255\n", W, H);
-            struct ti_outfile f;
-            if (ti_outfile_open(&f, o->grid, &err) != TI_OK ||
-                ti_outfile_write(&f, hdr, (size_t)hl, &err) != TI_OK ||
-                ti_outfile_write(&f, g, (size_t)W * H * 3, &err) != TI_OK ||
-                ti_outfile_commit(&f, &err) != TI_OK) {
-                ti_outfile_abort(&f);
-                rc = fail(&err, o->grid);
-            }
+            if (write_ppm(o->grid, g, W, H, &err) != TI_OK) rc = fail(&err, o->grid);
             free(g);
         }
     }
