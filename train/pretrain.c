@@ -373,6 +373,57 @@ fail:
     return st;
 }
 
+ti_status ti_pretrain_eps_loss(struct ti_ctx *ctx, const struct ti_ldm *m,
+                               const struct ti_schedule *s, const float *z, const float *noise,
+                               const int *t, const int32_t *ids, int B, double *loss,
+                               struct ti_err *err) {
+    int C = m->unet_hp.in_channels, h = m->vae_hp.resolution >> (m->vae_hp.n_levels - 1);
+    ti_status st = TI_OK;
+    struct ti_tensor zt = ti_tensor_none(), nz = ti_tensor_none(), ca = ti_tensor_none(),
+                     cb = ti_tensor_none(), x1 = ti_tensor_none(), x2 = ti_tensor_none(),
+                     xt = ti_tensor_none(), tt = ti_tensor_none(), idx = ti_tensor_none(),
+                     cond = ti_tensor_none(), eps = ti_tensor_none(), l = ti_tensor_none();
+    float *coef = malloc((size_t)B * 3 * sizeof *coef);
+    if (!coef) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
+    for (int b = 0; b < B; b++) {
+        double ab = (double)s->alphas_cumprod_f32[t[b] < 0 ? 0 : t[b] >= s->T ? s->T - 1 : t[b]];
+        coef[b] = (float)sqrt(ab);
+        coef[B + b] = (float)sqrt(1.0 - ab);
+        coef[2 * B + b] = (float)t[b];
+    }
+    int64_t lsh[4] = {B, C, h, h}, csh[4] = {B, 1, 1, 1}, tsh[1] = {B}, ish[2] = {B, TI_TOKENS_MAX};
+    ti_ctx_no_grad_begin(ctx);
+    CK(st, ti_ctx_upload(ctx, &zt, z, TI_DTYPE_F32, 4, lsh), "latents");
+    CK(st, ti_ctx_upload(ctx, &nz, noise, TI_DTYPE_F32, 4, lsh), "noise");
+    CK(st, ti_ctx_upload(ctx, &ca, coef, TI_DTYPE_F32, 4, csh), "q_sample");
+    CK(st, ti_ctx_upload(ctx, &cb, coef + B, TI_DTYPE_F32, 4, csh), "q_sample");
+    CK(st, ti_mul(ctx, &x1, &zt, &ca), "q_sample");
+    CK(st, ti_mul(ctx, &x2, &nz, &cb), "q_sample");
+    CK(st, ti_add(ctx, &xt, &x1, &x2), "q_sample");
+    CK(st, ti_ctx_upload(ctx, &tt, coef + 2 * B, TI_DTYPE_F32, 1, tsh), "timesteps");
+    CK(st, ti_ctx_upload(ctx, &idx, ids, TI_DTYPE_I32, 2, ish), "token ids");
+    CK(st, ti_text_encoder_forward(ctx, &cond, &m->text, &idx, NULL), "text encoder");
+    CK(st, ti_unet_forward(ctx, &eps, &m->unet, &xt, &tt, &cond), "UNet");
+    CK(st, ti_mse_loss(ctx, &l, &eps, &nz), "loss");
+    CK(st, scalar_of(ctx, &l, loss), "reading the loss");
+fail:
+    ti_ctx_no_grad_end(ctx);
+    ti_tensor_release(&zt);
+    ti_tensor_release(&nz);
+    ti_tensor_release(&ca);
+    ti_tensor_release(&cb);
+    ti_tensor_release(&x1);
+    ti_tensor_release(&x2);
+    ti_tensor_release(&xt);
+    ti_tensor_release(&tt);
+    ti_tensor_release(&idx);
+    ti_tensor_release(&cond);
+    ti_tensor_release(&eps);
+    ti_tensor_release(&l);
+    free(coef);
+    return st;
+}
+
 ti_status ti_pretrain_encode(struct ti_ctx *ctx, const struct ti_ldm *m,
                              const struct ti_tokenizer *tok, const char *const *prompts, int B,
                              struct ti_tensor *out, struct ti_err *err) {

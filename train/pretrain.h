@@ -97,6 +97,13 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
                                const float *noise, const int *t, const int32_t *ids, int B,
                                double lr, double *loss, struct ti_err *err);
 
+/* The stage-2 loss alone (no gradients, no update): the same q_sample, text encoder and UNet
+ * as ti_pretrain_ldm_step. For measuring how much the captions help (true against shuffled). */
+ti_status ti_pretrain_eps_loss(struct ti_ctx *ctx, const struct ti_ldm *m,
+                               const struct ti_schedule *s, const float *z, const float *noise,
+                               const int *t, const int32_t *ids, int B, double *loss,
+                               struct ti_err *err);
+
 /* Text conditioning (B, 77, width) for prompts, no gradients (sampling after training). */
 ti_status ti_pretrain_encode(struct ti_ctx *ctx, const struct ti_ldm *m,
                              const struct ti_tokenizer *tok, const char *const *prompts, int B,

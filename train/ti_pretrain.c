@@ -40,40 +40,43 @@
 #define TOOL "ti-pretrain"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: " TOOL " --config CFG --out DIR --stage vae|ldm [options]\n"
-            "       " TOOL " eval --config CFG --ckpt MODEL [--n N] [--steps N] [--scale S]\n"
-            "training options:\n"
-            "  --init MODEL        stage vae: start from these weights; stage ldm: the stage-1\n"
-            "                      model, whose autoencoder is taken (text encoder and UNet\n"
-            "                      start from ti_ldm_randomize's values for --seed)\n"
-            "  --seed N            run seed (default 0)\n"
-            "  --steps N           optimizer steps (default 400)\n"
-            "  --batch N           images per step (default 8)\n"
-            "  --lr X              peak learning rate (default 1e-3)\n"
-            "  --warmup N          linear warm-up steps (default 20), then cosine to lr/10\n"
-            "  --weight_decay X    AdamW weight decay (default 0.01)\n"
-            "  --kl_weight X       stage vae: KL weight per latent element (default 1e-4)\n"
-            "  --posterior_noise X stage vae: scale of the posterior sample's noise (default 1)\n"
-            "  --p_uncond X        stage ldm: fraction of empty captions (default 0.1)\n"
-            "  --data_size N       stage ldm: data set images, encoded once (default 8192); each\n"
-            "                      step draws a batch of them with fresh posterior noise\n"
-            "  --scale_factor X    written into DIR/config.yaml (default: 1/std of the latents\n"
-            "                      measured after stage vae; stage ldm: the config's)\n"
-            "  --data_seed N       shapes data set seed (default 0)\n"
-            "  --log_every N       log line every N steps (default 10)\n"
-            "eval options:\n"
-            "  --n N               samples per class (default 4); --steps N DDIM steps (20)\n"
-            "  --scale S           guidance scale (default 5); --seed N; --recon N: also\n"
-            "                      classify N autoencoder reconstructions of data set images\n"
-            "  --grid FILE         also write the samples of the first 8 classes as a PNG grid\n");
+    fprintf(
+        f,
+        "usage: " TOOL " --config CFG --out DIR --stage vae|ldm [options]\n"
+        "       " TOOL " eval --config CFG --ckpt MODEL [--n N] [--steps N] [--scale S]\n"
+        "training options:\n"
+        "  --init MODEL        stage vae: start from these weights; stage ldm: the stage-1\n"
+        "                      model, whose autoencoder is taken (text encoder and UNet\n"
+        "                      start from ti_ldm_randomize's values for --seed)\n"
+        "  --seed N            run seed (default 0)\n"
+        "  --steps N           optimizer steps (default 400)\n"
+        "  --batch N           images per step (default 8)\n"
+        "  --lr X              peak learning rate (default 1e-3)\n"
+        "  --warmup N          linear warm-up steps (default 20), then cosine to lr/10\n"
+        "  --weight_decay X    AdamW weight decay (default 0.01)\n"
+        "  --kl_weight X       stage vae: KL weight per latent element (default 1e-4)\n"
+        "  --posterior_noise X stage vae: scale of the posterior sample's noise (default 1)\n"
+        "  --p_uncond X        stage ldm: fraction of empty captions (default 0.1)\n"
+        "  --data_size N       stage ldm: data set images, encoded once (default 8192); each\n"
+        "                      step draws a batch of them with fresh posterior noise\n"
+        "  --scale_factor X    written into DIR/config.yaml (default: 1/std of the latents\n"
+        "                      measured after stage vae; stage ldm: the config's)\n"
+        "  --data_seed N       shapes data set seed (default 0)\n"
+        "  --log_every N       log line every N steps (default 10)\n"
+        "eval options:\n"
+        "  --n N               samples per class (default 4); --steps N DDIM steps (20)\n"
+        "  --scale S           guidance scale (default 5); --seed N; --recon N: also\n"
+        "                      classify N autoencoder reconstructions of data set images\n"
+        "  --cond_check N      also the eps loss of N data set images with their captions, with\n"
+        "                      shuffled captions and with empty ones (same t and noise)\n"
+        "  --grid FILE         also write the samples of the first 8 classes as a PNG grid\n");
 }
 
 struct opts {
     int eval;
     const char *config, *out, *stage, *init, *ckpt, *grid;
     uint64_t seed, data_seed;
-    long steps, batch, warmup, log_every, n, recon, data_size;
+    long steps, batch, warmup, log_every, n, recon, data_size, cond_check;
     double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise;
     int has_steps;
 };
@@ -172,6 +175,8 @@ static int parse_args(struct opts *o, int argc, char **argv) {
             rc = parse_long(a, v, 1, 10000, &o->n);
         else if (!strcmp(a, "--recon"))
             rc = parse_long(a, v, 0, 100000, &o->recon);
+        else if (!strcmp(a, "--cond_check"))
+            rc = parse_long(a, v, 0, 100000, &o->cond_check);
         else if (!strcmp(a, "--data_size"))
             rc = parse_long(a, v, 1, 1000000, &o->data_size);
         else if (!strcmp(a, "--lr"))
@@ -627,6 +632,72 @@ static ti_status write_ppm(const char *path, const uint8_t *rgb, int W, int H, s
     return st;
 }
 
+/* eps loss with the true captions, shuffled captions (image b gets caption b+1) and "" */
+static int cond_check(struct run *r, const struct opts *o, const void *unused) {
+    (void)unused;
+    struct ti_err err = {0};
+    struct ti_shapes_spec sp;
+    ti_shapes_spec_default(&sp);
+    sp.size = r->cfg.pixel_size;
+    int S = sp.size, C = r->m.vae_hp.embed_dim, h = S >> (r->m.vae_hp.n_levels - 1), B = 32;
+    size_t ipi = (size_t)3 * S * S, lpi = (size_t)C * h * h;
+    float *img = malloc((size_t)B * ipi * sizeof *img), *z = malloc((size_t)B * lpi * sizeof *z),
+          *eps = malloc((size_t)B * lpi * sizeof *eps), *nz = malloc((size_t)B * lpi * sizeof *nz);
+    uint8_t *px = malloc(ipi);
+    int32_t *ids[3];
+    for (int k = 0; k < 3; k++)
+        ids[k] = malloc((size_t)B * TI_TOKENS_MAX * sizeof *ids[k]);
+    int ts[32], rc = 0;
+    char caps[32][TI_SHAPES_CAPTION_MAX];
+    double sum[3] = {0};
+    long nb = 0;
+    struct ti_rng rng;
+    ti_rng_seed(&rng, 12345);
+    for (long i0 = 0;
+         rc == 0 && img && z && eps && nz && px && ids[0] && ids[1] && ids[2] && i0 < o->cond_check;
+         i0 += B, nb++) {
+        for (int b = 0; b < B; b++)
+            if (shapes_chw(&sp, (1ull << 46) + (uint64_t)(i0 + b), img + (size_t)b * ipi, px,
+                           caps[b], &err))
+                rc = fail(&err, "data");
+        for (int b = 0; rc == 0 && b < B; b++) {
+            const char *cs[3] = {caps[b], caps[(b + 1) % B], ""};
+            for (int k = 0; k < 3; k++) {
+                struct ti_token_ids ti;
+                if (ti_tokenizer_encode(&ti, r->tok, cs[k], strlen(cs[k]), &err) != TI_OK) {
+                    rc = fail(&err, "caption");
+                    break;
+                }
+                memcpy(ids[k] + (size_t)b * TI_TOKENS_MAX, ti.ids, sizeof ti.ids);
+            }
+            ts[b] = (int)ti_rng_below(&rng, (uint64_t)r->sched.T);
+        }
+        ti_rng_normal_f32(&rng, eps, (size_t)B * lpi);
+        ti_rng_normal_f32(&rng, nz, (size_t)B * lpi);
+        if (rc == 0 && ti_pretrain_latents(&r->ctx, &r->m, img, eps, B, r->cfg.model.scale_factor,
+                                           z, &err) != TI_OK)
+            rc = fail(&err, "latents");
+        for (int k = 0; rc == 0 && k < 3; k++) {
+            double l;
+            if (ti_pretrain_eps_loss(&r->ctx, &r->m, &r->sched, z, nz, ts, ids[k], B, &l, &err) !=
+                TI_OK)
+                rc = fail(&err, "loss");
+            sum[k] += l;
+        }
+    }
+    if (rc == 0 && nb > 0)
+        printf("eps loss over %ld images: true captions %.5f, shuffled %.5f, empty %.5f\n", nb * B,
+               sum[0] / nb, sum[1] / nb, sum[2] / nb);
+    free(img);
+    free(z);
+    free(eps);
+    free(nz);
+    free(px);
+    for (int k = 0; k < 3; k++)
+        free(ids[k]);
+    return rc;
+}
+
 static int eval(struct opts *o) {
     struct run r;
     memset(&r, 0, sizeof r);
@@ -708,6 +779,10 @@ static int eval(struct opts *o) {
         free(chw);
         free(px);
         free(out);
+    }
+    if (o->cond_check > 0 && cond_check(&r, o, cl) != 0) {
+        rc = 1;
+        goto done;
     }
     for (int s = 0; s < NS; s++)
         for (int c = 0; c < NC; c++)
