@@ -13,7 +13,7 @@ CFG1=configs/tiny/sd-tiny-finetune.yaml  # stage 1: its autoencoder
 CFG2=configs/tiny/sd-tiny-pretrain.yaml  # stage 2 and the shipped model
 VAE_STEPS=${VAE_STEPS:-500}
 VAE2_STEPS=${VAE2_STEPS:-300}
-LDM_STEPS=${LDM_STEPS:-1500}
+LDM_STEPS=${LDM_STEPS:-3000}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -35,7 +35,7 @@ cp "$WORK/vae/log_vae.csv" "$WORK/ldm/"
 cp "$WORK/vae2/log_vae.csv" "$WORK/ldm/log_vae2.csv"
 # the classifier's verdict on "a photo of a <colour> <shape>" for every seen class
 "$BIN/ti-pretrain" eval --config "$WORK/ldm/config.yaml" --ckpt "$WORK/ldm/model.safetensors" \
-    --n 4 --steps 20 --scale 5 --recon 200 > "$WORK/ldm/eval.txt"
+    --n 4 --steps 20 --scale 5 --recon 200 --cond_check 512 > "$WORK/ldm/eval.txt"
 cat "$WORK/ldm/eval.txt"
 for f in model.safetensors config.yaml log_vae.csv log_vae2.csv log_ldm.csv eval.txt; do
     cp "$WORK/ldm/$f" "$OUT/.$f.tmp" && mv "$OUT/.$f.tmp" "$OUT/$f"
