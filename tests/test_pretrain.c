@@ -1,0 +1,196 @@
+/*
+ * test_pretrain.c - ti-pretrain (train/pretrain.c, train/ti_pretrain.c).
+ *
+ *   adamw_matches_torch     ti_wopt_step over a small weight table against torch.optim.AdamW's
+ *                           update written out here in double (three steps, two tensors)
+ *   recipe_prefix_vae       the first steps of stage 1 of scripts/pretrain_tiny.sh, run again,
+ *   recipe_prefix_ldm       and of stage 2 (from the shipped model's frozen autoencoder),
+ *                           reproduce the first lines of the committed logs models/tiny-sd/
+ *                           log_vae.csv and log_ldm.csv
+ *   shipped_model_loads     models/tiny-sd loads with ti_ldm_load_file under its config
+ *
+ * The recipe runs single-threaded (OMP_NUM_THREADS=1) as the committed run did, so on the machine
+ * that made the logs the losses agree to the printed digits. Another CPU or a build without
+ * OpenBLAS sums the GEMMs in another order (relative differences ~1e-7 per op); the first step is
+ * a pure forward pass of freshly initialised weights, so it must agree to 1e-5 relative. After an
+ * AdamW step, a gradient element near zero can change its sign, which moves that weight by up to
+ * lr (2e-3 / 20 = 1e-4 in the warm-up); the loss moves by far less than 1e-3 relative, the
+ * tolerance for steps 2 and 3. A wrong gradient, data order, seed or schedule changes these
+ * losses by percents.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io_test_util.h"
+#include "ldm.h"
+#include "pretrain.h"
+#include "test_common.h"
+
+static const char *tool, *tmp;
+
+TEST(adamw_matches_torch) {
+    struct ti_err err = {0};
+    struct ti_weights w;
+    struct ti_tensor a, b;
+    ti_weights_init(&w);
+    CHECK_OK(ti_weights_add2(&w, &a, "", "a", 2, 3, &err), &err);
+    CHECK_OK(ti_weights_add1(&w, &b, "", "b", 4, &err), &err);
+    CHECK_OK(ti_weights_alloc(&w, ti_backend_cpu(), TI_DTYPE_F32, &err), &err);
+    double p[10], m[10] = {0}, v[10] = {0};
+    for (int i = 0; i < 10; i++) {
+        p[i] = 0.3 * (i - 4.5);
+        float f = (float)p[i];
+        if (i < 6)
+            ((float *)a.data)[i] = f;
+        else
+            ((float *)b.data)[i - 6] = f;
+        p[i] = f;
+    }
+    struct ti_adamw_hp hp = {1e-2, 0.9, 0.999, 1e-8, 0.05};
+    struct ti_wopt o;
+    CHECK_OK(ti_wopt_init(&o, &w, &hp, &err), &err);
+    CHECK(o.n == 10);
+    for (int s = 1; s <= 3; s++) {
+        double lr = 1e-2 * s, g[10];
+        for (int i = 0; i < 10; i++) {
+            g[i] = sin(1.7 * i + s) * (i == 3 ? 1e-6 : 1.0);
+            o.grad[i] = (float)g[i];
+            g[i] = (float)g[i];
+        }
+        ti_wopt_step(&o, lr);
+        /* torch 1.13 _single_tensor_adamw: p *= 1 - lr wd; m, v moments; bias corrections;
+         * p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps) */
+        double bc1 = 1 - pow(0.9, s), bc2 = 1 - pow(0.999, s);
+        for (int i = 0; i < 10; i++) {
+            p[i] *= 1 - lr * 0.05;
+            m[i] = 0.9 * m[i] + 0.1 * g[i];
+            v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+            p[i] -= lr / bc1 * m[i] / (sqrt(v[i]) / sqrt(bc2) + 1e-8);
+        }
+        double got[10];
+        for (int i = 0; i < 10; i++)
+            got[i] = i < 6 ? ((float *)a.data)[i] : ((float *)b.data)[i - 6];
+        CHECK_CLOSE(got, p, 10, 1e-6, 1e-5);
+        for (int i = 0; i < 10; i++)
+            CHECK(o.grad[i] == 0.0f);
+    }
+    /* a skipped, not-updated parameter keeps its values */
+    ti_wopt_skip(&o, &b, 0);
+    float b0 = ((float *)b.data)[0];
+    o.grad[6] = 1.0f;
+    ti_wopt_step(&o, 0.1);
+    CHECK(((float *)b.data)[0] == b0);
+    CHECK(o.grad[6] == 0.0f);
+    ti_wopt_free(&o);
+    ti_weights_free(&w);
+}
+
+/* Reads up to n data rows of a CSV log (header skipped) as numbers: rows x cols. */
+static int read_log(const char *path, double *vals, int n, int cols) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[1024];
+    int r = 0;
+    if (!fgets(line, sizeof line, f)) r = -1;
+    while (r >= 0 && r < n && fgets(line, sizeof line, f)) {
+        char *s = line;
+        for (int c = 0; c < cols; c++) {
+            char *end;
+            vals[r * cols + c] = strtod(s, &end);
+            if (end == s) {
+                fclose(f);
+                return -1;
+            }
+            s = *end == ',' ? end + 1 : end;
+        }
+        r++;
+    }
+    fclose(f);
+    return r;
+}
+
+/* Runs the tool with OMP_NUM_THREADS=1; returns its exit status. */
+static int run_tool(const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 '%s' %s > '%s/out.txt' 2>&1", tool, args, tmp);
+    int rc = system(cmd);
+    if (rc != 0) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/out.txt", tmp);
+        FILE *f = fopen(p, "r");
+        char line[1024];
+        while (f && fgets(line, sizeof line, f))
+            fputs(line, stderr);
+        if (f) fclose(f);
+    }
+    return rc;
+}
+
+/* Compares the first `steps` rows of two logs, columns 1..cols-2 (losses and learning rate; the
+ * step column must match exactly; the last column is wall time). */
+static void compare_logs(const char *got_path, const char *want_path, int steps, int cols) {
+    double got[3 * 8] = {0}, want[3 * 8] = {0};
+    CHECK(read_log(got_path, got, steps, cols) == steps);
+    CHECK(read_log(want_path, want, steps, cols) == steps);
+    for (int r = 0; r < steps; r++) {
+        CHECK(got[r * cols] == r + 1 && want[r * cols] == r + 1);
+        double rtol = r == 0 ? 1e-5 : 1e-3;
+        CHECK_CLOSE(got + r * cols + 1, want + r * cols + 1, cols - 2, 1e-7, rtol);
+    }
+}
+
+TEST(recipe_prefix_vae) {
+    char args[2048];
+    /* the flags of stage 1 in scripts/pretrain_tiny.sh; --scale_factor skips its measurement */
+    snprintf(args, sizeof args,
+             "--config configs/tiny/sd-tiny-finetune.yaml --out '%s/vae' --stage vae --seed 0 "
+             "--steps 3 --batch 8 --lr 2e-3 --warmup 20 --kl_weight 1e-4 --scale_factor 1",
+             tmp);
+    CHECK(run_tool(args) == 0);
+    compare_logs(tio_path(tmp, "vae/log_vae.csv"), "models/tiny-sd/log_vae.csv", 3, 6);
+}
+
+TEST(recipe_prefix_ldm) {
+    char args[2048];
+    /* the flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the
+     * stage-1 one (stage 2 never changes it), text encoder and UNet start from the seed */
+    snprintf(args, sizeof args,
+             "--config models/tiny-sd/config.yaml --init models/tiny-sd/model.safetensors "
+             "--out '%s/ldm' --stage ldm --seed 0 --steps 3 --batch 32 --lr 1e-3 --warmup 50 "
+             "--p_uncond 0.1 --data_size 4096",
+             tmp);
+    CHECK(run_tool(args) == 0);
+    compare_logs(tio_path(tmp, "ldm/log_ldm.csv"), "models/tiny-sd/log_ldm.csv", 3, 4);
+}
+
+TEST(shipped_model_loads) {
+    struct ti_err err = {0};
+    struct ti_config cfg;
+    const char *files[1] = {"models/tiny-sd/config.yaml"};
+    CHECK_OK(ti_config_load(&cfg, files, 1, NULL, 0, &err), &err);
+    if (err.msg[0]) return;
+    /* scale_factor was measured (1 / std of the latents), not the SD default */
+    CHECK(cfg.model.scale_factor > 0.05 && cfg.model.scale_factor < 20.0);
+    struct ti_ldm m;
+    CHECK_OK(ti_ldm_init(&m, &cfg, &err), &err);
+    CHECK_OK(ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err), &err);
+    CHECK_OK(ti_ldm_load_file(&m, "models/tiny-sd/model.safetensors", NULL, "SD v1", &err), &err);
+    ti_ldm_free(&m);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_pretrain <ti-pretrain>\n");
+        return 2;
+    }
+    tool = argv[1];
+    tmp = tio_tmpdir();
+    RUN(adamw_matches_torch);
+    RUN(shipped_model_loads);
+    RUN(recipe_prefix_vae);
+    RUN(recipe_prefix_ldm);
+    tio_rmrf(tmp);
+    return tc_finish();
+}
