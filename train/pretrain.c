@@ -32,6 +32,7 @@ ti_status ti_wopt_init(struct ti_wopt *o, struct ti_weights *w, const struct ti_
     memset(o, 0, sizeof *o);
     o->w = w;
     o->hp = *hp;
+    ti_weights_thaw(w); /* trained from here on (weights.h) */
     if (w->dtype != TI_DTYPE_F32 || !w->be || w->be->device != TI_DEVICE_CPU)
         return ti_error(err, TI_ERR_UNSUPPORTED,
                         "pretrain: AdamW needs the weights as f32 on the CPU backend");
@@ -99,6 +100,9 @@ void ti_wopt_unwatch(struct ti_wopt *o) {
 
 /* torch.optim.AdamW's single-tensor update in f32 (the scalars are doubles cast to float). */
 void ti_wopt_step(struct ti_wopt *o, double lr) {
+    /* the table is being trained: never served from the CPU backend's frozen-weight copies (a
+     * load or randomize since ti_wopt_init froze it again) */
+    ti_weights_thaw(o->w);
     o->step++;
     double s = (double)o->step;
     float decay = (float)(1.0 - lr * o->hp.weight_decay);
