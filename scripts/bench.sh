@@ -155,3 +155,17 @@ if [ -x "$UNET_BIN" ] && [ "${BENCH_UNET_SIZES-32}" != "" ]; then
             --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
     done
 fi
+
+# ---- ti-sample's sampling step: full-size SD v1 UNet, DDIM with guidance, batch 1 -------------
+# BENCH_SAMPLE_SIZES (default "64": the 512-px latent; "" skips), BENCH_SAMPLE_STEPS (2).
+SAMPLE_BIN="$BUILD/bench/bench_sample"
+if [ -x "$SAMPLE_BIN" ] && [ "${BENCH_SAMPLE_SIZES-64}" != "" ]; then
+    echo
+    echo "## Sampling step (ti-sample): full-size SD v1 UNet, DDIM + classifier-free guidance, batch 1"
+    echo
+    echo "| who | device | latent | sampler | time per step | peak RSS |"
+    echo "|---|---|---|---|---:|---|"
+    for size in ${BENCH_SAMPLE_SIZES-64}; do
+        OMP_NUM_THREADS="$THREADS" "$SAMPLE_BIN" --size "$size" --steps "${BENCH_SAMPLE_STEPS:-2}" 2>/dev/null || true
+    done
+fi

@@ -1,0 +1,18 @@
+# Sampling: PyTorch's CPU generator, the diffusion schedule, DDIM/PLMS samplers, ti-sample.
+if(HDF5_FOUND)
+  ti_add_test(test_torch_gen SOURCES test_torch_gen.c LABELS cpu LIBS ti_h5util)
+else()
+  ti_skip_test(test_torch_gen cpu "built without HDF5 (libhdf5-dev): cannot read the fixtures")
+endif()
+if(TARGET ti_train AND HDF5_FOUND AND TI_HAVE_YAML)
+  ti_add_test(test_sampler SOURCES test_sampler.c LABELS cpu LIBS ti_train ti_h5util)
+else()
+  ti_skip_test(test_sampler cpu "needs HDF5 (fixtures) and libyaml (the tiny config)")
+endif()
+if(TARGET ti_train AND TARGET ti_data AND TI_HAVE_YAML)
+  ti_add_test(test_ti_sample SOURCES test_ti_sample.c LABELS cpu LIBS ti_train
+              ARGS $<TARGET_FILE:ti-sample> TIMEOUT 600)
+  add_dependencies(test_ti_sample ti-sample)
+else()
+  ti_skip_test(test_ti_sample cpu "needs the image library (stb headers) and libyaml")
+endif()

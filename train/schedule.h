@@ -1,0 +1,68 @@
+/*
+ * schedule.h - the diffusion noise schedule of the peer's LatentDiffusion (ti-peer.md §5.2) and
+ * the DDIM sub-schedule its samplers use (ti-peer.md §5.5, ldm/models/diffusion/ddim.py), with
+ * the reference's float64 / float32 roundings reproduced value for value.
+ *
+ *   struct ti_schedule s;
+ *   TI_TRY(ti_schedule_init(&s, &cfg.model, err));           // betas, alphas_cumprod
+ *   struct ti_ddim_schedule d;
+ *   TI_TRY(ti_ddim_schedule_init(&d, &s, 50, 0.0, err));     // 50 DDIM steps, eta 0
+ *
+ * Reference arithmetic:
+ *   betas          = torch.linspace(sqrt(start), sqrt(end), T, float64) ** 2 (torch's AVX2
+ *                    linspace: fused multiply-adds, halves counted from either end)
+ *   alphas_cumprod = np.cumprod(1 - betas) in float64; the model keeps it as float32
+ *   DDIM timesteps = range(0, T, T // S) + 1 ("uniform"): S = 6 gives 7 steps, as the
+ *                    reference does; a step count whose last timestep would be T or more (the
+ *                    reference's index error, e.g. S = 9 or 27 for T = 1000) is refused with the
+ *                    nearest counts that work
+ *   ddim alphas    = alphas_cumprod_f32[timesteps] (float32)
+ *   alphas_prev    = [alphas_cumprod_f32[0]] + alphas[:-1] (float32 values)
+ *   sigmas         = eta * sqrt((1 - ap) / (1 - a) * (1 - a / ap)) in float64 from float32
+ *                    values, the division as float32 reciprocal(1 - a) times (1 - ap) (torch's
+ *                    __rtruediv__); all in float32 for a one-step schedule (numpy's dtype)
+ *   sqrt(1 - a)    = computed in float32
+ * Not here: the sampling loops (sampler.h), training's q_sample.
+ */
+#ifndef TI_SCHEDULE_H
+#define TI_SCHEDULE_H
+
+#include "config.h"
+#include "status.h"
+
+#define TI_SCHEDULE_MAX_T 1000
+
+struct ti_schedule {
+    int T;
+    double betas[TI_SCHEDULE_MAX_T], alphas_cumprod[TI_SCHEDULE_MAX_T]; /* float64 */
+    float alphas_cumprod_f32[TI_SCHEDULE_MAX_T]; /* the model's buffer (float32) */
+    double linear_start, linear_end;
+};
+
+/* From the config's diffusion section (linear_start, linear_end, timesteps). */
+ti_status ti_schedule_init(struct ti_schedule *s, const struct ti_cfg_diffusion *d,
+                           struct ti_err *err);
+/* The same from explicit values (T <= TI_SCHEDULE_MAX_T). */
+ti_status ti_schedule_init_linear(struct ti_schedule *s, double linear_start, double linear_end,
+                                  int T, struct ti_err *err);
+
+struct ti_ddim_schedule {
+    int n;                            /* number of DDIM steps actually taken */
+    int timesteps[TI_SCHEDULE_MAX_T]; /* ascending: timesteps[i] = i * (T / S) + 1 */
+    float alphas[TI_SCHEDULE_MAX_T];  /* alphas_cumprod at timesteps[i] */
+    float alphas_prev[TI_SCHEDULE_MAX_T];
+    float sigmas[TI_SCHEDULE_MAX_T];
+    float sqrt_one_minus_alphas[TI_SCHEDULE_MAX_T];
+    double eta;
+};
+
+/* The number of DDIM steps the reference takes for `steps` requested (len(range(0, T, T //
+ * steps))), or -1 when the reference cannot run it (steps < 1, steps > T, or a last timestep of T
+ * or more). */
+int ti_ddim_steps_taken(int T, int steps);
+/* DDIM sub-schedule for `steps` requested steps and eta >= 0. Errors (steps out of range, the
+ * reference's index error) name the step count and the nearest counts that work. */
+ti_status ti_ddim_schedule_init(struct ti_ddim_schedule *d, const struct ti_schedule *s, int steps,
+                                double eta, struct ti_err *err);
+
+#endif /* TI_SCHEDULE_H */

@@ -1,0 +1,900 @@
+/*
+ * ti_sample.c - `ti-sample`: text-to-image (and image-to-image) sampling with learned embeddings,
+ * the flags of the reference scripts (CompVis scripts/txt2img.py and img2img.py, the peer's
+ * stable_txt2img.py / txt2img.py; ti-peer.md §7, sd-arch.md §8).
+ *
+ * Seeds users can share: image i of a run (counted over every iteration and batch) draws from
+ * its own PyTorch CPU generator seeded seed + i: x_T = torch.randn([C, H/f, W/f], generator),
+ * then (eta > 0) the DDIM noise of each step; for img2img the posterior noise first, then the
+ * forward noise. With --fixed_code image j of every batch reuses seed + j.
+ *
+ * Every check (flags, files, embeddings, init image, model, step count) runs before the first
+ * step; nothing is written until they pass, and every PNG appears whole (temp file + rename).
+ * Exit status: 0 ok, 1 run-time error (files, model, sampling), 2 usage error.
+ * Not here: the sampler (sampler.h), embeddings (embedding_manager.h), images (data/image.h).
+ */
+#include <errno.h>    /* defines: errno */
+#include <stdint.h>   /* defines: uint64_t */
+#include <stdio.h>    /* defines: printf, fprintf, snprintf */
+#include <stdlib.h>   /* defines: strtod, strtoll, malloc, free */
+#include <string.h>   /* defines: strcmp, strlen */
+#include <sys/stat.h> /* defines: mkdir, stat */
+#include <time.h>     /* defines: clock_gettime */
+#include <unistd.h>   /* defines: isatty */
+
+#ifdef TI_HAVE_DATA
+#include <dirent.h> /* defines: opendir, readdir */
+
+#include "embedding_manager.h"
+#include "image.h"
+#include "ldm.h"
+#include "sampler.h"
+#include "schedule.h"
+#include "tokenizer.h"
+#endif
+
+#define TOOL     "ti-sample"
+#define MAX_EMB  64
+#define SEQ_LEN  77
+#define MAX_TEXT 4096
+
+static void usage(FILE *f) {
+    fprintf(
+        f,
+        "usage: ti-sample [--prompt TEXT] [--embedding_path FILE...] [--ckpt FILE] [--config "
+        "YAML]\n"
+        "                 [--outdir DIR] [options]\n"
+        "\n"
+        "Samples images from a Stable Diffusion v1 or LDM text2img-large checkpoint with learned\n"
+        "textual-inversion embeddings, as the reference txt2img / img2img scripts do.\n"
+        "\n"
+        "Prompt and embeddings\n"
+        "  --prompt TEXT          the prompt (default \"a painting of a virus monster playing\n"
+        "                         guitar\"); placeholders such as * are the embeddings' words\n"
+        "  --from-file FILE       prompts, one per line, sampled in batches of --n_samples\n"
+        "  --negative_prompt TEXT the unconditional prompt of classifier-free guidance\n"
+        "                         (default: the empty prompt, as the reference)\n"
+        "  --embedding_path FILE... one or more embedding files (AUTOMATIC1111 .pt, the peer's\n"
+        "                         embeddings.pt, diffusers learned_embeds, kohya); the flag may\n"
+        "                         also be repeated. Several placeholders may appear in a prompt.\n"
+        "Model\n"
+        "  --config YAML          model config (default "
+        "configs/stable-diffusion/v1-inference.yaml)\n"
+        "  --ckpt FILE            checkpoint (.ckpt, .safetensors, diffusers folder)\n"
+        "                         (default models/ldm/stable-diffusion-v1/model.ckpt)\n"
+        "  --ckpt_path FILE       the same (the peer's LDM script's name)\n"
+        "  --device cpu|cuda      where to run (default cuda when a GPU is present, else cpu)\n"
+        "  --precision autocast|full  autocast: float16 on cuda (float32 on cpu); full: float32\n"
+        "                         (default autocast)\n"
+        "Sampling\n"
+        "  --ddim_steps N         DDIM steps (default 50; 200 for an LDM config). The reference's\n"
+        "                         uniform schedule may take one more (6 -> 7); counts it cannot\n"
+        "                         run (e.g. 9) are refused with the nearest that work\n"
+        "  --plms                 the PLMS sampler instead of DDIM (needs --ddim_eta 0)\n"
+        "  --ddim_eta X           DDIM eta (default 0.0: deterministic)\n"
+        "  --scale X              guidance scale (default 7.5; 5.0 for LDM and img2img);\n"
+        "                         1 skips the unconditional pass\n"
+        "  --seed N               image i of the run uses a PyTorch CPU generator seeded N + i\n"
+        "                         (default 42)\n"
+        "  --fixed_code           image j of every batch starts from the same noise (seed + j)\n"
+        "  --n_samples N          images per batch (default 3; 4 for LDM; 2 for img2img)\n"
+        "  --n_iter N             times each batch is sampled (default 2; 1 for LDM and img2img)\n"
+        "  --H N, --W N           image height and width in pixels (default 512; 256 for LDM),\n"
+        "                         multiples of 8 that the UNet can halve down to its last level\n"
+        "  --C N                  latent channels (default: the model's, 4)\n"
+        "  --f N                  downsampling factor (default: the model's, 8)\n"
+        "img2img\n"
+        "  --init-img FILE        start from this image (EXIF orientation applied, sides cut\n"
+        "                         down to multiples of 32 with Lanczos as the reference; the\n"
+        "                         output has that size; DDIM only)\n"
+        "  --strength X           0..1, how much of the schedule is re-noised (default 0.75;\n"
+        "                         1.0 starts from pure noise)\n"
+        "Output\n"
+        "  --outdir DIR           default outputs/txt2img-samples (outputs/img2img-samples)\n"
+        "  --skip_save            do not write the single images (DIR/samples/NNNNN.png)\n"
+        "  --skip_grid            do not write the grid (DIR/grid-NNNN.png)\n"
+        "  --n_rows N             images per grid row (default --n_samples)\n"
+        "  --help                 this text\n"
+        "\n"
+        "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file "
+        "and\n"
+        "embedding files in tEXt chunks. Numbering continues after the files already in DIR.\n"
+        "Exit status: 0 ok, 1 run-time error, 2 usage error.\n");
+}
+
+struct opts {
+    const char *prompt, *outdir, *from_file, *config, *ckpt, *precision, *device, *negative;
+    const char *init_img;
+    const char *emb[MAX_EMB];
+    int n_emb;
+    int skip_grid, skip_save, plms, fixed_code;
+    long long steps, n_iter, H, W, C, f, n_samples, n_rows;
+    double eta, scale, strength;
+    unsigned long long seed;
+    /* 1 when given on the command line (LDM / img2img defaults apply to the others) */
+    int has_steps, has_n_iter, has_H, has_W, has_n_samples, has_scale, has_outdir, has_strength;
+};
+
+static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v != v) return 0;
+    *out = v;
+    return 1;
+}
+
+/* 0 ok, 2 usage error (message printed) */
+static int parse_args(struct opts *o, int argc, char **argv, int *help) {
+    memset(o, 0, sizeof *o);
+    o->prompt = "a painting of a virus monster playing guitar";
+    o->outdir = "outputs/txt2img-samples";
+    o->config = "configs/stable-diffusion/v1-inference.yaml";
+    o->ckpt = "models/ldm/stable-diffusion-v1/model.ckpt";
+    o->precision = "autocast";
+    o->negative = "";
+    o->steps = 50;
+    o->n_iter = 2;
+    o->H = o->W = 512;
+    o->n_samples = 3;
+    o->scale = 7.5;
+    o->seed = 42;
+    o->strength = 0.75;
+    for (int i = 1; i < argc; i++) {
+        char flag[64];
+        const char *a = argv[i], *val = NULL;
+        const char *eq = strchr(a, '=');
+        if (!strncmp(a, "--", 2) && eq && (size_t)(eq - a) < sizeof flag) {
+            memcpy(flag, a, (size_t)(eq - a));
+            flag[eq - a] = 0;
+            a = flag;
+            val = eq + 1;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            *help = 1;
+            return 0;
+        }
+        static const char *const bools[] = {"--skip_grid", "--skip_save", "--plms", "--fixed_code",
+                                            NULL};
+        int is_bool = 0;
+        for (int k = 0; bools[k]; k++)
+            is_bool |= !strcmp(a, bools[k]);
+        if (is_bool) {
+            if (val) {
+                fprintf(stderr, TOOL ": %s takes no value\n", a);
+                return 2;
+            }
+            if (!strcmp(a, "--skip_grid"))
+                o->skip_grid = 1;
+            else if (!strcmp(a, "--skip_save"))
+                o->skip_save = 1;
+            else if (!strcmp(a, "--plms"))
+                o->plms = 1;
+            else
+                o->fixed_code = 1;
+            continue;
+        }
+        if (!strcmp(a, "--embedding_path")) {
+            int got = 0;
+            if (val) {
+                if (o->n_emb >= MAX_EMB) goto too_many;
+                o->emb[o->n_emb++] = val;
+                got = 1;
+            }
+            while (!val && i + 1 < argc && strncmp(argv[i + 1], "--", 2)) {
+                if (o->n_emb >= MAX_EMB) goto too_many;
+                o->emb[o->n_emb++] = argv[++i];
+                got = 1;
+            }
+            if (!got) {
+                fprintf(stderr, TOOL ": --embedding_path needs at least one file\n");
+                return 2;
+            }
+            continue;
+        }
+        if (strncmp(a, "--", 2)) {
+            fprintf(stderr, TOOL ": unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        }
+        if (!val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, TOOL ": %s needs a value\n", a);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        long long n;
+        double d;
+        if (!strcmp(a, "--prompt"))
+            o->prompt = val;
+        else if (!strcmp(a, "--outdir"))
+            o->outdir = val, o->has_outdir = 1;
+        else if (!strcmp(a, "--from-file"))
+            o->from_file = val;
+        else if (!strcmp(a, "--config"))
+            o->config = val;
+        else if (!strcmp(a, "--ckpt") || !strcmp(a, "--ckpt_path"))
+            o->ckpt = val;
+        else if (!strcmp(a, "--negative_prompt"))
+            o->negative = val;
+        else if (!strcmp(a, "--init-img") || !strcmp(a, "--init_img"))
+            o->init_img = val;
+        else if (!strcmp(a, "--precision")) {
+            if (strcmp(val, "autocast") && strcmp(val, "full")) {
+                fprintf(stderr, TOOL ": --precision must be autocast or full, not '%s'\n", val);
+                return 2;
+            }
+            o->precision = val;
+        } else if (!strcmp(a, "--device")) {
+            if (strcmp(val, "cpu") && strcmp(val, "cuda")) {
+                fprintf(stderr, TOOL ": --device must be cpu or cuda, not '%s'\n", val);
+                return 2;
+            }
+            o->device = val;
+        } else if (!strcmp(a, "--seed")) {
+            if (!parse_ll(val, 0, INT64_MAX, &n)) {
+                fprintf(stderr, TOOL ": --seed needs a non-negative integer, not '%s'\n", val);
+                return 2;
+            }
+            o->seed = (unsigned long long)n;
+        } else if (!strcmp(a, "--ddim_eta") || !strcmp(a, "--scale") || !strcmp(a, "--strength")) {
+            if (!parse_double(val, &d)) {
+                fprintf(stderr, TOOL ": %s needs a number, not '%s'\n", a, val);
+                return 2;
+            }
+            if (!strcmp(a, "--ddim_eta"))
+                o->eta = d;
+            else if (!strcmp(a, "--scale"))
+                o->scale = d, o->has_scale = 1;
+            else
+                o->strength = d, o->has_strength = 1;
+        } else {
+            static const char *const ints[] = {"--ddim_steps", "--n_iter", "--H",
+                                               "--W",          "--C",      "--f",
+                                               "--n_samples",  "--n_rows", NULL};
+            long long *dst[] = {&o->steps, &o->n_iter, &o->H,         &o->W,
+                                &o->C,     &o->f,      &o->n_samples, &o->n_rows};
+            int *has[] = {&o->has_steps, &o->has_n_iter, &o->has_H,         &o->has_W,
+                          NULL,          NULL,           &o->has_n_samples, NULL};
+            int k = 0;
+            while (ints[k] && strcmp(a, ints[k]))
+                k++;
+            if (!ints[k]) {
+                fprintf(stderr, TOOL ": unknown flag '%s' (see --help)\n", a);
+                return 2;
+            }
+            if (!parse_ll(val, 0, 1 << 20, &n)) {
+                fprintf(stderr, TOOL ": %s needs a non-negative integer, not '%s'\n", a, val);
+                return 2;
+            }
+            *dst[k] = n;
+            if (has[k]) *has[k] = 1;
+        }
+    }
+    return 0;
+too_many:
+    fprintf(stderr, TOOL ": more than %d embedding files\n", MAX_EMB);
+    return 2;
+}
+
+/* Checks that need no file; 0 ok, 2 usage error (message printed). */
+static int check_args(const struct opts *o) {
+    if (o->steps < 1) {
+        fprintf(stderr, TOOL ": --ddim_steps must be at least 1 (got %lld)\n", o->steps);
+        return 2;
+    }
+    if (o->n_samples < 1 || o->n_samples > 256 || o->n_iter < 1) {
+        fprintf(stderr, TOOL ": --n_samples must be 1..256 and --n_iter at least 1\n");
+        return 2;
+    }
+    if (!o->init_img && (o->H % 8 || o->W % 8 || o->H < 8 || o->W < 8)) {
+        fprintf(stderr, TOOL ": --H %lld --W %lld: both must be positive multiples of 8\n", o->H,
+                o->W);
+        return 2;
+    }
+    if (!(o->eta >= 0)) {
+        fprintf(stderr, TOOL ": --ddim_eta must be >= 0 (got %g)\n", o->eta);
+        return 2;
+    }
+    if (o->plms && o->eta != 0) {
+        fprintf(stderr, TOOL ": --plms needs --ddim_eta 0 (the reference: ddim_eta must be 0 for "
+                             "PLMS)\n");
+        return 2;
+    }
+    if (o->plms && o->init_img) {
+        fprintf(stderr, TOOL ": --init-img (img2img) samples with DDIM; drop --plms\n");
+        return 2;
+    }
+    if (o->has_strength && !o->init_img) {
+        fprintf(stderr, TOOL ": --strength needs --init-img\n");
+        return 2;
+    }
+    if (!(o->strength >= 0 && o->strength <= 1)) {
+        fprintf(stderr, TOOL ": --strength must be in [0, 1] (got %g)\n", o->strength);
+        return 2;
+    }
+    if (!(o->scale == o->scale) || o->scale < 0 || o->scale > 1e6) {
+        fprintf(stderr, TOOL ": --scale must be a number >= 0\n");
+        return 2;
+    }
+    if (strlen(o->prompt) >= MAX_TEXT || strlen(o->negative) >= MAX_TEXT) {
+        fprintf(stderr, TOOL ": prompts are limited to %d bytes\n", MAX_TEXT - 1);
+        return 2;
+    }
+    return 0;
+}
+
+#ifndef TI_HAVE_DATA
+int main(int argc, char **argv) {
+    struct opts o;
+    int help = 0, rc = parse_args(&o, argc, argv, &help);
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    fprintf(stderr, TOOL ": this build has no image support (data/ needs the stb headers, Debian "
+                         "libstb-dev); rebuild with them to sample\n");
+    return 1;
+}
+#else
+
+/* ---- run state ----------------------------------------------------------------------------- */
+
+struct run {
+    struct opts o;
+    struct ti_config cfg;
+    struct ti_ldm m;
+    int model_ok;
+    struct ti_tokenizer *tok;
+    struct ti_emb_manager em;
+    int em_ok;
+    struct ti_embedding embs[MAX_EMB];
+    int n_embs;
+    struct ti_schedule sched;
+    const struct ti_backend *be;
+    enum ti_dtype dt;
+    struct ti_ctx ctx;
+    int ctx_ok;
+    char **prompts; /* every prompt of the run (from the file or n_samples copies) */
+    int n_prompts;
+    char *file_text;
+    struct ti_image init; /* img2img, resized */
+    int latent_h, latent_w, C, f;
+    char emb_list[4096];
+    int tty;
+    int batch_k, batch_total;
+    double t0;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int fail(struct ti_err *err, const char *what) {
+    fprintf(stderr, TOOL ": %s%s%s\n", what ? what : "", what ? ": " : "", err->msg);
+    return 1;
+}
+
+/* Counts the entries of a directory as os.listdir does (hidden ones too); -1 when it cannot be
+ * read. */
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+static int make_dir(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+static int read_prompts(struct run *r) {
+    const struct opts *o = &r->o;
+    if (!o->from_file) {
+        r->n_prompts = (int)o->n_samples;
+        r->prompts = calloc((size_t)r->n_prompts, sizeof *r->prompts);
+        if (!r->prompts) return -1;
+        for (int i = 0; i < r->n_prompts; i++)
+            r->prompts[i] = (char *)o->prompt;
+        return 0;
+    }
+    FILE *f = fopen(o->from_file, "rb");
+    if (!f) {
+        fprintf(stderr, TOOL ": --from-file %s: %s\n", o->from_file, strerror(errno));
+        return -1;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *text = malloc(cap + 1);
+    size_t got;
+    while (text && (got = fread(text + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *t2 = realloc(text, 2 * cap + 1);
+            if (!t2) {
+                free(text);
+                text = NULL;
+                break;
+            }
+            text = t2;
+            cap *= 2;
+        }
+    }
+    int ioerr = ferror(f);
+    fclose(f);
+    if (!text || ioerr) {
+        free(text);
+        fprintf(stderr, TOOL ": --from-file %s: cannot be read\n", o->from_file);
+        return -1;
+    }
+    text[n] = 0;
+    r->file_text = text;
+    /* Python's splitlines on \n, \r\n, \r */
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        if (text[i] == '\n' || (text[i] == '\r' && text[i + 1] != '\n')) lines++;
+    if (n && text[n - 1] != '\n' && text[n - 1] != '\r') lines++;
+    r->prompts = calloc((size_t)(lines ? lines : 1), sizeof *r->prompts);
+    if (!r->prompts) return -1;
+    char *p = text;
+    for (size_t i = 0; i < n && r->n_prompts < lines;) {
+        r->prompts[r->n_prompts++] = p;
+        while (i < n && text[i] != '\n' && text[i] != '\r')
+            i++;
+        if (i < n) {
+            int crlf = text[i] == '\r' && i + 1 < n && text[i + 1] == '\n';
+            text[i] = 0;
+            i += crlf ? 2 : 1;
+        }
+        p = text + i;
+    }
+    if (r->n_prompts == 0) {
+        fprintf(stderr, TOOL ": --from-file %s holds no prompt\n", o->from_file);
+        return -1;
+    }
+    for (int i = 0; i < r->n_prompts; i++)
+        if (!r->prompts[i] || strlen(r->prompts[i]) >= MAX_TEXT) {
+            fprintf(stderr, TOOL ": --from-file %s: line %d is longer than %d bytes\n",
+                    o->from_file, i + 1, MAX_TEXT - 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* Loads config, tokenizer, embeddings, init image, model; every check before sampling. */
+static int prepare(struct run *r) {
+    struct opts *o = &r->o;
+    struct ti_err err = {0};
+    struct stat stt;
+    /* files first: the cheap checks before the model load */
+    if (stat(o->config, &stt) != 0) {
+        fprintf(stderr, TOOL ": --config %s: %s\n", o->config, strerror(errno));
+        return 1;
+    }
+    if (stat(o->ckpt, &stt) != 0) {
+        fprintf(stderr, TOOL ": --ckpt %s: %s\n", o->ckpt, strerror(errno));
+        return 1;
+    }
+    for (int i = 0; i < o->n_emb; i++)
+        if (stat(o->emb[i], &stt) != 0) {
+            fprintf(stderr, TOOL ": --embedding_path %s: %s\n", o->emb[i], strerror(errno));
+            return 1;
+        }
+    if (ti_config_load(&r->cfg, &o->config, 1, NULL, 0, &err) != TI_OK)
+        return fail(&err, o->config);
+    if (ti_ldm_init(&r->m, &r->cfg, &err) != TI_OK) return fail(&err, o->config);
+    r->model_ok = 1;
+    int is_ldm = !r->m.text_is_clip;
+    /* the LDM script's defaults (ti-peer.md §7.1), then img2img's (scripts/img2img.py) */
+    if (is_ldm) {
+        if (!o->has_steps) o->steps = 200;
+        if (!o->has_n_iter) o->n_iter = 1;
+        if (!o->has_H) o->H = 256;
+        if (!o->has_W) o->W = 256;
+        if (!o->has_n_samples) o->n_samples = 4;
+        if (!o->has_scale) o->scale = 5.0;
+    }
+    if (o->init_img) {
+        if (!o->has_scale) o->scale = 5.0;
+        if (!o->has_n_iter) o->n_iter = 1;
+        if (!o->has_n_samples) o->n_samples = 2;
+        if (!o->has_outdir) o->outdir = "outputs/img2img-samples";
+    }
+    r->C = r->m.unet_hp.in_channels;
+    r->f = 1 << (r->m.vae_hp.n_levels - 1);
+    if (o->C && o->C != r->C) {
+        fprintf(stderr, TOOL ": --C %lld: the model's latents have %d channels (%s)\n", o->C, r->C,
+                o->config);
+        return 2;
+    }
+    if (o->f && o->f != r->f) {
+        fprintf(stderr, TOOL ": --f %lld: the model's autoencoder downsamples by %d (%s)\n", o->f,
+                r->f, o->config);
+        return 2;
+    }
+    if (ti_schedule_init(&r->sched, &r->cfg.model, &err) != TI_OK) return fail(&err, o->config);
+    {
+        struct ti_ddim_schedule *d = malloc(sizeof *d);
+        ti_status st =
+            d ? ti_ddim_schedule_init(d, &r->sched, (int)o->steps, o->eta, &err) : TI_ERR_NOMEM;
+        free(d);
+        if (st != TI_OK) {
+            fprintf(stderr, TOOL ": --%s\n", err.msg);
+            return 2;
+        }
+    }
+    /* img2img: the init image, EXIF-corrected, sides cut down to multiples of 32 (Lanczos) */
+    if (o->init_img) {
+        struct ti_data_err de = {{0}};
+        struct ti_image raw = {0};
+        if (ti_image_load(&raw, o->init_img, &de) != 0) {
+            fprintf(stderr, TOOL ": --init-img: %s\n", de.msg);
+            return 1;
+        }
+        int w = raw.w - raw.w % 32, h = raw.h - raw.h % 32;
+        if (w < 32 || h < 32) {
+            fprintf(stderr, TOOL ": --init-img %s is %dx%d; img2img needs at least 32x32\n",
+                    o->init_img, raw.w, raw.h);
+            ti_image_free(&raw);
+            return 1;
+        }
+        int rc = ti_image_resize(&r->init, &raw, w, h, TI_RESAMPLE_LANCZOS, &de);
+        ti_image_free(&raw);
+        if (rc != 0) {
+            fprintf(stderr, TOOL ": --init-img: %s\n", de.msg);
+            return 1;
+        }
+        o->H = h;
+        o->W = w;
+    }
+    int mult = r->f << (r->m.unet_hp.n_levels - 1);
+    if (o->H % mult || o->W % mult) {
+        if (o->init_img)
+            fprintf(stderr,
+                    TOOL ": --init-img %s is %lldx%lld after cutting to multiples of 32; this "
+                         "model needs sides that are multiples of %d\n",
+                    o->init_img, o->W, o->H, mult);
+        else
+            fprintf(stderr,
+                    TOOL ": --W %lld --H %lld: this model needs sides that are multiples of %d "
+                         "(its UNet halves the %dx-downsampled latent %d times)\n",
+                    o->W, o->H, mult, r->f, r->m.unet_hp.n_levels - 1);
+        return o->init_img ? 1 : 2;
+    }
+    r->latent_h = (int)(o->H / r->f);
+    r->latent_w = (int)(o->W / r->f);
+    if (read_prompts(r) != 0) return 1;
+
+    /* tokenizer and embeddings (before the model load: their errors come fast) */
+    enum ti_tokenizer_kind kind = r->m.text_is_clip ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
+    char vpath[4096];
+    snprintf(vpath, sizeof vpath, "%s/%s", ti_tokenizer_vocab_dir(), ti_tokenizer_vocab_file(kind));
+    if (ti_tokenizer_load(&r->tok, kind, vpath, &err) != TI_OK) return fail(&err, "tokenizer");
+    int dim = r->m.text_hp.width;
+    ti_emb_manager_init(&r->em, dim, r->m.text_is_clip);
+    r->em_ok = 1;
+    size_t el = 0;
+    r->emb_list[0] = 0;
+    for (int i = 0; i < o->n_emb; i++) {
+        ti_embedding_init(&r->embs[i]);
+        r->n_embs = i + 1;
+        if (ti_embedding_read(&r->embs[i], o->emb[i], &err) != TI_OK) return fail(&err, o->emb[i]);
+        if (ti_embedding_check_width(&r->embs[i], dim, &err) != TI_OK) return fail(&err, o->emb[i]);
+        if (ti_emb_manager_add_file(&r->em, &r->embs[i], r->tok, &err) != TI_OK)
+            return fail(&err, o->emb[i]);
+        int k =
+            snprintf(r->emb_list + el, sizeof r->emb_list - el, "%s%s", i ? ", " : "", o->emb[i]);
+        if (k > 0 && el + (size_t)k < sizeof r->emb_list) el += (size_t)k;
+    }
+    /* every prompt must tokenize (and fit the manager's rules) before any sampling */
+    int32_t idx[SEQ_LEN];
+    for (int i = 0; i < r->n_prompts; i++)
+        if (ti_emb_manager_prompt_ids(&r->em, r->tok, r->prompts[i], idx, SEQ_LEN, &err) != TI_OK)
+            return fail(&err, "prompt");
+    if (ti_emb_manager_prompt_ids(&r->em, r->tok, o->negative, idx, SEQ_LEN, &err) != TI_OK)
+        return fail(&err, "--negative_prompt");
+
+    /* backend and model */
+    int want_cuda = o->device ? !strcmp(o->device, "cuda") : ti_cuda_device_count() > 0;
+    if (want_cuda) {
+        if (ti_backend_cuda(&r->be, 0, &err) != TI_OK) return fail(&err, "--device cuda");
+    } else {
+        r->be = ti_backend_cpu();
+    }
+    r->dt = want_cuda && !strcmp(o->precision, "autocast") ? TI_DTYPE_F16 : TI_DTYPE_F32;
+    if (ti_ldm_alloc(&r->m, r->be, r->dt, &err) != TI_OK) return fail(&err, "model");
+    if (ti_ldm_load_file(&r->m, o->ckpt, NULL, r->m.text_is_clip ? "SD v1" : "LDM", &err) != TI_OK)
+        return fail(&err, o->ckpt);
+    if (ti_ctx_init(&r->ctx, r->be, 0, 0) != TI_OK) {
+        fprintf(stderr, TOOL ": cannot set up the %s backend: %s\n", want_cuda ? "cuda" : "cpu",
+                r->ctx.err.msg);
+        return 1;
+    }
+    r->ctx_ok = 1;
+    return 0;
+}
+
+/* prompts (B) -> conditioning (B, 77, D) on the device */
+static ti_status encode(struct run *r, const char *const *prompts, int B, struct ti_tensor *out,
+                        struct ti_err *err) {
+    int32_t *idx = malloc((size_t)B * SEQ_LEN * sizeof *idx);
+    if (!idx) return ti_error(err, TI_ERR_NOMEM, "out of memory");
+    ti_status st = ti_emb_manager_batch_ids(&r->em, r->tok, prompts, B, idx, SEQ_LEN, err);
+    struct ti_tensor it = ti_tensor_none(), rows = ti_tensor_none();
+    int64_t is[2] = {B, SEQ_LEN}, rs[2] = {r->em.n_rows, r->em.dim};
+    ti_ctx_no_grad_begin(&r->ctx);
+    if (st == TI_OK) st = ti_ctx_upload(&r->ctx, &it, idx, TI_DTYPE_I32, 2, is);
+    if (st == TI_OK && r->em.n_rows > 0) {
+        struct ti_tensor rf = ti_tensor_none();
+        st = ti_ctx_upload(&r->ctx, &rf, r->em.rows, TI_DTYPE_F32, 2, rs);
+        if (st == TI_OK) st = ti_copy(&r->ctx, &rows, &rf, r->dt);
+        ti_tensor_release(&rf);
+    }
+    if (st == TI_OK)
+        st =
+            ti_text_encoder_forward(&r->ctx, out, &r->m.text, &it, r->em.n_rows > 0 ? &rows : NULL);
+    ti_ctx_no_grad_end(&r->ctx);
+    if (st != TI_OK && err->msg[0] == 0) snprintf(err->msg, sizeof err->msg, "%s", r->ctx.err.msg);
+    ti_tensor_release(&it);
+    ti_tensor_release(&rows);
+    free(idx);
+    return st;
+}
+
+static void progress(void *user, int step, int steps) {
+    struct run *r = user;
+    if (r->tty) {
+        fprintf(stderr, "\r" TOOL ": batch %d/%d  step %d/%d  %.1f s   ", r->batch_k,
+                r->batch_total, step, steps, now_s() - r->t0);
+        if (step == steps) fputc('\n', stderr);
+        fflush(stderr);
+    }
+}
+
+static int write_png(const struct ti_image *img, const char *path, const char *const *text) {
+    struct ti_data_err de = {{0}};
+    if (ti_image_write_png(img, path, text, &de) != 0) {
+        fprintf(stderr, TOOL ": %s\n", de.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int sample_all(struct run *r) {
+    struct opts *o = &r->o;
+    struct ti_err err = {0};
+    char samples_dir[4096];
+    snprintf(samples_dir, sizeof samples_dir, "%s/samples", o->outdir);
+    if (make_dir(o->outdir) != 0 || make_dir(samples_dir) != 0) {
+        fprintf(stderr, TOOL ": cannot create %s: %s\n", samples_dir, strerror(errno));
+        return 1;
+    }
+    int base_count = count_entries(samples_dir);
+    int grid_count = count_entries(o->outdir) - 1;
+    if (base_count < 0 || grid_count < 0) {
+        fprintf(stderr, TOOL ": cannot list %s\n", o->outdir);
+        return 1;
+    }
+    int bs = (int)o->n_samples;
+    int n_batches = (r->n_prompts + bs - 1) / bs;
+    r->batch_total = n_batches * (int)o->n_iter;
+    int total_images = r->n_prompts * (int)o->n_iter;
+    struct ti_image *all = o->skip_grid ? NULL : calloc((size_t)total_images, sizeof *all);
+    int n_all = 0, rc = 0;
+    size_t per = (size_t)r->C * (size_t)r->latent_h * (size_t)r->latent_w;
+    float *xh = malloc((size_t)bs * per * sizeof *xh);
+    float *z0 = o->init_img ? malloc((size_t)bs * per * sizeof *z0) : NULL;
+    float *noise = o->init_img ? malloc((size_t)bs * per * sizeof *noise) : NULL;
+    struct ti_torch_gen *gens = malloc((size_t)bs * sizeof *gens);
+    uint64_t *seeds = malloc((size_t)bs * sizeof *seeds);
+    struct ti_image *imgs = calloc((size_t)bs, sizeof *imgs);
+    const char **neg = malloc((size_t)bs * sizeof *neg);
+    if ((!o->skip_grid && !all) || !xh || !gens || !seeds || !imgs || !neg ||
+        (o->init_img && (!z0 || !noise))) {
+        fprintf(stderr, TOOL ": out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    const char *sampler_name = o->plms ? "PLMS" : "DDIM";
+    char steps_s[32], scale_s[32], eta_s[32], size_s[64], strength_s[32];
+    struct ti_ddim_schedule dsch;
+    if (ti_ddim_schedule_init(&dsch, &r->sched, (int)o->steps, o->eta, &err) != TI_OK) {
+        rc = fail(&err, NULL);
+        goto done;
+    }
+    snprintf(steps_s, sizeof steps_s, "%lld", o->steps);
+    snprintf(scale_s, sizeof scale_s, "%g", o->scale);
+    snprintf(eta_s, sizeof eta_s, "%g", o->eta);
+    snprintf(size_s, sizeof size_s, "%lldx%lld", o->W, o->H);
+    snprintf(strength_s, sizeof strength_s, "%g", o->strength);
+    int t_enc = o->init_img ? ti_sampler_img2img_t_enc(o->strength, (int)o->steps) : 0;
+    r->t0 = now_s();
+    int image_index = 0, batch_no = 0;
+    for (int it = 0; it < o->n_iter && rc == 0; it++) {
+        for (int b0 = 0; b0 < r->n_prompts && rc == 0; b0 += bs) {
+            int B = r->n_prompts - b0 < bs ? r->n_prompts - b0 : bs;
+            r->batch_k = ++batch_no;
+            const char *const *prompts = (const char *const *)r->prompts + b0;
+            for (int b = 0; b < B; b++)
+                neg[b] = o->negative;
+            struct ti_tensor cond = ti_tensor_none(), uncond = ti_tensor_none(),
+                             x = ti_tensor_none();
+            ti_status st = TI_OK;
+            if (o->scale != 1.0) st = encode(r, neg, B, &uncond, &err);
+            if (st == TI_OK) st = encode(r, prompts, B, &cond, &err);
+            for (int b = 0; b < B; b++) {
+                seeds[b] = (uint64_t)o->seed + (uint64_t)(o->fixed_code ? b : image_index + b);
+                ti_torch_gen_seed(&gens[b], seeds[b]);
+            }
+            int t_start = 0;
+            if (st == TI_OK && !o->init_img) {
+                for (int b = 0; b < B; b++)
+                    ti_torch_randn(&gens[b], xh + (size_t)b * per, per);
+            } else if (st == TI_OK) {
+                st = ti_sampler_encode_init(&r->ctx, &r->m, r->cfg.model.scale_factor, r->init.px,
+                                            r->init.h, r->init.w, B, gens, z0, &err);
+                for (int b = 0; st == TI_OK && b < B; b++)
+                    ti_torch_randn(&gens[b], noise + (size_t)b * per, per);
+                if (st == TI_OK)
+                    t_start =
+                        ti_sampler_img2img_start(&dsch, t_enc, z0, noise, xh, (size_t)B * per);
+            }
+            int64_t xs[4] = {B, r->C, r->latent_h, r->latent_w};
+            if (st == TI_OK) st = ti_ctx_upload(&r->ctx, &x, xh, TI_DTYPE_F32, 4, xs);
+            if (st != TI_OK && !err.msg[0]) snprintf(err.msg, sizeof err.msg, "%s", r->ctx.err.msg);
+            struct ti_sampler_opts so = {.steps = (int)o->steps,
+                                         .eta = o->eta,
+                                         .plms = o->plms,
+                                         .scale = o->scale,
+                                         .t_start = t_start};
+            if (st == TI_OK)
+                st = ti_sampler_run(&r->ctx, &r->m, &r->sched, &so, &cond,
+                                    o->scale != 1.0 ? &uncond : NULL, &x, gens, progress, r, &err);
+            if (st == TI_OK)
+                st = ti_sampler_decode(&r->ctx, &r->m, r->cfg.model.scale_factor, &x, imgs, &err);
+            ti_tensor_release(&cond);
+            ti_tensor_release(&uncond);
+            ti_tensor_release(&x);
+            if (st != TI_OK) {
+                rc = fail(&err, "sampling");
+                break;
+            }
+            for (int b = 0; b < B && rc == 0; b++) {
+                if (!o->skip_save) {
+                    char path[4200], seed_s[32];
+                    snprintf(path, sizeof path, "%s/%05d.png", samples_dir, base_count++);
+                    snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seeds[b]);
+                    const char *text[] = {
+                        "prompt",     prompts[b],   "negative_prompt", o->negative,  "seed",
+                        seed_s,       "steps",      steps_s,           "scale",      scale_s,
+                        "sampler",    sampler_name, "ddim_eta",        eta_s,        "size",
+                        size_s,       "model",      o->ckpt,           "embeddings", r->emb_list,
+                        "init_image", o->init_img,  "strength",        strength_s,   "software",
+                        "ti-sample",  NULL};
+                    if (!o->init_img)
+                        text[20] = "software", text[21] = "ti-sample", text[22] = NULL;
+                    if (write_png(&imgs[b], path, text) != 0) rc = 1;
+                }
+                if (all) {
+                    all[n_all++] = imgs[b];
+                    memset(&imgs[b], 0, sizeof imgs[b]);
+                } else {
+                    ti_image_free(&imgs[b]);
+                }
+            }
+            for (int b = 0; b < B; b++)
+                ti_image_free(&imgs[b]);
+            if (!r->tty)
+                fprintf(stderr, TOOL ": batch %d/%d done (%d images, %.1f s)\n", r->batch_k,
+                        r->batch_total, B, now_s() - r->t0);
+            image_index += B;
+        }
+    }
+    if (rc == 0 && all && n_all > 0) {
+        struct ti_image grid = {0};
+        struct ti_data_err de = {{0}};
+        int nrow = o->n_rows > 0 ? (int)o->n_rows : bs;
+        if (ti_image_grid(&grid, all, n_all, nrow, 2, 0, &de) != 0) {
+            fprintf(stderr, TOOL ": grid: %s\n", de.msg);
+            rc = 1;
+        } else {
+            char path[4200], seed_s[32];
+            snprintf(path, sizeof path, "%s/grid-%04d.png", o->outdir, grid_count);
+            snprintf(seed_s, sizeof seed_s, "%llu", o->seed);
+            const char *text[] = {"prompt",
+                                  o->from_file ? o->from_file : o->prompt,
+                                  "negative_prompt",
+                                  o->negative,
+                                  "seed",
+                                  seed_s,
+                                  "steps",
+                                  steps_s,
+                                  "scale",
+                                  scale_s,
+                                  "sampler",
+                                  sampler_name,
+                                  "model",
+                                  o->ckpt,
+                                  "embeddings",
+                                  r->emb_list,
+                                  "software",
+                                  "ti-sample",
+                                  NULL};
+            if (write_png(&grid, path, text) != 0) rc = 1;
+            ti_image_free(&grid);
+        }
+    }
+    if (rc == 0)
+        printf("Your samples are ready and waiting for you here: \n%s \n \nEnjoy.\n", o->outdir);
+done:
+    for (int i = 0; all && i < n_all; i++)
+        ti_image_free(&all[i]);
+    free(all);
+    free(xh);
+    free(z0);
+    free(noise);
+    free(gens);
+    free(seeds);
+    free(imgs);
+    free(neg);
+    return rc;
+}
+
+static void run_free(struct run *r) {
+    if (r->ctx_ok) ti_ctx_free(&r->ctx);
+    if (r->model_ok) ti_ldm_free(&r->m);
+    if (r->em_ok) ti_emb_manager_free(&r->em);
+    for (int i = 0; i < r->n_embs; i++)
+        ti_embedding_free(&r->embs[i]);
+    ti_tokenizer_free(&r->tok);
+    ti_image_free(&r->init);
+    free(r->prompts);
+    free(r->file_text);
+}
+
+int main(int argc, char **argv) {
+    static struct run r;
+    int help = 0, rc = parse_args(&r.o, argc, argv, &help);
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    rc = check_args(&r.o);
+    if (rc) return rc;
+    r.tty = isatty(2);
+    rc = prepare(&r);
+    if (rc == 0) rc = check_args(&r.o); /* the model's defaults may have changed a value */
+    if (rc == 0) rc = sample_all(&r);
+    run_free(&r);
+    return rc;
+}
+#endif
