@@ -3,9 +3,14 @@
  * full-size SD v1 UNet (random weights, f32): DDIM with classifier-free guidance (one UNet call on
  * the batch [uncond; cond] of 2), batch 1, 77x768 context, latent 64x64 (512 px) by default.
  * The text encoder and the VAE are not part of a step and are not built.
- * Prints the median over the timed runs of (run time / steps).
+ * Prints one line
+ *   RESULT sample_step ti <device> <latent> <median_s_per_step> <fastest_s> <peak_rss_gib> <note>
+ * (each timed run of --steps steps, after a one-step warm-up run, gives run time / steps taken;
+ * median and fastest over --runs runs; scripts/bench.sh builds the table beside PyTorch's
+ * scripts/bench_torch_sample.py).
  *
  * Usage: bench_sample [--size 64] [--steps N] [--runs N] [--plms] [--cuda]
+ *   --cuda  on the GPU; without one (or in a build without CUDA) prints "SKIP ..." and exits 77
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +61,10 @@ int main(int argc, char **argv) {
     if (size < 8 || size % 8 || steps < 1 || runs < 1) return fail("bad --size/--steps/--runs");
     struct ti_err err = {0};
     const struct ti_backend *be = ti_backend_cpu();
-    if (cuda && ti_backend_cuda(&be, 0, &err) != TI_OK) return fail(err.msg);
+    if (cuda && ti_backend_cuda(&be, 0, &err) != TI_OK) {
+        printf("SKIP sample_step ti cuda: %s\n", err.msg);
+        return 77;
+    }
     struct ti_ctx ctx;
     if (ti_ctx_init(&ctx, be, 0, 0) != TI_OK) return fail(ctx.err.msg);
     /* only the UNet of the model: the sampler reads m.unet and m.unet_hp */
@@ -101,9 +109,9 @@ int main(int argc, char **argv) {
     qsort(per_step + 1, (size_t)runs, sizeof *per_step, cmp);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| ti | %s | %dx%d | %s, CFG 7.5, batch 1 | %.3f s/step | peak RSS %.2f GiB |\n",
-           cuda ? "cuda" : "cpu", size, size, plms ? "PLMS" : "DDIM", per_step[1 + runs / 2],
-           (double)ru.ru_maxrss / (1 << 20));
+    printf("RESULT\tsample_step\tti\t%s\t%dx%d\t%.3f\t%.3f\t%.2f\t%s, CFG 7.5\n",
+           cuda ? "cuda" : "cpu", size, size, per_step[1 + (runs - 1) / 2], per_step[1],
+           (double)ru.ru_maxrss / (1 << 20), plms ? "PLMS" : "DDIM");
     fprintf(stderr, "(init with random weights %.1f s, %d timed runs of %d steps)\n", t_init, runs,
             steps);
     ti_tensor_release(&cond);
