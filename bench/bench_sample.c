@@ -29,6 +29,12 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double cpu_now(void) { /* CPU time of the whole process, every thread */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -91,6 +97,8 @@ int main(int argc, char **argv) {
     if (ti_ctx_upload(&ctx, &uncond, buf, TI_DTYPE_F32, 3, cs) != TI_OK) return fail(ctx.err.msg);
     struct ti_torch_gen g;
     double *per_step = calloc((size_t)runs + 1, sizeof *per_step);
+    double cpu_sum = 0, warm = 0;
+    int cpu_steps = 0;
     for (int k = 0; k <= runs; k++) { /* run 0 warms up (one step) */
         int n = k == 0 ? 1 : steps;
         ti_torch_gen_seed(&g, 42);
@@ -99,11 +107,17 @@ int main(int argc, char **argv) {
         struct ti_sampler_opts o = {.steps = n, .eta = 0.0, .plms = plms, .scale = 7.5};
         int taken = ti_sampler_n_steps(&s, &o, &err);
         if (taken < 0) return fail(err.msg);
-        double a = now();
+        double a = now(), ca = cpu_now();
         if (ti_sampler_run(&ctx, &m, &s, &o, &cond, &uncond, &x, &g, NULL, NULL, &err) != TI_OK)
             return fail(err.msg);
         if (ti_ctx_sync(&ctx) != TI_OK) return fail(ctx.err.msg);
         per_step[k] = (now() - a) / taken;
+        if (k > 0) {
+            cpu_sum += cpu_now() - ca;
+            cpu_steps += taken;
+        } else {
+            warm = per_step[0];
+        }
         ti_tensor_release(&x);
     }
     qsort(per_step + 1, (size_t)runs, sizeof *per_step, cmp);
@@ -112,8 +126,10 @@ int main(int argc, char **argv) {
     printf("RESULT\tsample_step\tti\t%s\t%dx%d\t%.3f\t%.3f\t%.2f\t%s, CFG 7.5\n",
            cuda ? "cuda" : "cpu", size, size, per_step[1 + (runs - 1) / 2], per_step[1],
            (double)ru.ru_maxrss / (1 << 20), plms ? "PLMS" : "DDIM");
-    fprintf(stderr, "(init with random weights %.1f s, %d timed runs of %d steps)\n", t_init, runs,
-            steps);
+    fprintf(stderr,
+            "(ti: init with random weights %.1f s, warm-up step %.1f s, %d timed runs of %d "
+            "steps, process CPU time %.1f s/step)\n",
+            t_init, warm, runs, steps, cpu_sum / cpu_steps);
     ti_tensor_release(&cond);
     ti_tensor_release(&uncond);
     ti_unet_free(&m.unet);

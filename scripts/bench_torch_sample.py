@@ -85,7 +85,7 @@ def main():
         x = torch.randn(1, 4, a.size, a.size, generator=torch.Generator().manual_seed(42)).to(dev)
         if a.cuda:
             torch.cuda.synchronize()
-        t_a = time.perf_counter()
+        t_a, c_a = time.perf_counter(), time.process_time()
         with torch.no_grad():
             for k in range(len(taus) - 1, -1, -1):
                 tau = taus[k]
@@ -99,10 +99,12 @@ def main():
                 x = ap_.sqrt() * pred_x0 + (1.0 - ap_).sqrt() * e
             if a.cuda:
                 torch.cuda.synchronize()
-        return (time.perf_counter() - t_a) / len(taus)
+        return (time.perf_counter() - t_a) / len(taus), (time.process_time() - c_a) / len(taus)
 
-    warm = run(1)
-    per_step = sorted(run(a.steps) for _ in range(a.runs))
+    warm = run(1)[0]
+    timed = [run(a.steps) for _ in range(a.runs)]
+    per_step = sorted(w for w, _ in timed)
+    cpu_step = sum(c for _, c in timed) / len(timed)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
     note = "PyTorch %s, %s" % (torch.__version__, allocator())
     if not a.cuda:
@@ -111,8 +113,8 @@ def main():
         note += ", " + torch.cuda.get_device_name(0)
     print("RESULT\tsample_step\ttorch\t%s\t%dx%d\t%.3f\t%.3f\t%.2f\t%s"
           % (dev.type, a.size, a.size, per_step[(len(per_step) - 1) // 2], per_step[0], rss, note))
-    sys.stderr.write("(PyTorch: build random UNet %.1f s, warm-up step %.1f s, %d timed runs of %d steps)\n"
-                     % (t_build, warm, a.runs, a.steps))
+    sys.stderr.write("(PyTorch: build random UNet %.1f s, warm-up step %.1f s, %d timed runs of %d steps, "
+                     "process CPU time %.1f s/step)\n" % (t_build, warm, a.runs, a.steps, cpu_step))
 
 
 if __name__ == "__main__":

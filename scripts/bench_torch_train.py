@@ -215,8 +215,10 @@ def main():
     S = 8 * a.latent
     image = torch.rand(1, 3, S, S) * 2 - 1
 
-    times, parts = [], [0.0, 0.0, 0.0, 0.0]
+    times, parts, cpu0 = [], [0.0, 0.0, 0.0, 0.0], 0.0
     for s in range(a.steps + 1):  # step 0 warms up
+        if s == 1:
+            cpu0 = time.process_time()
         t_a = time.perf_counter()
         with torch.no_grad():  # encode_first_stage is @torch.no_grad()
             moments = vae(image)
@@ -243,6 +245,7 @@ def main():
             for i, d in enumerate((t_b - t_a, t_c - t_b, t_d - t_c, t_e - t_d)):
                 parts[i] += d / a.steps
         del moments, mean, lv, z, noise, x_t, c, eps, loss_simple, loss, loss_vlb
+    cpu_step = (time.process_time() - cpu0) / a.steps
     timed = sorted(times[1:])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)
     alloc = allocator()
@@ -251,7 +254,8 @@ def main():
              alloc, torch.get_num_threads()))
     sys.stderr.write("(PyTorch: build random models %.1f s; warm-up step %.1f s; mean VAE encode %.3f s, "
                      "text encoder + q_sample %.3f s, UNet forward + loss %.3f s, backward + AdamW "
-                     "%.3f s)\n" % (t_build, times[0], parts[0], parts[1], parts[2], parts[3]))
+                     "%.3f s; process CPU time %.1f s/step)\n"
+                     % (t_build, times[0], parts[0], parts[1], parts[2], parts[3], cpu_step))
 
 
 if __name__ == "__main__":
