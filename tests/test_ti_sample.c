@@ -18,6 +18,7 @@
 #include "image.h"
 #include "ldm.h"
 #include "test_common.h"
+#include "tokenizer.h"
 
 static const char *tool;
 static char dir[256];
@@ -120,6 +121,22 @@ static int setup(void) {
     CHECK_OK(ti_embedding_add_term(&e, "*", -1, 1, 16, v, &err), &err);
     snprintf(p, sizeof p, "%s/narrow.pt", dir);
     CHECK_OK(ti_embedding_write(&e, p, TI_EMB_A1111, &err), &err);
+    ti_embedding_free(&e);
+    /* merged.pt: both placeholders in one file (the peer's format, token ids from the tokenizer) */
+    struct ti_tokenizer *tok = NULL;
+    char vp[1024];
+    snprintf(vp, sizeof vp, "%s/%s", ti_tokenizer_vocab_dir(),
+             ti_tokenizer_vocab_file(TI_TOKENIZER_BPE));
+    int32_t star_id = -1, at_id = -1;
+    CHECK_OK(ti_tokenizer_load(&tok, TI_TOKENIZER_BPE, vp, &err), &err);
+    CHECK_OK(ti_tokenizer_single_token(&star_id, tok, "*", &err), &err);
+    CHECK_OK(ti_tokenizer_single_token(&at_id, tok, "@", &err), &err);
+    ti_tokenizer_free(&tok);
+    ti_embedding_init(&e);
+    CHECK_OK(ti_embedding_add_term(&e, "*", star_id, 1, 32, v, &err), &err);
+    CHECK_OK(ti_embedding_add_term(&e, "@", at_id, 2, 32, v + 32, &err), &err);
+    snprintf(p, sizeof p, "%s/merged.pt", dir);
+    CHECK_OK(ti_embedding_write(&e, p, TI_EMB_PEER, &err), &err);
     ti_embedding_free(&e);
     /* an init image of 100x70 (cut to 96x64) and a file that is not an image */
     struct ti_image img = {0};
@@ -257,6 +274,27 @@ TEST(img2img_size) {
     CHECK(exists("%s/out7/samples/00000.png%s", ""));
 }
 
+/* one merged file gives the same images as the two files it merges */
+TEST(merged_file) {
+    char full[4096], err[4096], a[512], b[512];
+    snprintf(full, sizeof full,
+             "--embedding_path %s/merged.pt --H 64 --W 96 --ddim_steps 4 --n_samples 2 --n_iter 1 "
+             "--seed 5 --prompt 'a photo of * with @' --outdir %s/out9 --skip_grid",
+             dir, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    if (err[0]) fprintf(stderr, "%s", err);
+    struct ti_image x = {0}, y = {0};
+    struct ti_data_err de = {{0}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/out9/samples/%05d.png", dir, i);
+        snprintf(b, sizeof b, "%s/out2/samples/%05d.png", dir, i);
+        CHECK(ti_image_load(&x, a, &de) == 0 && ti_image_load(&y, b, &de) == 0);
+        CHECK(x.px && y.px && x.w == y.w && x.h == y.h && !memcmp(x.px, y.px, 96 * 64 * 3));
+        ti_image_free(&x);
+        ti_image_free(&y);
+    }
+}
+
 /* the LDM config (BERT, WordPiece): its script's defaults (n_samples 4, n_iter 1) */
 TEST(ldm_config) {
     char full[4096], err[4096];
@@ -365,6 +403,7 @@ int main(int argc, char **argv) {
     RUN(help_lists_every_flag);
     RUN(bad_input);
     RUN(writes_pngs_same_bytes_for_same_seed);
+    RUN(merged_file);
     RUN(from_file_plms_eta_negative);
     RUN(img2img_size);
     RUN(ldm_config);

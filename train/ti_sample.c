@@ -342,6 +342,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (rc) return rc;
+    rc = check_args(&o);
+    if (rc) return rc;
     fprintf(stderr, TOOL ": this build has no image support (data/ needs the stb headers, Debian "
                          "libstb-dev); rebuild with them to sample\n");
     return 1;
