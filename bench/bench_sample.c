@@ -3,9 +3,14 @@
  * full-size SD v1 UNet (random weights, f32): DDIM with classifier-free guidance (one UNet call on
  * the batch [uncond; cond] of 2), batch 1, 77x768 context, latent 64x64 (512 px) by default.
  * The text encoder and the VAE are not part of a step and are not built.
- * Prints the median over the timed runs of (run time / steps).
+ * Prints one line
+ *   RESULT sample_step ti <device> <latent> <median_s_per_step> <fastest_s> <peak_rss_gib> <note>
+ * (each timed run of --steps steps, after a one-step warm-up run, gives run time / steps taken;
+ * median and fastest over --runs runs; scripts/bench.sh builds the table beside PyTorch's
+ * scripts/bench_torch_sample.py).
  *
  * Usage: bench_sample [--size 64] [--steps N] [--runs N] [--plms] [--cuda]
+ *   --cuda  on the GPU; without one (or in a build without CUDA) prints "SKIP ..." and exits 77
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,12 @@
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_now(void) { /* CPU time of the whole process, every thread */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -56,7 +67,10 @@ int main(int argc, char **argv) {
     if (size < 8 || size % 8 || steps < 1 || runs < 1) return fail("bad --size/--steps/--runs");
     struct ti_err err = {0};
     const struct ti_backend *be = ti_backend_cpu();
-    if (cuda && ti_backend_cuda(&be, 0, &err) != TI_OK) return fail(err.msg);
+    if (cuda && ti_backend_cuda(&be, 0, &err) != TI_OK) {
+        printf("SKIP sample_step ti cuda: %s\n", err.msg);
+        return 77;
+    }
     struct ti_ctx ctx;
     if (ti_ctx_init(&ctx, be, 0, 0) != TI_OK) return fail(ctx.err.msg);
     /* only the UNet of the model: the sampler reads m.unet and m.unet_hp */
@@ -83,6 +97,8 @@ int main(int argc, char **argv) {
     if (ti_ctx_upload(&ctx, &uncond, buf, TI_DTYPE_F32, 3, cs) != TI_OK) return fail(ctx.err.msg);
     struct ti_torch_gen g;
     double *per_step = calloc((size_t)runs + 1, sizeof *per_step);
+    double cpu_sum = 0, warm = 0;
+    int cpu_steps = 0;
     for (int k = 0; k <= runs; k++) { /* run 0 warms up (one step) */
         int n = k == 0 ? 1 : steps;
         ti_torch_gen_seed(&g, 42);
@@ -91,21 +107,29 @@ int main(int argc, char **argv) {
         struct ti_sampler_opts o = {.steps = n, .eta = 0.0, .plms = plms, .scale = 7.5};
         int taken = ti_sampler_n_steps(&s, &o, &err);
         if (taken < 0) return fail(err.msg);
-        double a = now();
+        double a = now(), ca = cpu_now();
         if (ti_sampler_run(&ctx, &m, &s, &o, &cond, &uncond, &x, &g, NULL, NULL, &err) != TI_OK)
             return fail(err.msg);
         if (ti_ctx_sync(&ctx) != TI_OK) return fail(ctx.err.msg);
         per_step[k] = (now() - a) / taken;
+        if (k > 0) {
+            cpu_sum += cpu_now() - ca;
+            cpu_steps += taken;
+        } else {
+            warm = per_step[0];
+        }
         ti_tensor_release(&x);
     }
     qsort(per_step + 1, (size_t)runs, sizeof *per_step, cmp);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| ti | %s | %dx%d | %s, CFG 7.5, batch 1 | %.3f s/step | peak RSS %.2f GiB |\n",
-           cuda ? "cuda" : "cpu", size, size, plms ? "PLMS" : "DDIM", per_step[1 + runs / 2],
-           (double)ru.ru_maxrss / (1 << 20));
-    fprintf(stderr, "(init with random weights %.1f s, %d timed runs of %d steps)\n", t_init, runs,
-            steps);
+    printf("RESULT\tsample_step\tti\t%s\t%dx%d\t%.3f\t%.3f\t%.2f\t%s, CFG 7.5\n",
+           cuda ? "cuda" : "cpu", size, size, per_step[1 + (runs - 1) / 2], per_step[1],
+           (double)ru.ru_maxrss / (1 << 20), plms ? "PLMS" : "DDIM");
+    fprintf(stderr,
+            "(ti: init with random weights %.1f s, warm-up step %.1f s, %d timed runs of %d "
+            "steps, process CPU time %.1f s/step)\n",
+            t_init, warm, runs, steps, cpu_sum / cpu_steps);
     ti_tensor_release(&cond);
     ti_tensor_release(&uncond);
     ti_unet_free(&m.unet);

@@ -25,7 +25,17 @@
 # rounds' medians and, in parentheses, the fastest single run (the machine may be shared: the
 # fastest run is the least disturbed one).
 # Environment: BENCH_REPS (5), BENCH_WARMUP (2), BENCH_ROUNDS (3), BENCH_THREADS (nproc),
-# BENCH_PYTHON (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only).
+# BENCH_PYTHON (/usr/bin/python3), BENCH_ONLY (conv | attention: one op only), BENCH_OPS (1; 0
+# skips the op tables).
+#
+# Then the full-size SD v1 sections (random weights, minutes each, 4-9 GiB; BENCH_FULL=0 skips
+# them all), each ti beside PyTorch in the same run:
+#   - the UNet forward + input-grad (bench_unet / bench_torch_unet.py): BENCH_UNET_SIZES, _STEPS;
+#   - one textual-inversion training step at 64x64 latents (bench_train_step /
+#     bench_torch_train.py): BENCH_TRAIN_LATENT, _STEPS, _RECOMPUTE;
+#   - one DDIM sampling step with guidance, batch 1, on the CPU and on the GPU where there is one
+#     (bench_sample / bench_torch_sample.py): BENCH_SAMPLE_SIZES, _STEPS, _RUNS, BENCH_CUDA.
+# Each is documented where it runs, below.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -39,7 +49,7 @@ THREADS=${BENCH_THREADS:-$(nproc)}
 ONLY_ARGS=()
 if [ -n "${BENCH_ONLY:-}" ]; then ONLY_ARGS=(--only "$BENCH_ONLY"); fi
 
-if [ ! -x "$BIN" ]; then
+if [ "${BENCH_OPS:-1}" != 0 ] && [ ! -x "$BIN" ]; then
     echo "bench.sh: $BIN not found; build it with: cmake --build $BUILD --target ti_benchmarks" >&2
     exit 2
 fi
@@ -57,7 +67,7 @@ model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 sockets=$(lscpu 2>/dev/null | sed -n 's/^Socket(s):[[:space:]]*//p' | head -1)
 cores_per=$(lscpu 2>/dev/null | sed -n 's/^Core(s) per socket:[[:space:]]*//p' | head -1)
 tpc=$(lscpu 2>/dev/null | sed -n 's/^Thread(s) per core:[[:space:]]*//p' | head -1)
-echo "# ti op benchmarks (CPU, f32)"
+echo "# ti benchmarks beside PyTorch (f32)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- machine: ${model:-unknown CPU}, ${sockets:-?} socket(s) x ${cores_per:-?} core(s) x ${tpc:-?} thread(s), $(nproc) CPUs online, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2}') GiB"
@@ -65,11 +75,14 @@ echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || ec
 echo "- threads: ti OMP_NUM_THREADS=$THREADS, PyTorch torch.set_num_threads($THREADS)"
 if [ -n "$JEMALLOC" ]; then alloc="jemalloc ($JEMALLOC preloaded, MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1)"; else alloc="glibc malloc (libjemalloc2 not installed)"; fi
 echo "- PyTorch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable'), allocator: $alloc; ti: its own arenas"
-echo "- timing: $ROUNDS rounds alternating ti and PyTorch, each the median of $REPS runs after $WARMUP warm-up runs;"
-echo "  a cell is the median of the round medians (fastest single run); ratio = ti / PyTorch medians (< 1: ti faster)"
-echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
-echo "  attention 4*B*NH*Tq*Tk*D per forward; backward 2x forward for PyTorch (keeps P),"
-echo "  2.5x for ti (recomputes P from the saved log-sum-exp): GFLOP/s is each side's own count"
+echo "- ratio = ti / PyTorch medians (< 1: ti faster)"
+if [ "${BENCH_OPS:-1}" != 0 ]; then
+    echo "- op tables: $ROUNDS rounds alternating ti and PyTorch, each the median of $REPS runs after $WARMUP warm-up runs;"
+    echo "  a cell is the median of the round medians (fastest single run)"
+    echo "- FLOP counted: conv 2*Cout*Cin*9*H*W per forward, input-grad backward 1x forward;"
+    echo "  attention 4*B*NH*Tq*Tk*D per forward; backward 2x forward for PyTorch (keeps P),"
+    echo "  2.5x for ti (recomputes P from the saved log-sum-exp): GFLOP/s is each side's own count"
+fi
 
 # run_mode <label> [env -u args...]: ROUNDS rounds, each running ti then PyTorch (alternating,
 # so a change of machine load hits both sides alike), then one table: per row the median of the
@@ -137,18 +150,25 @@ run_mode() {
     if [ -s "$TMP/torch.err" ]; then echo; echo "PyTorch stderr:"; sort -u "$TMP/torch.err" | sed 's/^/    /' | tail -5; fi
 }
 
-run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
-run_mode "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (benchmark commands only)" \
-    -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
-# a wrong, older core (what OpenBLAS 0.3.21 picks by itself on CPU models newer than its table):
-# ti must notice (its stderr line names the core and the GEMM it chose) and stay as fast
-run_mode "OPENBLAS_CORETYPE=Prescott (a wrong, older core; both sides)" \
-    -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Prescott
+if [ "${BENCH_OPS:-1}" != 0 ]; then
+    run_mode "Environment as set (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>})"
+    run_mode "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (benchmark commands only)" \
+        -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
+    # a wrong, older core (what OpenBLAS 0.3.21 picks by itself on CPU models newer than its
+    # table): ti must notice (its stderr line names the core and the GEMM it chose) and stay as fast
+    run_mode "OPENBLAS_CORETYPE=Prescott (a wrong, older core; both sides)" \
+        -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Prescott
+fi
+
+# The full-size sections below take minutes each (and 4-9 GiB of memory); BENCH_FULL=0 skips
+# all three.
+FULL=${BENCH_FULL:-1}
+TORCH_ENV=(${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} OMP_NUM_THREADS="$THREADS")
 
 # ---- the full-size SD v1 UNet (one textual-inversion step's UNet work) -----------------------
 # BENCH_UNET_SIZES (default "32"; "32 64" adds the 512-px latent, several minutes), BENCH_UNET_STEPS (2).
 UNET_BIN="$BUILD/bench/bench_unet"
-if [ -x "$UNET_BIN" ] && [ "${BENCH_UNET_SIZES-32}" != "" ]; then
+if [ "$FULL" != 0 ] && [ -x "$UNET_BIN" ] && [ "${BENCH_UNET_SIZES-32}" != "" ]; then
     echo
     echo "## Full-size SD v1 UNet, batch 1, forward + backward to the context (frozen weights)"
     echo
@@ -157,22 +177,117 @@ if [ -x "$UNET_BIN" ] && [ "${BENCH_UNET_SIZES-32}" != "" ]; then
     for size in ${BENCH_UNET_SIZES-32}; do
         OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
         OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "${BENCH_UNET_STEPS:-2}" --checkpoint 2>/dev/null || true
-        env ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} \
-            OMP_NUM_THREADS="$THREADS" "$PY" "$ROOT/scripts/bench_torch_unet.py" --size "$size" \
+        env "${TORCH_ENV[@]}" "$PY" "$ROOT/scripts/bench_torch_unet.py" --size "$size" \
             --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
     done
 fi
 
-# ---- ti-sample's sampling step: full-size SD v1 UNet, DDIM with guidance, batch 1 -------------
-# BENCH_SAMPLE_SIZES (default "64": the 512-px latent; "" skips), BENCH_SAMPLE_STEPS (2).
-SAMPLE_BIN="$BUILD/bench/bench_sample"
-if [ -x "$SAMPLE_BIN" ] && [ "${BENCH_SAMPLE_SIZES-64}" != "" ]; then
+# rc_note <status> <file>: a failed run (not a SKIP, 77) leaves a note for pair_table; 137 is a
+# SIGKILL, usually the kernel's out-of-memory killer.
+rc_note() {
+    if [ "$1" != 77 ]; then echo "exited with status $1" >> "$2"; fi
+}
+
+# pair_table <ti file> <torch file> <first column name> <key field count>: one row per ti RESULT
+# line, beside PyTorch's line with the same key (fields 4 .. 3+keys: latent, or device and
+# latent); then seconds (fastest), peak RSS and the ratio of the medians. SKIP lines and errors
+# become notes under the table.
+pair_table() {
+    awk -F'\t' -v keys="$4" -v head="$3" '
+        { side = FILENAME == ARGV[1] ? 1 : 2 }
+        $1 == "RESULT" {
+            k = $4; for (i = 5; i < 4 + keys; i++) k = k " " $i
+            j = 3 + keys
+            if (side == 1) { n++; tk[n] = k; tmed[n] = $(j + 1); tfast[n] = $(j + 2); trss[n] = $(j + 3)
+                             tvar[n] = (keys == 1 && $(j + 5) != "-") ? " (" $(j + 5) ")" : "" }
+            else if (!(k in pmed)) { pmed[k] = $(j + 1); pfast[k] = $(j + 2); prss[k] = $(j + 3); pnote = $NF }
+            next
+        }
+        /^SKIP|^bench_|^exited with status|Error|error/ { note[++nn] = (side == 1 ? "ti: " : "PyTorch: ") $0 }
+        END {
+            printf "| %s | ti s/step (fastest) | ti peak RSS | PyTorch s/step (fastest) | PyTorch peak RSS | ti / PyTorch |\n", head
+            print "|---|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= n; i++) {
+                k = tk[i]
+                p = (k in pmed) ? sprintf("%.2f (%.2f) | %.2f GiB", pmed[k], pfast[k], prss[k]) : "- | -"
+                r = (k in pmed) && pmed[k] > 0 ? sprintf("%.2f", tmed[i] / pmed[k]) : "-"
+                printf "| %s%s | %.2f (%.2f) | %.2f GiB | %s | %s |\n", k, tvar[i], tmed[i], tfast[i], trss[i], p, r
+            }
+            for (k in pmed) { found = 0; for (i = 1; i <= n; i++) if (tk[i] == k) found = 1
+                              if (!found) printf "| %s | - | - | %.2f (%.2f) | %.2f GiB | - |\n", k, pmed[k], pfast[k], prss[k] }
+            if (pnote != "") printf "\nPyTorch: %s\n", pnote
+            for (i = 1; i <= nn; i++) printf "\n%s\n", note[i]
+        }' "$1" "$2"
+}
+
+# ---- one textual-inversion training step, full-size SD v1 (issue: training step vs the peer) ---
+# BENCH_TRAIN_LATENT (64: the 512-px image; "" skips), BENCH_TRAIN_STEPS (3 timed steps after a
+# warm-up), BENCH_TRAIN_RECOMPUTE (0; 1 adds ti with UNet recomputation).
+TRAIN_BIN="$BUILD/bench/bench_train_step"
+if [ "$FULL" != 0 ] && [ -x "$TRAIN_BIN" ] && [ -n "${BENCH_TRAIN_LATENT-64}" ]; then
+    steps=${BENCH_TRAIN_STEPS:-3}
     echo
-    echo "## Sampling step (ti-sample): full-size SD v1 UNet, DDIM + classifier-free guidance, batch 1"
+    echo "## Textual-inversion training step: full-size SD v1, CPU, batch 1, random weights"
     echo
-    echo "| who | device | latent | sampler | time per step | peak RSS |"
-    echo "|---|---|---|---|---:|---|"
-    for size in ${BENCH_SAMPLE_SIZES-64}; do
-        OMP_NUM_THREADS="$THREADS" "$SAMPLE_BIN" --size "$size" --steps "${BENCH_SAMPLE_STEPS:-2}" 2>/dev/null || true
+    echo "One optimizer step of configs/stable-diffusion/v1-finetune.yaml: VAE encode of the 512x512"
+    echo "image + posterior sample (frozen, no grad), CLIP text encoder with the placeholder row, UNet eps"
+    echo "forward, MSE, backward to the row only, AdamW. ti: build/bench/bench_train_step (train/trainer.h);"
+    echo "PyTorch: scripts/bench_torch_train.py (the peer's code path: in-place row substitution at the"
+    echo "token embeddings, UNet without gradient checkpointing as the peer runs it). Median of $steps"
+    echo "steps after a warm-up step (fastest in parentheses); peak RSS of the whole process."
+    echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+    echo
+    : > "$TMP/train_ti.txt"
+    : > "$TMP/train_torch.txt"
+    for lat in ${BENCH_TRAIN_LATENT-64}; do
+        OMP_NUM_THREADS="$THREADS" "$TRAIN_BIN" --config "$ROOT/configs/stable-diffusion/v1-finetune.yaml" \
+            --latent "$lat" --steps "$steps" >> "$TMP/train_ti.txt" 2>&1 || rc_note $? "$TMP/train_ti.txt"
+        if [ "${BENCH_TRAIN_RECOMPUTE:-0}" != 0 ]; then
+            OMP_NUM_THREADS="$THREADS" "$TRAIN_BIN" --config "$ROOT/configs/stable-diffusion/v1-finetune.yaml" \
+                --latent "$lat" --steps "$steps" --checkpoint >> "$TMP/train_ti.txt" 2>&1 || rc_note $? "$TMP/train_ti.txt"
+        fi
+        env "${TORCH_ENV[@]}" "$PY" "$ROOT/scripts/bench_torch_train.py" --latent "$lat" --steps "$steps" \
+            >> "$TMP/train_torch.txt" 2>&1 || rc_note $? "$TMP/train_torch.txt"
     done
+    pair_table "$TMP/train_ti.txt" "$TMP/train_torch.txt" latent 1
+    echo
+    grep -h '^(' "$TMP/train_ti.txt" "$TMP/train_torch.txt" || true
+    echo
+    echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+fi
+
+# ---- ti-sample's sampling step: full-size SD v1 UNet, DDIM with guidance, batch 1 -------------
+# BENCH_SAMPLE_SIZES (default "64": the 512-px latent; "" skips), BENCH_SAMPLE_STEPS (2 steps per
+# timed run), BENCH_SAMPLE_RUNS (1 timed run after a one-step warm-up run), BENCH_CUDA (1: also
+# the GPU, reported as SKIP where there is none; 0: CPU only).
+SAMPLE_BIN="$BUILD/bench/bench_sample"
+if [ "$FULL" != 0 ] && [ -x "$SAMPLE_BIN" ] && [ -n "${BENCH_SAMPLE_SIZES-64}" ]; then
+    sargs=(--steps "${BENCH_SAMPLE_STEPS:-2}" --runs "${BENCH_SAMPLE_RUNS:-1}")
+    echo
+    echo "## Sampling step (ti-sample): full-size SD v1 UNet, DDIM + classifier-free guidance 7.5, batch 1"
+    echo
+    echo "One DDIM step = one UNet forward on the batch [uncond; cond] of 2 (77x768 contexts) + the"
+    echo "guidance and DDIM update. ti: build/bench/bench_sample (train/sampler.h); PyTorch:"
+    echo "scripts/bench_torch_sample.py (the reference p_sample_ddim arithmetic, no grad). Random weights."
+    echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+    echo
+    : > "$TMP/sample_ti.txt"
+    : > "$TMP/sample_torch.txt"
+    devs="cpu"
+    if [ "${BENCH_CUDA:-1}" != 0 ]; then devs="cpu cuda"; fi
+    for size in ${BENCH_SAMPLE_SIZES-64}; do
+        for dev in $devs; do
+            dflag=()
+            if [ "$dev" = cuda ]; then dflag=(--cuda); fi
+            OMP_NUM_THREADS="$THREADS" "$SAMPLE_BIN" --size "$size" "${sargs[@]}" "${dflag[@]}" \
+                >> "$TMP/sample_ti.txt" 2>&1 || rc_note $? "$TMP/sample_ti.txt"
+            env "${TORCH_ENV[@]}" "$PY" "$ROOT/scripts/bench_torch_sample.py" --size "$size" "${sargs[@]}" \
+                "${dflag[@]}" >> "$TMP/sample_torch.txt" 2>&1 || rc_note $? "$TMP/sample_torch.txt"
+        done
+    done
+    pair_table "$TMP/sample_ti.txt" "$TMP/sample_torch.txt" "device, latent" 2
+    echo
+    grep -h '^(' "$TMP/sample_ti.txt" "$TMP/sample_torch.txt" || true
+    echo
+    echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 fi

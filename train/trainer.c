@@ -215,8 +215,9 @@ static ti_status unfreeze(struct ti_trainer *t, const struct ti_trainer_opts *o,
 ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts *o,
                           struct ti_err *err) {
     *out = NULL;
-    if (!o->cfg || !o->ckpt_path || !o->be)
-        return ti_error(err, TI_ERR_INVALID, "trainer: cfg, ckpt_path and be are required");
+    if (!o->cfg || (!o->ckpt_path && !o->random_weights) || !o->be)
+        return ti_error(err, TI_ERR_INVALID,
+                        "trainer: cfg, ckpt_path (or random_weights) and be are required");
     if (!(o->lr > 0) || !isfinite(o->lr))
         return ti_error(err, TI_ERR_INVALID, "trainer: learning rate %g; expected > 0", o->lr);
     struct ti_trainer *t = calloc(1, sizeof *t);
@@ -247,7 +248,10 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     const char *name = o->model_name           ? o->model_name
                        : t->model.text_is_clip ? "SD v1"
                                                : "LDM text2img-large";
-    TI_TRY_GOTO(st, ti_ldm_load_file(&t->model, o->ckpt_path, NULL, name, err));
+    if (o->random_weights)
+        TI_TRY_GOTO(st, ti_ldm_randomize(&t->model, o->random_seed, err));
+    else
+        TI_TRY_GOTO(st, ti_ldm_load_file(&t->model, o->ckpt_path, NULL, name, err));
     {
         enum ti_tokenizer_kind kind =
             t->model.text_is_clip ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;

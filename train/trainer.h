@@ -79,6 +79,10 @@ struct ti_trainer_opts {
     const char *vocab_dir;  /* tokenizer vocabulary folder; NULL: ti_tokenizer_vocab_dir() */
     int checkpointing;      /* 1: recompute UNet blocks in backward (less memory, ~30% slower) */
     const char *model_name; /* names the model in checkpoint errors ("SD v1"); NULL: derived */
+    /* 1: no checkpoint, every weight from ti_ldm_randomize(random_seed) (benchmarks and tests
+     * at full size without a 4 GB file); ckpt_path is then ignored and may be NULL */
+    int random_weights;
+    uint64_t random_seed;
 };
 
 struct ti_trainer;
