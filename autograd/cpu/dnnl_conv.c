@@ -1,5 +1,5 @@
 /*
- * cpu/dnnl_conv.c - f32 convolution forward and backward-data through oneDNN (the library
+ * cpu/dnnl_conv.c - f32 and bf16 convolution forward and backward-data through oneDNN (the library
  * PyTorch's CPU convolutions use), when ti is built with it (TI_HAVE_DNNL, CMake TI_DNNL).
  * oneDNN picks its kernels from the CPU's features (AVX2, AVX-512, AVX512-BF16, AMX), not from
  * a table of CPU models, so new CPUs get vector kernels. Without oneDNN, or when oneDNN cannot
@@ -165,7 +165,8 @@ static int is_frozen(const void *p, size_t bytes) {
 
 /* ---- primitives, one per shape and direction ------------------------------------------------- */
 struct conv_key {
-    int64_t v[15]; /* backward, B, Ci, H, W, Co, KH, KW, stride, pt, pb, pl, pr, bias, winograd */
+    int64_t v[16]; /* backward, B, Ci, H, W, Co, KH, KW, stride, pt, pb, pl, pr, bias, winograd,
+                      bf16 */
 };
 
 struct conv_prim {
@@ -229,21 +230,25 @@ static void prim_release(struct conv_prim *p) {
 static void prim_try(struct conv_prim *p, dnnl_alg_kind_t alg) {
     const int64_t *v = p->key.v;
     int backward = (int)v[0], has_bias = (int)v[13];
+    /* bf16: bf16 input, weight, output and bias, f32 accumulation; backward-data computes
+     * diff_src in f32, which the output reorder rounds while adding it into the bf16 dinp */
+    dnnl_data_type_t dt = v[15] ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t xd = {v[1], v[2], v[3], v[4]}, wd = {v[5], v[2], v[6], v[7]}, bd = {v[5]};
     dnnl_dims_t yd = {v[1], v[5], (v[3] + v[9] + v[10] - v[6]) / v[8] + 1,
                       (v[4] + v[11] + v[12] - v[7]) / v[8] + 1};
     dnnl_dims_t st = {v[8], v[8]}, pl = {v[9], v[11]}, pr = {v[10], v[12]};
-    dnnl_memory_desc_t xp, yp, wp, xa, ya, wa, bm;
+    dnnl_memory_desc_t xp, yp, wp, xa, ya, wa, bm, xda;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t fpd = NULL, pd = NULL;
     dnnl_convolution_desc_t fd, bdsc;
-    DN_TRY(dnnl_memory_desc_init_by_tag(&xp, 4, xd, dnnl_f32, dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&yp, 4, yd, dnnl_f32, dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&wp, 4, wd, dnnl_f32, dnnl_oihw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&bm, 1, bd, dnnl_f32, dnnl_x));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&xp, 4, xd, dt, dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&yp, 4, yd, dt, dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&wp, 4, wd, dt, dnnl_oihw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dt, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&xda, 4, xd, dnnl_f32, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dt, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dt, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&bm, 1, bd, dt, dnnl_x));
     DN_TRY(dnnl_primitive_attr_create(&attr));
     DN_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     DN_TRY(dnnl_convolution_forward_desc_init(
@@ -257,7 +262,7 @@ static void prim_try(struct conv_prim *p, dnnl_alg_kind_t alg) {
         p->out_blk = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     } else {
         DN_TRY(dnnl_primitive_desc_create(&fpd, &fd, NULL, dn_engine, NULL));
-        DN_TRY(dnnl_convolution_backward_data_desc_init(&bdsc, alg, &xa, &wa, &ya, st, pl, pr));
+        DN_TRY(dnnl_convolution_backward_data_desc_init(&bdsc, alg, &xda, &wa, &ya, st, pl, pr));
         DN_TRY(dnnl_primitive_desc_create(&pd, &bdsc, attr, dn_engine, fpd));
         p->in_md = yp; /* dout in, dinp out */
         p->out_md = xp;
@@ -416,13 +421,14 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     for (int i = 0; i < 4; i++)
         v[9 + i] = a->pad[i];
     v[13] = !backward && a->bias.data != NULL;
+    v[15] = a->inp.dtype == TI_DTYPE_BF16 || a->dout.dtype == TI_DTYPE_BF16;
     ti_status st = TI_OK;
     pthread_mutex_lock(&dn_lock);
     const void *w = a->weight.data;
     void *wb = NULL, *inb = NULL, *outb = NULL, *pad = NULL;
-    size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * sizeof(float);
+    size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * (v[15] ? 2 : sizeof(float));
     struct conv_prim *p = NULL;
-    if (wino_shape(v)) { /* Winograd only with a cached transformed weight */
+    if (!v[15] && wino_shape(v)) { /* Winograd (f32 only) with a cached transformed weight */
         v[14] = 1;
         p = prim_get(&key);
         if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain);
@@ -437,7 +443,9 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
          * while reordering it costs ~40/pixels of the convolution, and at many pixels their
          * Winograd beats oneDNN's direct kernels plus reorders (1-thread CPU time, 320 -> 320
          * at 64x64: 51 ms against 70 ms) */
-        if (!wb) goto out;
+        /* bf16 has no own path to fall back to (the alternative converts everything to f32):
+         * an uncached weight is reordered into scratch per call */
+        if (!wb && !v[15]) goto out;
     }
     /* the blocked activations and the scratchpad come from the kernel's scratch in one piece;
      * conv2d.c's paths work in bounded chunks, so they take the huge images (the VAE at 512
@@ -445,6 +453,14 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     if ((p->in_reorder ? p->in_bytes : 0) + (p->out_reorder ? p->out_bytes : 0) + p->pad_bytes >
         DN_SCRATCH_MAX)
         goto out;
+    if (!wb) {
+        if (!(wb = scratch_bytes(k, p->w_bytes))) goto nomem;
+        wb = align64(wb);
+        dnnl_exec_arg_t wa[2] = {{DNNL_ARG_FROM, p->m_w}, {DNNL_ARG_TO, p->m_wb}};
+        DN_RUN(dnnl_memory_set_data_handle(p->m_w, (void *)w), "weight handle");
+        DN_RUN(dnnl_memory_set_data_handle(p->m_wb, wb), "weight handle");
+        DN_RUN(dnnl_primitive_execute(p->w_reorder, dn_stream, 2, wa), "weight reorder");
+    }
     const void *in = backward ? a->dout.data : a->inp.data;
     void *out = backward ? a->dinp.data : a->out.data;
     if (p->in_reorder) {
