@@ -1,7 +1,8 @@
 /*
  * cpu/bf16.c - the CPU backend's bf16 kernel table: bf16 storage, f32 arithmetic.
  *
- * Convolution forward and backward-data run through oneDNN on the bf16 tensors themselves
+ * Convolution forward and backward-data (dnnl_conv.c) and linear forward and backward-data
+ * (dnnl_matmul.c) run through oneDNN on the bf16 tensors themselves
  * (bf16 inputs and weights, f32 accumulation; AVX512-BF16 / AMX kernels where the CPU has them,
  * oneDNN's own conversion kernels on AVX2/AVX-512 without them) when ti is built with oneDNN
  * and the weight has a cached blocked copy (dnnl_conv.c). Every other kernel (and those
@@ -153,11 +154,16 @@ static void narrow(struct cv *v, int n) {
         if (v[i].t && v[i].role != RD) convert_view(&v[i].orig, v[i].orig.data, v[i].t->data, 0);
 }
 
-#define CV(field, role) {&c.field, role, {0}}
+#define CV(field, role)                                                                            \
+    {                                                                                              \
+        &c.field, role, {                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* One wrapped kernel: copy the arguments, widen the listed tensors, run f32, narrow. */
 #define TI_BF16_WRAP(name, dir, ...)                                                               \
-    static ti_status wrap_##name##_##dir(struct ti_kctx *k, const struct ti_##name##_args *a) {   \
+    static ti_status wrap_##name##_##dir(struct ti_kctx *k, const struct ti_##name##_args *a) {    \
         struct ti_##name##_args c = *a;                                                            \
         struct cv v[] = {__VA_ARGS__};                                                             \
         int n = (int)(sizeof v / sizeof v[0]);                                                     \
@@ -238,6 +244,32 @@ static ti_status cpu_bf16_conv2d_backward(struct ti_kctx *k, const struct ti_con
     return wrap_conv2d_backward(k, a);
 }
 
+/* ---- linear: oneDNN's bf16 matmul first (dnnl_matmul.c) ------------------------------------ */
+static ti_status cpu_bf16_linear_forward(struct ti_kctx *k, const struct ti_linear_args *a) {
+#ifdef TI_HAVE_DNNL
+    int done = 0;
+    TI_TRY(ti_dnnl_linear_bf16(k, a, 0, &done));
+    if (done) return TI_OK;
+#endif
+    return wrap_linear_forward(k, a);
+}
+
+static ti_status cpu_bf16_linear_backward(struct ti_kctx *k, const struct ti_linear_args *a) {
+#ifdef TI_HAVE_DNNL
+    if (a->dinp.data) {
+        int done = 0;
+        TI_TRY(ti_dnnl_linear_bf16(k, a, 1, &done));
+        if (done) {
+            if (!a->dweight.data && !a->dbias.data) return TI_OK;
+            struct ti_linear_args rest = *a;
+            rest.dinp = ti_tensor_none();
+            return wrap_linear_backward(k, &rest);
+        }
+    }
+#endif
+    return wrap_linear_backward(k, a);
+}
+
 /* ---- the table ------------------------------------------------------------------------------- */
 #define TI_BWD_SET_1(name) kt->name##_backward = wrap_##name##_backward;
 #define TI_BWD_SET_0(name)
@@ -245,9 +277,13 @@ static ti_status cpu_bf16_conv2d_backward(struct ti_kctx *k, const struct ti_con
 #define wrap_copy_backward   cpu_copy_backward
 #define wrap_conv2d_forward  cpu_bf16_conv2d_forward
 #define wrap_conv2d_backward cpu_bf16_conv2d_backward
+#define wrap_linear_forward  cpu_bf16_linear_forward
+#define wrap_linear_backward cpu_bf16_linear_backward
 
 void ti_cpu_bf16_fill(struct ti_kernels *kt) {
-#define TI_KOP(NAME, name, BWD) kt->name##_forward = wrap_##name##_forward; TI_BWD_SET_##BWD(name)
+#define TI_KOP(NAME, name, BWD)                                                                    \
+    kt->name##_forward = wrap_##name##_forward;                                                    \
+    TI_BWD_SET_##BWD(name)
 #define TI_FOP(NAME, name)
 #include "../ops.def"
 #undef TI_KOP

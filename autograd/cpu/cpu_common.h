@@ -43,6 +43,11 @@ struct ti_conv2d_args;
 ti_status ti_dnnl_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a, int *done);
 ti_status ti_dnnl_conv2d_backward_data(struct ti_kctx *k, const struct ti_conv2d_args *a,
                                        int *done);
+/* bf16 LINEAR forward (backward = 0) or backward-data (1) through oneDNN's matmul
+ * (dnnl_matmul.c); *done = 0 when it did not run (no oneDNN, a dtype or shape it cannot take). */
+struct ti_linear_args;
+ti_status ti_dnnl_linear_bf16(struct ti_kctx *k, const struct ti_linear_args *a, int backward,
+                              int *done);
 int ti_dnnl_conv_enabled(void);     /* oneDNN built in, engine up, TI_DNNL != 0 */
 const char *ti_dnnl_isa_name(void); /* dnnl_get_effective_cpu_isa() in words */
 
