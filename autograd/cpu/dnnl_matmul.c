@@ -85,7 +85,8 @@ static void mm_make(struct mm_prim *p) {
     MM_TRY(dnnl_memory_create(&p->m_src, &src, mm_engine, DNNL_MEMORY_NONE));
     MM_TRY(dnnl_memory_create(&p->m_wei, &wei, mm_engine, DNNL_MEMORY_NONE));
     MM_TRY(dnnl_memory_create(&p->m_dst, &dst, mm_engine, DNNL_MEMORY_NONE));
-    if (!backward && v[4]) MM_TRY(dnnl_memory_create(&p->m_bias, &bias, mm_engine, DNNL_MEMORY_NONE));
+    if (!backward && v[4])
+        MM_TRY(dnnl_memory_create(&p->m_bias, &bias, mm_engine, DNNL_MEMORY_NONE));
     if (p->pad_bytes) MM_TRY(dnnl_memory_create(&p->m_pad, pad, mm_engine, DNNL_MEMORY_NONE));
     p->ok = 1;
 fail:
@@ -145,7 +146,8 @@ static int mm_up(void) {
 ti_status ti_dnnl_linear_bf16(struct ti_kctx *k, const struct ti_linear_args *a, int backward,
                               int *done) {
     *done = 0;
-    const struct ti_tensor *src = backward ? &a->dout : &a->inp, *dst = backward ? &a->dinp : &a->out;
+    const struct ti_tensor *src = backward ? &a->dout : &a->inp,
+                           *dst = backward ? &a->dinp : &a->out;
     if (!src->data || !dst->data || !a->weight.data || a->weight.dtype != TI_DTYPE_BF16 ||
         src->dtype != TI_DTYPE_BF16 || dst->dtype != TI_DTYPE_BF16)
         return TI_OK;
