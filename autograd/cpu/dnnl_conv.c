@@ -26,7 +26,8 @@
  * load or randomize): declaring memory frozen again or thawing it drops the copies made from
  * it, so a weight that changes (weight-gradient training, a reload) is never served stale; the
  * cache is never keyed on a bare pointer. The copies take at most TI_DNNL_WEIGHT_CACHE_MB
- * (default 512 MiB) in all, on top of the plain weights: that is the memory cost. Copies are
+ * (default 512 MiB) in all, bf16 copies at most 256 MiB of it unless the variable is set, on
+ * top of the plain weights: that is the memory cost. Copies are
  * made first come, first served and never evicted, so the set is fixed by the first pass over
  * a model and every later step computes exactly what the first did.
  *
@@ -78,18 +79,31 @@ struct wcache {
     dnnl_memory_desc_t md; /* blocked layout of the copy */
     void *data;            /* the copy (malloc'd) */
     size_t bytes;
+    int bf16; /* counted in wc_bf16_bytes too */
 };
 static struct frozen *fz;
 static int fz_n, fz_cap;
 static struct wcache *wc;
 static int wc_n, wc_cap;
-static size_t wc_bytes;
+static size_t wc_bytes, wc_bf16_bytes;
 
 static size_t wc_budget(void) {
     static size_t b = (size_t)-1;
     if (b == (size_t)-1) {
         const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
         b = (size_t)(e ? atoll(e) : 512) << 20;
+    }
+    return b;
+}
+
+/* bf16 copies alone: 256 MiB unless TI_DNNL_WEIGHT_CACHE_MB is set (then that, for both). ti's
+ * own reorder makes an uncached bf16 weight cheap (docs/PERF.md: a 64x64 bf16 step took the same
+ * CPU time with 256 MiB as with 512 MiB of copies and 0.21 GiB less peak RSS, 2.64 GiB). */
+static size_t wc_budget_bf16(void) {
+    static size_t b = (size_t)-1;
+    if (b == (size_t)-1) {
+        const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
+        b = (size_t)(e ? atoll(e) : 256) << 20;
     }
     return b;
 }
@@ -101,6 +115,7 @@ static void wc_drop(const char *lo, const char *hi) {
         if (p >= lo && p < hi) {
             free(wc[i].data);
             wc_bytes -= wc[i].bytes;
+            if (wc[i].bf16) wc_bf16_bytes -= wc[i].bytes;
             wc[i] = wc[--wc_n];
         } else {
             i++;
@@ -398,6 +413,7 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
      * eviction would move an earlier convolution of the same step to conv2d.c's paths and
      * change its rounding: test_model_full checks two steps bitwise) */
     if (wc_bytes + p->w_bytes > wc_budget()) return NULL;
+    if (p->key.v[15] && wc_bf16_bytes + p->w_bytes > wc_budget_bf16()) return NULL;
     if (wc_n == wc_cap) {
         int cap = wc_cap ? 2 * wc_cap : 64;
         struct wcache *n = realloc(wc, (size_t)cap * sizeof *n);
@@ -420,8 +436,10 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     wc[wc_n].md = p->w_blk;
     wc[wc_n].data = d;
     wc[wc_n].bytes = p->w_bytes;
+    wc[wc_n].bf16 = p->key.v[15] != 0;
     wc_n++;
     wc_bytes += p->w_bytes;
+    if (p->key.v[15]) wc_bf16_bytes += p->w_bytes;
     return d;
 }
 
