@@ -67,8 +67,10 @@ struct ti_backend {
     struct ti_kernels k[TI_DTYPE_COUNT];
 };
 
-/* The CPU backend (always built): f32 kernels (OpenBLAS + OpenMP), f64 kernels (the gradcheck
- * reference), and COPY for every float dtype (f16/bf16 storage is converted, not computed). */
+/* The CPU backend (always built): f32 kernels (OpenBLAS/oneDNN + OpenMP), f64 kernels (the
+ * gradcheck reference), bf16 kernels (bf16 storage, f32 arithmetic: oneDNN bf16 convolutions,
+ * the rest f32 kernels between conversions; cpu/bf16.c), and COPY for every float dtype (f16
+ * storage is converted, not computed). */
 const struct ti_backend *ti_backend_cpu(void);
 /* Counts of the CPU backend's GEMM calls and their multiply-adds (M*N*K) since the program
  * started, all threads and dtypes together; either pointer may be NULL. For tests (a frozen

@@ -5,7 +5,9 @@
  * Prints the median step time, GFLOP/s (forward + input-grad = 0.369 TFLOP at 32x32 and 1.733 at
  * 64x64, cpu-anchors.md) and memory: weights, peak activation-arena bytes, peak RSS.
  *
- * Usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only]
+ * --dtype bf16: bf16 weights and activations (f32 arithmetic; cpu/bf16.c), as GPU runs train.
+ *
+ * Usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only] [--dtype f32|bf16]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,7 @@ static int fail(struct ti_err *err) {
 
 int main(int argc, char **argv) {
     int size = 32, steps = 3, ckpt = 0, fwd_only = 0;
+    enum ti_dtype dt = TI_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc)
             size = atoi(argv[++i]);
@@ -51,10 +54,14 @@ int main(int argc, char **argv) {
             ckpt = 1;
         else if (!strcmp(argv[i], "--forward-only"))
             fwd_only = 1;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "f32"))
+            dt = TI_DTYPE_F32, i++;
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "bf16"))
+            dt = TI_DTYPE_BF16, i++;
         else {
-            fprintf(
-                stderr,
-                "usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only]\n");
+            fprintf(stderr,
+                    "usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only] "
+                    "[--dtype f32|bf16]\n");
             return 2;
         }
     }
@@ -71,7 +78,7 @@ int main(int argc, char **argv) {
     struct ti_unet u;
     double t0 = now();
     if (ti_unet_init(&u, &hp, "model.diffusion_model.", &w, &ctx.err) != TI_OK ||
-        ti_weights_alloc(&w, ti_backend_cpu(), TI_DTYPE_F32, &ctx.err) != TI_OK ||
+        ti_weights_alloc(&w, ti_backend_cpu(), dt, &ctx.err) != TI_OK ||
         ti_weights_randomize(&w, 1, 1.0, &ctx.err) != TI_OK)
         return fail(&ctx.err);
     double t_init = now() - t0;
@@ -83,12 +90,17 @@ int main(int argc, char **argv) {
                             : (size_t)4 * size * size * sizeof(float));
     struct ti_tensor x, c, t, gc;
     ti_rng_normal_f32(&r, buf, (size_t)4 * size * size);
-    if (ti_ctx_upload(&ctx, &x, buf, TI_DTYPE_F32, 4, xs) != TI_OK) return fail(&ctx.err);
+    struct ti_tensor x32, c32;
+    if (ti_ctx_upload(&ctx, &x32, buf, TI_DTYPE_F32, 4, xs) != TI_OK) return fail(&ctx.err);
     ti_rng_normal_f32(&r, buf, (size_t)77 * 768);
-    if (ti_ctx_upload(&ctx, &c, buf, TI_DTYPE_F32, 3, cs) != TI_OK) return fail(&ctx.err);
+    if (ti_ctx_upload(&ctx, &c32, buf, TI_DTYPE_F32, 3, cs) != TI_OK) return fail(&ctx.err);
+    if (ti_copy(&ctx, &x, &x32, dt) != TI_OK || ti_copy(&ctx, &c, &c32, dt) != TI_OK)
+        return fail(&ctx.err);
+    ti_tensor_release(&x32);
+    ti_tensor_release(&c32);
     float tv = 500.0f;
     if (ti_ctx_upload(&ctx, &t, &tv, TI_DTYPE_F32, 1, ts) != TI_OK) return fail(&ctx.err);
-    if (ti_ctx_zeros(&ctx, &gc, TI_DTYPE_F32, 3, cs) != TI_OK) return fail(&ctx.err);
+    if (ti_ctx_zeros(&ctx, &gc, dt, 3, cs) != TI_OK) return fail(&ctx.err);
     struct ti_tape *tape;
     if (ti_tape_init(&tape, &ctx.err) != TI_OK) return fail(&ctx.err);
     double *times = calloc((size_t)steps + 1, sizeof *times);
@@ -117,12 +129,13 @@ int main(int argc, char **argv) {
     double tflop = fwd_only ? (size == 64 ? 0.803 : 0.180) : (size == 64 ? 1.733 : 0.369);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| ti | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB (+ %.2f GiB oneDNN "
+    printf("| ti %s | %dx%d | %s%s | %.3f s | %.0f GFLOP/s | weights %.2f GiB (+ %.2f GiB oneDNN "
            "copies) | activations peak %.2f "
            "GiB | "
            "peak RSS %.2f GiB |\n",
-           size, size, fwd_only ? "forward" : "forward + input-grad", ckpt ? " (recompute)" : "",
-           med, tflop * 1e3 / med, (double)ti_arena_stats(w.arena).reserved / (1 << 30),
+           ti_dtype_name(dt), size, size, fwd_only ? "forward" : "forward + input-grad",
+           ckpt ? " (recompute)" : "", med, tflop * 1e3 / med,
+           (double)ti_arena_stats(w.arena).reserved / (1 << 30),
            (double)ti_cpu_weight_cache_bytes() / (1 << 30),
            (double)ti_arena_stats(ctx.act).peak / (1 << 30), (double)ru.ru_maxrss / (1 << 20));
     fprintf(stderr,

@@ -167,19 +167,74 @@ TORCH_ENV=(${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_
 
 # ---- the full-size SD v1 UNet (one textual-inversion step's UNet work) -----------------------
 # BENCH_UNET_SIZES (default "32"; "32 64" adds the 512-px latent, several minutes), BENCH_UNET_STEPS (2).
+# Per size and pass (forward + input-grad, then forward only): ti f32, ti bf16 (bf16 weights and
+# activations, f32 arithmetic), PyTorch f32 and PyTorch under CPU bf16 autocast, then the CPU-speed
+# goals as ratios of step times (ti bf16 / PyTorch f32 <= 0.5 in both passes) and ti bf16's peak
+# RSS (<= 3 GB). Each row also prints the process CPU time per step on stderr (collected below
+# the table): on a shared machine that is the load-independent figure, and the ratios are
+# given for both. BENCH_UNET_CKPT=1 adds ti's recompute-per-block rows.
 UNET_BIN="$BUILD/bench/bench_unet"
 if [ "$FULL" != 0 ] && [ -x "$UNET_BIN" ] && [ "${BENCH_UNET_SIZES-32}" != "" ]; then
     echo
-    echo "## Full-size SD v1 UNet, batch 1, forward + backward to the context (frozen weights)"
+    echo "## Full-size SD v1 UNet, batch 1, backward to the context (frozen weights)"
     echo
-    echo "| who | latent | pass | step (median) | GFLOP/s | weights | activation peak | peak RSS |"
-    echo "|---|---|---|---:|---:|---|---|---|"
+    echo "| who | latent | pass | step (median) | GFLOP/s | weights | activation peak | peak RSS | CPU s/step |"
+    echo "|---|---|---|---:|---:|---|---|---|---:|"
+    UT=$(mktemp -d)
+    unet_row() { # tag, command...: prints the row with the CPU time appended, keeps both
+        local tag=$1
+        shift
+        "$@" >"$UT/out" 2>"$UT/err" || true
+        local cpu
+        cpu=$(sed -n 's/.*CPU time per step \([0-9.]*\) s.*/\1/p' "$UT/err" | tail -n 1)
+        if grep -q '^|' "$UT/out"; then
+            sed "s/\$/ ${cpu:--} |/" "$UT/out" | grep '^|'
+            local wall
+            wall=$(grep '^|' "$UT/out" | awk -F'|' '{ gsub(/[ s]/, "", $5); print $5 }')
+            local rss
+            rss=$(grep '^|' "$UT/out" | sed -n 's/.*peak RSS \([0-9.]*\) GiB.*/\1/p')
+            echo "$tag ${wall:-} ${cpu:-} ${rss:-}" >>"$UT/figs"
+        else
+            echo "| $tag: $(head -c 200 "$UT/out" "$UT/err" | tr '\n' ' ') | | | | | | | | |"
+        fi
+    }
+    UNET_TORCH_ENV=(env ${JEMALLOC:+LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1} OMP_NUM_THREADS="$THREADS")
+    STEPS=${BENCH_UNET_STEPS:-2}
     for size in ${BENCH_UNET_SIZES-32}; do
-        OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
-        OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "${BENCH_UNET_STEPS:-2}" --checkpoint 2>/dev/null || true
-        env "${TORCH_ENV[@]}" "$PY" "$ROOT/scripts/bench_torch_unet.py" --size "$size" \
-            --steps "${BENCH_UNET_STEPS:-2}" 2>/dev/null || true
+        for pass in full fwd; do
+            PF=()
+            if [ "$pass" = fwd ]; then PF=(--forward-only); fi
+            unet_row "ti-f32-$size-$pass" env OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "$STEPS" --dtype f32 "${PF[@]}"
+            unet_row "ti-bf16-$size-$pass" env OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "$STEPS" --dtype bf16 "${PF[@]}"
+            if [ "${BENCH_UNET_CKPT:-0}" = 1 ] && [ "$pass" = full ]; then
+                unet_row "ti-f32-ckpt-$size" env OMP_NUM_THREADS="$THREADS" "$UNET_BIN" --size "$size" --steps "$STEPS" --checkpoint
+            fi
+            unet_row "torch-f32-$size-$pass" "${UNET_TORCH_ENV[@]}" "$PY" "$ROOT/scripts/bench_torch_unet.py" --size "$size" --steps "$STEPS" "${PF[@]}"
+            unet_row "torch-bf16-$size-$pass" "${UNET_TORCH_ENV[@]}" "$PY" "$ROOT/scripts/bench_torch_unet.py" --size "$size" --steps "$STEPS" --bf16-autocast "${PF[@]}"
+        done
     done
+    echo
+    echo "CPU-speed goals (ratio of step times, wall clock / process CPU time; goal <= 0.5; RSS goal <= 3 GB):"
+    echo
+    echo "| latent | pass | ti f32 / PyTorch f32 | ti bf16 / PyTorch f32 | ti bf16 / PyTorch bf16 autocast | ti bf16 peak RSS |"
+    echo "|---|---|---:|---:|---:|---:|"
+    for size in ${BENCH_UNET_SIZES-32}; do
+        for pass in full fwd; do
+            awk -v s="$size" -v p="$pass" '
+                { w[$1] = $2; c[$1] = $3; r[$1] = $4 }
+                function ratio(a, b) {
+                    if (!(a in w) || !(b in w) || w[b] + 0 <= 0 || c[b] + 0 <= 0) return "-"
+                    return sprintf("%.2f / %.2f", w[a] / w[b], c[a] / c[b])
+                }
+                END {
+                    tf = "ti-f32-" s "-" p; tb = "ti-bf16-" s "-" p
+                    pf = "torch-f32-" s "-" p; pb = "torch-bf16-" s "-" p
+                    rss = (tb in r) && r[tb] != "" ? sprintf("%.2f GiB = %.2f GB%s", r[tb], r[tb] * 1.073741824, r[tb] * 1.073741824 <= 3 ? "" : " (over)") : "-"
+                    printf "| %sx%s | %s | %s | %s | %s | %s |\n", s, s, p == "full" ? "forward + input-grad" : "forward", ratio(tf, pf), ratio(tb, pf), ratio(tb, pb), rss
+                }' "$UT/figs" 2>/dev/null || true
+        done
+    done
+    rm -rf "$UT"
 fi
 
 # rc_note <status> <file>: a failed run (not a SKIP, 77) leaves a note for pair_table; 137 is a

@@ -12,8 +12,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class GroupNorm32(nn.GroupNorm):
+    """CompVis's GroupNorm32: statistics in float32 whatever the input dtype (a no-op in f32;
+    under CPU bf16 autocast torch 1.13's group_norm would otherwise refuse bf16 inputs with f32
+    weights)."""
+
+    def forward(self, x):
+        return super().forward(x.float()).type(x.dtype)
+
+
 def gn(c):
-    return nn.GroupNorm(32, c, eps=1e-5)
+    return GroupNorm32(32, c, eps=1e-5)
 
 
 class ResBlock(nn.Module):
@@ -84,7 +93,7 @@ class BasicTransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     def __init__(self, c, heads, dim_head, ctx_dim):
         super().__init__()
-        self.norm = nn.GroupNorm(32, c, eps=1e-6)
+        self.norm = GroupNorm32(32, c, eps=1e-6)  # f32 statistics as gn() (bf16 autocast)
         self.proj_in = nn.Conv2d(c, c, 1)
         self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(c, heads, dim_head, ctx_dim)])
         self.proj_out = nn.Conv2d(c, c, 1)

@@ -18,6 +18,7 @@
  * with the reasons. A case whose reference (CPU) run fails is a failure. Exits 77 (ctest SKIP)
  * when no GPU is present.
  * Usage: test_backends [case-name-substring]
+ *        test_backends --cpu-bf16 [case-name-substring]   (the CPU's bf16 kernels, label cpu)
  */
 #include <string.h>
 
@@ -282,7 +283,22 @@ TEST(refused_cases_fail_or_count_as_skips) {
     CHECK(tc_failures == f0);
 }
 
+/* --cpu-bf16: the CPU backend's bf16 table (cpu/bf16.c) against the CPU in f64, every case,
+ * with the same bf16 tolerances as a GPU (the CPU also computes in f32 from the rounded inputs
+ * and rounds each stored result once). */
+static int check_cpu_bf16(void) {
+    const enum ti_dtype bf16 = TI_DTYPE_BF16;
+    int n;
+    const struct op_case *const *cases = oc_all_cases(&n);
+    check_backend(ti_backend_cpu(), cases, n, 1, &bf16);
+    return tc_finish();
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--cpu-bf16") == 0) {
+        filter = argc > 2 ? argv[2] : NULL;
+        return check_cpu_bf16();
+    }
     if (argc > 1) filter = argv[1];
     const char *saved = filter;
     filter = NULL;

@@ -435,7 +435,12 @@ bad)
         expect_fail "several GPUs in one process" 2 "--gpus .*mpirun" -- "$TT" $B --data_root "$FIX/imgs" --gpus 0,3
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
-        expect_fail "bf16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision bf16
+        expect_fail "fp16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision fp16
+        # bf16 runs on the CPU (autograd/cpu/bf16.c): one step, a finite loss, an embedding file
+        "$TT" $B --data_root "$FIX/imgs" --max_steps 1 --precision bf16 --quiet -l "$TMP/lbf16" \
+            >/dev/null 2>"$TMP/bf16.err"
+        check "bf16 on the CPU trains (exit 0)" [ $? -eq 0 ]
+        check "bf16 on the CPU writes embeddings.pt" [ -n "$(ls "$TMP"/lbf16/*/checkpoints/embeddings.pt 2>/dev/null)" ]
         # the config's precision counts as --precision (the peer's PL reads it from there)
         expect_fail "precision 16 in the config on the CPU" 2 "precision.*16" -- "$TT" $B \
             --data_root "$FIX/imgs" lightning.trainer.precision=16

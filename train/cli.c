@@ -40,7 +40,7 @@ void ti_train_usage(FILE *f) {
         "  -s, --seed N               random seed (default 23)\n"
         "  --gpus IDS                 run on CUDA device(s): \"0,\"; absent: CPU; several ids\n"
         "                             (\"0,3\") need mpirun -np 2 (one process per GPU)\n"
-        "  --precision P              fp32 (default), bf16 or fp16 (GPU only; also 32, 16)\n"
+        "  --precision P              fp32 (default), bf16, or fp16 (GPU only); also 32, 16\n"
         "\n");
     fprintf(
         f,

@@ -221,10 +221,10 @@ static int run_main(int argc, char **argv) {
         ti_cpu_describe(cpu, sizeof cpu);
         fprintf(stderr, PROG ": %s\n", cpu);
     }
-    if (r->a.n_gpus == 0 && r->a.precision != TI_PREC_FP32) {
+    if (r->a.n_gpus == 0 && r->a.precision == TI_PREC_FP16) {
         fprintf(stderr,
-                PROG ": --precision %s: the CPU computes in fp32 only; add --gpus 0, for "
-                     "%s\n",
+                PROG ": --precision %s: the CPU computes in fp32 and bf16 only; add --gpus 0, "
+                     "for %s\n",
                 ti_train_precision_name(r->a.precision), ti_train_precision_name(r->a.precision));
         return 2;
     }
@@ -244,10 +244,10 @@ static int run_main(int argc, char **argv) {
                  "bf16)");
         return fail_run(r, &err);
     }
-    if (r->a.n_gpus == 0 && dtype != TI_DTYPE_F32) {
+    if (r->a.n_gpus == 0 && dtype == TI_DTYPE_F16) {
         fprintf(stderr,
-                PROG ": lightning.trainer.precision %s: the CPU computes in fp32 only; add "
-                     "--gpus 0, or set it to 32\n",
+                PROG ": lightning.trainer.precision %s: the CPU computes in fp32 and bf16 only; "
+                     "add --gpus 0, or set it to 32 or bf16\n",
                 prec);
         return 2;
     }

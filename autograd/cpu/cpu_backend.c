@@ -1,7 +1,8 @@
 /*
  * cpu_backend.c - the CPU backend: host memory (huge pages for big chunks, since first touch
  * of a page is very expensive on small VMs: chunks are populated when mapped) and the kernel tables
- * for f32 and f64 (kernels from cpu/<op>.c compiled twice) plus COPY for every dtype.
+ * for f32 and f64 (kernels from cpu/<op>.c compiled twice), bf16 (bf16.c: bf16 storage, f32
+ * arithmetic) plus COPY for every dtype.
  */
 #define TI_CPU_ONCE
 #include "cpu_common.h"
@@ -110,6 +111,7 @@ static void fill_tables(struct ti_backend *be) {
 #include "../ops.def"
 #undef TI_KOP
 #undef TI_FOP
+    ti_cpu_bf16_fill(&be->k[TI_DTYPE_BF16]);
     /* COPY converts between any dtypes: registered for every output dtype */
     for (int dt = 0; dt < TI_DTYPE_COUNT; dt++) {
         be->k[dt].copy_forward = cpu_copy_forward;

@@ -37,11 +37,17 @@ int ti_cpu_threads(void);
 
 /* ---- oneDNN (dnnl_conv.c, built with TI_HAVE_DNNL) ------------------------------------------ */
 struct ti_conv2d_args;
-/* f32 conv2d forward / backward-data (dinp += ...): *done = 1 when oneDNN computed it, 0 when
- * conv2d.c's own paths must run (oneDNN off or unable to take the shape). */
+/* f32 or bf16 (the tensors' dtype) conv2d forward / backward-data (dinp += ...): *done = 1 when
+ * oneDNN computed it, 0 when conv2d.c's own paths must run (oneDNN off or unable to take the
+ * shape). */
 ti_status ti_dnnl_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a, int *done);
 ti_status ti_dnnl_conv2d_backward_data(struct ti_kctx *k, const struct ti_conv2d_args *a,
                                        int *done);
+/* bf16 LINEAR forward (backward = 0) or backward-data (1) through oneDNN's matmul
+ * (dnnl_matmul.c); *done = 0 when it did not run (no oneDNN, a dtype or shape it cannot take). */
+struct ti_linear_args;
+ti_status ti_dnnl_linear_bf16(struct ti_kctx *k, const struct ti_linear_args *a, int backward,
+                              int *done);
 int ti_dnnl_conv_enabled(void);     /* oneDNN built in, engine up, TI_DNNL != 0 */
 const char *ti_dnnl_isa_name(void); /* dnnl_get_effective_cpu_isa() in words */
 
@@ -57,6 +63,9 @@ const char *ti_dnnl_isa_name(void); /* dnnl_get_effective_cpu_isa() in words */
 #include "../ops.def"
 #undef TI_KOP
 #undef TI_FOP
+/* bf16.c: fills the bf16 table (bf16 storage, f32 arithmetic: oneDNN convolutions on bf16,
+ * every other kernel the f32 one between conversions) */
+void ti_cpu_bf16_fill(struct ti_kernels *kt);
 /* copy.c: one implementation for every dtype pair */
 ti_status cpu_copy_forward(struct ti_kctx *k, const struct ti_copy_args *a);
 ti_status cpu_copy_backward(struct ti_kctx *k, const struct ti_copy_args *a);

@@ -1,5 +1,5 @@
 /*
- * cpu/dnnl_conv.c - f32 convolution forward and backward-data through oneDNN (the library
+ * cpu/dnnl_conv.c - f32 and bf16 convolution forward and backward-data through oneDNN (the library
  * PyTorch's CPU convolutions use), when ti is built with it (TI_HAVE_DNNL, CMake TI_DNNL).
  * oneDNN picks its kernels from the CPU's features (AVX2, AVX-512, AVX512-BF16, AMX), not from
  * a table of CPU models, so new CPUs get vector kernels. Without oneDNN, or when oneDNN cannot
@@ -26,7 +26,8 @@
  * load or randomize): declaring memory frozen again or thawing it drops the copies made from
  * it, so a weight that changes (weight-gradient training, a reload) is never served stale; the
  * cache is never keyed on a bare pointer. The copies take at most TI_DNNL_WEIGHT_CACHE_MB
- * (default 512 MiB) in all, on top of the plain weights: that is the memory cost. Copies are
+ * (default 512 MiB) in all, bf16 copies at most 256 MiB of it unless the variable is set, on
+ * top of the plain weights: that is the memory cost. Copies are
  * made first come, first served and never evicted, so the set is fixed by the first pass over
  * a model and every later step computes exactly what the first did.
  *
@@ -78,18 +79,31 @@ struct wcache {
     dnnl_memory_desc_t md; /* blocked layout of the copy */
     void *data;            /* the copy (malloc'd) */
     size_t bytes;
+    int bf16; /* counted in wc_bf16_bytes too */
 };
 static struct frozen *fz;
 static int fz_n, fz_cap;
 static struct wcache *wc;
 static int wc_n, wc_cap;
-static size_t wc_bytes;
+static size_t wc_bytes, wc_bf16_bytes;
 
 static size_t wc_budget(void) {
     static size_t b = (size_t)-1;
     if (b == (size_t)-1) {
         const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
         b = (size_t)(e ? atoll(e) : 512) << 20;
+    }
+    return b;
+}
+
+/* bf16 copies alone: 256 MiB unless TI_DNNL_WEIGHT_CACHE_MB is set (then that, for both). ti's
+ * own reorder makes an uncached bf16 weight cheap (docs/PERF.md: a 64x64 bf16 step took the same
+ * CPU time with 256 MiB as with 512 MiB of copies and 0.21 GiB less peak RSS, 2.64 GiB). */
+static size_t wc_budget_bf16(void) {
+    static size_t b = (size_t)-1;
+    if (b == (size_t)-1) {
+        const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
+        b = (size_t)(e ? atoll(e) : 256) << 20;
     }
     return b;
 }
@@ -101,6 +115,7 @@ static void wc_drop(const char *lo, const char *hi) {
         if (p >= lo && p < hi) {
             free(wc[i].data);
             wc_bytes -= wc[i].bytes;
+            if (wc[i].bf16) wc_bf16_bytes -= wc[i].bytes;
             wc[i] = wc[--wc_n];
         } else {
             i++;
@@ -165,7 +180,8 @@ static int is_frozen(const void *p, size_t bytes) {
 
 /* ---- primitives, one per shape and direction ------------------------------------------------- */
 struct conv_key {
-    int64_t v[15]; /* backward, B, Ci, H, W, Co, KH, KW, stride, pt, pb, pl, pr, bias, winograd */
+    int64_t v[16]; /* backward, B, Ci, H, W, Co, KH, KW, stride, pt, pb, pl, pr, bias, winograd,
+                      bf16 */
 };
 
 struct conv_prim {
@@ -178,6 +194,8 @@ struct conv_prim {
     dnnl_memory_desc_t in_md, in_blk, out_md, out_blk, w_md, w_blk, b_md;
     size_t in_bytes, out_bytes, w_bytes, pad_bytes; /* blocked buffers and scratchpad */
     dnnl_memory_t m_in, m_inb, m_out, m_outb, m_w, m_wb, m_b, m_pad;
+    int own_x;  /* bf16 weight layout AcdB<own_x>a2b: ti's own reorder can make it (0: no) */
+    int own_ok; /* ti's reorder: 0 not yet compared with oneDNN's, 1 identical, -1 differs */
 };
 
 static struct conv_prim *prims;
@@ -229,21 +247,25 @@ static void prim_release(struct conv_prim *p) {
 static void prim_try(struct conv_prim *p, dnnl_alg_kind_t alg) {
     const int64_t *v = p->key.v;
     int backward = (int)v[0], has_bias = (int)v[13];
+    /* bf16: bf16 input, weight, output and bias, f32 accumulation; backward-data computes
+     * diff_src in f32, which the output reorder rounds while adding it into the bf16 dinp */
+    dnnl_data_type_t dt = v[15] ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t xd = {v[1], v[2], v[3], v[4]}, wd = {v[5], v[2], v[6], v[7]}, bd = {v[5]};
     dnnl_dims_t yd = {v[1], v[5], (v[3] + v[9] + v[10] - v[6]) / v[8] + 1,
                       (v[4] + v[11] + v[12] - v[7]) / v[8] + 1};
     dnnl_dims_t st = {v[8], v[8]}, pl = {v[9], v[11]}, pr = {v[10], v[12]};
-    dnnl_memory_desc_t xp, yp, wp, xa, ya, wa, bm;
+    dnnl_memory_desc_t xp, yp, wp, xa, ya, wa, bm, xda;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t fpd = NULL, pd = NULL;
     dnnl_convolution_desc_t fd, bdsc;
-    DN_TRY(dnnl_memory_desc_init_by_tag(&xp, 4, xd, dnnl_f32, dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&yp, 4, yd, dnnl_f32, dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&wp, 4, wd, dnnl_f32, dnnl_oihw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&bm, 1, bd, dnnl_f32, dnnl_x));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&xp, 4, xd, dt, dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&yp, 4, yd, dt, dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&wp, 4, wd, dt, dnnl_oihw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&xa, 4, xd, dt, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&xda, 4, xd, dnnl_f32, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&ya, 4, yd, dt, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&wa, 4, wd, dt, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&bm, 1, bd, dt, dnnl_x));
     DN_TRY(dnnl_primitive_attr_create(&attr));
     DN_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     DN_TRY(dnnl_convolution_forward_desc_init(
@@ -257,7 +279,7 @@ static void prim_try(struct conv_prim *p, dnnl_alg_kind_t alg) {
         p->out_blk = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     } else {
         DN_TRY(dnnl_primitive_desc_create(&fpd, &fd, NULL, dn_engine, NULL));
-        DN_TRY(dnnl_convolution_backward_data_desc_init(&bdsc, alg, &xa, &wa, &ya, st, pl, pr));
+        DN_TRY(dnnl_convolution_backward_data_desc_init(&bdsc, alg, &xda, &wa, &ya, st, pl, pr));
         DN_TRY(dnnl_primitive_desc_create(&pd, &bdsc, attr, dn_engine, fpd));
         p->in_md = yp; /* dout in, dinp out */
         p->out_md = xp;
@@ -295,9 +317,49 @@ fail:
     if (attr) dnnl_primitive_attr_destroy(attr);
 }
 
+/* Whether the blocked bf16 weight layout is OhwI<X>o2i (AcdB<X>a2b), which wreorder() makes:
+ * oneDNN's own (generic jit:uni) reorder into it ran at about 0.7 GB/s, 29 ms for a 1280 x 1280
+ * x 3 x 3 weight, paid per call by every weight outside the cache. */
+static int own_layout(const struct conv_prim *p) {
+    static const int xs[4] = {16, 32, 48, 64};
+    static const dnnl_format_tag_t tags[4] = {dnnl_AcdB16a2b, dnnl_AcdB32a2b, dnnl_AcdB48a2b,
+                                              dnnl_AcdB64a2b};
+    if (!p->key.v[15] || !p->w_reorder) return 0;
+    for (int i = 0; i < 4; i++) {
+        dnnl_memory_desc_t md;
+        if (dnnl_memory_desc_init_by_tag(&md, 4, p->w_md.dims, dnnl_bf16, tags[i]) != dnnl_success)
+            continue;
+        if (dnnl_memory_desc_equal(&md, &p->w_blk)) return xs[i];
+    }
+    return 0;
+}
+
+/* plain (O, I, KH, KW) bf16 -> [O/X][KH][KW][I/2][X][2], zero in the padding. */
+static void wreorder(const struct conv_prim *p, const uint16_t *src, uint16_t *dst) {
+    const int64_t O = p->w_md.dims[0], I = p->w_md.dims[1], KH = p->w_md.dims[2],
+                  KW = p->w_md.dims[3], X = p->own_x;
+    const int64_t OB = p->w_blk.padded_dims[0] / X, IB = p->w_blk.padded_dims[1] / 2;
+    const int64_t n = OB * KH;
+#pragma omp parallel for schedule(static) if (n * KW * IB * X > 65536)
+    for (int64_t obh = 0; obh < n; obh++) {
+        int64_t ob = obh / KH, h = obh % KH;
+        uint16_t *d = dst + obh * KW * IB * X * 2;
+        for (int64_t w = 0; w < KW; w++)
+            for (int64_t ib = 0; ib < IB; ib++)
+                for (int64_t oi = 0; oi < X; oi++)
+                    for (int64_t ii = 0; ii < 2; ii++) {
+                        int64_t o = ob * X + oi, i = ib * 2 + ii;
+                        *d++ = o < O && i < I ? src[((o * I + i) * KH + h) * KW + w] : 0;
+                    }
+    }
+}
+
 static void prim_init(struct conv_prim *p) {
     prim_try(p, p->key.v[14] ? dnnl_convolution_winograd : dnnl_convolution_direct);
-    if (!p->ok) prim_release(p);
+    if (!p->ok)
+        prim_release(p);
+    else
+        p->own_x = own_layout(p);
 }
 
 /* Winograd (oneDNN's F(4x4, 3x3) on AVX-512: 2.25x fewer multiplications) for 3x3 stride-1
@@ -351,6 +413,7 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
      * eviction would move an earlier convolution of the same step to conv2d.c's paths and
      * change its rounding: test_model_full checks two steps bitwise) */
     if (wc_bytes + p->w_bytes > wc_budget()) return NULL;
+    if (p->key.v[15] && wc_bf16_bytes + p->w_bytes > wc_budget_bf16()) return NULL;
     if (wc_n == wc_cap) {
         int cap = wc_cap ? 2 * wc_cap : 64;
         struct wcache *n = realloc(wc, (size_t)cap * sizeof *n);
@@ -373,8 +436,10 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     wc[wc_n].md = p->w_blk;
     wc[wc_n].data = d;
     wc[wc_n].bytes = p->w_bytes;
+    wc[wc_n].bf16 = p->key.v[15] != 0;
     wc_n++;
     wc_bytes += p->w_bytes;
+    if (p->key.v[15]) wc_bf16_bytes += p->w_bytes;
     return d;
 }
 
@@ -416,13 +481,14 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     for (int i = 0; i < 4; i++)
         v[9 + i] = a->pad[i];
     v[13] = !backward && a->bias.data != NULL;
+    v[15] = a->inp.dtype == TI_DTYPE_BF16 || a->dout.dtype == TI_DTYPE_BF16;
     ti_status st = TI_OK;
     pthread_mutex_lock(&dn_lock);
     const void *w = a->weight.data;
     void *wb = NULL, *inb = NULL, *outb = NULL, *pad = NULL;
-    size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * sizeof(float);
+    size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * (v[15] ? 2 : sizeof(float));
     struct conv_prim *p = NULL;
-    if (wino_shape(v)) { /* Winograd only with a cached transformed weight */
+    if (!v[15] && wino_shape(v)) { /* Winograd (f32 only) with a cached transformed weight */
         v[14] = 1;
         p = prim_get(&key);
         if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain);
@@ -437,7 +503,9 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
          * while reordering it costs ~40/pixels of the convolution, and at many pixels their
          * Winograd beats oneDNN's direct kernels plus reorders (1-thread CPU time, 320 -> 320
          * at 64x64: 51 ms against 70 ms) */
-        if (!wb) goto out;
+        /* bf16 has no own path to fall back to (the alternative converts everything to f32):
+         * an uncached weight is reordered into scratch per call */
+        if (!wb && !v[15]) goto out;
     }
     /* the blocked activations and the scratchpad come from the kernel's scratch in one piece;
      * conv2d.c's paths work in bounded chunks, so they take the huge images (the VAE at 512
@@ -445,6 +513,26 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     if ((p->in_reorder ? p->in_bytes : 0) + (p->out_reorder ? p->out_bytes : 0) + p->pad_bytes >
         DN_SCRATCH_MAX)
         goto out;
+    if (!wb) { /* bf16, not cached: reordered per call */
+        if (!(wb = scratch_bytes(k, p->w_bytes))) goto nomem;
+        wb = align64(wb);
+        if (p->own_x && p->own_ok == 1) {
+            wreorder(p, w, wb);
+        } else {
+            dnnl_exec_arg_t wa[2] = {{DNNL_ARG_FROM, p->m_w}, {DNNL_ARG_TO, p->m_wb}};
+            DN_RUN(dnnl_memory_set_data_handle(p->m_w, (void *)w), "weight handle");
+            DN_RUN(dnnl_memory_set_data_handle(p->m_wb, wb), "weight handle");
+            DN_RUN(dnnl_primitive_execute(p->w_reorder, dn_stream, 2, wa), "weight reorder");
+            DN_RUN(dnnl_stream_wait(dn_stream), "stream wait");
+            if (p->own_x && p->own_ok == 0) { /* ti's reorder is used once it made the same */
+                void *mine = scratch_bytes(k, p->w_bytes);
+                if (!mine) goto nomem;
+                mine = align64(mine);
+                wreorder(p, w, mine);
+                p->own_ok = memcmp(mine, wb, p->w_bytes) == 0 ? 1 : -1;
+            }
+        }
+    }
     const void *in = backward ? a->dout.data : a->inp.data;
     void *out = backward ? a->dinp.data : a->out.data;
     if (p->in_reorder) {

@@ -1,0 +1,291 @@
+/*
+ * cpu/bf16.c - the CPU backend's bf16 kernel table: bf16 storage, f32 arithmetic.
+ *
+ * Convolution forward and backward-data (dnnl_conv.c) and linear forward and backward-data
+ * (dnnl_matmul.c) run through oneDNN on the bf16 tensors themselves
+ * (bf16 inputs and weights, f32 accumulation; AVX512-BF16 / AMX kernels where the CPU has them,
+ * oneDNN's own conversion kernels on AVX2/AVX-512 without them) when ti is built with oneDNN
+ * and the weight has a cached blocked copy (dnnl_conv.c). Every other kernel (and those
+ * convolutions oneDNN does not take) is the f32 kernel wrapped by widen-compute-narrow: each
+ * bf16 tensor the kernel reads is converted into f32 scratch, the f32 kernel runs, and each
+ * tensor it writes is rounded back to bf16 (round to nearest even). Statistics (mean, rstd, lse)
+ * are f32 tensors already and are passed through. So every op is computed exactly as in f32
+ * from the bf16-rounded inputs, and rounded once at the end; the conversion costs memory
+ * traffic (about 6 bytes per element read, 6 per element written) on top of the f32 kernel.
+ *
+ * Built without oneDNN, bf16 still runs, all by conversion: correct, slower than f32.
+ * Every slot of the f32 table has its bf16 counterpart here (COPY is dtype-generic, copy.c);
+ * a slot left NULL would be reported by the front end as "no <op> kernel for bf16".
+ */
+#define TI_CPU_ONCE
+#include "cpu_common.h"
+
+#include <string.h> /* defines: memcpy */
+
+/* ---- conversion ------------------------------------------------------------------------------ */
+static inline float bf_to_f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t f_to_bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static void widen_run(float *dst, const uint16_t *src, int64_t n, int64_t ds, int64_t ss) {
+    if (ds == 1 && ss == 1) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = bf_to_f(src[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i * ds] = bf_to_f(src[i * ss]);
+    }
+}
+
+static void narrow_run(uint16_t *dst, const float *src, int64_t n, int64_t ds, int64_t ss) {
+    if (ds == 1 && ss == 1) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = f_to_bf(src[i]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i * ds] = f_to_bf(src[i * ss]);
+    }
+}
+
+/* Elements of the view, and whether its strides are row-major contiguous. */
+static int64_t view_numel(const struct ti_tensor *t, int *contig) {
+    int64_t n = 1, s = 1;
+    *contig = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != s) *contig = 0;
+        s *= t->shape[d];
+        n *= t->shape[d];
+    }
+    return n;
+}
+
+/* Copies every element of the view `t` between the bf16 buffer `bf` and the f32 buffer `fl`
+ * (both with t's strides; to_f32 says which way), rows of the innermost dim in parallel. */
+static void convert_view(const struct ti_tensor *t, uint16_t *bf, float *fl, int to_f32) {
+    int contig;
+    int64_t n = view_numel(t, &contig);
+    if (n == 0) return;
+    if (contig || t->ndim == 0) {
+        int nt = n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
+#pragma omp parallel for schedule(static) if (nt > 1)
+        for (int p = 0; p < nt; p++) {
+            int64_t lo, hi;
+            ti_split_range(n, nt, p, &lo, &hi);
+            if (to_f32)
+                widen_run(fl + lo, bf + lo, hi - lo, 1, 1);
+            else
+                narrow_run(bf + lo, fl + lo, hi - lo, 1, 1);
+        }
+        return;
+    }
+    int nd = t->ndim - 1;
+    int64_t inner = t->shape[nd], is = t->stride[nd], rows = n / inner;
+    int nt = n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
+#pragma omp parallel for schedule(static) if (nt > 1)
+    for (int p = 0; p < nt; p++) {
+        int64_t lo, hi;
+        ti_split_range(rows, nt, p, &lo, &hi);
+        if (lo >= hi) continue;
+        const int64_t *st[1] = {t->stride};
+        struct ti_iter it;
+        ti_iter_init(&it, nd, t->shape, 1, st);
+        ti_iter_seek(&it, lo);
+        for (int64_t r = lo; r < hi; r++, ti_iter_next(&it)) {
+            int64_t o = it.off[0];
+            if (to_f32)
+                widen_run(fl + o, bf + o, inner, is, is);
+            else
+                narrow_run(bf + o, fl + o, inner, is, is);
+        }
+    }
+}
+
+/* ---- widen-compute-narrow -------------------------------------------------------------------- */
+enum { RD = 0, WR = 1, ACC = 2 }; /* read; overwritten; read and written (+=) */
+
+struct cv {
+    struct ti_tensor *t; /* in the kernel's argument copy */
+    int role;
+    struct ti_tensor orig;
+};
+
+/* Points every present bf16 tensor of v at an f32 copy in scratch (same strides, offset 0 at
+ * the view's first element; read and accumulated ones filled). */
+static ti_status widen(struct ti_kctx *k, struct cv *v, int n, const char *op) {
+    for (int i = 0; i < n; i++) {
+        struct ti_tensor *t = v[i].t;
+        v[i].orig = *t;
+        if (!t->data || t->dtype != TI_DTYPE_BF16) {
+            v[i].t = NULL; /* left as it is */
+            continue;
+        }
+        int64_t span = 1;
+        for (int d = 0; d < t->ndim; d++) {
+            if (t->shape[d] == 0) span = 0;
+            if (t->stride[d] < 0)
+                return ti_error(k->err, TI_ERR_INTERNAL, "%s bf16: negative stride", op);
+        }
+        if (span)
+            for (int d = 0; d < t->ndim; d++)
+                span += (t->shape[d] - 1) * t->stride[d];
+        float *f = cpu_scratch(k, (size_t)(span ? span : 1) * sizeof(float) + 64);
+        if (!f) return ti_error(k->err, TI_ERR_NOMEM, "%s bf16: no scratch for f32 copy", op);
+        f = (float *)(((uintptr_t)f + 63) & ~(uintptr_t)63);
+        if (v[i].role != WR) convert_view(t, t->data, f, 1);
+        t->data = f;
+        t->dtype = TI_DTYPE_F32;
+    }
+    return TI_OK;
+}
+
+static void narrow(struct cv *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (v[i].t && v[i].role != RD) convert_view(&v[i].orig, v[i].orig.data, v[i].t->data, 0);
+}
+
+#define CV(field, role)                                                                            \
+    {                                                                                              \
+        &c.field, role, {                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
+
+/* One wrapped kernel: copy the arguments, widen the listed tensors, run f32, narrow. */
+#define TI_BF16_WRAP(name, dir, ...)                                                               \
+    static ti_status wrap_##name##_##dir(struct ti_kctx *k, const struct ti_##name##_args *a) {    \
+        struct ti_##name##_args c = *a;                                                            \
+        struct cv v[] = {__VA_ARGS__};                                                             \
+        int n = (int)(sizeof v / sizeof v[0]);                                                     \
+        TI_TRY(widen(k, v, n, #name));                                                             \
+        TI_TRY(cpu_f32_##name##_##dir(k, &c));                                                     \
+        narrow(v, n);                                                                              \
+        return TI_OK;                                                                              \
+    }
+
+TI_BF16_WRAP(add, forward, CV(out, WR), CV(a, RD), CV(b, RD))
+TI_BF16_WRAP(mul, forward, CV(out, WR), CV(a, RD), CV(b, RD))
+TI_BF16_WRAP(sum, forward, CV(out, WR), CV(inp, RD))
+TI_BF16_WRAP(linear, forward, CV(out, WR), CV(inp, RD), CV(weight, RD), CV(bias, RD))
+TI_BF16_WRAP(linear, backward, CV(dout, RD), CV(inp, RD), CV(weight, RD), CV(dinp, ACC),
+             CV(dweight, ACC), CV(dbias, ACC))
+TI_BF16_WRAP(matmul, backward, CV(dout, RD), CV(a, RD), CV(b, RD), CV(da, ACC), CV(db, ACC))
+TI_BF16_WRAP(conv2d, forward, CV(out, WR), CV(inp, RD), CV(weight, RD), CV(bias, RD))
+TI_BF16_WRAP(conv2d, backward, CV(dout, RD), CV(inp, RD), CV(weight, RD), CV(dinp, ACC),
+             CV(dweight, ACC), CV(dbias, ACC))
+TI_BF16_WRAP(groupnorm, forward, CV(out, WR), CV(inp, RD), CV(weight, RD), CV(bias, RD))
+TI_BF16_WRAP(groupnorm, backward, CV(dout, RD), CV(inp, RD), CV(weight, RD), CV(bias, RD),
+             CV(dinp, ACC), CV(dweight, ACC), CV(dbias, ACC))
+TI_BF16_WRAP(layernorm, forward, CV(out, WR), CV(inp, RD), CV(weight, RD), CV(bias, RD))
+TI_BF16_WRAP(layernorm, backward, CV(dout, RD), CV(inp, RD), CV(weight, RD), CV(bias, RD),
+             CV(dinp, ACC), CV(dweight, ACC), CV(dbias, ACC))
+TI_BF16_WRAP(unary, forward, CV(out, WR), CV(inp, RD))
+TI_BF16_WRAP(unary, backward, CV(dout, RD), CV(inp, RD), CV(out, RD), CV(dinp, ACC))
+TI_BF16_WRAP(geglu, forward, CV(out, WR), CV(inp, RD))
+TI_BF16_WRAP(geglu, backward, CV(dout, RD), CV(inp, RD), CV(dinp, ACC))
+TI_BF16_WRAP(softmax, forward, CV(out, WR), CV(inp, RD))
+TI_BF16_WRAP(softmax, backward, CV(dout, RD), CV(out, RD), CV(dinp, ACC))
+TI_BF16_WRAP(attention, forward, CV(out, WR), CV(q, RD), CV(k, RD), CV(v, RD))
+TI_BF16_WRAP(attention, backward, CV(dout, RD), CV(out, RD), CV(q, RD), CV(k, RD), CV(v, RD),
+             CV(dq, ACC), CV(dk, ACC), CV(dv, ACC))
+TI_BF16_WRAP(upsample, forward, CV(out, WR), CV(inp, RD))
+TI_BF16_WRAP(upsample, backward, CV(dout, RD), CV(dinp, ACC))
+TI_BF16_WRAP(embedding, forward, CV(out, WR), CV(table, RD), CV(rows, RD))
+TI_BF16_WRAP(embedding, backward, CV(dout, RD), CV(drows, ACC))
+TI_BF16_WRAP(timestep, forward, CV(out, WR), CV(t, RD))
+TI_BF16_WRAP(timestep, backward, CV(dout, RD), CV(t, RD), CV(dt, ACC))
+TI_BF16_WRAP(mse, forward, CV(out, WR), CV(a, RD), CV(b, RD))
+TI_BF16_WRAP(mse, backward, CV(dout, RD), CV(a, RD), CV(b, RD), CV(da, ACC), CV(db, ACC))
+
+/* MATMUL forward reads out when beta != 0 (out = alpha a.b + beta out). */
+static ti_status wrap_matmul_forward(struct ti_kctx *k, const struct ti_matmul_args *a) {
+    struct ti_matmul_args c = *a;
+    struct cv v[] = {CV(out, a->beta != 0 ? ACC : WR), CV(a, RD), CV(b, RD)};
+    int n = (int)(sizeof v / sizeof v[0]);
+    TI_TRY(widen(k, v, n, "matmul"));
+    TI_TRY(cpu_f32_matmul_forward(k, &c));
+    narrow(v, n);
+    return TI_OK;
+}
+
+/* ---- convolutions: oneDNN on the bf16 tensors first ----------------------------------------- */
+static ti_status cpu_bf16_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a) {
+#ifdef TI_HAVE_DNNL
+    int done = 0;
+    TI_TRY(ti_dnnl_conv2d_forward(k, a, &done));
+    if (done) return TI_OK;
+#endif
+    return wrap_conv2d_forward(k, a);
+}
+
+static ti_status cpu_bf16_conv2d_backward(struct ti_kctx *k, const struct ti_conv2d_args *a) {
+#ifdef TI_HAVE_DNNL
+    if (a->dinp.data) {
+        int done = 0;
+        TI_TRY(ti_dnnl_conv2d_backward_data(k, a, &done));
+        if (done) {
+            if (!a->dweight.data && !a->dbias.data) return TI_OK;
+            struct ti_conv2d_args rest = *a;
+            rest.dinp = ti_tensor_none();
+            return wrap_conv2d_backward(k, &rest);
+        }
+    }
+#endif
+    return wrap_conv2d_backward(k, a);
+}
+
+/* ---- linear: oneDNN's bf16 matmul first (dnnl_matmul.c) ------------------------------------ */
+static ti_status cpu_bf16_linear_forward(struct ti_kctx *k, const struct ti_linear_args *a) {
+#ifdef TI_HAVE_DNNL
+    int done = 0;
+    TI_TRY(ti_dnnl_linear_bf16(k, a, 0, &done));
+    if (done) return TI_OK;
+#endif
+    return wrap_linear_forward(k, a);
+}
+
+static ti_status cpu_bf16_linear_backward(struct ti_kctx *k, const struct ti_linear_args *a) {
+#ifdef TI_HAVE_DNNL
+    if (a->dinp.data) {
+        int done = 0;
+        TI_TRY(ti_dnnl_linear_bf16(k, a, 1, &done));
+        if (done) {
+            if (!a->dweight.data && !a->dbias.data) return TI_OK;
+            struct ti_linear_args rest = *a;
+            rest.dinp = ti_tensor_none();
+            return wrap_linear_backward(k, &rest);
+        }
+    }
+#endif
+    return wrap_linear_backward(k, a);
+}
+
+/* ---- the table ------------------------------------------------------------------------------- */
+#define TI_BWD_SET_1(name) kt->name##_backward = wrap_##name##_backward;
+#define TI_BWD_SET_0(name)
+#define wrap_copy_forward    cpu_copy_forward /* dtype-generic (copy.c) */
+#define wrap_copy_backward   cpu_copy_backward
+#define wrap_conv2d_forward  cpu_bf16_conv2d_forward
+#define wrap_conv2d_backward cpu_bf16_conv2d_backward
+#define wrap_linear_forward  cpu_bf16_linear_forward
+#define wrap_linear_backward cpu_bf16_linear_backward
+
+void ti_cpu_bf16_fill(struct ti_kernels *kt) {
+#define TI_KOP(NAME, name, BWD)                                                                    \
+    kt->name##_forward = wrap_##name##_forward;                                                    \
+    TI_BWD_SET_##BWD(name)
+#define TI_FOP(NAME, name)
+#include "../ops.def"
+#undef TI_KOP
+#undef TI_FOP
+}

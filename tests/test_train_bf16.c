@@ -1,0 +1,180 @@
+/*
+ * test_train_bf16.c - one textual-inversion step on the CPU in bf16 (bf16 frozen weights and
+ * activations, f32 arithmetic: autograd/cpu/bf16.c) against the same step in f32: the tiny SD
+ * and LDM models with random weights, the same images, captions, timesteps, noise and posterior
+ * draw (ti_trainer_step_explicit), and f32 on the weights rounded to bf16 (what bf16 costs
+ * through the weights alone). Relative differences are of whole vectors, |a - b| / |b|.
+ *
+ * Bounds: loss within 2e-2 (the issue's goal; measured 3e-4 to 6e-4); rows gradient within 0.1
+ * with cosine >= 0.995. The issue's goal for the gradient, 2e-2 of f32, is NOT met yet: measured
+ * 2.3e-2 (LDM tiny) and 5.3e-2 (SD tiny), of which rounding the weights alone gives 1.4e-2 and
+ * 1.6e-2; the rest comes from bf16 activations and activation gradients (every op output is
+ * rounded once, as on a GPU). The bounds catch a wrong kernel (errors of order 1; each op is
+ * checked alone within bf16 tolerances by test_backends_cpu_bf16), not the last factor of 2.5.
+ * A second bf16 run must give the bit-identical gradient (the CPU bf16 path is deterministic).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_common.h"
+#include "trainer.h"
+
+static const char *const CFG[2] = {"configs/tiny/ldm-tiny-finetune.yaml",
+                                   "configs/tiny/sd-tiny-finetune.yaml"};
+static char g_dir[256];
+
+/* round: every weight rounded to bf16 (stored as f32) */
+static int export_model(int clip, const char *path, int round) {
+    struct ti_err err = {0};
+    struct ti_config cfg;
+    struct ti_ldm m;
+    if (ti_config_load(&cfg, &CFG[clip], 1, NULL, 0, &err) != TI_OK ||
+        ti_ldm_init(&m, &cfg, &err) != TI_OK ||
+        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) != TI_OK ||
+        ti_ldm_randomize(&m, 4242, &err) != TI_OK) {
+        fprintf(stderr, "export: %s\n", err.msg);
+        return -1;
+    }
+    const struct ti_weights *tabs[3] = {&m.unet_w, &m.vae_w, &m.text_w};
+    for (int k = 0; k < 3 && round; k++)
+        for (int i = 0; i < tabs[k]->n; i++) {
+            const struct ti_tensor *x = tabs[k]->items[i].slot;
+            float *v = x->data;
+            for (int64_t j = 0; j < ti_tensor_numel(x); j++)
+                v[j] = ti_bf16_to_f32(ti_f32_to_bf16(v[j]));
+        }
+    if (ti_ldm_save(&m, path, &err) != TI_OK) {
+        fprintf(stderr, "export: %s\n", err.msg);
+        return -1;
+    }
+    ti_ldm_free(&m);
+    return 0;
+}
+
+/* One explicit step in dtype dt; *grad gets a malloc'd copy of the rows' gradient. */
+static int step(int clip, const char *path, enum ti_dtype dt, double *loss, float **grad,
+                size_t *n) {
+    struct ti_err err = {0};
+    struct ti_config cfg;
+    CHECK_OK(ti_config_load(&cfg, &CFG[clip], 1, NULL, 0, &err), &err);
+    struct ti_trainer_opts o = {.cfg = &cfg,
+                                .ckpt_path = path,
+                                .be = ti_backend_cpu(),
+                                .dtype = dt,
+                                .seed = 23,
+                                .lr = 5e-3,
+                                .vocab_dir = "model/vocab"};
+    struct ti_trainer *t = NULL;
+    CHECK_OK(ti_trainer_open(&t, &o, &err), &err);
+    if (!t) return -1;
+    enum { B = 2, S = 64 };
+    static float img[B * 3 * S * S];
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    img[((b * 3 + c) * S + y) * S + x] =
+                        (float)sin(0.11 * x * (c + 1) + 0.07 * y * (b + 1) + c);
+    int ch, f;
+    ti_trainer_latent_shape(t, &ch, &f);
+    size_t nl = (size_t)B * ch * (S / f) * (S / f);
+    float *noise = malloc(nl * sizeof *noise), *eps = malloc(nl * sizeof *eps);
+    for (size_t i = 0; i < nl; i++) { /* fixed, roughly unit-variance values */
+        noise[i] = (float)(1.7 * sin(0.37 * (double)i + 0.5));
+        eps[i] = (float)(1.7 * cos(0.23 * (double)i + 0.1));
+    }
+    const int ts[B] = {137, 811};
+    const char *const caps[B] = {"a photo of *", "a rendition of the *"};
+    double ls = 0;
+    CHECK_OK(ti_trainer_step_explicit(t, img, caps, B, ts, noise, eps, loss, &ls, &err), &err);
+    float *g = ti_trainer_grad(t, n);
+    *grad = malloc(*n * sizeof **grad);
+    memcpy(*grad, g, *n * sizeof **grad);
+    free(noise);
+    free(eps);
+    ti_trainer_close(t);
+    return 0;
+}
+
+/* |a - b| / |b| over the whole vector, and the cosine between them */
+static double rel_diff(const float *a, const float *b, size_t n, double *cosv, double *norm) {
+    double dd = 0, nb = 0, na = 0, dot = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        dd += d * d;
+        nb += (double)b[i] * b[i];
+        na += (double)a[i] * a[i];
+        dot += (double)a[i] * b[i];
+    }
+    if (cosv) *cosv = dot / sqrt(na * nb);
+    if (norm) *norm = sqrt(nb);
+    return sqrt(dd / nb);
+}
+
+static void check_model(int clip) {
+    char path[512], path_r[512];
+    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, clip);
+    snprintf(path_r, sizeof path_r, "%s/m%d_bf16w.safetensors", g_dir, clip);
+    CHECK(export_model(clip, path, 0) == 0);
+    CHECK(export_model(clip, path_r, 1) == 0);
+    double l32 = NAN, l32r = NAN, l16 = NAN, l16b = NAN;
+    float *g32 = NULL, *g32r = NULL, *g16 = NULL, *g16b = NULL;
+    size_t n32 = 0, n32r = 0, n16 = 0, n16b = 0;
+    if (step(clip, path, TI_DTYPE_F32, &l32, &g32, &n32) ||
+        step(clip, path_r, TI_DTYPE_F32, &l32r, &g32r, &n32r) ||
+        step(clip, path, TI_DTYPE_BF16, &l16, &g16, &n16) ||
+        step(clip, path, TI_DTYPE_BF16, &l16b, &g16b, &n16b))
+        goto done;
+    CHECK(n32 == n16 && n32 == n32r && n32 > 0);
+    if (n32 != n16 || n32 != n32r) goto done;
+    double c_all, c_act, c_w, gn;
+    double r_all = rel_diff(g16, g32, n32, &c_all, &gn),
+           r_act = rel_diff(g16, g32r, n32, &c_act, NULL),
+           r_w = rel_diff(g32r, g32, n32, &c_w, NULL);
+    double lrel = fabs(l16 - l32) / fabs(l32);
+    printf("  %s: loss f32 %.6g, bf16 %.6g (rel %.2e); rows gradient |g| %.3g; rel diff (cosine):\n"
+           "    bf16 vs f32 %.2e (%.6f); f32 with bf16-rounded weights vs f32 %.2e (%.6f);\n"
+           "    bf16 vs f32 with the same bf16-rounded weights %.2e (%.6f)\n",
+           clip ? "SD tiny" : "LDM tiny", l32, l16, lrel, gn, r_all, c_all, r_w, c_w, r_act, c_act);
+    CHECK(isfinite(l32) && l32 > 0);
+    CHECK(gn > 0); /* a zero gradient would make the comparison empty */
+    CHECK(lrel <= 2e-2);
+    CHECK(r_all <= 0.1);
+    CHECK(c_all >= 0.995);
+    CHECK(l16b == l16);
+    CHECK(n16b == n16 && memcmp(g16b, g16, n16 * sizeof *g16) == 0);
+done:
+    free(g32);
+    free(g32r);
+    free(g16);
+    free(g16b);
+    unlink(path);
+    unlink(path_r);
+}
+
+TEST(ti_step_bf16_vs_f32_ldm) {
+    check_model(0);
+}
+
+TEST(ti_step_bf16_vs_f32_sd) {
+    check_model(1);
+}
+
+int main(void) {
+#ifndef TI_HAVE_ZLIB
+    printf("SKIP: built without zlib (the CLIP merges file is gzip'd)\n");
+    return TC_SKIP;
+#else
+    snprintf(g_dir, sizeof g_dir, "/tmp/ti_test_train_bf16_%d", (int)getpid());
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
+    if (system(cmd) != 0) return 1;
+    RUN(ti_step_bf16_vs_f32_ldm);
+    RUN(ti_step_bf16_vs_f32_sd);
+    rmdir(g_dir);
+    return tc_finish();
+#endif
+}
