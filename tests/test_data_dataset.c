@@ -16,16 +16,6 @@
 
 #define FIX "tests/fixtures/data/"
 
-#define DCHECK_OK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
-
 static int count_unique(const char *const *list, int n) {
     int u = 0;
     for (int i = 0; i < n; i++) {

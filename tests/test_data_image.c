@@ -22,17 +22,6 @@
 
 static char tmpdir[256]; /* a fresh folder for written files, made in main */
 
-/* CHECK_OK for data/ calls (struct ti_data_err, not struct ti_err) */
-#define DCHECK_OK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
-
 /* largest |a - b| over two equal-size images, or 999 when the sizes differ */
 static int max_diff(const struct ti_image *a, const struct ti_image *b) {
     if (a->w != b->w || a->h != b->h) return 999;
