@@ -1,7 +1,8 @@
 /*
  * io_test_util.h - helpers shared by the file-format tests (tests/io.cmake): temporary folders,
  * whole-file reads and writes, the fixtures' value formula, key/shape tables from
- * tests/fixtures/keys/<name>.tsv, running the tools. Static functions: include it from one .c only.
+ * tests/fixtures/keys/<name>.tsv, running the tools. tio_read and tio_exists are test_util.h's
+ * tu_read_file and tu_exists. Static functions: include it from one .c only.
  *
  * Tests run from the source root (ti_add_test sets WORKING_DIRECTORY), so fixtures are at
  * tests/fixtures/io/<name>.
@@ -21,6 +22,7 @@
 #include <unistd.h>   /* defines: unlink, rmdir */
 
 #include "ckpt.h"
+#include "test_util.h"
 
 #define TIO_FIXTURES "tests/fixtures/io"
 
@@ -72,20 +74,7 @@ static inline void tio_rmrf(const char *dir) {
 }
 
 static inline uint8_t *tio_read(const char *path, size_t *n) {
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(len > 0 ? (size_t)len : 1);
-    if (p && len > 0 && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)(len > 0 ? len : 0);
-    return p;
+    return tu_read_file(path, n);
 }
 
 static inline int tio_write(const char *path, const void *data, size_t n) {
@@ -96,8 +85,7 @@ static inline int tio_write(const char *path, const void *data, size_t n) {
 }
 
 static inline int tio_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
+    return tu_exists(path);
 }
 
 /* Number of entries in a folder (temporary files left behind would show up here). */

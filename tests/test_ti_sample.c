@@ -18,6 +18,7 @@
 #include "image.h"
 #include "ldm.h"
 #include "test_common.h"
+#include "test_util.h"
 #include "tokenizer.h"
 
 static const char *tool;
@@ -25,22 +26,10 @@ static char dir[256];
 
 static int run_model(const char *config, const char *ckpt, const char *args, char *errbuf,
                      size_t errcap) {
-    char cmd[8192], errpath[512];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s --config %s --ckpt %s/%s --device cpu %s > %s/stdout.txt 2> %s",
-             tool, config, dir, ckpt, args, dir, errpath);
-    int rc = system(cmd);
-    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    if (errbuf) {
-        errbuf[0] = 0;
-        FILE *f = fopen(errpath, "r");
-        if (f) {
-            size_t n = fread(errbuf, 1, errcap - 1, f);
-            errbuf[n] = 0;
-            fclose(f);
-        }
-    }
-    return rc;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s --config %s --ckpt %s/%s --device cpu %s", tool, config, dir,
+             ckpt, args);
+    return tu_run_capture(cmd, dir, errbuf, errcap);
 }
 
 static int run(const char *args, char *errbuf, size_t errcap) {
@@ -55,22 +44,10 @@ static int exists(const char *fmt, const char *a) {
     return stat(p, &st) == 0;
 }
 
-static long file_bytes(const char *path, unsigned char **data) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *data = malloc((size_t)n + 1);
-    if (fread(*data, 1, (size_t)n, f) != (size_t)n) n = -1;
-    fclose(f);
-    return n;
-}
-
 static int same_file(const char *a, const char *b) {
-    unsigned char *x = NULL, *y = NULL;
-    long nx = file_bytes(a, &x), ny = file_bytes(b, &y);
-    int same = nx > 0 && nx == ny && !memcmp(x, y, (size_t)nx);
+    size_t nx, ny;
+    unsigned char *x = tu_read_file(a, &nx), *y = tu_read_file(b, &ny);
+    int same = x && y && nx > 0 && nx == ny && !memcmp(x, y, nx);
     free(x);
     free(y);
     return same;
@@ -183,18 +160,16 @@ TEST(writes_pngs_same_bytes_for_same_seed) {
     CHECK(img.w == 2 * (96 + 2) + 2 && img.h == 64 + 4); /* make_grid: 2 per row, 2 px pad */
     ti_image_free(&img);
     /* the settings in tEXt chunks */
-    unsigned char *png = NULL;
-    long n = file_bytes(a, &png);
+    size_t n;
     snprintf(a, sizeof a, "%s/out1/samples/00000.png", dir);
-    free(png);
-    n = file_bytes(a, &png);
-    CHECK(n > 0 && memmem(png, (size_t)n, "tEXtprompt\0a photo of * with @", 30) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n,
+    unsigned char *png = tu_read_file(a, &n);
+    CHECK(n > 0 && memmem(png, n, "tEXtprompt\0a photo of * with @", 30) != NULL);
+    CHECK(n > 0 && memmem(png, n,
                           "seed\0"
                           "5",
                           6) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n, "sampler\0DDIM", 12) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n, "star.pt", 7) != NULL);
+    CHECK(n > 0 && memmem(png, n, "sampler\0DDIM", 12) != NULL);
+    CHECK(n > 0 && memmem(png, n, "star.pt", 7) != NULL);
     free(png);
     /* same seed, another folder: the same bytes; a second run in out1 continues the count */
     snprintf(full, sizeof full, "%s --prompt 'a photo of * with @' --outdir %s/out2", args, dir);

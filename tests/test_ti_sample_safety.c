@@ -30,6 +30,7 @@
 #include "image.h"
 #include "ldm.h"
 #include "test_common.h"
+#include "test_util.h"
 #include "watermark.h"
 
 static const char *tool;
@@ -39,23 +40,12 @@ static const char *ckpt = "model.safetensors"; /* in dir */
 
 /* runs ti-sample on the tiny model with args; stderr in errbuf; the exit status */
 static int run(const char *args) {
-    char cmd[8192], errpath[512];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
+    char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "%s --config configs/tiny/sd-tiny-inference.yaml --ckpt %s/%s "
-             "--device cpu --prompt 'a photo' --ddim_steps 2 --n_iter 1 --seed 3 %s "
-             "> %s/stdout.txt 2> %s",
-             tool, dir, ckpt, args, dir, errpath);
-    int rc = system(cmd);
-    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    errbuf[0] = 0;
-    FILE *f = fopen(errpath, "r");
-    if (f) {
-        size_t n = fread(errbuf, 1, sizeof errbuf - 1, f);
-        errbuf[n] = 0;
-        fclose(f);
-    }
-    return rc;
+             "--device cpu --prompt 'a photo' --ddim_steps 2 --n_iter 1 --seed 3 %s",
+             tool, dir, ckpt, args);
+    return tu_run_capture(cmd, dir, errbuf, sizeof errbuf);
 }
 
 static int exists(const char *sub) {
