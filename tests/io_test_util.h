@@ -142,4 +142,25 @@ static inline int tio_run(const char *cmd) {
     return WEXITSTATUS(r);
 }
 
+/* Runs "exe args" with stdout in dir/out and stderr in dir/err; its exit status (or -1). */
+static inline int tio_tool(const char *dir, const char *exe, const char *args) {
+    size_t cap = strlen(exe) + strlen(args) + 2 * strlen(dir) + 32;
+    char *cmd = malloc(cap);
+    if (!cmd) return -1;
+    snprintf(cmd, cap, "%s %s >%s/out 2>%s/err", exe, args, dir, dir);
+    int rc = tio_run(cmd);
+    free(cmd);
+    return rc;
+}
+
+/* 1 when the file dir/name holds the text `needle`; else 0, and the file's start on stderr. */
+static inline int tio_file_has(const char *dir, const char *name, const char *needle) {
+    size_t n;
+    char *s = tu_read_file(tio_path(dir, name), &n);
+    int r = s && strstr(s, needle) != NULL;
+    if (!r) fprintf(stderr, "  %s lacks '%s':\n%.3000s\n", name, needle, s ? s : "(unreadable)");
+    free(s);
+    return r;
+}
+
 #endif /* TI_IO_TEST_UTIL_H */
