@@ -10,7 +10,6 @@
 #include "shapes_classify.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +17,6 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int
-fail(struct ti_data_err *e, const char *fmt, ...) {
-    if (e) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- templates ------------------------------------------------------------------------------- */
 
@@ -109,7 +94,7 @@ int ti_shapes_classifier_init(struct ti_shapes_classifier *c, struct ti_data_err
     enum { G = 160 };
     const double lo = -1.3, cell = 2.6 / G;
     float *cov = malloc(sizeof(float) * 2 * G * G);
-    if (!cov) return fail(e, "shapes classifier: out of memory for the templates");
+    if (!cov) return ti_data_fail(e, "shapes classifier: out of memory for the templates");
     float *tmp = cov + G * G;
     for (int s = 0; s < TI_SHAPE_COUNT; s++) {
         struct poly p = {0};
@@ -355,9 +340,10 @@ static double periodic_fraction(const double *v, const int *idx, size_t n, int w
 
 int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_classifier *c,
                        const uint8_t *px, int w, int h, struct ti_data_err *e) {
-    if (!out || !c || !px) return fail(e, "shapes classify: NULL argument");
+    if (!out || !c || !px) return ti_data_fail(e, "shapes classify: NULL argument");
     if (w < 8 || h < 8 || w > 4096 || h > 4096)
-        return fail(e, "shapes classify: image size %dx%d: expected 8..4096 per side", w, h);
+        return ti_data_fail(e, "shapes classify: image size %dx%d: expected 8..4096 per side", w,
+                            h);
     memset(out, 0, sizeof *out);
     out->shape = out->colour = out->texture = out->background = -1;
     struct work wk = {w, h, (size_t)w * h, NULL, NULL, NULL, NULL, NULL};
@@ -379,7 +365,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
         free(wk.stack);
         free(border);
         free(tv);
-        return fail(e, "shapes classify: out of memory for a %dx%d image", w, h);
+        return ti_data_fail(e, "shapes classify: out of memory for a %dx%d image", w, h);
     }
     wk.dist = wk.smooth + 3 * n;
     uint8_t *mask = wk.mask, *filled = wk.filled;
