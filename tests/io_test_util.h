@@ -42,12 +42,7 @@ static inline const char *tio_fixture(const char *name) {
 /* A fresh folder under $TMPDIR or /tmp. */
 static inline const char *tio_tmpdir(void) {
     static char dir[512];
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/ti-io-test-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    if (tu_mkdtemp(dir, sizeof dir, "ti-io-test") != 0) exit(1);
     return dir;
 }
 

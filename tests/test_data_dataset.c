@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "test_common.h"
+#include "test_util.h"
 #include "dataset.h"
 #include "image.h"
 #include "templates.h"
@@ -324,11 +325,7 @@ static void cleanup(void) {
 }
 
 int main(void) {
-    snprintf(root, sizeof root, "/tmp/ti_test_data_dataset.XXXXXX");
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_mkdtemp(root, sizeof root, "ti_test_data_dataset") != 0) return 1;
     RUN(templates_verbatim);
     RUN(listing_skipping_and_preparation);
     RUN(captions);

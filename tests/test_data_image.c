@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "test_common.h"
+#include "test_util.h"
 #include "image.h"
 
 #define FIX "tests/fixtures/data/"
@@ -528,11 +529,7 @@ TEST(png_writer_round_trip_and_text) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ti_test_data_image.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_mkdtemp(tmpdir, sizeof tmpdir, "ti_test_data_image") != 0) return 1;
     RUN(resize_matches_pil_exactly);
     RUN(resize_edges);
     RUN(formats_decode_to_rgb);

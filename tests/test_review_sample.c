@@ -291,8 +291,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tool = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/ti_review_sample_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (tu_mkdtemp(dir, sizeof dir, "ti_review_sample") != 0) return 1;
     if (setup() != 0) return 1;
     RUN(scale_any_finite_number);
     RUN(ckpt_path_takes_the_ldm_config);

@@ -372,8 +372,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tool = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/ti_test_sample_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (tu_mkdtemp(dir, sizeof dir, "ti_test_sample") != 0) return 1;
     if (setup() != 0) return 1;
     RUN(help_lists_every_flag);
     RUN(bad_input);

@@ -402,8 +402,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tool = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/ti_test_safety_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (tu_mkdtemp(dir, sizeof dir, "ti_test_safety") != 0) return 1;
     if (setup() != 0) return 1;
     if (argc > 2 && !strcmp(argv[2], "full")) {
         int rc = full();

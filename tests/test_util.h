@@ -1,7 +1,7 @@
 /*
  * test_util.h - small helpers the test binaries share: whole-file reads, a file's existence,
- * running a tool with its output captured. Header only (static inline), no library to link;
- * io_test_util.h builds its tio_ helpers on these.
+ * fresh temporary folders, running a tool with its output captured. Header only (static inline), no
+ * library to link; io_test_util.h builds its tio_ helpers on these.
  *
  *   size_t n;
  *   char *s = tu_read_file("out/log.txt", &n);   // NUL-terminated; NULL when unreadable
@@ -35,6 +35,22 @@ static inline void *tu_read_file(const char *path, size_t *n) {
     p[len] = '\0';
     *n = (size_t)len;
     return p;
+}
+
+/* Makes a fresh folder $TMPDIR/<name>.XXXXXX ($TMPDIR unset or empty: /tmp) and writes its path
+ * into buf. Returns 0, or -1 after saying why on stderr. */
+static inline int tu_mkdtemp(char *buf, size_t cap, const char *name) {
+    const char *t = getenv("TMPDIR");
+    int k = snprintf(buf, cap, "%s/%s.XXXXXX", t && *t ? t : "/tmp", name);
+    if (k < 0 || (size_t)k >= cap) {
+        fprintf(stderr, "tu_mkdtemp: the path for %s is too long\n", name);
+        return -1;
+    }
+    if (!mkdtemp(buf)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    return 0;
 }
 
 static inline int tu_exists(const char *path) {
