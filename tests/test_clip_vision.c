@@ -13,6 +13,7 @@
 #include "clip_vision.h"
 #include "h5_weights.h"
 #include "safety_checker.h"
+#include "tensor_test_util.h"
 #include "test_common.h"
 
 #define FIXTURE "tests/fixtures/model_clip_vision.h5"
@@ -20,16 +21,6 @@
 /* the fixture's configuration: image 28, patch 7, width 32, 2 layers, 4 heads x 8, ff 64,
  * projection 16 */
 static const struct ti_clip_vision_hparams HP = {28, 7, 32, 2, 4, 8, 64, 16};
-
-static double *download(struct ti_ctx *ctx, const struct ti_tensor *t) {
-    struct ti_tensor d;
-    long n = (long)ti_tensor_numel(t);
-    double *out = calloc((size_t)n, sizeof *out);
-    CHECK_OK(ti_copy(ctx, &d, t, TI_DTYPE_F64), &ctx->err);
-    CHECK_OK(ti_ctx_download(ctx, out, (size_t)n * sizeof *out, &d), &ctx->err);
-    ti_tensor_release(&d);
-    return out;
-}
 
 static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor *got, hid_t f,
                     const char *ds, int nd_want, double atol, double rtol) {
@@ -44,7 +35,7 @@ static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor
         same = shape[i] == got->shape[i];
     CHECK(same);
     if (same) {
-        double *g = download(ctx, got);
+        double *g = tt_download(ctx, got);
         if (!tc_check_close(g, want, (long)ti_tensor_numel(got), atol, rtol, what, __FILE__,
                             __LINE__))
             fprintf(stderr, "  (%s vs fixture %s)\n", what, ds);
