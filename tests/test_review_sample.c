@@ -30,6 +30,7 @@
 #include "config.h"
 #include "image.h"
 #include "ldm.h"
+#include "sample_test_util.h"
 #include "test_common.h"
 #include "test_util.h"
 
@@ -61,24 +62,9 @@ static int exists(const char *sub) {
 }
 
 static int setup(void) {
-    struct ti_err err = {0};
-    struct ti_config cfg;
-    const char *cp = "configs/tiny/sd-tiny-inference.yaml";
-    struct ti_ldm m;
     char p[512];
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 7, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    ti_status st = ti_ldm_save(&m, p, &err);
-    ti_ldm_free(&m);
-    if (st != TI_OK) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return stu_write_tiny_ckpt("configs/tiny/sd-tiny-inference.yaml", 7, p);
 }
 
 TEST(scale_any_finite_number) {

@@ -17,6 +17,7 @@
 #include "embedding_io.h"
 #include "image.h"
 #include "ldm.h"
+#include "sample_test_util.h"
 #include "test_common.h"
 #include "test_util.h"
 #include "tokenizer.h"
@@ -55,27 +56,11 @@ static int same_file(const char *a, const char *b) {
 
 static int setup(void) {
     struct ti_err err = {0};
-    struct ti_config cfg;
-    const char *cp = "configs/tiny/sd-tiny-inference.yaml";
-    struct ti_ldm m;
     char p[512];
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 7, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    CHECK_OK(ti_ldm_save(&m, p, &err), &err);
-    ti_ldm_free(&m);
-    cp = "configs/tiny/ldm-tiny-eval_with_tokens.yaml";
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 8, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
+    if (stu_write_tiny_ckpt("configs/tiny/sd-tiny-inference.yaml", 7, p) != 0) return -1;
     snprintf(p, sizeof p, "%s/ldm.safetensors", dir);
-    CHECK_OK(ti_ldm_save(&m, p, &err), &err);
-    ti_ldm_free(&m);
+    if (stu_write_tiny_ckpt("configs/tiny/ldm-tiny-eval_with_tokens.yaml", 8, p) != 0) return -1;
     float v[3 * 32];
     for (int i = 0; i < 3 * 32; i++)
         v[i] = (float)((i * 37 % 101) - 50) * 0.02f;
@@ -116,14 +101,8 @@ static int setup(void) {
     CHECK_OK(ti_embedding_write(&e, p, TI_EMB_PEER, &err), &err);
     ti_embedding_free(&e);
     /* an init image of 100x70 (cut to 96x64) and a file that is not an image */
-    struct ti_image img = {0};
-    struct ti_data_err de = {{0}};
-    CHECK(ti_image_alloc(&img, 100, 70, &de) == 0);
-    for (int i = 0; i < 100 * 70 * 3; i++)
-        img.px[i] = (unsigned char)((i * 7) % 251);
     snprintf(p, sizeof p, "%s/init.png", dir);
-    CHECK(ti_image_write_png(&img, p, NULL, &de) == 0);
-    ti_image_free(&img);
+    CHECK(stu_write_png(p, 100, 70) == 0);
     snprintf(p, sizeof p, "%s/notimage.png", dir);
     FILE *f = fopen(p, "w");
     fputs("hello", f);
