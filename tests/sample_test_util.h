@@ -20,8 +20,7 @@ static inline int stu_tiny_ldm(struct ti_ldm *m, const char *config, uint64_t se
     struct ti_err err = {0};
     struct ti_config cfg;
     if (ti_config_load(&cfg, &config, 1, NULL, 0, &err) || ti_ldm_init(m, &cfg, &err) ||
-        ti_ldm_alloc(m, ti_backend_cpu(), TI_DTYPE_F32, &err) ||
-        ti_ldm_randomize(m, seed, &err)) {
+        ti_ldm_alloc(m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(m, seed, &err)) {
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
