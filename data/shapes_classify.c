@@ -179,6 +179,17 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Offers the distance d to a running best and second best; 1 when d is the new best. */
+static int take_best(double d, double *best, double *second) {
+    if (d < *best) {
+        *second = *best;
+        *best = d;
+        return 1;
+    }
+    if (d < *second) *second = d;
+    return 0;
+}
+
 /* 1 - best / second (0 when both are 0). */
 static double margin_conf(double best, double second) {
     if (second <= 0) return 0;
@@ -388,13 +399,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
             uint8_t rgb[3];
             ti_colour_rgb((enum ti_colour)k, rgb);
             double d = dist3(bg, rgb);
-            if (d < best) {
-                second = best;
-                best = d;
-                out->background = k;
-            } else if (d < second) {
-                second = d;
-            }
+            if (take_best(d, &best, &second)) out->background = k;
         }
         out->background_conf = margin_conf(best, second);
     }
@@ -489,13 +494,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
                 acc += seg_dist(pd, col, sh, NULL);
             }
             acc /= (double)n_int;
-            if (acc < best) {
-                second = best;
-                best = acc;
-                out->colour = k;
-            } else if (acc < second) {
-                second = acc;
-            }
+            if (take_best(acc, &best, &second)) out->colour = k;
         }
         out->colour_conf = margin_conf(best, second);
     }
@@ -640,13 +639,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
             /* holes: any clear hole says ring (blur shrinks a ring's 0.30 to ~0.1) */
             bs += c->hole[s] > 0 ? fmax(0.0, 0.12 - out->hole_frac) : out->hole_frac;
             out->shape_dist[s] = bs;
-            if (bs < best) {
-                second = best;
-                best = bs;
-                out->shape = s;
-            } else if (bs < second) {
-                second = bs;
-            }
+            if (take_best(bs, &best, &second)) out->shape = s;
         }
         out->shape_conf = margin_conf(best, second);
         if (best > TI_SHAPES_MAX_SHAPE_DIST) {
