@@ -146,12 +146,21 @@ static void release_all(struct ti_tensor *const *ts, size_t n) {
         ti_tensor_release(ts[i]);
 }
 
-/* q_sample under no_grad: *xt = sqrt(ab) z + sqrt(1 - ab) noise, with the noise as *nz and the
- * timesteps as *tt. coef holds B sqrt(ab), then B sqrt(1 - ab), then B timesteps. */
+/* q_sample under no_grad: *xt = sqrt(ab_t) z + sqrt(1 - ab_t) noise, with the noise as *nz and
+ * the timesteps t (clamped to the schedule for ab_t) as *tt. */
 static ti_status q_sample(struct ti_ctx *ctx, struct ti_tensor *xt, struct ti_tensor *nz,
-                          struct ti_tensor *tt, const float *z, const float *noise,
-                          const float *coef, int B, int C, int h, struct ti_err *err) {
+                          struct ti_tensor *tt, const struct ti_schedule *s, const int *t,
+                          const float *z, const float *noise, int B, int C, int h,
+                          struct ti_err *err) {
     ti_status st = TI_OK;
+    float *coef = malloc((size_t)B * 3 * sizeof *coef);
+    if (!coef) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
+    for (int b = 0; b < B; b++) {
+        double ab = (double)s->alphas_cumprod_f32[t[b] < 0 ? 0 : t[b] >= s->T ? s->T - 1 : t[b]];
+        coef[b] = (float)sqrt(ab);
+        coef[B + b] = (float)sqrt(1.0 - ab);
+        coef[2 * B + b] = (float)t[b];
+    }
     struct ti_tensor zt = ti_tensor_none(), ca = ti_tensor_none(), cb = ti_tensor_none(),
                      x1 = ti_tensor_none(), x2 = ti_tensor_none();
     int64_t lsh[4] = {B, C, h, h}, csh[4] = {B, 1, 1, 1}, tsh[1] = {B};
@@ -169,6 +178,7 @@ fail:
     ti_tensor_release(&cb);
     ti_tensor_release(&x1);
     ti_tensor_release(&x2);
+    free(coef);
     return st;
 }
 
@@ -285,32 +295,20 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     struct ti_tensor nz = ti_tensor_none(), xt = ti_tensor_none(), tt = ti_tensor_none(),
                      idx = ti_tensor_none(), cond = ti_tensor_none(), eps = ti_tensor_none(),
                      l = ti_tensor_none();
+    struct ti_tensor *const tmp[] = {&nz, &xt, &tt, &idx, &cond, &eps};
     if (!ctx->tape) return ti_error(err, TI_ERR_INVALID, "pretrain: the context has no tape");
-    int32_t *neg = malloc((size_t)B * (size_t)T77 * sizeof *neg);
-    float *coef = malloc((size_t)B * 3 * sizeof *coef);
-    if (!neg || !coef) {
-        free(neg);
-        free(coef);
-        return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
-    }
-    for (int b = 0; b < B; b++) {
-        if (t[b] < 0 || t[b] >= s->T) {
-            free(neg);
-            free(coef);
+    for (int b = 0; b < B; b++)
+        if (t[b] < 0 || t[b] >= s->T)
             return ti_error(err, TI_ERR_INVALID, "pretrain: timestep %d outside [0, %d)", t[b],
                             s->T);
-        }
-        double ab = (double)s->alphas_cumprod_f32[t[b]];
-        coef[b] = (float)sqrt(ab);
-        coef[B + b] = (float)sqrt(1.0 - ab);
-        coef[2 * B + b] = (float)t[b];
-    }
+    int32_t *neg = malloc((size_t)B * (size_t)T77 * sizeof *neg);
+    if (!neg) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
     for (size_t i = 0; i < (size_t)B * (size_t)T77; i++)
         neg[i] = -1 - ids[i];
     /* q_sample outside the tape (nothing trainable before the UNet) */
     int64_t ish[2] = {B, T77};
     ti_ctx_no_grad_begin(ctx);
-    if ((st = q_sample(ctx, &xt, &nz, &tt, z, noise, coef, B, C, h, err)) != TI_OK) goto fail;
+    if ((st = q_sample(ctx, &xt, &nz, &tt, s, t, z, noise, B, C, h, err)) != TI_OK) goto fail;
     CK(st, ti_ctx_upload(ctx, &idx, neg, TI_DTYPE_I32, 2, ish), "token ids");
     ti_ctx_no_grad_end(ctx);
     {
@@ -325,12 +323,7 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     }
     CK(st, ti_unet_forward(ctx, &eps, &m->unet, &xt, &tt, &cond), "UNet");
     CK(st, ti_mse_loss(ctx, &l, &eps, &nz), "loss");
-    ti_tensor_release(&cond);
-    ti_tensor_release(&eps);
-    ti_tensor_release(&xt);
-    ti_tensor_release(&tt);
-    ti_tensor_release(&idx);
-    ti_tensor_release(&nz);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     CK(st, scalar_of(ctx, &l, loss), "reading the loss");
     CK(st, ti_tape_backward(ctx, &l, NULL), "backward");
     ti_tensor_release(&l);
@@ -339,7 +332,6 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     ti_wopt_step(to, lr);
     ti_wopt_step(uo, lr);
     free(neg);
-    free(coef);
     return TI_OK;
 fail:
     if (ctx->no_grad > 0) ti_ctx_no_grad_end(ctx);
@@ -348,15 +340,9 @@ fail:
     ti_wopt_unwatch(uo);
     memset(to->grad, 0, to->n * sizeof *to->grad);
     memset(uo->grad, 0, uo->n * sizeof *uo->grad);
-    ti_tensor_release(&nz);
-    ti_tensor_release(&xt);
-    ti_tensor_release(&tt);
-    ti_tensor_release(&idx);
-    ti_tensor_release(&cond);
-    ti_tensor_release(&eps);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     ti_tensor_release(&l);
     free(neg);
-    free(coef);
     return st;
 }
 
@@ -369,17 +355,10 @@ ti_status ti_pretrain_eps_loss(struct ti_ctx *ctx, const struct ti_ldm *m,
     struct ti_tensor nz = ti_tensor_none(), xt = ti_tensor_none(), tt = ti_tensor_none(),
                      idx = ti_tensor_none(), cond = ti_tensor_none(), eps = ti_tensor_none(),
                      l = ti_tensor_none();
-    float *coef = malloc((size_t)B * 3 * sizeof *coef);
-    if (!coef) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
-    for (int b = 0; b < B; b++) {
-        double ab = (double)s->alphas_cumprod_f32[t[b] < 0 ? 0 : t[b] >= s->T ? s->T - 1 : t[b]];
-        coef[b] = (float)sqrt(ab);
-        coef[B + b] = (float)sqrt(1.0 - ab);
-        coef[2 * B + b] = (float)t[b];
-    }
+    struct ti_tensor *const tmp[] = {&nz, &xt, &tt, &idx, &cond, &eps};
     int64_t ish[2] = {B, TI_TOKENS_MAX};
     ti_ctx_no_grad_begin(ctx);
-    if ((st = q_sample(ctx, &xt, &nz, &tt, z, noise, coef, B, C, h, err)) != TI_OK) goto fail;
+    if ((st = q_sample(ctx, &xt, &nz, &tt, s, t, z, noise, B, C, h, err)) != TI_OK) goto fail;
     CK(st, ti_ctx_upload(ctx, &idx, ids, TI_DTYPE_I32, 2, ish), "token ids");
     CK(st, ti_text_encoder_forward(ctx, &cond, &m->text, &idx, NULL), "text encoder");
     CK(st, ti_unet_forward(ctx, &eps, &m->unet, &xt, &tt, &cond), "UNet");
@@ -387,14 +366,8 @@ ti_status ti_pretrain_eps_loss(struct ti_ctx *ctx, const struct ti_ldm *m,
     CK(st, scalar_of(ctx, &l, loss), "reading the loss");
 fail:
     ti_ctx_no_grad_end(ctx);
-    ti_tensor_release(&nz);
-    ti_tensor_release(&xt);
-    ti_tensor_release(&tt);
-    ti_tensor_release(&idx);
-    ti_tensor_release(&cond);
-    ti_tensor_release(&eps);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     ti_tensor_release(&l);
-    free(coef);
     return st;
 }
 
