@@ -22,6 +22,7 @@
 #include <unistd.h>   /* defines: unlink, rmdir */
 
 #include "ckpt.h"
+#include "test_common.h"
 #include "test_util.h"
 
 #define TIO_FIXTURES "tests/fixtures/io"
@@ -156,6 +157,31 @@ static inline int tio_file_has(const char *dir, const char *name, const char *ne
     if (!r) fprintf(stderr, "  %s lacks '%s':\n%.3000s\n", name, needle, s ? s : "(unreadable)");
     free(s);
     return r;
+}
+
+/* The Python that checks files with torch: $TI_PYTHON, else /usr/bin/python3; NULL (after a SKIP
+ * line) when it is not there. */
+static inline const char *tio_python(void) {
+    const char *py = getenv("TI_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
+    if (access(py, X_OK) != 0) {
+        printf("SKIP: %s not found (set TI_PYTHON, or install Debian's python3-torch)\n", py);
+        return NULL;
+    }
+    return py;
+}
+
+/* Runs the Python check `cmd` (exit 77 when torch is missing), removes dir and returns the
+ * binary's exit status: TC_SKIP without torch, else tc_finish() with the check's result. */
+static inline int tio_python_verdict(const char *cmd, const char *py, const char *dir) {
+    int rc = tio_run(cmd);
+    tio_rmrf(dir);
+    if (rc == TC_SKIP) {
+        printf("SKIP: python3-torch is not installed for %s\n", py);
+        return TC_SKIP;
+    }
+    CHECK(rc == 0);
+    return tc_finish();
 }
 
 #endif /* TI_IO_TEST_UTIL_H */
