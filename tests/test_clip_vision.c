@@ -68,11 +68,9 @@ static void run(enum ti_dtype dt, double atol, double rtol) {
     int64_t shape[6];
     double *px = NULL;
     CHECK(h5u_read(h.file, "pixels", &px, &nd, shape) == 0);
-    struct ti_tensor host, pixels = ti_tensor_none(), embeds, pooled, hidden;
+    struct ti_tensor pixels = ti_tensor_none(), embeds, pooled, hidden;
     if (px) {
-        CHECK_OK(ti_ctx_upload(&ctx, &host, px, TI_DTYPE_F64, nd, shape), &ctx.err);
-        CHECK_OK(ti_copy(&ctx, &pixels, &host, dt), &ctx.err);
-        ti_tensor_release(&host);
+        pixels = tt_upload(&ctx, px, nd, shape, dt);
         free(px);
     }
     ti_status st = ti_clip_vision_forward(&ctx, &embeds, &pooled, &hidden, &v, &pixels);
@@ -182,10 +180,7 @@ static void run_checker(enum ti_dtype dt) {
     CHECK(h5u_read(h.file, "nsfw", &flags, &nd, sh4) == 0);
     CHECK(h5u_read(h.file, "cos_dist", &cosd, &nd, sh5) == 0);
     if (px && ts && tcn && flags && cosd) {
-        struct ti_tensor host, pixels;
-        CHECK_OK(ti_ctx_upload(&ctx, &host, px, TI_DTYPE_F64, 4, sh), &ctx.err);
-        CHECK_OK(ti_copy(&ctx, &pixels, &host, dt), &ctx.err);
-        ti_tensor_release(&host);
+        struct ti_tensor pixels = tt_upload(&ctx, px, 4, sh, dt);
         int K = (int)sh4[0], B = (int)sh4[1], agree = 0, flagged = 0, via_adjustment = 0;
         struct ti_safety_result res[2];
         CHECK(B == 2 && sh2[1] == TI_SAFETY_SPECIAL && sh3[1] == TI_SAFETY_CONCEPTS);

@@ -24,16 +24,6 @@ struct tol {
 /* f64: everything is double on both sides; differences are summation order only */
 static const struct tol TOL64 = {1e-9, 1e-7};
 
-/* host f64 array -> tensor of dtype dt on ctx (cast with the COPY op) */
-static struct ti_tensor upload(struct ti_ctx *ctx, const double *v, int nd, const int64_t *shape,
-                               enum ti_dtype dt) {
-    struct ti_tensor host, t = ti_tensor_none();
-    CHECK_OK(ti_ctx_upload(ctx, &host, v, TI_DTYPE_F64, nd, shape), &ctx->err);
-    CHECK_OK(ti_copy(ctx, &t, &host, dt), &ctx->err);
-    ti_tensor_release(&host);
-    return t;
-}
-
 static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor *got, hid_t f,
                     const char *ds, struct tol t) {
     int nd = 0;
@@ -61,7 +51,7 @@ static struct ti_tensor input(struct ti_ctx *ctx, hid_t f, const char *ds, enum 
     double *v = NULL;
     CHECK(h5u_read(f, ds, &v, &nd, shape) == 0);
     if (!v) return ti_tensor_none();
-    struct ti_tensor t = upload(ctx, v, nd, shape, dt);
+    struct ti_tensor t = tt_upload(ctx, v, nd, shape, dt);
     free(v);
     return t;
 }
