@@ -145,11 +145,8 @@ TEST(clip_vision_l14_table) {
 
 /* overwrites a (small) weight tensor with host doubles, in the tensor's dtype */
 static void set_weight(struct ti_ctx *ctx, struct ti_tensor *t, const double *v) {
-    struct ti_tensor host, cast;
-    CHECK_OK(ti_ctx_upload(ctx, &host, v, TI_DTYPE_F64, t->ndim, t->shape), &ctx->err);
-    CHECK_OK(ti_copy(ctx, &cast, &host, t->dtype), &ctx->err);
+    struct ti_tensor cast = tt_upload(ctx, v, t->ndim, t->shape, t->dtype);
     CHECK_OK(ti_ctx_copy_into(ctx, t, &cast), &ctx->err);
-    ti_tensor_release(&host);
     ti_tensor_release(&cast);
 }
 
