@@ -231,6 +231,30 @@ static int is_border(int x, int y, int w, int h) {
     return x < 2 || y < 2 || x >= w - 2 || y >= h - 2;
 }
 
+/* Relabels the 8-connected region of `from` pixels around seed (itself `from`) as `to`, with
+ * stack (w * h ints) as the work list. Returns the region's area. */
+static size_t flood(uint8_t *mask, int *stack, int w, int h, int seed, uint8_t from, uint8_t to) {
+    size_t area = 0;
+    int sp = 0;
+    stack[sp++] = seed;
+    mask[seed] = to;
+    while (sp) {
+        int p = stack[--sp], x = p % w, y = p / w;
+        area++;
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                int xx = x + dx, yy = y + dy;
+                if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
+                int q = yy * w + xx;
+                if (mask[q] == from) {
+                    mask[q] = to;
+                    stack[sp++] = q;
+                }
+            }
+    }
+    return area;
+}
+
 /* Thresholds dist at thr and keeps the largest 8-connected component as M_OBJ. Returns its
  * area. */
 static size_t segment(struct work *wk, double thr) {
@@ -243,46 +267,15 @@ static size_t segment(struct work *wk, double thr) {
     int best_seed = -1;
     for (size_t i = 0; i < wk->n; i++) {
         if (mask[i] != M_FG) continue;
-        size_t area = 0;
-        int sp = 0;
-        stack[sp++] = (int)i;
-        mask[i] = M_OUT;
-        while (sp) {
-            int p = stack[--sp], x = p % w, y = p / w;
-            area++;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = x + dx, yy = y + dy;
-                    if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                    int q = yy * w + xx;
-                    if (mask[q] == M_FG) {
-                        mask[q] = M_OUT;
-                        stack[sp++] = q;
-                    }
-                }
-        }
+        size_t area = flood(mask, stack, w, h, (int)i, M_FG, M_OUT);
         if (area > best_area) {
             best_area = area;
             best_seed = (int)i;
         }
     }
     if (best_seed < 0) return 0;
-    int sp = 0; /* relabel the winner M_OBJ; every other pixel counts as background */
-    stack[sp++] = best_seed;
-    mask[best_seed] = M_OBJ;
-    while (sp) {
-        int p = stack[--sp], x = p % w, y = p / w;
-        for (int dy = -1; dy <= 1; dy++)
-            for (int dx = -1; dx <= 1; dx++) {
-                int xx = x + dx, yy = y + dy;
-                if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                int q = yy * w + xx;
-                if (mask[q] == M_OUT) {
-                    mask[q] = M_OBJ;
-                    stack[sp++] = q;
-                }
-            }
-    }
+    /* relabel the winner M_OBJ; every other pixel counts as background */
+    flood(mask, stack, w, h, best_seed, M_OUT, M_OBJ);
     return best_area;
 }
 
