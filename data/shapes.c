@@ -10,7 +10,6 @@
 #include "shapes.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,22 +17,6 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-
-/* ---- errors ---------------------------------------------------------------------------------- */
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int
-fail(struct ti_data_err *e, const char *fmt, ...) {
-    if (e) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- random numbers: splitmix64 seeds xoshiro256** (Blackman & Vigna) ------------------------ */
 
@@ -166,13 +149,13 @@ void ti_shapes_spec_default(struct ti_shapes_spec *s) {
 }
 
 int ti_shapes_spec_check(const struct ti_shapes_spec *s, struct ti_data_err *e) {
-    if (!s) return fail(e, "shapes: no data set spec");
+    if (!s) return ti_data_fail(e, "shapes: no data set spec");
     if (s->size < 32 || s->size > 512)
-        return fail(e, "shapes: image size %d: expected 32..512", s->size);
+        return ti_data_fail(e, "shapes: image size %d: expected 32..512", s->size);
     if (!(s->held_out_rate >= 0 && s->held_out_rate <= 1))
-        return fail(e, "shapes: held_out_rate %g: expected 0..1", s->held_out_rate);
+        return ti_data_fail(e, "shapes: held_out_rate %g: expected 0..1", s->held_out_rate);
     if (!(s->generic_rate >= 0 && s->generic_rate <= 1))
-        return fail(e, "shapes: generic_rate %g: expected 0..1", s->generic_rate);
+        return ti_data_fail(e, "shapes: generic_rate %g: expected 0..1", s->generic_rate);
     return 0;
 }
 
@@ -257,7 +240,7 @@ int ti_shapes_caption(char *caption, size_t cap, const struct ti_shapes_attr *a,
     if ((unsigned)a->shape >= TI_SHAPE_COUNT || (unsigned)a->colour >= TI_COLOUR_OBJECT_COUNT ||
         (unsigned)a->background >= TI_COLOUR_COUNT || (unsigned)a->texture >= TI_TEXTURE_COUNT ||
         (unsigned)a->size_class >= TI_SIZE_COUNT)
-        return fail(e, "shapes caption: attribute out of range");
+        return ti_data_fail(e, "shapes caption: attribute out of range");
     struct sbuf b = {caption, cap, 0, 0};
     if (cap) caption[0] = 0;
     if (parts & 1u) sb_add(&b, prefixes[(unsigned)prefix_index % N_PREFIXES]);
@@ -275,8 +258,8 @@ int ti_shapes_caption(char *caption, size_t cap, const struct ti_shapes_attr *a,
     }
     if (b.overflow) {
         if (cap) caption[0] = 0;
-        return fail(e, "shapes caption: buffer of %zu bytes too small (%d suffice)", cap,
-                    TI_SHAPES_CAPTION_MAX);
+        return ti_data_fail(e, "shapes caption: buffer of %zu bytes too small (%d suffice)", cap,
+                            TI_SHAPES_CAPTION_MAX);
     }
     return 0;
 }
@@ -394,14 +377,15 @@ static int in_shade(const struct ti_shapes_attr *a, int size, double x, double y
 
 int ti_shapes_render(const struct ti_shapes_attr *a, int size, uint8_t *px, struct ti_data_err *e) {
     if (size < 8 || size > 4096)
-        return fail(e, "shapes render: image size %d: expected 8..4096", size);
+        return ti_data_fail(e, "shapes render: image size %d: expected 8..4096", size);
     if ((unsigned)a->shape >= TI_SHAPE_COUNT || (unsigned)a->colour >= TI_COLOUR_OBJECT_COUNT ||
         (unsigned)a->background >= TI_COLOUR_COUNT || (unsigned)a->texture >= TI_TEXTURE_COUNT ||
         !(a->radius > 0))
-        return fail(e,
-                    "shapes render: attribute out of range (shape %d colour %d background %d "
-                    "texture %d radius %g)",
-                    (int)a->shape, (int)a->colour, (int)a->background, (int)a->texture, a->radius);
+        return ti_data_fail(
+            e,
+            "shapes render: attribute out of range (shape %d colour %d background %d "
+            "texture %d radius %g)",
+            (int)a->shape, (int)a->colour, (int)a->background, (int)a->texture, a->radius);
     struct geom g;
     geom_init(&g, a);
     uint8_t fg[3], sh[3], bg[3];
@@ -555,17 +539,17 @@ static void jpeg_plane(float *pl, int w, int h, const float *q) {
 int ti_shapes_degrade(uint8_t *px, int w, int h, const struct ti_shapes_degrade_opts *o,
                       struct ti_data_err *e) {
     if (w < 1 || h < 1 || w > 4096 || h > 4096)
-        return fail(e, "shapes degrade: image size %dx%d: expected 1..4096 per side", w, h);
+        return ti_data_fail(e, "shapes degrade: image size %dx%d: expected 1..4096 per side", w, h);
     if (!(o->blur_sigma >= 0 && o->blur_sigma <= 20))
-        return fail(e, "shapes degrade: blur sigma %g: expected 0..20", o->blur_sigma);
+        return ti_data_fail(e, "shapes degrade: blur sigma %g: expected 0..20", o->blur_sigma);
     if (o->jpeg_quality < 0 || o->jpeg_quality > 100)
-        return fail(e, "shapes degrade: jpeg quality %d: expected 1..100 (0: off)",
-                    o->jpeg_quality);
+        return ti_data_fail(e, "shapes degrade: jpeg quality %d: expected 1..100 (0: off)",
+                            o->jpeg_quality);
     if (!(o->noise_sigma >= 0 && o->noise_sigma <= 255))
-        return fail(e, "shapes degrade: noise sigma %g: expected 0..255", o->noise_sigma);
+        return ti_data_fail(e, "shapes degrade: noise sigma %g: expected 0..255", o->noise_sigma);
     size_t n = (size_t)w * h;
     float *pl = malloc(sizeof(float) * n * 4);
-    if (!pl) return fail(e, "shapes degrade: out of memory for a %dx%d image", w, h);
+    if (!pl) return ti_data_fail(e, "shapes degrade: out of memory for a %dx%d image", w, h);
     float *tmp = pl + 3 * n;
     for (int c = 0; c < 3; c++)
         for (size_t i = 0; i < n; i++)

@@ -10,7 +10,6 @@
 #include "shapes_classify.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +17,6 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int
-fail(struct ti_data_err *e, const char *fmt, ...) {
-    if (e) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- templates ------------------------------------------------------------------------------- */
 
@@ -109,7 +94,7 @@ int ti_shapes_classifier_init(struct ti_shapes_classifier *c, struct ti_data_err
     enum { G = 160 };
     const double lo = -1.3, cell = 2.6 / G;
     float *cov = malloc(sizeof(float) * 2 * G * G);
-    if (!cov) return fail(e, "shapes classifier: out of memory for the templates");
+    if (!cov) return ti_data_fail(e, "shapes classifier: out of memory for the templates");
     float *tmp = cov + G * G;
     for (int s = 0; s < TI_SHAPE_COUNT; s++) {
         struct poly p = {0};
@@ -194,6 +179,17 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Offers the distance d to a running best and second best; 1 when d is the new best. */
+static int take_best(double d, double *best, double *second) {
+    if (d < *best) {
+        *second = *best;
+        *best = d;
+        return 1;
+    }
+    if (d < *second) *second = d;
+    return 0;
+}
+
 /* 1 - best / second (0 when both are 0). */
 static double margin_conf(double best, double second) {
     if (second <= 0) return 0;
@@ -235,6 +231,30 @@ static int is_border(int x, int y, int w, int h) {
     return x < 2 || y < 2 || x >= w - 2 || y >= h - 2;
 }
 
+/* Relabels the 8-connected region of `from` pixels around seed (itself `from`) as `to`, with
+ * stack (w * h ints) as the work list. Returns the region's area. */
+static size_t flood(uint8_t *mask, int *stack, int w, int h, int seed, uint8_t from, uint8_t to) {
+    size_t area = 0;
+    int sp = 0;
+    stack[sp++] = seed;
+    mask[seed] = to;
+    while (sp) {
+        int p = stack[--sp], x = p % w, y = p / w;
+        area++;
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                int xx = x + dx, yy = y + dy;
+                if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
+                int q = yy * w + xx;
+                if (mask[q] == from) {
+                    mask[q] = to;
+                    stack[sp++] = q;
+                }
+            }
+    }
+    return area;
+}
+
 /* Thresholds dist at thr and keeps the largest 8-connected component as M_OBJ. Returns its
  * area. */
 static size_t segment(struct work *wk, double thr) {
@@ -247,46 +267,15 @@ static size_t segment(struct work *wk, double thr) {
     int best_seed = -1;
     for (size_t i = 0; i < wk->n; i++) {
         if (mask[i] != M_FG) continue;
-        size_t area = 0;
-        int sp = 0;
-        stack[sp++] = (int)i;
-        mask[i] = M_OUT;
-        while (sp) {
-            int p = stack[--sp], x = p % w, y = p / w;
-            area++;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = x + dx, yy = y + dy;
-                    if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                    int q = yy * w + xx;
-                    if (mask[q] == M_FG) {
-                        mask[q] = M_OUT;
-                        stack[sp++] = q;
-                    }
-                }
-        }
+        size_t area = flood(mask, stack, w, h, (int)i, M_FG, M_OUT);
         if (area > best_area) {
             best_area = area;
             best_seed = (int)i;
         }
     }
     if (best_seed < 0) return 0;
-    int sp = 0; /* relabel the winner M_OBJ; every other pixel counts as background */
-    stack[sp++] = best_seed;
-    mask[best_seed] = M_OBJ;
-    while (sp) {
-        int p = stack[--sp], x = p % w, y = p / w;
-        for (int dy = -1; dy <= 1; dy++)
-            for (int dx = -1; dx <= 1; dx++) {
-                int xx = x + dx, yy = y + dy;
-                if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                int q = yy * w + xx;
-                if (mask[q] == M_OUT) {
-                    mask[q] = M_OBJ;
-                    stack[sp++] = q;
-                }
-            }
-    }
+    /* relabel the winner M_OBJ; every other pixel counts as background */
+    flood(mask, stack, w, h, best_seed, M_OUT, M_OBJ);
     return best_area;
 }
 
@@ -355,9 +344,10 @@ static double periodic_fraction(const double *v, const int *idx, size_t n, int w
 
 int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_classifier *c,
                        const uint8_t *px, int w, int h, struct ti_data_err *e) {
-    if (!out || !c || !px) return fail(e, "shapes classify: NULL argument");
+    if (!out || !c || !px) return ti_data_fail(e, "shapes classify: NULL argument");
     if (w < 8 || h < 8 || w > 4096 || h > 4096)
-        return fail(e, "shapes classify: image size %dx%d: expected 8..4096 per side", w, h);
+        return ti_data_fail(e, "shapes classify: image size %dx%d: expected 8..4096 per side", w,
+                            h);
     memset(out, 0, sizeof *out);
     out->shape = out->colour = out->texture = out->background = -1;
     struct work wk = {w, h, (size_t)w * h, NULL, NULL, NULL, NULL, NULL};
@@ -379,7 +369,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
         free(wk.stack);
         free(border);
         free(tv);
-        return fail(e, "shapes classify: out of memory for a %dx%d image", w, h);
+        return ti_data_fail(e, "shapes classify: out of memory for a %dx%d image", w, h);
     }
     wk.dist = wk.smooth + 3 * n;
     uint8_t *mask = wk.mask, *filled = wk.filled;
@@ -402,13 +392,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
             uint8_t rgb[3];
             ti_colour_rgb((enum ti_colour)k, rgb);
             double d = dist3(bg, rgb);
-            if (d < best) {
-                second = best;
-                best = d;
-                out->background = k;
-            } else if (d < second) {
-                second = d;
-            }
+            if (take_best(d, &best, &second)) out->background = k;
         }
         out->background_conf = margin_conf(best, second);
     }
@@ -503,13 +487,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
                 acc += seg_dist(pd, col, sh, NULL);
             }
             acc /= (double)n_int;
-            if (acc < best) {
-                second = best;
-                best = acc;
-                out->colour = k;
-            } else if (acc < second) {
-                second = acc;
-            }
+            if (take_best(acc, &best, &second)) out->colour = k;
         }
         out->colour_conf = margin_conf(best, second);
     }
@@ -654,13 +632,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
             /* holes: any clear hole says ring (blur shrinks a ring's 0.30 to ~0.1) */
             bs += c->hole[s] > 0 ? fmax(0.0, 0.12 - out->hole_frac) : out->hole_frac;
             out->shape_dist[s] = bs;
-            if (bs < best) {
-                second = best;
-                best = bs;
-                out->shape = s;
-            } else if (bs < second) {
-                second = bs;
-            }
+            if (take_best(bs, &best, &second)) out->shape = s;
         }
         out->shape_conf = margin_conf(best, second);
         if (best > TI_SHAPES_MAX_SHAPE_DIST) {

@@ -81,6 +81,10 @@ const char *ti_tokenizer_vocab_file(enum ti_tokenizer_kind kind);
 /* The source tree's model/vocab directory, compiled in (CMake sets TI_VOCAB_DIR); tools use it
  * when no --vocab is given and no vocab/ directory sits next to the executable. */
 const char *ti_tokenizer_vocab_dir(void);
+/* The vocabulary a tool uses when no --vocab is given: vocab/<ti_tokenizer_vocab_file(kind)> next
+ * to the running executable when that file is readable, else the same file in
+ * ti_tokenizer_vocab_dir(). Writes the path (truncated to size) into buf. */
+void ti_tokenizer_default_vocab(char *buf, size_t size, enum ti_tokenizer_kind kind);
 /* The BOS / EOS / PAD ids of the layout (49406/49407/49407 or 101/102/0). */
 void ti_tokenizer_specials(int32_t *bos, int32_t *eos, int32_t *pad,
                            const struct ti_tokenizer *tok);

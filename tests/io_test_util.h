@@ -1,7 +1,8 @@
 /*
  * io_test_util.h - helpers shared by the file-format tests (tests/io.cmake): temporary folders,
  * whole-file reads and writes, the fixtures' value formula, key/shape tables from
- * tests/fixtures/keys/<name>.tsv, running the tools. Static functions: include it from one .c only.
+ * tests/fixtures/keys/<name>.tsv, running the tools. tio_read and tio_exists are test_util.h's
+ * tu_read_file and tu_exists. Static functions: include it from one .c only.
  *
  * Tests run from the source root (ti_add_test sets WORKING_DIRECTORY), so fixtures are at
  * tests/fixtures/io/<name>.
@@ -21,6 +22,8 @@
 #include <unistd.h>   /* defines: unlink, rmdir */
 
 #include "ckpt.h"
+#include "test_common.h"
+#include "test_util.h"
 
 #define TIO_FIXTURES "tests/fixtures/io"
 
@@ -40,12 +43,7 @@ static inline const char *tio_fixture(const char *name) {
 /* A fresh folder under $TMPDIR or /tmp. */
 static inline const char *tio_tmpdir(void) {
     static char dir[512];
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/ti-io-test-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    if (tu_mkdtemp(dir, sizeof dir, "ti-io-test") != 0) exit(1);
     return dir;
 }
 
@@ -72,20 +70,7 @@ static inline void tio_rmrf(const char *dir) {
 }
 
 static inline uint8_t *tio_read(const char *path, size_t *n) {
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(len > 0 ? (size_t)len : 1);
-    if (p && len > 0 && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)(len > 0 ? len : 0);
-    return p;
+    return tu_read_file(path, n);
 }
 
 static inline int tio_write(const char *path, const void *data, size_t n) {
@@ -96,8 +81,7 @@ static inline int tio_write(const char *path, const void *data, size_t n) {
 }
 
 static inline int tio_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
+    return tu_exists(path);
 }
 
 /* Number of entries in a folder (temporary files left behind would show up here). */
@@ -152,6 +136,52 @@ static inline int tio_run(const char *cmd) {
     int r = system(cmd);
     if (r == -1 || !WIFEXITED(r)) return -1;
     return WEXITSTATUS(r);
+}
+
+/* Runs "exe args" with stdout in dir/out and stderr in dir/err; its exit status (or -1). */
+static inline int tio_tool(const char *dir, const char *exe, const char *args) {
+    size_t cap = strlen(exe) + strlen(args) + 2 * strlen(dir) + 32;
+    char *cmd = malloc(cap);
+    if (!cmd) return -1;
+    snprintf(cmd, cap, "%s %s >%s/out 2>%s/err", exe, args, dir, dir);
+    int rc = tio_run(cmd);
+    free(cmd);
+    return rc;
+}
+
+/* 1 when the file dir/name holds the text `needle`; else 0, and the file's start on stderr. */
+static inline int tio_file_has(const char *dir, const char *name, const char *needle) {
+    size_t n;
+    char *s = tu_read_file(tio_path(dir, name), &n);
+    int r = s && strstr(s, needle) != NULL;
+    if (!r) fprintf(stderr, "  %s lacks '%s':\n%.3000s\n", name, needle, s ? s : "(unreadable)");
+    free(s);
+    return r;
+}
+
+/* The Python that checks files with torch: $TI_PYTHON, else /usr/bin/python3; NULL (after a SKIP
+ * line) when it is not there. */
+static inline const char *tio_python(void) {
+    const char *py = getenv("TI_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
+    if (access(py, X_OK) != 0) {
+        printf("SKIP: %s not found (set TI_PYTHON, or install Debian's python3-torch)\n", py);
+        return NULL;
+    }
+    return py;
+}
+
+/* Runs the Python check `cmd` (exit 77 when torch is missing), removes dir and returns the
+ * binary's exit status: TC_SKIP without torch, else tc_finish() with the check's result. */
+static inline int tio_python_verdict(const char *cmd, const char *py, const char *dir) {
+    int rc = tio_run(cmd);
+    tio_rmrf(dir);
+    if (rc == TC_SKIP) {
+        printf("SKIP: python3-torch is not installed for %s\n", py);
+        return TC_SKIP;
+    }
+    CHECK(rc == 0);
+    return tc_finish();
 }
 
 #endif /* TI_IO_TEST_UTIL_H */

@@ -13,17 +13,6 @@
 
 #define FIXTURE "tests/fixtures/clip_preprocess.h5"
 
-/* CHECK_OK for data/ functions (0 / -1 with a struct ti_data_err) */
-#define CHECK_DOK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
-
 static hid_t fx;
 
 TEST(numpy_to_pil_rounding) {
@@ -40,7 +29,7 @@ TEST(numpy_to_pil_rounding) {
         chw[i] = (float)in[i]; /* float32 values stored as float64: exact */
     struct ti_image img = {0};
     struct ti_data_err e = {{0}};
-    CHECK_DOK(ti_clip_image_from_chw(&img, chw, w, h, &e), &e);
+    DCHECK_OK(ti_clip_image_from_chw(&img, chw, w, h, &e), &e);
     long bad = 0;
     for (size_t i = 0; img.px && i < n; i++)
         bad += img.px[i] != (uint8_t)out[i];
@@ -64,12 +53,12 @@ static void run_case(const char *name, const double *table) {
     if (!in || !crop) return;
     struct ti_image img = {0};
     struct ti_data_err e = {{0}};
-    CHECK_DOK(ti_image_alloc(&img, (int)si[1], (int)si[0], &e), &e);
+    DCHECK_OK(ti_image_alloc(&img, (int)si[1], (int)si[0], &e), &e);
     for (size_t i = 0; i < (size_t)(si[0] * si[1] * 3); i++)
         img.px[i] = (uint8_t)in[i];
     size_t plane = 224 * 224;
     float *chw = malloc(3 * plane * sizeof *chw);
-    CHECK_DOK(ti_clip_preprocess(&img, 224, chw, &e), &e);
+    DCHECK_OK(ti_clip_preprocess(&img, 224, chw, &e), &e);
     /* want = the processor's output = norm_table[channel][its crop's byte] */
     long bad = 0;
     double maxd = 0;
@@ -108,7 +97,7 @@ TEST(bad_size) {
     struct ti_image img = {0};
     struct ti_data_err e = {{0}};
     float out[1];
-    CHECK_DOK(ti_image_alloc(&img, 4, 4, &e), &e);
+    DCHECK_OK(ti_image_alloc(&img, 4, 4, &e), &e);
     CHECK(ti_clip_preprocess(&img, 0, out, &e) == -1);
     CHECK(strstr(e.msg, "size 0") != NULL);
     ti_image_free(&img);

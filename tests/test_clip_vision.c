@@ -13,6 +13,7 @@
 #include "clip_vision.h"
 #include "h5_weights.h"
 #include "safety_checker.h"
+#include "tensor_test_util.h"
 #include "test_common.h"
 
 #define FIXTURE "tests/fixtures/model_clip_vision.h5"
@@ -20,16 +21,6 @@
 /* the fixture's configuration: image 28, patch 7, width 32, 2 layers, 4 heads x 8, ff 64,
  * projection 16 */
 static const struct ti_clip_vision_hparams HP = {28, 7, 32, 2, 4, 8, 64, 16};
-
-static double *download(struct ti_ctx *ctx, const struct ti_tensor *t) {
-    struct ti_tensor d;
-    long n = (long)ti_tensor_numel(t);
-    double *out = calloc((size_t)n, sizeof *out);
-    CHECK_OK(ti_copy(ctx, &d, t, TI_DTYPE_F64), &ctx->err);
-    CHECK_OK(ti_ctx_download(ctx, out, (size_t)n * sizeof *out, &d), &ctx->err);
-    ti_tensor_release(&d);
-    return out;
-}
 
 static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor *got, hid_t f,
                     const char *ds, int nd_want, double atol, double rtol) {
@@ -44,7 +35,7 @@ static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor
         same = shape[i] == got->shape[i];
     CHECK(same);
     if (same) {
-        double *g = download(ctx, got);
+        double *g = tt_download(ctx, got);
         if (!tc_check_close(g, want, (long)ti_tensor_numel(got), atol, rtol, what, __FILE__,
                             __LINE__))
             fprintf(stderr, "  (%s vs fixture %s)\n", what, ds);
@@ -77,11 +68,9 @@ static void run(enum ti_dtype dt, double atol, double rtol) {
     int64_t shape[6];
     double *px = NULL;
     CHECK(h5u_read(h.file, "pixels", &px, &nd, shape) == 0);
-    struct ti_tensor host, pixels = ti_tensor_none(), embeds, pooled, hidden;
+    struct ti_tensor pixels = ti_tensor_none(), embeds, pooled, hidden;
     if (px) {
-        CHECK_OK(ti_ctx_upload(&ctx, &host, px, TI_DTYPE_F64, nd, shape), &ctx.err);
-        CHECK_OK(ti_copy(&ctx, &pixels, &host, dt), &ctx.err);
-        ti_tensor_release(&host);
+        pixels = tt_upload(&ctx, px, nd, shape, dt);
         free(px);
     }
     ti_status st = ti_clip_vision_forward(&ctx, &embeds, &pooled, &hidden, &v, &pixels);
@@ -156,11 +145,8 @@ TEST(clip_vision_l14_table) {
 
 /* overwrites a (small) weight tensor with host doubles, in the tensor's dtype */
 static void set_weight(struct ti_ctx *ctx, struct ti_tensor *t, const double *v) {
-    struct ti_tensor host, cast;
-    CHECK_OK(ti_ctx_upload(ctx, &host, v, TI_DTYPE_F64, t->ndim, t->shape), &ctx->err);
-    CHECK_OK(ti_copy(ctx, &cast, &host, t->dtype), &ctx->err);
+    struct ti_tensor cast = tt_upload(ctx, v, t->ndim, t->shape, t->dtype);
     CHECK_OK(ti_ctx_copy_into(ctx, t, &cast), &ctx->err);
-    ti_tensor_release(&host);
     ti_tensor_release(&cast);
 }
 
@@ -191,10 +177,7 @@ static void run_checker(enum ti_dtype dt) {
     CHECK(h5u_read(h.file, "nsfw", &flags, &nd, sh4) == 0);
     CHECK(h5u_read(h.file, "cos_dist", &cosd, &nd, sh5) == 0);
     if (px && ts && tcn && flags && cosd) {
-        struct ti_tensor host, pixels;
-        CHECK_OK(ti_ctx_upload(&ctx, &host, px, TI_DTYPE_F64, 4, sh), &ctx.err);
-        CHECK_OK(ti_copy(&ctx, &pixels, &host, dt), &ctx.err);
-        ti_tensor_release(&host);
+        struct ti_tensor pixels = tt_upload(&ctx, px, 4, sh, dt);
         int K = (int)sh4[0], B = (int)sh4[1], agree = 0, flagged = 0, via_adjustment = 0;
         struct ti_safety_result res[2];
         CHECK(B == 2 && sh2[1] == TI_SAFETY_SPECIAL && sh3[1] == TI_SAFETY_CONCEPTS);

@@ -67,6 +67,18 @@ static inline const char *tc_errmsg(const struct ti_err *e) {
         }                                                                                          \
     } while (0)
 
+/* CHECK_OK for data/ calls: they return 0 / -1 and fill a struct ti_data_err (data/ stands alone,
+ * so its errors are not a struct ti_err). */
+#define DCHECK_OK(expr, e)                                                                         \
+    do {                                                                                           \
+        tc_checks++;                                                                               \
+        if ((expr) != 0) {                                                                         \
+            tc_failures++;                                                                         \
+            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
+                    (e)->msg);                                                                     \
+        }                                                                                          \
+    } while (0)
+
 /* |got - want| <= atol + rtol * |want| element-wise (torch.allclose semantics). */
 static inline int tc_check_close(const double *got, const double *want, long n, double atol,
                                  double rtol, const char *what, const char *file, int line) {

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "test_common.h"
+#include "test_util.h"
 
 static struct ti_config G; /* about 22 KB: kept off the stack */
 
@@ -169,18 +170,14 @@ int main(void) {
 
 /* ==== Helpers ============================================================================== */
 
-static char tmpdir[64];
-static char tmpfiles[16][128];
+static char tmpdir[256];
+static char tmpfiles[16][512];
 static int n_tmpfiles;
 
 /* Writes text to <tmpdir>/<name> and returns the path. */
 static const char *write_tmp(const char *name, const char *text) {
     if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/ti_test_config_XXXXXX");
-        if (!mkdtemp(tmpdir)) {
-            perror("mkdtemp");
-            exit(1);
-        }
+        if (tu_mkdtemp(tmpdir, sizeof tmpdir, "ti_test_config") != 0) exit(1);
     }
     char *path = tmpfiles[n_tmpfiles++];
     snprintf(path, sizeof tmpfiles[0], "%s/%s", tmpdir, name);

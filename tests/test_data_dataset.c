@@ -10,21 +10,12 @@
 #include <unistd.h>
 
 #include "test_common.h"
+#include "test_util.h"
 #include "dataset.h"
 #include "image.h"
 #include "templates.h"
 
 #define FIX "tests/fixtures/data/"
-
-#define DCHECK_OK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
 
 static int count_unique(const char *const *list, int n) {
     int u = 0;
@@ -334,11 +325,7 @@ static void cleanup(void) {
 }
 
 int main(void) {
-    snprintf(root, sizeof root, "/tmp/ti_test_data_dataset.XXXXXX");
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_mkdtemp(root, sizeof root, "ti_test_data_dataset") != 0) return 1;
     RUN(templates_verbatim);
     RUN(listing_skipping_and_preparation);
     RUN(captions);

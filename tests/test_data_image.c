@@ -16,22 +16,12 @@
 #include <unistd.h>
 
 #include "test_common.h"
+#include "test_util.h"
 #include "image.h"
 
 #define FIX "tests/fixtures/data/"
 
 static char tmpdir[256]; /* a fresh folder for written files, made in main */
-
-/* CHECK_OK for data/ calls (struct ti_data_err, not struct ti_err) */
-#define DCHECK_OK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
 
 /* largest |a - b| over two equal-size images, or 999 when the sizes differ */
 static int max_diff(const struct ti_image *a, const struct ti_image *b) {
@@ -109,18 +99,24 @@ TEST(resize_edges) {
 
 /* ---- formats, alpha, EXIF ------------------------------------------------------------------- */
 
+/* Loads FIX formats/<name> into *got and PIL's decode of it, formats/<name>.expected.png, into
+ * *want (a failed load is a failed check and leaves px NULL). */
+static void load_with_expected(const char *name, struct ti_image *got, struct ti_image *want) {
+    char p[256], q[256];
+    struct ti_data_err e = {{0}};
+    snprintf(p, sizeof p, FIX "formats/%s", name);
+    snprintf(q, sizeof q, FIX "formats/%s.expected.png", name);
+    DCHECK_OK(ti_image_load(got, p, &e), &e);
+    DCHECK_OK(ti_image_load(want, q, &e), &e);
+}
+
 TEST(formats_decode_to_rgb) {
     static const char *const names[] = {"rgba.png",         "la.png",   "grey.png", "palette.png",
                                         "palette_trns.png", "anim.gif", "rgb.bmp",  "rgb.tga",
                                         "rgb_rle.tga",      "rgb16.png"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        char p[256], q[256];
         struct ti_image got = {0}, want = {0};
-        struct ti_data_err e = {{0}};
-        snprintf(p, sizeof p, FIX "formats/%s", names[i]);
-        snprintf(q, sizeof q, FIX "formats/%s.expected.png", names[i]);
-        DCHECK_OK(ti_image_load(&got, p, &e), &e);
-        DCHECK_OK(ti_image_load(&want, q, &e), &e);
+        load_with_expected(names[i], &got, &want);
         int d = got.px && want.px ? max_diff(&got, &want) : 999;
         if (d) fprintf(stderr, "  %s: max diff %d\n", names[i], d);
         CHECK(d == 0);
@@ -135,13 +131,8 @@ TEST(jpeg_close_to_pil) {
     static const char *const names[] = {"jpeg420.jpg", "jpeg422.jpg", "progressive.jpg",
                                         "restart.jpg", "grey.jpg",    "cmyk.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        char p[256], q[256];
         struct ti_image got = {0}, want = {0};
-        struct ti_data_err e = {{0}};
-        snprintf(p, sizeof p, FIX "formats/%s", names[i]);
-        snprintf(q, sizeof q, FIX "formats/%s.expected.png", names[i]);
-        DCHECK_OK(ti_image_load(&got, p, &e), &e);
-        DCHECK_OK(ti_image_load(&want, q, &e), &e);
+        load_with_expected(names[i], &got, &want);
         int mx = got.px && want.px ? max_diff(&got, &want) : 999;
         double md = mx < 999 ? mean_diff(&got, &want) : 999;
         printf("  %s: max %d, mean %.3f levels from PIL\n", names[i], mx, md);
@@ -539,11 +530,7 @@ TEST(png_writer_round_trip_and_text) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ti_test_data_image.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_mkdtemp(tmpdir, sizeof tmpdir, "ti_test_data_image") != 0) return 1;
     RUN(resize_matches_pil_exactly);
     RUN(resize_edges);
     RUN(formats_decode_to_rgb);

@@ -162,22 +162,11 @@ static const char *a1111_with_global(const char *file, const char *m, const char
 }
 
 static int tool(const char *exe, const char *args) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err", exe, args, tmp, tmp);
-    return tio_run(cmd);
+    return tio_tool(tmp, exe, args);
 }
 
 static int file_has(const char *name, const char *needle) {
-    size_t n;
-    uint8_t *d = tio_read(tio_path(tmp, name), &n);
-    char *s = malloc(n + 1);
-    if (d) memcpy(s, d, n);
-    s[n] = '\0';
-    int r = strstr(s, needle) != NULL;
-    if (!r) fprintf(stderr, "  %s lacks '%s':\n%.2000s\n", name, needle, s);
-    free(d);
-    free(s);
-    return r;
+    return tio_file_has(tmp, name, needle);
 }
 
 static double now(void) {

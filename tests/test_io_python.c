@@ -30,12 +30,8 @@ static void write_raw(const char *dir, const char *name, const float *v, size_t 
 }
 
 int main(void) {
-    const char *py = getenv("TI_PYTHON");
-    if (!py || !*py) py = "/usr/bin/python3";
-    if (access(py, X_OK) != 0) {
-        printf("SKIP: %s not found (set TI_PYTHON, or install Debian's python3-torch)\n", py);
-        return TC_SKIP;
-    }
+    const char *py = tio_python();
+    if (!py) return TC_SKIP;
     const char *dir = tio_tmpdir();
     struct ti_err err = {0};
     static float v1[2 * 768], v2[1 * 768], v3[4 * 768], v4[3 * 1024];
@@ -95,12 +91,5 @@ int main(void) {
 
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s tests/io_torch_check.py %s", py, dir);
-    int rc = tio_run(cmd);
-    tio_rmrf(dir);
-    if (rc == TC_SKIP) {
-        printf("SKIP: python3-torch is not installed for %s\n", py);
-        return TC_SKIP;
-    }
-    CHECK(rc == 0);
-    return tc_finish();
+    return tio_python_verdict(cmd, py, dir);
 }

@@ -14,35 +14,15 @@ static const char *tmp, *inspect, *convert;
 
 /* Runs "<tool> args" with stdout and stderr captured into tmp/out and tmp/err. */
 static int tool(const char *exe, const char *args) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err", exe, args, tmp, tmp);
-    return tio_run(cmd);
-}
-
-static char *slurp(const char *name) {
-    size_t n;
-    uint8_t *d = tio_read(tio_path(tmp, name), &n);
-    char *s = malloc(n + 1);
-    if (d) memcpy(s, d, n);
-    s[n] = '\0';
-    free(d);
-    return s;
+    return tio_tool(tmp, exe, args);
 }
 
 static int out_has(const char *needle) {
-    char *s = slurp("out");
-    int r = strstr(s, needle) != NULL;
-    if (!r) fprintf(stderr, "  stdout lacks '%s':\n%.2000s\n", needle, s);
-    free(s);
-    return r;
+    return tio_file_has(tmp, "out", needle);
 }
 
 static int err_has(const char *needle) {
-    char *s = slurp("err");
-    int r = strstr(s, needle) != NULL;
-    if (!r) fprintf(stderr, "  stderr lacks '%s':\n%.2000s\n", needle, s);
-    free(s);
-    return r;
+    return tio_file_has(tmp, "err", needle);
 }
 
 TEST(inspect_usage) {
@@ -103,8 +83,9 @@ TEST(inspect_refuses_bad_files) {
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(args, sizeof args, "--json %s", tio_fixture(bad[i][0]));
         CHECK(tool(inspect, args) == 1 && err_has(bad[i][1]) && err_has(bad[i][0]));
-        char *o = slurp("out");
-        CHECK(o[0] == '\0'); /* nothing printed before the refusal */
+        size_t no;
+        char *o = tu_read_file(tio_path(tmp, "out"), &no);
+        CHECK(o && no == 0); /* nothing printed before the refusal */
         free(o);
     }
     snprintf(args, sizeof args, "%s", tio_path(tmp, "missing.ckpt"));

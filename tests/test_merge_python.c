@@ -18,12 +18,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_merge_python <ti-merge>\n");
         return 2;
     }
-    const char *py = getenv("TI_PYTHON");
-    if (!py || !*py) py = "/usr/bin/python3";
-    if (access(py, X_OK) != 0) {
-        printf("SKIP: %s not found (set TI_PYTHON, or install Debian's python3-torch)\n", py);
-        return TC_SKIP;
-    }
+    const char *py = tio_python();
+    if (!py) return TC_SKIP;
     const char *dir = tio_tmpdir();
     char merged[1024], a1111[1024], cmd[8192];
     snprintf(merged, sizeof merged, "%s/merged.pt", dir);
@@ -45,12 +41,5 @@ int main(int argc, char **argv) {
              "'toy:5988:%s:<cat-toy>' 'sks:48136:%s:*' 'dog:1929:%s:*'",
              py, merged, a1111, FX("a1111_f32.pt"), FX("peer_merged.pt"), FX("peer_merged.pt"),
              FX("diffusers_2d.bin"), FX("kohya.pt"), FX("legacy_a1111.pt"));
-    int rc = tio_run(cmd);
-    tio_rmrf(dir);
-    if (rc == TC_SKIP) {
-        printf("SKIP: python3-torch is not installed for %s\n", py);
-        return TC_SKIP;
-    }
-    CHECK(rc == 0);
-    return tc_finish();
+    return tio_python_verdict(cmd, py, dir);
 }

@@ -12,6 +12,7 @@
 
 #include "h5_weights.h"
 #include "tape.h"
+#include "tensor_test_util.h"
 #include "test_common.h"
 #include "text_encoder.h"
 #include "unet.h"
@@ -22,26 +23,6 @@ struct tol {
 };
 /* f64: everything is double on both sides; differences are summation order only */
 static const struct tol TOL64 = {1e-9, 1e-7};
-
-/* host f64 array -> tensor of dtype dt on ctx (cast with the COPY op) */
-static struct ti_tensor upload(struct ti_ctx *ctx, const double *v, int nd, const int64_t *shape,
-                               enum ti_dtype dt) {
-    struct ti_tensor host, t = ti_tensor_none();
-    CHECK_OK(ti_ctx_upload(ctx, &host, v, TI_DTYPE_F64, nd, shape), &ctx->err);
-    CHECK_OK(ti_copy(ctx, &t, &host, dt), &ctx->err);
-    ti_tensor_release(&host);
-    return t;
-}
-
-static double *download(struct ti_ctx *ctx, const struct ti_tensor *t) {
-    struct ti_tensor d;
-    long n = (long)ti_tensor_numel(t);
-    double *out = calloc((size_t)n, sizeof *out);
-    CHECK_OK(ti_copy(ctx, &d, t, TI_DTYPE_F64), &ctx->err);
-    CHECK_OK(ti_ctx_download(ctx, out, (size_t)n * sizeof *out, &d), &ctx->err);
-    ti_tensor_release(&d);
-    return out;
-}
 
 static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor *got, hid_t f,
                     const char *ds, struct tol t) {
@@ -55,7 +36,7 @@ static void compare(struct ti_ctx *ctx, const char *what, const struct ti_tensor
         n *= shape[i];
     CHECK(n == ti_tensor_numel(got));
     if (n == ti_tensor_numel(got)) {
-        double *g = download(ctx, got);
+        double *g = tt_download(ctx, got);
         if (!tc_check_close(g, want, (long)n, t.atol, t.rtol, what, __FILE__, __LINE__))
             fprintf(stderr, "  (%s vs fixture %s)\n", what, ds);
         free(g);
@@ -70,7 +51,7 @@ static struct ti_tensor input(struct ti_ctx *ctx, hid_t f, const char *ds, enum 
     double *v = NULL;
     CHECK(h5u_read(f, ds, &v, &nd, shape) == 0);
     if (!v) return ti_tensor_none();
-    struct ti_tensor t = upload(ctx, v, nd, shape, dt);
+    struct ti_tensor t = tt_upload(ctx, v, nd, shape, dt);
     free(v);
     return t;
 }
@@ -164,7 +145,7 @@ static void run_unet_steps(enum ti_dtype dt, struct tol tol, int checkpoint, int
             if (keep) {
                 const struct ti_tensor *r[3] = {&out, &gx, &gc};
                 for (int i = 0; i < 3; i++) {
-                    keep[s].v[i] = download(&ctx, r[i]);
+                    keep[s].v[i] = tt_download(&ctx, r[i]);
                     keep[s].n[i] = (long)ti_tensor_numel(r[i]);
                 }
             }

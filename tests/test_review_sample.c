@@ -30,7 +30,9 @@
 #include "config.h"
 #include "image.h"
 #include "ldm.h"
+#include "sample_test_util.h"
 #include "test_common.h"
+#include "test_util.h"
 
 static const char *tool;
 static char dir[256];
@@ -38,19 +40,8 @@ static char dir[256];
 /* ti-sample with exactly `args`; stderr into errbuf; the exit status */
 static int run_raw(const char *args, char *errbuf, size_t errcap) {
     static char cmd[20000];
-    char errpath[512];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s %s > %s/stdout.txt 2> %s", tool, args, dir, errpath);
-    int rc = system(cmd);
-    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    errbuf[0] = 0;
-    FILE *f = fopen(errpath, "r");
-    if (f) {
-        size_t n = fread(errbuf, 1, errcap - 1, f);
-        errbuf[n] = 0;
-        fclose(f);
-    }
-    return rc;
+    snprintf(cmd, sizeof cmd, "%s %s", tool, args);
+    return tu_run_capture(cmd, dir, errbuf, errcap);
 }
 
 /* ti-sample on the tiny checkpoint with `args` */
@@ -63,18 +54,6 @@ static int run(const char *args, char *errbuf, size_t errcap) {
     return run_raw(full, errbuf, errcap);
 }
 
-static long file_bytes(const char *path, unsigned char **data) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *data = malloc((size_t)n + 1);
-    if (fread(*data, 1, (size_t)n, f) != (size_t)n) n = -1;
-    fclose(f);
-    return n;
-}
-
 static int exists(const char *sub) {
     char p[1024];
     struct stat st;
@@ -83,24 +62,9 @@ static int exists(const char *sub) {
 }
 
 static int setup(void) {
-    struct ti_err err = {0};
-    struct ti_config cfg;
-    const char *cp = "configs/tiny/sd-tiny-inference.yaml";
-    struct ti_ldm m;
     char p[512];
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 7, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    ti_status st = ti_ldm_save(&m, p, &err);
-    ti_ldm_free(&m);
-    if (st != TI_OK) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
+    return stu_write_tiny_ckpt("configs/tiny/sd-tiny-inference.yaml", 7, p);
 }
 
 TEST(scale_any_finite_number) {
@@ -112,13 +76,13 @@ TEST(scale_any_finite_number) {
     CHECK(exists("neg/samples/00000.png"));
     snprintf(args, sizeof args, "--scale 1 --outdir %s/one", dir);
     CHECK(run(args, err, sizeof err) == 0);
-    unsigned char *a = NULL, *b = NULL;
     char pa[512], pb[512];
     snprintf(pa, sizeof pa, "%s/neg/samples/00000.png", dir);
     snprintf(pb, sizeof pb, "%s/one/samples/00000.png", dir);
-    long na = file_bytes(pa, &a), nb = file_bytes(pb, &b);
-    CHECK(na > 0 && nb > 0);
-    CHECK(!(na == nb && na > 0 && !memcmp(a, b, (size_t)na))); /* the guidance took effect */
+    size_t na, nb;
+    unsigned char *a = tu_read_file(pa, &na), *b = tu_read_file(pb, &nb);
+    CHECK(a && b && na > 0 && nb > 0);
+    CHECK(!(a && b && na == nb && !memcmp(a, b, na))); /* the guidance took effect */
     free(a);
     free(b);
     snprintf(args, sizeof args, "--scale inf --outdir %s/inf", dir);
@@ -195,10 +159,10 @@ TEST(from_file_splitlines) {
     CHECK(exists("lines/samples/00007.png"));
     CHECK(!exists("lines/samples/00008.png"));
     /* the second image's prompt is "b" alone */
-    unsigned char *png = NULL;
+    size_t n;
     snprintf(p, sizeof p, "%s/lines/samples/00001.png", dir);
-    long n = file_bytes(p, &png);
-    CHECK(n > 0 && memmem(png, (size_t)n, "tEXtprompt\0b", 12) != NULL);
+    unsigned char *png = tu_read_file(p, &n);
+    CHECK(png && memmem(png, n, "tEXtprompt\0b", 12) != NULL);
     free(png);
 }
 
@@ -313,8 +277,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tool = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/ti_review_sample_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (tu_mkdtemp(dir, sizeof dir, "ti_review_sample") != 0) return 1;
     if (setup() != 0) return 1;
     RUN(scale_any_finite_number);
     RUN(ckpt_path_takes_the_ldm_config);

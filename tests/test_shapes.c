@@ -25,17 +25,6 @@
 
 #define S 64
 
-/* CHECK_OK for data/ calls (struct ti_data_err, not struct ti_err) */
-#define DCHECK_OK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
-
 /* FNV-1a over a byte buffer: a compact fingerprint for comparing runs. */
 static uint64_t fnv(const uint8_t *p, size_t n, uint64_t h) {
     for (size_t i = 0; i < n; i++)

@@ -17,7 +17,9 @@
 #include "embedding_io.h"
 #include "image.h"
 #include "ldm.h"
+#include "sample_test_util.h"
 #include "test_common.h"
+#include "test_util.h"
 #include "tokenizer.h"
 
 static const char *tool;
@@ -25,22 +27,10 @@ static char dir[256];
 
 static int run_model(const char *config, const char *ckpt, const char *args, char *errbuf,
                      size_t errcap) {
-    char cmd[8192], errpath[512];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s --config %s --ckpt %s/%s --device cpu %s > %s/stdout.txt 2> %s",
-             tool, config, dir, ckpt, args, dir, errpath);
-    int rc = system(cmd);
-    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    if (errbuf) {
-        errbuf[0] = 0;
-        FILE *f = fopen(errpath, "r");
-        if (f) {
-            size_t n = fread(errbuf, 1, errcap - 1, f);
-            errbuf[n] = 0;
-            fclose(f);
-        }
-    }
-    return rc;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s --config %s --ckpt %s/%s --device cpu %s", tool, config, dir,
+             ckpt, args);
+    return tu_run_capture(cmd, dir, errbuf, errcap);
 }
 
 static int run(const char *args, char *errbuf, size_t errcap) {
@@ -55,22 +45,10 @@ static int exists(const char *fmt, const char *a) {
     return stat(p, &st) == 0;
 }
 
-static long file_bytes(const char *path, unsigned char **data) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *data = malloc((size_t)n + 1);
-    if (fread(*data, 1, (size_t)n, f) != (size_t)n) n = -1;
-    fclose(f);
-    return n;
-}
-
 static int same_file(const char *a, const char *b) {
-    unsigned char *x = NULL, *y = NULL;
-    long nx = file_bytes(a, &x), ny = file_bytes(b, &y);
-    int same = nx > 0 && nx == ny && !memcmp(x, y, (size_t)nx);
+    size_t nx, ny;
+    unsigned char *x = tu_read_file(a, &nx), *y = tu_read_file(b, &ny);
+    int same = x && y && nx > 0 && nx == ny && !memcmp(x, y, nx);
     free(x);
     free(y);
     return same;
@@ -78,27 +56,11 @@ static int same_file(const char *a, const char *b) {
 
 static int setup(void) {
     struct ti_err err = {0};
-    struct ti_config cfg;
-    const char *cp = "configs/tiny/sd-tiny-inference.yaml";
-    struct ti_ldm m;
     char p[512];
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 7, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    CHECK_OK(ti_ldm_save(&m, p, &err), &err);
-    ti_ldm_free(&m);
-    cp = "configs/tiny/ldm-tiny-eval_with_tokens.yaml";
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 8, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
+    if (stu_write_tiny_ckpt("configs/tiny/sd-tiny-inference.yaml", 7, p) != 0) return -1;
     snprintf(p, sizeof p, "%s/ldm.safetensors", dir);
-    CHECK_OK(ti_ldm_save(&m, p, &err), &err);
-    ti_ldm_free(&m);
+    if (stu_write_tiny_ckpt("configs/tiny/ldm-tiny-eval_with_tokens.yaml", 8, p) != 0) return -1;
     float v[3 * 32];
     for (int i = 0; i < 3 * 32; i++)
         v[i] = (float)((i * 37 % 101) - 50) * 0.02f;
@@ -139,14 +101,8 @@ static int setup(void) {
     CHECK_OK(ti_embedding_write(&e, p, TI_EMB_PEER, &err), &err);
     ti_embedding_free(&e);
     /* an init image of 100x70 (cut to 96x64) and a file that is not an image */
-    struct ti_image img = {0};
-    struct ti_data_err de = {{0}};
-    CHECK(ti_image_alloc(&img, 100, 70, &de) == 0);
-    for (int i = 0; i < 100 * 70 * 3; i++)
-        img.px[i] = (unsigned char)((i * 7) % 251);
     snprintf(p, sizeof p, "%s/init.png", dir);
-    CHECK(ti_image_write_png(&img, p, NULL, &de) == 0);
-    ti_image_free(&img);
+    CHECK(stu_write_png(p, 100, 70) == 0);
     snprintf(p, sizeof p, "%s/notimage.png", dir);
     FILE *f = fopen(p, "w");
     fputs("hello", f);
@@ -183,18 +139,16 @@ TEST(writes_pngs_same_bytes_for_same_seed) {
     CHECK(img.w == 2 * (96 + 2) + 2 && img.h == 64 + 4); /* make_grid: 2 per row, 2 px pad */
     ti_image_free(&img);
     /* the settings in tEXt chunks */
-    unsigned char *png = NULL;
-    long n = file_bytes(a, &png);
+    size_t n;
     snprintf(a, sizeof a, "%s/out1/samples/00000.png", dir);
-    free(png);
-    n = file_bytes(a, &png);
-    CHECK(n > 0 && memmem(png, (size_t)n, "tEXtprompt\0a photo of * with @", 30) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n,
+    unsigned char *png = tu_read_file(a, &n);
+    CHECK(n > 0 && memmem(png, n, "tEXtprompt\0a photo of * with @", 30) != NULL);
+    CHECK(n > 0 && memmem(png, n,
                           "seed\0"
                           "5",
                           6) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n, "sampler\0DDIM", 12) != NULL);
-    CHECK(n > 0 && memmem(png, (size_t)n, "star.pt", 7) != NULL);
+    CHECK(n > 0 && memmem(png, n, "sampler\0DDIM", 12) != NULL);
+    CHECK(n > 0 && memmem(png, n, "star.pt", 7) != NULL);
     free(png);
     /* same seed, another folder: the same bytes; a second run in out1 continues the count */
     snprintf(full, sizeof full, "%s --prompt 'a photo of * with @' --outdir %s/out2", args, dir);
@@ -397,8 +351,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tool = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/ti_test_sample_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (tu_mkdtemp(dir, sizeof dir, "ti_test_sample") != 0) return 1;
     if (setup() != 0) return 1;
     RUN(help_lists_every_flag);
     RUN(bad_input);

@@ -29,7 +29,9 @@
 #include "config.h"
 #include "image.h"
 #include "ldm.h"
+#include "sample_test_util.h"
 #include "test_common.h"
+#include "test_util.h"
 #include "watermark.h"
 
 static const char *tool;
@@ -39,23 +41,12 @@ static const char *ckpt = "model.safetensors"; /* in dir */
 
 /* runs ti-sample on the tiny model with args; stderr in errbuf; the exit status */
 static int run(const char *args) {
-    char cmd[8192], errpath[512];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", dir);
+    char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "%s --config configs/tiny/sd-tiny-inference.yaml --ckpt %s/%s "
-             "--device cpu --prompt 'a photo' --ddim_steps 2 --n_iter 1 --seed 3 %s "
-             "> %s/stdout.txt 2> %s",
-             tool, dir, ckpt, args, dir, errpath);
-    int rc = system(cmd);
-    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    errbuf[0] = 0;
-    FILE *f = fopen(errpath, "r");
-    if (f) {
-        size_t n = fread(errbuf, 1, sizeof errbuf - 1, f);
-        errbuf[n] = 0;
-        fclose(f);
-    }
-    return rc;
+             "--device cpu --prompt 'a photo' --ddim_steps 2 --n_iter 1 --seed 3 %s",
+             tool, dir, ckpt, args);
+    return tu_run_capture(cmd, dir, errbuf, sizeof errbuf);
 }
 
 static int exists(const char *sub) {
@@ -95,15 +86,9 @@ static int load(struct ti_image *img, const char *sub) {
 
 static int setup(void) {
     struct ti_err err = {0};
-    struct ti_config cfg;
-    const char *cp = "configs/tiny/sd-tiny-inference.yaml";
     struct ti_ldm m;
     char p[512];
-    if (ti_config_load(&cfg, &cp, 1, NULL, 0, &err) || ti_ldm_init(&m, &cfg, &err) ||
-        ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) || ti_ldm_randomize(&m, 7, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return -1;
-    }
+    if (stu_tiny_ldm(&m, "configs/tiny/sd-tiny-inference.yaml", 7) != 0) return -1;
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     CHECK_OK(ti_ldm_save(&m, p, &err), &err);
     /* flat.safetensors: the same with the VAE's last conv zeroed and biases -0.2, 0.1, 0.3, so
@@ -117,14 +102,8 @@ static int setup(void) {
     CHECK_OK(ti_ldm_save(&m, p, &err), &err);
     ti_ldm_free(&m);
     /* a 256x256 init image and a text file posing as a checker */
-    struct ti_image img = {0};
-    struct ti_data_err de = {{0}};
-    CHECK(ti_image_alloc(&img, 256, 256, &de) == 0);
-    for (int i = 0; i < 256 * 256 * 3; i++)
-        img.px[i] = (unsigned char)((i * 7) % 251);
     snprintf(p, sizeof p, "%s/init.png", dir);
-    CHECK(ti_image_write_png(&img, p, NULL, &de) == 0);
-    ti_image_free(&img);
+    CHECK(stu_write_png(p, 256, 256) == 0);
     snprintf(p, sizeof p, "%s/bad.safetensors", dir);
     FILE *f = fopen(p, "w");
     fputs("not a checker", f);
@@ -412,8 +391,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tool = argv[1];
-    snprintf(dir, sizeof dir, "/tmp/ti_test_safety_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (tu_mkdtemp(dir, sizeof dir, "ti_test_safety") != 0) return 1;
     if (setup() != 0) return 1;
     if (argc > 2 && !strcmp(argv[2], "full")) {
         int rc = full();

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "run_log.h"
 #include "test_common.h"
+#include "test_util.h"
 
 static int parse(struct ti_train_args *a, char *msg, const char *const *argv) {
     int n = 0;
@@ -326,16 +327,6 @@ TEST(metrics_rows_and_resume) {
 
 /* the saved configs are OmegaConf.to_yaml's text (tests/fixtures/train/config_dump, written by
  * scripts/oracle/train_config_dump.py with OmegaConf 2.1.1 from the same command lines) */
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *b = malloc(1 << 16);
-    *n = b ? fread(b, 1, (1 << 16) - 1, f) : 0;
-    fclose(f);
-    if (b) b[*n] = 0;
-    return b;
-}
-
 static void dump_case(const char *name, const char *const *argv) {
     struct ti_train_args a;
     char msg[512];
@@ -356,7 +347,7 @@ static void dump_case(const char *name, const char *const *argv) {
         snprintf(want_p, sizeof want_p, "tests/fixtures/train/config_dump/%s-%s.yaml", name,
                  kinds[k]);
         size_t ng = 0, nw = 0;
-        char *got = slurp(got_p, &ng), *want = slurp(want_p, &nw);
+        char *got = tu_read_file(got_p, &ng), *want = tu_read_file(want_p, &nw);
         CHECK(got && want);
         if (got && want && (ng != nw || memcmp(got, want, nw))) {
             size_t i = 0;

@@ -20,17 +20,6 @@
 #include "test_common.h"
 #include "watermark.h"
 
-/* CHECK_OK for data/ functions (0 / -1 with a struct ti_data_err) */
-#define CHECK_DOK(expr, e)                                                                         \
-    do {                                                                                           \
-        tc_checks++;                                                                               \
-        if ((expr) != 0) {                                                                         \
-            tc_failures++;                                                                         \
-            fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, tc_current, #expr,  \
-                    (e)->msg);                                                                     \
-        }                                                                                          \
-    } while (0)
-
 #define DIR "tests/fixtures/watermark/"
 #define MSG ((const uint8_t *)TI_WATERMARK_SD_TEXT)
 
@@ -127,7 +116,7 @@ TEST(encoder_matches_reference) {
         CHECK(in && ref);
         if (!in || !ref) continue;
         struct ti_data_err e = {{0}};
-        CHECK_DOK(ti_watermark_encode(in, c->w, c->h, MSG, TI_WATERMARK_SD_LEN, &e), &e);
+        DCHECK_OK(ti_watermark_encode(in, c->w, c->h, MSG, TI_WATERMARK_SD_LEN, &e), &e);
         long npx = (long)c->w * c->h, ndiff = 0;
         int maxd = 0;
         for (long p = 0; p < npx; p++) {
@@ -165,12 +154,12 @@ TEST(decoder_matches_reference) {
         char hex[2 * TI_WATERMARK_SD_LEN + 1];
 
         /* unmarked input: the reference decoder's (meaningless) bytes, never the message */
-        CHECK_DOK(ti_watermark_decode(in, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
+        DCHECK_OK(ti_watermark_decode(in, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
         CHECK(memcmp(got, c->dec_in, sizeof got) == 0);
         CHECK(memcmp(got, MSG, sizeof got) != 0);
 
         /* the reference output */
-        CHECK_DOK(ti_watermark_decode(ref, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
+        DCHECK_OK(ti_watermark_decode(ref, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
         CHECK(memcmp(got, c->dec_out, sizeof got) == 0);
         int marked = memcmp(c->dec_out, MSG, sizeof got) == 0;
         hexstr(got, TI_WATERMARK_SD_LEN, hex);
@@ -178,13 +167,13 @@ TEST(decoder_matches_reference) {
                marked ? " = StableDiffusionV1" : " (mark lost, as in the reference)");
 
         /* ti's own output, directly and after a PNG round trip */
-        CHECK_DOK(ti_watermark_encode(in, c->w, c->h, MSG, TI_WATERMARK_SD_LEN, &e), &e);
-        CHECK_DOK(ti_watermark_decode(in, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
+        DCHECK_OK(ti_watermark_encode(in, c->w, c->h, MSG, TI_WATERMARK_SD_LEN, &e), &e);
+        DCHECK_OK(ti_watermark_decode(in, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
         CHECK(memcmp(got, c->dec_out, sizeof got) == 0);
         uint8_t *back = png_round_trip(in, c->w, c->h);
         CHECK(back != NULL);
         if (back) {
-            CHECK_DOK(ti_watermark_decode(back, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
+            DCHECK_OK(ti_watermark_decode(back, c->w, c->h, got, TI_WATERMARK_SD_LEN, &e), &e);
             CHECK(memcmp(got, c->dec_out, sizeof got) == 0);
             if (marked) CHECK(memcmp(got, MSG, sizeof got) == 0);
             free(back);
@@ -206,7 +195,7 @@ TEST(message_recovered_where_reference_recovers) {
         if (!ref) continue;
         struct ti_data_err e = {{0}};
         uint8_t got[TI_WATERMARK_SD_LEN + 1] = {0};
-        CHECK_DOK(ti_watermark_decode(ref, cases[i].w, cases[i].h, got, TI_WATERMARK_SD_LEN, &e),
+        DCHECK_OK(ti_watermark_decode(ref, cases[i].w, cases[i].h, got, TI_WATERMARK_SD_LEN, &e),
                   &e);
         CHECK(strcmp((const char *)got, TI_WATERMARK_SD_TEXT) == 0);
         free(ref);
@@ -225,8 +214,8 @@ TEST(payload_lengths_and_errors) {
     const uint8_t pay[4] = {0xde, 0xad, 0x01, 0x80};
     uint8_t got[4];
     struct ti_data_err e = {{0}};
-    CHECK_DOK(ti_watermark_encode(img, w, h, pay, 4, &e), &e);
-    CHECK_DOK(ti_watermark_decode(img, w, h, got, 4, &e), &e);
+    DCHECK_OK(ti_watermark_encode(img, w, h, pay, 4, &e), &e);
+    DCHECK_OK(ti_watermark_decode(img, w, h, got, 4, &e), &e);
     CHECK(memcmp(got, pay, 4) == 0);
 
     /* 255x257 = 65535 pixels: refused, as the reference raises */

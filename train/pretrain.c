@@ -141,6 +141,47 @@ static ti_status scalar_of(struct ti_ctx *ctx, const struct ti_tensor *t, double
     return st;
 }
 
+static void release_all(struct ti_tensor *const *ts, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        ti_tensor_release(ts[i]);
+}
+
+/* q_sample under no_grad: *xt = sqrt(ab_t) z + sqrt(1 - ab_t) noise, with the noise as *nz and
+ * the timesteps t (clamped to the schedule for ab_t) as *tt. */
+static ti_status q_sample(struct ti_ctx *ctx, struct ti_tensor *xt, struct ti_tensor *nz,
+                          struct ti_tensor *tt, const struct ti_schedule *s, const int *t,
+                          const float *z, const float *noise, int B, int C, int h,
+                          struct ti_err *err) {
+    ti_status st = TI_OK;
+    float *coef = malloc((size_t)B * 3 * sizeof *coef);
+    if (!coef) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
+    for (int b = 0; b < B; b++) {
+        double ab = (double)s->alphas_cumprod_f32[t[b] < 0 ? 0 : t[b] >= s->T ? s->T - 1 : t[b]];
+        coef[b] = (float)sqrt(ab);
+        coef[B + b] = (float)sqrt(1.0 - ab);
+        coef[2 * B + b] = (float)t[b];
+    }
+    struct ti_tensor zt = ti_tensor_none(), ca = ti_tensor_none(), cb = ti_tensor_none(),
+                     x1 = ti_tensor_none(), x2 = ti_tensor_none();
+    int64_t lsh[4] = {B, C, h, h}, csh[4] = {B, 1, 1, 1}, tsh[1] = {B};
+    CK(st, ti_ctx_upload(ctx, &zt, z, TI_DTYPE_F32, 4, lsh), "latents");
+    CK(st, ti_ctx_upload(ctx, nz, noise, TI_DTYPE_F32, 4, lsh), "noise");
+    CK(st, ti_ctx_upload(ctx, &ca, coef, TI_DTYPE_F32, 4, csh), "q_sample");
+    CK(st, ti_ctx_upload(ctx, &cb, coef + B, TI_DTYPE_F32, 4, csh), "q_sample");
+    CK(st, ti_mul(ctx, &x1, &zt, &ca), "q_sample");
+    CK(st, ti_mul(ctx, &x2, nz, &cb), "q_sample");
+    CK(st, ti_add(ctx, xt, &x1, &x2), "q_sample");
+    CK(st, ti_ctx_upload(ctx, tt, coef + 2 * B, TI_DTYPE_F32, 1, tsh), "timesteps");
+fail:
+    ti_tensor_release(&zt);
+    ti_tensor_release(&ca);
+    ti_tensor_release(&cb);
+    ti_tensor_release(&x1);
+    ti_tensor_release(&x2);
+    free(coef);
+    return st;
+}
+
 /* ---- stage 1: the autoencoder -------------------------------------------------------------- */
 
 ti_status ti_pretrain_vae_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_wopt *o,
@@ -155,6 +196,8 @@ ti_status ti_pretrain_vae_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
                      lvc = ti_tensor_none(), zero = ti_tensor_none(), m2 = ti_tensor_none(),
                      ev = ti_tensor_none(), evm = ti_tensor_none(), lvm = ti_tensor_none(),
                      k1 = ti_tensor_none(), k2 = ti_tensor_none(), loss = ti_tensor_none();
+    struct ti_tensor *const tmp[] = {&x,   &e,   &zero, &mom, &z,   &y,   &lrec, &mu, &lv,
+                                     &muc, &lvc, &m2,   &ev,  &evm, &lvm, &k1,   &k2};
     if (!ctx->tape) return ti_error(err, TI_ERR_INVALID, "pretrain: the context has no tape");
     int64_t ish[4] = {B, 3, S, S}, lsh[4] = {B, C, h, h};
     CK(st, ti_ctx_upload(ctx, &x, images, TI_DTYPE_F32, 4, ish), "images");
@@ -182,23 +225,7 @@ ti_status ti_pretrain_vae_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     CK(st, scalar_of(ctx, &k2, &k), "reading the loss");
     if (rec) *rec = r;
     if (kl) *kl = k - 0.5;
-    ti_tensor_release(&x);
-    ti_tensor_release(&e);
-    ti_tensor_release(&zero);
-    ti_tensor_release(&mom);
-    ti_tensor_release(&z);
-    ti_tensor_release(&y);
-    ti_tensor_release(&lrec);
-    ti_tensor_release(&mu);
-    ti_tensor_release(&lv);
-    ti_tensor_release(&muc);
-    ti_tensor_release(&lvc);
-    ti_tensor_release(&m2);
-    ti_tensor_release(&ev);
-    ti_tensor_release(&evm);
-    ti_tensor_release(&lvm);
-    ti_tensor_release(&k1);
-    ti_tensor_release(&k2);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     CK(st, ti_tape_backward(ctx, &loss, NULL), "backward");
     ti_tensor_release(&loss);
     ti_wopt_unwatch(o);
@@ -208,23 +235,7 @@ fail:
     ti_tape_clear(ctx);
     ti_wopt_unwatch(o);
     memset(o->grad, 0, o->n * sizeof *o->grad);
-    ti_tensor_release(&x);
-    ti_tensor_release(&e);
-    ti_tensor_release(&zero);
-    ti_tensor_release(&mom);
-    ti_tensor_release(&z);
-    ti_tensor_release(&y);
-    ti_tensor_release(&lrec);
-    ti_tensor_release(&mu);
-    ti_tensor_release(&lv);
-    ti_tensor_release(&muc);
-    ti_tensor_release(&lvc);
-    ti_tensor_release(&m2);
-    ti_tensor_release(&ev);
-    ti_tensor_release(&evm);
-    ti_tensor_release(&lvm);
-    ti_tensor_release(&k1);
-    ti_tensor_release(&k2);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     ti_tensor_release(&loss);
     return st;
 }
@@ -281,50 +292,25 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     int C = m->unet_hp.in_channels, h = m->vae_hp.resolution >> (m->vae_hp.n_levels - 1);
     int T77 = TI_TOKENS_MAX;
     ti_status st = TI_OK;
-    struct ti_tensor zt = ti_tensor_none(), nz = ti_tensor_none(), ca = ti_tensor_none(),
-                     cb = ti_tensor_none(), x1 = ti_tensor_none(), x2 = ti_tensor_none(),
-                     xt = ti_tensor_none(), tt = ti_tensor_none(), idx = ti_tensor_none(),
-                     cond = ti_tensor_none(), eps = ti_tensor_none(), l = ti_tensor_none();
+    struct ti_tensor nz = ti_tensor_none(), xt = ti_tensor_none(), tt = ti_tensor_none(),
+                     idx = ti_tensor_none(), cond = ti_tensor_none(), eps = ti_tensor_none(),
+                     l = ti_tensor_none();
+    struct ti_tensor *const tmp[] = {&nz, &xt, &tt, &idx, &cond, &eps};
     if (!ctx->tape) return ti_error(err, TI_ERR_INVALID, "pretrain: the context has no tape");
-    int32_t *neg = malloc((size_t)B * (size_t)T77 * sizeof *neg);
-    float *coef = malloc((size_t)B * 3 * sizeof *coef);
-    if (!neg || !coef) {
-        free(neg);
-        free(coef);
-        return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
-    }
-    for (int b = 0; b < B; b++) {
-        if (t[b] < 0 || t[b] >= s->T) {
-            free(neg);
-            free(coef);
+    for (int b = 0; b < B; b++)
+        if (t[b] < 0 || t[b] >= s->T)
             return ti_error(err, TI_ERR_INVALID, "pretrain: timestep %d outside [0, %d)", t[b],
                             s->T);
-        }
-        double ab = (double)s->alphas_cumprod_f32[t[b]];
-        coef[b] = (float)sqrt(ab);
-        coef[B + b] = (float)sqrt(1.0 - ab);
-        coef[2 * B + b] = (float)t[b];
-    }
+    int32_t *neg = malloc((size_t)B * (size_t)T77 * sizeof *neg);
+    if (!neg) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
     for (size_t i = 0; i < (size_t)B * (size_t)T77; i++)
         neg[i] = -1 - ids[i];
     /* q_sample outside the tape (nothing trainable before the UNet) */
-    int64_t lsh[4] = {B, C, h, h}, csh[4] = {B, 1, 1, 1}, tsh[1] = {B}, ish[2] = {B, T77};
+    int64_t ish[2] = {B, T77};
     ti_ctx_no_grad_begin(ctx);
-    CK(st, ti_ctx_upload(ctx, &zt, z, TI_DTYPE_F32, 4, lsh), "latents");
-    CK(st, ti_ctx_upload(ctx, &nz, noise, TI_DTYPE_F32, 4, lsh), "noise");
-    CK(st, ti_ctx_upload(ctx, &ca, coef, TI_DTYPE_F32, 4, csh), "q_sample");
-    CK(st, ti_ctx_upload(ctx, &cb, coef + B, TI_DTYPE_F32, 4, csh), "q_sample");
-    CK(st, ti_mul(ctx, &x1, &zt, &ca), "q_sample");
-    CK(st, ti_mul(ctx, &x2, &nz, &cb), "q_sample");
-    CK(st, ti_add(ctx, &xt, &x1, &x2), "q_sample");
-    CK(st, ti_ctx_upload(ctx, &tt, coef + 2 * B, TI_DTYPE_F32, 1, tsh), "timesteps");
+    if ((st = q_sample(ctx, &xt, &nz, &tt, s, t, z, noise, B, C, h, err)) != TI_OK) goto fail;
     CK(st, ti_ctx_upload(ctx, &idx, neg, TI_DTYPE_I32, 2, ish), "token ids");
     ti_ctx_no_grad_end(ctx);
-    ti_tensor_release(&zt);
-    ti_tensor_release(&ca);
-    ti_tensor_release(&cb);
-    ti_tensor_release(&x1);
-    ti_tensor_release(&x2);
     {
         /* the token table enters as the trainable rows (a second handle on the same storage) */
         struct ti_tensor rows = m->text.tok_emb;
@@ -337,12 +323,7 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     }
     CK(st, ti_unet_forward(ctx, &eps, &m->unet, &xt, &tt, &cond), "UNet");
     CK(st, ti_mse_loss(ctx, &l, &eps, &nz), "loss");
-    ti_tensor_release(&cond);
-    ti_tensor_release(&eps);
-    ti_tensor_release(&xt);
-    ti_tensor_release(&tt);
-    ti_tensor_release(&idx);
-    ti_tensor_release(&nz);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     CK(st, scalar_of(ctx, &l, loss), "reading the loss");
     CK(st, ti_tape_backward(ctx, &l, NULL), "backward");
     ti_tensor_release(&l);
@@ -351,7 +332,6 @@ ti_status ti_pretrain_ldm_step(struct ti_ctx *ctx, struct ti_ldm *m, struct ti_w
     ti_wopt_step(to, lr);
     ti_wopt_step(uo, lr);
     free(neg);
-    free(coef);
     return TI_OK;
 fail:
     if (ctx->no_grad > 0) ti_ctx_no_grad_end(ctx);
@@ -360,20 +340,9 @@ fail:
     ti_wopt_unwatch(uo);
     memset(to->grad, 0, to->n * sizeof *to->grad);
     memset(uo->grad, 0, uo->n * sizeof *uo->grad);
-    ti_tensor_release(&zt);
-    ti_tensor_release(&nz);
-    ti_tensor_release(&ca);
-    ti_tensor_release(&cb);
-    ti_tensor_release(&x1);
-    ti_tensor_release(&x2);
-    ti_tensor_release(&xt);
-    ti_tensor_release(&tt);
-    ti_tensor_release(&idx);
-    ti_tensor_release(&cond);
-    ti_tensor_release(&eps);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     ti_tensor_release(&l);
     free(neg);
-    free(coef);
     return st;
 }
 
@@ -383,28 +352,13 @@ ti_status ti_pretrain_eps_loss(struct ti_ctx *ctx, const struct ti_ldm *m,
                                struct ti_err *err) {
     int C = m->unet_hp.in_channels, h = m->vae_hp.resolution >> (m->vae_hp.n_levels - 1);
     ti_status st = TI_OK;
-    struct ti_tensor zt = ti_tensor_none(), nz = ti_tensor_none(), ca = ti_tensor_none(),
-                     cb = ti_tensor_none(), x1 = ti_tensor_none(), x2 = ti_tensor_none(),
-                     xt = ti_tensor_none(), tt = ti_tensor_none(), idx = ti_tensor_none(),
-                     cond = ti_tensor_none(), eps = ti_tensor_none(), l = ti_tensor_none();
-    float *coef = malloc((size_t)B * 3 * sizeof *coef);
-    if (!coef) return ti_error(err, TI_ERR_NOMEM, "pretrain: out of memory");
-    for (int b = 0; b < B; b++) {
-        double ab = (double)s->alphas_cumprod_f32[t[b] < 0 ? 0 : t[b] >= s->T ? s->T - 1 : t[b]];
-        coef[b] = (float)sqrt(ab);
-        coef[B + b] = (float)sqrt(1.0 - ab);
-        coef[2 * B + b] = (float)t[b];
-    }
-    int64_t lsh[4] = {B, C, h, h}, csh[4] = {B, 1, 1, 1}, tsh[1] = {B}, ish[2] = {B, TI_TOKENS_MAX};
+    struct ti_tensor nz = ti_tensor_none(), xt = ti_tensor_none(), tt = ti_tensor_none(),
+                     idx = ti_tensor_none(), cond = ti_tensor_none(), eps = ti_tensor_none(),
+                     l = ti_tensor_none();
+    struct ti_tensor *const tmp[] = {&nz, &xt, &tt, &idx, &cond, &eps};
+    int64_t ish[2] = {B, TI_TOKENS_MAX};
     ti_ctx_no_grad_begin(ctx);
-    CK(st, ti_ctx_upload(ctx, &zt, z, TI_DTYPE_F32, 4, lsh), "latents");
-    CK(st, ti_ctx_upload(ctx, &nz, noise, TI_DTYPE_F32, 4, lsh), "noise");
-    CK(st, ti_ctx_upload(ctx, &ca, coef, TI_DTYPE_F32, 4, csh), "q_sample");
-    CK(st, ti_ctx_upload(ctx, &cb, coef + B, TI_DTYPE_F32, 4, csh), "q_sample");
-    CK(st, ti_mul(ctx, &x1, &zt, &ca), "q_sample");
-    CK(st, ti_mul(ctx, &x2, &nz, &cb), "q_sample");
-    CK(st, ti_add(ctx, &xt, &x1, &x2), "q_sample");
-    CK(st, ti_ctx_upload(ctx, &tt, coef + 2 * B, TI_DTYPE_F32, 1, tsh), "timesteps");
+    if ((st = q_sample(ctx, &xt, &nz, &tt, s, t, z, noise, B, C, h, err)) != TI_OK) goto fail;
     CK(st, ti_ctx_upload(ctx, &idx, ids, TI_DTYPE_I32, 2, ish), "token ids");
     CK(st, ti_text_encoder_forward(ctx, &cond, &m->text, &idx, NULL), "text encoder");
     CK(st, ti_unet_forward(ctx, &eps, &m->unet, &xt, &tt, &cond), "UNet");
@@ -412,19 +366,8 @@ ti_status ti_pretrain_eps_loss(struct ti_ctx *ctx, const struct ti_ldm *m,
     CK(st, scalar_of(ctx, &l, loss), "reading the loss");
 fail:
     ti_ctx_no_grad_end(ctx);
-    ti_tensor_release(&zt);
-    ti_tensor_release(&nz);
-    ti_tensor_release(&ca);
-    ti_tensor_release(&cb);
-    ti_tensor_release(&x1);
-    ti_tensor_release(&x2);
-    ti_tensor_release(&xt);
-    ti_tensor_release(&tt);
-    ti_tensor_release(&idx);
-    ti_tensor_release(&cond);
-    ti_tensor_release(&eps);
+    release_all(tmp, sizeof tmp / sizeof *tmp);
     ti_tensor_release(&l);
-    free(coef);
     return st;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>   /* defines: unlink */
 
 #include "fileio.h" /* defines: ti_file_write_atomic, ti_path_stem */
+#include "strbuf.h" /* defines: struct ti_strbuf, ti_sb_put, ti_sb_str */
 
 /* ---- config assembly ------------------------------------------------------------------------ */
 
@@ -232,53 +233,25 @@ ti_status ti_write_text_atomic(const char *path, const char *text, struct ti_err
 
 /* ---- YAML emitter ---------------------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 1024;
-        while (c < b->n + n + 1)
-            c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(struct sbuf *b, const char *s) {
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_quoted(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_quoted(struct ti_strbuf *b, const char *s) {
+    ti_sb_put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char e[8];
         if (*p == '\t' || *p == '\n' || *p == '\r') {
             e[0] = '\\';
             e[1] = *p == '\t' ? 't' : *p == '\n' ? 'n' : 'r';
-            sb_put(b, e, 2);
+            ti_sb_put(b, e, 2);
         } else if (*p == '"' || *p == '\\') {
             e[0] = '\\';
             e[1] = (char)*p;
-            sb_put(b, e, 2);
+            ti_sb_put(b, e, 2);
         } else if (*p < 0x20 || *p == 0x7f) {
             snprintf(e, sizeof e, "\\x%02x", *p);
-            sb_str(b, e);
+            ti_sb_str(b, e);
         } else
-            sb_put(b, (const char *)p, 1);
+            ti_sb_put(b, (const char *)p, 1);
     }
-    sb_put(b, "\"", 1);
+    ti_sb_put(b, "\"", 1);
 }
 
 /* ---- the YAML emitter: OmegaConf.to_yaml's text ------------------------------------------ */
@@ -330,18 +303,18 @@ static int str_style(const char *s) {
     return 0;
 }
 
-static void sb_single(struct sbuf *b, const char *s) {
-    sb_put(b, "'", 1);
+static void sb_single(struct ti_strbuf *b, const char *s) {
+    ti_sb_put(b, "'", 1);
     for (const char *p = s; *p; p++) {
-        sb_put(b, p, 1);
-        if (*p == '\'') sb_put(b, "'", 1); /* '' is a quote inside single quotes */
+        ti_sb_put(b, p, 1);
+        if (*p == '\'') ti_sb_put(b, "'", 1); /* '' is a quote inside single quotes */
     }
-    sb_put(b, "'", 1);
+    ti_sb_put(b, "'", 1);
 }
 
-static void sb_string(struct sbuf *b, const char *s) {
+static void sb_string(struct ti_strbuf *b, const char *s) {
     switch (str_style(s)) {
-    case 0: sb_str(b, s); break;
+    case 0: ti_sb_str(b, s); break;
     case 1: sb_single(b, s); break;
     default: sb_quoted(b, s); break;
     }
@@ -411,71 +384,71 @@ static void py_float(char *t, size_t cap, double v) {
     snprintf(t, cap, "%s", out);
 }
 
-static void sb_scalar(struct sbuf *b, const struct ti_yaml_node *n) {
+static void sb_scalar(struct ti_strbuf *b, const struct ti_yaml_node *n) {
     char t[64];
     switch (n->type) {
-    case TI_YAML_NULL: sb_str(b, "null"); break;
-    case TI_YAML_BOOL: sb_str(b, n->i ? "true" : "false"); break;
+    case TI_YAML_NULL: ti_sb_str(b, "null"); break;
+    case TI_YAML_BOOL: ti_sb_str(b, n->i ? "true" : "false"); break;
     case TI_YAML_INT:
         snprintf(t, sizeof t, "%lld", (long long)n->i);
-        sb_str(b, t);
+        ti_sb_str(b, t);
         break;
     case TI_YAML_FLOAT:
         py_float(t, sizeof t, n->f);
-        sb_str(b, t);
+        ti_sb_str(b, t);
         break;
     default: sb_string(b, n->text ? n->text : ""); break;
     }
 }
 
-static void emit_map(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first);
-static void emit_seq(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first);
+static void emit_map(struct ti_strbuf *b, const struct ti_yaml_node *n, int col, int inline_first);
+static void emit_seq(struct ti_strbuf *b, const struct ti_yaml_node *n, int col, int inline_first);
 
-static void emit_spaces(struct sbuf *b, int col) {
+static void emit_spaces(struct ti_strbuf *b, int col) {
     for (int i = 0; i < col; i++)
-        sb_put(b, " ", 1);
+        ti_sb_put(b, " ", 1);
 }
 
 /* what follows "key:" (the mapping at column col) */
-static void emit_after_key(struct sbuf *b, const struct ti_yaml_node *v, int col) {
+static void emit_after_key(struct ti_strbuf *b, const struct ti_yaml_node *v, int col) {
     if (v->kind == TI_YAML_SCALAR) {
-        sb_put(b, " ", 1);
+        ti_sb_put(b, " ", 1);
         sb_scalar(b, v);
-        sb_put(b, "\n", 1);
+        ti_sb_put(b, "\n", 1);
     } else if (v->n == 0) {
-        sb_str(b, v->kind == TI_YAML_MAP ? " {}\n" : " []\n");
+        ti_sb_str(b, v->kind == TI_YAML_MAP ? " {}\n" : " []\n");
     } else if (v->kind == TI_YAML_MAP) {
-        sb_put(b, "\n", 1);
+        ti_sb_put(b, "\n", 1);
         emit_map(b, v, col + 2, 0);
     } else {
-        sb_put(b, "\n", 1);
+        ti_sb_put(b, "\n", 1);
         emit_seq(b, v, col, 0); /* PyYAML: a sequence in a mapping is not indented */
     }
 }
 
-static void emit_map(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first) {
+static void emit_map(struct ti_strbuf *b, const struct ti_yaml_node *n, int col, int inline_first) {
     for (size_t k = 0; k < n->n; k++) {
         const struct ti_yaml_node *c = n->items[k];
         if (k > 0 || !inline_first) emit_spaces(b, col);
         sb_string(b, c->key ? c->key : "");
-        sb_put(b, ":", 1);
+        ti_sb_put(b, ":", 1);
         emit_after_key(b, c, col);
     }
 }
 
-static void emit_seq(struct sbuf *b, const struct ti_yaml_node *n, int col, int inline_first) {
+static void emit_seq(struct ti_strbuf *b, const struct ti_yaml_node *n, int col, int inline_first) {
     for (size_t k = 0; k < n->n; k++) {
         const struct ti_yaml_node *c = n->items[k];
         if (k > 0 || !inline_first) emit_spaces(b, col);
-        sb_put(b, "-", 1);
+        ti_sb_put(b, "-", 1);
         if (c->kind == TI_YAML_SCALAR) {
-            sb_put(b, " ", 1);
+            ti_sb_put(b, " ", 1);
             sb_scalar(b, c);
-            sb_put(b, "\n", 1);
+            ti_sb_put(b, "\n", 1);
         } else if (c->n == 0) {
-            sb_str(b, c->kind == TI_YAML_MAP ? " {}\n" : " []\n");
+            ti_sb_str(b, c->kind == TI_YAML_MAP ? " {}\n" : " []\n");
         } else {
-            sb_put(b, " ", 1);
+            ti_sb_put(b, " ", 1);
             if (c->kind == TI_YAML_MAP)
                 emit_map(b, c, col + 2, 1);
             else
@@ -490,14 +463,14 @@ ti_status ti_yaml_dump(char **out, size_t *len, const struct ti_yaml_node *root,
     if (len) *len = 0;
     if (!root || root->kind != TI_YAML_MAP)
         return ti_error(err, TI_ERR_INVALID, "yaml dump: the root must be a mapping");
-    struct sbuf b = {0};
-    sb_str(&b, "");
+    struct ti_strbuf b = {0};
+    ti_sb_str(&b, "");
     for (size_t k = 0; k < root->n; k++) {
         const struct ti_yaml_node *c = root->items[k];
         if (skip_key && c->key && !strcmp(c->key, skip_key)) continue;
         if (only_key && (!c->key || strcmp(c->key, only_key))) continue;
         sb_string(&b, c->key ? c->key : "");
-        sb_put(&b, ":", 1);
+        ti_sb_put(&b, ":", 1);
         emit_after_key(&b, c, 0);
     }
     if (b.oom) {

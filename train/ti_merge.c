@@ -9,7 +9,7 @@
 #include <stdio.h>  /* defines: printf, fprintf, getline, fflush */
 #include <stdlib.h> /* defines: calloc, free */
 #include <string.h> /* defines: strcmp, strncmp, strlen, strchr, strrchr */
-#include <unistd.h> /* defines: isatty, readlink, access */
+#include <unistd.h> /* defines: isatty */
 
 #include "embedding_io.h"
 #include "merge.h"
@@ -63,22 +63,6 @@ static void usage(FILE *f) {
         "Files whose vectors differ in width (SD v1 768, LDM 1280, SD 2.x 1024) are not\n"
         "merged. Exit status: 0 ok, 1 run-time error, 2 usage error.\n",
         ti_tokenizer_vocab_dir());
-}
-
-static void default_vocab(char *buf, size_t size, enum ti_tokenizer_kind kind) {
-    const char *file = ti_tokenizer_vocab_file(kind);
-    char exe[2048];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int k = snprintf(buf, size, "%s/vocab/%s", exe, file);
-            if (k > 0 && (size_t)k < size && access(buf, R_OK) == 0) return;
-        }
-    }
-    snprintf(buf, size, "%s/%s", ti_tokenizer_vocab_dir(), file);
 }
 
 /* the prompt on stdout, one line from stdin (Python's input()) */
@@ -222,7 +206,7 @@ int main(int argc, char **argv) {
     enum ti_tokenizer_kind kind = sd ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
     char vpath[4096];
     if (!vocab) {
-        default_vocab(vpath, sizeof vpath, kind);
+        ti_tokenizer_default_vocab(vpath, sizeof vpath, kind);
         vocab = vpath;
     }
     if (ti_tokenizer_load(&tok, kind, vocab, &err) != TI_OK) {

@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "ckpt.h"
 #include "fileio.h"
 #include "ldm.h"
+#include "metrics.h" /* defines: ti_now_seconds */
 #include "pretrain.h"
 #include "rng.h"
 #include "sampler.h"
@@ -80,12 +80,6 @@ struct opts {
     double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise;
     int has_steps;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
     char *end;
@@ -456,7 +450,7 @@ static int train(struct opts *o) {
         sbuf_printf(&log, "step,loss,lr,time_s\n");
     snprintf(logpath, sizeof logpath, "%s/log_%s.csv", o->out, o->stage);
     snprintf(path, sizeof path, "%s/model.safetensors", o->out);
-    double t0 = now_s(), acc = 0, acc2 = 0;
+    double t0 = ti_now_seconds(), acc = 0, acc2 = 0;
     int nacc = 0;
     if (!vae) {
         /* the data set: data_size images whose captions and first-stage moments are made the
@@ -534,7 +528,7 @@ static int train(struct opts *o) {
             rc = 1;
             goto done;
         }
-        double tn = now_s() - t0;
+        double tn = ti_now_seconds() - t0;
         /* every step is logged (the test compares the first ones); the console every log_every */
         if (vae)
             sbuf_printf(&log, "%ld,%.9g,%.9g,%.9g,%.6g,%.2f\n", k + 1, l1 + o->kl_weight * l2, l1,
@@ -600,7 +594,8 @@ static int train(struct opts *o) {
         rc = fail(&err, logpath);
         goto done;
     }
-    fprintf(stderr, TOOL ": wrote %s, %s and %s (%.0f s)\n", path, cpath, logpath, now_s() - t0);
+    fprintf(stderr, TOOL ": wrote %s, %s and %s (%.0f s)\n", path, cpath, logpath,
+            ti_now_seconds() - t0);
 done:
     ti_wopt_free(&ov);
     ti_wopt_free(&ot);
@@ -799,7 +794,7 @@ static int eval(struct opts *o) {
                 ti_torch_randn(&gens[i], xh + (size_t)i * per, per);
             }
     /* sample in chunks of 64 images */
-    double t0 = now_s();
+    double t0 = ti_now_seconds();
     const char *empty[64];
     for (int i = 0; i < 64; i++)
         empty[i] = "";
@@ -826,7 +821,7 @@ static int eval(struct opts *o) {
         }
     }
     printf("eval: %d classes x %d samples, DDIM %ld steps, scale %g, seed %llu (%.0f s)\n", NCL, n,
-           o->steps, o->scale, (unsigned long long)o->seed, now_s() - t0);
+           o->steps, o->scale, (unsigned long long)o->seed, ti_now_seconds() - t0);
     printf("%-10s %-8s %7s %7s %7s\n", "shape", "colour", "shape%", "colour%", "both%");
     int tot_s = 0, tot_c = 0, tot_b = 0, sh_ok[TI_SHAPE_COUNT] = {0}, co_ok[TI_COLOUR_COUNT] = {0};
     for (int s = 0; s < NS; s++)

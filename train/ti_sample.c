@@ -26,7 +26,6 @@
 #include <stdlib.h>   /* defines: strtod, strtoll, malloc, free */
 #include <string.h>   /* defines: strcmp, strlen */
 #include <sys/stat.h> /* defines: mkdir, stat */
-#include <time.h>     /* defines: clock_gettime */
 #include <unistd.h>   /* defines: isatty */
 
 #ifdef TI_HAVE_DATA
@@ -37,6 +36,7 @@
 #include "embedding_manager.h"
 #include "image.h"
 #include "ldm.h"
+#include "metrics.h"        /* defines: ti_now_seconds */
 #include "safety_checker.h" /* defines: ti_safety_checker_load, ti_safety_checker_run */
 #include "sampler.h"
 #include "schedule.h"
@@ -448,12 +448,6 @@ struct run {
     double t0;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int fail(struct ti_err *err, const char *what) {
     fprintf(stderr, TOOL ": %s%s%s\n", what ? what : "", what ? ": " : "", err->msg);
     return 1;
@@ -734,7 +728,7 @@ static int prepare(struct run *r) {
 
     /* the safety checker: every key and shape checked before the model load and any sampling */
     if (o->safety_checker) {
-        double t_load = now_s();
+        double t_load = ti_now_seconds();
         if (ti_safety_checker_load(&r->sc, &r->sc_w, o->safety_checker, ti_backend_cpu(),
                                    TI_DTYPE_F32, &err) != TI_OK)
             return fail(&err, NULL);
@@ -749,7 +743,7 @@ static int prepare(struct run *r) {
                 TOOL ": safety checker %s: CLIP ViT (image %d, patch %d, width %d, %d layers, %d "
                      "heads), projection %d; loaded in %.2f s\n",
                 o->safety_checker, hp->image_size, hp->patch, hp->width, hp->layers, hp->heads,
-                hp->proj_dim, now_s() - t_load);
+                hp->proj_dim, ti_now_seconds() - t_load);
     }
     r->mark = !o->no_watermark && !o->init_img;
 
@@ -807,7 +801,7 @@ static void progress(void *user, int step, int steps) {
     struct run *r = user;
     if (r->tty) {
         fprintf(stderr, "\r" TOOL ": batch %d/%d  step %d/%d  %.1f s   ", r->batch_k,
-                r->batch_total, step, steps, now_s() - r->t0);
+                r->batch_total, step, steps, ti_now_seconds() - r->t0);
         if (step == steps) fputc('\n', stderr);
         fflush(stderr);
     }
@@ -829,7 +823,7 @@ static int write_png(const struct ti_image *img, const char *path, const char *c
  * txt2img then pastes assets/rick.jpeg, which ti does not ship: see docs/SAMPLING.md.) */
 static ti_status safety_check(struct run *r, const float *chw, struct ti_image *imgs, int B,
                               int *flagged, struct ti_err *err) {
-    double t0 = now_s();
+    double t0 = ti_now_seconds();
     int S = r->sc.v.hp.image_size, H = (int)r->o.H, W = (int)r->o.W;
     size_t img_n = 3 * (size_t)H * (size_t)W, px_n = 3 * (size_t)S * (size_t)S;
     float *px = malloc((size_t)B * px_n * sizeof *px);
@@ -858,7 +852,7 @@ static ti_status safety_check(struct run *r, const float *chw, struct ti_image *
     }
     free(px);
     free(res);
-    r->sc_seconds += now_s() - t0;
+    r->sc_seconds += ti_now_seconds() - t0;
     return st;
 }
 
@@ -958,7 +952,7 @@ static int sample_all(struct run *r) {
     snprintf(size_s, sizeof size_s, "%lldx%lld", o->W, o->H);
     snprintf(strength_s, sizeof strength_s, "%g", o->strength);
     int t_enc = o->init_img ? ti_sampler_img2img_t_enc(o->strength, (int)o->steps) : 0;
-    r->t0 = now_s();
+    r->t0 = ti_now_seconds();
     int image_index = 0, batch_no = 0;
     for (int it = 0; it < o->n_iter && rc == 0; it++) {
         for (int b0 = 0; b0 < r->n_prompts && rc == 0; b0 += bs) {
@@ -1083,7 +1077,7 @@ static int sample_all(struct run *r) {
                 ti_image_free(&imgs[b]);
             if (!r->tty)
                 fprintf(stderr, TOOL ": batch %d/%d done (%d images, %.1f s)\n", r->batch_k,
-                        r->batch_total, B, now_s() - r->t0);
+                        r->batch_total, B, ti_now_seconds() - r->t0);
             image_index += B;
         }
     }

@@ -10,7 +10,7 @@
 #include <stdio.h>  /* defines: printf, fprintf, getline, snprintf */
 #include <stdlib.h> /* defines: calloc, free */
 #include <string.h> /* defines: strcmp, strlen, strrchr, memchr */
-#include <unistd.h> /* defines: readlink, access */
+#include <unistd.h> /* defines: ssize_t */
 
 #include "tokenizer.h"
 
@@ -51,22 +51,6 @@ static void usage(FILE *out) {
 
 /* The default vocabulary path for `kind`: vocab/<file> next to the executable, else the
  * compiled-in source tree directory. */
-static void default_vocab(char *buf, size_t size, enum ti_tokenizer_kind kind) {
-    const char *file = ti_tokenizer_vocab_file(kind);
-    char exe[2048];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int k = snprintf(buf, size, "%s/vocab/%s", exe, file);
-            if (k > 0 && (size_t)k < size && access(buf, R_OK) == 0) return;
-        }
-    }
-    snprintf(buf, size, "%s/%s", ti_tokenizer_vocab_dir(), file);
-}
-
 /* Tokenises one text and prints its line; returns 0, or 1 on a run-time error or a failed
  * --check. */
 static int process(const struct ti_tokenizer *tok, const char *text, size_t len, int pad, int check,
@@ -157,7 +141,7 @@ int main(int argc, char **argv) {
 
     char path[4096];
     if (!vocab) {
-        default_vocab(path, sizeof path, kind);
+        ti_tokenizer_default_vocab(path, sizeof path, kind);
         vocab = path;
     }
     struct ti_err err = {0};

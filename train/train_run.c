@@ -256,6 +256,25 @@ ti_status ti_train_checkpoint(struct ti_train_run *r, int64_t emb_step, int64_t 
     return save_plot(r, err);
 }
 
+/* The n tiles in a grid (torchvision make_grid nrow 4, pad 2, grey 127) -> the JPEG of `key`;
+ * frees the first `made` tiles. Writes nothing unless st (how making the tiles went) is TI_OK. */
+static ti_status grid_jpeg(struct ti_train_run *r, struct ti_image *tiles, int n, int made,
+                           ti_status st, const char *key, int64_t gs, int64_t epoch, int64_t batch,
+                           struct ti_err *err) {
+    struct ti_data_err de;
+    struct ti_image grid = {0};
+    if (st == TI_OK && ti_image_grid(&grid, tiles, n, 4, 2, 127, &de) != 0)
+        st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
+    char path[4400];
+    ti_run_image_name(path, sizeof path, r->imgdir, key, gs, epoch, batch);
+    if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
+        st = ti_error(err, TI_ERR_IO, "%s", de.msg);
+    ti_image_free(&grid);
+    for (int i = 0; i < made; i++)
+        ti_image_free(&tiles[i]);
+    return st;
+}
+
 /* grid of n CHW images in [-1,1] -> JPEG (torchvision make_grid nrow 4, pad 2, grey 127) */
 static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int size,
                             const char *key, int64_t gs, int64_t epoch, int64_t batch,
@@ -271,17 +290,7 @@ static ti_status write_grid(struct ti_train_run *r, const float *chw, int n, int
             st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
             break;
         }
-    struct ti_image grid = {0};
-    if (st == TI_OK && ti_image_grid(&grid, tiles, n, 4, 2, 127, &de) != 0)
-        st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
-    char path[4400];
-    ti_run_image_name(path, sizeof path, r->imgdir, key, gs, epoch, batch);
-    if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
-        st = ti_error(err, TI_ERR_IO, "%s", de.msg);
-    ti_image_free(&grid);
-    for (int i = 0; i < made; i++)
-        ti_image_free(&tiles[i]);
-    return st;
+    return grid_jpeg(r, tiles, n, made, st, key, gs, epoch, batch, err);
 }
 
 /* `conditioning`: the batch's captions drawn as text on size x size canvases (the peer's
@@ -299,17 +308,7 @@ static ti_status write_caption_grid(struct ti_train_run *r, const char *const *c
             st = ti_error(err, TI_ERR_NOMEM, "image log: conditioning: %s", de.msg);
             break;
         }
-    struct ti_image grid = {0};
-    if (st == TI_OK && ti_image_grid(&grid, tiles, n, 4, 2, 127, &de) != 0)
-        st = ti_error(err, TI_ERR_NOMEM, "image log: %s", de.msg);
-    char path[4400];
-    ti_run_image_name(path, sizeof path, r->imgdir, "conditioning", gs, epoch, batch);
-    if (st == TI_OK && ti_image_write_jpeg(&grid, path, 75, &de) != 0)
-        st = ti_error(err, TI_ERR_IO, "%s", de.msg);
-    ti_image_free(&grid);
-    for (int i = 0; i < made; i++)
-        ti_image_free(&tiles[i]);
-    return st;
+    return grid_jpeg(r, tiles, n, made, st, "conditioning", gs, epoch, batch, err);
 }
 
 /* prompts (B) -> conditioning (B, T, D) on ctx's device, with the current vectors. The

@@ -8,6 +8,7 @@
 #include <string.h> /* defines: memcpy, memcmp, strcmp, strlen */
 
 #include "torchfile.h" /* defines: ti_tensor_gather */
+#include "strbuf.h"    /* defines: struct ti_strbuf, ti_sb_put, ti_sb_str */
 
 static const struct {
     const char *name;
@@ -594,51 +595,22 @@ const char *ti_safetensors_meta(const struct ti_safetensors *st, const char *key
 
 /* ---- writer -------------------------------------------------------------------------------- */
 
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->cap - b->n < n + 1) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->n < n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) {
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_json_str(struct sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_json_str(struct ti_strbuf *b, const char *s) {
+    ti_sb_put(b, "\"", 1);
     for (const uint8_t *q = (const uint8_t *)s; *q; q++) {
         char esc[8];
         if (*q == '"' || *q == '\\') {
             esc[0] = '\\';
             esc[1] = (char)*q;
-            sb_put(b, esc, 2);
+            ti_sb_put(b, esc, 2);
         } else if (*q < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", *q);
-            sb_put(b, esc, 6);
+            ti_sb_put(b, esc, 6);
         } else {
-            sb_put(b, (const char *)q, 1);
+            ti_sb_put(b, (const char *)q, 1);
         }
     }
-    sb_put(b, "\"", 1);
+    ti_sb_put(b, "\"", 1);
 }
 
 struct wentry {
@@ -655,7 +627,7 @@ static int cmp_write(const void *a, const void *b) {
 ti_status ti_safetensors_write(const char *path, const struct ti_st_entry *entries, size_t n,
                                const char *const *meta, size_t n_meta, struct ti_err *err) {
     ti_status st = TI_OK;
-    struct sbuf h = {0};
+    struct ti_strbuf h = {0};
     struct ti_outfile f;
     int opened = 0;
     void *tmp = NULL;
@@ -686,40 +658,40 @@ ti_status ti_safetensors_write(const char *path, const struct ti_st_entry *entri
                           w[i].e->name);
             goto fail;
         }
-    sb_str(&h, "{");
+    ti_sb_str(&h, "{");
     if (n_meta) {
-        sb_str(&h, "\"__metadata__\":{");
+        ti_sb_str(&h, "\"__metadata__\":{");
         for (size_t i = 0; i < n_meta; i++) {
-            if (i) sb_str(&h, ",");
+            if (i) ti_sb_str(&h, ",");
             sb_json_str(&h, meta[2 * i]);
-            sb_str(&h, ":");
+            ti_sb_str(&h, ":");
             sb_json_str(&h, meta[2 * i + 1]);
         }
-        sb_str(&h, "}");
+        ti_sb_str(&h, "}");
     }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
         const struct ti_tensor *t = w[i].e->t;
         uint64_t bytes = (uint64_t)ti_tensor_numel(t) * w[i].es;
         char num[64];
-        if (n_meta || i) sb_str(&h, ",");
+        if (n_meta || i) ti_sb_str(&h, ",");
         sb_json_str(&h, w[i].e->name);
-        sb_str(&h, ":{\"dtype\":\"");
-        sb_str(&h, ti_safetensors_dtype_name(t->dtype));
-        sb_str(&h, "\",\"shape\":[");
+        ti_sb_str(&h, ":{\"dtype\":\"");
+        ti_sb_str(&h, ti_safetensors_dtype_name(t->dtype));
+        ti_sb_str(&h, "\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(num, sizeof num, d ? ",%lld" : "%lld", (long long)t->shape[d]);
-            sb_str(&h, num);
+            ti_sb_str(&h, num);
         }
         uint64_t end = off + bytes;
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
                  (unsigned long long)end);
-        sb_str(&h, num);
+        ti_sb_str(&h, num);
         off = end;
     }
-    sb_str(&h, "}");
+    ti_sb_str(&h, "}");
     while (!h.oom && h.n % 8)
-        sb_str(&h, " ");
+        ti_sb_str(&h, " ");
     if (h.oom) {
         st = ti_error(err, TI_ERR_NOMEM, "safetensors writer: out of memory");
         goto fail;
