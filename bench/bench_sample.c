@@ -18,27 +18,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ldm.h"
 #include "rng.h"
 #include "sampler.h"
 #include "schedule.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void) { /* CPU time of the whole process, every thread */
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int fail(const char *msg) {
     fprintf(stderr, "bench_sample: %s\n", msg);
@@ -77,12 +61,12 @@ int main(int argc, char **argv) {
     static struct ti_ldm m;
     ti_unet_hparams_sd_v1(&m.unet_hp);
     ti_weights_init(&m.unet_w);
-    double t0 = now();
+    double t0 = bench_now();
     if (ti_unet_init(&m.unet, &m.unet_hp, TI_LDM_PREFIX_UNET, &m.unet_w, &err) != TI_OK ||
         ti_weights_alloc(&m.unet_w, be, TI_DTYPE_F32, &err) != TI_OK ||
         ti_weights_randomize(&m.unet_w, 1, 1.0, &err) != TI_OK)
         return fail(err.msg);
-    double t_init = now() - t0;
+    double t_init = bench_now() - t0;
     struct ti_schedule s;
     if (ti_schedule_init_linear(&s, 0.00085, 0.0120, 1000, &err) != TI_OK) return fail(err.msg);
     struct ti_rng r;
@@ -107,20 +91,20 @@ int main(int argc, char **argv) {
         struct ti_sampler_opts o = {.steps = n, .eta = 0.0, .plms = plms, .scale = 7.5};
         int taken = ti_sampler_n_steps(&s, &o, &err);
         if (taken < 0) return fail(err.msg);
-        double a = now(), ca = cpu_now();
+        double a = bench_now(), ca = bench_cpu_now();
         if (ti_sampler_run(&ctx, &m, &s, &o, &cond, &uncond, &x, &g, NULL, NULL, &err) != TI_OK)
             return fail(err.msg);
         if (ti_ctx_sync(&ctx) != TI_OK) return fail(ctx.err.msg);
-        per_step[k] = (now() - a) / taken;
+        per_step[k] = (bench_now() - a) / taken;
         if (k > 0) {
-            cpu_sum += cpu_now() - ca;
+            cpu_sum += bench_cpu_now() - ca;
             cpu_steps += taken;
         } else {
             warm = per_step[0];
         }
         ti_tensor_release(&x);
     }
-    qsort(per_step + 1, (size_t)runs, sizeof *per_step, cmp);
+    qsort(per_step + 1, (size_t)runs, sizeof *per_step, bench_cmp_double);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("RESULT\tsample_step\tti\t%s\t%dx%d\t%.3f\t%.3f\t%.2f\t%s, CFG 7.5\n",

@@ -24,37 +24,14 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "config.h"
 #include "rng.h"
 #include "trainer.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void) { /* CPU time of the whole process, every thread */
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int fail(const char *msg) {
     fprintf(stderr, "bench_train_step: %s\n", msg);
     return 1;
-}
-
-/* peak resident set of this process in GiB (VmHWM; getrusage's ru_maxrss is the same figure) */
-static double peak_rss_gib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / (1 << 20);
 }
 
 static const char USAGE[] = "usage: bench_train_step [--config FILE] [--latent N] [--steps N] "
@@ -104,11 +81,11 @@ int main(int argc, char **argv) {
                                 .checkpointing = ckpt,
                                 .random_weights = 1,
                                 .random_seed = 1};
-    double t0 = now();
+    double t0 = bench_now();
     struct ti_trainer *t;
     if (ti_trainer_open(&t, &o, &err) != TI_OK) return fail(err.msg);
-    double t_open = now() - t0;
-    double rss_open = peak_rss_gib();
+    double t_open = bench_now() - t0;
+    double rss_open = bench_peak_rss_gib();
 
     int S = cfg.pixel_size;
     size_t n = (size_t)3 * S * S;
@@ -123,25 +100,25 @@ int main(int argc, char **argv) {
     double *times = calloc((size_t)steps + 1, sizeof *times);
     double fb_sum = 0, opt_sum = 0, loss = 0, cpu0 = 0;
     for (int s = 0; s <= steps; s++) { /* step 0 warms up (arenas grow once) */
-        if (s == 1) cpu0 = cpu_now();
-        double a = now();
+        if (s == 1) cpu0 = bench_cpu_now();
+        double a = bench_now();
         if (ti_trainer_forward_backward(t, img, caption, 1, &loss, &err) != TI_OK)
             return fail(err.msg);
-        double b = now();
+        double b = bench_now();
         if (ti_trainer_optimizer_step(t, &err) != TI_OK) return fail(err.msg);
-        double c = now();
+        double c = bench_now();
         times[s] = c - a;
         if (s > 0) {
             fb_sum += b - a;
             opt_sum += c - b;
         }
     }
-    double cpu_step = (cpu_now() - cpu0) / steps;
-    qsort(times + 1, (size_t)steps, sizeof *times, cmp);
+    double cpu_step = (bench_cpu_now() - cpu0) / steps;
+    qsort(times + 1, (size_t)steps, sizeof *times, bench_cmp_double);
     struct ti_arena_stats as = ti_arena_stats(ti_trainer_ctx(t)->act);
     int lat = S / 8;
     printf("RESULT\ttrain_step\tti\t%dx%d\t%.3f\t%.3f\t%.2f\t%.2f\t%s\n", lat, lat,
-           times[1 + (steps - 1) / 2], times[1], peak_rss_gib(), (double)as.peak / (1 << 30),
+           times[1 + (steps - 1) / 2], times[1], bench_peak_rss_gib(), (double)as.peak / (1 << 30),
            ckpt ? "recompute" : "-");
     fprintf(
         stderr,

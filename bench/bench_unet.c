@@ -15,27 +15,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "cpu_info.h"
 #include "rng.h"
 #include "tape.h"
 #include "unet.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int fail(struct ti_err *err) {
     fprintf(stderr, "bench_unet: %s\n", err->msg);
@@ -76,12 +60,12 @@ int main(int argc, char **argv) {
     struct ti_weights w;
     ti_weights_init(&w);
     struct ti_unet u;
-    double t0 = now();
+    double t0 = bench_now();
     if (ti_unet_init(&u, &hp, "model.diffusion_model.", &w, &ctx.err) != TI_OK ||
         ti_weights_alloc(&w, ti_backend_cpu(), dt, &ctx.err) != TI_OK ||
         ti_weights_randomize(&w, 1, 1.0, &ctx.err) != TI_OK)
         return fail(&ctx.err);
-    double t_init = now() - t0;
+    double t_init = bench_now() - t0;
     struct ti_rng r;
     ti_rng_seed(&r, 2);
     int64_t xs[4] = {1, 4, size / 1, size / 1}, cs[3] = {1, 77, 768}, ts[1] = {1};
@@ -106,7 +90,7 @@ int main(int argc, char **argv) {
     double *times = calloc((size_t)steps + 1, sizeof *times);
     double *cpus = calloc((size_t)steps + 1, sizeof *cpus);
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
-        double a = now(), ca = cpu_now();
+        double a = bench_now(), ca = bench_cpu_now();
         struct ti_tensor out;
         if (!fwd_only) {
             ctx.tape = tape;
@@ -120,11 +104,11 @@ int main(int argc, char **argv) {
             if (ti_tape_backward(&ctx, &out, &out) != TI_OK) return fail(&ctx.err);
         }
         ti_tensor_release(&out);
-        times[s] = now() - a;
-        cpus[s] = cpu_now() - ca;
+        times[s] = bench_now() - a;
+        cpus[s] = bench_cpu_now() - ca;
     }
-    qsort(times + 1, (size_t)steps, sizeof *times, cmp);
-    qsort(cpus + 1, (size_t)steps, sizeof *cpus, cmp);
+    qsort(times + 1, (size_t)steps, sizeof *times, bench_cmp_double);
+    qsort(cpus + 1, (size_t)steps, sizeof *cpus, bench_cmp_double);
     double med = times[1 + steps / 2];
     double tflop = fwd_only ? (size == 64 ? 0.803 : 0.180) : (size == 64 ? 1.733 : 0.369);
     struct rusage ru;
