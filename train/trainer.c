@@ -51,6 +51,7 @@ struct ti_trainer {
     float *sqrt_ab, *sqrt_1m_ab; /* (T): the peer's float32 buffers */
     size_t n_param;              /* n_rows * dim */
     float *grad, *m, *v;         /* (n_rows, dim) host f32 */
+    float *gstep;                /* (n_rows, dim): one micro-batch's rows gradient */
     int64_t step, accum;
     /* unfreeze_model (pivotal tuning): every UNet and text-encoder weight but the token table */
     int n_mp;
@@ -152,6 +153,7 @@ void ti_trainer_close(struct ti_trainer *t) {
     free(t->sqrt_ab);
     free(t->sqrt_1m_ab);
     free(t->grad);
+    free(t->gstep);
     free(t->m);
     free(t->v);
     free(t->noise);
@@ -266,7 +268,8 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     t->grad = calloc(t->n_param, sizeof(float));
     t->m = calloc(t->n_param, sizeof(float));
     t->v = calloc(t->n_param, sizeof(float));
-    if (!t->grad || !t->m || !t->v) {
+    t->gstep = malloc(t->n_param * sizeof(float));
+    if (!t->grad || !t->m || !t->v || !t->gstep) {
         st = ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
         goto fail;
     }
@@ -312,8 +315,8 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
                      tt = ti_tensor_none(), eps_hat = ti_tensor_none(), l = ti_tensor_none();
     int32_t *ids = malloc((size_t)B * (size_t)T77 * sizeof *ids);
     float *coef = malloc((size_t)B * 3 * sizeof *coef);
-    float *g = malloc(t->n_param * sizeof *g);
-    if (!ids || !coef || !g) {
+    float *g = t->gstep;
+    if (!ids || !coef) {
         st = ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
         goto fail;
     }
@@ -408,7 +411,6 @@ fail:
     }
     free(ids);
     free(coef);
-    free(g);
     return st;
 }
 
