@@ -139,9 +139,8 @@ static ti_status widen(struct ti_kctx *k, struct cv *v, int n, const char *op) {
         if (span)
             for (int d = 0; d < t->ndim; d++)
                 span += (t->shape[d] - 1) * t->stride[d];
-        float *f = cpu_scratch(k, (size_t)(span ? span : 1) * sizeof(float) + 64);
+        float *f = cpu_scratch(k, (size_t)(span ? span : 1) * sizeof(float));
         if (!f) return ti_error(k->err, TI_ERR_NOMEM, "%s bf16: no scratch for f32 copy", op);
-        f = (float *)(((uintptr_t)f + 63) & ~(uintptr_t)63);
         if (v[i].role != WR) convert_view(t, t->data, f, 1);
         t->data = f;
         t->dtype = TI_DTYPE_F32;
