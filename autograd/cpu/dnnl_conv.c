@@ -87,12 +87,15 @@ static struct wcache *wc;
 static int wc_n, wc_cap;
 static size_t wc_bytes, wc_bf16_bytes;
 
+/* TI_DNNL_WEIGHT_CACHE_MB in bytes, else default_mb MiB. */
+static size_t wc_env_budget(size_t default_mb) {
+    const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
+    return (size_t)(e ? (size_t)atoll(e) : default_mb) << 20;
+}
+
 static size_t wc_budget(void) {
     static size_t b = (size_t)-1;
-    if (b == (size_t)-1) {
-        const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
-        b = (size_t)(e ? atoll(e) : 512) << 20;
-    }
+    if (b == (size_t)-1) b = wc_env_budget(512);
     return b;
 }
 
@@ -101,10 +104,7 @@ static size_t wc_budget(void) {
  * CPU time with 256 MiB as with 512 MiB of copies and 0.21 GiB less peak RSS, 2.64 GiB). */
 static size_t wc_budget_bf16(void) {
     static size_t b = (size_t)-1;
-    if (b == (size_t)-1) {
-        const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
-        b = (size_t)(e ? atoll(e) : 256) << 20;
-    }
+    if (b == (size_t)-1) b = wc_env_budget(256);
     return b;
 }
 
