@@ -139,9 +139,8 @@ static ti_status widen(struct ti_kctx *k, struct cv *v, int n, const char *op) {
         if (span)
             for (int d = 0; d < t->ndim; d++)
                 span += (t->shape[d] - 1) * t->stride[d];
-        float *f = cpu_scratch(k, (size_t)(span ? span : 1) * sizeof(float) + 64);
+        float *f = cpu_scratch(k, (size_t)(span ? span : 1) * sizeof(float));
         if (!f) return ti_error(k->err, TI_ERR_NOMEM, "%s bf16: no scratch for f32 copy", op);
-        f = (float *)(((uintptr_t)f + 63) & ~(uintptr_t)63);
         if (v[i].role != WR) convert_view(t, t->data, f, 1);
         t->data = f;
         t->dtype = TI_DTYPE_F32;
@@ -179,6 +178,8 @@ TI_BF16_WRAP(sum, forward, CV(out, WR), CV(inp, RD))
 TI_BF16_WRAP(linear, forward, CV(out, WR), CV(inp, RD), CV(weight, RD), CV(bias, RD))
 TI_BF16_WRAP(linear, backward, CV(dout, RD), CV(inp, RD), CV(weight, RD), CV(dinp, ACC),
              CV(dweight, ACC), CV(dbias, ACC))
+/* MATMUL forward reads out when beta != 0 (out = alpha a.b + beta out). */
+TI_BF16_WRAP(matmul, forward, CV(out, a->beta != 0 ? ACC : WR), CV(a, RD), CV(b, RD))
 TI_BF16_WRAP(matmul, backward, CV(dout, RD), CV(a, RD), CV(b, RD), CV(da, ACC), CV(db, ACC))
 TI_BF16_WRAP(conv2d, forward, CV(out, WR), CV(inp, RD), CV(weight, RD), CV(bias, RD))
 TI_BF16_WRAP(conv2d, backward, CV(dout, RD), CV(inp, RD), CV(weight, RD), CV(dinp, ACC),
@@ -206,17 +207,6 @@ TI_BF16_WRAP(timestep, forward, CV(out, WR), CV(t, RD))
 TI_BF16_WRAP(timestep, backward, CV(dout, RD), CV(t, RD), CV(dt, ACC))
 TI_BF16_WRAP(mse, forward, CV(out, WR), CV(a, RD), CV(b, RD))
 TI_BF16_WRAP(mse, backward, CV(dout, RD), CV(a, RD), CV(b, RD), CV(da, ACC), CV(db, ACC))
-
-/* MATMUL forward reads out when beta != 0 (out = alpha a.b + beta out). */
-static ti_status wrap_matmul_forward(struct ti_kctx *k, const struct ti_matmul_args *a) {
-    struct ti_matmul_args c = *a;
-    struct cv v[] = {CV(out, a->beta != 0 ? ACC : WR), CV(a, RD), CV(b, RD)};
-    int n = (int)(sizeof v / sizeof v[0]);
-    TI_TRY(widen(k, v, n, "matmul"));
-    TI_TRY(cpu_f32_matmul_forward(k, &c));
-    narrow(v, n);
-    return TI_OK;
-}
 
 /* ---- convolutions: oneDNN on the bf16 tensors first ----------------------------------------- */
 static ti_status cpu_bf16_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a) {

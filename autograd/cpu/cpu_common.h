@@ -102,7 +102,8 @@ typedef double real;
 #error "compile cpu kernels with -DTI_REAL_F32 or -DTI_REAL_F64"
 #endif
 
-/* Workspace from the kernel's scratch arena (rewound by the front end after the call). */
+/* Workspace from the kernel's scratch arena (rewound by the front end after the call); 64-byte
+ * aligned (chunks from aligned_alloc(64), offsets in multiples of 256: arena.c). */
 static inline void *cpu_scratch(struct ti_kctx *k, size_t bytes) {
     void *p = NULL;
     if (ti_arena_alloc(k->scratch, bytes, &p, NULL, k->err) != TI_OK) return NULL;

@@ -87,12 +87,15 @@ static struct wcache *wc;
 static int wc_n, wc_cap;
 static size_t wc_bytes, wc_bf16_bytes;
 
+/* TI_DNNL_WEIGHT_CACHE_MB in bytes, else default_mb MiB. */
+static size_t wc_env_budget(size_t default_mb) {
+    const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
+    return (size_t)(e ? (size_t)atoll(e) : default_mb) << 20;
+}
+
 static size_t wc_budget(void) {
     static size_t b = (size_t)-1;
-    if (b == (size_t)-1) {
-        const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
-        b = (size_t)(e ? atoll(e) : 512) << 20;
-    }
+    if (b == (size_t)-1) b = wc_env_budget(512);
     return b;
 }
 
@@ -101,10 +104,7 @@ static size_t wc_budget(void) {
  * CPU time with 256 MiB as with 512 MiB of copies and 0.21 GiB less peak RSS, 2.64 GiB). */
 static size_t wc_budget_bf16(void) {
     static size_t b = (size_t)-1;
-    if (b == (size_t)-1) {
-        const char *e = getenv("TI_DNNL_WEIGHT_CACHE_MB");
-        b = (size_t)(e ? atoll(e) : 256) << 20;
-    }
+    if (b == (size_t)-1) b = wc_env_budget(256);
     return b;
 }
 
@@ -446,14 +446,6 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
 /* Most scratch one oneDNN convolution may take (activations + scratchpad). */
 #define DN_SCRATCH_MAX ((size_t)192 << 20)
 
-static void *scratch_bytes(struct ti_kctx *k, size_t bytes) {
-    return cpu_scratch(k, (bytes + 63) / 64 * 64 + 64);
-}
-
-static void *align64(void *p) {
-    return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
-}
-
 #define DN_RUN(call, what)                                                                         \
     do {                                                                                           \
         if ((call) != dnnl_success) {                                                              \
@@ -514,8 +506,7 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
         DN_SCRATCH_MAX)
         goto out;
     if (!wb) { /* bf16, not cached: reordered per call */
-        if (!(wb = scratch_bytes(k, p->w_bytes))) goto nomem;
-        wb = align64(wb);
+        if (!(wb = cpu_scratch(k, p->w_bytes))) goto nomem;
         if (p->own_x && p->own_ok == 1) {
             wreorder(p, w, wb);
         } else {
@@ -525,9 +516,8 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
             DN_RUN(dnnl_primitive_execute(p->w_reorder, dn_stream, 2, wa), "weight reorder");
             DN_RUN(dnnl_stream_wait(dn_stream), "stream wait");
             if (p->own_x && p->own_ok == 0) { /* ti's reorder is used once it made the same */
-                void *mine = scratch_bytes(k, p->w_bytes);
+                void *mine = cpu_scratch(k, p->w_bytes);
                 if (!mine) goto nomem;
-                mine = align64(mine);
                 wreorder(p, w, mine);
                 p->own_ok = memcmp(mine, wb, p->w_bytes) == 0 ? 1 : -1;
             }
@@ -536,8 +526,7 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     const void *in = backward ? a->dout.data : a->inp.data;
     void *out = backward ? a->dinp.data : a->out.data;
     if (p->in_reorder) {
-        if (!(inb = scratch_bytes(k, p->in_bytes))) goto nomem;
-        inb = align64(inb);
+        if (!(inb = cpu_scratch(k, p->in_bytes))) goto nomem;
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, p->m_in}, {DNNL_ARG_TO, p->m_inb}};
         DN_RUN(dnnl_memory_set_data_handle(p->m_in, (void *)in), "input handle");
         DN_RUN(dnnl_memory_set_data_handle(p->m_inb, inb), "input handle");
@@ -546,16 +535,15 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
         DN_RUN(dnnl_memory_set_data_handle(p->m_inb, (void *)in), "input handle");
     }
     if (p->out_reorder) {
-        if (!(outb = scratch_bytes(k, p->out_bytes))) goto nomem;
-        outb = align64(outb);
+        if (!(outb = cpu_scratch(k, p->out_bytes))) goto nomem;
     } else {
         outb = out;
     }
     DN_RUN(dnnl_memory_set_data_handle(p->m_outb, outb), "output handle");
     DN_RUN(dnnl_memory_set_data_handle(p->m_wb, wb), "weight handle");
     if (p->m_pad) {
-        if (!(pad = scratch_bytes(k, p->pad_bytes))) goto nomem;
-        DN_RUN(dnnl_memory_set_data_handle(p->m_pad, align64(pad)), "scratchpad handle");
+        if (!(pad = cpu_scratch(k, p->pad_bytes))) goto nomem;
+        DN_RUN(dnnl_memory_set_data_handle(p->m_pad, pad), "scratchpad handle");
     }
     dnnl_exec_arg_t ca[5];
     int n = 0;

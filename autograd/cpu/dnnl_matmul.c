@@ -178,12 +178,11 @@ ti_status ti_dnnl_linear_bf16(struct ti_kctx *k, const struct ti_linear_args *a,
         ea[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->m_bias};
     }
     if (p->m_pad) {
-        char *pad = cpu_scratch(k, p->pad_bytes + 64);
+        char *pad = cpu_scratch(k, p->pad_bytes);
         if (!pad) {
             st = ti_error(k->err, TI_ERR_NOMEM, "linear: no scratch for oneDNN's scratchpad");
             goto out;
         }
-        pad = (char *)(((uintptr_t)pad + 63) & ~(uintptr_t)63);
         MM_RUN(dnnl_memory_set_data_handle(p->m_pad, pad), "scratchpad handle");
         ea[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->m_pad};
     }
