@@ -38,19 +38,19 @@ static void declare_frozen(struct ti_weights *w) {
     w->frozen_bytes = bytes;
 }
 
-/* After new values were written: frozen again when complete, else not frozen at all. */
-static void after_write(struct ti_weights *w, ti_status st) {
-    if (st == TI_OK) {
-        declare_frozen(w);
-    } else if (w->frozen) {
-        ti_cpu_weights_thawed(w->frozen, w->frozen_bytes);
-        w->frozen = NULL;
-        w->frozen_bytes = 0;
-    }
+void ti_weights_thaw(struct ti_weights *w) {
+    if (!w->frozen) return;
+    ti_cpu_weights_thawed(w->frozen, w->frozen_bytes);
+    w->frozen = NULL;
+    w->frozen_bytes = 0;
 }
 
-void ti_weights_thaw(struct ti_weights *w) {
-    after_write(w, TI_ERR_INTERNAL);
+/* After new values were written: frozen again when complete, else not frozen at all. */
+static void after_write(struct ti_weights *w, ti_status st) {
+    if (st == TI_OK)
+        declare_frozen(w);
+    else
+        ti_weights_thaw(w);
 }
 
 void ti_weights_init(struct ti_weights *w) {
