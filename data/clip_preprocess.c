@@ -3,26 +3,13 @@
  */
 #include "clip_preprocess.h"
 
-#include <math.h>
-
 /* OpenAI CLIP's normalisation, as the checker's preprocessor_config.json lists it */
 static const double CLIP_MEAN[3] = {0.48145466, 0.4578275, 0.40821073};
 static const double CLIP_STD[3] = {0.26862954, 0.26130258, 0.27577711};
 
 int ti_clip_image_from_chw(struct ti_image *dst, const float *chw, int w, int h,
                            struct ti_data_err *e) {
-    if (ti_image_alloc(dst, w, h, e)) return -1;
-    size_t plane = (size_t)w * h;
-    for (size_t i = 0; i < plane; i++) {
-        for (int c = 0; c < 3; c++) {
-            float v = (chw[c * plane + i] + 1.0f) / 2.0f; /* torch, float32 */
-            if (!(v > 0.0f)) v = 0.0f;                    /* also NaN */
-            if (v > 1.0f) v = 1.0f;
-            float s = v * 255.0f;                   /* numpy: float32 array * 255 stays float32 */
-            dst->px[i * 3 + c] = (uint8_t)rintf(s); /* .round(): half to even; <= 255 */
-        }
-    }
-    return 0;
+    return ti_image_from_chw_round(dst, chw, w, h, 1, e);
 }
 
 int ti_clip_preprocess(const struct ti_image *img, int size, float *chw, struct ti_data_err *e) {

@@ -502,18 +502,25 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
     return 0;
 }
 
-int ti_image_from_chw(struct ti_image *dst, const float *chw, int w, int h, struct ti_data_err *e) {
+int ti_image_from_chw_round(struct ti_image *dst, const float *chw, int w, int h, int round,
+                            struct ti_data_err *e) {
     if (ti_image_alloc(dst, w, h, e)) return -1;
     size_t plane = (size_t)w * h;
     for (size_t i = 0; i < plane; i++) {
         for (int c = 0; c < 3; c++) {
-            float v = (chw[c * plane + i] + 1.0f) / 2.0f;
-            if (!(v > 0.0f)) v = 0.0f; /* also NaN */
+            float v = (chw[c * plane + i] + 1.0f) / 2.0f; /* torch, float32 */
+            if (!(v > 0.0f)) v = 0.0f;                    /* also NaN */
             if (v > 1.0f) v = 1.0f;
-            dst->px[i * 3 + c] = (uint8_t)(v * 255.0f);
+            float s = v * 255.0f; /* numpy: float32 array * 255 stays float32 */
+            /* .round() is half to even (rintf); astype(uint8) truncates; both <= 255 */
+            dst->px[i * 3 + c] = (uint8_t)(round ? rintf(s) : s);
         }
     }
     return 0;
+}
+
+int ti_image_from_chw(struct ti_image *dst, const float *chw, int w, int h, struct ti_data_err *e) {
+    return ti_image_from_chw_round(dst, chw, w, h, 0, e);
 }
 
 void ti_image_to_chw_flipped(const struct ti_image *img, int hflip, float *chw) {

@@ -147,6 +147,10 @@ int ti_image_grid(struct ti_image *dst, const struct ti_image *tiles, int n, int
 /* The reference scripts' float -> image step: v = clamp((x + 1) / 2, 0, 1) * 255 in float32,
  * truncated to uint8 (NaN -> 0). chw: (3, h, w) floats. */
 int ti_image_from_chw(struct ti_image *dst, const float *chw, int w, int h, struct ti_data_err *e);
+/* The same, rounding half to even instead of truncating when round != 0 (txt2img's numpy_to_pil,
+ * which ti_clip_image_from_chw uses). */
+int ti_image_from_chw_round(struct ti_image *dst, const float *chw, int w, int h, int round,
+                            struct ti_data_err *e);
 /* The peer's image -> float step: px / 127.5 - 1 (computed in double, stored as float, as numpy
  * does); chw: (3, img->h, img->w) floats. */
 void ti_image_to_chw(const struct ti_image *img, float *chw);
