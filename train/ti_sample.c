@@ -426,6 +426,7 @@ struct run {
     struct ti_embedding embs[MAX_EMB];
     int n_embs;
     struct ti_schedule sched;
+    struct ti_ddim_schedule *dsch; /* of --ddim_steps and --ddim_eta, made once at setup */
     const struct ti_backend *be;
     enum ti_dtype dt;
     struct ti_ctx ctx;
@@ -625,10 +626,10 @@ static int prepare(struct run *r) {
     }
     if (ti_schedule_init(&r->sched, &r->cfg.model, &err) != TI_OK) return fail(&err, o->config);
     {
-        struct ti_ddim_schedule *d = malloc(sizeof *d);
-        ti_status st =
-            d ? ti_ddim_schedule_init(d, &r->sched, (int)o->steps, o->eta, &err) : TI_ERR_NOMEM;
-        free(d);
+        r->dsch = malloc(sizeof *r->dsch);
+        ti_status st = r->dsch
+                           ? ti_ddim_schedule_init(r->dsch, &r->sched, (int)o->steps, o->eta, &err)
+                           : TI_ERR_NOMEM;
         if (st != TI_OK) {
             fprintf(stderr, TOOL ": --%s\n", err.msg);
             return 2;
@@ -974,11 +975,6 @@ static int sample_all(struct run *r) {
     }
     const char *sampler_name = o->plms ? "PLMS" : "DDIM";
     char steps_s[32], scale_s[32], eta_s[32], size_s[64], strength_s[32];
-    struct ti_ddim_schedule dsch;
-    if (ti_ddim_schedule_init(&dsch, &r->sched, (int)o->steps, o->eta, &err) != TI_OK) {
-        rc = fail(&err, NULL);
-        goto done;
-    }
     snprintf(steps_s, sizeof steps_s, "%lld", o->steps);
     snprintf(scale_s, sizeof scale_s, "%g", o->scale);
     snprintf(eta_s, sizeof eta_s, "%g", o->eta);
@@ -1014,7 +1010,7 @@ static int sample_all(struct run *r) {
                     ti_torch_randn(&gens[b], noise + (size_t)b * per, per);
                 if (st == TI_OK)
                     t_start =
-                        ti_sampler_img2img_start(&dsch, t_enc, z0, noise, xh, (size_t)B * per);
+                        ti_sampler_img2img_start(r->dsch, t_enc, z0, noise, xh, (size_t)B * per);
             }
             int64_t xs[4] = {B, r->C, r->latent_h, r->latent_w};
             if (st == TI_OK) st = ti_ctx_upload(&r->ctx, &x, xh, TI_DTYPE_F32, 4, xs);
@@ -1152,6 +1148,7 @@ static void run_free(struct run *r) {
         ti_embedding_free(&r->embs[i]);
     ti_tokenizer_free(&r->tok);
     ti_image_free(&r->init);
+    free(r->dsch);
     free(r->prompts);
     free(r->file_text);
 }
