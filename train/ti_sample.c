@@ -426,6 +426,7 @@ struct run {
     struct ti_embedding embs[MAX_EMB];
     int n_embs;
     struct ti_schedule sched;
+    struct ti_ddim_schedule *dsch; /* of --ddim_steps and --ddim_eta, made once at setup */
     const struct ti_backend *be;
     enum ti_dtype dt;
     struct ti_ctx ctx;
@@ -625,10 +626,10 @@ static int prepare(struct run *r) {
     }
     if (ti_schedule_init(&r->sched, &r->cfg.model, &err) != TI_OK) return fail(&err, o->config);
     {
-        struct ti_ddim_schedule *d = malloc(sizeof *d);
-        ti_status st =
-            d ? ti_ddim_schedule_init(d, &r->sched, (int)o->steps, o->eta, &err) : TI_ERR_NOMEM;
-        free(d);
+        r->dsch = malloc(sizeof *r->dsch);
+        ti_status st = r->dsch
+                           ? ti_ddim_schedule_init(r->dsch, &r->sched, (int)o->steps, o->eta, &err)
+                           : TI_ERR_NOMEM;
         if (st != TI_OK) {
             fprintf(stderr, TOOL ": --%s\n", err.msg);
             return 2;
@@ -807,6 +808,39 @@ static void progress(void *user, int step, int steps) {
     }
 }
 
+/* The PNG text entries of a saved sample or grid, NULL-ended: those both have, a sample's
+ * ddim_eta and size (NULL for a grid: left out), and an img2img sample's init_image and strength
+ * (left out without --init_img or with strength NULL). */
+enum { PNG_TEXT_N = 32 };
+struct png_meta {
+    const char *prompt, *seed, *steps, *scale, *sampler, *eta, *size, *wm, *safety, *strength;
+};
+
+static void png_text(const char **t, const struct opts *o, const struct run *r,
+                     const struct png_meta *m) {
+    int n = 0;
+#define PNG_KV(k, v) (t[n++] = (k), t[n++] = (v))
+    PNG_KV("prompt", m->prompt);
+    PNG_KV("negative_prompt", o->negative);
+    PNG_KV("seed", m->seed);
+    PNG_KV("steps", m->steps);
+    PNG_KV("scale", m->scale);
+    PNG_KV("sampler", m->sampler);
+    if (m->eta) PNG_KV("ddim_eta", m->eta);
+    if (m->size) PNG_KV("size", m->size);
+    PNG_KV("model", o->ckpt);
+    PNG_KV("embeddings", r->emb_list);
+    PNG_KV(TI_WATERMARK_PNG_KEY, m->wm);
+    PNG_KV("safety_check", m->safety);
+    PNG_KV("software", "ti-sample");
+    if (o->init_img && m->strength) {
+        PNG_KV("init_image", o->init_img);
+        PNG_KV("strength", m->strength);
+    }
+#undef PNG_KV
+    t[n] = NULL;
+}
+
 static int write_png(const struct ti_image *img, const char *path, const char *const *text) {
     struct ti_data_err de = {{0}};
     if (ti_image_write_png(img, path, text, &de) != 0) {
@@ -941,11 +975,6 @@ static int sample_all(struct run *r) {
     }
     const char *sampler_name = o->plms ? "PLMS" : "DDIM";
     char steps_s[32], scale_s[32], eta_s[32], size_s[64], strength_s[32];
-    struct ti_ddim_schedule dsch;
-    if (ti_ddim_schedule_init(&dsch, &r->sched, (int)o->steps, o->eta, &err) != TI_OK) {
-        rc = fail(&err, NULL);
-        goto done;
-    }
     snprintf(steps_s, sizeof steps_s, "%lld", o->steps);
     snprintf(scale_s, sizeof scale_s, "%g", o->scale);
     snprintf(eta_s, sizeof eta_s, "%g", o->eta);
@@ -981,7 +1010,7 @@ static int sample_all(struct run *r) {
                     ti_torch_randn(&gens[b], noise + (size_t)b * per, per);
                 if (st == TI_OK)
                     t_start =
-                        ti_sampler_img2img_start(&dsch, t_enc, z0, noise, xh, (size_t)B * per);
+                        ti_sampler_img2img_start(r->dsch, t_enc, z0, noise, xh, (size_t)B * per);
             }
             int64_t xs[4] = {B, r->C, r->latent_h, r->latent_w};
             if (st == TI_OK) st = ti_ctx_upload(&r->ctx, &x, xh, TI_DTYPE_F32, 4, xs);
@@ -1029,40 +1058,14 @@ static int sample_all(struct run *r) {
                     }
                     if (save != &imgs[b] || (r->mark && ti_watermark_fits(save->w, save->h)))
                         wm = TI_WATERMARK_SD_TEXT;
-                    const char *text[] = {"prompt",
-                                          prompts[b],
-                                          "negative_prompt",
-                                          o->negative,
-                                          "seed",
-                                          seed_s,
-                                          "steps",
-                                          steps_s,
-                                          "scale",
-                                          scale_s,
-                                          "sampler",
-                                          sampler_name,
-                                          "ddim_eta",
-                                          eta_s,
-                                          "size",
-                                          size_s,
-                                          "model",
-                                          o->ckpt,
-                                          "embeddings",
-                                          r->emb_list,
-                                          TI_WATERMARK_PNG_KEY,
-                                          wm,
-                                          "safety_check",
-                                          !r->sc_ok    ? "not run"
-                                          : flagged[b] ? "flagged, replaced by a black image"
-                                                       : "passed",
-                                          "software",
-                                          "ti-sample",
-                                          "init_image",
-                                          o->init_img,
-                                          "strength",
-                                          strength_s,
-                                          NULL};
-                    if (!o->init_img) text[26] = NULL;
+                    const char *text[PNG_TEXT_N];
+                    png_text(text, o, r,
+                             &(struct png_meta){prompts[b], seed_s, steps_s, scale_s, sampler_name,
+                                                eta_s, size_s, wm,
+                                                !r->sc_ok    ? "not run"
+                                                : flagged[b] ? "flagged, replaced by a black image"
+                                                             : "passed",
+                                                strength_s});
                     if (write_png(save, path, text) != 0) rc = 1;
                     ti_image_free(&copy);
                 }
@@ -1092,32 +1095,16 @@ static int sample_all(struct run *r) {
             char path[4200], seed_s[32];
             snprintf(path, sizeof path, "%s/grid-%04d.png", o->outdir, grid_count);
             snprintf(seed_s, sizeof seed_s, "%llu", o->seed);
-            const char *text[] = {"prompt",
-                                  o->from_file ? o->from_file : o->prompt,
-                                  "negative_prompt",
-                                  o->negative,
-                                  "seed",
-                                  seed_s,
-                                  "steps",
-                                  steps_s,
-                                  "scale",
-                                  scale_s,
-                                  "sampler",
-                                  sampler_name,
-                                  "model",
-                                  o->ckpt,
-                                  "embeddings",
-                                  r->emb_list,
-                                  TI_WATERMARK_PNG_KEY,
-                                  "none",
-                                  "safety_check",
-                                  r->sc_ok ? "see the samples' entries" : "not run",
-                                  "software",
-                                  "ti-sample",
-                                  NULL};
+            const char *text[PNG_TEXT_N];
+            png_text(text, o, r,
+                     &(struct png_meta){o->from_file ? o->from_file : o->prompt, seed_s, steps_s,
+                                        scale_s, sampler_name, NULL, NULL,
+                                        r->mark && ti_watermark_fits(grid.w, grid.h)
+                                            ? TI_WATERMARK_SD_TEXT
+                                            : "none",
+                                        r->sc_ok ? "see the samples' entries" : "not run", NULL});
             const struct ti_image *save = &grid;
             if (mark_image(r, &grid, NULL, &save) != 0) rc = 1;
-            if (r->mark && ti_watermark_fits(grid.w, grid.h)) text[17] = TI_WATERMARK_SD_TEXT;
             if (rc == 0 && write_png(&grid, path, text) != 0) rc = 1;
             ti_image_free(&grid);
         }
@@ -1161,6 +1148,7 @@ static void run_free(struct run *r) {
         ti_embedding_free(&r->embs[i]);
     ti_tokenizer_free(&r->tok);
     ti_image_free(&r->init);
+    free(r->dsch);
     free(r->prompts);
     free(r->file_text);
 }
