@@ -247,6 +247,39 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
                                  "or --plms\n");
             return 2;
         }
+        static const char *const valued[] = {"--prompt",
+                                             "--outdir",
+                                             "--from-file",
+                                             "--config",
+                                             "--ckpt",
+                                             "--ckpt_path",
+                                             "--negative_prompt",
+                                             "--init-img",
+                                             "--init_img",
+                                             "--precision",
+                                             "--device",
+                                             "--seed",
+                                             "--ddim_eta",
+                                             "--scale",
+                                             "--strength",
+                                             "--ddim_steps",
+                                             "--n_iter",
+                                             "--H",
+                                             "--W",
+                                             "--C",
+                                             "--f",
+                                             "--n_samples",
+                                             "--n_rows",
+                                             "--safety_checker",
+                                             "--safety-checker",
+                                             NULL};
+        int known = 0;
+        for (int k = 0; valued[k]; k++)
+            known |= !strcmp(a, valued[k]);
+        if (!known) {
+            fprintf(stderr, TOOL ": unknown flag '%s' (see --help)\n", a);
+            return 2;
+        }
         if (!val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, TOOL ": %s needs a value\n", a);
