@@ -8,14 +8,6 @@
 #include "fileio.h"
 #include "pickle.h"
 
-static char *dup_str(const char *s) {
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, s, n);
-    return p;
-}
-
 void ti_embedding_init(struct ti_embedding *emb) {
     memset(emb, 0, sizeof *emb);
     emb->step = -1;
@@ -60,7 +52,7 @@ ti_status ti_embedding_add_term(struct ti_embedding *emb, const char *placeholde
     emb->terms = t;
     struct ti_embedding_term *nt = &emb->terms[emb->n_terms];
     size_t n = (size_t)n_vectors * (size_t)dim;
-    nt->placeholder = dup_str(placeholder);
+    nt->placeholder = ti_strdup(placeholder);
     nt->vectors = malloc(n * sizeof(float));
     if (!nt->placeholder || !nt->vectors) {
         free(nt->placeholder);
@@ -80,7 +72,7 @@ ti_status ti_embedding_add_term(struct ti_embedding *emb, const char *placeholde
 
 static ti_status set_str(char **dst, const char *s, struct ti_err *err) {
     char *p = NULL;
-    if (s && !(p = dup_str(s))) return ti_error(err, TI_ERR_NOMEM, "out of memory");
+    if (s && !(p = ti_strdup(s))) return ti_error(err, TI_ERR_NOMEM, "out of memory");
     free(*dst);
     *dst = p;
     return TI_OK;

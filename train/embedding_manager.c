@@ -9,6 +9,7 @@
 #include <string.h> /* defines: memcpy, memmove, strcmp, strlen */
 
 #include "context.h" /* defines: struct ti_ctx, ti_ctx_download */
+#include "fileio.h"  /* defines: ti_strdup */
 #include "ops.h"     /* defines: ti_copy */
 #include "rng.h"     /* defines: struct ti_rng */
 
@@ -21,13 +22,6 @@ static const char *const PER_IMAGE_TOKENS[22] = {
     "\xd7\xa4", "\xd7\xa6", "\xd7\xa7", "\xd7\xa8", "\xd7\xa9", "\xd7\xaa"};
 
 #define KEY_PREFIX "model.params.personalization_config.params."
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
 
 void ti_emb_manager_init(struct ti_emb_manager *em, int dim, int is_clip) {
     memset(em, 0, sizeof *em);
@@ -77,8 +71,8 @@ static ti_status add_term(struct ti_emb_manager *em, const char *placeholder, in
     }
     struct ti_emb_term *t = &em->terms[em->n_terms];
     memset(t, 0, sizeof *t);
-    t->placeholder = dup_str(placeholder);
-    t->source = dup_str(source ? source : "?");
+    t->placeholder = ti_strdup(placeholder);
+    t->source = ti_strdup(source ? source : "?");
     if (!t->placeholder || !t->source) {
         free(t->placeholder);
         free((char *)t->source);

@@ -73,7 +73,8 @@ void ti_prefetch(const void *p, uint64_t n) {
 
 #define OUTFILE_BUF (1u << 20)
 
-static char *dup_str(const char *s) {
+char *ti_strdup(const char *s) {
+    if (!s) return NULL;
     size_t n = strlen(s) + 1;
     char *p = malloc(n);
     if (p) memcpy(p, s, n);
@@ -90,7 +91,7 @@ ti_status ti_outfile_open(struct ti_outfile *f, const char *path, struct ti_err 
     size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
     const char *base = slash ? slash + 1 : path;
     size_t n = strlen(path) + 32;
-    f->path = dup_str(path);
+    f->path = ti_strdup(path);
     f->tmp = malloc(n);
     f->buf = malloc(OUTFILE_BUF);
     if (!f->path || !f->tmp || !f->buf) {

@@ -71,6 +71,9 @@ void ti_outfile_abort(struct ti_outfile *f);
 /* Writes a whole buffer to `path` atomically (open + write + commit). */
 ti_status ti_file_write_atomic(const char *path, const void *data, size_t n, struct ti_err *err);
 
+/* A malloc'd copy of s (free() it); NULL when s is NULL or memory runs out. */
+char *ti_strdup(const char *s);
+
 /* ---- small helpers ------------------------------------------------------------------------- */
 /* CRC-32 (IEEE 802.3, the zip polynomial). Start with crc = 0; feed chunks in order. */
 uint32_t ti_crc32(uint32_t crc, const void *data, size_t n);

@@ -5,6 +5,8 @@
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free, aligned_alloc */
 #include <string.h> /* defines: memcpy, memcmp, strcmp, strlen, strrchr */
 
+#include "fileio.h" /* defines: ti_strdup */
+
 static const uint8_t legacy_magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
                                          0x20, 0x6a, 0xa8, 0x50, 0x19};
 
@@ -20,13 +22,6 @@ enum ti_torch_container ti_torchfile_sniff(const void *data, uint64_t size) {
             return TI_TORCH_LEGACY;
     }
     return TI_TORCH_NONE;
-}
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p) memcpy(p, s, n);
-    return p;
 }
 
 static ti_status keep_owned(struct ti_torchfile *tf, void *p, struct ti_err *err) {
@@ -265,7 +260,7 @@ ti_status ti_torchfile_open_mem(struct ti_torchfile **out, const void *data, uin
                                 const char *name, unsigned flags, struct ti_err *err) {
     *out = NULL;
     struct ti_torchfile *tf = calloc(1, sizeof *tf);
-    if (!tf || !(tf->name = dup_str(name ? name : "<memory>"))) {
+    if (!tf || !(tf->name = ti_strdup(name ? name : "<memory>"))) {
         free(tf);
         return ti_error(err, TI_ERR_NOMEM, "'%s': out of memory", name ? name : "<memory>");
     }
