@@ -301,6 +301,25 @@ TEST(bad_input) {
     refused(x, 1, "nofile.txt");
 }
 
+/* Without --config, the default (configs/stable-diffusion/v1-inference.yaml) is found beside the
+ * tool when the working folder has no configs/: the run gets past the config to the --ckpt check
+ * (a missing config would be named first). A --config given is never looked for elsewhere. */
+TEST(default_config_from_any_folder) {
+    char cmd[2048], err[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s --ckpt %s/none.ckpt --prompt a --outdir %s/dc", dir,
+             tool, dir, dir);
+    int rc = tu_run_capture(cmd, dir, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "--ckpt") && strstr(err, "none.ckpt") && !strstr(err, "--config"));
+    if (!strstr(err, "--ckpt")) fprintf(stderr, "stderr: %s\n", err);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s --config configs/stable-diffusion/v1-inference.yaml --ckpt %s/none.ckpt "
+             "--prompt a --outdir %s/dc",
+             dir, tool, dir, dir);
+    rc = tu_run_capture(cmd, dir, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "--config configs/stable-diffusion/v1-inference.yaml"));
+    CHECK(!exists("%s/dc%s", ""));
+}
+
 TEST(help_lists_every_flag) {
     char cmd[1024], out[16384];
     snprintf(cmd, sizeof cmd, "%s --help > %s/help.txt", tool, dir);
@@ -355,6 +374,7 @@ int main(int argc, char **argv) {
     if (setup() != 0) return 1;
     RUN(help_lists_every_flag);
     RUN(bad_input);
+    RUN(default_config_from_any_folder);
     RUN(writes_pngs_same_bytes_for_same_seed);
     RUN(merged_file);
     RUN(from_file_plms_eta_negative);
