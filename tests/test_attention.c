@@ -12,7 +12,12 @@
  *   gradients_only_where_needed  only dv, only dq, only dk wanted: each matches the reference;
  *   strided_inputs             an input with innermost stride != 1 (copied by the front end)
  *                              gives the same output and gradient as a contiguous one;
- *   rejects_bad_shapes         validation errors name the op.
+ *   rejects_bad_shapes         validation errors name the op;
+ *   bf16_matches_naive         bf16 tensors (cpu/attention_bf16.c's AVX512-BF16 kernel where
+ *                              the CPU has it, and the f32 kernel between conversions with
+ *                              TI_ATTN_BF16=0) at the sizes above and at SD head widths (40,
+ *                              80), against the naive reference on the bf16-rounded inputs,
+ *                              normwise and per element within bf16 tolerances.
  */
 #include <math.h>
 #include <stdint.h>
@@ -188,6 +193,14 @@ static ti_status upload_as(struct ti_ctx *ctx, struct ti_tensor *t, const double
     const int64_t shape[3] = {d0, d1, d2};
     long n = (long)(d0 * d1 * d2);
     if (dt == TI_DTYPE_F64) return ti_ctx_upload(ctx, t, x, dt, 3, shape);
+    if (dt == TI_DTYPE_BF16) {
+        uint16_t *h = malloc((size_t)n * sizeof *h);
+        for (long i = 0; i < n; i++)
+            h[i] = ti_f32_to_bf16((float)x[i]);
+        ti_status st = ti_ctx_upload(ctx, t, h, dt, 3, shape);
+        free(h);
+        return st;
+    }
     float *f = malloc((size_t)n * sizeof *f);
     for (long i = 0; i < n; i++)
         f[i] = (float)x[i];
@@ -202,6 +215,14 @@ static void download_as(struct ti_ctx *ctx, const struct ti_tensor *t, double *x
         CHECK_OK(ti_ctx_download(ctx, x, (size_t)n * sizeof *x, t), &ctx->err);
         return;
     }
+    if (t->dtype == TI_DTYPE_BF16) {
+        uint16_t *h = malloc((size_t)n * sizeof *h);
+        CHECK_OK(ti_ctx_download(ctx, h, (size_t)n * sizeof *h, t), &ctx->err);
+        for (long i = 0; i < n; i++)
+            x[i] = ti_bf16_to_f32(h[i]);
+        free(h);
+        return;
+    }
     float *f = malloc((size_t)n * sizeof *f);
     CHECK_OK(ti_ctx_download(ctx, f, (size_t)n * sizeof *f, t), &ctx->err);
     for (long i = 0; i < n; i++)
@@ -209,8 +230,36 @@ static void download_as(struct ti_ctx *ctx, const struct ti_tensor *t, double *x
     free(f);
 }
 
+/* bf16 results against the reference: normwise relative error ||got - want|| / ||want|| <=
+ * nrel and every element within eabs * max |want| (bf16 keeps 8 bits: one rounding is 2^-9
+ * relative; P, dS and the outputs are each rounded once). */
+static int check_close_bf16(const double *got, const double *want, long n, double nrel, double eabs,
+                            const char *what, int line) {
+    double num = 0, den = 0, mx = 0, worst = 0;
+    for (long i = 0; i < n; i++) {
+        double d = got[i] - want[i];
+        num += d * d;
+        den += want[i] * want[i];
+        mx = fabs(want[i]) > mx ? fabs(want[i]) : mx;
+        worst = fabs(d) > worst || d != d ? fabs(d) : worst;
+    }
+    double rel = sqrt(num / (den > 0 ? den : 1));
+    tc_checks++;
+    if (rel <= nrel && worst <= eabs * mx) return 1;
+    tc_failures++;
+    fprintf(stderr, "FAIL %s:%d %s: normwise %.3g (bound %.3g), worst element %.3g (bound %.3g)\n",
+            __FILE__, line, what, rel, nrel, worst, eabs * mx);
+    return 0;
+}
+
+/* bf16 bounds of check_close_bf16: measured at most 2.7e-3 normwise and 2e-3 of the largest
+ * element (native kernel; 1.9e-3 and 2e-3 by conversion), so about 2x and 5x headroom */
+#define BF16_NREL 6e-3
+#define BF16_EABS 1e-2
+
 /* Runs ti_attention + backward with gradients for the inputs flagged in want[3] (q, k, v) and
- * compares with the naive reference. */
+ * compares with the naive reference (bf16: on the rounded inputs, with check_close_bf16's
+ * bounds; atol and rtol are not used then). */
 static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int want[3],
                                 double atol, double rtol, const char *what) {
     struct ti_ctx ctx;
@@ -221,6 +270,13 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
     const long nv = (long)c->B * c->Tk * c->NH * c->Dv, no = (long)c->B * c->Tq * c->NH * c->Dv;
     double *q = rand_array(nq, &r), *k = rand_array(nk, &r), *v = rand_array(nv, &r);
     double *dout = rand_array(no, &r);
+    if (dt == TI_DTYPE_BF16) {
+        double *in[4] = {q, k, v, dout};
+        const long ns[4] = {nq, nk, nv, no};
+        for (int i = 0; i < 4; i++)
+            for (long j = 0; j < ns[i]; j++)
+                in[i][j] = ti_bf16_to_f32(ti_f32_to_bf16((float)in[i][j]));
+    }
     double *out = malloc((size_t)no * sizeof *out), *dq = malloc((size_t)nq * sizeof *dq);
     double *dk = malloc((size_t)nk * sizeof *dk), *dv = malloc((size_t)nv * sizeof *dv);
     naive_attention(c, q, k, v, dout, out, dq, dk, dv);
@@ -245,7 +301,9 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
     if (st == TI_OK) {
         double *got = malloc((size_t)no * sizeof *got);
         download_as(&ctx, &y, got);
-        if (!tc_check_close(got, out, no, atol, rtol, what, __FILE__, __LINE__))
+        if (dt == TI_DTYPE_BF16
+                ? !check_close_bf16(got, out, no, BF16_NREL, BF16_EABS, what, __LINE__)
+                : !tc_check_close(got, out, no, atol, rtol, what, __FILE__, __LINE__))
             fprintf(stderr, "  (output)\n");
         free(got);
         CHECK_OK(ti_tape_backward(&ctx, &y, &tdo), &ctx.err);
@@ -255,7 +313,9 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
             if (!want[i]) continue;
             double *gg = malloc((size_t)ns[i] * sizeof *gg);
             download_as(&ctx, &g[i], gg);
-            if (!tc_check_close(gg, ref[i], ns[i], atol, rtol, what, __FILE__, __LINE__))
+            if (dt == TI_DTYPE_BF16
+                    ? !check_close_bf16(gg, ref[i], ns[i], BF16_NREL, BF16_EABS, what, __LINE__)
+                    : !tc_check_close(gg, ref[i], ns[i], atol, rtol, what, __FILE__, __LINE__))
                 fprintf(stderr, "  (gradient of input %d)\n", i);
             free(gg);
         }
@@ -448,11 +508,53 @@ TEST(rejects_bad_shapes) {
     ti_ctx_free(&ctx);
 }
 
+/* SD v1 head widths: 8 x 40 self-attention (here 2 heads, 300 tokens: two query blocks, the
+ * second not a multiple of the 8-row GEMM tile), cross-attention over 77 keys, 80 wide causal */
+static const struct cfg sd_cfgs[] = {
+    {1, 300, 300, 2, 40, 40, 0, 0.15811388300841897},
+    {2, 200, 77, 2, 40, 40, 0, 0.15811388300841897},
+    {1, 150, 150, 2, 80, 80, 1, 0.11180339887498948},
+};
+
+TEST(bf16_matches_naive) {
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+#else
+    int saved = 1;
+#endif
+    const int all[3] = {1, 1, 1}, only_v[3] = {0, 0, 1}, kv[3] = {0, 1, 1};
+    const char *old = getenv("TI_ATTN_BF16");
+    char what[96];
+    for (int path = 0; path < 2; path++) {
+        /* path 0: the native kernel where the CPU has AVX512-BF16; 1: f32 between conversions */
+        if (path == 1) setenv("TI_ATTN_BF16", "0", 1);
+        for (size_t i = 0; i < sizeof big_cfgs / sizeof big_cfgs[0] + 3; i++) {
+            size_t nb = sizeof big_cfgs / sizeof big_cfgs[0];
+            const struct cfg *c = i < nb ? &big_cfgs[i] : &sd_cfgs[i - nb];
+            set_threads(i % 2 ? 1 : 2);
+            snprintf(what, sizeof what, "bf16 path %d cfg %zu", path, i);
+            check_against_naive(c, TI_DTYPE_BF16, all, 0, 0, what);
+            if (i == nb) {
+                snprintf(what, sizeof what, "bf16 path %d cfg %zu only dv", path, i);
+                check_against_naive(c, TI_DTYPE_BF16, only_v, 0, 0, what);
+                snprintf(what, sizeof what, "bf16 path %d cfg %zu dk and dv", path, i);
+                check_against_naive(c, TI_DTYPE_BF16, kv, 0, 0, what);
+            }
+        }
+    }
+    if (old)
+        setenv("TI_ATTN_BF16", old, 1);
+    else
+        unsetenv("TI_ATTN_BF16");
+    set_threads(saved);
+}
+
 int main(void) {
     RUN(exp_matches_expf);
     RUN(blocked_matches_naive);
     RUN(gradients_only_where_needed);
     RUN(strided_inputs);
     RUN(rejects_bad_shapes);
+    RUN(bf16_matches_naive);
     return tc_finish();
 }
