@@ -15,9 +15,9 @@
  *   rejects_bad_shapes         validation errors name the op;
  *   bf16_matches_naive         bf16 tensors (cpu/attention_bf16.c's AVX512-BF16 kernel where
  *                              the CPU has it, and the f32 kernel between conversions with
- *                              TI_ATTN_BF16=0) at the sizes above and at SD head widths (40,
- *                              80), against the naive reference on the bf16-rounded inputs,
- *                              normwise and per element within bf16 tolerances.
+ *                              TI_ATTN_BF16=0) at the sizes above, at SD head widths (40,
+ *                              80) and one wide head (130), against the naive reference on the
+ * bf16-rounded inputs, normwise and per element within bf16 tolerances.
  */
 #include <math.h>
 #include <stdint.h>
@@ -514,6 +514,8 @@ static const struct cfg sd_cfgs[] = {
     {1, 300, 300, 2, 40, 40, 0, 0.15811388300841897},
     {2, 200, 77, 2, 40, 40, 0, 0.15811388300841897},
     {1, 150, 150, 2, 80, 80, 1, 0.11180339887498948},
+    /* one wide head, odd Dv (VAE-like; 9 output vectors of 16 per row) */
+    {1, 70, 90, 1, 130, 129, 0, 0.08770580193070293},
 };
 
 TEST(bf16_matches_naive) {
@@ -528,8 +530,8 @@ TEST(bf16_matches_naive) {
     for (int path = 0; path < 2; path++) {
         /* path 0: the native kernel where the CPU has AVX512-BF16; 1: f32 between conversions */
         if (path == 1) setenv("TI_ATTN_BF16", "0", 1);
-        for (size_t i = 0; i < sizeof big_cfgs / sizeof big_cfgs[0] + 3; i++) {
-            size_t nb = sizeof big_cfgs / sizeof big_cfgs[0];
+        const size_t nb = sizeof big_cfgs / sizeof big_cfgs[0];
+        for (size_t i = 0; i < nb + sizeof sd_cfgs / sizeof sd_cfgs[0]; i++) {
             const struct cfg *c = i < nb ? &big_cfgs[i] : &sd_cfgs[i - nb];
             set_threads(i % 2 ? 1 : 2);
             snprintf(what, sizeof what, "bf16 path %d cfg %zu", path, i);
