@@ -42,7 +42,9 @@
 
 #include "../cpu_info.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* AVX512-BF16 intrinsics: GCC 10+, Clang 9+ (older compilers build the conversion path only) */
+#if defined(__x86_64__) &&                                                                         \
+    ((defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10))
 #define AB_X86 1
 #include <immintrin.h>
 #endif
