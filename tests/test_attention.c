@@ -516,6 +516,8 @@ static const struct cfg sd_cfgs[] = {
     {1, 150, 150, 2, 80, 80, 1, 0.11180339887498948},
     /* one wide head, odd Dv (VAE-like; 9 output vectors of 16 per row) */
     {1, 70, 90, 1, 130, 129, 0, 0.08770580193070293},
+    /* causal over several key panels with query blocks (248 rows) that do not divide them */
+    {1, 1040, 1040, 1, 8, 8, 1, 0.35355339059327373},
 };
 
 TEST(bf16_matches_naive) {
@@ -551,6 +553,76 @@ TEST(bf16_matches_naive) {
     set_threads(saved);
 }
 
+/* out and dq of a causal bf16 attention (B 1, NH 1) into out / dq (T x D doubles each) */
+static void causal_bf16_run(int T, int D, const double *q, const double *k, const double *v,
+                            const double *dout, double *out, double *dq) {
+    struct ti_ctx ctx;
+    CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
+    struct ti_tensor tq, tk, tv, tdo, g = ti_tensor_none(), y = ti_tensor_none();
+    CHECK_OK(upload_as(&ctx, &tq, q, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tk, k, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tv, v, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tdo, dout, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    struct ti_tape *tape = NULL;
+    CHECK_OK(ti_tape_init(&tape, &ctx.err), &ctx.err);
+    ctx.tape = tape;
+    CHECK_OK(ti_ctx_zeros(&ctx, &g, TI_DTYPE_BF16, 3, tq.shape), &ctx.err);
+    CHECK_OK(ti_tape_watch(&ctx, &tq, &g), &ctx.err);
+    CHECK_OK(ti_attention(&ctx, &y, &tq, &tk, &tv, 1, 0.5, 1), &ctx.err);
+    download_as(&ctx, &y, out);
+    CHECK_OK(ti_tape_backward(&ctx, &y, &tdo), &ctx.err);
+    download_as(&ctx, &g, dq);
+    ti_tape_free(&tape);
+    ctx.tape = NULL;
+    ti_tensor_release(&y);
+    ti_tensor_release(&g);
+    ti_tensor_release(&tq);
+    ti_tensor_release(&tk);
+    ti_tensor_release(&tv);
+    ti_tensor_release(&tdo);
+    ti_ctx_free(&ctx);
+}
+
+/* Causal bf16: the output and dq of query i must not depend on keys after i. Keys from t on
+ * are replaced; rows before t must come out bitwise the same (masked keys contribute exact
+ * zeros). t at key-panel and query-block edges, where a mask off by one would leak. */
+TEST(bf16_causal_no_future) {
+    const int T = 1040, D = 8;
+    struct ti_rng r;
+    ti_rng_seed(&r, 5);
+    double *q = rand_array(T * D, &r), *k = rand_array(T * D, &r), *v = rand_array(T * D, &r);
+    double *dout = rand_array(T * D, &r);
+    double *o0 = malloc((size_t)(T * D) * sizeof *o0), *g0 = malloc((size_t)(T * D) * sizeof *g0);
+    double *o1 = malloc((size_t)(T * D) * sizeof *o1), *g1 = malloc((size_t)(T * D) * sizeof *g1);
+    causal_bf16_run(T, D, q, k, v, dout, o0, g0);
+    const int ts[] = {248, 255, 256, 257, 496, 512, 1023};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) {
+        double *k2 = malloc((size_t)(T * D) * sizeof *k2),
+               *v2 = malloc((size_t)(T * D) * sizeof *v2);
+        memcpy(k2, k, (size_t)(T * D) * sizeof *k2);
+        memcpy(v2, v, (size_t)(T * D) * sizeof *v2);
+        for (int j = ts[i] * D; j < T * D; j++) {
+            k2[j] = 3.0 * k2[j] + 1.0; /* future keys score high if they leak */
+            v2[j] = -v2[j] + 2.0;
+        }
+        causal_bf16_run(T, D, q, k2, v2, dout, o1, g1);
+        int same = memcmp(o0, o1, (size_t)(ts[i] * D) * sizeof *o0) == 0 &&
+                   memcmp(g0, g1, (size_t)(ts[i] * D) * sizeof *g0) == 0;
+        if (!same) fprintf(stderr, "  rows before %d depend on later keys\n", ts[i]);
+        CHECK(same);
+        free(k2);
+        free(v2);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(dout);
+    free(o0);
+    free(g0);
+    free(o1);
+    free(g1);
+}
+
 int main(void) {
     RUN(exp_matches_expf);
     RUN(blocked_matches_naive);
@@ -558,5 +630,6 @@ int main(void) {
     RUN(strided_inputs);
     RUN(rejects_bad_shapes);
     RUN(bf16_matches_naive);
+    RUN(bf16_causal_no_future);
     return tc_finish();
 }

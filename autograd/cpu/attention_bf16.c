@@ -14,18 +14,19 @@
  *             operand; O = bf16((P V) / l).
  *   backward  S recomputed by the same GEMM, P = exp(S - lse) from the forward's lse (no second
  *             max/sum pass), dP = dO V^T, D_i = dO_i . O_i (f32), dS = P (dP - D_i) in f32;
- *             dV^T += dO^T P, dK^T += Q^T dS, dQ = dS K with bf16 operands (P, dS rounded once
- *             each) and f32 accumulation. dQ of a block and dK, dV of a head are added into the
+ *             dV^T += dO^T P, dK^T += Q^T dS, dQ += dS K with bf16 operands (P, dS rounded once
+ *             each) and f32 accumulation; keys in panels of 256 outside, query blocks inside, so
+ *             a panel's sums stay in cache. dK, dV of a panel and dQ of a head are added into the
  *             bf16 gradients once (dq/dk/dv = bf16(old + scale * sum)).
  *
  * GEMM form: every product is C (f32, M x N) (+)= alpha A B with A bf16 row-major, pairs of
  * its K dimension adjacent (broadcast as one 32-bit word), and B packed "VNNI" style:
  * B32[p][j] = (B[2p][j], B[2p+1][j]), N padded to 16 (one zmm of f32 results). The packs:
  *   K^T [D/2][Tk][2] and V [Tk/2][Dv][2] per head (forward; packed once per head, not per block),
- *   V^T [Dv/2][Tk][2] and K [Tk/2][D][2] (backward); P and dS of a block are written by the exp
+ *   V^T [Dv/2][Tk][2] and K [Tk/2][D][2] (backward); P and dS of a tile are written by the exp
  *   pass both row-major (A of P V, dS K) and as row pairs [m/2][n][2] (B of dO^T P, Q^T dS),
  *   so the transposed products need no transposes of the m x n matrices; dK and dV are kept
- *   transposed (D x Tk f32) per head and transposed once when added into dk / dv.
+ *   transposed (D x 256 f32) per key panel and transposed once when added into dk / dv.
  * Odd D, Dv, m or n are zero-padded (the pads add zeros to the sums).
  *
  * Threads (OpenMP): forward over (b, h, block) items after a parallel packing pass; backward
@@ -438,36 +439,50 @@ static ti_status ab_forward(struct ti_kctx *k, const struct ti_attention_args *a
 }
 
 /* ---- backward -------------------------------------------------------------------------------- */
+/* Keys in panels of AB_NK, query blocks inside (the order of FlashAttention-2's backward): a
+ * panel's dK^T, dV^T (D x AB_NK f32) and its S, dP, P, dS blocks stay in L2 while every query
+ * block passes, instead of sweeping D x Tk sums per block. dQ accumulates in f32 over the panels.
+ */
+#define AB_NK 256
+
 struct ab_bwd_ws {
     uint32_t *Kt, *Vt, *Kn; /* K^T [D2/2][ldK], V^T [Dv2/2][ldK], K [ceil(Tk/2)][Dp] */
-    float *dKt, *dVt;       /* D x ldK, Dv x ldK */
-    float *S, *dP, *C, *Di; /* bq x ldK, bq x ldK, bq x Dp, bq */
-    uint16_t *Qb, *dOb;     /* bq x D2, bq x Dv2 */
-    uint16_t *Qt, *dOt;     /* D x bq2, Dv x bq2 */
-    uint16_t *dSr;          /* bq x ldK */
-    uint32_t *Pi, *dSi;     /* bq2/2 x ldK */
+    uint16_t *Qb, *dOb;     /* the head's Q (Tq x D2), dO (Tq x Dv2) */
+    uint16_t *Qt, *dOt;     /* their transposes (D x Tq2, Dv x Tq2) */
+    float *dQ, *Di;         /* Tq x Dp f32 sums; D_i = dO_i . O_i (Tq) */
+    float *dKt, *dVt;       /* a panel's D x AB_NK, Dv x AB_NK */
+    float *S, *dP;          /* bq x AB_NK */
+    uint16_t *dSr;          /* bq x AB_NK */
+    uint32_t *Pi, *dSi;     /* bq2/2 x AB_NK */
 };
 
-/* The exp pass of a block, rows in pairs: P = exp(S - lse) (0 past the causal limit) and,
- * with dP, dS = P (dP - D_i); written as row pairs (Pi, dSi) and dS row-major (dSr). */
+/* The exp pass of a (query block, key panel), rows in pairs: P = exp(S - lse) (0 for keys a
+ * row does not see: past the panel or the causal limit) and, with dP, dS = P (dP - D_i);
+ * written as row pairs (Pi, dSi) and dS row-major (dSr), AB_NK per row, np rounded to 16. */
 AB_TARGET static void bwd_rows(const struct ab_geom *g, const struct ab_bwd_ws *w, int64_t m,
-                               int64_t n, int64_t i0, const float *L, int need_ds) {
-    const int64_t ldP = up(n, 16);
+                               int64_t i0, int64_t j0, int64_t np, const float *L, int need_ds) {
+    const int64_t ld = AB_NK, npp = up(np, 16);
     const __m512i ilv = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
                                          8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (int64_t r = 0; r < m; r += 2) {
         int two = r + 1 < m;
-        int64_t nr0 = g->causal ? i0 + r + 1 : n, nr1 = two ? (g->causal ? nr0 + 1 : n) : 0;
+        int64_t v0 = np, v1 = two ? np : 0; /* keys of the panel rows r, r + 1 see */
+        if (g->causal) {                    /* query i sees keys j <= i */
+            v0 = i0 + r + 1 - j0;
+            v0 = v0 < 0 ? 0 : (v0 > np ? np : v0);
+            v1 = i0 + r + 2 - j0;
+            v1 = !two || v1 < 0 ? 0 : (v1 > np ? np : v1);
+        }
         __m512 l0 = _mm512_set1_ps(L[r * g->ls2]);
         __m512 l1 = _mm512_set1_ps(two ? L[(r + 1) * g->ls2] : 0.0f);
-        __m512 d0 = _mm512_set1_ps(need_ds ? w->Di[r] : 0.0f);
-        __m512 d1 = _mm512_set1_ps(need_ds && two ? w->Di[r + 1] : 0.0f);
-        const float *s0 = w->S + r * g->ldK, *s1 = s0 + g->ldK;
-        const float *q0 = need_ds ? w->dP + r * g->ldK : NULL, *q1 = q0 ? q0 + g->ldK : NULL;
-        uint32_t *pi = w->Pi + r / 2 * g->ldK, *si = w->dSi + r / 2 * g->ldK;
-        uint16_t *sr0 = w->dSr + r * g->ldK, *sr1 = sr0 + g->ldK;
-        for (int64_t j = 0; j < ldP; j += 16) {
-            __mmask16 k0 = ab_mask(j, nr0), k1 = ab_mask(j, nr1);
+        __m512 d0 = _mm512_set1_ps(need_ds ? w->Di[i0 + r] : 0.0f);
+        __m512 d1 = _mm512_set1_ps(need_ds && two ? w->Di[i0 + r + 1] : 0.0f);
+        const float *s0 = w->S + r * ld, *s1 = s0 + ld;
+        const float *q0 = need_ds ? w->dP + r * ld : NULL, *q1 = q0 ? q0 + ld : NULL;
+        uint32_t *pi = w->Pi + r / 2 * ld, *si = w->dSi + r / 2 * ld;
+        uint16_t *sr0 = w->dSr + r * ld, *sr1 = sr0 + ld;
+        for (int64_t j = 0; j < npp; j += 16) {
+            __mmask16 k0 = ab_mask(j, v0), k1 = ab_mask(j, v1);
             __m512 p0 = _mm512_maskz_mov_ps(
                 k0, ab_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, s0 + j), l0)));
             __m512 p1 = _mm512_maskz_mov_ps(
@@ -490,49 +505,28 @@ struct ab_bwd_dst {
     int64_t dqs0, dqs1, dks0, dks1, dvs0, dvs1;
 };
 
-/* One (b, h, block [i0, i0+m)): dQ of the block added into dq; dK^T, dV^T accumulated in w. */
-AB_TARGET static void bwd_block(const struct ab_geom *g, int64_t b, int64_t h, int64_t i0,
-                                int64_t m, const struct ab_bwd_ws *w, const struct ab_bwd_dst *t) {
-    const uint16_t *Q = g->q + b * g->qs0 + i0 * g->qs1 + h * g->D;
-    const uint16_t *O = g->o + b * g->os0 + i0 * g->os1 + h * g->Dv;
-    const uint16_t *dO = g->dout + b * g->dos0 + i0 * g->dos1 + h * g->Dv;
-    const float *L = g->lse + b * g->ls0 + h * g->ls1 + i0 * g->ls2;
-    const int64_t n = g->causal ? i0 + m : g->Tk, nv = up(n, 16) / 16, m2 = up(m, 2);
+/* One (query block [i0, i0+m), key panel [j0, j0+np)) of head h: dV^T, dK^T of the panel and
+ * dQ of the block accumulated in w. */
+AB_TARGET static void bwd_tile(const struct ab_geom *g, int64_t h, int64_t i0, int64_t m,
+                               int64_t j0, int64_t np, const float *Lh, const struct ab_bwd_ws *w,
+                               const struct ab_bwd_dst *t) {
+    const int64_t nv = up(np, 16) / 16, m2 = up(m, 2);
     const int need_ds = t->dq || t->dk;
-    copy_pad(Q, g->qs1, m, g->D, w->Qb, g->D2);
-    ab_gemm(m, nv, g->D2 / 2, w->Qb, g->D2, w->Kt, g->ldK, w->S, g->ldK, g->scale, 0);
-    if (need_ds) {
-        for (int64_t r = 0; r < m; r++) {
-            const uint16_t *x = dO + r * g->dos1, *y = O + r * g->os1;
-            float s = 0;
-            for (int64_t d = 0; d < g->Dv; d++)
-                s += ab_bf2f(x[d]) * ab_bf2f(y[d]);
-            w->Di[r] = s;
-        }
-        copy_pad(dO, g->dos1, m, g->Dv, w->dOb, g->Dv2);
-        ab_gemm(m, nv, g->Dv2 / 2, w->dOb, g->Dv2, w->Vt, g->ldK, w->dP, g->ldK, 1.0f, 0);
-    }
-    bwd_rows(g, w, m, n, i0, L, need_ds);
-    /* dV^T (Dv x n) += dO^T P: K dim m (pairs of rows) */
-    if (t->dv) {
-        transpose_pad(dO, g->dos1, m, g->Dv, w->dOt, g->bq2);
-        ab_gemm(g->Dv, nv, m2 / 2, w->dOt, g->bq2, w->Pi, g->ldK, w->dVt, g->ldK, 1.0f, 1);
-    }
-    /* dK^T (D x n) += Q^T dS (scale applied when added into dk) */
-    if (t->dk) {
-        transpose_pad(Q, g->qs1, m, g->D, w->Qt, g->bq2);
-        ab_gemm(g->D, nv, m2 / 2, w->Qt, g->bq2, w->dSi, g->ldK, w->dKt, g->ldK, 1.0f, 1);
-    }
-    /* dQ (m x D) = scale dS K, added into dq */
-    if (t->dq) {
-        ab_gemm(m, g->Dp / 16, (n + 1) / 2, w->dSr, g->ldK, w->Kn, g->Dp, w->C, g->Dp, g->scale, 0);
-        for (int64_t r = 0; r < m; r++) {
-            uint16_t *dq = t->dq + b * t->dqs0 + (i0 + r) * t->dqs1 + h * g->D;
-            const float *c = w->C + r * g->Dp;
-            for (int64_t d = 0; d < g->D; d++)
-                dq[d] = ab_f2bf(ab_bf2f(dq[d]) + c[d]);
-        }
-    }
+    ab_gemm(m, nv, g->D2 / 2, w->Qb + i0 * g->D2, g->D2, w->Kt + j0, g->ldK, w->S, AB_NK, g->scale,
+            0);
+    if (need_ds)
+        ab_gemm(m, nv, g->Dv2 / 2, w->dOb + i0 * g->Dv2, g->Dv2, w->Vt + j0, g->ldK, w->dP, AB_NK,
+                1.0f, 0);
+    bwd_rows(g, w, m, i0, j0, np, Lh + i0 * g->ls2, need_ds);
+    const int64_t tq2 = up(g->Tq, 2);
+    /* dV^T (Dv x np) += dO^T P: K dim m (pairs of rows) */
+    if (t->dv) ab_gemm(g->Dv, nv, m2 / 2, w->dOt + i0, tq2, w->Pi, AB_NK, w->dVt, AB_NK, 1.0f, 1);
+    /* dK^T (D x np) += Q^T dS (scale applied when added into dk) */
+    if (t->dk) ab_gemm(g->D, nv, m2 / 2, w->Qt + i0, tq2, w->dSi, AB_NK, w->dKt, AB_NK, 1.0f, 1);
+    /* dQ (m x D) += dS K over the panel's keys (pairs; dS zero past the visible keys) */
+    if (t->dq)
+        ab_gemm(m, g->Dp / 16, (np + 1) / 2, w->dSr, AB_NK, w->Kn + j0 / 2 * g->Dp, g->Dp,
+                w->dQ + i0 * g->Dp, g->Dp, 1.0f, 1);
 }
 
 static ti_status ab_backward(struct ti_kctx *k, const struct ti_attention_args *a) {
@@ -552,18 +546,20 @@ static ti_status ab_backward(struct ti_kctx *k, const struct ti_attention_args *
     if (dq) t.dqs0 = a->dq.stride[0], t.dqs1 = row_ld(&a->dq);
     if (dk) t.dks0 = a->dk.stride[0], t.dks1 = row_ld(&a->dk);
     if (dv) t.dvs0 = a->dv.stride[0], t.dvs1 = row_ld(&a->dv);
-    const int64_t BH = g.B * g.NH, ldK = g.ldK, bq = g.bq, bq2 = g.bq2;
-    const int64_t TkP = (g.Tk + 1) / 2; /* K pack rows */
+    const int64_t BH = g.B * g.NH, ldK = g.ldK, bq = g.bq, bq2 = g.bq2, Tq = g.Tq;
+    const int64_t tq2 = up(Tq, 2), TkP = (g.Tk + 1) / 2;
     int nt = ab_threads(&g, BH);
     /* per thread, in bytes, each piece rounded to 64 */
     const int64_t sz[] = {
-        g.D2 / 2 * ldK * 4, g.Dv2 / 2 * ldK * 4, TkP * g.Dp * 4 + 64,         /* Kt, Vt, Kn */
-        g.D * ldK * 4,      g.Dv * ldK * 4,                                   /* dKt, dVt */
-        bq * ldK * 4,       bq * ldK * 4,        bq * g.Dp * 4,       bq * 4, /* S, dP, C, Di */
-        bq * g.D2 * 2,      bq * g.Dv2 * 2,                                   /* Qb, dOb */
-        g.D * bq2 * 2,      g.Dv * bq2 * 2,                                   /* Qt, dOt */
-        bq * ldK * 2,                                                         /* dSr */
-        bq2 / 2 * ldK * 4,  bq2 / 2 * ldK * 4,                                /* Pi, dSi */
+        g.D2 / 2 * ldK * 4,  g.Dv2 / 2 * ldK * 4,
+        TkP * g.Dp * 4 + 64,                      /* Kt, Vt, Kn */
+        Tq * g.D2 * 2,       Tq * g.Dv2 * 2,      /* Qb, dOb */
+        g.D * tq2 * 2,       g.Dv * tq2 * 2,      /* Qt, dOt */
+        Tq * g.Dp * 4,       Tq * 4,              /* dQ, Di */
+        g.D * AB_NK * 4,     g.Dv * AB_NK * 4,    /* dKt, dVt */
+        bq * AB_NK * 4,      bq * AB_NK * 4,      /* S, dP */
+        bq * AB_NK * 2,                           /* dSr */
+        bq2 / 2 * AB_NK * 4, bq2 / 2 * AB_NK * 4, /* Pi, dSi */
     };
     const int npieces = (int)(sizeof sz / sizeof *sz);
     int64_t per = 0;
@@ -583,44 +579,76 @@ static ti_status ab_backward(struct ti_kctx *k, const struct ti_attention_args *
         w.Kt = pc[0];
         w.Vt = pc[1];
         w.Kn = pc[2];
-        w.dKt = pc[3];
-        w.dVt = pc[4];
-        w.S = pc[5];
-        w.dP = pc[6];
-        w.C = pc[7];
+        w.Qb = pc[3];
+        w.dOb = pc[4];
+        w.Qt = pc[5];
+        w.dOt = pc[6];
+        w.dQ = pc[7];
         w.Di = pc[8];
-        w.Qb = pc[9];
-        w.dOb = pc[10];
-        w.Qt = pc[11];
-        w.dOt = pc[12];
+        w.dKt = pc[9];
+        w.dVt = pc[10];
+        w.S = pc[11];
+        w.dP = pc[12];
         w.dSr = pc[13];
         w.Pi = pc[14];
         w.dSi = pc[15];
         int64_t b = bh / g.NH, h = bh % g.NH;
         const uint16_t *K = g.k + b * g.ks0 + h * g.D, *V = g.v + b * g.vs0 + h * g.Dv;
+        const uint16_t *Q = g.q + b * g.qs0 + h * g.D, *O = g.o + b * g.os0 + h * g.Dv;
+        const uint16_t *dO = g.dout + b * g.dos0 + h * g.Dv;
+        const float *Lh = g.lse + b * g.ls0 + h * g.ls1;
+        const int need_ds = dq || dk;
         pack_t(K, g.ks1, g.Tk, g.D, w.Kt, ldK);
-        if (dq || dk) pack_t(V, g.vs1, g.Tk, g.Dv, w.Vt, ldK);
-        if (dq) pack_n(K, g.ks1, g.Tk, g.D, w.Kn, g.Dp);
-        if (dk) memset(w.dKt, 0, (size_t)(g.D * ldK) * 4);
-        if (dv) memset(w.dVt, 0, (size_t)(g.Dv * ldK) * 4);
-        for (int64_t blk = 0; blk < g.nqb; blk++) {
-            int64_t i0 = blk * bq;
-            int64_t m = g.Tq - i0 < bq ? g.Tq - i0 : bq;
-            bwd_block(&g, b, h, i0, m, &w, &t);
-        }
-        /* dk += scale dK^T^T, dv += dV^T^T, rounded once */
-        for (int64_t j = 0; j < g.Tk; j++) {
-            if (dk) {
-                uint16_t *r = dk + b * t.dks0 + j * t.dks1 + h * g.D;
-                for (int64_t d = 0; d < g.D; d++)
-                    r[d] = ab_f2bf(ab_bf2f(r[d]) + g.scale * w.dKt[d * ldK + j]);
-            }
-            if (dv) {
-                uint16_t *r = dv + b * t.dvs0 + j * t.dvs1 + h * g.Dv;
+        copy_pad(Q, g.qs1, Tq, g.D, w.Qb, g.D2);
+        if (need_ds) {
+            pack_t(V, g.vs1, g.Tk, g.Dv, w.Vt, ldK);
+            copy_pad(dO, g.dos1, Tq, g.Dv, w.dOb, g.Dv2);
+            for (int64_t r = 0; r < Tq; r++) {
+                const uint16_t *x = dO + r * g.dos1, *y = O + r * g.os1;
+                float sum = 0;
                 for (int64_t d = 0; d < g.Dv; d++)
-                    r[d] = ab_f2bf(ab_bf2f(r[d]) + w.dVt[d * ldK + j]);
+                    sum += ab_bf2f(x[d]) * ab_bf2f(y[d]);
+                w.Di[r] = sum;
             }
         }
+        if (dq) {
+            pack_n(K, g.ks1, g.Tk, g.D, w.Kn, g.Dp);
+            memset(w.dQ, 0, (size_t)(Tq * g.Dp) * 4);
+        }
+        if (dk) transpose_pad(Q, g.qs1, Tq, g.D, w.Qt, tq2);
+        if (dv) transpose_pad(dO, g.dos1, Tq, g.Dv, w.dOt, tq2);
+        for (int64_t j0 = 0; j0 < g.Tk; j0 += AB_NK) {
+            int64_t np = g.Tk - j0 < AB_NK ? g.Tk - j0 : AB_NK;
+            if (dk) memset(w.dKt, 0, (size_t)(g.D * AB_NK) * 4);
+            if (dv) memset(w.dVt, 0, (size_t)(g.Dv * AB_NK) * 4);
+            /* causal: queries before j0 see none of the panel's keys */
+            int64_t first = g.causal ? j0 / bq : 0;
+            for (int64_t blk = first; blk < g.nqb; blk++) {
+                int64_t i0 = blk * bq;
+                int64_t m = Tq - i0 < bq ? Tq - i0 : bq;
+                bwd_tile(&g, h, i0, m, j0, np, Lh, &w, &t);
+            }
+            /* dk += scale dK^T^T, dv += dV^T^T over the panel's keys, rounded once */
+            for (int64_t j = 0; j < np; j++) {
+                if (dk) {
+                    uint16_t *r = dk + b * t.dks0 + (j0 + j) * t.dks1 + h * g.D;
+                    for (int64_t d = 0; d < g.D; d++)
+                        r[d] = ab_f2bf(ab_bf2f(r[d]) + g.scale * w.dKt[d * AB_NK + j]);
+                }
+                if (dv) {
+                    uint16_t *r = dv + b * t.dvs0 + (j0 + j) * t.dvs1 + h * g.Dv;
+                    for (int64_t d = 0; d < g.Dv; d++)
+                        r[d] = ab_f2bf(ab_bf2f(r[d]) + w.dVt[d * AB_NK + j]);
+                }
+            }
+        }
+        if (dq) /* dq += scale dQ, rounded once */
+            for (int64_t r = 0; r < Tq; r++) {
+                uint16_t *o = dq + b * t.dqs0 + r * t.dqs1 + h * g.D;
+                const float *c = w.dQ + r * g.Dp;
+                for (int64_t d = 0; d < g.D; d++)
+                    o[d] = ab_f2bf(ab_bf2f(o[d]) + g.scale * c[d]);
+            }
     }
     return TI_OK;
 }
