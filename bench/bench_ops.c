@@ -2,9 +2,10 @@
  * bench_ops.c - CPU timings of single ops at Stable Diffusion sizes, for scripts/bench.sh (which
  * runs PyTorch on the same ops beside it and prints the comparison table). Not a test.
  *
- *   bench_ops [--reps N] [--warmup N] [--threads N] [--only conv|attention]
+ *   bench_ops [--reps N] [--warmup N] [--threads N] [--only conv|attention] [--dtype f32|bf16]
+ *             [--cpu-time]
  *
- * Benchmarks (f32, CPU backend, batch 1):
+ * Benchmarks (f32, or bf16 tensors with --dtype bf16; CPU backend, batch 1):
  *   conv       3x3 conv 320 -> 320 at 64x64, pad 1, frozen weight and bias (declared frozen to
  *              the CPU backend, as model/weights.c does with a model's parameters):
  *              forward, and forward + input-gradient backward (dx only).
@@ -13,6 +14,8 @@
  *              64x64 latent): forward, and forward + backward into dq, dk, dv.
  *              FLOP: 4*B*NH*Tq*Tk*D per forward; ti's backward recomputes P from the saved
  *              log-sum-exp, so it counts 2.5x the forward (PyTorch's keeps P: 2x).
+ * --cpu-time reports process CPU time (all threads) instead of wall clock: the figure to compare
+ * on a loaded machine.
  * Each measurement: `warmup` untimed runs, then `reps` timed runs; the median is reported.
  * Arenas are reused across runs (the steady state of a training step: no fresh memory).
  *
@@ -26,7 +29,7 @@
 #include <stdio.h>  /* defines: printf, fprintf */
 #include <stdlib.h> /* defines: malloc, free, qsort, atoi */
 #include <string.h> /* defines: strcmp */
-#include <time.h>   /* defines: clock_gettime, CLOCK_MONOTONIC */
+#include <time.h>   /* defines: clock_gettime, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID */
 
 #include "context.h"
 #include "cpu_info.h"
@@ -43,9 +46,13 @@ struct bench_opts {
     const char *only;
 };
 
+static enum ti_dtype bench_dtype = TI_DTYPE_F32; /* --dtype */
+
+static int bench_cpu_time; /* --cpu-time: process CPU time instead of wall clock */
+
 static double now_ms(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(bench_cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
@@ -68,7 +75,19 @@ static ti_status rand_tensor(struct ti_ctx *ctx, struct ti_tensor *t, int ndim,
     ti_rng_seed(&r, seed);
     for (int64_t i = 0; i < n; i++)
         buf[i] = lo + (hi - lo) * (float)ti_rng_uniform(&r);
-    ti_status st = ti_ctx_upload(ctx, t, buf, TI_DTYPE_F32, ndim, shape);
+    uint16_t *h = NULL;
+    if (bench_dtype == TI_DTYPE_BF16) {
+        h = malloc((size_t)n * sizeof *h);
+        if (!h) {
+            free(buf);
+            return ti_error(&ctx->err, TI_ERR_NOMEM, "bench: cannot allocate %lld bf16s",
+                            (long long)n);
+        }
+        for (int64_t i = 0; i < n; i++)
+            h[i] = ti_f32_to_bf16(buf[i]);
+    }
+    ti_status st = ti_ctx_upload(ctx, t, h ? (const void *)h : buf, bench_dtype, ndim, shape);
+    free(h);
     free(buf);
     return st;
 }
@@ -155,7 +174,7 @@ static int bench_conv(struct ti_ctx *ctx, const struct bench_opts *o) {
     if (st == TI_OK) st = rand_tensor(ctx, &c.w, 4, ws, -wb, wb, 2);
     if (st == TI_OK) st = rand_tensor(ctx, &c.b, 1, bs, -wb, wb, 3);
     if (st == TI_OK) st = rand_tensor(ctx, &c.dout, 4, xs, -1.f, 1.f, 4);
-    if (st == TI_OK) st = ti_ctx_zeros(ctx, &c.dx, TI_DTYPE_F32, 4, xs);
+    if (st == TI_OK) st = ti_ctx_zeros(ctx, &c.dx, bench_dtype, 4, xs);
     /* a model's weights are declared frozen when loaded (model/weights.c): the same here */
     if (st == TI_OK) ti_cpu_weights_frozen(c.w.data, ti_tensor_nbytes(&c.w));
     /* probe once: an op that is not built on this branch is reported, not fatal */
@@ -233,9 +252,9 @@ static int bench_attention(struct ti_ctx *ctx, const struct bench_opts *o) {
     if (st == TI_OK) st = rand_tensor(ctx, &a.k, 3, shape, -1.f, 1.f, 12);
     if (st == TI_OK) st = rand_tensor(ctx, &a.v, 3, shape, -1.f, 1.f, 13);
     if (st == TI_OK) st = rand_tensor(ctx, &a.dout, 3, shape, -1.f, 1.f, 14);
-    if (st == TI_OK) st = ti_ctx_zeros(ctx, &a.dq, TI_DTYPE_F32, 3, shape);
-    if (st == TI_OK) st = ti_ctx_zeros(ctx, &a.dk, TI_DTYPE_F32, 3, shape);
-    if (st == TI_OK) st = ti_ctx_zeros(ctx, &a.dv, TI_DTYPE_F32, 3, shape);
+    if (st == TI_OK) st = ti_ctx_zeros(ctx, &a.dq, bench_dtype, 3, shape);
+    if (st == TI_OK) st = ti_ctx_zeros(ctx, &a.dk, bench_dtype, 3, shape);
+    if (st == TI_OK) st = ti_ctx_zeros(ctx, &a.dv, bench_dtype, 3, shape);
     if (st == TI_OK) st = time_case(ctx, o, attn_forward, &a, "attention", "forward", gflop);
     if (st == TI_OK)
         st = time_case(ctx, o, attn_forward_backward, &a, "attention", "forward+input-grad",
@@ -255,7 +274,7 @@ static int bench_attention(struct ti_ctx *ctx, const struct bench_opts *o) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_ops [--reps N] [--warmup N] [--threads N] "
-                    "[--only conv|attention]\n");
+                    "[--only conv|attention] [--dtype f32|bf16] [--cpu-time]\n");
 }
 
 int main(int argc, char **argv) {
@@ -267,7 +286,19 @@ int main(int argc, char **argv) {
             o.warmup = atoi(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--only") == 0)
             o.only = argv[++i];
-        else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0) {
+        else if (strcmp(argv[i], "--cpu-time") == 0)
+            bench_cpu_time = 1;
+        else if (i + 1 < argc && strcmp(argv[i], "--dtype") == 0) {
+            const char *d = argv[++i];
+            if (strcmp(d, "f32") == 0)
+                bench_dtype = TI_DTYPE_F32;
+            else if (strcmp(d, "bf16") == 0)
+                bench_dtype = TI_DTYPE_BF16;
+            else {
+                fprintf(stderr, "bench_ops: --dtype '%s': expected f32 or bf16\n", d);
+                return 2;
+            }
+        } else if (i + 1 < argc && strcmp(argv[i], "--threads") == 0) {
 #ifdef _OPENMP
             omp_set_num_threads(atoi(argv[++i]));
 #else

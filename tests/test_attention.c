@@ -12,7 +12,12 @@
  *   gradients_only_where_needed  only dv, only dq, only dk wanted: each matches the reference;
  *   strided_inputs             an input with innermost stride != 1 (copied by the front end)
  *                              gives the same output and gradient as a contiguous one;
- *   rejects_bad_shapes         validation errors name the op.
+ *   rejects_bad_shapes         validation errors name the op;
+ *   bf16_matches_naive         bf16 tensors (cpu/attention_bf16.c's AVX512-BF16 kernel where
+ *                              the CPU has it, and the f32 kernel between conversions with
+ *                              TI_ATTN_BF16=0) at the sizes above, at SD head widths (40,
+ *                              80) and one wide head (130), against the naive reference on the
+ * bf16-rounded inputs, normwise and per element within bf16 tolerances.
  */
 #include <math.h>
 #include <stdint.h>
@@ -188,6 +193,14 @@ static ti_status upload_as(struct ti_ctx *ctx, struct ti_tensor *t, const double
     const int64_t shape[3] = {d0, d1, d2};
     long n = (long)(d0 * d1 * d2);
     if (dt == TI_DTYPE_F64) return ti_ctx_upload(ctx, t, x, dt, 3, shape);
+    if (dt == TI_DTYPE_BF16) {
+        uint16_t *h = malloc((size_t)n * sizeof *h);
+        for (long i = 0; i < n; i++)
+            h[i] = ti_f32_to_bf16((float)x[i]);
+        ti_status st = ti_ctx_upload(ctx, t, h, dt, 3, shape);
+        free(h);
+        return st;
+    }
     float *f = malloc((size_t)n * sizeof *f);
     for (long i = 0; i < n; i++)
         f[i] = (float)x[i];
@@ -202,6 +215,14 @@ static void download_as(struct ti_ctx *ctx, const struct ti_tensor *t, double *x
         CHECK_OK(ti_ctx_download(ctx, x, (size_t)n * sizeof *x, t), &ctx->err);
         return;
     }
+    if (t->dtype == TI_DTYPE_BF16) {
+        uint16_t *h = malloc((size_t)n * sizeof *h);
+        CHECK_OK(ti_ctx_download(ctx, h, (size_t)n * sizeof *h, t), &ctx->err);
+        for (long i = 0; i < n; i++)
+            x[i] = ti_bf16_to_f32(h[i]);
+        free(h);
+        return;
+    }
     float *f = malloc((size_t)n * sizeof *f);
     CHECK_OK(ti_ctx_download(ctx, f, (size_t)n * sizeof *f, t), &ctx->err);
     for (long i = 0; i < n; i++)
@@ -209,8 +230,36 @@ static void download_as(struct ti_ctx *ctx, const struct ti_tensor *t, double *x
     free(f);
 }
 
+/* bf16 results against the reference: normwise relative error ||got - want|| / ||want|| <=
+ * nrel and every element within eabs * max |want| (bf16 keeps 8 bits: one rounding is 2^-9
+ * relative; P, dS and the outputs are each rounded once). */
+static int check_close_bf16(const double *got, const double *want, long n, double nrel, double eabs,
+                            const char *what, int line) {
+    double num = 0, den = 0, mx = 0, worst = 0;
+    for (long i = 0; i < n; i++) {
+        double d = got[i] - want[i];
+        num += d * d;
+        den += want[i] * want[i];
+        mx = fabs(want[i]) > mx ? fabs(want[i]) : mx;
+        worst = fabs(d) > worst || d != d ? fabs(d) : worst;
+    }
+    double rel = sqrt(num / (den > 0 ? den : 1));
+    tc_checks++;
+    if (rel <= nrel && worst <= eabs * mx) return 1;
+    tc_failures++;
+    fprintf(stderr, "FAIL %s:%d %s: normwise %.3g (bound %.3g), worst element %.3g (bound %.3g)\n",
+            __FILE__, line, what, rel, nrel, worst, eabs * mx);
+    return 0;
+}
+
+/* bf16 bounds of check_close_bf16: measured at most 2.7e-3 normwise and 2e-3 of the largest
+ * element (native kernel; 1.9e-3 and 2e-3 by conversion), so about 2x and 5x headroom */
+#define BF16_NREL 6e-3
+#define BF16_EABS 1e-2
+
 /* Runs ti_attention + backward with gradients for the inputs flagged in want[3] (q, k, v) and
- * compares with the naive reference. */
+ * compares with the naive reference (bf16: on the rounded inputs, with check_close_bf16's
+ * bounds; atol and rtol are not used then). */
 static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int want[3],
                                 double atol, double rtol, const char *what) {
     struct ti_ctx ctx;
@@ -221,6 +270,13 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
     const long nv = (long)c->B * c->Tk * c->NH * c->Dv, no = (long)c->B * c->Tq * c->NH * c->Dv;
     double *q = rand_array(nq, &r), *k = rand_array(nk, &r), *v = rand_array(nv, &r);
     double *dout = rand_array(no, &r);
+    if (dt == TI_DTYPE_BF16) {
+        double *in[4] = {q, k, v, dout};
+        const long ns[4] = {nq, nk, nv, no};
+        for (int i = 0; i < 4; i++)
+            for (long j = 0; j < ns[i]; j++)
+                in[i][j] = ti_bf16_to_f32(ti_f32_to_bf16((float)in[i][j]));
+    }
     double *out = malloc((size_t)no * sizeof *out), *dq = malloc((size_t)nq * sizeof *dq);
     double *dk = malloc((size_t)nk * sizeof *dk), *dv = malloc((size_t)nv * sizeof *dv);
     naive_attention(c, q, k, v, dout, out, dq, dk, dv);
@@ -245,7 +301,9 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
     if (st == TI_OK) {
         double *got = malloc((size_t)no * sizeof *got);
         download_as(&ctx, &y, got);
-        if (!tc_check_close(got, out, no, atol, rtol, what, __FILE__, __LINE__))
+        if (dt == TI_DTYPE_BF16
+                ? !check_close_bf16(got, out, no, BF16_NREL, BF16_EABS, what, __LINE__)
+                : !tc_check_close(got, out, no, atol, rtol, what, __FILE__, __LINE__))
             fprintf(stderr, "  (output)\n");
         free(got);
         CHECK_OK(ti_tape_backward(&ctx, &y, &tdo), &ctx.err);
@@ -255,7 +313,9 @@ static void check_against_naive(const struct cfg *c, enum ti_dtype dt, const int
             if (!want[i]) continue;
             double *gg = malloc((size_t)ns[i] * sizeof *gg);
             download_as(&ctx, &g[i], gg);
-            if (!tc_check_close(gg, ref[i], ns[i], atol, rtol, what, __FILE__, __LINE__))
+            if (dt == TI_DTYPE_BF16
+                    ? !check_close_bf16(gg, ref[i], ns[i], BF16_NREL, BF16_EABS, what, __LINE__)
+                    : !tc_check_close(gg, ref[i], ns[i], atol, rtol, what, __FILE__, __LINE__))
                 fprintf(stderr, "  (gradient of input %d)\n", i);
             free(gg);
         }
@@ -448,11 +508,128 @@ TEST(rejects_bad_shapes) {
     ti_ctx_free(&ctx);
 }
 
+/* SD v1 head widths: 8 x 40 self-attention (here 2 heads, 300 tokens: two query blocks, the
+ * second not a multiple of the 8-row GEMM tile), cross-attention over 77 keys, 80 wide causal */
+static const struct cfg sd_cfgs[] = {
+    {1, 300, 300, 2, 40, 40, 0, 0.15811388300841897},
+    {2, 200, 77, 2, 40, 40, 0, 0.15811388300841897},
+    {1, 150, 150, 2, 80, 80, 1, 0.11180339887498948},
+    /* one wide head, odd Dv (VAE-like; 9 output vectors of 16 per row) */
+    {1, 70, 90, 1, 130, 129, 0, 0.08770580193070293},
+    /* causal over several key panels with query blocks (248 rows) that do not divide them */
+    {1, 1040, 1040, 1, 8, 8, 1, 0.35355339059327373},
+};
+
+TEST(bf16_matches_naive) {
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+#else
+    int saved = 1;
+#endif
+    const int all[3] = {1, 1, 1}, only_v[3] = {0, 0, 1}, kv[3] = {0, 1, 1};
+    const char *old = getenv("TI_ATTN_BF16");
+    char what[96];
+    for (int path = 0; path < 2; path++) {
+        /* path 0: the native kernel where the CPU has AVX512-BF16; 1: f32 between conversions */
+        if (path == 1) setenv("TI_ATTN_BF16", "0", 1);
+        const size_t nb = sizeof big_cfgs / sizeof big_cfgs[0];
+        for (size_t i = 0; i < nb + sizeof sd_cfgs / sizeof sd_cfgs[0]; i++) {
+            const struct cfg *c = i < nb ? &big_cfgs[i] : &sd_cfgs[i - nb];
+            set_threads(i % 2 ? 1 : 2);
+            snprintf(what, sizeof what, "bf16 path %d cfg %zu", path, i);
+            check_against_naive(c, TI_DTYPE_BF16, all, 0, 0, what);
+            if (i == nb) {
+                snprintf(what, sizeof what, "bf16 path %d cfg %zu only dv", path, i);
+                check_against_naive(c, TI_DTYPE_BF16, only_v, 0, 0, what);
+                snprintf(what, sizeof what, "bf16 path %d cfg %zu dk and dv", path, i);
+                check_against_naive(c, TI_DTYPE_BF16, kv, 0, 0, what);
+            }
+        }
+    }
+    if (old)
+        setenv("TI_ATTN_BF16", old, 1);
+    else
+        unsetenv("TI_ATTN_BF16");
+    set_threads(saved);
+}
+
+/* out and dq of a causal bf16 attention (B 1, NH 1) into out / dq (T x D doubles each) */
+static void causal_bf16_run(int T, int D, const double *q, const double *k, const double *v,
+                            const double *dout, double *out, double *dq) {
+    struct ti_ctx ctx;
+    CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
+    struct ti_tensor tq, tk, tv, tdo, g = ti_tensor_none(), y = ti_tensor_none();
+    CHECK_OK(upload_as(&ctx, &tq, q, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tk, k, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tv, v, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tdo, dout, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    struct ti_tape *tape = NULL;
+    CHECK_OK(ti_tape_init(&tape, &ctx.err), &ctx.err);
+    ctx.tape = tape;
+    CHECK_OK(ti_ctx_zeros(&ctx, &g, TI_DTYPE_BF16, 3, tq.shape), &ctx.err);
+    CHECK_OK(ti_tape_watch(&ctx, &tq, &g), &ctx.err);
+    CHECK_OK(ti_attention(&ctx, &y, &tq, &tk, &tv, 1, 0.5, 1), &ctx.err);
+    download_as(&ctx, &y, out);
+    CHECK_OK(ti_tape_backward(&ctx, &y, &tdo), &ctx.err);
+    download_as(&ctx, &g, dq);
+    ti_tape_free(&tape);
+    ctx.tape = NULL;
+    ti_tensor_release(&y);
+    ti_tensor_release(&g);
+    ti_tensor_release(&tq);
+    ti_tensor_release(&tk);
+    ti_tensor_release(&tv);
+    ti_tensor_release(&tdo);
+    ti_ctx_free(&ctx);
+}
+
+/* Causal bf16: the output and dq of query i must not depend on keys after i. Keys from t on
+ * are replaced; rows before t must come out bitwise the same (masked keys contribute exact
+ * zeros). t at key-panel and query-block edges, where a mask off by one would leak. */
+TEST(bf16_causal_no_future) {
+    const int T = 1040, D = 8;
+    struct ti_rng r;
+    ti_rng_seed(&r, 5);
+    double *q = rand_array(T * D, &r), *k = rand_array(T * D, &r), *v = rand_array(T * D, &r);
+    double *dout = rand_array(T * D, &r);
+    double *o0 = malloc((size_t)(T * D) * sizeof *o0), *g0 = malloc((size_t)(T * D) * sizeof *g0);
+    double *o1 = malloc((size_t)(T * D) * sizeof *o1), *g1 = malloc((size_t)(T * D) * sizeof *g1);
+    causal_bf16_run(T, D, q, k, v, dout, o0, g0);
+    const int ts[] = {248, 255, 256, 257, 496, 512, 1023};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) {
+        double *k2 = malloc((size_t)(T * D) * sizeof *k2),
+               *v2 = malloc((size_t)(T * D) * sizeof *v2);
+        memcpy(k2, k, (size_t)(T * D) * sizeof *k2);
+        memcpy(v2, v, (size_t)(T * D) * sizeof *v2);
+        for (int j = ts[i] * D; j < T * D; j++) {
+            k2[j] = 3.0 * k2[j] + 1.0; /* future keys score high if they leak */
+            v2[j] = -v2[j] + 2.0;
+        }
+        causal_bf16_run(T, D, q, k2, v2, dout, o1, g1);
+        int same = memcmp(o0, o1, (size_t)(ts[i] * D) * sizeof *o0) == 0 &&
+                   memcmp(g0, g1, (size_t)(ts[i] * D) * sizeof *g0) == 0;
+        if (!same) fprintf(stderr, "  rows before %d depend on later keys\n", ts[i]);
+        CHECK(same);
+        free(k2);
+        free(v2);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(dout);
+    free(o0);
+    free(g0);
+    free(o1);
+    free(g1);
+}
+
 int main(void) {
     RUN(exp_matches_expf);
     RUN(blocked_matches_naive);
     RUN(gradients_only_where_needed);
     RUN(strided_inputs);
     RUN(rejects_bad_shapes);
+    RUN(bf16_matches_naive);
+    RUN(bf16_causal_no_future);
     return tc_finish();
 }

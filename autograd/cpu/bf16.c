@@ -260,15 +260,30 @@ static ti_status cpu_bf16_linear_backward(struct ti_kctx *k, const struct ti_lin
     return wrap_linear_backward(k, a);
 }
 
+/* ---- attention: the AVX512-BF16 kernel first (attention_bf16.c) ----------------------------- */
+static ti_status cpu_bf16_attention_forward(struct ti_kctx *k, const struct ti_attention_args *a) {
+    int done = 0;
+    TI_TRY(ti_cpu_bf16_attention(k, a, 0, &done));
+    return done ? TI_OK : wrap_attention_forward(k, a);
+}
+
+static ti_status cpu_bf16_attention_backward(struct ti_kctx *k, const struct ti_attention_args *a) {
+    int done = 0;
+    TI_TRY(ti_cpu_bf16_attention(k, a, 1, &done));
+    return done ? TI_OK : wrap_attention_backward(k, a);
+}
+
 /* ---- the table ------------------------------------------------------------------------------- */
 #define TI_BWD_SET_1(name) kt->name##_backward = wrap_##name##_backward;
 #define TI_BWD_SET_0(name)
-#define wrap_copy_forward    cpu_copy_forward /* dtype-generic (copy.c) */
-#define wrap_copy_backward   cpu_copy_backward
-#define wrap_conv2d_forward  cpu_bf16_conv2d_forward
-#define wrap_conv2d_backward cpu_bf16_conv2d_backward
-#define wrap_linear_forward  cpu_bf16_linear_forward
-#define wrap_linear_backward cpu_bf16_linear_backward
+#define wrap_copy_forward       cpu_copy_forward /* dtype-generic (copy.c) */
+#define wrap_copy_backward      cpu_copy_backward
+#define wrap_conv2d_forward     cpu_bf16_conv2d_forward
+#define wrap_conv2d_backward    cpu_bf16_conv2d_backward
+#define wrap_linear_forward     cpu_bf16_linear_forward
+#define wrap_linear_backward    cpu_bf16_linear_backward
+#define wrap_attention_forward  cpu_bf16_attention_forward
+#define wrap_attention_backward cpu_bf16_attention_backward
 
 void ti_cpu_bf16_fill(struct ti_kernels *kt) {
 #define TI_KOP(NAME, name, BWD)                                                                    \

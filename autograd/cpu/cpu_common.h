@@ -48,6 +48,12 @@ ti_status ti_dnnl_conv2d_backward_data(struct ti_kctx *k, const struct ti_conv2d
 struct ti_linear_args;
 ti_status ti_dnnl_linear_bf16(struct ti_kctx *k, const struct ti_linear_args *a, int backward,
                               int *done);
+/* bf16 ATTENTION forward (backward = 0) or backward (1) with AVX512-BF16 GEMMs and an f32
+ * softmax (attention_bf16.c); *done = 0 when it did not run (no AVX512-BF16, TI_ATTN_BF16=0,
+ * a dtype it does not take): the caller converts to f32 then. */
+struct ti_attention_args;
+ti_status ti_cpu_bf16_attention(struct ti_kctx *k, const struct ti_attention_args *a, int backward,
+                                int *done);
 int ti_dnnl_conv_enabled(void);     /* oneDNN built in, engine up, TI_DNNL != 0 */
 const char *ti_dnnl_isa_name(void); /* dnnl_get_effective_cpu_isa() in words */
 
