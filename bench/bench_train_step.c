@@ -12,7 +12,9 @@
  * (median and fastest of the timed steps after one warm-up step; peak RSS = VmHWM of the whole
  * process, model initialisation included) and timings of the parts on stderr.
  *
- * Usage: bench_train_step [--config FILE] [--latent N] [--steps N] [--checkpoint] [--cuda]
+ * Usage: bench_train_step [--config FILE] [--latent N] [--steps N] [--dtype f32|bf16]
+ *                         [--checkpoint] [--cuda]
+ *   --dtype D     the trainer's dtype (default f32; bf16: bf16 UNet, f32 text encoder and VAE)
  *   --latent N    latent side (the image is 8N pixels; default: the config's, 64 for SD v1)
  *   --checkpoint  recompute UNet blocks in the backward (trainer option checkpointing)
  *   --cuda        run on the GPU; without one (or without CUDA in this build) prints
@@ -35,11 +37,12 @@ static int fail(const char *msg) {
 }
 
 static const char USAGE[] = "usage: bench_train_step [--config FILE] [--latent N] [--steps N] "
-                            "[--checkpoint] [--cuda]\n";
+                            "[--dtype f32|bf16] [--checkpoint] [--cuda]\n";
 
 int main(int argc, char **argv) {
     const char *cfg_path = "configs/stable-diffusion/v1-finetune.yaml";
     int latent = 0, steps = 3, ckpt = 0, cuda = 0;
+    enum ti_dtype dt = TI_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
             cfg_path = argv[++i];
@@ -47,7 +50,18 @@ int main(int argc, char **argv) {
             latent = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
             steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--checkpoint"))
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            i++;
+            if (!strcmp(argv[i], "f32"))
+                dt = TI_DTYPE_F32;
+            else if (!strcmp(argv[i], "bf16"))
+                dt = TI_DTYPE_BF16;
+            else {
+                fprintf(stderr, "bench_train_step: --dtype %s; expected f32 or bf16\n%s", argv[i],
+                        USAGE);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--checkpoint"))
             ckpt = 1;
         else if (!strcmp(argv[i], "--cuda"))
             cuda = 1;
@@ -75,7 +89,7 @@ int main(int argc, char **argv) {
         return fail(err.msg);
     struct ti_trainer_opts o = {.cfg = &cfg,
                                 .be = be,
-                                .dtype = TI_DTYPE_F32,
+                                .dtype = dt,
                                 .seed = 23,
                                 .lr = ti_config_learning_rate(&cfg, 1),
                                 .checkpointing = ckpt,
@@ -117,9 +131,9 @@ int main(int argc, char **argv) {
     qsort(times + 1, (size_t)steps, sizeof *times, bench_cmp_double);
     struct ti_arena_stats as = ti_arena_stats(ti_trainer_ctx(t)->act);
     int lat = S / 8;
-    printf("RESULT\ttrain_step\tti\t%dx%d\t%.3f\t%.3f\t%.2f\t%.2f\t%s\n", lat, lat,
+    printf("RESULT\ttrain_step\tti\t%dx%d\t%.3f\t%.3f\t%.2f\t%.2f\t%s%s\n", lat, lat,
            times[1 + (steps - 1) / 2], times[1], bench_peak_rss_gib(), (double)as.peak / (1 << 30),
-           ckpt ? "recompute" : "-");
+           ckpt ? "recompute" : "-", dt == TI_DTYPE_BF16 ? ",bf16" : "");
     fprintf(
         stderr,
         "(ti: open with random weights %.1f s, peak RSS after open %.2f GiB; warm-up step "

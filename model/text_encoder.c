@@ -140,8 +140,12 @@ ti_status ti_text_encoder_embed(struct ti_ctx *ctx, struct ti_tensor *out,
                         "text encoder: token ids %s must be (B, T) with T <= %d",
                         ti_shape_str(idx->ndim, idx->shape, s, sizeof s), e->hp.max_positions);
     }
-    struct ti_tensor tok = ti_tensor_none(), pos = ti_tensor_none();
+    struct ti_tensor tok = ti_tensor_none(), pos = ti_tensor_none(), rc = ti_tensor_none();
     ti_status st;
+    if (rows && rows->data && rows->dtype != e->tok_emb.dtype) { /* the table's dtype */
+        TI_TRY_GOTO(st, ti_copy(ctx, &rc, rows, e->tok_emb.dtype));
+        rows = &rc;
+    }
     /* token rows (placeholders from the trainable rows), then + position rows 0..T-1 */
     TI_TRY_GOTO(st, ti_embedding(ctx, &tok, &e->tok_emb, rows, idx));
     /* ti_slice (not a raw view) so the position table gets its gradient when it is trained
@@ -151,6 +155,7 @@ ti_status ti_text_encoder_embed(struct ti_ctx *ctx, struct ti_tensor *out,
 fail:
     ti_tensor_release(&tok);
     ti_tensor_release(&pos);
+    ti_tensor_release(&rc);
     return st;
 }
 

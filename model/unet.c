@@ -227,9 +227,16 @@ static ti_status layer_forward(struct ti_ctx *ctx, const struct ti_unet *u,
                 : ti_resblock_forward(ctx, &o, &l->res, h, emb);
     } break;
     case TI_UNET_ATTN: {
+        /* a context in another dtype (an f32 text encoder in a bf16 run) is cast here, per
+         * layer, so its gradient is summed over the layers in the context's own precision */
+        if (context->dtype != h->dtype) {
+            TI_TRY(ti_copy(ctx, &t, context, h->dtype));
+            context = &t;
+        }
         struct ti_tensor in[2] = {*h, *context};
         st = ck ? ti_checkpoint(ctx, &o, attn_fn, (void *)&l->attn, 2, in)
                 : ti_spatial_transformer_forward(ctx, &o, &l->attn, h, context);
+        ti_tensor_release(&t);
     } break;
     }
     if (st != TI_OK) return st;

@@ -212,8 +212,12 @@ ti_status ti_vae_encode(struct ti_ctx *ctx, struct ti_tensor *moments, const str
                         ti_shape_str(img->ndim, img->shape, s, sizeof s), hp->in_channels,
                         (long long)f);
     }
-    struct ti_tensor h = ti_tensor_none(), o;
+    struct ti_tensor h = ti_tensor_none(), o, x = ti_tensor_none();
     ti_status st;
+    if (img->dtype != v->enc_conv_in.w.dtype) { /* the encoder runs in its weights' dtype */
+        TI_TRY_GOTO(st, ti_copy(ctx, &x, img, v->enc_conv_in.w.dtype));
+        img = &x;
+    }
     TI_TRY_GOTO(st, ti_conv_forward(ctx, &h, &v->enc_conv_in, img));
     for (int i = 0; i < hp->n_levels; i++) {
         const struct ti_vae_level *lv = &v->down[i];
@@ -232,6 +236,7 @@ ti_status ti_vae_encode(struct ti_ctx *ctx, struct ti_tensor *moments, const str
     st = ti_conv_forward(ctx, moments, &v->quant_conv, &h);
 fail:
     ti_tensor_release(&h);
+    ti_tensor_release(&x);
     return st;
 }
 
@@ -240,8 +245,12 @@ ti_status ti_vae_sample(struct ti_ctx *ctx, struct ti_tensor *z, const struct ti
     *z = ti_tensor_none();
     int64_t e = v->hp.embed_dim;
     struct ti_tensor mean = ti_tensor_none(), lv = ti_tensor_none(), c = ti_tensor_none(),
-                     sd = ti_tensor_none(), m = ti_tensor_none();
+                     sd = ti_tensor_none(), m = ti_tensor_none(), nc = ti_tensor_none();
     ti_status st;
+    if (noise && noise->dtype != moments->dtype) {
+        TI_TRY_GOTO(st, ti_copy(ctx, &nc, noise, moments->dtype));
+        noise = &nc;
+    }
     TI_TRY_GOTO(st, ti_slice(ctx, &mean, moments, 1, 0, e));
     if (!noise) {
         st = ti_contiguous(ctx, z, &mean);
@@ -258,6 +267,7 @@ fail:
     ti_tensor_release(&c);
     ti_tensor_release(&sd);
     ti_tensor_release(&m);
+    ti_tensor_release(&nc);
     return st;
 }
 
@@ -270,8 +280,12 @@ ti_status ti_vae_decode(struct ti_ctx *ctx, struct ti_tensor *img, const struct 
         return ti_error(&ctx->err, TI_ERR_SHAPE, "vae: latent %s must be (B, %d, h, w)",
                         ti_shape_str(z->ndim, z->shape, s, sizeof s), hp->embed_dim);
     }
-    struct ti_tensor h = ti_tensor_none(), o;
+    struct ti_tensor h = ti_tensor_none(), o, x = ti_tensor_none();
     ti_status st;
+    if (z->dtype != v->post_quant_conv.w.dtype) { /* the decoder runs in its weights' dtype */
+        TI_TRY_GOTO(st, ti_copy(ctx, &x, z, v->post_quant_conv.w.dtype));
+        z = &x;
+    }
     TI_TRY_GOTO(st, ti_conv_forward(ctx, &h, &v->post_quant_conv, z));
     TI_TRY_GOTO(st, conv_forward(ctx, &h, &v->dec_conv_in));
     TI_TRY_GOTO(st, res_forward(ctx, &h, &v->dec_mid1));
@@ -293,5 +307,6 @@ ti_status ti_vae_decode(struct ti_ctx *ctx, struct ti_tensor *img, const struct 
     st = ti_conv_forward(ctx, img, &v->dec_conv_out, &h);
 fail:
     ti_tensor_release(&h);
+    ti_tensor_release(&x);
     return st;
 }

@@ -1,16 +1,22 @@
 /*
- * test_train_bf16.c - one textual-inversion step on the CPU in bf16 (bf16 frozen weights and
- * activations, f32 arithmetic: autograd/cpu/bf16.c) against the same step in f32: the tiny SD
- * and LDM models with random weights, the same images, captions, timesteps, noise and posterior
- * draw (ti_trainer_step_explicit), and f32 on the weights rounded to bf16 (what bf16 costs
- * through the weights alone). Relative differences are of whole vectors, |a - b| / |b|.
+ * test_train_bf16.c - one textual-inversion step on the CPU in bf16 against the same step in
+ * f32. In bf16 the trainer runs the UNet in bf16 (bf16 frozen weights and activations, f32
+ * arithmetic: autograd/cpu/bf16.c) and the first stage, the text encoder, the rows and the loss
+ * in f32 (trainer.c). Models: the tiny LDM and SD configs with random weights, and the trained
+ * tiny SD model of models/tiny-sd (a TI step proper: a pretrained model, frozen). Same images,
+ * captions, timesteps, noise and posterior draw (ti_trainer_step_explicit); also f32 on the
+ * weights rounded to bf16 (what bf16 costs through the weights alone). Relative differences
+ * are of whole vectors, |a - b| / |b|.
  *
- * Bounds: loss within 2e-2 (the issue's goal; measured 3e-4 to 6e-4); rows gradient within 0.1
- * with cosine >= 0.995. The issue's goal for the gradient, 2e-2 of f32, is NOT met yet: measured
- * 2.3e-2 (LDM tiny) and 5.3e-2 (SD tiny), of which rounding the weights alone gives 1.4e-2 and
- * 1.6e-2; the rest comes from bf16 activations and activation gradients (every op output is
- * rounded once, as on a GPU). The bounds catch a wrong kernel (errors of order 1; each op is
- * checked alone within bf16 tolerances by test_backends_cpu_bf16), not the last factor of 2.5.
+ * Bounds: loss within 2e-2 (the issue's goal); rows gradient within 6e-2 with cosine >= 0.998
+ * (measured here 3.3e-2, 4.0e-2 and 1.7e-2; over four draws of timesteps and noise 2.0e-2 to
+ * 4.0e-2, 1.4e-2 to 4.0e-2 and 1.0e-2 to 3.4e-2). The issue's goal for the gradient, 2e-2 of
+ * f32, is NOT met: rounding the UNet's weights to bf16 alone moves the gradient by 1.0e-2 to
+ * 1.7e-2, and rounding the UNet's forward activations (every op output, as on a GPU and under
+ * PyTorch's autocast) by about as much again (docs/PERF.md "CPU bf16" has the breakdown).
+ * The bounds catch a wrong kernel (errors of order 1e-1 and more; each op is checked alone
+ * within bf16 tolerances by test_backends_cpu_bf16), not that last factor; the dtypes of the
+ * stages are checked directly.
  * A second bf16 run must give the bit-identical gradient (the CPU bf16 path is deterministic).
  */
 #include <math.h>
@@ -22,19 +28,26 @@
 #include "test_common.h"
 #include "trainer.h"
 
-static const char *const CFG[2] = {"configs/tiny/ldm-tiny-finetune.yaml",
-                                   "configs/tiny/sd-tiny-finetune.yaml"};
+enum { LDM_RANDOM, SD_RANDOM, SD_TRAINED };
+static const char *const CFG[3] = {"configs/tiny/ldm-tiny-finetune.yaml",
+                                   "configs/tiny/sd-tiny-finetune.yaml",
+                                   "models/tiny-sd/config.yaml"};
+static const char *const NAME[3] = {"LDM tiny, random weights", "SD tiny, random weights",
+                                    "SD tiny, trained (models/tiny-sd)"};
+#define TRAINED_CKPT "models/tiny-sd/model.safetensors"
+
 static char g_dir[256];
 
 /* round: every weight rounded to bf16 (stored as f32) */
-static int export_model(int clip, const char *path, int round) {
+static int export_model(int which, const char *path, int round) {
     struct ti_err err = {0};
     struct ti_config cfg;
     struct ti_ldm m;
-    if (ti_config_load(&cfg, &CFG[clip], 1, NULL, 0, &err) != TI_OK ||
+    if (ti_config_load(&cfg, &CFG[which], 1, NULL, 0, &err) != TI_OK ||
         ti_ldm_init(&m, &cfg, &err) != TI_OK ||
         ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err) != TI_OK ||
-        ti_ldm_randomize(&m, 4242, &err) != TI_OK) {
+        (which == SD_TRAINED ? ti_ldm_load_file(&m, TRAINED_CKPT, NULL, NULL, &err)
+                             : ti_ldm_randomize(&m, 4242, &err)) != TI_OK) {
         fprintf(stderr, "export: %s\n", err.msg);
         return -1;
     }
@@ -55,11 +68,11 @@ static int export_model(int clip, const char *path, int round) {
 }
 
 /* One explicit step in dtype dt; *grad gets a malloc'd copy of the rows' gradient. */
-static int step(int clip, const char *path, enum ti_dtype dt, double *loss, float **grad,
+static int step(int which, const char *path, enum ti_dtype dt, double *loss, float **grad,
                 size_t *n) {
     struct ti_err err = {0};
     struct ti_config cfg;
-    CHECK_OK(ti_config_load(&cfg, &CFG[clip], 1, NULL, 0, &err), &err);
+    CHECK_OK(ti_config_load(&cfg, &CFG[which], 1, NULL, 0, &err), &err);
     struct ti_trainer_opts o = {.cfg = &cfg,
                                 .ckpt_path = path,
                                 .be = ti_backend_cpu(),
@@ -70,6 +83,10 @@ static int step(int clip, const char *path, enum ti_dtype dt, double *loss, floa
     struct ti_trainer *t = NULL;
     CHECK_OK(ti_trainer_open(&t, &o, &err), &err);
     if (!t) return -1;
+    const struct ti_ldm *m = ti_trainer_model(t); /* bf16: only the UNet */
+    CHECK(m->unet.time0_w.dtype == dt && m->unet.out_conv.w.dtype == dt);
+    CHECK(m->text.tok_emb.dtype == TI_DTYPE_F32 && m->text.final_w.dtype == TI_DTYPE_F32);
+    CHECK(m->vae.enc_conv_in.w.dtype == TI_DTYPE_F32 && m->vae.quant_conv.w.dtype == TI_DTYPE_F32);
     enum { B = 2, S = 64 };
     static float img[B * 3 * S * S];
     for (int b = 0; b < B; b++)
@@ -114,19 +131,19 @@ static double rel_diff(const float *a, const float *b, size_t n, double *cosv, d
     return sqrt(dd / nb);
 }
 
-static void check_model(int clip) {
+static void check_model(int which) {
     char path[512], path_r[512];
-    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, clip);
-    snprintf(path_r, sizeof path_r, "%s/m%d_bf16w.safetensors", g_dir, clip);
-    CHECK(export_model(clip, path, 0) == 0);
-    CHECK(export_model(clip, path_r, 1) == 0);
+    snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, which);
+    snprintf(path_r, sizeof path_r, "%s/m%d_bf16w.safetensors", g_dir, which);
+    CHECK(export_model(which, path, 0) == 0);
+    CHECK(export_model(which, path_r, 1) == 0);
     double l32 = NAN, l32r = NAN, l16 = NAN, l16b = NAN;
     float *g32 = NULL, *g32r = NULL, *g16 = NULL, *g16b = NULL;
     size_t n32 = 0, n32r = 0, n16 = 0, n16b = 0;
-    if (step(clip, path, TI_DTYPE_F32, &l32, &g32, &n32) ||
-        step(clip, path_r, TI_DTYPE_F32, &l32r, &g32r, &n32r) ||
-        step(clip, path, TI_DTYPE_BF16, &l16, &g16, &n16) ||
-        step(clip, path, TI_DTYPE_BF16, &l16b, &g16b, &n16b))
+    if (step(which, path, TI_DTYPE_F32, &l32, &g32, &n32) ||
+        step(which, path_r, TI_DTYPE_F32, &l32r, &g32r, &n32r) ||
+        step(which, path, TI_DTYPE_BF16, &l16, &g16, &n16) ||
+        step(which, path, TI_DTYPE_BF16, &l16b, &g16b, &n16b))
         goto done;
     CHECK(n32 == n16 && n32 == n32r && n32 > 0);
     if (n32 != n16 || n32 != n32r) goto done;
@@ -138,12 +155,12 @@ static void check_model(int clip) {
     printf("  %s: loss f32 %.6g, bf16 %.6g (rel %.2e); rows gradient |g| %.3g; rel diff (cosine):\n"
            "    bf16 vs f32 %.2e (%.6f); f32 with bf16-rounded weights vs f32 %.2e (%.6f);\n"
            "    bf16 vs f32 with the same bf16-rounded weights %.2e (%.6f)\n",
-           clip ? "SD tiny" : "LDM tiny", l32, l16, lrel, gn, r_all, c_all, r_w, c_w, r_act, c_act);
+           NAME[which], l32, l16, lrel, gn, r_all, c_all, r_w, c_w, r_act, c_act);
     CHECK(isfinite(l32) && l32 > 0);
     CHECK(gn > 0); /* a zero gradient would make the comparison empty */
     CHECK(lrel <= 2e-2);
-    CHECK(r_all <= 0.1);
-    CHECK(c_all >= 0.995);
+    CHECK(r_all <= 6e-2);
+    CHECK(c_all >= 0.998);
     CHECK(l16b == l16);
     CHECK(n16b == n16 && memcmp(g16b, g16, n16 * sizeof *g16) == 0);
 done:
@@ -156,11 +173,15 @@ done:
 }
 
 TEST(ti_step_bf16_vs_f32_ldm) {
-    check_model(0);
+    check_model(LDM_RANDOM);
 }
 
 TEST(ti_step_bf16_vs_f32_sd) {
-    check_model(1);
+    check_model(SD_RANDOM);
+}
+
+TEST(ti_step_bf16_vs_f32_sd_trained) {
+    check_model(SD_TRAINED);
 }
 
 int main(void) {
@@ -174,6 +195,7 @@ int main(void) {
     if (system(cmd) != 0) return 1;
     RUN(ti_step_bf16_vs_f32_ldm);
     RUN(ti_step_bf16_vs_f32_sd);
+    RUN(ti_step_bf16_vs_f32_sd_trained);
     rmdir(g_dir);
     return tc_finish();
 #endif

@@ -37,7 +37,11 @@ struct mparam {
 struct ti_trainer {
     struct ti_config cfg;
     const struct ti_backend *be;
-    enum ti_dtype dtype;
+    enum ti_dtype dtype; /* the UNet's */
+    /* the first stage's, the text encoder's, the rows' and the loss's: f32 when dtype is bf16
+     * or f16 (cheap next to the UNet; in bf16 their rounding was about a third of the rows
+     * gradient's error against f32, docs/PERF.md "CPU bf16") */
+    enum ti_dtype fdtype;
     double lr;
     struct ti_ldm model;
     int model_ready;
@@ -83,16 +87,16 @@ static ti_status ctx_fail(struct ti_trainer *t, ti_status st, const char *what,
         }                                                                                          \
     } while (0)
 
-/* host f32 -> a new tensor of the trainer's dtype */
+/* host f32 -> a new tensor of dtype dt */
 static ti_status upload_f32(struct ti_trainer *t, struct ti_tensor *out, const float *host, int nd,
-                            const int64_t *shape) {
+                            const int64_t *shape, enum ti_dtype dt) {
     struct ti_tensor h;
     TI_TRY(ti_ctx_upload(&t->ctx, &h, host, TI_DTYPE_F32, nd, shape));
-    if (t->dtype == TI_DTYPE_F32) {
+    if (dt == TI_DTYPE_F32) {
         *out = h;
         return TI_OK;
     }
-    ti_status st = ti_copy(&t->ctx, out, &h, t->dtype);
+    ti_status st = ti_copy(&t->ctx, out, &h, dt);
     ti_tensor_release(&h);
     return st;
 }
@@ -228,6 +232,7 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     t->cfg = *o->cfg;
     t->be = o->be;
     t->dtype = o->dtype;
+    t->fdtype = o->dtype == TI_DTYPE_BF16 || o->dtype == TI_DTYPE_F16 ? TI_DTYPE_F32 : o->dtype;
     t->lr = o->lr;
     if (!t->cfg.personalization.present) {
         st = ti_error(err, TI_ERR_CONFIG,
@@ -246,7 +251,9 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     TI_TRY_GOTO(st, ti_ldm_init(&t->model, &t->cfg, err));
     t->model_ready = 1;
     t->model.unet.hp.use_checkpoint = o->checkpointing ? 1 : 0;
-    TI_TRY_GOTO(st, ti_ldm_alloc(&t->model, o->be, o->dtype, err));
+    TI_TRY_GOTO(st, ti_weights_alloc(&t->model.unet_w, o->be, t->dtype, err));
+    TI_TRY_GOTO(st, ti_weights_alloc(&t->model.vae_w, o->be, t->fdtype, err));
+    TI_TRY_GOTO(st, ti_weights_alloc(&t->model.text_w, o->be, t->fdtype, err));
     const char *name = o->model_name           ? o->model_name
                        : t->model.text_is_clip ? "SD v1"
                                                : "LDM text2img-large";
@@ -324,9 +331,9 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
     ti_ctx_no_grad_begin(&t->ctx);
     {
         int64_t ish[4] = {B, 3, S, S}, lsh[4] = {B, C, h, h};
-        st = upload_f32(t, &img, images, 4, ish);
+        st = upload_f32(t, &img, images, 4, ish, t->fdtype);
         if (st == TI_OK) st = ti_vae_encode(&t->ctx, &mom, &t->model.vae, &img);
-        if (st == TI_OK) st = upload_f32(t, &pe, post_eps, 4, lsh);
+        if (st == TI_OK) st = upload_f32(t, &pe, post_eps, 4, lsh, t->fdtype);
         if (st == TI_OK) st = ti_vae_sample(&t->ctx, &z0, &t->model.vae, &mom, &pe);
         if (st == TI_OK) st = ti_scale(&t->ctx, &z, &z0, c->model.scale_factor);
         /* 2. q_sample: x_t = sqrt(ab_t) z + sqrt(1 - ab_t) noise, coefficients per image */
@@ -336,12 +343,20 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
             coef[2 * B + b] = (float)timesteps[b];
         }
         int64_t csh[4] = {B, 1, 1, 1};
-        if (st == TI_OK) st = upload_f32(t, &nz, noise, 4, lsh);
-        if (st == TI_OK) st = upload_f32(t, &ca, coef, 4, csh);
-        if (st == TI_OK) st = upload_f32(t, &cb, coef + B, 4, csh);
+        if (st == TI_OK) st = upload_f32(t, &nz, noise, 4, lsh, t->fdtype);
+        if (st == TI_OK) st = upload_f32(t, &ca, coef, 4, csh, t->fdtype);
+        if (st == TI_OK) st = upload_f32(t, &cb, coef + B, 4, csh, t->fdtype);
         if (st == TI_OK) st = ti_mul(&t->ctx, &x1, &z, &ca);
         if (st == TI_OK) st = ti_mul(&t->ctx, &x2, &nz, &cb);
         if (st == TI_OK) st = ti_add(&t->ctx, &xt, &x1, &x2);
+        /* x_t in the UNet's dtype (x1 is free by now) */
+        if (st == TI_OK && xt.dtype != t->dtype) {
+            ti_tensor_release(&x1);
+            st = ti_copy(&t->ctx, &x1, &xt, t->dtype);
+            ti_tensor_release(&xt);
+            xt = x1;
+            x1 = ti_tensor_none();
+        }
         /* the UNet takes t as f32 whatever its dtype */
         int64_t tsh[1] = {B};
         if (st == TI_OK) st = ti_ctx_upload(&t->ctx, &tt, coef + 2 * B, TI_DTYPE_F32, 1, tsh);
@@ -365,14 +380,20 @@ ti_status ti_trainer_step_explicit(struct ti_trainer *t, const float *images,
     {
         int64_t ish[2] = {B, T77}, rsh[2] = {t->em.n_rows, t->em.dim};
         CK(st, ti_ctx_upload(&t->ctx, &idx, ids, TI_DTYPE_I32, 2, ish), "token ids");
-        CK(st, upload_f32(t, &rows, t->em.rows, 2, rsh), "rows");
-        CK(st, ti_ctx_zeros(&t->ctx, &grow, t->dtype, 2, rsh), "rows gradient");
+        CK(st, upload_f32(t, &rows, t->em.rows, 2, rsh, t->fdtype), "rows");
+        CK(st, ti_ctx_zeros(&t->ctx, &grow, t->fdtype, 2, rsh), "rows gradient");
         CK(st, ti_tape_watch(&t->ctx, &rows, &grow), "watching the rows");
         for (int i = 0; i < t->n_mp; i++)
             CK(st, ti_tape_watch(&t->ctx, t->mp[i].w, &t->mp[i].g), "watching the weights");
     }
     CK(st, ti_text_encoder_forward(&t->ctx, &cond, &t->model.text, &idx, &rows), "text encoder");
     CK(st, ti_unet_forward(&t->ctx, &eps_hat, &t->model.unet, &xt, &tt, &cond), "UNet");
+    if (eps_hat.dtype != nz.dtype) { /* the loss in f32 against the f32 noise */
+        struct ti_tensor e = ti_tensor_none();
+        CK(st, ti_copy(&t->ctx, &e, &eps_hat, nz.dtype), "loss");
+        ti_tensor_release(&eps_hat);
+        eps_hat = e;
+    }
     CK(st, ti_mse_loss(&t->ctx, &l, &eps_hat, &nz), "loss");
     ti_tensor_release(&cond);
     ti_tensor_release(&eps_hat);
@@ -480,7 +501,7 @@ static void adamw_f32(float *p, const float *grad, float *m, float *v, size_t n,
 /* host f32 (n elements) -> an existing tensor of the same shape (any dtype) */
 static ti_status store_f32(struct ti_trainer *t, struct ti_tensor *dst, const float *host) {
     struct ti_tensor h;
-    TI_TRY(upload_f32(t, &h, host, dst->ndim, dst->shape));
+    TI_TRY(upload_f32(t, &h, host, dst->ndim, dst->shape, dst->dtype));
     ti_status st = ti_ctx_copy_into(&t->ctx, dst, &h);
     ti_tensor_release(&h);
     return st;

@@ -72,7 +72,9 @@ struct ti_trainer_opts {
     const struct ti_config *cfg; /* copied; personalization, model and schedule settings */
     const char *ckpt_path;       /* the frozen model (.ckpt / .safetensors / diffusers folder) */
     const struct ti_backend *be; /* where the model runs */
-    enum ti_dtype dtype;         /* of the frozen weights and activations */
+    enum ti_dtype dtype;         /* of the frozen UNet's weights and activations; the first
+                                  * stage, the text encoder, the rows and the loss run in f32
+                                  * when it is bf16 or f16 */
     uint64_t seed;               /* init vectors without an init word, and the trainer's RNG */
     double lr;                   /* as main.py computes it (ti_config_learning_rate) */
     /* additions */
