@@ -123,6 +123,10 @@ int main(int argc, char **argv) {
            (double)ti_cpu_weight_cache_bytes() / (1 << 30),
            (double)ti_arena_stats(ctx.act).peak / (1 << 30), (double)ru.ru_maxrss / (1 << 20));
     fprintf(stderr,
+            "(memory: activation arena %.2f GiB reserved, scratch arena %.2f GiB reserved)\n",
+            (double)ti_arena_stats(ctx.act).reserved / (1 << 30),
+            (double)ti_arena_stats(ctx.scratch).reserved / (1 << 30));
+    fprintf(stderr,
             "(init with random weights %.1f s, %d timed steps; process CPU time per step "
             "%.3f s, the load-independent figure on a shared machine)\n",
             t_init, steps, cpus[1 + steps / 2]);
