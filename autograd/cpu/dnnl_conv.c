@@ -485,6 +485,19 @@ static void *wc_get(struct ti_kctx *k, const struct conv_prim *p, const void *w,
     return d;
 }
 
+/* Whether a frozen weight is reordered per call rather than cached: when its layout is no
+ * larger than twice the plain weight (a permutation with padding: the direct kernels' blocked
+ * layouts, and the Winograd backward-data's, whose kernel transforms the weight itself) and the
+ * convolution has at least 2048 output pixels, the copy costs under ~2 % of the convolution
+ * (~40 / pixels) and no memory past the call. At 64x64 latents this takes the SD UNet's 64x64
+ * backward-data and 1x1 convolutions, which held the same speed as 0.84 GiB of cached copies
+ * (docs/PERF.md); the cache keeps the expanded (Winograd forward, 4x) and small-image copies.
+ * f32 only (bf16 keeps its own budget, see wc_budget_bf16). Lock held. */
+static int per_call(const struct conv_prim *p, const void *w, size_t plain) {
+    return !p->key.v[15] && p->w_bytes < 2 * plain && out_pixels(p->key.v) >= 2048 &&
+           is_frozen(w, plain);
+}
+
 /* Most scratch one oneDNN convolution may take (activations + scratchpad). */
 #define DN_SCRATCH_MAX ((size_t)192 << 20)
 
@@ -522,24 +535,31 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     void *wb = NULL, *inb = NULL, *outb = NULL, *pad = NULL;
     size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * (v[15] ? 2 : sizeof(float));
     struct conv_prim *p = NULL;
-    if (!v[15] && wino_shape(v)) { /* Winograd (f32 only) with a cached transformed weight */
+    int percall = 0; /* the weight is reordered into scratch by this call (wb stays NULL) */
+    int wino = !v[15] && wino_shape(v);
+    if (wino) { /* Winograd (f32 only) with a cached transformed weight */
         v[14] = 1;
         p = prim_get(&key);
-        if (p && p->ok && p->w_reorder) wb = wc_get(k, p, w, plain);
-        if (!wb) p = NULL;
+        if (p && p->ok && p->w_reorder) {
+            percall = per_call(p, w, plain);
+            if (!percall) wb = wc_get(k, p, w, plain);
+        }
+        if (!wb && !percall) p = NULL;
     }
     if (!p) {
         v[14] = 0;
         p = prim_get(&key);
         if (!p || !p->ok) goto out;
-        wb = p->w_reorder ? wc_get(k, p, w, plain) : (void *)w;
+        /* never for a Winograd shape's direct fallback: conv2d.c's Winograd beats it */
+        percall = p->w_reorder && !wino && per_call(p, w, plain);
+        wb = !p->w_reorder ? (void *)w : percall ? NULL : wc_get(k, p, w, plain);
         /* without a cached copy conv2d.c's paths are faster: they read the weight in place,
          * while reordering it costs ~40/pixels of the convolution, and at many pixels their
          * Winograd beats oneDNN's direct kernels plus reorders (1-thread CPU time, 320 -> 320
          * at 64x64: 51 ms against 70 ms) */
         /* bf16 has no own path to fall back to (the alternative converts everything to f32):
          * an uncached weight is reordered into scratch per call */
-        if (!wb && !v[15]) goto out;
+        if (!wb && !percall && !v[15]) goto out;
     }
     /* the blocked activations and the scratchpad come from the kernel's scratch in one piece;
      * conv2d.c's paths work in bounded chunks, so they take the huge images (the VAE at 512
@@ -547,7 +567,7 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     if ((p->in_reorder ? p->in_bytes : 0) + (p->out_reorder ? p->out_bytes : 0) + p->pad_bytes >
         DN_SCRATCH_MAX)
         goto out;
-    if (!wb) { /* bf16, not cached: reordered per call */
+    if (!wb) { /* not cached (bf16) or cheaper per call (per_call): reordered into scratch */
         if (!(wb = cpu_scratch(k, p->w_bytes))) goto nomem;
         if (p->own_x && p->own_ok == 1) {
             wreorder(p, w, wb);
