@@ -204,6 +204,9 @@ TEST(frozen_weight_per_call) {
 }
 
 int main(void) {
+    /* f32 copies are cached only when a budget is given (dnnl_conv.c wc_budget_f32); read once,
+     * before the first convolution */
+    setenv("TI_DNNL_WEIGHT_CACHE_MB", "512", 1);
     RUN(describe_names_kernels);
     RUN(frozen_weight_cache_direct);
     RUN(frozen_weight_cache_winograd);

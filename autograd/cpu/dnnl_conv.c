@@ -5,10 +5,11 @@
  * a table of CPU models, so new CPUs get vector kernels. Without oneDNN, or when oneDNN cannot
  * take a shape, conv2d.c's own paths (Winograd / shifted GEMM / im2col over CPU_GEMM) run.
  *
- * When: only for a weight with a reordered copy in the cache below. Without one conv2d.c's
- * paths are faster: they read the weight in place, while reordering it per call costs ~40/pixels
- * of the convolution, and at many pixels their Winograd beats oneDNN's direct kernels plus the
- * reorders (1-thread CPU time, 320 -> 320 at 64x64: 51 ms against 70 ms; docs/PERF.md).
+ * When: only for a frozen weight with a reordered copy in the cache below, or (f32) one whose
+ * layout is a mere permutation on a large image, reordered per call (per_call). Otherwise
+ * conv2d.c's paths are faster: they read the weight in place, while reordering it per call costs
+ * ~40/pixels of the convolution, and at many pixels their Winograd beats oneDNN's direct kernels
+ * plus the reorders (1-thread CPU time, 320 -> 320 at 64x64: 51 ms against 70 ms; docs/PERF.md).
  *
  * Per call: the plain NCHW input is reordered into the primitive's layout (nhwc or nChw16c on
  * AVX-512) in the kernel's scratch, the convolution runs, and the result is reordered back
@@ -26,8 +27,8 @@
  * load or randomize): declaring memory frozen again or thawing it drops the copies made from
  * it, so a weight that changes (weight-gradient training, a reload) is never served stale; the
  * cache is never keyed on a bare pointer. The copies take at most TI_DNNL_WEIGHT_CACHE_MB
- * (default 512 MiB) in all, bf16 copies at most 256 MiB of it unless the variable is set, on
- * top of the plain weights: that is the memory cost. Copies are
+ * (default 512 MiB) in all, bf16 copies at most 256 MiB and f32 copies none unless the variable
+ * is set, on top of the plain weights: that is the memory cost. Copies are
  * made first come, first served and never evicted, so the set is fixed by the first pass over
  * a model and every later step computes exactly what the first did.
  *
@@ -96,6 +97,16 @@ static size_t wc_env_budget(size_t default_mb) {
 static size_t wc_budget(void) {
     static size_t b = (size_t)-1;
     if (b == (size_t)-1) b = wc_env_budget(512);
+    return b;
+}
+
+/* f32 copies alone: none unless TI_DNNL_WEIGHT_CACHE_MB is set. With the per-call reorders
+ * (per_call) a 64x64 f32 step took 2.6 % more CPU time without copies than with 512 MiB of them
+ * (the Winograd forward weights, 4x their plain size) and 0.5 GiB less peak RSS, which puts the
+ * step under 4.6 GB (docs/PERF.md, "f32 peak memory"). */
+static size_t wc_budget_f32(void) {
+    static size_t b = (size_t)-1;
+    if (b == (size_t)-1) b = wc_env_budget(0);
     return b;
 }
 
@@ -460,6 +471,7 @@ static void *wc_get(struct ti_kctx *k, const struct conv_prim *p, const void *w,
      * change its rounding: test_model_full checks two steps bitwise) */
     if (wc_bytes + p->w_bytes > wc_budget()) return NULL;
     if (p->key.v[15] && wc_bf16_bytes + p->w_bytes > wc_budget_bf16()) return NULL;
+    if (!p->key.v[15] && wc_bytes - wc_bf16_bytes + p->w_bytes > wc_budget_f32()) return NULL;
     if (wc_n == wc_cap) {
         int cap = wc_cap ? 2 * wc_cap : 64;
         struct wcache *n = realloc(wc, (size_t)cap * sizeof *n);
@@ -485,13 +497,14 @@ static void *wc_get(struct ti_kctx *k, const struct conv_prim *p, const void *w,
     return d;
 }
 
-/* Whether a frozen weight is reordered per call rather than cached: when its layout is no
- * larger than twice the plain weight (a permutation with padding: the direct kernels' blocked
+/* Whether a frozen weight is reordered per call rather than cached: when its layout takes no
+ * more than twice the plain weight (a permutation with padding: the direct kernels' blocked
  * layouts, and the Winograd backward-data's, whose kernel transforms the weight itself) and the
  * convolution has at least 2048 output pixels, the copy costs under ~2 % of the convolution
  * (~40 / pixels) and no memory past the call. At 64x64 latents this takes the SD UNet's 64x64
- * backward-data and 1x1 convolutions, which held the same speed as 0.84 GiB of cached copies
- * (docs/PERF.md); the cache keeps the expanded (Winograd forward, 4x) and small-image copies.
+ * backward-data and 1x1 convolutions: caching only those (0.13 GiB) gave the step the CPU time
+ * of caching 0.84 GiB with the Winograd forward copies (docs/PERF.md, "f32 peak memory"); the
+ * cache keeps the expanded (Winograd forward, 4x) and small-image copies.
  * f32 only (bf16 keeps its own budget, see wc_budget_bf16). Lock held. */
 static int per_call(const struct conv_prim *p, const void *w, size_t plain) {
     return !p->key.v[15] && p->w_bytes < 2 * plain && out_pixels(p->key.v) >= 2048 &&
