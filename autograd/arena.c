@@ -35,6 +35,8 @@ struct ti_arena {
     /* STACK state */
     int cur_chunk;
     size_t cur_off;
+    size_t demand, demand_peak; /* bytes asked for since the arena was last empty, and their
+                                   high-water mark (what one chunk must hold; stack_merge) */
     /* POOL state */
     struct ti_block *free_list;  /* free blocks (refs == 0) */
     struct ti_block *spare_desc; /* unused descriptors */
@@ -221,6 +223,8 @@ void ti_block_release(struct ti_block *b) {
 
 static ti_status stack_alloc(struct ti_arena *a, size_t bytes, void **ptr, struct ti_err *err) {
     size_t need = round_up(bytes ? bytes : 1, ARENA_ALIGN);
+    a->demand += need;
+    if (a->demand > a->demand_peak) a->demand_peak = a->demand;
     for (;;) {
         if (a->cur_chunk < a->nchunks) {
             struct chunk *c = &a->chunks[a->cur_chunk];
@@ -247,11 +251,30 @@ static ti_status stack_alloc(struct ti_arena *a, size_t bytes, void **ptr, struc
     }
 }
 
+/* An empty STACK arena that grew past its first chunk gives its chunks back and takes one
+ * chunk holding the largest demand seen, on its next allocation. Chunks grown one request at a
+ * time keep the unused tail of each (a request that does not fit the rest of a chunk starts a
+ * new one), so without this a kernel whose workspace comes in several pieces leaves the arena
+ * holding up to twice what any op needs (the full-size UNet's scratch: 334 MiB reserved for
+ * ops needing at most ~140 MiB). Happens once per growth, in the first steps; a steady-state
+ * step still obtains nothing from the system. */
+static void stack_merge(struct ti_arena *a) {
+    a->demand = 0;
+    if (a->nchunks <= 1) return;
+    for (int i = 0; i < a->nchunks; i++)
+        a->be->mem_free(a->be, a->chunks[i].base, a->chunks[i].size);
+    a->nchunks = 0;
+    a->reserved = 0;
+    size_t want = round_up(a->demand_peak, ARENA_ALIGN);
+    if (want > a->chunk_size) a->chunk_size = want;
+}
+
 void ti_arena_reset(struct ti_arena *a) {
     if (!a || a->kind != TI_ARENA_STACK) return;
     a->cur_chunk = 0;
     a->cur_off = 0;
     a->in_use = 0;
+    stack_merge(a);
 }
 
 size_t ti_arena_mark(const struct ti_arena *a) {
@@ -269,6 +292,9 @@ void ti_arena_rewind(struct ti_arena *a, size_t mark) {
     a->cur_chunk = chunk;
     a->cur_off = off;
     a->in_use = used;
+    /* what was asked for up to the mark is at most what it spans (tails included) */
+    if (a->demand > used) a->demand = used;
+    if (chunk == 0 && off == 0) stack_merge(a);
 }
 
 /* ---- common ---------------------------------------------------------------------------------- */

@@ -68,7 +68,10 @@ ti_status ti_arena_alloc(struct ti_arena *a, size_t bytes, void **ptr, struct ti
 /* A contiguous tensor of the given shape, uninitialised. */
 ti_status ti_arena_tensor(struct ti_tensor *out, struct ti_arena *a, enum ti_dtype dt, int ndim,
                           const int64_t *shape, struct ti_err *err);
-/* STACK: forget every allocation (memory is kept for reuse). POOL: no-op. */
+/* STACK: forget every allocation (memory is kept for reuse). POOL: no-op.
+ * A STACK arena emptied (reset, or rewound to offset 0) after it grew past one chunk gives
+ * its chunks back and takes, on its next allocation, one chunk holding the most it was asked
+ * for at once: chunks grown request by request leave the unused tail of each behind. */
 void ti_arena_reset(struct ti_arena *a);
 /* STACK: current offset, and rewinding to it (scoped scratch use). */
 size_t ti_arena_mark(const struct ti_arena *a);

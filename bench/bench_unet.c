@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* defines: mallinfo2 */
+#endif
 
 #include "bench_util.h"
 #include "cpu_info.h"
@@ -122,6 +125,16 @@ int main(int argc, char **argv) {
            (double)ti_arena_stats(w.arena).reserved / (1 << 30),
            (double)ti_cpu_weight_cache_bytes() / (1 << 30),
            (double)ti_arena_stats(ctx.act).peak / (1 << 30), (double)ru.ru_maxrss / (1 << 20));
+    fprintf(stderr, "(memory: activation arena %.2f GiB reserved, scratch arena %.2f GiB reserved",
+            (double)ti_arena_stats(ctx.act).reserved / (1 << 30),
+            (double)ti_arena_stats(ctx.scratch).reserved / (1 << 30));
+#ifdef __GLIBC__
+    struct mallinfo2 mi = mallinfo2();
+    fprintf(stderr, "; malloc heap %.2f GiB, of it in use %.2f GiB, mapped %.2f GiB",
+            (double)mi.arena / (1 << 30), (double)mi.uordblks / (1 << 30),
+            (double)mi.hblkhd / (1 << 30));
+#endif
+    fprintf(stderr, ")\n");
     fprintf(stderr,
             "(init with random weights %.1f s, %d timed steps; process CPU time per step "
             "%.3f s, the load-independent figure on a shared machine)\n",

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tape.h" /* defines: ti_checkpoint */
+
 const char *ti_key(char *buf, const char *prefix, const char *fmt, ...) {
     size_t n = (size_t)snprintf(buf, TI_KEY_MAX, "%s", prefix);
     if (n < TI_KEY_MAX) {
@@ -216,6 +218,9 @@ ti_status ti_spatial_transformer_init(struct ti_spatial_transformer *s, struct t
     s->depth = depth;
     s->blocks = calloc((size_t)depth, sizeof *s->blocks);
     if (!s->blocks) return ti_error(err, TI_ERR_NOMEM, "out of host memory");
+    const char *e = getenv("TI_FF_RECOMPUTE_MB");
+    long mb = e && *e ? atol(e) : 16;
+    s->ff_recompute_min = mb < 0 ? 0 : mb == 0 ? 1 : (size_t)mb << 20;
     TI_TRY(ti_weights_add1(w, &s->norm_w, ti_key(k, prefix, "norm."), "weight", channels, err));
     TI_TRY(ti_weights_add1(w, &s->norm_b, k, "bias", channels, err));
     TI_TRY(ti_weights_add4(w, &s->proj_in_w, ti_key(k, prefix, "proj_in."), "weight", inner,
@@ -251,27 +256,61 @@ void ti_spatial_transformer_free(struct ti_spatial_transformer *s) {
     s->blocks = NULL;
 }
 
+/* out = ff(norm3(in[0])): the GEGLU feed-forward of the block `user` (checkpoint adapter) */
+static ti_status ff_fn(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *in,
+                       int n_in, void *user) {
+    (void)n_in;
+    const struct ti_tblock *b = user;
+    struct ti_tensor n = ti_tensor_none(), g = ti_tensor_none();
+    ti_status st;
+    TI_TRY_GOTO(st, ti_layernorm(ctx, &n, &in[0], &b->norm3_w, &b->norm3_b, 1e-5));
+    /* GEGLU feed-forward: (B, T, C) -> (B, T, 8C) -> a * gelu(g) (B, T, 4C) -> (B, T, C) */
+    TI_TRY_GOTO(st, ti_linear(ctx, &g, &n, &b->ff_in_w, &b->ff_in_b));
+    ti_tensor_release(&n);
+    TI_TRY_GOTO(st, ti_geglu(ctx, &n, &g));
+    ti_tensor_release(&g);
+    st = ti_linear(ctx, out, &n, &b->ff_out_w, &b->ff_out_b);
+fail:
+    ti_tensor_release(&n);
+    ti_tensor_release(&g);
+    return st;
+}
+
+/* Whether the feed-forward of b on h is recomputed in backward (ti_spatial_transformer's
+ * ff_recompute_min): only while recording, and only with frozen weights (ti_checkpoint keeps
+ * just its inputs; a watched weight would get no gradient). */
+static int ff_recompute(const struct ti_ctx *ctx, const struct ti_tblock *b,
+                        const struct ti_tensor *h, size_t min_bytes) {
+    const struct ti_tensor *ws[6] = {&b->norm3_w, &b->norm3_b,  &b->ff_in_w,
+                                     &b->ff_in_b, &b->ff_out_w, &b->ff_out_b};
+    if (!min_bytes || !ctx->tape || ctx->no_grad || h->grad < 0) return 0;
+    for (int i = 0; i < 6; i++)
+        if (ws[i]->grad >= 0) return 0;
+    return (size_t)ti_tensor_numel(h) * 8 * ti_dtype_size(h->dtype) >= min_bytes;
+}
+
 /* h = h + f(norm(h)) for one sub-layer; consumes nothing */
 static ti_status pre_norm_residual(struct ti_ctx *ctx, struct ti_tensor *h,
                                    const struct ti_tensor *nw, const struct ti_tensor *nb,
                                    const struct ti_tblock *b, int which,
-                                   const struct ti_tensor *context) {
+                                   const struct ti_tensor *context, size_t ff_recompute_min) {
     struct ti_tensor n = ti_tensor_none(), f = ti_tensor_none(), g = ti_tensor_none(),
                      r = ti_tensor_none();
     ti_status st;
+    if (which == 3) { /* norm3 + feed-forward, kept or recomputed */
+        st = ff_recompute(ctx, b, h, ff_recompute_min)
+                 ? ti_checkpoint(ctx, &f, ff_fn, (void *)b, 1, h)
+                 : ff_fn(ctx, &f, h, 1, (void *)b);
+        if (st != TI_OK) goto fail;
+        goto residual;
+    }
     TI_TRY_GOTO(st, ti_layernorm(ctx, &n, h, nw, nb, 1e-5));
     if (which == 1) {
         TI_TRY_GOTO(st, ti_xattn_forward(ctx, &f, &b->attn1, &n, NULL));
     } else if (which == 2) {
         TI_TRY_GOTO(st, ti_xattn_forward(ctx, &f, &b->attn2, &n, context));
-    } else {
-        /* GEGLU feed-forward: (B, T, C) -> (B, T, 8C) -> a * gelu(g) (B, T, 4C) -> (B, T, C) */
-        TI_TRY_GOTO(st, ti_linear(ctx, &g, &n, &b->ff_in_w, &b->ff_in_b));
-        ti_tensor_release(&n);
-        TI_TRY_GOTO(st, ti_geglu(ctx, &n, &g));
-        ti_tensor_release(&g);
-        TI_TRY_GOTO(st, ti_linear(ctx, &f, &n, &b->ff_out_w, &b->ff_out_b));
     }
+residual:
     TI_TRY_GOTO(st, ti_add(ctx, &r, &f, h));
     ti_tensor_release(h);
     *h = r;
@@ -300,9 +339,10 @@ ti_status ti_spatial_transformer_forward(struct ti_ctx *ctx, struct ti_tensor *o
     ti_tensor_release(&p);
     for (int d = 0; d < s->depth; d++) {
         const struct ti_tblock *b = &s->blocks[d];
-        TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm1_w, &b->norm1_b, b, 1, context));
-        TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm2_w, &b->norm2_b, b, 2, context));
-        TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm3_w, &b->norm3_b, b, 3, context));
+        TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm1_w, &b->norm1_b, b, 1, context, 0));
+        TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm2_w, &b->norm2_b, b, 2, context, 0));
+        TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm3_w, &b->norm3_b, b, 3, context,
+                                          s->ff_recompute_min));
     }
     /* back to (B, C, H, W) -> 1x1 proj_out -> + x */
     TI_TRY_GOTO(st, ti_tokens_to_nchw(ctx, &p, &h, H, W));

@@ -60,6 +60,12 @@ struct ti_spatial_transformer {
     int channels, depth;
     struct ti_tensor norm_w, norm_b, proj_in_w, proj_in_b, proj_out_w, proj_out_b;
     struct ti_tblock *blocks;
+    /* While recording with frozen feed-forward weights, norm3 + GEGLU feed-forward of a block
+     * whose GEGLU input (B, T, 8C) takes at least this many bytes is recomputed in backward
+     * (ti_checkpoint) instead of keeping that input: 8x the block's (B, T, C) residual, the
+     * largest activation a frozen UNet keeps (0: never). Default 16 MiB (the SD UNet's 64x64
+     * and 32x32 levels at 512 px), TI_FF_RECOMPUTE_MB overrides (0: always, -1: never). */
+    size_t ff_recompute_min;
 };
 ti_status ti_spatial_transformer_init(struct ti_spatial_transformer *s, struct ti_weights *w,
                                       const char *prefix, int channels, int heads, int head_dim,

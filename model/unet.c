@@ -80,6 +80,7 @@ static ti_status add_attn(struct ti_unet_block *b, struct ti_weights *w, const c
     l->kind = TI_UNET_ATTN;
     TI_TRY(ti_spatial_transformer_init(&l->attn, w, ti_key(k, prefix, "%d.", b->n), ch, heads, dim,
                                        hp->transformer_depth, hp->context_dim, err));
+    if (hp->use_checkpoint) l->attn.ff_recompute_min = 0; /* the whole block is recomputed */
     b->n++;
     return TI_OK;
 }

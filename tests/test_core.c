@@ -98,9 +98,28 @@ TEST(stack_arena_mark_rewind) {
     CHECK_OK(ti_arena_alloc(a, 100, &p3, NULL, &err), &err);
     CHECK(p2 == p3);
     CHECK_OK(ti_arena_alloc(a, 10000, &p3, NULL, &err), &err); /* grows into a second chunk */
+    CHECK(ti_arena_stats(a).reserved == 4096 + 10240);
+    /* emptied after growing, it trades its chunks for one holding the whole demand (3 pieces:
+     * 256 + 256 + 10240 bytes, not the 4096 + 10240 reserved), taken on the next allocation */
     ti_arena_reset(a);
+    CHECK(ti_arena_stats(a).reserved == 0);
+    int64_t sys = ti_arena_stats(a).system_allocs;
+    CHECK_OK(ti_arena_alloc(a, 100, &p1, NULL, &err), &err);
     CHECK_OK(ti_arena_alloc(a, 100, &p2, NULL, &err), &err);
-    CHECK(p2 == p1);
+    CHECK_OK(ti_arena_alloc(a, 10000, &p3, NULL, &err), &err);
+    CHECK(ti_arena_stats(a).reserved == 256 + 256 + 10240);
+    CHECK(ti_arena_stats(a).system_allocs == sys + 1);
+    /* from then on the memory is kept for reuse: same addresses, nothing new from the system */
+    ti_arena_rewind(a, 0);
+    void *q1, *q2, *q3;
+    CHECK_OK(ti_arena_alloc(a, 100, &q1, NULL, &err), &err);
+    CHECK_OK(ti_arena_alloc(a, 100, &q2, NULL, &err), &err);
+    CHECK_OK(ti_arena_alloc(a, 10000, &q3, NULL, &err), &err);
+    CHECK(q1 == p1 && q2 == p2 && q3 == p3);
+    ti_arena_reset(a);
+    CHECK_OK(ti_arena_alloc(a, 100, &q1, NULL, &err), &err);
+    CHECK(q1 == p1);
+    CHECK(ti_arena_stats(a).system_allocs == sys + 1);
     ti_arena_free(&a);
 }
 

@@ -169,9 +169,47 @@ TEST(frozen_weight_cache_winograd) {
     cache_follows_values(1, 32);
 }
 
+/* 2048 output pixels: the frozen weight's backward-data layout (no larger than the plain one) is
+ * reordered per call and never cached; the forward's Winograd copy (4x) still is. */
+TEST(frozen_weight_per_call) {
+    cache_follows_values(2, 32);
+    B = 2;
+    H = W = 32;
+    struct ti_ctx ctx;
+    CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
+    char line[512];
+    ti_cpu_describe(line, sizeof line);
+    int dnnl = strstr(line, "conv f32: oneDNN") != NULL;
+    static float x[BMAX * CI * HMAX * HMAX], w[CO * CI * K * K], b[CO], dy[BMAX * CO * HMAX * HMAX],
+        base[BMAX * CI * HMAX * HMAX];
+    fill(x, B * CI * H * W, 11);
+    fill(w, CO * CI * K * K, 12);
+    fill(b, CO, 13);
+    fill(dy, B * CO * H * W, 14);
+    fill(base, B * CI * H * W, 15);
+    size_t before = ti_cpu_weight_cache_bytes();
+    ti_cpu_weights_frozen(w, sizeof w);
+    check_backward_data(&ctx, dy, w, base);
+    CHECK(ti_cpu_weight_cache_bytes() == before);
+    check_forward(&ctx, x, w, b);
+    if (dnnl) CHECK(ti_cpu_weight_cache_bytes() > before);
+    /* new values declared: both directions follow them */
+    fill(w, CO * CI * K * K, 16);
+    ti_cpu_weights_frozen(w, sizeof w);
+    check_backward_data(&ctx, dy, w, base);
+    check_forward(&ctx, x, w, b);
+    ti_cpu_weights_thawed(w, sizeof w);
+    CHECK(ti_cpu_weight_cache_bytes() == before);
+    ti_ctx_free(&ctx);
+}
+
 int main(void) {
+    /* f32 copies are cached only when a budget is given (dnnl_conv.c wc_budget_f32); read once,
+     * before the first convolution */
+    setenv("TI_DNNL_WEIGHT_CACHE_MB", "512", 1);
     RUN(describe_names_kernels);
     RUN(frozen_weight_cache_direct);
     RUN(frozen_weight_cache_winograd);
+    RUN(frozen_weight_per_call);
     return tc_finish();
 }

@@ -90,6 +90,7 @@ static void unet_hparams_tiny(struct ti_unet_hparams *hp) {
 struct unet_step {
     double *v[3];
     long n[3];
+    int nodes; /* recorded on the tape by the forward */
 };
 
 static void unet_step_free(struct unet_step *r) {
@@ -139,6 +140,7 @@ static void run_unet_steps(enum ti_dtype dt, struct tol tol, int checkpoint, int
         CHECK_OK(st, &ctx.err);
         if (st == TI_OK) {
             compare(&ctx, "unet out", &out, fx.f, "out", tol);
+            if (keep) keep[s].nodes = ti_tape_node_count(tape);
             CHECK_OK(ti_tape_backward(&ctx, &out, &dout), &ctx.err);
             compare(&ctx, "unet d/dx", &gx, fx.f, "grad_x", tol);
             compare(&ctx, "unet d/dcontext", &gc, fx.f, "grad_context", tol);
@@ -196,6 +198,23 @@ TEST(unet_f32_steps_and_checkpointing_bitwise) {
     unet_step_free(&plain[0]);
     unet_step_free(&plain[1]);
     unet_step_free(&ckpt[0]);
+}
+
+/* The feed-forward recomputed in backward (TI_FF_RECOMPUTE_MB=0: every block, whatever its
+ * size; the default takes only the large ones) keeps the result against PyTorch and every bit
+ * of the plain step. */
+TEST(unet_f32_ff_recompute_bitwise) {
+    struct unet_step plain[1] = {{{0}}}, ff[1] = {{{0}}};
+    setenv("TI_FF_RECOMPUTE_MB", "-1", 1);
+    run_unet_steps(TI_DTYPE_F32, TOL_UNET_F32, 0, 1, plain);
+    setenv("TI_FF_RECOMPUTE_MB", "0", 1);
+    run_unet_steps(TI_DTYPE_F32, TOL_UNET_F32, 0, 1, ff);
+    unsetenv("TI_FF_RECOMPUTE_MB");
+    CHECK(unet_step_same(&plain[0], &ff[0]));
+    /* recomputed: one checkpoint node instead of norm3, linear, GEGLU, linear per block */
+    CHECK(ff[0].nodes > 0 && ff[0].nodes < plain[0].nodes);
+    unet_step_free(&plain[0]);
+    unet_step_free(&ff[0]);
 }
 
 /* ---- VAE ------------------------------------------------------------------------------------- */
@@ -342,6 +361,7 @@ int main(void) {
     RUN(unet_f64_checkpointed);
     RUN(unet_f32);
     RUN(unet_f32_steps_and_checkpointing_bitwise);
+    RUN(unet_f32_ff_recompute_bitwise);
     RUN(vae_f64);
     RUN(vae_f32);
     RUN(clip_f64);

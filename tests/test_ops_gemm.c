@@ -30,6 +30,22 @@ static const struct conv_spec specs[] = {
     /* Winograd, f64: V/M need 2 chunks (360 + 4 tile rows), the first spans both images; its
      * backward-data too; dweight through the shifted GEMM */
     {"winograd_chunks_f64", TI_DTYPE_F64, 2, 5, 363, 363, 3, 3, 3, 1, {1, 1, 1, 1}, 1, 1e-10, 1e-9},
+    /* Winograd, f64, transformed weights over WINO_U_BYTES (16 * 392 * 400 doubles = 20 MB):
+     * made and used in two blocks of output channels (208 + 184; backward-data 208 + 192) */
+    {"winograd_weight_blocks_f64",
+     TI_DTYPE_F64,
+     1,
+     400,
+     24,
+     22,
+     392,
+     3,
+     3,
+     1,
+     {1, 1, 1, 1},
+     1,
+     1e-10,
+     1e-9},
     /* Winograd, f32, a small UNet-like layer */
     {"winograd_f32", TI_DTYPE_F32, 1, 16, 64, 64, 16, 3, 3, 1, {1, 1, 1, 1}, 1, 1e-4, 1e-4},
     /* Winograd, odd sizes, no padding (negative offsets in backward-data) */

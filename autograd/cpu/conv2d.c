@@ -249,10 +249,15 @@ struct wino {
     int64_t py, px;        /* out[y][x] reads in[y + u - py][x + v - px], u, v in 0..2 */
     int64_t th, tw;        /* tiles per image: th rows of tw tiles */
     int64_t rows;          /* tile rows per chunk (bounds V and M, see wino_conv) */
+    int64_t cb;            /* output channels per block of U (bounds U, see wino_conv) */
 };
 
 /* Scratch for the transformed input and products of one chunk. */
 #define WINO_CHUNK_BYTES ((int64_t)64 << 20)
+/* Most scratch for the transformed weights U: larger ones (the SD UNet's 1280 -> 1280 layers,
+ * 100 MiB) are made and used in blocks of output channels, which keeps the scratch arena, and
+ * so the peak memory, ~100 MiB lower; each block's GEMMs still have >= 160 rows. */
+#define WINO_U_BYTES ((int64_t)16 << 20)
 
 static void wino_init(struct wino *q, int64_t B, int64_t Ci, int64_t Hi, int64_t Wi, int64_t Co,
                       int64_t Ho, int64_t Wo, int64_t py, int64_t px) {
@@ -267,7 +272,10 @@ static void wino_init(struct wino *q, int64_t B, int64_t Ci, int64_t Hi, int64_t
     q->px = px;
     q->th = (Ho + 1) / 2;
     q->tw = (Wo + 1) / 2;
-    int64_t per_row = 16 * (Ci + Co) * q->tw * (int64_t)sizeof(real);
+    int64_t u = 16 * Co * Ci * (int64_t)sizeof(real), nb = (u + WINO_U_BYTES - 1) / WINO_U_BYTES;
+    q->cb = nb > 1 ? ((Co + nb - 1) / nb + 15) / 16 * 16 : Co;
+    if (q->cb > Co) q->cb = Co;
+    int64_t per_row = 16 * (Ci + q->cb) * q->tw * (int64_t)sizeof(real);
     q->rows = per_row > 0 ? WINO_CHUNK_BYTES / per_row : 1;
     if (q->rows < 1) q->rows = 1;
     if (q->rows > B * q->th) q->rows = B * q->th;
@@ -307,17 +315,19 @@ static void wino_filters(real *restrict U, int64_t ps, const real *restrict gt, 
     }
 }
 
-/* U (16, Co, Ci) = G g G^T of every filter. flip = 0: g = w[o][c] of weight (Co, Ci, 3, 3);
- * flip = 1 (backward-data): g[u][v] = w[c][o][2-u][2-v] of weight (Ci, Co, 3, 3).
- * gt: workspace of 9 * Ci reals (one output channel's filters, tap-major). */
-static void wino_weights(real *U, const real *w, int64_t Co, int64_t Ci, int flip, real *gt) {
-    for (int64_t o = 0; o < Co; o++) {
+/* U (16, o1 - o0, Ci) = G g G^T of the filters of output channels [o0, o1). flip = 0:
+ * g = w[o][c] of weight (Co, Ci, 3, 3); flip = 1 (backward-data): g[u][v] = w[c][o][2-u][2-v]
+ * of weight (Ci, Co, 3, 3). gt: workspace of 9 * Ci reals (one output channel's filters,
+ * tap-major). */
+static void wino_weights(real *U, const real *w, int64_t o0, int64_t o1, int64_t Co, int64_t Ci,
+                         int flip, real *gt) {
+    for (int64_t o = o0; o < o1; o++) {
         for (int64_t c = 0; c < Ci; c++) {
             const real *s = flip ? w + (c * Co + o) * 9 : w + (o * Ci + c) * 9;
             for (int k = 0; k < 9; k++)
                 gt[k * Ci + c] = s[flip ? 8 - k : k];
         }
-        wino_filters(U + o * Ci, Co * Ci, gt, Ci);
+        wino_filters(U + (o - o0) * Ci, (o1 - o0) * Ci, gt, Ci);
     }
 }
 
@@ -429,18 +439,19 @@ static void wino_tiles(real *restrict t00, real *restrict t01, real *restrict t1
     }
 }
 
-/* out (B, Co, Ho, Wo) (+)= A^T M A of every tile of the tile rows [g0, g1), M (16, Co, n);
- * accumulate = 0 writes bias (or 0) + the result. ws: 4 * tw reals.
+/* out (B, Co, Ho, Wo) (+)= A^T M A of every tile of the tile rows [g0, g1) for the output
+ * channels [o0, o1), M (16, o1 - o0, n); accumulate = 0 writes bias (or 0) + the result.
+ * ws: 4 * tw reals.
  * The 2x2 tiles of a tile row are computed at once (wino_tiles), then interleaved into the two
  * output rows. */
 static void wino_output(real *out, const real *M, const struct wino *q, int64_t g0, int64_t g1,
-                        const real *bias, int accumulate, real *ws) {
-    int64_t n = (g1 - g0) * q->tw, ps = q->Co * n, tw = q->tw, full = q->Wo / 2;
+                        int64_t o0, int64_t o1, const real *bias, int accumulate, real *ws) {
+    int64_t n = (g1 - g0) * q->tw, ps = (o1 - o0) * n, tw = q->tw, full = q->Wo / 2;
     real *t00 = ws, *t01 = ws + tw, *t10 = ws + 2 * tw, *t11 = ws + 3 * tw;
     for (int64_t g = g0; g < g1; g++) {
         int64_t b = g / q->th, ty = g % q->th;
-        for (int64_t o = 0; o < q->Co; o++) {
-            wino_tiles(t00, t01, t10, t11, M + o * n + (g - g0) * tw, ps, tw);
+        for (int64_t o = o0; o < o1; o++) {
+            wino_tiles(t00, t01, t10, t11, M + (o - o0) * n + (g - g0) * tw, ps, tw);
             real b0 = accumulate ? R(0) : bias ? bias[o] : R(0);
             for (int r = 0; r < 2 && 2 * ty + r < q->Ho; r++) {
                 real *y = out + ((b * q->Co + o) * q->Ho + 2 * ty + r) * q->Wo;
@@ -465,24 +476,30 @@ static void wino_output(real *out, const real *M, const struct wino *q, int64_t 
 
 /* out (+)= conv3x3(in, w) through Winograd; flip selects backward-data (see wino_weights).
  * The tiles are processed in chunks of q->rows tile rows (one chunk for the SD UNet's 64x64
- * layers) so that V and M stay within WINO_CHUNK_BYTES whatever the image size. */
+ * layers) so that V and M stay within WINO_CHUNK_BYTES whatever the image size, and the output
+ * channels in blocks of q->cb so that U stays within WINO_U_BYTES (one block but for the
+ * largest weights; a block's U is remade per chunk of rows). */
 static ti_status wino_conv(struct ti_kctx *k, real *out, const real *in, const real *w,
                            const real *bias, const struct wino *q, int flip, int accumulate) {
-    int64_t nmax = q->rows * q->tw, grows = q->B * q->th;
+    int64_t nmax = q->rows * q->tw, grows = q->B * q->th, cb = q->cb;
     real *U, *V, *M, *ws;
-    SCRATCH(U, k, 16 * q->Co * q->Ci, "the Winograd weights");
+    SCRATCH(U, k, 16 * cb * q->Ci, "the Winograd weights");
     SCRATCH(V, k, 16 * q->Ci * nmax, "the Winograd input");
-    SCRATCH(M, k, 16 * q->Co * nmax, "the Winograd products");
+    SCRATCH(M, k, 16 * cb * nmax, "the Winograd products");
     SCRATCH(ws, k, 18 * q->tw + 2 > 9 * q->Ci ? 18 * q->tw + 2 : 9 * q->Ci, "the Winograd rows");
-    wino_weights(U, w, q->Co, q->Ci, flip, ws);
+    if (cb == q->Co) wino_weights(U, w, 0, q->Co, q->Co, q->Ci, flip, ws);
     for (int64_t g0 = 0; g0 < grows; g0 += q->rows) {
         int64_t g1 = g0 + q->rows < grows ? g0 + q->rows : grows, n = (g1 - g0) * q->tw;
         wino_input(V, in, q, g0, g1, ws);
-        /* M_t (Co, n) = U_t (Co, Ci) . V_t (Ci, n) */
-        for (int t = 0; t < 16; t++)
-            CPU_GEMM(0, 0, q->Co, n, q->Ci, R(1), U + t * q->Co * q->Ci, q->Ci, V + t * q->Ci * n,
-                     n, R(0), M + t * q->Co * n, n);
-        wino_output(out, M, q, g0, g1, bias, accumulate, ws);
+        for (int64_t o0 = 0; o0 < q->Co; o0 += cb) {
+            int64_t o1 = o0 + cb < q->Co ? o0 + cb : q->Co, m = o1 - o0;
+            if (cb < q->Co) wino_weights(U, w, o0, o1, q->Co, q->Ci, flip, ws);
+            /* M_t (m, n) = U_t (m, Ci) . V_t (Ci, n) */
+            for (int t = 0; t < 16; t++)
+                CPU_GEMM(0, 0, m, n, q->Ci, R(1), U + t * m * q->Ci, q->Ci, V + t * q->Ci * n, n,
+                         R(0), M + t * m * n, n);
+            wino_output(out, M, q, g0, g1, o0, o1, bias, accumulate, ws);
+        }
     }
     return TI_OK;
 }

@@ -5,10 +5,11 @@
  * a table of CPU models, so new CPUs get vector kernels. Without oneDNN, or when oneDNN cannot
  * take a shape, conv2d.c's own paths (Winograd / shifted GEMM / im2col over CPU_GEMM) run.
  *
- * When: only for a weight with a reordered copy in the cache below. Without one conv2d.c's
- * paths are faster: they read the weight in place, while reordering it per call costs ~40/pixels
- * of the convolution, and at many pixels their Winograd beats oneDNN's direct kernels plus the
- * reorders (1-thread CPU time, 320 -> 320 at 64x64: 51 ms against 70 ms; docs/PERF.md).
+ * When: only for a frozen weight with a reordered copy in the cache below, or (f32) one whose
+ * layout is a mere permutation on a large image, reordered per call (per_call). Otherwise
+ * conv2d.c's paths are faster: they read the weight in place, while reordering it per call costs
+ * ~40/pixels of the convolution, and at many pixels their Winograd beats oneDNN's direct kernels
+ * plus the reorders (1-thread CPU time, 320 -> 320 at 64x64: 51 ms against 70 ms; docs/PERF.md).
  *
  * Per call: the plain NCHW input is reordered into the primitive's layout (nhwc or nChw16c on
  * AVX-512) in the kernel's scratch, the convolution runs, and the result is reordered back
@@ -26,8 +27,8 @@
  * load or randomize): declaring memory frozen again or thawing it drops the copies made from
  * it, so a weight that changes (weight-gradient training, a reload) is never served stale; the
  * cache is never keyed on a bare pointer. The copies take at most TI_DNNL_WEIGHT_CACHE_MB
- * (default 512 MiB) in all, bf16 copies at most 256 MiB of it unless the variable is set, on
- * top of the plain weights: that is the memory cost. Copies are
+ * (default 512 MiB) in all, bf16 copies at most 256 MiB and f32 copies none unless the variable
+ * is set, on top of the plain weights: that is the memory cost. Copies are
  * made first come, first served and never evicted, so the set is fixed by the first pass over
  * a model and every later step computes exactly what the first did.
  *
@@ -96,6 +97,16 @@ static size_t wc_env_budget(size_t default_mb) {
 static size_t wc_budget(void) {
     static size_t b = (size_t)-1;
     if (b == (size_t)-1) b = wc_env_budget(512);
+    return b;
+}
+
+/* f32 copies alone: none unless TI_DNNL_WEIGHT_CACHE_MB is set. With the per-call reorders
+ * (per_call) a 64x64 f32 step took 2.6 % more CPU time without copies than with 512 MiB of them
+ * (the Winograd forward weights, 4x their plain size) and 0.5 GiB less peak RSS, which puts the
+ * step under 4.6 GB (docs/PERF.md, "f32 peak memory"). */
+static size_t wc_budget_f32(void) {
+    static size_t b = (size_t)-1;
+    if (b == (size_t)-1) b = wc_env_budget(0);
     return b;
 }
 
@@ -193,7 +204,8 @@ struct conv_prim {
     dnnl_primitive_t w_reorder;   /* plain -> blocked weight (NULL: the layouts agree) */
     dnnl_memory_desc_t in_md, in_blk, out_md, out_blk, w_md, w_blk, b_md;
     size_t in_bytes, out_bytes, w_bytes, pad_bytes; /* blocked buffers and scratchpad */
-    dnnl_memory_t m_in, m_inb, m_out, m_outb, m_w, m_wb, m_b, m_pad;
+    size_t w_pad_bytes;                             /* the weight reorder's scratchpad */
+    dnnl_memory_t m_in, m_inb, m_out, m_outb, m_w, m_wb, m_b, m_pad, m_wpad;
     int own_x;  /* bf16 weight layout AcdB<own_x>a2b: ti's own reorder can make it (0: no) */
     int own_ok; /* ti's reorder: 0 not yet compared with oneDNN's, 1 identical, -1 differs */
 };
@@ -206,15 +218,24 @@ static int prims_n, prims_cap;
         if ((call) != dnnl_success) goto fail;                                                     \
     } while (0)
 
+/* pad_bytes: NULL, or where the reorder's scratchpad size goes: its scratchpad is then the
+ * caller's (user mode). Otherwise oneDNN keeps one of its own, the largest any of its
+ * primitives asked for, as long as they live: the Winograd weight reorder's (a transform space
+ * the size of the copy) stayed allocated for the whole run, ~90 MiB of the f32 step's peak. */
 static dnnl_status_t reorder_new(dnnl_primitive_t *out, const dnnl_memory_desc_t *from,
-                                 const dnnl_memory_desc_t *to, int accumulate) {
+                                 const dnnl_memory_desc_t *to, int accumulate, size_t *pad_bytes) {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t s = dnnl_success;
     *out = NULL;
-    if (accumulate) {
+    if (accumulate || pad_bytes) {
         if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success) goto done;
+    }
+    if (pad_bytes && (s = dnnl_primitive_attr_set_scratchpad_mode(
+                          attr, dnnl_scratchpad_mode_user)) != dnnl_success)
+        goto done;
+    if (accumulate) {
         if ((s = dnnl_post_ops_create(&po)) != dnnl_success) goto done;
         if ((s = dnnl_post_ops_append_sum(po, 1.0f)) != dnnl_success) goto done;
         if ((s = dnnl_primitive_attr_set_post_ops(attr, po)) != dnnl_success) goto done;
@@ -222,6 +243,11 @@ static dnnl_status_t reorder_new(dnnl_primitive_t *out, const dnnl_memory_desc_t
     if ((s = dnnl_reorder_primitive_desc_create(&pd, from, dn_engine, to, dn_engine, attr)) !=
         dnnl_success)
         goto done;
+    if (pad_bytes) {
+        const dnnl_memory_desc_t *pad =
+            dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        *pad_bytes = pad ? dnnl_memory_desc_get_size(pad) : 0;
+    }
     s = dnnl_primitive_create(out, pd);
 done:
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -235,8 +261,8 @@ static void prim_release(struct conv_prim *p) {
     dnnl_primitive_t *prs[] = {&p->conv, &p->in_reorder, &p->out_reorder, &p->w_reorder};
     for (size_t i = 0; i < sizeof prs / sizeof *prs; i++)
         if (*prs[i]) dnnl_primitive_destroy(*prs[i]);
-    dnnl_memory_t *ms[] = {&p->m_in, &p->m_inb, &p->m_out, &p->m_outb,
-                           &p->m_w,  &p->m_wb,  &p->m_b,   &p->m_pad};
+    dnnl_memory_t *ms[] = {&p->m_in, &p->m_inb, &p->m_out, &p->m_outb, &p->m_w,
+                           &p->m_wb, &p->m_b,   &p->m_pad, &p->m_wpad};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
         if (*ms[i]) dnnl_memory_destroy(*ms[i]);
     struct conv_key key = p->key;
@@ -296,12 +322,12 @@ static void prim_try(struct conv_prim *p, dnnl_alg_kind_t alg) {
     p->pad_bytes = pad ? dnnl_memory_desc_get_size(pad) : 0;
     DN_TRY(dnnl_primitive_create(&p->conv, pd));
     if (!dnnl_memory_desc_equal(&p->in_blk, &p->in_md))
-        DN_TRY(reorder_new(&p->in_reorder, &p->in_md, &p->in_blk, 0));
+        DN_TRY(reorder_new(&p->in_reorder, &p->in_md, &p->in_blk, 0, NULL));
     /* backward always goes through a buffer: oneDNN overwrites diff_src, ti adds into dinp */
     if (backward || !dnnl_memory_desc_equal(&p->out_blk, &p->out_md))
-        DN_TRY(reorder_new(&p->out_reorder, &p->out_blk, &p->out_md, backward));
+        DN_TRY(reorder_new(&p->out_reorder, &p->out_blk, &p->out_md, backward, NULL));
     if (!dnnl_memory_desc_equal(&p->w_blk, &p->w_md))
-        DN_TRY(reorder_new(&p->w_reorder, &p->w_md, &p->w_blk, 0));
+        DN_TRY(reorder_new(&p->w_reorder, &p->w_md, &p->w_blk, 0, &p->w_pad_bytes));
     DN_TRY(dnnl_memory_create(&p->m_in, &p->in_md, dn_engine, DNNL_MEMORY_NONE));
     DN_TRY(dnnl_memory_create(&p->m_inb, &p->in_blk, dn_engine, DNNL_MEMORY_NONE));
     DN_TRY(dnnl_memory_create(&p->m_out, &p->out_md, dn_engine, DNNL_MEMORY_NONE));
@@ -310,6 +336,12 @@ static void prim_try(struct conv_prim *p, dnnl_alg_kind_t alg) {
     DN_TRY(dnnl_memory_create(&p->m_wb, &p->w_blk, dn_engine, DNNL_MEMORY_NONE));
     DN_TRY(dnnl_memory_create(&p->m_b, &p->b_md, dn_engine, DNNL_MEMORY_NONE));
     if (pad) DN_TRY(dnnl_memory_create(&p->m_pad, pad, dn_engine, DNNL_MEMORY_NONE));
+    if (p->w_pad_bytes) {
+        dnnl_memory_desc_t wpad;
+        dnnl_dims_t n = {(int64_t)p->w_pad_bytes};
+        DN_TRY(dnnl_memory_desc_init_by_tag(&wpad, 1, n, dnnl_u8, dnnl_x));
+        DN_TRY(dnnl_memory_create(&p->m_wpad, &wpad, dn_engine, DNNL_MEMORY_NONE));
+    }
     p->ok = 1;
 fail:
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -402,9 +434,34 @@ static struct conv_prim *prim_get(const struct conv_key *key) {
     return p;
 }
 
+/* dst = the weight w reordered into the primitive's layout by oneDNN, its scratchpad from the
+ * kernel's scratch for the time of the reorder. Lock held. */
+static dnnl_status_t w_reorder_run(struct ti_kctx *k, const struct conv_prim *p, const void *w,
+                                   void *dst) {
+    size_t mark = ti_arena_mark(k->scratch);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, p->m_w}, {DNNL_ARG_TO, p->m_wb}, {0, NULL}};
+    int n = 2;
+    dnnl_status_t s = dnnl_success;
+    if (p->m_wpad) {
+        void *pad = cpu_scratch(k, p->w_pad_bytes);
+        if (!pad) return dnnl_out_of_memory;
+        if ((s = dnnl_memory_set_data_handle(p->m_wpad, pad)) != dnnl_success) goto done;
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->m_wpad};
+    }
+    if ((s = dnnl_memory_set_data_handle(p->m_w, (void *)w)) != dnnl_success ||
+        (s = dnnl_memory_set_data_handle(p->m_wb, dst)) != dnnl_success ||
+        (s = dnnl_primitive_execute(p->w_reorder, dn_stream, n, args)) != dnnl_success)
+        goto done;
+    s = dnnl_stream_wait(dn_stream);
+done:
+    ti_arena_rewind(k->scratch, mark);
+    return s;
+}
+
 /* A blocked copy of a frozen weight (made now when the budget allows); NULL otherwise. Lock
  * held. */
-static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes) {
+static void *wc_get(struct ti_kctx *k, const struct conv_prim *p, const void *w,
+                    size_t plain_bytes) {
     for (int i = 0; i < wc_n; i++)
         if (wc[i].src == w && dnnl_memory_desc_equal(&wc[i].md, &p->w_blk)) return wc[i].data;
     if (!is_frozen(w, plain_bytes)) return NULL;
@@ -414,6 +471,7 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
      * change its rounding: test_model_full checks two steps bitwise) */
     if (wc_bytes + p->w_bytes > wc_budget()) return NULL;
     if (p->key.v[15] && wc_bf16_bytes + p->w_bytes > wc_budget_bf16()) return NULL;
+    if (!p->key.v[15] && wc_bytes - wc_bf16_bytes + p->w_bytes > wc_budget_f32()) return NULL;
     if (wc_n == wc_cap) {
         int cap = wc_cap ? 2 * wc_cap : 64;
         struct wcache *n = realloc(wc, (size_t)cap * sizeof *n);
@@ -424,11 +482,7 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     size_t sz = (p->w_bytes + 63) / 64 * 64;
     void *d = aligned_alloc(64, sz);
     if (!d) return NULL;
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->m_w}, {DNNL_ARG_TO, p->m_wb}};
-    if (dnnl_memory_set_data_handle(p->m_w, (void *)w) != dnnl_success ||
-        dnnl_memory_set_data_handle(p->m_wb, d) != dnnl_success ||
-        dnnl_primitive_execute(p->w_reorder, dn_stream, 2, args) != dnnl_success ||
-        dnnl_stream_wait(dn_stream) != dnnl_success) {
+    if (w_reorder_run(k, p, w, d) != dnnl_success) {
         free(d);
         return NULL;
     }
@@ -441,6 +495,20 @@ static void *wc_get(const struct conv_prim *p, const void *w, size_t plain_bytes
     wc_bytes += p->w_bytes;
     if (p->key.v[15]) wc_bf16_bytes += p->w_bytes;
     return d;
+}
+
+/* Whether a frozen weight is reordered per call rather than cached: when its layout takes no
+ * more than twice the plain weight (a permutation with padding: the direct kernels' blocked
+ * layouts, and the Winograd backward-data's, whose kernel transforms the weight itself) and the
+ * convolution has at least 2048 output pixels, the copy costs under ~2 % of the convolution
+ * (~40 / pixels) and no memory past the call. At 64x64 latents this takes the SD UNet's 64x64
+ * backward-data and 1x1 convolutions: caching only those (0.13 GiB) gave the step the CPU time
+ * of caching 0.84 GiB with the Winograd forward copies (docs/PERF.md, "f32 peak memory"); the
+ * cache keeps the expanded (Winograd forward, 4x) and small-image copies.
+ * f32 only (bf16 keeps its own budget, see wc_budget_bf16). Lock held. */
+static int per_call(const struct conv_prim *p, const void *w, size_t plain) {
+    return !p->key.v[15] && p->w_bytes < 2 * plain && out_pixels(p->key.v) >= 2048 &&
+           is_frozen(w, plain);
 }
 
 /* Most scratch one oneDNN convolution may take (activations + scratchpad). */
@@ -480,24 +548,31 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     void *wb = NULL, *inb = NULL, *outb = NULL, *pad = NULL;
     size_t plain = (size_t)(v[5] * v[2] * v[6] * v[7]) * (v[15] ? 2 : sizeof(float));
     struct conv_prim *p = NULL;
-    if (!v[15] && wino_shape(v)) { /* Winograd (f32 only) with a cached transformed weight */
+    int percall = 0; /* the weight is reordered into scratch by this call (wb stays NULL) */
+    int wino = !v[15] && wino_shape(v);
+    if (wino) { /* Winograd (f32 only) with a cached transformed weight */
         v[14] = 1;
         p = prim_get(&key);
-        if (p && p->ok && p->w_reorder) wb = wc_get(p, w, plain);
-        if (!wb) p = NULL;
+        if (p && p->ok && p->w_reorder) {
+            percall = per_call(p, w, plain);
+            if (!percall) wb = wc_get(k, p, w, plain);
+        }
+        if (!wb && !percall) p = NULL;
     }
     if (!p) {
         v[14] = 0;
         p = prim_get(&key);
         if (!p || !p->ok) goto out;
-        wb = p->w_reorder ? wc_get(p, w, plain) : (void *)w;
+        /* never for a Winograd shape's direct fallback: conv2d.c's Winograd beats it */
+        percall = p->w_reorder && !wino && per_call(p, w, plain);
+        wb = !p->w_reorder ? (void *)w : percall ? NULL : wc_get(k, p, w, plain);
         /* without a cached copy conv2d.c's paths are faster: they read the weight in place,
          * while reordering it costs ~40/pixels of the convolution, and at many pixels their
          * Winograd beats oneDNN's direct kernels plus reorders (1-thread CPU time, 320 -> 320
          * at 64x64: 51 ms against 70 ms) */
         /* bf16 has no own path to fall back to (the alternative converts everything to f32):
          * an uncached weight is reordered into scratch per call */
-        if (!wb && !v[15]) goto out;
+        if (!wb && !percall && !v[15]) goto out;
     }
     /* the blocked activations and the scratchpad come from the kernel's scratch in one piece;
      * conv2d.c's paths work in bounded chunks, so they take the huge images (the VAE at 512
@@ -505,16 +580,12 @@ static ti_status dn_conv(struct ti_kctx *k, const struct ti_conv2d_args *a, int 
     if ((p->in_reorder ? p->in_bytes : 0) + (p->out_reorder ? p->out_bytes : 0) + p->pad_bytes >
         DN_SCRATCH_MAX)
         goto out;
-    if (!wb) { /* bf16, not cached: reordered per call */
+    if (!wb) { /* not cached (bf16) or cheaper per call (per_call): reordered into scratch */
         if (!(wb = cpu_scratch(k, p->w_bytes))) goto nomem;
         if (p->own_x && p->own_ok == 1) {
             wreorder(p, w, wb);
         } else {
-            dnnl_exec_arg_t wa[2] = {{DNNL_ARG_FROM, p->m_w}, {DNNL_ARG_TO, p->m_wb}};
-            DN_RUN(dnnl_memory_set_data_handle(p->m_w, (void *)w), "weight handle");
-            DN_RUN(dnnl_memory_set_data_handle(p->m_wb, wb), "weight handle");
-            DN_RUN(dnnl_primitive_execute(p->w_reorder, dn_stream, 2, wa), "weight reorder");
-            DN_RUN(dnnl_stream_wait(dn_stream), "stream wait");
+            DN_RUN(w_reorder_run(k, p, w, wb), "weight reorder");
             if (p->own_x && p->own_ok == 0) { /* ti's reorder is used once it made the same */
                 void *mine = cpu_scratch(k, p->w_bytes);
                 if (!mine) goto nomem;
