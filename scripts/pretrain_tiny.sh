@@ -1,43 +1,65 @@
 #!/bin/sh
-# pretrain_tiny.sh - trains ti's tiny demo model from scratch (the recipe of docs/DEMO.md,
-# "Pretraining"): stage 1 the autoencoder (two runs: 500 steps, then 300 more with a warm
-# restart), stage 2 the text encoder and UNet, then the classifier evaluation. Single-threaded by default (OMP_NUM_THREADS=1): the run is deterministic and its
-# first logged losses are what tests/pretrain.cmake reproduces.
+# pretrain_tiny.sh - trains ti's tiny demo models from scratch (the recipe of docs/DEMO.md,
+# "Pretraining"): stage 1 the kl-f8 autoencoder, stage 2 the text encoder and UNet on its
+# latents (once with the CLIP text tower: models/tiny-sd; once with the LDM BERT embedder:
+# models/tiny-ldm, the same autoencoder), then the classifier's evaluation of each.
+# Single-threaded by default (OMP_NUM_THREADS=1): the run is deterministic and its first logged
+# losses are what tests/pretrain.cmake reproduces. The two stage-2 runs are independent: with
+# PARALLEL=1 they run side by side (one core each).
 #
-#   scripts/pretrain_tiny.sh [OUT_DIR]      (default models/tiny-sd; needs build/bin/ti-pretrain)
-# Environment: BIN (tool folder, default build/bin), VAE_STEPS, LDM_STEPS (step counts).
+#   scripts/pretrain_tiny.sh [SD_OUT [LDM_OUT]]  (default models/tiny-sd models/tiny-ldm;
+#                                                 needs build/bin/ti-pretrain)
+# Environment: BIN (tool folder, default build/bin), VAE_STEPS, LDM_STEPS, LDM2_STEPS (steps),
+# PARALLEL (0/1).
 set -eu
 BIN=${BIN:-build/bin}
 OUT=${1:-models/tiny-sd}
-CFG1=configs/tiny/sd-tiny-finetune.yaml  # stage 1: its autoencoder
-CFG2=configs/tiny/sd-tiny-pretrain.yaml  # stage 2 and the shipped model
-VAE_STEPS=${VAE_STEPS:-500}
-VAE2_STEPS=${VAE2_STEPS:-300}
-LDM_STEPS=${LDM_STEPS:-3000}
+OUT_LDM=${2:-models/tiny-ldm}
+CFG1=configs/tiny/sd-tiny-finetune.yaml   # stage 1: its autoencoder
+CFG_SD=configs/tiny/sd-tiny-pretrain.yaml # stage 2, the shipped SD-family model
+CFG_LDM=configs/tiny/ldm-tiny-finetune.yaml # stage 2, the shipped LDM-family model
+VAE_STEPS=${VAE_STEPS:-3000}
+LDM_STEPS=${LDM_STEPS:-12000}
+LDM2_STEPS=${LDM2_STEPS:-6000}
+PARALLEL=${PARALLEL:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$OUT_LDM"
 
 # stage 1: the kl-f8 autoencoder (MSE + 1e-4 KL per latent element); scale_factor measured
 "$BIN/ti-pretrain" --config "$CFG1" --out "$WORK/vae" --stage vae --seed 0 \
-    --steps "$VAE_STEPS" --batch 8 --lr 2e-3 --warmup 20 --kl_weight 1e-4 --log_every 20
-# stage 1b: the same autoencoder further, on other images (data seed 1), warm restart at 1e-3
-"$BIN/ti-pretrain" --config "$CFG1" --init "$WORK/vae/model.safetensors" --out "$WORK/vae2" \
-    --stage vae --seed 1 --data_seed 1 --steps "$VAE2_STEPS" --batch 8 --lr 1e-3 --warmup 10 \
-    --kl_weight 1e-4 --log_every 20
-SF=$(sed -n 's/^ *scale_factor: *//p' "$WORK/vae2/config.yaml")
+    --steps "$VAE_STEPS" --batch 8 --lr 2e-3 --warmup 50 --kl_weight 1e-4 --log_every 100
+SF=$(sed -n 's/^ *scale_factor: *//p' "$WORK/vae/config.yaml")
+
 # stage 2: text encoder + UNet on the frozen autoencoder's latents, 10 % empty captions
-"$BIN/ti-pretrain" --config "$CFG2" --scale_factor "$SF" --init "$WORK/vae2/model.safetensors" \
-    --out "$WORK/ldm" --stage ldm --seed 0 --steps "$LDM_STEPS" --batch 32 --lr 1e-3 \
-    --warmup 50 --p_uncond 0.1 --data_size 4096 --log_every 50
-cp "$WORK/vae/log_vae.csv" "$WORK/ldm/"
-cp "$WORK/vae2/log_vae.csv" "$WORK/ldm/log_vae2.csv"
-# the classifier's verdict on "a photo of a <colour> <shape>" for every seen class
-"$BIN/ti-pretrain" eval --config "$WORK/ldm/config.yaml" --ckpt "$WORK/ldm/model.safetensors" \
-    --n 4 --steps 20 --scale 5 --recon 200 --cond_check 512 > "$WORK/ldm/eval.txt"
-cat "$WORK/ldm/eval.txt"
-for f in model.safetensors config.yaml log_vae.csv log_vae2.csv log_ldm.csv eval.txt; do
-    cp "$WORK/ldm/$f" "$OUT/.$f.tmp" && mv "$OUT/.$f.tmp" "$OUT/$f"
+# (2: from random text encoder and UNet; 2b: a further run from 2's weights at half the rate)
+stage2() { # config out
+    "$BIN/ti-pretrain" --config "$1" --scale_factor "$SF" --init "$WORK/vae/model.safetensors" \
+        --out "$2.a" --stage ldm --seed 0 --steps "$LDM_STEPS" --batch 32 --lr 1e-3 \
+        --warmup 100 --p_uncond 0.1 --data_size 16384 --log_every 100
+    "$BIN/ti-pretrain" --config "$2.a/config.yaml" --continue --init "$2.a/model.safetensors" \
+        --out "$2" --stage ldm --seed 1 --steps "$LDM2_STEPS" --batch 32 --lr 5e-4 \
+        --warmup 50 --p_uncond 0.1 --data_size 16384 --log_every 100
+    mv "$2/log_ldm.csv" "$2/log_ldm2.csv"
+    cp "$2.a/log_ldm.csv" "$WORK/vae/log_vae.csv" "$2/"
+    # the classifier's verdict on "a photo of a <colour> <shape>" for every seen class
+    "$BIN/ti-pretrain" eval --config "$2/config.yaml" --ckpt "$2/model.safetensors" \
+        --n 4 --steps 20 --scale 5 --recon 200 --cond_check 512 > "$2/eval.txt"
+    cat "$2/eval.txt"
+}
+if [ "$PARALLEL" = 1 ]; then
+    stage2 "$CFG_LDM" "$WORK/bert" > "$WORK/bert.out" 2>&1 &
+    pid=$!
+    stage2 "$CFG_SD" "$WORK/clip"
+    wait "$pid" || { cat "$WORK/bert.out"; exit 1; }
+    cat "$WORK/bert.out"
+else
+    stage2 "$CFG_SD" "$WORK/clip"
+    stage2 "$CFG_LDM" "$WORK/bert"
+fi
+for f in model.safetensors config.yaml log_vae.csv log_ldm.csv log_ldm2.csv eval.txt; do
+    cp "$WORK/clip/$f" "$OUT/.$f.tmp" && mv "$OUT/.$f.tmp" "$OUT/$f"
+    cp "$WORK/bert/$f" "$OUT_LDM/.$f.tmp" && mv "$OUT_LDM/.$f.tmp" "$OUT_LDM/$f"
 done
-echo "pretrain_tiny.sh: wrote $OUT"
+echo "pretrain_tiny.sh: wrote $OUT and $OUT_LDM"

@@ -6,15 +6,16 @@
  *   recipe_prefix_vae       the first steps of stage 1 of scripts/pretrain_tiny.sh, run again,
  *   recipe_prefix_ldm       and of stage 2 (from the shipped model's frozen autoencoder),
  *                           reproduce the first lines of the committed logs models/tiny-sd/
- *                           log_vae.csv and log_ldm.csv
- *   shipped_model_loads     models/tiny-sd loads with ti_ldm_load_file under its config
+ *                           log_vae.csv and log_ldm.csv, and models/tiny-ldm/log_ldm.csv
+ *   shipped_model_loads     models/tiny-sd and models/tiny-ldm load with ti_ldm_load_file
+ *                           under their configs
  *
  * The recipe runs single-threaded (OMP_NUM_THREADS=1) as the committed run did, so on the machine
  * that made the logs the losses agree to the printed digits. Another CPU or a build without
  * OpenBLAS sums the GEMMs in another order (relative differences ~1e-7 per op); the first step is
  * a pure forward pass of freshly initialised weights, so it must agree to 1e-5 relative. After an
  * AdamW step, a gradient element near zero can change its sign, which moves that weight by up to
- * lr (2e-3 / 20 = 1e-4 in the warm-up); the loss moves by far less than 1e-3 relative, the
+ * lr (2e-3 / 50 = 4e-5 in the warm-up); the loss moves by far less than 1e-3 relative, the
  * tolerance for steps 2 and 3. A wrong gradient, data order, seed or schedule changes these
  * losses by percents.
  */
@@ -146,29 +147,40 @@ TEST(recipe_prefix_vae) {
     /* the flags of stage 1 in scripts/pretrain_tiny.sh; --scale_factor skips its measurement */
     snprintf(args, sizeof args,
              "--config configs/tiny/sd-tiny-finetune.yaml --out '%s/vae' --stage vae --seed 0 "
-             "--steps 3 --batch 8 --lr 2e-3 --warmup 20 --kl_weight 1e-4 --scale_factor 1",
+             "--steps 3 --batch 8 --lr 2e-3 --warmup 50 --kl_weight 1e-4 --scale_factor 1",
              tmp);
     CHECK(run_tool(args) == 0);
     compare_logs(tio_path(tmp, "vae/log_vae.csv"), "models/tiny-sd/log_vae.csv", 3, 6);
 }
 
-TEST(recipe_prefix_ldm) {
-    char args[2048];
-    /* the flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the
-     * stage-1 one (stage 2 never changes it), text encoder and UNet start from the seed */
+/* The flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the
+ * stage-1 one (stage 2 never changes it), text encoder and UNet start from the seed. */
+static void replay_stage2(const char *model) {
+    char args[2048], out[256], want[256];
+    snprintf(out, sizeof out, "ldm-%s", strrchr(model, '/') + 1);
     snprintf(args, sizeof args,
-             "--config models/tiny-sd/config.yaml --init models/tiny-sd/model.safetensors "
-             "--out '%s/ldm' --stage ldm --seed 0 --steps 3 --batch 32 --lr 1e-3 --warmup 50 "
-             "--p_uncond 0.1 --data_size 4096",
-             tmp);
+             "--config %s/config.yaml --init %s/model.safetensors "
+             "--out '%s/%s' --stage ldm --seed 0 --steps 3 --batch 32 --lr 1e-3 --warmup 100 "
+             "--p_uncond 0.1 --data_size 16384",
+             model, model, tmp, out);
     CHECK(run_tool(args) == 0);
-    compare_logs(tio_path(tmp, "ldm/log_ldm.csv"), "models/tiny-sd/log_ldm.csv", 3, 4);
+    snprintf(want, sizeof want, "%s/log_ldm.csv", model);
+    snprintf(args, sizeof args, "%s/log_ldm.csv", out);
+    compare_logs(tio_path(tmp, args), want, 3, 4);
 }
 
-TEST(shipped_model_loads) {
+TEST(recipe_prefix_ldm) {
+    replay_stage2("models/tiny-sd");
+    replay_stage2("models/tiny-ldm");
+}
+
+static void check_shipped(const char *dir, const char *family) {
     struct ti_err err = {0};
     struct ti_config cfg;
-    const char *files[1] = {"models/tiny-sd/config.yaml"};
+    char cpath[256], mpath[256];
+    snprintf(cpath, sizeof cpath, "%s/config.yaml", dir);
+    snprintf(mpath, sizeof mpath, "%s/model.safetensors", dir);
+    const char *files[1] = {cpath};
     CHECK_OK(ti_config_load(&cfg, files, 1, NULL, 0, &err), &err);
     if (err.msg[0]) return;
     /* scale_factor was measured (1 / std of the latents), not the SD default */
@@ -176,8 +188,14 @@ TEST(shipped_model_loads) {
     struct ti_ldm m;
     CHECK_OK(ti_ldm_init(&m, &cfg, &err), &err);
     CHECK_OK(ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &err), &err);
-    CHECK_OK(ti_ldm_load_file(&m, "models/tiny-sd/model.safetensors", NULL, "SD v1", &err), &err);
+    CHECK_OK(ti_ldm_load_file(&m, mpath, NULL, family, &err), &err);
+    CHECK(m.text_is_clip == (strcmp(family, "SD v1") == 0));
     ti_ldm_free(&m);
+}
+
+TEST(shipped_model_loads) {
+    check_shipped("models/tiny-sd", "SD v1");
+    check_shipped("models/tiny-ldm", "LDM");
 }
 
 int main(int argc, char **argv) {

@@ -48,6 +48,9 @@ static void usage(FILE *f) {
         "  --init MODEL        stage vae: start from these weights; stage ldm: the stage-1\n"
         "                      model, whose autoencoder is taken (text encoder and UNet\n"
         "                      start from ti_ldm_randomize's values for --seed)\n"
+        "  --continue          stage ldm: take the text encoder and UNet from --init too\n"
+        "                      (a further run from a finished one: fresh AdamW moments,\n"
+        "                      its own warm-up and cosine schedule, another data order)\n"
         "  --seed N            run seed (default 0)\n"
         "  --steps N           optimizer steps (default 400)\n"
         "  --batch N           images per step (default 8)\n"
@@ -63,6 +66,8 @@ static void usage(FILE *f) {
         "                      measured after stage vae; stage ldm: the config's)\n"
         "  --data_seed N       shapes data set seed (default 0)\n"
         "  --log_every N       log line every N steps (default 10)\n"
+        "  --save_every N      also write DIR/model-<step>.safetensors every N steps\n"
+        "                      (with DIR/config.yaml), to evaluate a run while it goes on\n"
         "eval options:\n"
         "  --n N               samples per class (default 4); --steps N DDIM steps (20)\n"
         "  --scale S           guidance scale (default 5); --seed N; --recon N: also\n"
@@ -76,9 +81,9 @@ struct opts {
     int eval;
     const char *config, *out, *stage, *init, *ckpt, *grid;
     uint64_t seed, data_seed;
-    long steps, batch, warmup, log_every, n, recon, data_size, cond_check;
+    long steps, batch, warmup, log_every, save_every, n, recon, data_size, cond_check;
     double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise;
-    int has_steps;
+    int has_steps, cont;
 };
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -131,6 +136,10 @@ static int parse_args(struct opts *o, int argc, char **argv) {
             usage(stdout);
             exit(0);
         }
+        if (!strcmp(a, "--continue")) {
+            o->cont = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, TOOL ": %s: missing value (or unknown flag)\n", a);
             return -1;
@@ -165,6 +174,8 @@ static int parse_args(struct opts *o, int argc, char **argv) {
             rc = parse_long(a, v, 0, 10000000, &o->warmup);
         else if (!strcmp(a, "--log_every"))
             rc = parse_long(a, v, 1, 10000000, &o->log_every);
+        else if (!strcmp(a, "--save_every"))
+            rc = parse_long(a, v, 1, 10000000, &o->save_every);
         else if (!strcmp(a, "--n"))
             rc = parse_long(a, v, 1, 10000, &o->n);
         else if (!strcmp(a, "--recon"))
@@ -380,7 +391,11 @@ static int train(struct opts *o) {
     struct run r;
     memset(&r, 0, sizeof r);
     struct ti_err err = {0};
-    int rc = setup(&r, o->config, o->init, !strcmp(o->stage, "ldm"), o->seed);
+    if (o->cont && (strcmp(o->stage, "ldm") || !o->init)) {
+        fprintf(stderr, TOOL ": --continue needs --stage ldm and --init MODEL\n");
+        return 2;
+    }
+    int rc = setup(&r, o->config, o->init, !strcmp(o->stage, "ldm") && !o->cont, o->seed);
     int vae = !strcmp(o->stage, "vae");
     struct ti_wopt ov = {0}, ot = {0}, ou = {0};
     struct sbuf log = {0};
@@ -549,6 +564,19 @@ static int train(struct opts *o) {
             nacc = 0;
             if (ti_file_write_atomic(logpath, log.p, log.n, &err) != TI_OK) {
                 rc = fail(&err, logpath);
+                goto done;
+            }
+        }
+        if (o->save_every > 0 && (k + 1) % o->save_every == 0 && k + 1 < o->steps) {
+            char sp2[4096], cp2[4096];
+            snprintf(sp2, sizeof sp2, "%s/model-%ld.safetensors", o->out, k + 1);
+            snprintf(cp2, sizeof cp2, "%s/config.yaml", o->out);
+            if (ti_ldm_save(&r.m, sp2, &err) != TI_OK) {
+                rc = fail(&err, sp2);
+                goto done;
+            }
+            if (write_config(o->config, cp2, sf, &err) != TI_OK) {
+                rc = fail(&err, cp2);
                 goto done;
             }
         }
