@@ -6,9 +6,9 @@
 
 #include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free */
-#include <string.h> /* defines: memcpy, memcmp, strrchr */
-#include <unistd.h> /* defines: readlink, access */
+#include <string.h> /* defines: memcpy, memcmp */
 
+#include "fileio.h" /* defines: ti_find_beside_tool */
 #include "tokenizer_bpe.h"
 #include "tokenizer_wordpiece.h"
 
@@ -51,17 +51,8 @@ const char *ti_tokenizer_vocab_dir(void) {
 
 void ti_tokenizer_default_vocab(char *buf, size_t size, enum ti_tokenizer_kind kind) {
     const char *file = ti_tokenizer_vocab_file(kind);
-    char exe[2048];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int k = snprintf(buf, size, "%s/vocab/%s", exe, file);
-            if (k > 0 && (size_t)k < size && access(buf, R_OK) == 0) return;
-        }
-    }
+    static const char *const beside[] = {"vocab"};
+    if (ti_find_beside_tool(file, beside, 1, buf, size)) return;
     snprintf(buf, size, "%s/%s", ti_tokenizer_vocab_dir(), file);
 }
 

@@ -34,6 +34,7 @@
 #include "clip_preprocess.h" /* defines: ti_clip_image_from_chw, ti_clip_preprocess */
 #include "cpu_info.h"        /* defines: ti_cpu_describe */
 #include "embedding_manager.h"
+#include "fileio.h" /* defines: ti_find_beside_tool */
 #include "image.h"
 #include "ldm.h"
 #include "metrics.h"        /* defines: ti_now_seconds */
@@ -606,24 +607,6 @@ static int read_prompts(struct run *r) {
     return 0;
 }
 
-/* Finds `rel` (a default config path) relative to the tool's own folder; 1 when found. */
-static int default_config_beside_tool(const char *rel, char *out, size_t cap) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return 0;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash) return 0;
-    *slash = 0;
-    static const char *const up[] = {"/../..", "/../share/ti", "/.."};
-    struct stat st;
-    for (size_t i = 0; i < sizeof up / sizeof *up; i++) {
-        int k = snprintf(out, cap, "%s%s/%s", exe, up[i], rel);
-        if (k > 0 && (size_t)k < cap && stat(out, &st) == 0 && S_ISREG(st.st_mode)) return 1;
-    }
-    return 0;
-}
-
 /* Loads config, tokenizer, embeddings, init image, model; every check before sampling. */
 static int prepare(struct run *r) {
     struct opts *o = &r->o;
@@ -633,8 +616,9 @@ static int prepare(struct run *r) {
      * the working folder is looked for beside the tool (build/bin/../../configs/..., an
      * install's bin/../share/ti/configs/...), so ti-sample runs from any folder */
     static char found[4096];
+    static const char *const beside[] = {"../..", "../share/ti", ".."};
     if (!o->has_config && stat(o->config, &stt) != 0 &&
-        default_config_beside_tool(o->config, found, sizeof found))
+        ti_find_beside_tool(o->config, beside, 3, found, sizeof found))
         o->config = found;
     if (stat(o->config, &stt) != 0) {
         fprintf(stderr, TOOL ": --config %s: %s\n", o->config, strerror(errno));

@@ -9,7 +9,7 @@
 #include <string.h>   /* defines: memcpy, strerror, strrchr */
 #include <sys/mman.h> /* defines: mmap, munmap, madvise */
 #include <sys/stat.h> /* defines: fstat, stat */
-#include <unistd.h>   /* defines: close, write, fsync, unlink */
+#include <unistd.h>   /* defines: close, write, fsync, unlink, readlink, access */
 
 /* ---- mapped input files -------------------------------------------------------------------- */
 
@@ -72,6 +72,22 @@ void ti_prefetch(const void *p, uint64_t n) {
 /* ---- atomic output files ------------------------------------------------------------------- */
 
 #define OUTFILE_BUF (1u << 20)
+
+int ti_find_beside_tool(const char *rel, const char *const *dirs, size_t n_dirs, char *out,
+                        size_t cap) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return 0;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return 0;
+    *slash = '\0';
+    for (size_t i = 0; i < n_dirs; i++) {
+        int k = snprintf(out, cap, "%s/%s/%s", exe, dirs[i], rel);
+        if (k > 0 && (size_t)k < cap && access(out, R_OK) == 0) return 1;
+    }
+    return 0;
+}
 
 char *ti_strdup(const char *s) {
     if (!s) return NULL;

@@ -74,6 +74,12 @@ ti_status ti_file_write_atomic(const char *path, const void *data, size_t n, str
 /* A malloc'd copy of s (free() it); NULL when s is NULL or memory runs out. */
 char *ti_strdup(const char *s);
 
+/* Looks for the readable file `rel` under each of `dirs` (paths relative to the folder of the
+ * running executable, e.g. "vocab" or "../share/ti") in turn; writes the first hit into out and
+ * returns 1, else 0. Lets the tools find their data files from any working folder. */
+int ti_find_beside_tool(const char *rel, const char *const *dirs, size_t n_dirs, char *out,
+                        size_t cap);
+
 /* ---- small helpers ------------------------------------------------------------------------- */
 /* CRC-32 (IEEE 802.3, the zip polynomial). Start with crc = 0; feed chunks in order. */
 uint32_t ti_crc32(uint32_t crc, const void *data, size_t n);
