@@ -142,28 +142,61 @@ ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,
     return st;
 }
 
-ti_status ti_ldm_save(const struct ti_ldm *m, const char *path, struct ti_err *err) {
+ti_status ti_ldm_save_as(const struct ti_ldm *m, const char *path, unsigned f16_tables,
+                         struct ti_err *err) {
     const struct ti_weights *tables[3] = {&m->unet_w, &m->vae_w, &m->text_w};
-    size_t n = 0;
+    const unsigned bit[3] = {TI_LDM_UNET, TI_LDM_VAE, TI_LDM_TEXT};
+    const struct ti_backend *cpu = ti_backend_cpu();
+    size_t n = 0, n16 = 0;
     for (int i = 0; i < 3; i++) {
         if (tables[i]->n > 0 && tables[i]->be && tables[i]->be->device != TI_DEVICE_CPU)
             return ti_error(err, TI_ERR_UNSUPPORTED,
                             "ti_ldm_save: weights live on %s; save from the CPU backend",
                             tables[i]->be->name);
         n += (size_t)tables[i]->n;
+        if (f16_tables & bit[i]) n16 += (size_t)tables[i]->numel;
     }
     struct ti_st_entry *e = calloc(n ? n : 1, sizeof *e);
-    if (!e) return ti_error(err, TI_ERR_NOMEM, "ti_ldm_save: out of memory");
-    size_t k = 0;
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < tables[i]->n; j++) {
-            e[k].name = tables[i]->items[j].key;
-            e[k].t = tables[i]->items[j].slot;
+    struct ti_tensor *half = calloc(n ? n : 1, sizeof *half);
+    uint16_t *buf = n16 ? malloc(n16 * sizeof *buf) : NULL;
+    if (!e || !half || (n16 && !buf)) {
+        free(e);
+        free(half);
+        free(buf);
+        return ti_error(err, TI_ERR_NOMEM, "ti_ldm_save: out of memory");
+    }
+    ti_status st = TI_OK;
+    size_t k = 0, used = 0;
+    for (int i = 0; i < 3 && st == TI_OK; i++)
+        for (int j = 0; j < tables[i]->n && st == TI_OK; j++) {
+            const struct ti_weight *w = &tables[i]->items[j];
+            e[k].name = w->key;
+            e[k].t = w->slot;
+            if ((f16_tables & bit[i]) && w->slot->dtype != TI_DTYPE_F16) {
+                /* rounded to float16 by the CPU copy kernel (round to nearest even) */
+                struct ti_copy_args ca;
+                memset(&ca, 0, sizeof ca);
+                ca.out = ti_tensor_view(buf + used, TI_DTYPE_F16, TI_DEVICE_CPU, w->ndim, w->shape);
+                ca.inp = *w->slot;
+                struct ti_kctx hk;
+                memset(&hk, 0, sizeof hk);
+                hk.err = err;
+                st = cpu->k[TI_DTYPE_F16].copy_forward(&hk, &ca);
+                half[k] = ca.out;
+                e[k].t = &half[k];
+                used += (size_t)ti_tensor_numel(&ca.out);
+            }
             k++;
         }
-    ti_status st = ti_safetensors_write(path, e, n, NULL, 0, err);
+    if (st == TI_OK) st = ti_safetensors_write(path, e, n, NULL, 0, err);
     free(e);
+    free(half);
+    free(buf);
     return st;
+}
+
+ti_status ti_ldm_save(const struct ti_ldm *m, const char *path, struct ti_err *err) {
+    return ti_ldm_save_as(m, path, 0, err);
 }
 
 void ti_ldm_free(struct ti_ldm *m) {

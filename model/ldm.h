@@ -62,6 +62,12 @@ ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,
  * checkpoint key names, so ti_state_dict_open / ti_ldm_load read it back: test models, the
  * shipped tiny model. Written through a temporary file renamed into place. */
 ti_status ti_ldm_save(const struct ti_ldm *m, const char *path, struct ti_err *err);
+/* ti_ldm_save with the networks named in f16_tables (TI_LDM_UNET | TI_LDM_VAE | TI_LDM_TEXT)
+ * written in float16 (rounded to nearest; every loader converts back to the run's dtype), the
+ * others as they are: the shipped tiny models keep their autoencoder exact and halve the rest. */
+enum { TI_LDM_UNET = 1u, TI_LDM_VAE = 2u, TI_LDM_TEXT = 4u };
+ti_status ti_ldm_save_as(const struct ti_ldm *m, const char *path, unsigned f16_tables,
+                         struct ti_err *err);
 void ti_ldm_free(struct ti_ldm *m);
 
 #endif /* TI_LDM_H */

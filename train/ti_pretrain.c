@@ -44,6 +44,10 @@ static void usage(FILE *f) {
         f,
         "usage: " TOOL " --config CFG --out DIR --stage vae|ldm [options]\n"
         "       " TOOL " eval --config CFG --ckpt MODEL [--n N] [--steps N] [--scale S]\n"
+        "       " TOOL " half --config CFG --ckpt MODEL --out FILE.safetensors\n"
+        "                      copies MODEL with its text encoder and UNet in float16 (the\n"
+        "                      autoencoder stays float32, as stage ldm reads it): how the\n"
+        "                      shipped tiny models are stored\n"
         "training options:\n"
         "  --init MODEL        stage vae: start from these weights; stage ldm: the stage-1\n"
         "                      model, whose autoencoder is taken (text encoder and UNet\n"
@@ -78,7 +82,7 @@ static void usage(FILE *f) {
 }
 
 struct opts {
-    int eval;
+    int eval, half;
     const char *config, *out, *stage, *init, *ckpt, *grid;
     uint64_t seed, data_seed;
     long steps, batch, warmup, log_every, save_every, n, recon, data_size, cond_check;
@@ -128,6 +132,9 @@ static int parse_args(struct opts *o, int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "eval")) {
         o->eval = 1;
         o->steps = 20;
+        i = 2;
+    } else if (argc > 1 && !strcmp(argv[1], "half")) {
+        o->half = 1;
         i = 2;
     }
     for (; i < argc; i++) {
@@ -211,6 +218,13 @@ static int parse_args(struct opts *o, int argc, char **argv) {
     if (o->eval) {
         if (!o->ckpt) {
             fprintf(stderr, TOOL " eval: --ckpt is required\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (o->half) {
+        if (!o->ckpt || !o->out) {
+            fprintf(stderr, TOOL " half: --ckpt and --out are required\n");
             return -1;
         }
         return 0;
@@ -909,6 +923,19 @@ done:
     run_free(&r);
     return rc;
 }
+
+/* ti-pretrain half: the model with its text encoder and UNet rounded to float16 */
+static int half(struct opts *o) {
+    struct run r;
+    memset(&r, 0, sizeof r);
+    int rc = setup(&r, o->config, o->ckpt, 0, 0);
+    struct ti_err err = {0};
+    if (!rc && ti_ldm_save_as(&r.m, o->out, TI_LDM_UNET | TI_LDM_TEXT, &err) != TI_OK)
+        rc = fail(&err, o->out);
+    if (!rc) printf(TOOL ": wrote %s (text encoder and UNet float16)\n", o->out);
+    run_free(&r);
+    return rc;
+}
 #endif /* TI_HAVE_DATA */
 
 int main(int argc, char **argv) {
@@ -919,7 +946,7 @@ int main(int argc, char **argv) {
     }
     if (parse_args(&o, argc, argv) != 0) return 2;
 #ifdef TI_HAVE_DATA
-    return o.eval ? eval(&o) : train(&o);
+    return o.eval ? eval(&o) : o.half ? half(&o) : train(&o);
 #else
     fprintf(stderr, TOOL ": ti was built without data/ (stb missing): the shapes data set and "
                          "its classifier are not available\n");
