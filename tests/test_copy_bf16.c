@@ -89,7 +89,8 @@ static void check_cast(enum ti_dtype from, enum ti_dtype to, int permuted) {
         /* through a view, the tape may first hold the view's gradient in x's dtype (a second
          * rounding of s before the sum) */
         float s2 = bf_in ? ti_bf16_to_f32(ti_f32_to_bf16(s)) : s;
-        float want2 = bf_in ? ti_bf16_to_f32(ti_f32_to_bf16(ti_bf16_to_f32(gb[j]) + s2)) : gf[j] + s2;
+        float want2 =
+            bf_in ? ti_bf16_to_f32(ti_f32_to_bf16(ti_bf16_to_f32(gb[j]) + s2)) : gf[j] + s2;
         if (memcmp(&got[j], &want, sizeof want) != 0 &&
             !(permuted && memcmp(&got[j], &want2, sizeof want2) == 0)) {
             printf("  backward %s -> %s%s: element %d: %.9g, want %.9g\n", ti_dtype_name(from),

@@ -88,8 +88,8 @@ static ti_status ctx_fail(struct ti_trainer *t, ti_status st, const char *what,
     } while (0)
 
 /* TI_UNET_F32_STREAM=1: a reduced-precision UNet gets x_t in f32 and so keeps its residual
- * stream in f32 (unet.h). Off by default: measured on the tiny models it did not reduce the
- * rows gradient's error (docs/PERF.md "CPU bf16"), for about 2 % more CPU time. */
+ * stream in f32 (unet.h). Off by default: on the tiny models it reduced the rows gradient's
+ * error by about 8 %, within the noise of 36 draws (docs/PERF.md "CPU bf16"). */
 static int unet_f32_stream(void) {
     const char *e = getenv("TI_UNET_F32_STREAM");
     return e && *e == '1';
