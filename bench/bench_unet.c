@@ -5,9 +5,12 @@
  * Prints the median step time, GFLOP/s (forward + input-grad = 0.369 TFLOP at 32x32 and 1.733 at
  * 64x64, cpu-anchors.md) and memory: weights, peak activation-arena bytes, peak RSS.
  *
- * --dtype bf16: bf16 weights and activations (f32 arithmetic; cpu/bf16.c), as GPU runs train.
+ * --dtype bf16: bf16 weights and activations (f32 arithmetic; cpu/bf16.c), as GPU runs train;
+ * with --f32-stream the latent is passed in f32, so the residual stream is f32 (unet.h; ti-train
+ * with TI_UNET_F32_STREAM=1).
  *
  * Usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only] [--dtype f32|bf16]
+ *                   [--f32-stream]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +33,7 @@ static int fail(struct ti_err *err) {
 }
 
 int main(int argc, char **argv) {
-    int size = 32, steps = 3, ckpt = 0, fwd_only = 0;
+    int size = 32, steps = 3, ckpt = 0, fwd_only = 0, f32_stream = 0;
     enum ti_dtype dt = TI_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc)
@@ -41,6 +44,8 @@ int main(int argc, char **argv) {
             ckpt = 1;
         else if (!strcmp(argv[i], "--forward-only"))
             fwd_only = 1;
+        else if (!strcmp(argv[i], "--f32-stream"))
+            f32_stream = 1;
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "f32"))
             dt = TI_DTYPE_F32, i++;
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && !strcmp(argv[i + 1], "bf16"))
@@ -48,7 +53,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: bench_unet [--size 32|64] [--steps N] [--checkpoint] [--forward-only] "
-                    "[--dtype f32|bf16]\n");
+                    "[--dtype f32|bf16] [--f32-stream]\n");
             return 2;
         }
     }
@@ -81,7 +86,8 @@ int main(int argc, char **argv) {
     if (ti_ctx_upload(&ctx, &x32, buf, TI_DTYPE_F32, 4, xs) != TI_OK) return fail(&ctx.err);
     ti_rng_normal_f32(&r, buf, (size_t)77 * 768);
     if (ti_ctx_upload(&ctx, &c32, buf, TI_DTYPE_F32, 3, cs) != TI_OK) return fail(&ctx.err);
-    if (ti_copy(&ctx, &x, &x32, dt) != TI_OK || ti_copy(&ctx, &c, &c32, dt) != TI_OK)
+    enum ti_dtype xdt = f32_stream ? TI_DTYPE_F32 : dt;
+    if (ti_copy(&ctx, &x, &x32, xdt) != TI_OK || ti_copy(&ctx, &c, &c32, dt) != TI_OK)
         return fail(&ctx.err);
     ti_tensor_release(&x32);
     ti_tensor_release(&c32);

@@ -28,6 +28,14 @@ ti_status ti_block_gn(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti
     return ti_groupnorm(ctx, out, x, w, b, 32, eps, silu);
 }
 
+ti_status ti_block_as_dtype(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *x,
+                            enum ti_dtype dt) {
+    if (x->dtype != dt) return ti_copy(ctx, out, x, dt);
+    *out = *x;
+    ti_tensor_retain(out);
+    return TI_OK;
+}
+
 /* ---- convolutions -------------------------------------------------------------------------- */
 
 ti_status ti_conv_init(struct ti_conv *c, struct ti_weights *w, const char *prefix, int cin,
@@ -126,10 +134,12 @@ ti_status ti_resblock_forward(struct ti_ctx *ctx, struct ti_tensor *out,
                               const struct ti_tensor *emb_silu) {
     static const int pad1[4] = {1, 1, 1, 1}, pad0[4] = {0, 0, 0, 0};
     struct ti_tensor h = ti_tensor_none(), t = ti_tensor_none(), e = ti_tensor_none(),
-                     s = ti_tensor_none();
+                     s = ti_tensor_none(), xw = ti_tensor_none();
     ti_status st;
+    /* the branch in the weights' dtype, the sum in x's (blocks.h) */
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &xw, x, r->conv1_w.dtype));
     /* h = conv1(silu(gn(x)))                                   (B, cout, H, W) */
-    TI_TRY_GOTO(st, ti_block_gn(ctx, &t, x, &r->norm1_w, &r->norm1_b, r->eps, 1));
+    TI_TRY_GOTO(st, ti_block_gn(ctx, &t, &xw, &r->norm1_w, &r->norm1_b, r->eps, 1));
     TI_TRY_GOTO(st, ti_conv2d(ctx, &h, &t, &r->conv1_w, &r->conv1_b, 1, pad1));
     ti_tensor_release(&t);
     if (r->emb_channels > 0) {
@@ -149,18 +159,23 @@ ti_status ti_resblock_forward(struct ti_ctx *ctx, struct ti_tensor *out,
     ti_tensor_release(&h);
     TI_TRY_GOTO(st, ti_conv2d(ctx, &h, &t, &r->conv2_w, &r->conv2_b, 1, pad1));
     ti_tensor_release(&t);
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &t, &h, x->dtype));
+    ti_tensor_release(&h);
     /* out = skip(x) + h */
     if (r->cin != r->cout) {
-        TI_TRY_GOTO(st, ti_conv2d(ctx, &s, x, &r->skip_w, &r->skip_b, 1, pad0));
-        st = ti_add(ctx, out, &s, &h);
+        TI_TRY_GOTO(st, ti_conv2d(ctx, &s, &xw, &r->skip_w, &r->skip_b, 1, pad0));
+        ti_tensor_release(&xw);
+        TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &xw, &s, x->dtype));
+        st = ti_add(ctx, out, &xw, &t);
     } else {
-        st = ti_add(ctx, out, x, &h);
+        st = ti_add(ctx, out, x, &t);
     }
 fail:
     ti_tensor_release(&h);
     ti_tensor_release(&t);
     ti_tensor_release(&e);
     ti_tensor_release(&s);
+    ti_tensor_release(&xw);
     return st;
 }
 
@@ -263,7 +278,9 @@ static ti_status ff_fn(struct ti_ctx *ctx, struct ti_tensor *out, const struct t
     const struct ti_tblock *b = user;
     struct ti_tensor n = ti_tensor_none(), g = ti_tensor_none();
     ti_status st;
-    TI_TRY_GOTO(st, ti_layernorm(ctx, &n, &in[0], &b->norm3_w, &b->norm3_b, 1e-5));
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &g, &in[0], b->norm3_w.dtype));
+    TI_TRY_GOTO(st, ti_layernorm(ctx, &n, &g, &b->norm3_w, &b->norm3_b, 1e-5));
+    ti_tensor_release(&g);
     /* GEGLU feed-forward: (B, T, C) -> (B, T, 8C) -> a * gelu(g) (B, T, 4C) -> (B, T, C) */
     TI_TRY_GOTO(st, ti_linear(ctx, &g, &n, &b->ff_in_w, &b->ff_in_b));
     ti_tensor_release(&n);
@@ -304,14 +321,17 @@ static ti_status pre_norm_residual(struct ti_ctx *ctx, struct ti_tensor *h,
         if (st != TI_OK) goto fail;
         goto residual;
     }
-    TI_TRY_GOTO(st, ti_layernorm(ctx, &n, h, nw, nb, 1e-5));
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &g, h, nw->dtype));
+    TI_TRY_GOTO(st, ti_layernorm(ctx, &n, &g, nw, nb, 1e-5));
+    ti_tensor_release(&g);
     if (which == 1) {
         TI_TRY_GOTO(st, ti_xattn_forward(ctx, &f, &b->attn1, &n, NULL));
     } else if (which == 2) {
         TI_TRY_GOTO(st, ti_xattn_forward(ctx, &f, &b->attn2, &n, context));
     }
 residual:
-    TI_TRY_GOTO(st, ti_add(ctx, &r, &f, h));
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &g, &f, h->dtype));
+    TI_TRY_GOTO(st, ti_add(ctx, &r, &g, h));
     ti_tensor_release(h);
     *h = r;
     r = ti_tensor_none();
@@ -331,12 +351,17 @@ ti_status ti_spatial_transformer_forward(struct ti_ctx *ctx, struct ti_tensor *o
     struct ti_tensor n = ti_tensor_none(), p = ti_tensor_none(), h = ti_tensor_none();
     ti_status st;
     int64_t H = x->shape[2], W = x->shape[3];
-    /* GN(32, eps 1e-6) -> 1x1 proj_in -> tokens (B, H*W, C) */
-    TI_TRY_GOTO(st, ti_block_gn(ctx, &n, x, &s->norm_w, &s->norm_b, 1e-6, 0));
+    /* GN(32, eps 1e-6) -> 1x1 proj_in -> tokens (B, H*W, C); the branches in the weights'
+     * dtype, the token stream and the sums in x's (blocks.h) */
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &p, x, s->norm_w.dtype));
+    TI_TRY_GOTO(st, ti_block_gn(ctx, &n, &p, &s->norm_w, &s->norm_b, 1e-6, 0));
+    ti_tensor_release(&p);
     TI_TRY_GOTO(st, ti_conv2d(ctx, &p, &n, &s->proj_in_w, &s->proj_in_b, 1, pad0));
     ti_tensor_release(&n);
-    TI_TRY_GOTO(st, ti_nchw_to_tokens(ctx, &h, &p));
+    TI_TRY_GOTO(st, ti_nchw_to_tokens(ctx, &n, &p));
     ti_tensor_release(&p);
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &h, &n, x->dtype));
+    ti_tensor_release(&n);
     for (int d = 0; d < s->depth; d++) {
         const struct ti_tblock *b = &s->blocks[d];
         TI_TRY_GOTO(st, pre_norm_residual(ctx, &h, &b->norm1_w, &b->norm1_b, b, 1, context, 0));
@@ -345,10 +370,14 @@ ti_status ti_spatial_transformer_forward(struct ti_ctx *ctx, struct ti_tensor *o
                                           s->ff_recompute_min));
     }
     /* back to (B, C, H, W) -> 1x1 proj_out -> + x */
-    TI_TRY_GOTO(st, ti_tokens_to_nchw(ctx, &p, &h, H, W));
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &n, &h, s->proj_out_w.dtype));
     ti_tensor_release(&h);
+    TI_TRY_GOTO(st, ti_tokens_to_nchw(ctx, &p, &n, H, W));
+    ti_tensor_release(&n);
     TI_TRY_GOTO(st, ti_conv2d(ctx, &n, &p, &s->proj_out_w, &s->proj_out_b, 1, pad0));
-    st = ti_add(ctx, out, &n, x);
+    ti_tensor_release(&p);
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &p, &n, x->dtype));
+    st = ti_add(ctx, out, &p, x);
 fail:
     ti_tensor_release(&n);
     ti_tensor_release(&p);

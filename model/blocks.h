@@ -17,6 +17,16 @@
 #include "ops.h"
 #include "weights.h"
 
+/* out = x itself (a new reference) when it has dtype dt, else x cast to dt (recorded). */
+ti_status ti_block_as_dtype(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *x,
+                            enum ti_dtype dt);
+
+/* Dtypes: a block computes its branches in its weights' dtype (its input cast to it) and its
+ * residual sums in its input's dtype, which is also its output's. A bf16 UNet fed an f32 x
+ * thus keeps its residual stream (ResBlock and transformer sums, skip connections) in f32
+ * and rounds to bf16 only at the inputs of the norms and convolutions; fed a bf16 x, it runs
+ * all in bf16. */
+
 /* GroupNorm with 32 groups (+ optional fused SiLU). */
 ti_status ti_block_gn(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_tensor *x,
                       const struct ti_tensor *w, const struct ti_tensor *b, double eps, int silu);

@@ -216,10 +216,19 @@ static ti_status layer_forward(struct ti_ctx *ctx, const struct ti_unet *u,
     int ck = u->hp.use_checkpoint;
     switch (l->kind) {
     case TI_UNET_CONV_IN:
-    case TI_UNET_DOWN: st = ti_conv_forward(ctx, &o, &l->conv, h); break;
+    case TI_UNET_DOWN:
     case TI_UNET_UP:
-        st = ti_upsample_nearest(ctx, &t, h, 2);
-        if (st == TI_OK) st = ti_conv_forward(ctx, &o, &l->conv, &t);
+        /* in the weights' dtype, the result back in the stream's (blocks.h) */
+        st = ti_block_as_dtype(ctx, &o, h, l->conv.w.dtype);
+        if (st == TI_OK && l->kind == TI_UNET_UP) {
+            st = ti_upsample_nearest(ctx, &t, &o, 2);
+            ti_tensor_release(&o);
+            o = t;
+            t = ti_tensor_none();
+        }
+        if (st == TI_OK) st = ti_conv_forward(ctx, &t, &l->conv, &o);
+        ti_tensor_release(&o);
+        if (st == TI_OK) st = ti_block_as_dtype(ctx, &o, &t, h->dtype);
         ti_tensor_release(&t);
         break;
     case TI_UNET_RES: {
@@ -230,8 +239,8 @@ static ti_status layer_forward(struct ti_ctx *ctx, const struct ti_unet *u,
     case TI_UNET_ATTN: {
         /* a context in another dtype (an f32 text encoder in a bf16 run) is cast here, per
          * layer, so its gradient is summed over the layers in the context's own precision */
-        if (context->dtype != h->dtype) {
-            TI_TRY(ti_copy(ctx, &t, context, h->dtype));
+        if (context->dtype != l->attn.proj_in_w.dtype) {
+            TI_TRY(ti_copy(ctx, &t, context, l->attn.proj_in_w.dtype));
             context = &t;
         }
         struct ti_tensor in[2] = {*h, *context};
@@ -282,10 +291,10 @@ ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struc
     /* time embedding: sinusoid (cos | sin) -> Linear -> SiLU -> Linear; every ResBlock applies
      * SiLU to it first, so compute silu(emb) once                      (B, 4*mc) */
     TI_TRY_GOTO(st, ti_timestep_embedding(ctx, &e, t, hp->model_channels, 10000.0, 1));
-    if (e.dtype != x->dtype) {
+    if (e.dtype != u->time0_w.dtype) {
         /* the sinusoid is computed in t's precision (f32: bf16 cannot even hold t = 981),
          * then cast to the network's dtype */
-        TI_TRY_GOTO(st, ti_copy(ctx, &e2, &e, x->dtype));
+        TI_TRY_GOTO(st, ti_copy(ctx, &e2, &e, u->time0_w.dtype));
         ti_tensor_release(&e);
         e = e2;
         e2 = ti_tensor_none();
@@ -319,7 +328,11 @@ ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struc
         c = ti_tensor_none();
         TI_TRY_GOTO(st, block_forward(ctx, u, &u->output[i], &h, &emb, context));
     }
-    /* out: GN + SiLU -> conv 3x3 */
+    /* out: GN + SiLU -> conv 3x3 (in the weights' dtype) */
+    TI_TRY_GOTO(st, ti_block_as_dtype(ctx, &c, &h, u->out_norm_w.dtype));
+    ti_tensor_release(&h);
+    h = c;
+    c = ti_tensor_none();
     TI_TRY_GOTO(st, ti_block_gn(ctx, &c, &h, &u->out_norm_w, &u->out_norm_b, 1e-5, 1));
     TI_TRY_GOTO(st, ti_conv_forward(ctx, out, &u->out_conv, &c));
 fail:

@@ -71,7 +71,10 @@ void ti_unet_free(struct ti_unet *u);
 
 /* x (B, in, H, W) with H, W multiples of 2^(levels-1); t (B) timesteps as floats (f32
  * recommended whatever the network dtype: the sinusoid is computed in t's dtype, then cast);
- * context (B, T, context_dim) -> out (B, out, H, W). */
+ * context (B, T, context_dim) -> out (B, out, H, W) in the weights' dtype. The residual stream
+ * (block outputs and skip connections) is kept in x's dtype: an f32 x with bf16 weights runs
+ * every convolution, norm, matmul and attention in bf16 and the residual sums in f32
+ * (blocks.h). */
 ti_status ti_unet_forward(struct ti_ctx *ctx, struct ti_tensor *out, const struct ti_unet *u,
                           const struct ti_tensor *x, const struct ti_tensor *t,
                           const struct ti_tensor *context);

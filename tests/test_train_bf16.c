@@ -9,11 +9,16 @@
  * are of whole vectors, |a - b| / |b|.
  *
  * Bounds: loss within 2e-2 (the issue's goal); rows gradient within 6e-2 with cosine >= 0.998
- * (measured here 3.3e-2, 4.0e-2 and 1.7e-2; over four draws of timesteps and noise 2.0e-2 to
- * 4.0e-2, 1.4e-2 to 4.0e-2 and 1.0e-2 to 3.4e-2). The issue's goal for the gradient, 2e-2 of
- * f32, is NOT met: rounding the UNet's weights to bf16 alone moves the gradient by 1.0e-2 to
- * 1.7e-2, and rounding the UNet's forward activations (every op output, as on a GPU and under
- * PyTorch's autocast) by about as much again (docs/PERF.md "CPU bf16" has the breakdown).
+ * in every draw. Draw 0 is the default; TI_TRAIN_BF16_DRAWS=n runs draws 0 to n-1 (draw k: noise
+ * phase + k, posterior-eps phase + 2k, timesteps 137 + 97k and 811 + 331k mod 1000) and prints
+ * their rms. Measured 2026-12-05 (docs/PERF.md "CPU bf16", branch bf16-grad), draws 0-11: LDM
+ * 1.3e-2 to 5.0e-2 (rms 3.2e-2), SD random 1.4e-2 to 4.4e-2 (2.7e-2), SD trained 0.9e-2 to
+ * 5.0e-2 (2.3e-2), cosine >= 0.99877; draw 0: 2.0e-2, 3.5e-2, 1.1e-2. The issue's goal for the
+ * gradient, 2e-2 of f32, is NOT met: rounding only the UNet's weights to bf16 moves the gradient
+ * by 1.2e-2 to 1.5e-2 rms over draws 0-3 (2.4e-2 in one), the UNet's bf16 activations by about
+ * 2.2e-2 more, spread over every op; neither an f32 residual stream (TI_UNET_F32_STREAM=1: rms
+ * 3.0e-2, 2.6e-2, 2.1e-2 over the same 12 draws, worst 5.8e-2) nor f32 cross-attention
+ * to_k/to_v weights reduced it by more than about 10 %.
  * The bounds catch a wrong kernel (errors of order 1e-1 and more; each op is checked alone
  * within bf16 tolerances by test_backends_cpu_bf16), not that last factor; the dtypes of the
  * stages are checked directly.
@@ -37,6 +42,11 @@ static const char *const NAME[3] = {"LDM tiny, random weights", "SD tiny, random
 #define TRAINED_CKPT "models/tiny-sd/model.safetensors"
 
 static char g_dir[256];
+
+/* bounds on the rows gradient, bf16 against f32 (see the header) */
+#define GRAD_BOUND 6e-2
+#define COS_BOUND  0.998
+#define N_DRAWS    1
 
 /* round: every weight rounded to bf16 (stored as f32) */
 static int export_model(int which, const char *path, int round) {
@@ -68,7 +78,7 @@ static int export_model(int which, const char *path, int round) {
 }
 
 /* One explicit step in dtype dt; *grad gets a malloc'd copy of the rows' gradient. */
-static int step(int which, const char *path, enum ti_dtype dt, double *loss, float **grad,
+static int step(int which, const char *path, enum ti_dtype dt, int draw, double *loss, float **grad,
                 size_t *n) {
     struct ti_err err = {0};
     struct ti_config cfg;
@@ -100,10 +110,10 @@ static int step(int which, const char *path, enum ti_dtype dt, double *loss, flo
     size_t nl = (size_t)B * ch * (S / f) * (S / f);
     float *noise = malloc(nl * sizeof *noise), *eps = malloc(nl * sizeof *eps);
     for (size_t i = 0; i < nl; i++) { /* fixed, roughly unit-variance values */
-        noise[i] = (float)(1.7 * sin(0.37 * (double)i + 0.5));
-        eps[i] = (float)(1.7 * cos(0.23 * (double)i + 0.1));
+        noise[i] = (float)(1.7 * sin(0.37 * (double)i + 0.5 + draw));
+        eps[i] = (float)(1.7 * cos(0.23 * (double)i + 0.1 + 2 * draw));
     }
-    const int ts[B] = {137, 811};
+    const int ts[B] = {(137 + 97 * draw) % 1000, (811 + 331 * draw) % 1000};
     const char *const caps[B] = {"a photo of *", "a rendition of the *"};
     double ls = 0;
     CHECK_OK(ti_trainer_step_explicit(t, img, caps, B, ts, noise, eps, loss, &ls, &err), &err);
@@ -131,43 +141,67 @@ static double rel_diff(const float *a, const float *b, size_t n, double *cosv, d
     return sqrt(dd / nb);
 }
 
+/* draws of timesteps, noise and posterior draw checked per model (TI_TRAIN_BF16_DRAWS overrides) */
+static int n_draws(void) {
+    const char *e = getenv("TI_TRAIN_BF16_DRAWS");
+    int n = e && *e ? atoi(e) : N_DRAWS;
+    return n < 1 ? 1 : n;
+}
+
 static void check_model(int which) {
     char path[512], path_r[512];
     snprintf(path, sizeof path, "%s/m%d.safetensors", g_dir, which);
     snprintf(path_r, sizeof path_r, "%s/m%d_bf16w.safetensors", g_dir, which);
     CHECK(export_model(which, path, 0) == 0);
     CHECK(export_model(which, path_r, 1) == 0);
-    double l32 = NAN, l32r = NAN, l16 = NAN, l16b = NAN;
-    float *g32 = NULL, *g32r = NULL, *g16 = NULL, *g16b = NULL;
-    size_t n32 = 0, n32r = 0, n16 = 0, n16b = 0;
-    if (step(which, path, TI_DTYPE_F32, &l32, &g32, &n32) ||
-        step(which, path_r, TI_DTYPE_F32, &l32r, &g32r, &n32r) ||
-        step(which, path, TI_DTYPE_BF16, &l16, &g16, &n16) ||
-        step(which, path, TI_DTYPE_BF16, &l16b, &g16b, &n16b))
-        goto done;
-    CHECK(n32 == n16 && n32 == n32r && n32 > 0);
-    if (n32 != n16 || n32 != n32r) goto done;
-    double c_all, c_act, c_w, gn;
-    double r_all = rel_diff(g16, g32, n32, &c_all, &gn),
-           r_act = rel_diff(g16, g32r, n32, &c_act, NULL),
-           r_w = rel_diff(g32r, g32, n32, &c_w, NULL);
-    double lrel = fabs(l16 - l32) / fabs(l32);
-    printf("  %s: loss f32 %.6g, bf16 %.6g (rel %.2e); rows gradient |g| %.3g; rel diff (cosine):\n"
-           "    bf16 vs f32 %.2e (%.6f); f32 with bf16-rounded weights vs f32 %.2e (%.6f);\n"
-           "    bf16 vs f32 with the same bf16-rounded weights %.2e (%.6f)\n",
-           NAME[which], l32, l16, lrel, gn, r_all, c_all, r_w, c_w, r_act, c_act);
-    CHECK(isfinite(l32) && l32 > 0);
-    CHECK(gn > 0); /* a zero gradient would make the comparison empty */
-    CHECK(lrel <= 2e-2);
-    CHECK(r_all <= 6e-2);
-    CHECK(c_all >= 0.998);
-    CHECK(l16b == l16);
-    CHECK(n16b == n16 && memcmp(g16b, g16, n16 * sizeof *g16) == 0);
-done:
-    free(g32);
-    free(g32r);
-    free(g16);
-    free(g16b);
+    double sum2 = 0, worst = 0;
+    int nd = n_draws();
+    for (int draw = 0; draw < nd; draw++) {
+        double l32 = NAN, l32r = NAN, l16 = NAN, l16b = NAN;
+        float *g32 = NULL, *g32r = NULL, *g16 = NULL, *g16b = NULL;
+        size_t n32 = 0, n32r = 0, n16 = 0, n16b = 0;
+        /* draw 0 also runs f32 on the rounded weights and bf16 twice (determinism) */
+        if (step(which, path, TI_DTYPE_F32, draw, &l32, &g32, &n32) ||
+            step(which, path, TI_DTYPE_BF16, draw, &l16, &g16, &n16) ||
+            (draw == 0 && (step(which, path_r, TI_DTYPE_F32, draw, &l32r, &g32r, &n32r) ||
+                           step(which, path, TI_DTYPE_BF16, draw, &l16b, &g16b, &n16b))))
+            goto next;
+        CHECK(n32 == n16 && n32 > 0);
+        if (n32 != n16 || n32 == 0) goto next;
+        double c_all, gn;
+        double r_all = rel_diff(g16, g32, n32, &c_all, &gn);
+        double lrel = fabs(l16 - l32) / fabs(l32);
+        printf("  %s, draw %d: loss f32 %.6g, bf16 %.6g (rel %.2e); rows gradient |g| %.3g;\n"
+               "    bf16 vs f32 rel diff %.2e (cosine %.6f)\n",
+               NAME[which], draw, l32, l16, lrel, gn, r_all, c_all);
+        sum2 += r_all * r_all;
+        worst = r_all > worst ? r_all : worst;
+        CHECK(isfinite(l32) && l32 > 0);
+        CHECK(gn > 0); /* a zero gradient would make the comparison empty */
+        CHECK(lrel <= 2e-2);
+        CHECK(r_all <= GRAD_BOUND);
+        CHECK(c_all >= COS_BOUND);
+        if (draw == 0) {
+            CHECK(n32r == n32);
+            if (n32r == n32) {
+                double c_act, c_w;
+                double r_act = rel_diff(g16, g32r, n32, &c_act, NULL),
+                       r_w = rel_diff(g32r, g32, n32, &c_w, NULL);
+                printf("    f32 with bf16-rounded weights vs f32 %.2e (%.6f);\n"
+                       "    bf16 vs f32 with the same bf16-rounded weights %.2e (%.6f)\n",
+                       r_w, c_w, r_act, c_act);
+            }
+            CHECK(l16b == l16);
+            CHECK(n16b == n16 && memcmp(g16b, g16, n16 * sizeof *g16) == 0);
+        }
+    next:
+        free(g32);
+        free(g32r);
+        free(g16);
+        free(g16b);
+    }
+    printf("  %s: rows gradient rel diff over %d draws: rms %.2e, worst %.2e\n", NAME[which], nd,
+           sqrt(sum2 / nd), worst);
     unlink(path);
     unlink(path_r);
 }

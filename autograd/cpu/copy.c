@@ -64,32 +64,74 @@ static void store_i(void *p, enum ti_dtype dt, int64_t i, int64_t v) {
     }
 }
 
-/* One row of n bf16s: o[j * os] (+)= s[j * ss], the sum in f32 rounded once. */
-static void bf16_row(uint16_t *o, int64_t os, const uint16_t *s, int64_t ss, int64_t n,
-                     int accumulate) {
-    if (!accumulate) {
-        if (os == 1 && ss == 1) {
-            memcpy(o, s, (size_t)n * sizeof *o);
-        } else {
-            for (int64_t j = 0; j < n; j++)
-                o[j * os] = s[j * ss];
-        }
-        return;
-    }
-    for (int64_t j = 0; j < n; j++)
-        o[j * os] = ti_f32_to_bf16(ti_bf16_to_f32(o[j * os]) + ti_bf16_to_f32(s[j * ss]));
+static inline float bf_to_f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
-/* bf16 -> bf16 (activations of a bf16 model: permutes to and from tokens, concatenations, and
- * their backward): rows of the innermost dim, without the per-element f64 round trip of the
- * generic loop below. Same results: a bf16 copy is exact, and the sum of two bf16s rounds to
- * the same bf16 through f32 as through f64. */
+static inline uint16_t f_to_bf(float f) { /* as ti_f32_to_bf16: nearest even, quiet NaN */
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* One row of n elements between bf16 and/or f32 (not f32 -> f32): o[j * os] (+)= s[j * ss],
+ * the sum in f32 rounded once. */
+static void bf16_row(void *out, enum ti_dtype od, int64_t os, const void *src, enum ti_dtype sd,
+                     int64_t ss, int64_t n, int accumulate) {
+    if (od == TI_DTYPE_BF16 && sd == TI_DTYPE_BF16) {
+        uint16_t *o = out;
+        const uint16_t *s = src;
+        if (!accumulate && os == 1 && ss == 1) {
+            memcpy(o, s, (size_t)n * sizeof *o);
+        } else if (!accumulate) {
+            for (int64_t j = 0; j < n; j++)
+                o[j * os] = s[j * ss];
+        } else {
+            for (int64_t j = 0; j < n; j++)
+                o[j * os] = f_to_bf(bf_to_f(o[j * os]) + bf_to_f(s[j * ss]));
+        }
+    } else if (od == TI_DTYPE_BF16) { /* f32 -> bf16 */
+        uint16_t *o = out;
+        const float *s = src;
+        if (!accumulate && os == 1 && ss == 1) {
+            for (int64_t j = 0; j < n; j++)
+                o[j] = f_to_bf(s[j]);
+        } else {
+            for (int64_t j = 0; j < n; j++)
+                o[j * os] = f_to_bf((accumulate ? bf_to_f(o[j * os]) : 0.0f) + s[j * ss]);
+        }
+    } else { /* bf16 -> f32 */
+        float *o = out;
+        const uint16_t *s = src;
+        if (os == 1 && ss == 1) {
+            for (int64_t j = 0; j < n; j++)
+                o[j] = accumulate ? o[j] + bf_to_f(s[j]) : bf_to_f(s[j]);
+        } else {
+            for (int64_t j = 0; j < n; j++)
+                o[j * os] = (accumulate ? o[j * os] : 0.0f) + bf_to_f(s[j * ss]);
+        }
+    }
+}
+
+/* Between bf16 and f32 (activations of a bf16 model: permutes to and from tokens,
+ * concatenations, the casts around an f32 residual stream, and their backward): rows of the
+ * innermost dim, without the per-element f64 round trip of the generic loop below. Same
+ * results: a bf16 -> f32 or bf16 -> bf16 copy is exact, an f32 -> bf16 one rounds once either
+ * way, and a sum rounds in f32 instead of f64 (the same bf16 for two bf16s; for a bf16 and an
+ * f32, the f32 sum can differ from the f64 one in its last bit before the rounding). */
 static void bf16_cast(const struct ti_tensor *dst, const struct ti_tensor *src, int64_t n,
                       int accumulate) {
-    uint16_t *o = dst->data;
-    const uint16_t *s = src->data;
+    const enum ti_dtype od = dst->dtype, sd = src->dtype;
+    const int64_t oz = (int64_t)ti_dtype_size(od), sz = (int64_t)ti_dtype_size(sd);
+    char *o = dst->data;
+    const char *s = src->data;
     if (dst->ndim == 0) {
-        bf16_row(o, 1, s, 1, 1, accumulate);
+        bf16_row(o, od, 1, s, sd, 1, 1, accumulate);
         return;
     }
     const int nd = dst->ndim - 1;
@@ -106,7 +148,7 @@ static void bf16_cast(const struct ti_tensor *dst, const struct ti_tensor *src, 
         ti_iter_init(&it, nd, dst->shape, 2, strides);
         ti_iter_seek(&it, lo);
         for (int64_t r = lo; r < hi; r++, ti_iter_next(&it))
-            bf16_row(o + it.off[0], os, s + it.off[1], ss, inner, accumulate);
+            bf16_row(o + it.off[0] * oz, od, os, s + it.off[1] * sz, sd, ss, inner, accumulate);
     }
 }
 
@@ -120,7 +162,8 @@ static void strided_cast(const struct ti_tensor *dst, const struct ti_tensor *sr
         memcpy(dst->data, src->data, (size_t)n * ti_dtype_size(dd));
         return;
     }
-    if (dd == TI_DTYPE_BF16 && sd == TI_DTYPE_BF16) {
+    if ((dd == TI_DTYPE_BF16 && (sd == TI_DTYPE_BF16 || sd == TI_DTYPE_F32)) ||
+        (dd == TI_DTYPE_F32 && sd == TI_DTYPE_BF16)) {
         bf16_cast(dst, src, n, accumulate);
         return;
     }
