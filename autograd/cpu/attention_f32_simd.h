@@ -192,10 +192,10 @@ AF_TARGET static void AF(bwd_rows)(const struct af_geom *g, float *S, float *dP,
             vis = vis < 0 ? 0 : (vis > np ? np : vis);
         }
         const AF_V lv = AF_SET1(L[r * g->ls2]);
-        float *s = S + r * AF_NK;
+        float *s = S + r * AF_LDP;
         if (dP) {
             const AF_V dv = AF_SET1(Di[r]);
-            float *q = dP + r * AF_NK;
+            float *q = dP + r * AF_LDP;
             for (int64_t j = 0; j < npv; j += AF_VW) {
                 AF_M k = AF_MASK(j, vis);
                 AF_V p = AF_SELZ(k, AF_EXP(AF_SUB(AF_LOADZ(k, s + j), lv)));
@@ -215,17 +215,18 @@ static ti_status AF(backward)(struct ti_kctx *k, const struct af_geom *gp,
                               const struct af_bwd_dst *t) {
     const struct af_geom g = *gp;
     float *dq = t->dq, *dk = t->dk, *dv = t->dv;
-    const int64_t BH = g.B * g.NH, ldK = g.ldK, bq = g.bq, Tq = g.Tq;
+    const int64_t BH = g.B * g.NH, ldK = g.ldK, bq = g.bq, Tq = g.Tq, ldq = af_ld(Tq);
     const int64_t Dp = af_up(g.D, AF_VW);
     const int need_ds = dq || dk;
     int nt = af_threads(&g, BH);
     /* per thread, in floats, each piece rounded to 16 */
     const int64_t sz[] = {
-        g.D * ldK,   g.Dv * ldK,   g.Tk * Dp, /* Kt, Vt, Kn */
-        g.D * Tq,    g.Dv * Tq,               /* Qt, dOt */
-        Tq * Dp,     Tq,                      /* dQ, Di */
-        g.D * AF_NK, g.Dv * AF_NK,            /* dKt, dVt */
-        bq * AF_NK,  bq * AF_NK,              /* S (then P), dP (then dS) */
+        g.D * ldK,    g.Dv * ldK,
+        g.Tk * Dp,                   /* Kt, Vt, Kn */
+        g.D * ldq,    g.Dv * ldq,    /* Qt, dOt */
+        Tq * Dp,      Tq,            /* dQ, Di */
+        g.D * AF_LDP, g.Dv * AF_LDP, /* dKt, dVt */
+        bq * AF_LDP,  bq * AF_LDP,   /* S (then P), dP (then dS) */
     };
     enum { npieces = (int)(sizeof sz / sizeof *sz) };
     int64_t per = 0;
@@ -262,38 +263,38 @@ static ti_status AF(backward)(struct ti_kctx *k, const struct af_geom *gp,
             af_copy_pad(K, g.ks1, g.Tk, g.D, Kn, Dp);
             memset(dQ, 0, (size_t)(Tq * Dp) * sizeof(float));
         }
-        if (dk) af_transpose(Q, g.qs1, Tq, g.D, Qt, Tq);
-        if (dv) af_transpose(dO, g.dos1, Tq, g.Dv, dOt, Tq);
+        if (dk) af_transpose(Q, g.qs1, Tq, g.D, Qt, ldq);
+        if (dv) af_transpose(dO, g.dos1, Tq, g.Dv, dOt, ldq);
         for (int64_t j0 = 0; j0 < g.Tk; j0 += AF_NK) {
             const int64_t np = g.Tk - j0 < AF_NK ? g.Tk - j0 : AF_NK;
             const int64_t nv = af_up(np, AF_VW) / AF_VW;
-            if (dk) memset(dKt, 0, (size_t)(g.D * AF_NK) * sizeof(float));
-            if (dv) memset(dVt, 0, (size_t)(g.Dv * AF_NK) * sizeof(float));
+            if (dk) memset(dKt, 0, (size_t)(g.D * AF_LDP) * sizeof(float));
+            if (dv) memset(dVt, 0, (size_t)(g.Dv * AF_LDP) * sizeof(float));
             /* causal: queries before j0 see none of the panel's keys */
             const int64_t first = g.causal ? j0 / bq : 0;
             for (int64_t blk = first; blk < g.nqb; blk++) {
                 const int64_t i0 = blk * bq, m = Tq - i0 < bq ? Tq - i0 : bq;
-                AF(gemm)(m, nv, g.D, Q + i0 * g.qs1, g.qs1, Kt + j0, ldK, S, AF_NK, g.scale, 0);
+                AF(gemm)(m, nv, g.D, Q + i0 * g.qs1, g.qs1, Kt + j0, ldK, S, AF_LDP, g.scale, 0);
                 const float *dOi = dO + i0 * g.dos1;
-                if (need_ds) AF(gemm)(m, nv, g.Dv, dOi, g.dos1, Vt + j0, ldK, dP, AF_NK, 1.0f, 0);
+                if (need_ds) AF(gemm)(m, nv, g.Dv, dOi, g.dos1, Vt + j0, ldK, dP, AF_LDP, 1.0f, 0);
                 AF(bwd_rows)(&g, S, dP, Di + i0, m, i0, j0, np, Lh + i0 * g.ls2);
                 /* dV^T (Dv x np) += dO^T P;  dK^T (D x np) += Q^T dS (scale added later) */
-                if (dv) AF(gemm)(g.Dv, nv, m, dOt + i0, Tq, S, AF_NK, dVt, AF_NK, 1.0f, 1);
-                if (dk) AF(gemm)(g.D, nv, m, Qt + i0, Tq, dP, AF_NK, dKt, AF_NK, 1.0f, 1);
+                if (dv) AF(gemm)(g.Dv, nv, m, dOt + i0, ldq, S, AF_LDP, dVt, AF_LDP, 1.0f, 1);
+                if (dk) AF(gemm)(g.D, nv, m, Qt + i0, ldq, dP, AF_LDP, dKt, AF_LDP, 1.0f, 1);
                 /* dQ (m x D) += dS K over the panel's keys (dS 0 past the visible keys) */
                 float *dQi = dQ + i0 * Dp;
-                if (dq) AF(gemm)(m, Dp / AF_VW, np, dP, AF_NK, Kn + j0 * Dp, Dp, dQi, Dp, 1.0f, 1);
+                if (dq) AF(gemm)(m, Dp / AF_VW, np, dP, AF_LDP, Kn + j0 * Dp, Dp, dQi, Dp, 1.0f, 1);
             }
             for (int64_t j = 0; j < np; j++) {
                 if (dk) {
                     float *r = dk + b * t->dks0 + (j0 + j) * t->dks1 + h * g.D;
                     for (int64_t d = 0; d < g.D; d++)
-                        r[d] += g.scale * dKt[d * AF_NK + j];
+                        r[d] += g.scale * dKt[d * AF_LDP + j];
                 }
                 if (dv) {
                     float *r = dv + b * t->dvs0 + (j0 + j) * t->dvs1 + h * g.Dv;
                     for (int64_t d = 0; d < g.Dv; d++)
-                        r[d] += dVt[d * AF_NK + j];
+                        r[d] += dVt[d * AF_LDP + j];
                 }
             }
         }
