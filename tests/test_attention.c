@@ -17,7 +17,12 @@
  *                              the CPU has it, and the f32 kernel between conversions with
  *                              TI_ATTN_BF16=0) at the sizes above, at SD head widths (40,
  *                              80) and one wide head (130), against the naive reference on the
- * bf16-rounded inputs, normwise and per element within bf16 tolerances.
+ * bf16-rounded inputs, normwise and per element within bf16 tolerances;
+ *   bf16_causal_no_future      rows before t bitwise independent of keys from t on;
+ *   f32_kernel_matches_naive   cpu/attention_f32.c's AVX-512 and AVX2 variants (where the CPU
+ *                              has them) and the SGEMM path (TI_ATTN_F32=0) at those sizes,
+ *                              1-3 threads, against the naive reference, plus the causal leak
+ *                              check in f32.
  */
 #include <math.h>
 #include <stdint.h>
@@ -25,6 +30,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "cpu_info.h"
 #include "cpu/fast_exp.h"
 #include "ops.h"
 #include "rng.h"
@@ -553,20 +559,20 @@ TEST(bf16_matches_naive) {
     set_threads(saved);
 }
 
-/* out and dq of a causal bf16 attention (B 1, NH 1) into out / dq (T x D doubles each) */
-static void causal_bf16_run(int T, int D, const double *q, const double *k, const double *v,
-                            const double *dout, double *out, double *dq) {
+/* out and dq of a causal attention of dtype dt (B 1, NH 1) into out / dq (T x D doubles each) */
+static void causal_run(enum ti_dtype dt, int T, int D, const double *q, const double *k,
+                       const double *v, const double *dout, double *out, double *dq) {
     struct ti_ctx ctx;
     CHECK_OK(ti_ctx_init(&ctx, ti_backend_cpu(), 0, 0), &ctx.err);
     struct ti_tensor tq, tk, tv, tdo, g = ti_tensor_none(), y = ti_tensor_none();
-    CHECK_OK(upload_as(&ctx, &tq, q, 1, T, D, TI_DTYPE_BF16), &ctx.err);
-    CHECK_OK(upload_as(&ctx, &tk, k, 1, T, D, TI_DTYPE_BF16), &ctx.err);
-    CHECK_OK(upload_as(&ctx, &tv, v, 1, T, D, TI_DTYPE_BF16), &ctx.err);
-    CHECK_OK(upload_as(&ctx, &tdo, dout, 1, T, D, TI_DTYPE_BF16), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tq, q, 1, T, D, dt), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tk, k, 1, T, D, dt), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tv, v, 1, T, D, dt), &ctx.err);
+    CHECK_OK(upload_as(&ctx, &tdo, dout, 1, T, D, dt), &ctx.err);
     struct ti_tape *tape = NULL;
     CHECK_OK(ti_tape_init(&tape, &ctx.err), &ctx.err);
     ctx.tape = tape;
-    CHECK_OK(ti_ctx_zeros(&ctx, &g, TI_DTYPE_BF16, 3, tq.shape), &ctx.err);
+    CHECK_OK(ti_ctx_zeros(&ctx, &g, dt, 3, tq.shape), &ctx.err);
     CHECK_OK(ti_tape_watch(&ctx, &tq, &g), &ctx.err);
     CHECK_OK(ti_attention(&ctx, &y, &tq, &tk, &tv, 1, 0.5, 1), &ctx.err);
     download_as(&ctx, &y, out);
@@ -583,10 +589,10 @@ static void causal_bf16_run(int T, int D, const double *q, const double *k, cons
     ti_ctx_free(&ctx);
 }
 
-/* Causal bf16: the output and dq of query i must not depend on keys after i. Keys from t on
- * are replaced; rows before t must come out bitwise the same (masked keys contribute exact
- * zeros). t at key-panel and query-block edges, where a mask off by one would leak. */
-TEST(bf16_causal_no_future) {
+/* Causal: the output and dq of query i must not depend on keys after i. Keys from t on are
+ * replaced; rows before t must come out bitwise the same (masked keys contribute exact zeros).
+ * t at key-panel and query-block edges, where a mask off by one would leak. */
+static void causal_no_future(enum ti_dtype dt) {
     const int T = 1040, D = 8;
     struct ti_rng r;
     ti_rng_seed(&r, 5);
@@ -594,7 +600,7 @@ TEST(bf16_causal_no_future) {
     double *dout = rand_array(T * D, &r);
     double *o0 = malloc((size_t)(T * D) * sizeof *o0), *g0 = malloc((size_t)(T * D) * sizeof *g0);
     double *o1 = malloc((size_t)(T * D) * sizeof *o1), *g1 = malloc((size_t)(T * D) * sizeof *g1);
-    causal_bf16_run(T, D, q, k, v, dout, o0, g0);
+    causal_run(dt, T, D, q, k, v, dout, o0, g0);
     const int ts[] = {248, 255, 256, 257, 496, 512, 1023};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) {
         double *k2 = malloc((size_t)(T * D) * sizeof *k2),
@@ -605,10 +611,12 @@ TEST(bf16_causal_no_future) {
             k2[j] = 3.0 * k2[j] + 1.0; /* future keys score high if they leak */
             v2[j] = -v2[j] + 2.0;
         }
-        causal_bf16_run(T, D, q, k2, v2, dout, o1, g1);
+        causal_run(dt, T, D, q, k2, v2, dout, o1, g1);
         int same = memcmp(o0, o1, (size_t)(ts[i] * D) * sizeof *o0) == 0 &&
                    memcmp(g0, g1, (size_t)(ts[i] * D) * sizeof *g0) == 0;
-        if (!same) fprintf(stderr, "  rows before %d depend on later keys\n", ts[i]);
+        if (!same)
+            fprintf(stderr, "  %s: rows before %d depend on later keys\n",
+                    dt == TI_DTYPE_BF16 ? "bf16" : "f32", ts[i]);
         CHECK(same);
         free(k2);
         free(v2);
@@ -623,6 +631,57 @@ TEST(bf16_causal_no_future) {
     free(g1);
 }
 
+TEST(bf16_causal_no_future) {
+    causal_no_future(TI_DTYPE_BF16);
+}
+
+/* cpu/attention_f32.c's kernel in each variant this CPU can run (its best: AVX-512 or AVX2;
+ * TI_ATTN_F32=avx2; TI_ATTN_F32=0: attention.c's SGEMM path) against the naive reference at
+ * the sizes above (several query blocks and key panels, partial GEMM tiles, head widths 5-130,
+ * causal and cross), with 1, 2 and 3 threads (3 threads with 2 heads: the backward falls back
+ * to the split-head path, the forward stays), and the causal mask leak check. */
+TEST(f32_kernel_matches_naive) {
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+#else
+    int saved = 1;
+#endif
+    const int all[3] = {1, 1, 1}, only_v[3] = {0, 0, 1}, only_q[3] = {1, 0, 0}, kv[3] = {0, 1, 1};
+    const char *old = getenv("TI_ATTN_F32");
+    const char *paths[3] = {NULL, "avx2", "0"};
+    fprintf(stderr, "  f32 attention: CPU vector level %d (3 AVX-512, 2 AVX2)\n",
+            ti_cpu_vector_level());
+    char what[96];
+    for (int path = 0; path < 3; path++) {
+        if (paths[path])
+            setenv("TI_ATTN_F32", paths[path], 1);
+        else
+            unsetenv("TI_ATTN_F32");
+        const size_t nb = sizeof big_cfgs / sizeof big_cfgs[0];
+        for (size_t i = 0; i < nb + sizeof sd_cfgs / sizeof sd_cfgs[0]; i++) {
+            const struct cfg *c = i < nb ? &big_cfgs[i] : &sd_cfgs[i - nb];
+            set_threads(1 + (int)(i % 3));
+            snprintf(what, sizeof what, "f32 path %d cfg %zu", path, i);
+            check_against_naive(c, TI_DTYPE_F32, all, 2e-5, 1e-3, what);
+            if (i == nb) {
+                snprintf(what, sizeof what, "f32 path %d cfg %zu only dv", path, i);
+                check_against_naive(c, TI_DTYPE_F32, only_v, 2e-5, 1e-3, what);
+                snprintf(what, sizeof what, "f32 path %d cfg %zu only dq", path, i);
+                check_against_naive(c, TI_DTYPE_F32, only_q, 2e-5, 1e-3, what);
+                snprintf(what, sizeof what, "f32 path %d cfg %zu dk and dv", path, i);
+                check_against_naive(c, TI_DTYPE_F32, kv, 2e-5, 1e-3, what);
+            }
+        }
+        set_threads(2);
+        causal_no_future(TI_DTYPE_F32);
+    }
+    if (old)
+        setenv("TI_ATTN_F32", old, 1);
+    else
+        unsetenv("TI_ATTN_F32");
+    set_threads(saved);
+}
+
 int main(void) {
     RUN(exp_matches_expf);
     RUN(blocked_matches_naive);
@@ -631,5 +690,6 @@ int main(void) {
     RUN(rejects_bad_shapes);
     RUN(bf16_matches_naive);
     RUN(bf16_causal_no_future);
+    RUN(f32_kernel_matches_naive);
     return tc_finish();
 }

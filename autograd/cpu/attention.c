@@ -46,6 +46,11 @@
  *   dq, dk, dv may alias (self-attention with q = k = v passed as one tensor): every update
  *   of one element happens in one thread, in sequence.
  *
+ * f32 calls go to attention_f32.c's kernel first (its own AVX-512 / AVX2 GEMM tiles and exp,
+ * picked from the CPU's features); this file's SGEMM path runs where that one does not
+ * (neither instruction set, TI_ATTN_F32=0, a backward whose heads do not keep the threads busy)
+ * and for f64.
+ *
  * Exp: f32 uses ti_fast_expf / ti_fast_expf_fma (fast_exp.h: vectorisable, <= 1 ulp), f64 uses
  * libm exp. The row loops (attention_rows.h) are compiled twice on x86-64, AVX2 + FMA and the
  * baseline, and picked at run time from the CPU's features, since the portable build targets
@@ -262,6 +267,11 @@ static void fwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
 }
 
 ti_status CPU_FN(attention_forward)(struct ti_kctx *k, const struct ti_attention_args *a) {
+#if defined(TI_REAL_F32)
+    int done = 0; /* the AVX-512 / AVX2 kernel first (attention_f32.c) */
+    TI_TRY(ti_cpu_f32_attention(k, a, 0, &done));
+    if (done) return TI_OK;
+#endif
     struct attn_geom g;
     geom_init(&g, a);
     if (g.B == 0 || g.Tq == 0 || g.NH == 0 || g.Dv == 0) return TI_OK;
@@ -353,6 +363,11 @@ static void bwd_block(const struct attn_geom *g, int64_t b, int64_t h, int64_t i
 ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attention_args *a) {
     real *dq = a->dq.data, *dk = a->dk.data, *dv = a->dv.data;
     if (!dq && !dk && !dv) return TI_OK;
+#if defined(TI_REAL_F32)
+    int done = 0; /* the AVX-512 / AVX2 kernel first (attention_f32.c) */
+    TI_TRY(ti_cpu_f32_attention(k, a, 1, &done));
+    if (done) return TI_OK;
+#endif
     struct attn_geom g;
     geom_init(&g, a);
     if (g.B == 0 || g.Tq == 0 || g.NH == 0) return TI_OK;

@@ -54,6 +54,11 @@ ti_status ti_dnnl_linear_bf16(struct ti_kctx *k, const struct ti_linear_args *a,
 struct ti_attention_args;
 ti_status ti_cpu_bf16_attention(struct ti_kctx *k, const struct ti_attention_args *a, int backward,
                                 int *done);
+/* f32 ATTENTION forward (backward = 0) or backward (1) with AVX-512 or AVX2 + FMA GEMM tiles
+ * (attention_f32.c); *done = 0 when it did not run (neither instruction set, TI_ATTN_F32=0, a
+ * shape it does not take): attention.c's SGEMM path runs then. */
+ti_status ti_cpu_f32_attention(struct ti_kctx *k, const struct ti_attention_args *a, int backward,
+                               int *done);
 int ti_dnnl_conv_enabled(void);     /* oneDNN built in, engine up, TI_DNNL != 0 */
 const char *ti_dnnl_isa_name(void); /* dnnl_get_effective_cpu_isa() in words */
 
