@@ -2,25 +2,27 @@
 # pretrain_tiny.sh - trains ti's tiny demo models from scratch (the recipe of docs/DEMO.md,
 # "Pretraining"): stage 1 the kl-f8 autoencoder, stage 2 the text encoder and UNet on its
 # latents (once with the CLIP text tower: models/tiny-sd; once with the LDM BERT embedder:
-# models/tiny-ldm, the same autoencoder), then the classifier's evaluation of each.
+# models/tiny-ldm, the same autoencoder), then the classifier's evaluation of each. The shipped
+# files hold the text encoder and UNet in float16 (ti-pretrain half), the autoencoder in float32
+# (stage 2 and its replay in tests/pretrain.cmake start from it).
 # Single-threaded by default (OMP_NUM_THREADS=1): the run is deterministic and its first logged
 # losses are what tests/pretrain.cmake reproduces. The two stage-2 runs are independent: with
 # PARALLEL=1 they run side by side (one core each).
 #
 #   scripts/pretrain_tiny.sh [SD_OUT [LDM_OUT]]  (default models/tiny-sd models/tiny-ldm;
 #                                                 needs build/bin/ti-pretrain)
-# Environment: BIN (tool folder, default build/bin), VAE_STEPS, LDM_STEPS, LDM2_STEPS (steps),
-# PARALLEL (0/1).
+# Environment: BIN (tool folder, default build/bin), VAE_STEPS, LDM_STEPS, LDM2_STEPS (steps;
+# LDM2_STEPS=0, the default, skips stage 2b), PARALLEL (0/1).
 set -eu
 BIN=${BIN:-build/bin}
 OUT=${1:-models/tiny-sd}
 OUT_LDM=${2:-models/tiny-ldm}
 CFG1=configs/tiny/sd-tiny-finetune.yaml   # stage 1: its autoencoder
 CFG_SD=configs/tiny/sd-tiny-pretrain.yaml # stage 2, the shipped SD-family model
-CFG_LDM=configs/tiny/ldm-tiny-finetune.yaml # stage 2, the shipped LDM-family model
+CFG_LDM=configs/tiny/ldm-tiny-pretrain.yaml # stage 2, the shipped LDM-family model
 VAE_STEPS=${VAE_STEPS:-3000}
-LDM_STEPS=${LDM_STEPS:-12000}
-LDM2_STEPS=${LDM2_STEPS:-6000}
+LDM_STEPS=${LDM_STEPS:-10000}
+LDM2_STEPS=${LDM2_STEPS:-0}
 PARALLEL=${PARALLEL:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 WORK=$(mktemp -d)
@@ -33,16 +35,27 @@ mkdir -p "$OUT" "$OUT_LDM"
 SF=$(sed -n 's/^ *scale_factor: *//p' "$WORK/vae/config.yaml")
 
 # stage 2: text encoder + UNet on the frozen autoencoder's latents, 10 % empty captions
-# (2: from random text encoder and UNet; 2b: a further run from 2's weights at half the rate)
+# (2: from random text encoder and UNet; 2b, when LDM2_STEPS > 0: a further run from 2's
+# weights at half the rate, logged in log_ldm2.csv)
 stage2() { # config out
     "$BIN/ti-pretrain" --config "$1" --scale_factor "$SF" --init "$WORK/vae/model.safetensors" \
         --out "$2.a" --stage ldm --seed 0 --steps "$LDM_STEPS" --batch 32 --lr 1e-3 \
         --warmup 100 --p_uncond 0.1 --data_size 16384 --log_every 100
-    "$BIN/ti-pretrain" --config "$2.a/config.yaml" --continue --init "$2.a/model.safetensors" \
-        --out "$2" --stage ldm --seed 1 --steps "$LDM2_STEPS" --batch 32 --lr 5e-4 \
-        --warmup 50 --p_uncond 0.1 --data_size 16384 --log_every 100
-    mv "$2/log_ldm.csv" "$2/log_ldm2.csv"
+    local last="$2.a"
+    if [ "$LDM2_STEPS" -gt 0 ]; then
+        "$BIN/ti-pretrain" --config "$2.a/config.yaml" --continue --init "$2.a/model.safetensors" \
+            --out "$2.b" --stage ldm --seed 1 --steps "$LDM2_STEPS" --batch 32 --lr 5e-4 \
+            --warmup 50 --p_uncond 0.1 --data_size 16384 --log_every 100
+        mv "$2.b/log_ldm.csv" "$2.b/log_ldm2.csv"
+        last="$2.b"
+    fi
+    mkdir -p "$2"
+    cp "$last/config.yaml" "$2/"
     cp "$2.a/log_ldm.csv" "$WORK/vae/log_vae.csv" "$2/"
+    if [ "$LDM2_STEPS" -gt 0 ]; then cp "$2.b/log_ldm2.csv" "$2/"; fi
+    # text encoder and UNet in float16: half the file; the autoencoder stays exact
+    "$BIN/ti-pretrain" half --config "$2/config.yaml" --ckpt "$last/model.safetensors" \
+        --out "$2/model.safetensors"
     # the classifier's verdict on "a photo of a <colour> <shape>" for every seen class
     "$BIN/ti-pretrain" eval --config "$2/config.yaml" --ckpt "$2/model.safetensors" \
         --n 4 --steps 20 --scale 5 --recon 200 --cond_check 512 > "$2/eval.txt"
@@ -58,7 +71,9 @@ else
     stage2 "$CFG_SD" "$WORK/clip"
     stage2 "$CFG_LDM" "$WORK/bert"
 fi
+rm -f "$OUT/log_ldm2.csv" "$OUT_LDM/log_ldm2.csv"
 for f in model.safetensors config.yaml log_vae.csv log_ldm.csv log_ldm2.csv eval.txt; do
+    [ -f "$WORK/clip/$f" ] || continue
     cp "$WORK/clip/$f" "$OUT/.$f.tmp" && mv "$OUT/.$f.tmp" "$OUT/$f"
     cp "$WORK/bert/$f" "$OUT_LDM/.$f.tmp" && mv "$OUT_LDM/.$f.tmp" "$OUT_LDM/$f"
 done
