@@ -9,6 +9,9 @@
  *                           log_vae.csv and log_ldm.csv, and models/tiny-ldm/log_ldm.csv
  *   shipped_model_loads     models/tiny-sd and models/tiny-ldm load with ti_ldm_load_file
  *                           under their configs
+ *   half_command            `ti-pretrain half` on the shipped model (already text encoder and
+ *                           UNet float16, autoencoder float32) writes the same tensors, bytes and
+ *                           dtypes; without --out it exits 2
  *
  * The recipe runs single-threaded (OMP_NUM_THREADS=1) as the committed run did, so on the machine
  * that made the logs the losses agree to the printed digits. Another CPU or a build without
@@ -23,10 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "io_test_util.h"
 #include "ldm.h"
 #include "pretrain.h"
+#include "safetensors.h"
 #include "test_common.h"
 
 static const char *tool, *tmp;
@@ -198,6 +203,46 @@ TEST(shipped_model_loads) {
     check_shipped("models/tiny-ldm", "LDM");
 }
 
+TEST(half_command) {
+    char args[2048];
+    const char *out = tio_path(tmp, "half.safetensors");
+    char outp[1024];
+    snprintf(outp, sizeof outp, "%s", out);
+    snprintf(args, sizeof args,
+             "half --config models/tiny-sd/config.yaml --ckpt models/tiny-sd/model.safetensors "
+             "--out '%s'",
+             outp);
+    CHECK(run_tool(args) == 0);
+    struct ti_err err = {0};
+    struct ti_safetensors *a = NULL, *b = NULL;
+    CHECK_OK(ti_safetensors_open(&a, "models/tiny-sd/model.safetensors", &err), &err);
+    CHECK_OK(ti_safetensors_open(&b, outp, &err), &err);
+    if (a && b) {
+        CHECK(a->n == b->n);
+        int f16 = 0, f32 = 0;
+        for (size_t i = 0; i < a->n; i++) {
+            const struct ti_st_tensor *x = &a->tensors[i];
+            const struct ti_st_tensor *y = ti_safetensors_find(b, x->name);
+            CHECK(y != NULL);
+            if (!y) continue;
+            CHECK(x->t.dtype == y->t.dtype);
+            CHECK(x->end - x->begin == y->end - y->begin);
+            if (x->end - x->begin == y->end - y->begin)
+                CHECK(memcmp(x->t.data, y->t.data, x->end - x->begin) == 0);
+            int vae = strncmp(x->name, "first_stage_model.", 18) == 0;
+            CHECK(x->t.dtype == (vae ? TI_DTYPE_F32 : TI_DTYPE_F16));
+            f16 += x->t.dtype == TI_DTYPE_F16;
+            f32 += x->t.dtype == TI_DTYPE_F32;
+        }
+        CHECK(f16 > 100 && f32 > 20);
+    }
+    ti_safetensors_close(a);
+    ti_safetensors_close(b);
+    /* usage errors exit 2 */
+    int rc = run_tool("half --config models/tiny-sd/config.yaml --ckpt x.safetensors");
+    CHECK(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_pretrain <ti-pretrain>\n");
@@ -207,6 +252,7 @@ int main(int argc, char **argv) {
     tmp = tio_tmpdir();
     RUN(adamw_matches_torch);
     RUN(shipped_model_loads);
+    RUN(half_command);
     RUN(recipe_prefix_vae);
     RUN(recipe_prefix_ldm);
     tio_rmrf(tmp);
