@@ -48,6 +48,8 @@
     ((defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && __GNUC__ >= 10))
 #define AB_X86 1
 #include <immintrin.h>
+
+#include "exp_avx512.h"
 #endif
 
 /* Bytes of the per-thread f32 S block (BQ x Tk) the query block size aims for. */
@@ -177,27 +179,6 @@ static inline uint16_t ab_f2bf(float f) {
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
-}
-
-/* e^x for 16 floats: Cody-Waite reduction x = n ln2 + r, Cephes' degree-5 polynomial (as
- * fast_exp.h), 2^n applied by vscalefps (exact over/underflow: x <= -104 gives 0, NaN stays
- * NaN). Within 2 ulp of expf on the softmax range; the result is rounded to bf16 anyway. */
-AB_INLINE __m512 ab_exp(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* NaN x: x (second operand) */
-    x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 z = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
 }
 
 /* lanes j0 + l < lim */
@@ -354,8 +335,8 @@ AB_TARGET static void fwd_rows(const struct ab_geom *g, const float *S, int64_t 
         __m512 vm = _mm512_set1_ps(m1), sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < ldP; j += 16) {
             __mmask16 k = ab_mask(j, nr);
-            __m512 e =
-                _mm512_maskz_mov_ps(k, ab_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), vm)));
+            __m512 e = _mm512_maskz_mov_ps(
+                k, ti_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), vm)));
             sum = _mm512_add_ps(sum, e);
             _mm256_storeu_si256((__m256i *)(p + j), ab_f2bf16(e));
         }
@@ -484,9 +465,9 @@ AB_TARGET static void bwd_rows(const struct ab_geom *g, const struct ab_bwd_ws *
         for (int64_t j = 0; j < npp; j += 16) {
             __mmask16 k0 = ab_mask(j, v0), k1 = ab_mask(j, v1);
             __m512 p0 = _mm512_maskz_mov_ps(
-                k0, ab_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, s0 + j), l0)));
+                k0, ti_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, s0 + j), l0)));
             __m512 p1 = _mm512_maskz_mov_ps(
-                k1, ab_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k1, s1 + j), l1)));
+                k1, ti_exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k1, s1 + j), l1)));
             __m512i pp = _mm512_permutexvar_epi16(ilv, (__m512i)_mm512_cvtne2ps_pbh(p1, p0));
             _mm512_storeu_si512((void *)(pi + j), pp);
             if (!need_ds) continue;

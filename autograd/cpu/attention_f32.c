@@ -41,6 +41,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define AF_X86 1
 #include <immintrin.h>
+
+#include "exp_avx512.h"
 #endif
 
 /* Bytes of the per-thread S block (BQ x Tk) the forward's query block size aims for (L2). */
@@ -161,26 +163,6 @@ static void af_copy_pad(const float *X, int64_t xs, int64_t T, int64_t W, float 
 /* ---- AVX-512 variant ------------------------------------------------------------------------- */
 #define AF_TARGET __attribute__((target("avx512f,avx512dq,fma")))
 
-/* e^x for 16 floats (as attention_bf16.c's): clamp to [-104, 88.7] (NaN stays NaN), Cody-Waite
- * reduction x = n ln2 + r, Cephes' degree-5 polynomial, 2^n by vscalefps. */
-AF_TARGET static inline __attribute__((always_inline)) __m512 af_exp16(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
-    x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 z = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 AF_TARGET static inline __attribute__((always_inline)) __mmask16 af_mask16(int64_t j, int64_t lim) {
     int64_t k = lim - j;
     return k >= 16 ? (__mmask16)0xffff : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1u);
@@ -206,7 +188,7 @@ AF_TARGET static inline __attribute__((always_inline)) __mmask16 af_mask16(int64
 #define AF_SELZ(m, v)     _mm512_maskz_mov_ps((m), (v))
 #define AF_HSUM(v)        _mm512_reduce_add_ps(v)
 #define AF_HMAX(v)        _mm512_reduce_max_ps(v)
-#define AF_EXP(v)         af_exp16(v)
+#define AF_EXP(v)         ti_exp16_avx512(v)
 #include "attention_f32_simd.h"
 #undef AF
 #undef AF_TARGET
