@@ -189,29 +189,7 @@ AF_TARGET static inline __attribute__((always_inline)) __mmask16 af_mask16(int64
 #define AF_HSUM(v)        _mm512_reduce_add_ps(v)
 #define AF_HMAX(v)        _mm512_reduce_max_ps(v)
 #define AF_EXP(v)         ti_exp16_avx512(v)
-#include "attention_f32_simd.h"
-#undef AF
-#undef AF_TARGET
-#undef AF_VW
-#undef AF_MR
-#undef AF_V
-#undef AF_M
-#undef AF_ZERO
-#undef AF_SET1
-#undef AF_LOAD
-#undef AF_STORE
-#undef AF_FMA
-#undef AF_MUL
-#undef AF_ADD
-#undef AF_SUB
-#undef AF_MAX
-#undef AF_MASK
-#undef AF_LOADZ
-#undef AF_LOADF
-#undef AF_SELZ
-#undef AF_HSUM
-#undef AF_HMAX
-#undef AF_EXP
+#include "attention_f32_simd.h" /* undefines the AF_* parameters */
 
 /* ---- AVX2 + FMA variant ---------------------------------------------------------------------- */
 #define AF_TARGET __attribute__((target("avx2,fma")))
@@ -284,30 +262,8 @@ AF_TARGET static inline __attribute__((always_inline)) float af_hmax8(__m256 v) 
 #define AF_HSUM(v)    af_hsum8(v)
 #define AF_HMAX(v)    af_hmax8(v)
 #define AF_EXP(v)     af_exp8(v)
-#include "attention_f32_simd.h"
-#undef AF
-#undef AF_TARGET
-#undef AF_VW
-#undef AF_MR
-#undef AF_V
-#undef AF_M
-#undef AF_ZERO
-#undef AF_SET1
-#undef AF_LOAD
-#undef AF_STORE
-#undef AF_FMA
-#undef AF_MUL
-#undef AF_ADD
-#undef AF_SUB
-#undef AF_MAX
-#undef AF_MASK
-#undef AF_LOADZ
-#undef AF_LOADF
-#undef AF_SELZ
-#undef AF_HSUM
-#undef AF_HMAX
-#undef AF_EXP
-#endif /* AF_X86 */
+#include "attention_f32_simd.h" /* undefines the AF_* parameters */
+#endif                          /* AF_X86 */
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 static pthread_once_t af_once = PTHREAD_ONCE_INIT;

@@ -9,7 +9,8 @@
  *   AF_ADD, AF_SUB, AF_MAX, AF_MASK(j, lim) (lanes j + l < lim), AF_LOADZ(m, p) (masked lanes
  *   0, no access to them), AF_LOADF(m, p, f) (masked lanes f), AF_SELZ(m, v) (masked lanes 0),
  *   AF_HSUM(v), AF_HMAX(v), AF_EXP(v)
- * Everything here is static; the file comment of attention_f32.c gives the algorithm.
+ * Everything here is static; the file comment of attention_f32.c gives the algorithm. The end
+ * of this file undefines those parameters, so the next variant defines them afresh.
  */
 
 #define AF_INLINE AF_TARGET static inline __attribute__((always_inline))
@@ -310,3 +311,27 @@ static ti_status AF(backward)(struct ti_kctx *k, const struct af_geom *gp,
 }
 
 #undef AF_INLINE
+
+/* the template's parameters, undefined for the next instantiation */
+#undef AF
+#undef AF_TARGET
+#undef AF_VW
+#undef AF_MR
+#undef AF_V
+#undef AF_M
+#undef AF_ZERO
+#undef AF_SET1
+#undef AF_LOAD
+#undef AF_STORE
+#undef AF_FMA
+#undef AF_MUL
+#undef AF_ADD
+#undef AF_SUB
+#undef AF_MAX
+#undef AF_MASK
+#undef AF_LOADZ
+#undef AF_LOADF
+#undef AF_SELZ
+#undef AF_HSUM
+#undef AF_HMAX
+#undef AF_EXP
