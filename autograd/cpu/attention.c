@@ -188,13 +188,6 @@ static void geom_init(struct attn_geom *g, const struct ti_attention_args *a) {
 }
 
 /* Threads for a call: one for tiny problems (fork/join would dominate). */
-static int attn_threads(const struct attn_geom *g) {
-    double work =
-        (double)g->B * (double)g->NH * (double)g->Tq * (double)g->Tk * (double)(g->D + g->Dv);
-    int nt = ti_cpu_threads();
-    return work < 4e5 || nt < 1 ? 1 : nt;
-}
-
 /* OpenBLAS to one thread while our own threads run GEMMs; returns the count to restore. */
 static int blas_single_begin(int nt) {
 #ifdef TI_HAVE_OPENBLAS
@@ -216,14 +209,6 @@ static void blas_single_end(int saved) {
 }
 
 /* OpenMP thread number (0 without OpenMP) */
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* C (m x n, row stride ldc) = alpha A B^T with A (m x kk), B (n x kk) rows strided. Zeroing C
  * ourselves and calling GEMM with beta = 1 is faster than beta = 0, whose separate scaling pass
  * in OpenBLAS cost ~10% of these thin GEMMs (m 128, n 4096, kk 40: 57 -> 63 GFLOP/s, one
@@ -275,7 +260,7 @@ ti_status CPU_FN(attention_forward)(struct ti_kctx *k, const struct ti_attention
     struct attn_geom g;
     geom_init(&g, a);
     if (g.B == 0 || g.Tq == 0 || g.NH == 0 || g.Dv == 0) return TI_OK;
-    int nt = attn_threads(&g);
+    int nt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, 0);
     int64_t per = g.bq * g.ldS + g.bq; /* S block + 1/l per row */
     per = (per + 15) / 16 * 16;
     real *ws = cpu_scratch(k, (size_t)nt * (size_t)per * sizeof(real));
@@ -284,7 +269,7 @@ ti_status CPU_FN(attention_forward)(struct ti_kctx *k, const struct ti_attention
     int saved = blas_single_begin(nt);
 #pragma omp parallel num_threads(nt)
     {
-        real *S = ws + (int64_t)thread_id() * per;
+        real *S = ws + (int64_t)ti_thread_id() * per;
         real *rinv = S + g.bq * g.ldS;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nitems; it++) {
@@ -377,7 +362,7 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
     const int64_t dqs0 = dq ? a->dq.stride[0] : 0, dqs1 = dq ? row_ld(&a->dq) : 0;
     const int64_t dks0 = dk ? a->dk.stride[0] : 0, dks1 = dk ? row_ld(&a->dk) : 0;
     const int64_t dvs0 = dv ? a->dv.stride[0] : 0, dvs1 = dv ? row_ld(&a->dv) : 0;
-    int nt = attn_threads(&g);
+    int nt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, 0);
     int64_t BH = g.B * g.NH;
     /* whole heads per thread when that balances; else split each head's query blocks */
     int by_head = nt == 1 || (BH >= nt && (BH % nt == 0 || BH >= 4 * nt));
@@ -393,7 +378,7 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
     if (by_head) {
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t bh = 0; bh < BH; bh++) {
-            real *P = ws + (int64_t)thread_id() * per;
+            real *P = ws + (int64_t)ti_thread_id() * per;
             real *dP = need_dp ? P + g.bq * g.ldS : NULL;
             real *Di = P + g.bq * g.ldS * (need_dp ? 2 : 1);
             int64_t b = bh / g.NH, h = bh % g.NH;
@@ -415,7 +400,7 @@ ti_status CPU_FN(attention_backward)(struct ti_kctx *k, const struct ti_attentio
             int64_t b = bh / g.NH, h = bh % g.NH;
 #pragma omp parallel num_threads(nt)
             {
-                int tid = thread_id();
+                int tid = ti_thread_id();
                 real *P = ws + (int64_t)tid * per;
                 real *dP = need_dp ? P + g.bq * g.ldS : NULL;
                 real *Di = P + g.bq * g.ldS * (need_dp ? 2 : 1);

@@ -301,23 +301,6 @@ static void geom_init(struct ab_geom *g, const struct ti_attention_args *a) {
     g->causal = a->causal;
 }
 
-static int ab_threads(const struct ab_geom *g, int64_t items) {
-    double work =
-        (double)g->B * (double)g->NH * (double)g->Tq * (double)g->Tk * (double)(g->D + g->Dv);
-    int nt = ti_cpu_threads();
-    if (work < 4e5 || nt < 1) nt = 1;
-    if (nt > items) nt = (int)(items > 0 ? items : 1);
-    return nt;
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* ---- forward --------------------------------------------------------------------------------- */
 /* Rows of S (m x n, ldS): per row mx, e = exp(S - mx) (0 past the causal limit), P = bf16(e)
  * (row-major, ldP, zero up to ldP), lse, 1/l. */
@@ -382,7 +365,7 @@ static ti_status ab_forward(struct ti_kctx *k, const struct ti_attention_args *a
     const int64_t kt_words = g.D2 / 2 * g.ldK, vn_words = (g.Tk + 1) / 2 * g.Dvp + 16;
     const int64_t head_words = up(kt_words + vn_words, 16);
     uint32_t *packs = cpu_scratch(k, (size_t)(BH * head_words) * 4);
-    int nt = ab_threads(&g, nitems);
+    int nt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, nitems);
     /* per thread: S (bq x ldK f32), C (bq x Dvp f32), rinv, Qb (bq x D2 bf16), P (bq x ldK) */
     int64_t per = g.bq * g.ldK * 4 + g.bq * g.Dvp * 4 + up(g.bq, 16) * 4 + up(g.bq * g.D2, 32) * 2 +
                   g.bq * g.ldK * 2;
@@ -390,7 +373,7 @@ static ti_status ab_forward(struct ti_kctx *k, const struct ti_attention_args *a
     char *ws = cpu_scratch(k, (size_t)(nt * per));
     if (!packs || !ws)
         return ti_error(k->err, TI_ERR_NOMEM, "attention bf16: no scratch for the workspace");
-    int pnt = ab_threads(&g, BH);
+    int pnt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, BH);
 #pragma omp parallel for num_threads(pnt) schedule(static)
     for (int64_t bh = 0; bh < BH; bh++) {
         int64_t b = bh / g.NH, h = bh % g.NH;
@@ -400,7 +383,7 @@ static ti_status ab_forward(struct ti_kctx *k, const struct ti_attention_args *a
     }
 #pragma omp parallel num_threads(nt)
     {
-        char *base = ws + (int64_t)thread_id() * per;
+        char *base = ws + (int64_t)ti_thread_id() * per;
         struct ab_fwd_ws w;
         w.S = (float *)base;
         w.C = w.S + g.bq * g.ldK;
@@ -529,7 +512,7 @@ static ti_status ab_backward(struct ti_kctx *k, const struct ti_attention_args *
     if (dv) t.dvs0 = a->dv.stride[0], t.dvs1 = row_ld(&a->dv);
     const int64_t BH = g.B * g.NH, ldK = g.ldK, bq = g.bq, bq2 = g.bq2, Tq = g.Tq;
     const int64_t tq2 = up(Tq, 2), TkP = (g.Tk + 1) / 2;
-    int nt = ab_threads(&g, BH);
+    int nt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, BH);
     /* per thread, in bytes, each piece rounded to 64 */
     const int64_t sz[] = {
         g.D2 / 2 * ldK * 4,  g.Dv2 / 2 * ldK * 4,
@@ -550,7 +533,7 @@ static ti_status ab_backward(struct ti_kctx *k, const struct ti_attention_args *
     if (!ws) return ti_error(k->err, TI_ERR_NOMEM, "attention bf16: no scratch for the workspace");
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t bh = 0; bh < BH; bh++) {
-        char *base = ws + (int64_t)thread_id() * per;
+        char *base = ws + (int64_t)ti_thread_id() * per;
         void *pc[16];
         for (int i = 0; i < npieces; i++) {
             pc[i] = base;

@@ -122,23 +122,6 @@ static void geom_init(struct af_geom *g, const struct ti_attention_args *a, int6
 }
 
 #ifdef AF_X86
-static int af_threads(const struct af_geom *g, int64_t items) {
-    double work =
-        (double)g->B * (double)g->NH * (double)g->Tq * (double)g->Tk * (double)(g->D + g->Dv);
-    int nt = ti_cpu_threads();
-    if (work < 4e5 || nt < 1) nt = 1;
-    if (nt > items) nt = (int)(items > 0 ? items : 1);
-    return nt;
-}
-
-static int af_thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* X rows (T x W, row stride xs) -> out (W x ldo), the transpose; columns T..ldo zero. */
 static void af_transpose(const float *X, int64_t xs, int64_t T, int64_t W, float *out,
                          int64_t ldo) {

@@ -150,12 +150,12 @@ static ti_status AF(forward)(struct ti_kctx *k, const struct af_geom *gp) {
     const int64_t BH = g.B * g.NH, nitems = BH * g.nqb, Dvp = af_up(g.Dv, AF_VW);
     const int64_t kt_n = g.D * g.ldK, head_n = af_up(kt_n + g.Tk * Dvp, 16);
     float *packs = cpu_scratch(k, (size_t)(BH * head_n) * sizeof(float));
-    int nt = af_threads(&g, nitems);
+    int nt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, nitems);
     const int64_t per = af_up(g.bq * g.ldK + g.bq * Dvp + g.bq, 16);
     float *ws = cpu_scratch(k, (size_t)(nt * per) * sizeof(float));
     if (!packs || !ws)
         return ti_error(k->err, TI_ERR_NOMEM, "attention f32: no scratch for the workspace");
-    int pnt = af_threads(&g, BH);
+    int pnt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, BH);
 #pragma omp parallel for num_threads(pnt) schedule(static)
     for (int64_t bh = 0; bh < BH; bh++) {
         int64_t b = bh / g.NH, h = bh % g.NH;
@@ -165,7 +165,7 @@ static ti_status AF(forward)(struct ti_kctx *k, const struct af_geom *gp) {
     }
 #pragma omp parallel num_threads(nt)
     {
-        float *S = ws + (int64_t)af_thread_id() * per;
+        float *S = ws + (int64_t)ti_thread_id() * per;
         float *C = S + g.bq * g.ldK, *rinv = C + g.bq * Dvp;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nitems; it++) {
@@ -219,7 +219,7 @@ static ti_status AF(backward)(struct ti_kctx *k, const struct af_geom *gp,
     const int64_t BH = g.B * g.NH, ldK = g.ldK, bq = g.bq, Tq = g.Tq, ldq = af_ld(Tq);
     const int64_t Dp = af_up(g.D, AF_VW);
     const int need_ds = dq || dk;
-    int nt = af_threads(&g, BH);
+    int nt = ti_attn_threads(g.B, g.NH, g.Tq, g.Tk, g.D + g.Dv, BH);
     /* per thread, in floats, each piece rounded to 16 */
     const int64_t sz[] = {
         g.D * ldK,    g.Dv * ldK,
@@ -237,7 +237,7 @@ static ti_status AF(backward)(struct ti_kctx *k, const struct af_geom *gp,
     if (!ws) return ti_error(k->err, TI_ERR_NOMEM, "attention f32: no scratch for the workspace");
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t bh = 0; bh < BH; bh++) {
-        float *pc[npieces], *base = ws + (int64_t)af_thread_id() * per;
+        float *pc[npieces], *base = ws + (int64_t)ti_thread_id() * per;
         for (int i = 0; i < npieces; i++) {
             pc[i] = base;
             base += af_up(sz[i], 16);

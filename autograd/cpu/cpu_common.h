@@ -35,6 +35,27 @@ void ti_cpu_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, dou
 /* Number of threads our own parallel loops use. */
 int ti_cpu_threads(void);
 
+/* Threads for an attention call of B x NH x Tq x Tk x DDv multiply-adds (DDv = D + Dv) split
+ * into `items` independent pieces (items <= 0: no cap): 1 below 4e5, else ti_cpu_threads() up
+ * to items. Shared by the attention kernels (attention.c, attention_f32.c, attention_bf16.c). */
+static inline int ti_attn_threads(int64_t B, int64_t NH, int64_t Tq, int64_t Tk, int64_t DDv,
+                                  int64_t items) {
+    double work = (double)B * (double)NH * (double)Tq * (double)Tk * (double)DDv;
+    int nt = ti_cpu_threads();
+    if (work < 4e5 || nt < 1) nt = 1;
+    if (items > 0 && nt > items) nt = (int)items;
+    return nt;
+}
+
+/* This OpenMP thread's index in its team (0 without OpenMP). */
+static inline int ti_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* ---- oneDNN (dnnl_conv.c, built with TI_HAVE_DNNL) ------------------------------------------ */
 struct ti_conv2d_args;
 /* f32 or bf16 (the tensors' dtype) conv2d forward / backward-data (dinp += ...): *done = 1 when
