@@ -48,7 +48,13 @@ static uint64_t rng_next(struct rng *r) {
 }
 
 /* Stream tags keep the data set's samples and the concept images apart for one seed. */
-enum { STREAM_SAMPLE = 1, STREAM_HELD_OUT = 2, STREAM_NOISE = 3 };
+enum {
+    STREAM_SAMPLE = 1,
+    STREAM_HELD_OUT = 2,
+    STREAM_NOISE = 3,
+    STREAM_COLOUR = 4,
+    STREAM_HELD_OUT_COLOUR = 5
+};
 
 static void rng_seed(struct rng *r, uint64_t seed, uint64_t stream, uint64_t index) {
     uint64_t x = seed;
@@ -77,7 +83,7 @@ static int rng_below(struct rng *r, int n) {
 static const char *const shape_names[TI_SHAPE_COUNT] = {"circle", "square", "triangle", "star",
                                                         "ring",   "cross",  "diamond",  "heart"};
 static const char *const colour_names[TI_COLOUR_COUNT] = {
-    "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "grey"};
+    "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "grey", "teal"};
 static const char *const texture_names[TI_TEXTURE_COUNT] = {"plain", "striped", "dotted",
                                                             "checkered"};
 static const char *const size_names[TI_SIZE_COUNT] = {"small", "large"};
@@ -91,6 +97,7 @@ static const uint8_t palette[TI_COLOUR_COUNT][3] = {
     {250, 250, 250}, /* white */
     {15, 15, 15},    /* black */
     {128, 128, 128}, /* grey (backgrounds only) */
+    {20, 160, 160},  /* teal (the held-out colour; objects only) */
 };
 
 const char *ti_shape_name(enum ti_shape s) {
@@ -104,6 +111,10 @@ const char *ti_texture_name(enum ti_texture t) {
 }
 const char *ti_shape_size_name(enum ti_shape_size s) {
     return (unsigned)s < TI_SIZE_COUNT ? size_names[s] : NULL;
+}
+
+int ti_colour_is_object(enum ti_colour c) {
+    return (unsigned)c < TI_COLOUR_NAMED_COUNT || c == TI_COLOUR_HELD_OUT;
 }
 
 void ti_colour_rgb(enum ti_colour c, uint8_t rgb[3]) {
@@ -146,6 +157,7 @@ void ti_shapes_spec_default(struct ti_shapes_spec *s) {
     s->size = 64;
     s->held_out_rate = 1.0 / 16.0;
     s->generic_rate = 0.25;
+    s->held_out_colour_rate = 1.0 / 16.0;
 }
 
 int ti_shapes_spec_check(const struct ti_shapes_spec *s, struct ti_data_err *e) {
@@ -156,6 +168,9 @@ int ti_shapes_spec_check(const struct ti_shapes_spec *s, struct ti_data_err *e) 
         return ti_data_fail(e, "shapes: held_out_rate %g: expected 0..1", s->held_out_rate);
     if (!(s->generic_rate >= 0 && s->generic_rate <= 1))
         return ti_data_fail(e, "shapes: generic_rate %g: expected 0..1", s->generic_rate);
+    if (!(s->held_out_colour_rate >= 0 && s->held_out_colour_rate <= 1))
+        return ti_data_fail(e, "shapes: held_out_colour_rate %g: expected 0..1",
+                            s->held_out_colour_rate);
     return 0;
 }
 
@@ -163,22 +178,17 @@ int ti_shapes_spec_check(const struct ti_shapes_spec *s, struct ti_data_err *e) 
  * degrees, the triangle's and star's tips at 1.15). */
 #define SHAPE_EXTENT 1.2
 
-/* Draws the attributes of one image; `shape` < 0 draws a named shape uniformly. */
-static void sample_attr(struct rng *r, int size, int shape, struct ti_shapes_attr *a) {
-    memset(a, 0, sizeof *a);
-    a->shape = shape >= 0 ? (enum ti_shape)shape : (enum ti_shape)rng_below(r, TI_SHAPE_HEART);
-    a->colour = (enum ti_colour)rng_below(r, TI_COLOUR_OBJECT_COUNT);
-    a->texture = (enum ti_texture)rng_below(r, TI_TEXTURE_COUNT);
-    a->size_class = (enum ti_shape_size)rng_below(r, TI_SIZE_COUNT);
-    int allowed[TI_COLOUR_COUNT], n_allowed = 0;
-    for (int c = 0; c < TI_COLOUR_COUNT; c++)
+/* Draws a background for a->colour and a->texture among those at TI_SHAPES_MIN_CONTRAST. */
+static void draw_background(struct rng *r, struct ti_shapes_attr *a) {
+    int allowed[TI_COLOUR_BACKGROUND_COUNT], n_allowed = 0;
+    for (int c = 0; c < TI_COLOUR_BACKGROUND_COUNT; c++)
         if (ti_shapes_contrast(a->colour, a->texture, (enum ti_colour)c) >= TI_SHAPES_MIN_CONTRAST)
             allowed[n_allowed++] = c;
     /* every object colour has several backgrounds at this contrast (white or black at least);
      * should a palette change leave none, the farthest colour serves */
     if (n_allowed == 0) {
         double best = -1;
-        for (int c = 0; c < TI_COLOUR_COUNT; c++) {
+        for (int c = 0; c < TI_COLOUR_BACKGROUND_COUNT; c++) {
             double d = ti_shapes_contrast(a->colour, a->texture, (enum ti_colour)c);
             if (d > best) {
                 best = d;
@@ -188,6 +198,22 @@ static void sample_attr(struct rng *r, int size, int shape, struct ti_shapes_att
         n_allowed = 1;
     }
     a->background = (enum ti_colour)allowed[rng_below(r, n_allowed)];
+}
+
+/* Recolours `a` with the held-out colour and draws its background again, from r. */
+static void make_held_out_colour(struct rng *r, struct ti_shapes_attr *a) {
+    a->colour = TI_COLOUR_HELD_OUT;
+    draw_background(r, a);
+}
+
+/* Draws the attributes of one image; `shape` < 0 draws a named shape uniformly. */
+static void sample_attr(struct rng *r, int size, int shape, struct ti_shapes_attr *a) {
+    memset(a, 0, sizeof *a);
+    a->shape = shape >= 0 ? (enum ti_shape)shape : (enum ti_shape)rng_below(r, TI_SHAPE_HEART);
+    a->colour = (enum ti_colour)rng_below(r, TI_COLOUR_NAMED_COUNT);
+    a->texture = (enum ti_texture)rng_below(r, TI_TEXTURE_COUNT);
+    a->size_class = (enum ti_shape_size)rng_below(r, TI_SIZE_COUNT);
+    draw_background(r, a);
     double scale = size / 64.0;
     a->radius =
         scale * (a->size_class == TI_SIZE_SMALL ? rng_range(r, 10, 13) : rng_range(r, 17, 23));
@@ -237,9 +263,9 @@ static void sb_noun_phrase(struct sbuf *b, const char *const *words, int n) {
 
 int ti_shapes_caption(char *caption, size_t cap, const struct ti_shapes_attr *a, unsigned parts,
                       int prefix_index, int generic, struct ti_data_err *e) {
-    if ((unsigned)a->shape >= TI_SHAPE_COUNT || (unsigned)a->colour >= TI_COLOUR_OBJECT_COUNT ||
-        (unsigned)a->background >= TI_COLOUR_COUNT || (unsigned)a->texture >= TI_TEXTURE_COUNT ||
-        (unsigned)a->size_class >= TI_SIZE_COUNT)
+    if ((unsigned)a->shape >= TI_SHAPE_COUNT || !ti_colour_is_object(a->colour) ||
+        (unsigned)a->background >= TI_COLOUR_BACKGROUND_COUNT ||
+        (unsigned)a->texture >= TI_TEXTURE_COUNT || (unsigned)a->size_class >= TI_SIZE_COUNT)
         return ti_data_fail(e, "shapes caption: attribute out of range");
     struct sbuf b = {caption, cap, 0, 0};
     if (cap) caption[0] = 0;
@@ -248,7 +274,7 @@ int ti_shapes_caption(char *caption, size_t cap, const struct ti_shapes_attr *a,
     int n = 0;
     if (parts & 2u) words[n++] = size_names[a->size_class];
     if ((parts & 4u) && a->texture != TI_TEXTURE_PLAIN) words[n++] = texture_names[a->texture];
-    if (parts & 8u) words[n++] = colour_names[a->colour];
+    if ((parts & 8u) && a->colour != TI_COLOUR_HELD_OUT) words[n++] = colour_names[a->colour];
     words[n++] = generic || a->shape == TI_SHAPE_HELD_OUT ? "object" : shape_names[a->shape];
     sb_noun_phrase(&b, words, n);
     if (parts & 16u) {
@@ -378,9 +404,9 @@ static int in_shade(const struct ti_shapes_attr *a, int size, double x, double y
 int ti_shapes_render(const struct ti_shapes_attr *a, int size, uint8_t *px, struct ti_data_err *e) {
     if (size < 8 || size > 4096)
         return ti_data_fail(e, "shapes render: image size %d: expected 8..4096", size);
-    if ((unsigned)a->shape >= TI_SHAPE_COUNT || (unsigned)a->colour >= TI_COLOUR_OBJECT_COUNT ||
-        (unsigned)a->background >= TI_COLOUR_COUNT || (unsigned)a->texture >= TI_TEXTURE_COUNT ||
-        !(a->radius > 0))
+    if ((unsigned)a->shape >= TI_SHAPE_COUNT || !ti_colour_is_object(a->colour) ||
+        (unsigned)a->background >= TI_COLOUR_BACKGROUND_COUNT ||
+        (unsigned)a->texture >= TI_TEXTURE_COUNT || !(a->radius > 0))
         return ti_data_fail(
             e,
             "shapes render: attribute out of range (shape %d colour %d background %d "
@@ -431,6 +457,13 @@ int ti_shapes_sample(const struct ti_shapes_spec *s, uint64_t i, struct ti_shape
     unsigned parts;
     int prefix;
     sample_caption_choices(&r, &parts, &prefix);
+    /* the held-out colour: a stream of its own, so a rate of 0 leaves every other draw as it was
+     * (the data set of the stage-1 autoencoder) */
+    if (s->held_out_colour_rate > 0) {
+        struct rng rc;
+        rng_seed(&rc, s->seed, STREAM_COLOUR, i);
+        if (rng_uniform(&rc) < s->held_out_colour_rate) make_held_out_colour(&rc, &a);
+    }
     if (caption && ti_shapes_caption(caption, cap, &a, parts, prefix, generic, e)) return -1;
     if (px && ti_shapes_render(&a, s->size, px, e)) return -1;
     if (attr) *attr = a;
@@ -444,6 +477,19 @@ int ti_shapes_held_out(const struct ti_shapes_spec *s, uint64_t i, struct ti_sha
     rng_seed(&r, s->seed, STREAM_HELD_OUT, i);
     struct ti_shapes_attr a;
     sample_attr(&r, s->size, TI_SHAPE_HELD_OUT, &a);
+    if (px && ti_shapes_render(&a, s->size, px, e)) return -1;
+    if (attr) *attr = a;
+    return 0;
+}
+
+int ti_shapes_held_out_colour(const struct ti_shapes_spec *s, uint64_t i,
+                              struct ti_shapes_attr *attr, uint8_t *px, struct ti_data_err *e) {
+    if (ti_shapes_spec_check(s, e)) return -1;
+    struct rng r;
+    rng_seed(&r, s->seed, STREAM_HELD_OUT_COLOUR, i);
+    struct ti_shapes_attr a;
+    sample_attr(&r, s->size, -1, &a);
+    make_held_out_colour(&r, &a);
     if (px && ti_shapes_render(&a, s->size, px, e)) return -1;
     if (attr) *attr = a;
     return 0;

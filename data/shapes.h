@@ -15,7 +15,14 @@
  * in every colour, texture, size and background) but its captions never name a shape, they say
  * "object" ("a photo of a red object on a blue background"). generic_rate of the other samples
  * are captioned the same way, so "object" does not select the heart either: the model can draw
- * a heart but no word asks for one. ti_shapes_held_out makes the concept images to invert.
+ * a heart but no word asks for one. ti_shapes_held_out makes the heart concept images.
+ *
+ * The held-out colour is TEAL: held_out_colour_rate of the samples are recoloured teal (any
+ * shape, texture, size) and their captions never say a colour ("a photo of a striped square").
+ * Other samples omit their colour word too (15 %), so no caption selects teal; teal is what the
+ * demo inverts (ti_shapes_held_out_colour makes its concept images). Unlike a heart, which no
+ * named word describes, teal lies between two named colours, green and blue, as a new concept
+ * of a real model is a new combination of what its captions named.
  *
  * Caption grammar (every optional part drawn independently):
  *   caption := [prefix] article [size] [texture] [colour] noun [" on " article bgcolour
@@ -57,7 +64,6 @@ enum ti_shape {
 };
 #define TI_SHAPE_HELD_OUT TI_SHAPE_HEART
 
-/* Object colours are the first TI_COLOUR_OBJECT_COUNT; GREY is a background colour only. */
 enum ti_colour {
     TI_COLOUR_RED,
     TI_COLOUR_GREEN,
@@ -68,9 +74,15 @@ enum ti_colour {
     TI_COLOUR_WHITE,
     TI_COLOUR_BLACK,
     TI_COLOUR_GREY,
+    TI_COLOUR_TEAL, /* the held-out colour: objects only, never named in a caption */
     TI_COLOUR_COUNT
 };
-#define TI_COLOUR_OBJECT_COUNT TI_COLOUR_GREY
+/* The first TI_COLOUR_NAMED_COUNT are the object colours captions name, drawn uniformly; GREY is
+ * a background colour only; TEAL (TI_COLOUR_HELD_OUT) is an object colour no caption names.
+ * Backgrounds are the first TI_COLOUR_BACKGROUND_COUNT. */
+#define TI_COLOUR_NAMED_COUNT      TI_COLOUR_GREY
+#define TI_COLOUR_BACKGROUND_COUNT TI_COLOUR_TEAL
+#define TI_COLOUR_HELD_OUT         TI_COLOUR_TEAL
 
 /* Textures paint the object in its colour and its shade (ti_colour_shade): stripes (horizontal
  * or vertical, period 6 px at 64x64, half shade), dots (square grid, period 6 px, radius 1.6 px,
@@ -90,8 +102,9 @@ enum ti_shape_size { TI_SIZE_SMALL, TI_SIZE_LARGE, TI_SIZE_COUNT };
 /* Everything that decides one image. Geometry is in pixels of a `size` x `size` image. */
 struct ti_shapes_attr {
     enum ti_shape shape;
-    enum ti_colour colour;     /* < TI_COLOUR_OBJECT_COUNT */
-    enum ti_colour background; /* any colour far enough from the object's (ti_shapes_contrast) */
+    enum ti_colour colour;     /* < TI_COLOUR_NAMED_COUNT, or TI_COLOUR_HELD_OUT */
+    enum ti_colour background; /* < TI_COLOUR_BACKGROUND_COUNT, far enough from the object's
+                                  colours (ti_shapes_contrast) */
     enum ti_texture texture;
     enum ti_shape_size size_class;
     double cx, cy;           /* centre (pixels; the image spans [0, size]) */
@@ -107,9 +120,12 @@ struct ti_shapes_spec {
     int size;             /* image side, 32..512 (64 for the demo) */
     double held_out_rate; /* fraction of samples that are the held-out concept (default 1/16) */
     double generic_rate;  /* fraction of the other samples captioned with "object" (default 1/4) */
+    double held_out_colour_rate; /* fraction of samples recoloured teal, the held-out colour
+                                    (default 1/16; 0 gives the data set of the stage-1
+                                    autoencoder, which predates the held-out colour) */
 };
 
-/* Seed 0, 64x64, held_out_rate 1/16, generic_rate 1/4. */
+/* Seed 0, 64x64, held_out_rate 1/16, generic_rate 1/4, held_out_colour_rate 1/16. */
 void ti_shapes_spec_default(struct ti_shapes_spec *s);
 
 /* Checks a spec: -1 with a message naming the field and the accepted range. */
@@ -127,6 +143,15 @@ int ti_shapes_sample(const struct ti_shapes_spec *s, uint64_t i, struct ti_shape
  * would be ti_shapes_sample's generic one; the demo captions it with the new word instead. */
 int ti_shapes_held_out(const struct ti_shapes_spec *s, uint64_t i, struct ti_shapes_attr *attr,
                        uint8_t *px, struct ti_data_err *e);
+
+/* Concept image i of the held-out colour: a named shape (uniform) in teal with random texture,
+ * size, background and place, from a stream of its own. Its captions would never say a colour;
+ * the demo captions it with the new word. */
+int ti_shapes_held_out_colour(const struct ti_shapes_spec *s, uint64_t i,
+                              struct ti_shapes_attr *attr, uint8_t *px, struct ti_data_err *e);
+
+/* 1 for the colours an object can have (the named ones and the held-out one). */
+int ti_colour_is_object(enum ti_colour c);
 
 /* Draws `a` into px (size*size*3 bytes); -1 when an attribute is out of range. */
 int ti_shapes_render(const struct ti_shapes_attr *a, int size, uint8_t *px, struct ti_data_err *e);

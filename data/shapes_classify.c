@@ -388,7 +388,7 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
     }
     {
         double best = 1e9, second = 1e9;
-        for (int k = 0; k < TI_COLOUR_COUNT; k++) {
+        for (int k = 0; k < TI_COLOUR_BACKGROUND_COUNT; k++) {
             uint8_t rgb[3];
             ti_colour_rgb((enum ti_colour)k, rgb);
             double d = dist3(bg, rgb);
@@ -478,7 +478,8 @@ int ti_shapes_classify(struct ti_shapes_label *out, const struct ti_shapes_class
     if (n_int < 12) n_int = interior(&wk, 0);
     {
         double best = 1e18, second = 1e18;
-        for (int k = 0; k < TI_COLOUR_OBJECT_COUNT; k++) {
+        for (int k = 0; k < TI_COLOUR_COUNT; k++) {
+            if (!ti_colour_is_object((enum ti_colour)k)) continue;
             double col[3], sh[3], acc = 0;
             palette_f(k, col, sh);
             for (size_t t = 0; t < n_int; t++) {

@@ -1,6 +1,8 @@
 #!/bin/sh
 # pretrain_tiny.sh - trains ti's tiny demo models from scratch (the recipe of docs/DEMO.md,
-# "Pretraining"): stage 1 the kl-f8 autoencoder, stage 2 the text encoder and UNet on its
+# "Pretraining"): stage 1 the kl-f8 autoencoder (on the data set as it was before the held-out
+# colour, teal, existed), stage 1b a short run of it on the data set with teal, stage 2 the text
+# encoder and UNet on its
 # latents (once with the CLIP text tower: models/tiny-sd; once with the LDM BERT embedder:
 # models/tiny-ldm, the same autoencoder), then the classifier's evaluation of each. The shipped
 # files hold the text encoder and UNet in float16 (ti-pretrain half), the autoencoder in float32
@@ -11,7 +13,7 @@
 #
 #   scripts/pretrain_tiny.sh [SD_OUT [LDM_OUT]]  (default models/tiny-sd models/tiny-ldm;
 #                                                 needs build/bin/ti-pretrain)
-# Environment: BIN (tool folder, default build/bin), VAE_STEPS, LDM_STEPS, LDM2_STEPS (steps;
+# Environment: BIN (tool folder, default build/bin), VAE_STEPS, VAE1B_STEPS, LDM_STEPS, LDM2_STEPS (steps;
 # LDM2_STEPS=0, the default, skips stage 2b), PARALLEL (0/1).
 set -eu
 BIN=${BIN:-build/bin}
@@ -21,6 +23,7 @@ CFG1=configs/tiny/sd-tiny-finetune.yaml   # stage 1: its autoencoder
 CFG_SD=configs/tiny/sd-tiny-pretrain.yaml # stage 2, the shipped SD-family model
 CFG_LDM=configs/tiny/ldm-tiny-pretrain.yaml # stage 2, the shipped LDM-family model
 VAE_STEPS=${VAE_STEPS:-3000}
+VAE1B_STEPS=${VAE1B_STEPS:-600}
 LDM_STEPS=${LDM_STEPS:-10000}
 LDM2_STEPS=${LDM2_STEPS:-0}
 PARALLEL=${PARALLEL:-0}
@@ -30,8 +33,17 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT" "$OUT_LDM"
 
 # stage 1: the kl-f8 autoencoder (MSE + 1e-4 KL per latent element); scale_factor measured
-"$BIN/ti-pretrain" --config "$CFG1" --out "$WORK/vae" --stage vae --seed 0 \
+# stage 1: the data set without teal (held-out colour rate 0), as the shipped autoencoder saw it
+"$BIN/ti-pretrain" --config "$CFG1" --out "$WORK/vae0" --stage vae --seed 0 \
+    --held_out_colour_rate 0 \
     --steps "$VAE_STEPS" --batch 8 --lr 2e-3 --warmup 50 --kl_weight 1e-4 --log_every 100
+# stage 1b: teal, a colour the stage-1 autoencoder never saw (it decoded teal as blue), in a
+# quarter of the images of another data seed, at a quarter of the rate
+"$BIN/ti-pretrain" --config "$CFG1" --init "$WORK/vae0/model.safetensors" --out "$WORK/vae" \
+    --stage vae --seed 1 --data_seed 1 --held_out_colour_rate 0.25 \
+    --steps "$VAE1B_STEPS" --batch 8 --lr 5e-4 --warmup 20 --kl_weight 1e-4 --log_every 50
+mv "$WORK/vae/log_vae.csv" "$WORK/vae/log_vae1b.csv"
+cp "$WORK/vae0/log_vae.csv" "$WORK/vae/log_vae.csv"
 SF=$(sed -n 's/^ *scale_factor: *//p' "$WORK/vae/config.yaml")
 
 # stage 2: text encoder + UNet on the frozen autoencoder's latents, 10 % empty captions
@@ -51,7 +63,7 @@ stage2() { # config out
     fi
     mkdir -p "$2"
     cp "$last/config.yaml" "$2/"
-    cp "$2.a/log_ldm.csv" "$WORK/vae/log_vae.csv" "$2/"
+    cp "$2.a/log_ldm.csv" "$WORK/vae/log_vae.csv" "$WORK/vae/log_vae1b.csv" "$2/"
     if [ "$LDM2_STEPS" -gt 0 ]; then cp "$2.b/log_ldm2.csv" "$2/"; fi
     # text encoder and UNet in float16: half the file; the autoencoder stays exact
     "$BIN/ti-pretrain" half --config "$2/config.yaml" --ckpt "$last/model.safetensors" \
@@ -72,7 +84,7 @@ else
     stage2 "$CFG_LDM" "$WORK/bert"
 fi
 rm -f "$OUT/log_ldm2.csv" "$OUT_LDM/log_ldm2.csv"
-for f in model.safetensors config.yaml log_vae.csv log_ldm.csv log_ldm2.csv eval.txt; do
+for f in model.safetensors config.yaml log_vae.csv log_vae1b.csv log_ldm.csv log_ldm2.csv eval.txt; do
     [ -f "$WORK/clip/$f" ] || continue
     cp "$WORK/clip/$f" "$OUT/.$f.tmp" && mv "$OUT/.$f.tmp" "$OUT/$f"
     cp "$WORK/bert/$f" "$OUT_LDM/.$f.tmp" && mv "$OUT_LDM/.$f.tmp" "$OUT_LDM/$f"

@@ -18,7 +18,7 @@ for d in learned init; do
     [ "$n" = 4 ] || fail "$d: expected 4 samples, got $n"
 done
 [ -s "$OUT/run/preview.png" ] || fail "no preview.png"
-grep -q "^demo: hearts in 'a photo of \*': [0-9.]* % (bar >= 90 %); in 'a photo of object': [0-9.]* %" \
+grep -q "^demo: teal in 'a photo of \*': [0-9.]* % (bar >= 90 %); in 'a photo of green': [0-9.]* %" \
     "$OUT/log" || { cat "$OUT/log"; fail "no rates line"; }
 grep -q "^demo: preview" "$OUT/log" || fail "no preview line"
 

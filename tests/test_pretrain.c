@@ -4,6 +4,7 @@
  *   adamw_matches_torch     ti_wopt_step over a small weight table against torch.optim.AdamW's
  *                           update written out here in double (three steps, two tensors)
  *   recipe_prefix_vae       the first steps of stage 1 of scripts/pretrain_tiny.sh, run again,
+ *                           (stage 1b starts from stage 1's weights, not shipped: not replayed)
  *   recipe_prefix_ldm       and of stage 2 (from the shipped model's frozen autoencoder),
  *                           reproduce the first lines of the committed logs models/tiny-sd/
  *                           log_vae.csv and log_ldm.csv, and models/tiny-ldm/log_ldm.csv
@@ -149,9 +150,11 @@ static void compare_logs(const char *got_path, const char *want_path, int steps,
 
 TEST(recipe_prefix_vae) {
     char args[2048];
-    /* the flags of stage 1 in scripts/pretrain_tiny.sh; --scale_factor skips its measurement */
+    /* the flags of stage 1 in scripts/pretrain_tiny.sh (the data set without the held-out
+     * colour); --scale_factor skips its measurement */
     snprintf(args, sizeof args,
              "--config configs/tiny/sd-tiny-finetune.yaml --out '%s/vae' --stage vae --seed 0 "
+             "--held_out_colour_rate 0 "
              "--steps 3 --batch 8 --lr 2e-3 --warmup 50 --kl_weight 1e-4 --scale_factor 1",
              tmp);
     CHECK(run_tool(args) == 0);
@@ -159,7 +162,8 @@ TEST(recipe_prefix_vae) {
 }
 
 /* The flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the
- * stage-1 one (stage 2 never changes it), text encoder and UNet start from the seed. */
+ * stage-1b one (stage 2 never changes it), text encoder and UNet start from the seed. Stage 1b
+ * itself is not replayed: it starts from stage 1's autoencoder, which is not shipped. */
 static void replay_stage2(const char *model) {
     char args[2048], out[256], want[256];
     snprintf(out, sizeof out, "ldm-%s", strrchr(model, '/') + 1);

@@ -168,12 +168,14 @@ TEST(caption_grammar) {
     int seen_shape[7] = {0}, seen_colour[9] = {0}, seen_bg[9] = {0}, seen_tex[3] = {0};
     int bad_parse = 0, bad_agree = 0, named_heart = 0, held_named = 0, n_held = 0;
     int n_object = 0, n_object_held = 0, n_prefix = 0;
+    int named_teal = 0, n_teal = 0, teal_coloured = 0, n_colourless = 0, n_colourless_teal = 0;
     struct ti_data_err e;
     for (int i = 0; i < N; i++) {
         struct ti_shapes_attr a;
         char cap[TI_SHAPES_CAPTION_MAX];
         DCHECK_OK(ti_shapes_sample(&s, (uint64_t)i, &a, NULL, cap, sizeof cap, &e), &e);
         if (strstr(cap, "heart")) named_heart++;
+        if (strstr(cap, "teal")) named_teal++;
         struct parsed p = parse_caption(cap);
         if (!p.ok) {
             if (bad_parse++ < 5) fprintf(stderr, "unparsed caption: '%s'\n", cap);
@@ -186,6 +188,13 @@ TEST(caption_grammar) {
         if (p.generic) {
             n_object++;
             n_object_held += held;
+        }
+        int teal = a.colour == TI_COLOUR_HELD_OUT;
+        n_teal += teal;
+        if (teal && p.colour >= 0) teal_coloured++;
+        if (p.colour < 0) {
+            n_colourless++;
+            n_colourless_teal += teal;
         }
         /* every word that is there agrees with the attributes */
         int agree = 1;
@@ -208,6 +217,12 @@ TEST(caption_grammar) {
     CHECK(n_held > 150 && n_held < 350);
     /* "object" does not select it: most "object" captions show other shapes */
     CHECK(n_object > 0 && n_object_held * 2 < n_object);
+    /* the held-out colour: in the data (1/16), never named, and a caption without a colour word
+     * shows another colour more often than teal */
+    CHECK(named_teal == 0);
+    CHECK(teal_coloured == 0);
+    CHECK(n_teal > 150 && n_teal < 350);
+    CHECK(n_colourless > 0 && n_colourless_teal * 2 < n_colourless);
     CHECK(n_prefix > N / 4 && n_prefix < 3 * N / 4);
     for (int k = 0; k < 7; k++)
         CHECK(seen_shape[k] > 50);
@@ -217,6 +232,33 @@ TEST(caption_grammar) {
         CHECK(seen_bg[k] > 20);
     for (int k = 0; k < 3; k++)
         CHECK(seen_tex[k] > 50);
+}
+
+/* A held-out colour rate of 0 is the data set from before the held-out colour (the stage-1
+ * autoencoder's): the same bytes as the default data set wherever the default is not teal. */
+TEST(held_out_colour_rate_zero_is_the_old_data_set) {
+    struct ti_shapes_spec s0, s1;
+    ti_shapes_spec_default(&s0);
+    ti_shapes_spec_default(&s1);
+    s0.held_out_colour_rate = 0;
+    static uint8_t a[S * S * 3], b[S * S * 3];
+    struct ti_data_err e;
+    int n_teal = 0, same = 0, n = 400;
+    for (int i = 0; i < n; i++) {
+        struct ti_shapes_attr x, y;
+        char c0[TI_SHAPES_CAPTION_MAX], c1[TI_SHAPES_CAPTION_MAX];
+        DCHECK_OK(ti_shapes_sample(&s0, (uint64_t)i, &x, a, c0, sizeof c0, &e), &e);
+        DCHECK_OK(ti_shapes_sample(&s1, (uint64_t)i, &y, b, c1, sizeof c1, &e), &e);
+        CHECK(x.colour != TI_COLOUR_HELD_OUT);
+        if (y.colour == TI_COLOUR_HELD_OUT) {
+            n_teal++;
+            CHECK(x.shape == y.shape && x.texture == y.texture && x.radius == y.radius);
+        } else {
+            same += !memcmp(a, b, sizeof a) && !strcmp(c0, c1);
+        }
+    }
+    CHECK(n_teal > 5 && n_teal < 60);
+    CHECK(same == n - n_teal);
 }
 
 TEST(caption_details) {
@@ -243,6 +285,13 @@ TEST(caption_details) {
     CHECK(strstr(e.msg, "too small") != NULL);
     CHECK(tiny[0] == 0);
     a.colour = TI_COLOUR_GREY; /* a background colour only */
+    CHECK(ti_shapes_caption(cap, sizeof cap, &a, 31u, 0, 0, &e) == -1);
+    /* teal: an object colour no caption names, and never a background */
+    a.colour = TI_COLOUR_TEAL;
+    DCHECK_OK(ti_shapes_caption(cap, sizeof cap, &a, 31u, 0, 0, &e), &e);
+    CHECK(!strcmp(cap, "a photo of a large dotted object on an orange background"));
+    a.colour = TI_COLOUR_ORANGE;
+    a.background = TI_COLOUR_TEAL;
     CHECK(ti_shapes_caption(cap, sizeof cap, &a, 31u, 0, 0, &e) == -1);
 }
 
@@ -358,6 +407,35 @@ TEST(held_out_images_are_the_held_out_shape) {
     CHECK(r.shape >= 190);
 }
 
+TEST(held_out_colour_images_are_teal) {
+    struct ti_shapes_spec s;
+    ti_shapes_spec_default(&s);
+    s.seed = 7;
+    static uint8_t px[S * S * 3];
+    struct ti_data_err e;
+    struct ti_shapes_degrade_opts d = {1.0, 50, 4.0, 0};
+    int n = 200, clean = 0, degraded = 0, shapes_seen[TI_SHAPE_COUNT] = {0};
+    for (int i = 0; i < n; i++) {
+        struct ti_shapes_attr a;
+        struct ti_shapes_label l;
+        DCHECK_OK(ti_shapes_held_out_colour(&s, (uint64_t)i, &a, px, &e), &e);
+        CHECK(a.colour == TI_COLOUR_HELD_OUT && a.shape != TI_SHAPE_HELD_OUT);
+        CHECK(ti_shapes_contrast(a.colour, a.texture, a.background) >= TI_SHAPES_MIN_CONTRAST);
+        shapes_seen[a.shape]++;
+        DCHECK_OK(ti_shapes_classify(&l, &clf, px, S, S, &e), &e);
+        clean += l.colour == TI_COLOUR_HELD_OUT;
+        d.seed = (uint64_t)i;
+        DCHECK_OK(ti_shapes_degrade(px, S, S, &d, &e), &e);
+        DCHECK_OK(ti_shapes_classify(&l, &clf, px, S, S, &e), &e);
+        degraded += l.colour == TI_COLOUR_HELD_OUT;
+    }
+    printf("  teal concept images: %d / %d teal clean, %d degraded\n", clean, n, degraded);
+    CHECK(clean >= 196);
+    CHECK(degraded >= 190);
+    for (int k = 0; k < TI_SHAPE_HELD_OUT; k++)
+        CHECK(shapes_seen[k] > 10);
+}
+
 TEST(classifier_says_none) {
     static uint8_t px[S * S * 3];
     struct ti_shapes_label l;
@@ -458,12 +536,14 @@ int main(void) {
     RUN(same_seed_same_bytes_any_order);
     RUN(other_seeds_and_streams_differ);
     RUN(caption_grammar);
+    RUN(held_out_colour_rate_zero_is_the_old_data_set);
     RUN(caption_details);
     RUN(bad_specs_refused);
     RUN(objects_inside_the_frame);
     RUN(classifier_accuracy_clean);
     RUN(classifier_accuracy_degraded);
     RUN(held_out_images_are_the_held_out_shape);
+    RUN(held_out_colour_images_are_teal);
     RUN(classifier_says_none);
     RUN(classifier_on_a_hand_drawn_square);
     RUN(degrade_basics);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_ti_shapes.sh - ti-shapes end to end: generate writes N PNGs and captions.txt (and no
 # captions in a concept folder), the same seed writes the same files, classify labels the
-# generated images as their captions and attributes say, the concept images as hearts, and
+# generated images as their captions and attributes say, the concept images as hearts or teal, and
 # usage errors exit 2 with a message naming the option.
 # Usage: sh tests/test_ti_shapes.sh path/to/ti-shapes   (from the repository root; ctest)
 set -u
@@ -69,6 +69,17 @@ check "concept images" run 0 "$TOOL" generate --out "$TMP/h" --n 6 --held-out-on
 check "no captions.txt in the concept folder" [ ! -e "$TMP/h/captions.txt" ]
 check "classify concept" run 0 "$TOOL" classify "$TMP"/h/*.png
 check "all hearts" [ "$(grep -c 'shape=heart ' "$TMP/out")" -eq 6 ]
+check "teal concept images" run 0 "$TOOL" generate --out "$TMP/t" --n 6 --concept teal --seed 2
+check "no captions.txt in the teal folder" [ ! -e "$TMP/t/captions.txt" ]
+check "count teal" run 0 "$TOOL" count --colour teal "$TMP"/t/*.png
+check "all teal" grep -q "^teal: 6 of 6 (100.0 %)" "$TMP/out"
+check "count teal in the hearts" run 0 "$TOOL" count --colour teal "$TMP"/h/*.png
+check "no heart concept image is teal" grep -q "^teal: 0 of 6 (0.0 %)" "$TMP/out"
+check "usage: unknown colour" run 2 "$TOOL" count --colour pink "$TMP"/t/00000.png
+check "message lists the colours" grep -q "expected one of: red green blue yellow purple orange white black teal" "$TMP/err"
+check "usage: bad --concept" run 2 "$TOOL" generate --out "$TMP/x" --n 2 --concept cat
+check "message names --concept" grep -q -- "--concept cat: expected heart or teal" "$TMP/err"
+check "no teal in the data set's captions" sh -c "! grep -q teal '$TMP/a/captions.txt'"
 
 check "eval" run 0 "$TOOL" eval --n 40 --seed 3
 check "eval prints accuracy" grep -q "^shape 100.00 %" "$TMP/out"

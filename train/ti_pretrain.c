@@ -69,6 +69,9 @@ static void usage(FILE *f) {
         "  --scale_factor X    written into DIR/config.yaml (default: 1/std of the latents\n"
         "                      measured after stage vae; stage ldm: the config's)\n"
         "  --data_seed N       shapes data set seed (default 0)\n"
+        "  --held_out_colour_rate X  share of data set samples recoloured teal, the held-out\n"
+        "                      colour (default 0.0625; 0: the data set before it existed, on\n"
+        "                      which the shipped autoencoder's stage 1 ran)\n"
         "  --log_every N       log line every N steps (default 10)\n"
         "  --save_every N      also write DIR/model-<step>.safetensors every N steps\n"
         "                      (with DIR/config.yaml), to evaluate a run while it goes on\n"
@@ -86,7 +89,7 @@ struct opts {
     const char *config, *out, *stage, *init, *ckpt, *grid;
     uint64_t seed, data_seed;
     long steps, batch, warmup, log_every, save_every, n, recon, data_size, cond_check;
-    double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise;
+    double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise, teal_rate;
     int has_steps, cont;
 };
 
@@ -118,6 +121,7 @@ static int parse_args(struct opts *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     o->steps = 400;
     o->batch = 8;
+    o->teal_rate = -1;
     o->warmup = 20;
     o->log_every = 10;
     o->n = 4;
@@ -172,6 +176,8 @@ static int parse_args(struct opts *o, int argc, char **argv) {
         } else if (!strcmp(a, "--data_seed")) {
             rc = parse_long(a, v, 0, INT32_MAX, &l);
             o->data_seed = (uint64_t)l;
+        } else if (!strcmp(a, "--held_out_colour_rate")) {
+            rc = parse_double(a, v, 0, 1, &o->teal_rate);
         } else if (!strcmp(a, "--steps")) {
             rc = parse_long(a, v, 1, 10000000, &o->steps);
             o->has_steps = 1;
@@ -430,6 +436,7 @@ static int train(struct opts *o) {
     struct ti_shapes_spec sp;
     ti_shapes_spec_default(&sp);
     sp.seed = o->data_seed;
+    if (o->teal_rate >= 0) sp.held_out_colour_rate = o->teal_rate;
     sp.size = r.cfg.pixel_size;
     struct ti_data_err de = {{0}};
     if (ti_shapes_spec_check(&sp, &de)) {
@@ -755,7 +762,7 @@ static int eval(struct opts *o) {
     }
     int S = r.cfg.pixel_size, C = r.m.vae_hp.embed_dim, h = S >> (r.m.vae_hp.n_levels - 1);
     double sf = r.cfg.model.scale_factor;
-    const int NS = TI_SHAPE_COUNT - 1, NC = TI_COLOUR_OBJECT_COUNT, NCL = NS * NC;
+    const int NS = TI_SHAPE_COUNT - 1, NC = TI_COLOUR_NAMED_COUNT, NCL = NS * NC;
     int n = (int)o->n, N = NCL * n;
     size_t per = (size_t)C * h * h;
     prompts = malloc((size_t)N * sizeof *prompts);

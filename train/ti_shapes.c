@@ -26,38 +26,44 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: ti-shapes generate --out DIR --n N [--seed S] [--start I] [--size PX]\n"
-            "                          [--held-out-only] [--captions FILE]\n"
+            "                          [--concept heart|teal] [--captions FILE]\n"
             "                          [--held-out-rate R] [--generic-rate R]\n"
+            "                          [--held-out-colour-rate R]\n"
             "       ti-shapes classify FILE...\n"
-            "       ti-shapes count --shape NAME FILE...\n"
+            "       ti-shapes count --shape NAME | --colour NAME FILE...\n"
             "       ti-shapes montage OUT.png IMAGE...\n"
             "       ti-shapes eval [--n N] [--seed S] [--size PX] [--blur SIGMA] [--jpeg Q]\n"
-            "                      [--noise SIGMA] [--held-out-only] [--table]\n"
+            "                      [--noise SIGMA] [--concept heart|teal] [--table]\n"
             "\n"
             "The synthetic data set of ti's demo (docs/DEMO.md): one shape (circle, square,\n"
-            "triangle, star, ring, cross, diamond, and the held-out heart) in one of 8 colours,\n"
-            "plain, striped, dotted or checkered, small or large, on a plain background, with a\n"
-            "caption such as \"a photo of a small striped red star on a blue background\". Hearts\n"
-            "are in the data set but their captions say \"object\", as do a quarter of the\n"
-            "others': no word selects a heart, so it is the concept the demo inverts. Sample i\n"
+            "triangle, star, ring, cross, diamond, and the held-out heart) in one of 8 named\n"
+            "colours or the held-out teal, plain, striped, dotted or checkered, small or large,\n"
+            "on a plain background, with a caption such as \"a photo of a small striped red\n"
+            "star on a blue background\". Two concepts are drawn but never named: hearts are\n"
+            "captioned \"object\" (as are a quarter of the others), teal objects get no colour\n"
+            "word (as 15 %% of the others). Teal is the concept the demo inverts. Sample i\n"
             "depends only on the seed and i.\n"
             "\n"
             "generate   writes DIR/NNNNN.png for samples I..I+N-1 (tEXt chunks 'caption' and\n"
             "           'ti-shapes' with the attributes) and DIR/captions.txt, one line per\n"
             "           image: file name, a tab, the caption. DIR is created if missing.\n"
-            "  --held-out-only  the concept images instead (hearts of every colour, texture,\n"
-            "           size; a stream of their own). No captions.txt then: the folder is meant\n"
-            "           as ti-train's image folder; --captions FILE writes the captions\n"
-            "           (\"object\" ones) elsewhere.\n"
+            "  --concept heart|teal  concept images instead: hearts of every colour, or teal\n"
+            "           objects of every named shape (texture, size vary; a stream of their own).\n"
+            "           No captions.txt then: the folder is meant as ti-train's image folder;\n"
+            "           --captions FILE writes their data set captions elsewhere.\n"
+            "           --held-out-only is --concept heart.\n"
             "  --seed S (default 0)  --start I (default 0)  --size PX image side, 32..512\n"
             "           (default 64)  --held-out-rate R share of hearts (default 0.0625)\n"
             "           --generic-rate R share of other samples captioned \"object\" (0.25)\n"
+            "           --held-out-colour-rate R share of teal samples (0.0625; 0 gives the\n"
+            "           data set before teal existed)\n"
             "classify   labels each image: shape, colour, texture and background, each with a\n"
             "           confidence in [0, 1] (1 - best/second-best score), or 'none' when no\n"
             "           object stands out from the background or its outline fits no shape.\n"
             "           One line per file: FILE, a tab, key=value pairs.\n"
-            "count      classifies each image and prints how many show the shape NAME\n"
-            "           (e.g. heart), as 'NAME: K of N (P %%)'; the demo's rate.\n"
+            "count      classifies each image and prints how many show the shape NAME (e.g.\n"
+            "           heart) or the colour NAME (e.g. teal), as 'NAME: K of N (P %%)'; the\n"
+            "           demo's rate.\n"
             "montage    writes OUT.png: the images side by side, 4 grey pixels between them\n"
             "           (all must have the same height), e.g. two sample grids to compare.\n"
             "eval       generates N samples (default 2000, seed 1) or concept images, optionally\n"
@@ -93,7 +99,8 @@ static int parse_double(const char *s, double *v) {
 struct opts {
     const char *out, *captions;
     uint64_t n, seed, start;
-    int n_set, seed_set, held_out_only, table;
+    int n_set, seed_set, table;
+    enum { CONCEPT_NONE, CONCEPT_HEART, CONCEPT_TEAL } concept;
     struct ti_shapes_spec spec;
     struct ti_shapes_degrade_opts degrade;
 };
@@ -108,15 +115,25 @@ static int parse_opts(struct opts *o, int argc, char **argv, const char *cmd) {
         uint64_t u;
         double d;
         if (!strcmp(a, "--held-out-only")) {
-            o->held_out_only = 1;
+            o->concept = CONCEPT_HEART;
             takes = 0;
         } else if (!strcmp(a, "--table") && !is_gen) {
             o->table = 1;
             takes = 0;
         } else if (!v) {
-            static const char *const valued[] = {
-                "--out",           "--captions",     "--n",    "--seed", "--start", "--size",
-                "--held-out-rate", "--generic-rate", "--blur", "--jpeg", "--noise"};
+            static const char *const valued[] = {"--out",
+                                                 "--captions",
+                                                 "--n",
+                                                 "--seed",
+                                                 "--start",
+                                                 "--size",
+                                                 "--held-out-rate",
+                                                 "--generic-rate",
+                                                 "--blur",
+                                                 "--jpeg",
+                                                 "--noise",
+                                                 "--concept",
+                                                 "--held-out-colour-rate"};
             int known = 0;
             for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
                 known |= !strcmp(a, valued[k]);
@@ -159,6 +176,22 @@ static int parse_opts(struct opts *o, int argc, char **argv, const char *cmd) {
                 return 2;
             }
             o->spec.held_out_rate = d;
+        } else if (!strcmp(a, "--concept")) {
+            if (!strcmp(v, "heart")) {
+                o->concept = CONCEPT_HEART;
+            } else if (!strcmp(v, "teal")) {
+                o->concept = CONCEPT_TEAL;
+            } else {
+                fprintf(stderr, "ti-shapes %s: --concept %s: expected heart or teal\n", cmd, v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--held-out-colour-rate") && is_gen) {
+            if (parse_double(v, &d) || !(d >= 0 && d <= 1)) {
+                fprintf(stderr, "ti-shapes generate: --held-out-colour-rate %s: expected 0..1\n",
+                        v);
+                return 2;
+            }
+            o->spec.held_out_colour_rate = d;
         } else if (!strcmp(a, "--generic-rate") && is_gen) {
             if (parse_double(v, &d) || !(d >= 0 && d <= 1)) {
                 fprintf(stderr, "ti-shapes generate: --generic-rate %s: expected 0..1\n", v);
@@ -203,6 +236,16 @@ static void attr_text(char *buf, size_t n, const struct ti_shapes_attr *a) {
              a->radius, a->angle * 57.29577951308232);
 }
 
+/* Image i of the run: a concept image or data set sample i (caption may be NULL). */
+static int make_image(const struct opts *o, uint64_t i, struct ti_shapes_attr *a, uint8_t *px,
+                      char *caption, size_t cap, struct ti_data_err *de) {
+    switch (o->concept) {
+    case CONCEPT_HEART: return ti_shapes_held_out(&o->spec, i, a, px, de);
+    case CONCEPT_TEAL: return ti_shapes_held_out_colour(&o->spec, i, a, px, de);
+    default: return ti_shapes_sample(&o->spec, i, a, px, caption, cap, de);
+    }
+}
+
 static int cmd_generate(struct opts *o) {
     if (!o->out || !o->n_set) {
         fprintf(stderr, "ti-shapes generate: --out DIR and --n N are required\n");
@@ -220,7 +263,7 @@ static int cmd_generate(struct opts *o) {
     }
     const char *cap_path = o->captions;
     char cap_default[4096];
-    if (!cap_path && !o->held_out_only) {
+    if (!cap_path && !o->concept) {
         snprintf(cap_default, sizeof cap_default, "%s/captions.txt", o->out);
         cap_path = cap_default;
     }
@@ -241,10 +284,8 @@ static int cmd_generate(struct opts *o) {
         uint64_t i = o->start + k;
         struct ti_shapes_attr a;
         char caption[TI_SHAPES_CAPTION_MAX], attrs[256], name[64], path[4200], line[300];
-        int bad = o->held_out_only
-                      ? ti_shapes_held_out(&o->spec, i, &a, img.px, &de)
-                      : ti_shapes_sample(&o->spec, i, &a, img.px, caption, sizeof caption, &de);
-        if (!bad && o->held_out_only)
+        int bad = make_image(o, i, &a, img.px, caption, sizeof caption, &de);
+        if (!bad && o->concept)
             bad = ti_shapes_caption(caption, sizeof caption, &a, 31u, 0, 1, &de);
         if (bad) {
             fprintf(stderr, "ti-shapes generate: sample %llu: %s\n", (unsigned long long)i, de.msg);
@@ -277,7 +318,7 @@ static int cmd_generate(struct opts *o) {
     }
     if (!rc)
         fprintf(stderr, "ti-shapes: wrote %llu %s images to %s%s%s\n", (unsigned long long)o->n,
-                o->held_out_only ? "concept" : "data set", o->out, cap_path ? ", captions in " : "",
+                o->concept ? "concept" : "data set", o->out, cap_path ? ", captions in " : "",
                 cap_path ? cap_path : "");
     return rc;
 }
@@ -327,17 +368,23 @@ static int cmd_classify(int argc, char **argv) {
 }
 
 static int cmd_count(int argc, char **argv) {
-    if (argc < 3 || strcmp(argv[0], "--shape")) {
-        fprintf(stderr, "ti-shapes count: expected --shape NAME FILE...\n");
+    int by_colour = argc >= 3 && !strcmp(argv[0], "--colour");
+    if (argc < 3 || (strcmp(argv[0], "--shape") && !by_colour)) {
+        fprintf(stderr,
+                "ti-shapes count: expected --shape NAME FILE... or --colour NAME FILE...\n");
         return 2;
     }
-    int want = -1;
-    for (int v = 0; v < TI_SHAPE_COUNT; v++)
-        if (!strcmp(argv[1], ti_shape_name((enum ti_shape)v))) want = v;
+    const char *(*name)(int) = by_colour ? colour_n : shape_n;
+    int n_names = by_colour ? TI_COLOUR_COUNT : TI_SHAPE_COUNT, want = -1;
+    for (int v = 0; v < n_names; v++)
+        if ((!by_colour || ti_colour_is_object((enum ti_colour)v)) && !strcmp(argv[1], name(v)))
+            want = v;
     if (want < 0) {
-        fprintf(stderr, "ti-shapes count: unknown shape '%s' (expected one of:", argv[1]);
-        for (int v = 0; v < TI_SHAPE_COUNT; v++)
-            fprintf(stderr, " %s", ti_shape_name((enum ti_shape)v));
+        fprintf(stderr, "ti-shapes count: unknown %s '%s' (expected one of:",
+                by_colour ? "colour" : "shape", argv[1]);
+        for (int v = 0; v < n_names; v++)
+            if (!by_colour || ti_colour_is_object((enum ti_colour)v))
+                fprintf(stderr, " %s", name(v));
         fprintf(stderr, ")\n");
         return 2;
     }
@@ -358,7 +405,7 @@ static int cmd_count(int argc, char **argv) {
             return 1;
         }
         n++;
-        k += (int)l.shape == want;
+        k += (by_colour ? l.colour : l.shape) == want;
         ti_image_free(&img);
     }
     printf("%s: %d of %d (%.1f %%)\n", argv[1], k, n, 100.0 * k / n);
@@ -435,8 +482,7 @@ static int eval_run(const struct opts *o, const struct ti_shapes_degrade_opts *d
         struct ti_shapes_label l;
         struct ti_shapes_degrade_opts d = *dg;
         d.seed = i;
-        int bad = o->held_out_only ? ti_shapes_held_out(&o->spec, i, &a, px, &de)
-                                   : ti_shapes_sample(&o->spec, i, &a, px, NULL, 0, &de);
+        int bad = make_image(o, i, &a, px, NULL, 0, &de);
         if (!bad && degrade) bad = ti_shapes_degrade(px, size, size, &d, &de);
         if (!bad) bad = ti_shapes_classify(&l, c, px, size, size, &de);
         if (bad) {
@@ -476,8 +522,8 @@ static int cmd_eval(struct opts *o) {
     }
     static struct eval_result r;
     printf("%llu %s, seed %llu, %dx%d\n", (unsigned long long)o->n,
-           o->held_out_only ? "concept images" : "data set samples",
-           (unsigned long long)o->spec.seed, o->spec.size, o->spec.size);
+           o->concept ? "concept images" : "data set samples", (unsigned long long)o->spec.seed,
+           o->spec.size, o->spec.size);
     if (o->table) {
         static const struct ti_shapes_degrade_opts conds[] = {
             {0, 0, 0, 0},  {1.0, 0, 0, 0},  {1.5, 0, 0, 0}, {2.0, 0, 0, 0},
