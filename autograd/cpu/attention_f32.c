@@ -182,17 +182,17 @@ AF_TARGET static inline __attribute__((always_inline)) __mmask16 af_mask16(int64
 AF_TARGET static inline __attribute__((always_inline)) __m256 af_exp8(__m256 x) {
     x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
     x = _mm256_min_ps(_mm256_set1_ps(88.7f), x);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(TI_FEXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(TI_FEXP_C1), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(TI_FEXP_C2), r);
     __m256 z = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 p = _mm256_set1_ps(TI_FEXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TI_FEXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TI_FEXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TI_FEXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TI_FEXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(TI_FEXP_P5));
     p = _mm256_add_ps(_mm256_fmadd_ps(p, z, r), _mm256_set1_ps(1.0f));
     __m256i ni = _mm256_cvtps_epi32(n);
     __m256i n1 = _mm256_srai_epi32(ni, 1);

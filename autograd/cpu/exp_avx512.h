@@ -15,21 +15,23 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include "fast_exp.h" /* defines: TI_FEXP_* constants */
+
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) __m512
 ti_exp16_avx512(__m512 x) {
     x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x); /* NaN x: x (second operand) */
     x = _mm512_min_ps(_mm512_set1_ps(88.7f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(TI_FEXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(TI_FEXP_C1), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(TI_FEXP_C2), r);
     __m512 z = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 p = _mm512_set1_ps(TI_FEXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TI_FEXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TI_FEXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TI_FEXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TI_FEXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(TI_FEXP_P5));
     p = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
 }

@@ -39,6 +39,14 @@
 #define TI_FEXP_C1      0.693359375f    /* ln2 high part (9 bits) */
 #define TI_FEXP_C2      -2.12194440e-4f /* ln2 - C1 */
 #define TI_FEXP_ROUND   12582912.0f     /* 1.5 * 2^23: adding it rounds to the nearest integer */
+/* Cephes' degree-5 polynomial: e^r ~ 1 + r + r^2 (P0 r^5 + P1 r^4 + ... + P5) on |r| <= ln2/2.
+ * The SIMD exps (exp_avx512.h, attention_f32.c) evaluate the same constants. */
+#define TI_FEXP_P0 1.9875691500E-4f
+#define TI_FEXP_P1 1.3981999507E-3f
+#define TI_FEXP_P2 8.3334519073E-3f
+#define TI_FEXP_P3 4.1665795894E-2f
+#define TI_FEXP_P4 1.6666665459E-1f
+#define TI_FEXP_P5 5.0000001201E-1f
 
 static inline float ti_fexp_from_bits(uint32_t u) {
     float f;
@@ -66,12 +74,12 @@ static inline uint32_t ti_fexp_to_bits(float f) {
     float r = MA(nf, -TI_FEXP_C1, xc);                                                             \
     r = MA(nf, -TI_FEXP_C2, r);                                                                    \
     float z = r * r;                                                                               \
-    float p = 1.9875691500E-4f;                                                                    \
-    p = MA(p, r, 1.3981999507E-3f);                                                                \
-    p = MA(p, r, 8.3334519073E-3f);                                                                \
-    p = MA(p, r, 4.1665795894E-2f);                                                                \
-    p = MA(p, r, 1.6666665459E-1f);                                                                \
-    p = MA(p, r, 5.0000001201E-1f);                                                                \
+    float p = TI_FEXP_P0;                                                                          \
+    p = MA(p, r, TI_FEXP_P1);                                                                      \
+    p = MA(p, r, TI_FEXP_P2);                                                                      \
+    p = MA(p, r, TI_FEXP_P3);                                                                      \
+    p = MA(p, r, TI_FEXP_P4);                                                                      \
+    p = MA(p, r, TI_FEXP_P5);                                                                      \
     p = MA(p, z, r) + 1.0f;                                                                        \
     /* 2^n = 2^n1 * 2^n2; n in [-150, 128] so n1, n2 in [-75, 64]: both normal floats */           \
     int32_t n = (int32_t)nf;                                                                       \
