@@ -208,6 +208,197 @@ TI_BF16_WRAP(timestep, backward, CV(dout, RD), CV(t, RD), CV(dt, ACC))
 TI_BF16_WRAP(mse, forward, CV(out, WR), CV(a, RD), CV(b, RD))
 TI_BF16_WRAP(mse, backward, CV(dout, RD), CV(a, RD), CV(b, RD), CV(da, ACC), CV(db, ACC))
 
+/* ---- ADD and GEGLU: through small f32 buffers that stay in cache ----------------------------
+ * The widen-compute-narrow of the wrapper above moves every element through an f32 copy of the
+ * whole tensor in scratch, i.e. through memory. ADD (the residual sums and the backward's
+ * gradient accumulation, the largest user of the wrapper in a UNet step) and GEGLU (the
+ * transformers' widest activations) instead convert a piece at a time: a row chunk (ADD) or a
+ * block of rows (GEGLU) is widened into a per-thread f32 buffer, computed by the same f32
+ * arithmetic and rounded once into the output. Same results as the wrapper, element for
+ * element. */
+enum { CHUNK = 512 }; /* f32 elements per operand and per piece: 2 KiB */
+
+/* dst[0..n) = the f32 values of t's elements at off + i * st (bf16 or f32) */
+static void load_f32(float *dst, const struct ti_tensor *t, int64_t off, int64_t n, int64_t st) {
+    if (t->dtype == TI_DTYPE_BF16) {
+        widen_run(dst, (const uint16_t *)t->data + off, n, 1, st);
+        return;
+    }
+    const float *s = (const float *)t->data + off;
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = s[i * st];
+}
+
+static void store_f32(const struct ti_tensor *t, int64_t off, const float *src, int64_t n,
+                      int64_t st) {
+    if (t->dtype == TI_DTYPE_BF16) {
+        narrow_run((uint16_t *)t->data + off, src, n, st, 1);
+        return;
+    }
+    float *d = (float *)t->data + off;
+    for (int64_t i = 0; i < n; i++)
+        d[i * st] = src[i];
+}
+
+static int bf16_or_f32(const struct ti_tensor *t) {
+    return !t->data || t->dtype == TI_DTYPE_BF16 || t->dtype == TI_DTYPE_F32;
+}
+
+/* out[o + i os] = alpha a[x + i xs] (+ beta b[y + i ys]) for i in [0, m), in pieces of CHUNK */
+static void add_run(const struct ti_add_args *a, int64_t o, int64_t x, int64_t y, int64_t m,
+                    int64_t os, int64_t xs, int64_t ys) {
+    const float alpha = (float)a->alpha, beta = (float)a->beta;
+    float fx[CHUNK], fy[CHUNK];
+    for (int64_t j = 0; j < m; j += CHUNK) {
+        const int64_t c = m - j < CHUNK ? m - j : CHUNK;
+        load_f32(fx, &a->a, x + j * xs, c, xs);
+        if (a->b.data) {
+            load_f32(fy, &a->b, y + j * ys, c, ys);
+            for (int64_t i = 0; i < c; i++)
+                fx[i] = alpha * fx[i] + beta * fy[i];
+        } else {
+            for (int64_t i = 0; i < c; i++)
+                fx[i] = alpha * fx[i];
+        }
+        store_f32(&a->out, o + j * os, fx, c, os);
+    }
+}
+
+static ti_status cpu_bf16_add_forward(struct ti_kctx *k, const struct ti_add_args *a) {
+    if (a->out.ndim == 0 || !bf16_or_f32(&a->out) || !bf16_or_f32(&a->a) || !bf16_or_f32(&a->b))
+        return wrap_add_forward(k, a);
+    const int64_t n = ti_tensor_numel(&a->out);
+    if (n == 0) return TI_OK;
+    const int nt = n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
+    if (ti_tensor_is_contiguous(&a->out) && ti_tensor_is_contiguous(&a->a) &&
+        (!a->b.data || ti_tensor_is_contiguous(&a->b))) { /* one run, split between threads */
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int t = 0; t < nt; t++) {
+            int64_t lo, hi;
+            ti_split_range(n, nt, t, &lo, &hi);
+            if (lo < hi) add_run(a, lo, lo, lo, hi - lo, 1, 1, 1);
+        }
+        return TI_OK;
+    }
+    /* rows of the innermost dim, split between threads */
+    const int nd = a->out.ndim - 1;
+    const int64_t inner = a->out.shape[nd], rows = n / inner;
+    const int64_t ys = a->b.data ? a->b.stride[nd] : 0;
+    const int64_t *strides[3] = {a->out.stride, a->a.stride, a->b.data ? a->b.stride : a->a.stride};
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        ti_split_range(rows, nt, t, &lo, &hi);
+        if (lo >= hi) continue;
+        struct ti_iter it;
+        ti_iter_init(&it, nd, a->out.shape, 3, strides);
+        ti_iter_seek(&it, lo);
+        for (int64_t r = lo; r < hi; r++, ti_iter_next(&it))
+            add_run(a, it.off[0], it.off[1], it.off[2], inner, a->out.stride[nd], a->a.stride[nd],
+                    ys);
+    }
+    return TI_OK;
+}
+
+/* Kernels whose rows are independent (GEGLU: every tensor (M, width), contiguous): blocks of
+ * rows are widened into per-thread f32 buffers of about ROWS_BUF elements, the f32 kernel runs
+ * on the block, and what it wrote is rounded back. Returns 0 (nothing done) when a tensor is not
+ * contiguous, not bf16 / f32, or its first dim is not M: the caller then wraps the whole op. */
+enum {
+    ROWS_BUF = 16384,
+    ROWS_ARGS = 1024
+}; /* f32 elements per thread; bytes of an argument struct */
+
+static int rows_wrap(struct ti_kctx *k, struct cv *v, int n, void *args, size_t args_size,
+                     ti_status (*f32)(struct ti_kctx *, const void *), ti_status *st) {
+    const int64_t M = v[0].t->ndim ? v[0].t->shape[0] : 0;
+    size_t off[8];
+    int64_t width[8], total = 0, elems = 0;
+    if (n > 8 || M <= 0) return 0;
+    for (int i = 0; i < n; i++) {
+        const struct ti_tensor *t = v[i].t;
+        off[i] = (size_t)((char *)v[i].t - (char *)args);
+        width[i] = 0;
+        if (!t->data) continue;
+        if ((t->dtype != TI_DTYPE_BF16 && t->dtype != TI_DTYPE_F32) || t->ndim < 1 ||
+            t->shape[0] != M || !ti_tensor_is_contiguous(t))
+            return 0;
+        width[i] = ti_tensor_numel(t) / M;
+        elems += width[i] * M;
+        if (t->dtype == TI_DTYPE_BF16) total += width[i];
+    }
+    const int64_t R = total >= ROWS_BUF ? 1 : ROWS_BUF / (total ? total : 1);
+    const int nt = elems >= TI_CPU_PAR_MIN / 4 ? ti_cpu_threads() : 1;
+    const int64_t per = R * total > 0 ? R * total : 1;
+    float *buf = cpu_scratch(k, (size_t)nt * (size_t)per * sizeof(float));
+    if (!buf) {
+        *st = ti_error(k->err, TI_ERR_NOMEM, "bf16 rows: no scratch for f32 blocks");
+        return 1;
+    }
+    const int64_t blocks = (M + R - 1) / R;
+    ti_status res = TI_OK;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int th = 0; th < nt; th++) {
+        int64_t lo, hi;
+        ti_split_range(blocks, nt, th, &lo, &hi);
+        _Alignas(64) unsigned char cc[ROWS_ARGS];
+        float *mine = buf + (size_t)th * (size_t)per;
+        for (int64_t b = lo; b < hi; b++) {
+            const int64_t m0 = b * R, r = M - m0 < R ? M - m0 : R;
+            memcpy(cc, args, args_size);
+            float *p = mine;
+            for (int i = 0; i < n; i++) {
+                struct ti_tensor *t = (struct ti_tensor *)(cc + off[i]);
+                if (!t->data) continue;
+                t->shape[0] = r;
+                if (t->dtype == TI_DTYPE_F32) {
+                    t->data = (float *)t->data + m0 * width[i];
+                    continue;
+                }
+                if (v[i].role != WR)
+                    widen_run(p, (const uint16_t *)t->data + m0 * width[i], r * width[i], 1, 1);
+                t->data = p;
+                t->dtype = TI_DTYPE_F32;
+                p += r * width[i];
+            }
+            ti_status s = f32(k, cc);
+            if (s != TI_OK) {
+#pragma omp atomic write
+                res = s;
+                break;
+            }
+            p = mine;
+            for (int i = 0; i < n; i++) {
+                const struct ti_tensor *t = v[i].t;
+                if (!t->data || t->dtype != TI_DTYPE_BF16) continue;
+                if (v[i].role != RD)
+                    narrow_run((uint16_t *)t->data + m0 * width[i], p, r * width[i], 1, 1);
+                p += r * width[i];
+            }
+        }
+    }
+    *st = res;
+    return 1;
+}
+
+/* The row-blocked form of one kernel; the whole-op wrapper when rows_wrap declines. */
+#define TI_BF16_ROWS(name, dir, ...)                                                               \
+    static ti_status f32_##name##_##dir(struct ti_kctx *k, const void *c) {                        \
+        return cpu_f32_##name##_##dir(k, c);                                                       \
+    }                                                                                              \
+    static ti_status rows_##name##_##dir(struct ti_kctx *k, const struct ti_##name##_args *a) {    \
+        struct ti_##name##_args c = *a;                                                            \
+        struct cv v[] = {__VA_ARGS__};                                                             \
+        ti_status st = TI_OK;                                                                      \
+        _Static_assert(sizeof c <= ROWS_ARGS, "rows_wrap's argument copy");                        \
+        if (rows_wrap(k, v, (int)(sizeof v / sizeof v[0]), &c, sizeof c, f32_##name##_##dir, &st)) \
+            return st;                                                                             \
+        return wrap_##name##_##dir(k, a);                                                          \
+    }
+
+TI_BF16_ROWS(geglu, forward, CV(out, WR), CV(inp, RD))
+TI_BF16_ROWS(geglu, backward, CV(dout, RD), CV(inp, RD), CV(dinp, ACC))
+
 /* ---- convolutions: oneDNN on the bf16 tensors first ----------------------------------------- */
 static ti_status cpu_bf16_conv2d_forward(struct ti_kctx *k, const struct ti_conv2d_args *a) {
 #ifdef TI_HAVE_DNNL
@@ -284,6 +475,9 @@ static ti_status cpu_bf16_attention_backward(struct ti_kctx *k, const struct ti_
 #define wrap_linear_backward    cpu_bf16_linear_backward
 #define wrap_attention_forward  cpu_bf16_attention_forward
 #define wrap_attention_backward cpu_bf16_attention_backward
+#define wrap_add_forward        cpu_bf16_add_forward
+#define wrap_geglu_forward      rows_geglu_forward
+#define wrap_geglu_backward     rows_geglu_backward
 
 void ti_cpu_bf16_fill(struct ti_kernels *kt) {
 #define TI_KOP(NAME, name, BWD)                                                                    \
