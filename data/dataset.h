@@ -51,6 +51,11 @@ struct ti_dataset_opts {
     double mixing_prob;      /* peer default: 0.25 (the style dataset hard-codes 0.25) */
     const char *coarse_class_text; /* or NULL; non-empty: captions use "<coarse> <placeholder>" */
     int style;                     /* 1: personalized_style.py's templates */
+    /* (ti) caption templates used instead of the object or style list (ti-train --templates;
+     * the per-image-token "dual" templates stay the peer's); NULL: the peer's. Not copied: the
+     * list must outlive the dataset. */
+    const char *const *templates;
+    int n_templates;
 };
 
 /* The peer's defaults: size 0, bicubic, no center crop, flip_p 0.5, repeats 100, train,

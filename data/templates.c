@@ -6,7 +6,10 @@
  */
 #include "templates.h"
 
-#include <string.h>
+#include <errno.h>  /* defines: errno */
+#include <stdio.h>  /* defines: FILE, fopen, getc */
+#include <stdlib.h> /* defines: malloc, realloc, free */
+#include <string.h> /* defines: strerror, strstr, strncmp */
 
 const char *const ti_templates_object[] = {
     "a photo of a {}",
@@ -186,4 +189,107 @@ int ti_template_format(char *out, size_t cap, const char *tmpl, const char *a, c
     }
     out[n] = '\0';
     return 0;
+}
+
+/* ---- template files -------------------------------------------------------------------------- */
+
+/* Rewrites line in place: trims blanks, turns every "[name]" into "{}"; returns its slot count
+ * (-1: "[filewords]"). */
+static int template_line(char *line, char **start) {
+    char *p = line, *end = line + strlen(line);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        *--end = '\0';
+    *start = p;
+    if (strstr(p, "[filewords]")) return -1;
+    char *w = p;
+    int slots = 0;
+    for (const char *r = p; *r;) {
+        if (!strncmp(r, "[name]", 6)) {
+            *w++ = '{';
+            *w++ = '}';
+            r += 6;
+            slots++;
+        } else {
+            if (r[0] == '{' && r[1] == '}') slots++;
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return slots;
+}
+
+void ti_templates_free(struct ti_template_list *l) {
+    if (!l) return;
+    for (int i = 0; i < l->n; i++)
+        free(l->t[i]);
+    free(l->t);
+    l->t = NULL;
+    l->n = 0;
+}
+
+int ti_templates_load(struct ti_template_list *out, const char *path, struct ti_data_err *e) {
+    out->t = NULL;
+    out->n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return TI_DATA_FAIL(e, "%s: %s", path, strerror(errno));
+    char line[TI_TEMPLATE_LEN_MAX + 1];
+    int lineno = 0, rc = 0, c = 0;
+    while (!rc && c != EOF) {
+        size_t len = 0;
+        lineno++;
+        while ((c = getc(f)) != EOF && c != '\n') {
+            if (c == '\0') {
+                rc = TI_DATA_FAIL(e, "%s:%d: a NUL byte: expected a text file", path, lineno);
+                break;
+            }
+            if (len == TI_TEMPLATE_LEN_MAX) {
+                rc = TI_DATA_FAIL(e, "%s:%d: the line is longer than %d bytes", path, lineno,
+                                  TI_TEMPLATE_LEN_MAX);
+                break;
+            }
+            line[len++] = (char)c;
+        }
+        if (rc) break;
+        line[len] = '\0';
+        if (lineno == 1 && !strncmp(line, "\xef\xbb\xbf", 3)) /* a UTF-8 byte order mark */
+            memmove(line, line + 3, len - 2);
+        char *t;
+        int slots = template_line(line, &t);
+        if (!*t || *t == '#') continue;
+        if (slots < 0) {
+            rc = TI_DATA_FAIL(e,
+                              "%s:%d: '[filewords]': ti-train has no per-image captions; write "
+                              "the template with {} (or [name]) where the new word goes",
+                              path, lineno);
+            break;
+        }
+        if (slots != 1) {
+            rc = TI_DATA_FAIL(e,
+                              "%s:%d: '%s': expected exactly one {} (or [name]) for the new word, "
+                              "found %d",
+                              path, lineno, t, slots);
+            break;
+        }
+        if (out->n == TI_TEMPLATES_MAX) {
+            rc = TI_DATA_FAIL(e, "%s: more than %d templates", path, TI_TEMPLATES_MAX);
+            break;
+        }
+        char **grown = realloc(out->t, (size_t)(out->n + 1) * sizeof *grown);
+        char *copy = grown ? malloc(strlen(t) + 1) : NULL;
+        if (grown) out->t = grown;
+        if (!copy) {
+            rc = TI_DATA_FAIL(e, "%s: out of memory", path);
+            break;
+        }
+        strcpy(copy, t);
+        out->t[out->n++] = copy;
+    }
+    if (!rc && ferror(f)) rc = TI_DATA_FAIL(e, "%s: %s", path, strerror(errno));
+    fclose(f);
+    if (!rc && out->n == 0)
+        rc = TI_DATA_FAIL(e, "%s: no templates (expected lines such as 'a photo of a {}')", path);
+    if (rc) ti_templates_free(out);
+    return rc;
 }

@@ -36,6 +36,23 @@ extern const char *const ti_per_image_tokens[22];
 int ti_template_format(char *out, size_t cap, const char *tmpl, const char *a, const char *b,
                        struct ti_data_err *e);
 
+/* A caption template file (ti-train --templates): one template per line, "{}" where the new
+ * word goes (AUTOMATIC1111's "[name]" is read as "{}"). Blank lines and lines whose first
+ * non-blank character is '#' are skipped; a line ending in "\r\n" loses the "\r"; surrounding
+ * blanks are trimmed. Every template must hold exactly one slot; "[filewords]" (AUTOMATIC1111's
+ * per-image captions) is refused, ti has none. At most TI_TEMPLATES_MAX templates of at most
+ * TI_TEMPLATE_LEN_MAX bytes. On success *out holds the templates (free with
+ * ti_templates_free); on error -1 with a message naming the file, the line and what was
+ * expected. */
+#define TI_TEMPLATES_MAX    4096
+#define TI_TEMPLATE_LEN_MAX 512
+struct ti_template_list {
+    char **t;
+    int n;
+};
+int ti_templates_load(struct ti_template_list *out, const char *path, struct ti_data_err *e);
+void ti_templates_free(struct ti_template_list *l);
+
 #ifdef __cplusplus
 }
 #endif

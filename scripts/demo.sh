@@ -7,7 +7,8 @@
 # docs/DEMO.md) can draw teal objects but was never told the word: in its data set their
 # captions say no colour. The demo
 #   1. generates 5 images of teal objects (ti-shapes generate --concept teal),
-#   2. teaches the model a new word "*" for them (ti-train, init word "green"),
+#   2. teaches the model a new word "*" for them (ti-train, init word "green", the training
+#      captions framed by the model's templates.txt: the sentences it was trained on),
 #   3. samples N images of "a photo of *" and N of "a photo of green" with fixed seeds
 #      (ti-sample; DDIM, classifier-free guidance),
 #   4. counts the teal objects in both with the rule-based classifier (ti-shapes count),
@@ -16,11 +17,11 @@
 # init word alone in more than DEMO_MAX_BASELINE % (the bars of docs/DEMO.md).
 #
 # Environment (defaults in brackets): DEMO_MODEL [models/tiny-sd] (config.yaml +
-# model.safetensors), DEMO_STEPS [1000] training steps, DEMO_SAMPLES [100] per prompt,
-# DEMO_DDIM_STEPS [20], DEMO_SCALE [5] guidance, DEMO_VECTORS [1] vectors per token,
+# model.safetensors, and templates.txt when present: ti-train --templates), DEMO_STEPS [1000]
+# training steps, DEMO_SAMPLES [100] per prompt, DEMO_DDIM_STEPS [20], DEMO_SCALE [5] guidance, DEMO_VECTORS [1] vectors per token,
 # DEMO_CONCEPT [teal] (or heart: the data set's other unnamed concept, init word "object"),
 # DEMO_INIT [green for teal, object for heart] the init word, DEMO_SEED [2026] the seed of the
-# concept images and of ti-train,
+# concept images and of ti-train, DEMO_LR [the config's] model.base_learning_rate,
 # DEMO_MIN_RATE [90], DEMO_MAX_BASELINE [20], DEMO_CHECK_RATES [1] (0: report the rates but
 # judge only that every step ran: the test suite's short form), DEMO_OUT [logs/demo-<time>].
 set -euo pipefail
@@ -44,6 +45,9 @@ heart) INIT=${DEMO_INIT:-object} COUNT="--shape heart" ;;
 *) echo "demo: DEMO_CONCEPT: expected teal or heart, got '$CONCEPT'" >&2; exit 1 ;;
 esac
 SEED=${DEMO_SEED:-2026}
+LR=${DEMO_LR:-}
+TEMPLATES=
+[ -f "$MODEL/templates.txt" ] && TEMPLATES="$MODEL/templates.txt"
 
 die() { echo "demo: $*" >&2; exit 1; }
 for t in ti-shapes ti-train ti-sample; do
@@ -67,7 +71,8 @@ phase_end
 phase "2. ti-train: a new word '*' for them (init word '$INIT', $STEPS steps)"
 "$BIN/ti-train" --base "$MODEL/config.yaml" -t --actual_resume "$MODEL/model.safetensors" \
     --data_root "$OUT/photos" --init_word "$INIT" -n demo -l "$OUT/logs" -s "$SEED" \
-    --max_steps "$STEPS" --no-test \
+    --max_steps "$STEPS" --no-test ${TEMPLATES:+--templates "$TEMPLATES"} \
+    ${LR:+"model.base_learning_rate=$LR"} \
     "model.params.personalization_config.params.num_vectors_per_token=$VECTORS" \
     lightning.callbacks.image_logger.params.disabled=true
 EMB=$(ls -d "$OUT"/logs/*/checkpoints/embeddings.pt 2>/dev/null | head -1)

@@ -252,6 +252,114 @@ TEST(captions) {
     ti_dataset_close(ds);
 }
 
+/* ---- caption template files (ti-train --templates) ------------------------------------------ */
+
+static char tdir[256];
+
+/* writes n bytes of text to tdir/name; returns the path in a static buffer */
+static const char *template_file(const char *name, const char *text, size_t n) {
+    static char p[512];
+    snprintf(p, sizeof p, "%s/%s", tdir, name);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fwrite(text, 1, n, f) == n);
+        fclose(f);
+    }
+    return p;
+}
+#define TFILE(name, lit) template_file(name, lit, sizeof lit - 1)
+
+/* loading a bad file fails with a message holding each of the words */
+static void template_error(const char *path, const char *w1, const char *w2) {
+    struct ti_template_list l = {0};
+    struct ti_data_err e = {{0}};
+    CHECK(ti_templates_load(&l, path, &e) == -1);
+    CHECK(l.t == NULL && l.n == 0);
+    CHECK(strstr(e.msg, path) != NULL);
+    if (!strstr(e.msg, w1) || (w2 && !strstr(e.msg, w2)))
+        fprintf(stderr, "  message without '%s' / '%s': %s\n", w1, w2 ? w2 : "", e.msg);
+    CHECK(strstr(e.msg, w1) != NULL);
+    CHECK(!w2 || strstr(e.msg, w2) != NULL);
+}
+
+TEST(template_files) {
+    CHECK(tu_mkdtemp(tdir, sizeof tdir, "ti_test_templates") == 0);
+    struct ti_template_list l = {0};
+    struct ti_data_err e = {{0}};
+    /* a byte order mark, a comment, blanks, CRLF, AUTOMATIC1111's [name], no final newline */
+    const char *good = TFILE("good.txt", "\xef\xbb\xbf# frames of the data set\n\n"
+                                         "  a photo of a {}  \r\n"
+                                         "a [name] on a table\n"
+                                         "   # indented comment\n"
+                                         "an image of a {}");
+    DCHECK_OK(ti_templates_load(&l, good, &e), &e);
+    CHECK(l.n == 3);
+    if (l.n == 3) {
+        CHECK(!strcmp(l.t[0], "a photo of a {}"));
+        CHECK(!strcmp(l.t[1], "a {} on a table"));
+        CHECK(!strcmp(l.t[2], "an image of a {}"));
+    }
+
+    /* the dataset draws its captions from them: u_template -> floor(u * 3) */
+    struct ti_dataset_opts o;
+    ti_dataset_opts_default(&o);
+    o.root = root;
+    o.size = 8;
+    o.templates = (const char *const *)l.t;
+    o.n_templates = l.n;
+    struct ti_dataset *ds = NULL;
+    char cap[256];
+    DCHECK_OK(ti_dataset_open(&ds, &o, NULL, NULL, &e), &e);
+    if (ds) {
+        DCHECK_OK(ti_dataset_caption(ds, 0, 0.0, 0.0, cap, sizeof cap, &e), &e);
+        CHECK(!strcmp(cap, "a photo of a *"));
+        DCHECK_OK(ti_dataset_caption(ds, 0, 0.0, 0.5, cap, sizeof cap, &e), &e);
+        CHECK(!strcmp(cap, "a * on a table"));
+        DCHECK_OK(ti_dataset_caption(ds, 1, 0.0, 0.9999999, cap, sizeof cap, &e), &e);
+        CHECK(!strcmp(cap, "an image of a *"));
+        ti_dataset_close(ds);
+    }
+    /* per-image tokens: the dual templates stay the original's */
+    o.per_image_tokens = 1;
+    DCHECK_OK(ti_dataset_open(&ds, &o, NULL, NULL, &e), &e);
+    if (ds) {
+        DCHECK_OK(ti_dataset_caption(ds, 0, 0.1, 0.0, cap, sizeof cap, &e), &e);
+        CHECK(!strcmp(cap, "a photo of a * with \xd7\x90"));
+        DCHECK_OK(ti_dataset_caption(ds, 0, 0.9, 0.5, cap, sizeof cap, &e), &e);
+        CHECK(!strcmp(cap, "a * on a table"));
+        ti_dataset_close(ds);
+    }
+    ti_templates_free(&l);
+    CHECK(l.t == NULL && l.n == 0);
+
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/missing.txt", tdir);
+    template_error(missing, "No such file", NULL);
+    template_error(TFILE("filewords.txt", "a photo of a {}\na [name], [filewords]\n"),
+                   ":2:", "[filewords]");
+    template_error(TFILE("two.txt", "a {} and a {}\n"), ":1:", "exactly one");
+    template_error(TFILE("mixed.txt", "# c\na {} and a [name]\n"), ":2:", "found 2");
+    template_error(TFILE("none.txt", "a photo of a {}\na photo\n"), ":2:", "found 0");
+    template_error(TFILE("empty.txt", "# only a comment\n\n  \n"), "no templates", NULL);
+    template_error(TFILE("nul.txt", "a photo of a {}\na \0{}\n"), ":2:", "NUL");
+    char longline[TI_TEMPLATE_LEN_MAX + 8];
+    memset(longline, 'x', sizeof longline - 1);
+    memcpy(longline, "{} ", 3);
+    longline[sizeof longline - 1] = '\0';
+    template_error(template_file("long.txt", longline, strlen(longline)), ":1:", "longer than");
+    template_error(tdir, "directory", NULL);
+
+    const char *names[] = {"good.txt", "filewords.txt", "two.txt", "mixed.txt",
+                           "none.txt", "empty.txt",     "nul.txt", "long.txt"};
+    char p[512];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", tdir, names[i]);
+        CHECK(remove(p) == 0);
+    }
+    CHECK(rmdir(tdir) == 0);
+}
+
 TEST(errors) {
     struct ti_dataset_opts o;
     ti_dataset_opts_default(&o);
@@ -329,6 +437,7 @@ int main(void) {
     RUN(templates_verbatim);
     RUN(listing_skipping_and_preparation);
     RUN(captions);
+    RUN(template_files);
     RUN(errors);
     cleanup();
     return tc_finish();

@@ -392,6 +392,14 @@ EOF
         "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr3" -n same >/dev/null 2>&1
     done
     check "two runs, two folders" [ "$(ls "$TMP/dr3" | wc -l)" -eq 2 ]
+    # --templates: every caption comes from the file's two templates
+    printf '# two frames\na drawing of a {}\nthe [name] on a shelf\n' >"$TMP/tmpl.txt"
+    "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr4" \
+        --templates "$TMP/tmpl.txt" >/dev/null 2>"$TMP/err"
+    R=$(rundir "$TMP/dr4")
+    check "--templates: 20 captions" [ "$(wc -l <"$R/data/captions.txt" 2>/dev/null)" = 20 ]
+    check "--templates: only the file's templates" bash -c "! grep -vxE 'a drawing of a \\*|the \\* on a shelf' '$R/data/captions.txt'"
+    check "--templates: both drawn" bash -c "grep -q drawing '$R/data/captions.txt' && grep -q shelf '$R/data/captions.txt'"
     ;;
 bad)
     # expect_fail NAME WANT_RC PATTERN -- command: exit status, message, no run folder, no crash
@@ -421,6 +429,11 @@ bad)
             --placeholder_string "two words"
         expect_fail "several-token init word" 1 "single token" -- "$TT" $B --data_root "$FIX/imgs" \
             --init_word "qxzvbnmkwj"
+        printf 'a photo of a {}\na [name] and a {}\n' >"$TMP/two_slots.txt"
+        expect_fail "template with two slots" 1 "templates.*two_slots.txt:2:.*exactly one" -- "$TT" $B \
+            --data_root "$FIX/imgs" --templates "$TMP/two_slots.txt"
+        expect_fail "missing templates file" 1 "templates.*nonexistent.txt" -- "$TT" $B \
+            --data_root "$FIX/imgs" --templates "$TMP/nonexistent.txt"
         expect_fail "missing checkpoint" 1 "nonexistent.ckpt" -- "$TT" --base "$SD_CFG" -t \
             --actual_resume "$TMP/nonexistent.ckpt" --data_root "$FIX/imgs"
         needs_ldm

@@ -34,6 +34,12 @@ void ti_train_usage(FILE *f) {
         "                             the training captions (the original did not, so nothing\n"
         "                             was learned)\n"
         "  --embedding_manager_ckpt F start from the vectors in an embedding file\n"
+        "  --templates FILE           (ti) the training captions' templates, one per line, {}\n"
+        "                             (or AUTOMATIC1111's [name]) where the new word goes, '#'\n"
+        "                             starts a comment; instead of the original's fixed list\n"
+        "                             (\"a photo of a {}\", \"a rendering of a {}\", ...). For a\n"
+        "                             model whose text encoder knows other words (models/tiny-*\n"
+        "                             ship theirs as templates.txt)\n"
         "  --max_steps N              optimizer steps (lightning.trainer.max_steps)\n"
         "  --accumulate_grad_batches K  micro-batches per optimizer step\n"
         "  --scale_lr [BOOL]          lr = accumulate * gpus * batch * base_lr (default true)\n"
@@ -196,7 +202,8 @@ enum {
     ID_RESUME,
     ID_PREC,
     ID_FORMAT,
-    ID_QUIET
+    ID_QUIET,
+    ID_TEMPLATES
 };
 static const struct flag flags[] = {
     {"--base", "-b", F_BASE, ID_BASE},
@@ -221,6 +228,7 @@ static const struct flag flags[] = {
     {"--precision", NULL, F_STR, ID_PREC},
     {"--format", NULL, F_STR, ID_FORMAT},
     {"--quiet", "-q", F_BOOL, ID_QUIET},
+    {"--templates", NULL, F_STR, ID_TEMPLATES},
 };
 
 static int set_str(struct ti_train_args *a, int id, const char *flag, const char *v, char *msg,
@@ -254,6 +262,10 @@ static int set_str(struct ti_train_args *a, int id, const char *flag, const char
         a->placeholder = v;
         break;
     case ID_EMCKPT: a->embedding_manager_ckpt = v; break;
+    case ID_TEMPLATES:
+        if (!*v) return fail(msg, cap, "%s: expected a file, found an empty string", flag);
+        a->templates = v;
+        break;
     case ID_MAXSTEPS:
         if (!parse_long(v, 1, 1000000000L, &n))
             return fail(msg, cap, "%s: expected a positive integer, found '%s'", flag, v);
@@ -409,7 +421,7 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
     if (a->resume) {
         /* the run folder holds everything else; only a few flags may change */
         if (a->n_base || a->actual_resume || a->data_root || a->n_overrides || a->init_word ||
-            a->placeholder || a->dry_run)
+            a->placeholder || a->dry_run || a->templates)
             return fail(msg, cap,
                         "--resume: the run folder fixes the config, model and data; only "
                         "--max_steps, --quiet and --gpus may be given with it");

@@ -73,6 +73,7 @@ struct ti_train_args {
     int precision_given;
     enum ti_embedding_format format; /* --format, default TI_EMB_A1111 */
     int quiet;                       /* --quiet: no progress line */
+    const char *templates;           /* --templates FILE (ti) or NULL: the peer's templates */
 };
 
 /* Fills *a from argv (argv[0] is the program). Returns 0 ok, 1 when --help was asked (a is

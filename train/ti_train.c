@@ -704,6 +704,7 @@ out:
     ti_metrics_close(r->metrics);
     ti_trainer_close(r->t);
     ti_dataset_close(r->ds);
+    ti_templates_free(&r->templates);
     free(r->stream.perm);
     ti_train_setup_free(&r->setup);
     free(sa.text);

@@ -514,6 +514,14 @@ int ti_train_open_dataset(struct ti_train_run *r, ti_data_warn_fn warn, void *us
     o.coarse_class_text = d->coarse_class_text[0] ? d->coarse_class_text : NULL;
     o.style = d->templates == TI_TEMPLATES_STYLE;
     struct ti_data_err de;
+    if (r->a.templates) {
+        if (ti_templates_load(&r->templates, r->a.templates, &de) != 0) {
+            ti_error(err, TI_ERR_INVALID, "--templates: %s", de.msg);
+            return -1;
+        }
+        o.templates = (const char *const *)r->templates.t;
+        o.n_templates = r->templates.n;
+    }
     if (ti_dataset_open(&r->ds, &o, warn, user, &de) != 0) {
         ti_error(err, TI_ERR_INVALID, "--data_root: %s", de.msg);
         return -1;

@@ -33,13 +33,14 @@
 #include <stddef.h> /* defines: size_t */
 #include <stdint.h> /* defines: int64_t, uint64_t */
 
-#include "backend.h"  /* defines: struct ti_backend */
-#include "cli.h"      /* defines: struct ti_train_args, TI_TRAIN_MAX_* */
-#include "dataset.h"  /* defines: struct ti_dataset, ti_data_warn_fn */
-#include "metrics.h"  /* defines: struct ti_metrics */
-#include "run_log.h"  /* defines: struct ti_train_setup */
-#include "schedule.h" /* defines: struct ti_schedule */
-#include "trainer.h"  /* defines: struct ti_trainer */
+#include "backend.h"   /* defines: struct ti_backend */
+#include "cli.h"       /* defines: struct ti_train_args, TI_TRAIN_MAX_* */
+#include "dataset.h"   /* defines: struct ti_dataset, ti_data_warn_fn */
+#include "metrics.h"   /* defines: struct ti_metrics */
+#include "run_log.h"   /* defines: struct ti_train_setup */
+#include "schedule.h"  /* defines: struct ti_schedule */
+#include "templates.h" /* defines: struct ti_template_list */
+#include "trainer.h"   /* defines: struct ti_trainer */
 
 #ifdef __cplusplus
 extern "C" {
@@ -72,6 +73,7 @@ struct ti_train_run {
     int batch, accum, every_ckpt, img_freq, max_images;
     double lr;
     struct ti_dataset *ds;
+    struct ti_template_list templates; /* --templates, read by ti_train_open_dataset */
     struct ti_train_stream stream;
     struct ti_trainer *t;
     struct ti_metrics *metrics;
