@@ -18,7 +18,8 @@
 #
 # Environment (defaults in brackets): DEMO_MODEL [models/tiny-sd] (config.yaml +
 # model.safetensors, and templates.txt when present: ti-train --templates), DEMO_STEPS [1000]
-# training steps, DEMO_SAMPLES [100] per prompt, DEMO_DDIM_STEPS [20], DEMO_SCALE [5] guidance, DEMO_VECTORS [1] vectors per token,
+# training steps, DEMO_SAMPLES [100] per prompt, DEMO_DDIM_STEPS [20], DEMO_SCALE [7.5]
+# guidance (SD's usual), DEMO_VECTORS [1] vectors per token,
 # DEMO_CONCEPT [teal] (or heart: the data set's other unnamed concept, init word "object"),
 # DEMO_INIT [green for teal, object for heart] the init word, DEMO_SEED [2026] the seed of the
 # concept images and of ti-train, DEMO_LR [the config's] model.base_learning_rate,
@@ -32,7 +33,7 @@ MODEL=${DEMO_MODEL:-models/tiny-sd}
 STEPS=${DEMO_STEPS:-1000}
 N=${DEMO_SAMPLES:-100}
 DDIM=${DEMO_DDIM_STEPS:-20}
-SCALE=${DEMO_SCALE:-5}
+SCALE=${DEMO_SCALE:-7.5}
 VECTORS=${DEMO_VECTORS:-1}
 MIN_RATE=${DEMO_MIN_RATE:-90}
 MAX_BASE=${DEMO_MAX_BASELINE:-20}
