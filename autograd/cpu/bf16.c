@@ -70,6 +70,21 @@ static int64_t view_numel(const struct ti_tensor *t, int *contig) {
     return n;
 }
 
+struct convert_job {
+    uint16_t *bf;
+    float *fl;
+    int64_t is; /* the innermost stride (both buffers) */
+    int to_f32;
+};
+
+static void convert_row(void *user, const int64_t *off, int64_t inner) {
+    const struct convert_job *j = user;
+    if (j->to_f32)
+        widen_run(j->fl + off[0], j->bf + off[0], inner, j->is, j->is);
+    else
+        narrow_run(j->bf + off[0], j->fl + off[0], inner, j->is, j->is);
+}
+
 /* Copies every element of the view `t` between the bf16 buffer `bf` and the f32 buffer `fl`
  * (both with t's strides; to_f32 says which way), rows of the innermost dim in parallel. */
 static void convert_view(const struct ti_tensor *t, uint16_t *bf, float *fl, int to_f32) {
@@ -89,26 +104,10 @@ static void convert_view(const struct ti_tensor *t, uint16_t *bf, float *fl, int
         }
         return;
     }
-    int nd = t->ndim - 1;
-    int64_t inner = t->shape[nd], is = t->stride[nd], rows = n / inner;
-    int nt = n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
-#pragma omp parallel for schedule(static) if (nt > 1)
-    for (int p = 0; p < nt; p++) {
-        int64_t lo, hi;
-        ti_split_range(rows, nt, p, &lo, &hi);
-        if (lo >= hi) continue;
-        const int64_t *st[1] = {t->stride};
-        struct ti_iter it;
-        ti_iter_init(&it, nd, t->shape, 1, st);
-        ti_iter_seek(&it, lo);
-        for (int64_t r = lo; r < hi; r++, ti_iter_next(&it)) {
-            int64_t o = it.off[0];
-            if (to_f32)
-                widen_run(fl + o, bf + o, inner, is, is);
-            else
-                narrow_run(bf + o, fl + o, inner, is, is);
-        }
-    }
+    struct convert_job job = {bf, fl, t->stride[t->ndim - 1], to_f32};
+    const int64_t *st[1] = {t->stride};
+    ti_cpu_for_rows(t->ndim, t->shape, 1, st, n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1,
+                    convert_row, &job);
 }
 
 /* ---- widen-compute-narrow -------------------------------------------------------------------- */
@@ -264,6 +263,13 @@ static void add_run(const struct ti_add_args *a, int64_t o, int64_t x, int64_t y
     }
 }
 
+static void add_row(void *user, const int64_t *off, int64_t inner) {
+    const struct ti_add_args *a = user;
+    const int nd = a->out.ndim - 1;
+    add_run(a, off[0], off[1], off[2], inner, a->out.stride[nd], a->a.stride[nd],
+            a->b.data ? a->b.stride[nd] : 0);
+}
+
 static ti_status cpu_bf16_add_forward(struct ti_kctx *k, const struct ti_add_args *a) {
     if (a->out.ndim == 0 || !bf16_or_f32(&a->out) || !bf16_or_f32(&a->a) || !bf16_or_f32(&a->b))
         return wrap_add_forward(k, a);
@@ -281,22 +287,8 @@ static ti_status cpu_bf16_add_forward(struct ti_kctx *k, const struct ti_add_arg
         return TI_OK;
     }
     /* rows of the innermost dim, split between threads */
-    const int nd = a->out.ndim - 1;
-    const int64_t inner = a->out.shape[nd], rows = n / inner;
-    const int64_t ys = a->b.data ? a->b.stride[nd] : 0;
     const int64_t *strides[3] = {a->out.stride, a->a.stride, a->b.data ? a->b.stride : a->a.stride};
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        ti_split_range(rows, nt, t, &lo, &hi);
-        if (lo >= hi) continue;
-        struct ti_iter it;
-        ti_iter_init(&it, nd, a->out.shape, 3, strides);
-        ti_iter_seek(&it, lo);
-        for (int64_t r = lo; r < hi; r++, ti_iter_next(&it))
-            add_run(a, it.off[0], it.off[1], it.off[2], inner, a->out.stride[nd], a->a.stride[nd],
-                    ys);
-    }
+    ti_cpu_for_rows(a->out.ndim, a->out.shape, 3, strides, nt, add_row, (void *)a);
     return TI_OK;
 }
 

@@ -124,32 +124,30 @@ static void bf16_row(void *out, enum ti_dtype od, int64_t os, const void *src, e
  * results: a bf16 -> f32 or bf16 -> bf16 copy is exact, an f32 -> bf16 one rounds once either
  * way, and a sum rounds in f32 instead of f64 (the same bf16 for two bf16s; for a bf16 and an
  * f32, the f32 sum can differ from the f64 one in its last bit before the rounding). */
+struct bf16_cast_job {
+    const struct ti_tensor *dst, *src;
+    int accumulate;
+};
+
+static void bf16_cast_row(void *user, const int64_t *off, int64_t inner) {
+    const struct bf16_cast_job *j = user;
+    const enum ti_dtype od = j->dst->dtype, sd = j->src->dtype;
+    const int nd = j->dst->ndim - 1;
+    bf16_row((char *)j->dst->data + off[0] * (int64_t)ti_dtype_size(od), od, j->dst->stride[nd],
+             (const char *)j->src->data + off[1] * (int64_t)ti_dtype_size(sd), sd,
+             j->src->stride[nd], inner, j->accumulate);
+}
+
 static void bf16_cast(const struct ti_tensor *dst, const struct ti_tensor *src, int64_t n,
                       int accumulate) {
-    const enum ti_dtype od = dst->dtype, sd = src->dtype;
-    const int64_t oz = (int64_t)ti_dtype_size(od), sz = (int64_t)ti_dtype_size(sd);
-    char *o = dst->data;
-    const char *s = src->data;
     if (dst->ndim == 0) {
-        bf16_row(o, od, 1, s, sd, 1, 1, accumulate);
+        bf16_row(dst->data, dst->dtype, 1, src->data, src->dtype, 1, 1, accumulate);
         return;
     }
-    const int nd = dst->ndim - 1;
-    const int64_t inner = dst->shape[nd], rows = n / inner;
-    const int64_t os = dst->stride[nd], ss = src->stride[nd];
+    struct bf16_cast_job job = {dst, src, accumulate};
     const int64_t *strides[2] = {dst->stride, src->stride};
-    int nt = n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        ti_split_range(rows, nt, t, &lo, &hi);
-        if (lo >= hi) continue;
-        struct ti_iter it;
-        ti_iter_init(&it, nd, dst->shape, 2, strides);
-        ti_iter_seek(&it, lo);
-        for (int64_t r = lo; r < hi; r++, ti_iter_next(&it))
-            bf16_row(o + it.off[0] * oz, od, os, s + it.off[1] * sz, sd, ss, inner, accumulate);
-    }
+    ti_cpu_for_rows(dst->ndim, dst->shape, 2, strides, n >= TI_CPU_PAR_MIN ? ti_cpu_threads() : 1,
+                    bf16_cast_row, &job);
 }
 
 /* dst[i] (op)= cast(src[i]) over a shape with two stride sets; accumulate: += instead of =. */

@@ -204,4 +204,30 @@ static inline void ti_split_range(int64_t n, int parts, int p, int64_t *lo, int6
 /* Parallel-for threshold: loops shorter than this run on one thread. */
 #define TI_CPU_PAR_MIN 16384
 
+/* fn(user, off, inner) for every row of the innermost dim of shape (ndim >= 1 dims), the rows
+ * split between nt threads; off[k] is the element offset of the row's first element under
+ * stride set k (nsets <= 3 sets of ndim strides; each set's innermost stride is the caller's to
+ * apply within the row). */
+typedef void (*ti_cpu_row_fn)(void *user, const int64_t *off, int64_t inner);
+static inline void ti_cpu_for_rows(int ndim, const int64_t *shape, int nsets,
+                                   const int64_t *const *strides, int nt, ti_cpu_row_fn fn,
+                                   void *user) {
+    const int nd = ndim - 1;
+    const int64_t inner = shape[nd];
+    int64_t rows = 1;
+    for (int d = 0; d < nd; d++)
+        rows *= shape[d];
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        ti_split_range(rows, nt, t, &lo, &hi);
+        if (lo >= hi) continue;
+        struct ti_iter it;
+        ti_iter_init(&it, nd, shape, nsets, strides);
+        ti_iter_seek(&it, lo);
+        for (int64_t r = lo; r < hi; r++, ti_iter_next(&it))
+            fn(user, it.off, inner);
+    }
+}
+
 #endif /* TI_CPU_COMMON_H */
