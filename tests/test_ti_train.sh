@@ -395,7 +395,8 @@ EOF
     # --templates: every caption comes from the file's two templates
     printf '# two frames\na drawing of a {}\nthe [name] on a shelf\n' >"$TMP/tmpl.txt"
     "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr4" \
-        --templates "$TMP/tmpl.txt" >/dev/null 2>"$TMP/err"
+        --templates "$TMP/tmpl.txt" >"$TMP/out" 2>"$TMP/err"
+    check "--templates: said at start" grep -q "captions: 2 templates from $TMP/tmpl.txt" "$TMP/out"
     R=$(rundir "$TMP/dr4")
     check "--templates: 20 captions" [ "$(wc -l <"$R/data/captions.txt" 2>/dev/null)" = 20 ]
     check "--templates: only the file's templates" bash -c "! grep -vxE 'a drawing of a \\*|the \\* on a shelf' '$R/data/captions.txt'"

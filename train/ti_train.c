@@ -321,6 +321,8 @@ static int run_main(int argc, char **argv) {
         return fail_run(r, &err);
     }
     printf("train, PersonalizedBase, %zu\n", ti_dataset_len(r->ds));
+    if (r->templates.n)
+        printf("captions: %d templates from %s (--templates)\n", r->templates.n, r->a.templates);
     /* main.py prints a line per split; the validation set (same folder) is never run by ti */
     if (cfg->data.validation.present) {
         int nv = ti_dataset_n_images(r->ds);
