@@ -89,4 +89,9 @@ for f in model.safetensors config.yaml log_vae.csv log_vae1b.csv log_ldm.csv log
     cp "$WORK/clip/$f" "$OUT/.$f.tmp" && mv "$OUT/.$f.tmp" "$OUT/$f"
     cp "$WORK/bert/$f" "$OUT_LDM/.$f.tmp" && mv "$OUT_LDM/.$f.tmp" "$OUT_LDM/$f"
 done
+# the caption templates for ti-train --templates (the data set's sentence frames; the demo
+# passes them), as shipped with models/tiny-sd, into an output folder elsewhere
+for d in "$OUT" "$OUT_LDM"; do
+    [ -f "$d/templates.txt" ] || cp models/tiny-sd/templates.txt "$d/templates.txt"
+done
 echo "pretrain_tiny.sh: wrote $OUT and $OUT_LDM"
