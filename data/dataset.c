@@ -299,13 +299,12 @@ int ti_dataset_caption(const struct ti_dataset *ds, size_t i, double u_mix, doub
         list = ds->o.style ? ti_templates_style_dual : ti_templates_object_dual;
         count = ds->o.style ? ti_n_templates_style_dual : ti_n_templates_object_dual;
         token = ti_per_image_tokens[k];
+    } else if (ds->o.templates && ds->o.n_templates > 0) {
+        list = ds->o.templates;
+        count = ds->o.n_templates;
     } else {
         list = ds->o.style ? ti_templates_style : ti_templates_object;
         count = ds->o.style ? ti_n_templates_style : ti_n_templates_object;
-        if (ds->o.templates && ds->o.n_templates > 0) {
-            list = ds->o.templates;
-            count = ds->o.n_templates;
-        }
     }
     return ti_template_format(caption, caption_cap, list[pick(u_template, count)], ds->ph, token,
                               e);

@@ -297,9 +297,9 @@ static ti_status cpu_bf16_add_forward(struct ti_kctx *k, const struct ti_add_arg
  * on the block, and what it wrote is rounded back. Returns 0 (nothing done) when a tensor is not
  * contiguous, not bf16 / f32, or its first dim is not M: the caller then wraps the whole op. */
 enum {
-    ROWS_BUF = 16384,
-    ROWS_ARGS = 1024
-}; /* f32 elements per thread; bytes of an argument struct */
+    ROWS_BUF = 16384, /* f32 elements of one thread's buffer */
+    ROWS_ARGS = 1024  /* bytes of an argument struct (checked by _Static_assert) */
+};
 
 static int rows_wrap(struct ti_kctx *k, struct cv *v, int n, void *args, size_t args_size,
                      ti_status (*f32)(struct ti_kctx *, const void *), ti_status *st) {
