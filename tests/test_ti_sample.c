@@ -124,6 +124,7 @@ TEST(writes_pngs_same_bytes_for_same_seed) {
     snprintf(full, sizeof full, "%s --prompt 'a photo of * with @' --outdir %s/out1", args, dir);
     CHECK(run(full, err, sizeof err) == 0);
     if (err[0]) fprintf(stderr, "%s", err);
+    CHECK(!strstr(err, "tokens long")); /* a short prompt: no warning */
     CHECK(exists("%s/out1/samples/00000.png%s", ""));
     CHECK(exists("%s/out1/samples/00001.png%s", ""));
     CHECK(!exists("%s/out1/samples/00002.png%s", ""));
@@ -205,6 +206,33 @@ TEST(from_file_plms_eta_negative) {
              dir, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(exists("%s/out5/samples/00000.png%s", ""));
+}
+
+/* The text encoder reads 75 tokens: ti-sample says when a prompt is longer, counting a learned
+ * word as its vectors and naming the learned words that fall past the limit. */
+TEST(long_prompt_warns) {
+    char args[2048], full[8192], err[4096], words[512] = "";
+    snprintf(args, sizeof args, BASE, dir, dir);
+    for (int i = 0; i < 74; i++) /* 74 tokens: "a" is one token */
+        strcat(words, "a ");
+    /* 74 + '*' (1 vector) = 75: fits, no warning */
+    snprintf(full, sizeof full, "%s --prompt '%s*' --outdir %s/long1", args, words, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    CHECK(!strstr(err, "tokens long"));
+    /* 74 + '@' (2 vectors) = 76: the second vector is pushed out */
+    snprintf(full, sizeof full, "%s --prompt '%s@' --outdir %s/long2", args, words, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    CHECK(strstr(err, "warning: --prompt is 76 tokens long") != NULL);
+    CHECK(strstr(err, "learned word '@'") != NULL && !strstr(err, "'*'"));
+    /* words past 75 with '*' among them, in the negative prompt too */
+    snprintf(full, sizeof full,
+             "%s --prompt '%s a a * a' --negative_prompt '%s%s' --outdir %s/long3", args, words,
+             words, words, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    CHECK(strstr(err, "warning: --prompt is 78 tokens long") != NULL);
+    CHECK(strstr(err, "learned word '*'") != NULL);
+    CHECK(strstr(err, "warning: --negative_prompt is 148 tokens long") != NULL);
+    if (tc_failures) fprintf(stderr, "%s", err);
 }
 
 TEST(img2img_size) {
@@ -378,6 +406,7 @@ int main(int argc, char **argv) {
     RUN(writes_pngs_same_bytes_for_same_seed);
     RUN(merged_file);
     RUN(from_file_plms_eta_negative);
+    RUN(long_prompt_warns);
     RUN(img2img_size);
     RUN(ldm_config);
     char cmd[512];

@@ -154,6 +154,23 @@ EOF
     else
         skipped="$skipped metrics.h5(no python3 h5py)"
     fi
+    # --lr_scheduler linear with 2 warm-up steps over 6: diffusers' multipliers 0, 1/2 (warm-up
+    # from 0), then (6 - s) / 4 = 1, 3/4, 1/2, 1/4 of 1e-2; step 0 at LR 0 leaves the vectors
+    train "$TMP/ls" --lr_scheduler linear --lr_warmup_steps 2 >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    check "--lr_scheduler run exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "--lr_scheduler start-up line" grep -qx "LR schedule: linear over 6 steps, 2 warm-up (--lr_scheduler)" "$TMP/out"
+    RS=$(rundir "$TMP/ls")
+    if [ -f "$RS/metrics.h5" ] && [ -n "$PY" ]; then
+        check "--lr_scheduler linear: the LR of each step" "$PY" - "$RS/metrics.h5" <<'EOF2'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+want = np.array([0, 0.5, 1, 0.75, 0.5, 0.25]) * 1e-2
+assert np.allclose(f["lr"][:], want, rtol=1e-12, atol=0), f["lr"][:]
+n = f["embedding_norm"][:]
+assert n[1] != n[0], n
+EOF2
+    fi
     # LDM (BERT text encoder, 1280 -> tiny width)
     needs_ldm
     "$TT" --base "$LDM_CFG" -t --actual_resume "$TMP/ldm.safetensors" --data_root "$FIX/imgs" \
@@ -268,6 +285,21 @@ EOF
         check "SIGTERM run: exit 143 or (finished first) 0, got $rc" [ $rc -eq 0 ]
         echo "note: the run finished before SIGTERM arrived; the SIGTERM path was not exercised"
     fi
+    # a cosine schedule continues exactly too (the LR depends on the step and --max_steps)
+    train "$TMP/cs" --lr_scheduler cosine --lr_warmup_steps 1 >/dev/null 2>"$TMP/err" ||
+        bad "cosine run: $(tail -n 2 "$TMP/err")"
+    TI_TRAIN_RAISE_SIGINT_AT=3 train "$TMP/ci" --lr_scheduler cosine --lr_warmup_steps 1 \
+        >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "cosine run interrupted: exit 130, got $rc" [ $rc -eq 130 ]
+    "$TT" --resume "$(rundir "$TMP/ci")" --quiet >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "cosine run resumed ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "cosine: resumed == uninterrupted" cmp -s "$(rundir "$TMP/cs")/checkpoints/embeddings_gs-5.pt" "$(rundir "$TMP/ci")/checkpoints/embeddings_gs-5.pt"
+    check "cosine differs from the constant LR" bash -c "! cmp -s '$A/checkpoints/embeddings_gs-5.pt' '$(rundir "$TMP/cs")/checkpoints/embeddings_gs-5.pt'"
+    "$TT" --resume "$(rundir "$TMP/ci")" --lr_scheduler linear >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "--lr_scheduler with --resume exits 2, got $rc" [ $rc -eq 2 ]
     # a non-finite loss at step 3: reported, that step skipped (the vectors do not move)
     TI_TRAIN_TEST_NAN_AT=3 train "$TMP/n" >/dev/null 2>"$TMP/err"
     rc=$?

@@ -5,6 +5,7 @@
  * and metrics.h5 / metrics.csv.
  * Expected values are the spec's worked examples (ti-peer.md), never this code's output.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,78 @@ TEST(usage_errors_name_the_flag) {
     CHECK(parse(&a, msg, argv2) == 0 && !strcmp(a.resume, "logs/run") && a.max_steps == 10);
     const char *argv3[] = {"ti-train", "--help", NULL};
     CHECK(parse(&a, msg, argv3) == 1);
+}
+
+TEST(lr_schedules_are_diffusers) {
+    /* diffusers' get_scheduler formulas, values worked by hand: W = 10 warm-up steps of T = 110 */
+    struct {
+        enum ti_lr_schedule k;
+        int64_t step;
+        double want;
+    } cases[] = {
+        {TI_LR_CONSTANT, 0, 1.0},
+        {TI_LR_CONSTANT, 500, 1.0},
+        {TI_LR_CONSTANT_WITH_WARMUP, 0, 0.0},
+        {TI_LR_CONSTANT_WITH_WARMUP, 5, 0.5},
+        {TI_LR_CONSTANT_WITH_WARMUP, 10, 1.0},
+        {TI_LR_CONSTANT_WITH_WARMUP, 109, 1.0},
+        {TI_LR_LINEAR, 1, 0.1},
+        {TI_LR_LINEAR, 10, 1.0},
+        {TI_LR_LINEAR, 35, 0.75},
+        {TI_LR_LINEAR, 60, 0.5},
+        {TI_LR_LINEAR, 110, 0.0},
+        {TI_LR_LINEAR, 200, 0.0},
+        {TI_LR_COSINE, 3, 0.3},
+        {TI_LR_COSINE, 10, 1.0},
+        {TI_LR_COSINE, 35, 0.5 + 0.5 * sqrt(0.5)}, /* cos(pi / 4) */
+        {TI_LR_COSINE, 60, 0.5},
+        {TI_LR_COSINE, 85, 0.5 - 0.5 * sqrt(0.5)},
+        {TI_LR_COSINE, 110, 0.0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double f = ti_lr_schedule_factor(cases[i].k, cases[i].step, 10, 110);
+        if (fabs(f - cases[i].want) > 1e-12) {
+            fprintf(stderr, "  %s at step %lld: %.15g, want %.15g\n",
+                    ti_lr_schedule_name(cases[i].k), (long long)cases[i].step, f, cases[i].want);
+            CHECK(0);
+        }
+    }
+    /* no warm-up: the decay starts at 1 on step 0 */
+    CHECK(ti_lr_schedule_factor(TI_LR_COSINE, 0, 0, 100) == 1.0);
+    CHECK(fabs(ti_lr_schedule_factor(TI_LR_LINEAR, 50, 0, 100) - 0.5) < 1e-15);
+
+    /* the flags */
+    struct ti_train_args a;
+    char msg[512];
+    const char *ok[] = {"ti-train", "-b",
+                        "a",        "--data_root",
+                        "d",        "--actual_resume",
+                        "m",        "--lr_scheduler",
+                        "cosine",   "--lr_warmup_steps=20",
+                        NULL};
+    CHECK(parse(&a, msg, ok) == 0 && a.lr_scheduler == TI_LR_COSINE && a.lr_warmup_steps == 20);
+    const char *dflt[] = {"ti-train", "-b", "a", "--data_root", "d", "--actual_resume", "m", NULL};
+    CHECK(parse(&a, msg, dflt) == 0 && a.lr_scheduler == TI_LR_CONSTANT && a.lr_warmup_steps == 0);
+    const char *unknown[] = {
+        "ti-train",       "-b",         "a", "--data_root", "d", "--actual_resume", "m",
+        "--lr_scheduler", "polynomial", NULL};
+    CHECK(parse(&a, msg, unknown) == -1 && strstr(msg, "--lr_scheduler") &&
+          strstr(msg, "polynomial") && strstr(msg, "cosine"));
+    const char *neg[] = {"ti-train", "-b",
+                         "a",        "--data_root",
+                         "d",        "--actual_resume",
+                         "m",        "--lr_scheduler",
+                         "linear",   "--lr_warmup_steps",
+                         "-3",       NULL};
+    CHECK(parse(&a, msg, neg) == -1 && strstr(msg, "--lr_warmup_steps"));
+    /* a warm-up the constant schedule would silently ignore (diffusers does) is refused */
+    const char *lone[] = {
+        "ti-train",          "-b", "a", "--data_root", "d", "--actual_resume", "m",
+        "--lr_warmup_steps", "5",  NULL};
+    CHECK(parse(&a, msg, lone) == -1 && strstr(msg, "--lr_warmup_steps") &&
+          strstr(msg, "--lr_scheduler"));
+    const char *res[] = {"ti-train", "--resume", "logs/r", "--lr_scheduler", "linear", NULL};
+    CHECK(parse(&a, msg, res) == -1 && strstr(msg, "--resume"));
 }
 
 TEST(schedule_is_pl_1_5) {
@@ -454,6 +527,7 @@ int main(void) {
     RUN(defaults_and_readme_invocation);
     RUN(bools_overrides_and_lists);
     RUN(usage_errors_name_the_flag);
+    RUN(lr_schedules_are_diffusers);
     RUN(schedule_is_pl_1_5);
     RUN(config_assembly_and_lr);
     RUN(metrics_rows_and_resume);

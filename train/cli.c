@@ -43,6 +43,12 @@ void ti_train_usage(FILE *f) {
         "  --max_steps N              optimizer steps (lightning.trainer.max_steps)\n"
         "  --accumulate_grad_batches K  micro-batches per optimizer step\n"
         "  --scale_lr [BOOL]          lr = accumulate * gpus * batch * base_lr (default true)\n"
+        "  --lr_scheduler NAME        (ti) how the LR changes over the --max_steps steps, as in\n"
+        "                             diffusers: constant (default; the original has no\n"
+        "                             schedule), constant_with_warmup, linear (to 0), cosine (to "
+        "0)\n"
+        "  --lr_warmup_steps N        (ti) steps of linear warm-up from 0 (default 0; needs a\n"
+        "                             --lr_scheduler other than constant)\n"
         "  -s, --seed N               random seed (default 23)\n"
         "  --gpus IDS                 run on CUDA device(s): \"0,\"; absent: CPU; several ids\n"
         "                             (\"0,3\") need mpirun -np 2 (one process per GPU)\n"
@@ -203,7 +209,9 @@ enum {
     ID_PREC,
     ID_FORMAT,
     ID_QUIET,
-    ID_TEMPLATES
+    ID_TEMPLATES,
+    ID_LRSCHED,
+    ID_WARMUP
 };
 static const struct flag flags[] = {
     {"--base", "-b", F_BASE, ID_BASE},
@@ -229,6 +237,8 @@ static const struct flag flags[] = {
     {"--format", NULL, F_STR, ID_FORMAT},
     {"--quiet", "-q", F_BOOL, ID_QUIET},
     {"--templates", NULL, F_STR, ID_TEMPLATES},
+    {"--lr_scheduler", NULL, F_STR, ID_LRSCHED},
+    {"--lr_warmup_steps", NULL, F_STR, ID_WARMUP},
 };
 
 static int set_str(struct ti_train_args *a, int id, const char *flag, const char *v, char *msg,
@@ -265,6 +275,17 @@ static int set_str(struct ti_train_args *a, int id, const char *flag, const char
     case ID_TEMPLATES:
         if (!*v) return fail(msg, cap, "%s: expected a file, found an empty string", flag);
         a->templates = v;
+        break;
+    case ID_LRSCHED:
+        if (ti_lr_schedule_parse(v, &a->lr_scheduler) != 0)
+            return fail(msg, cap, "%s: expected one of %s, found '%s'", flag,
+                        ti_lr_schedule_names(), v);
+        a->lr_scheduler_given = 1;
+        break;
+    case ID_WARMUP:
+        if (!parse_long(v, 0, 1000000000L, &n))
+            return fail(msg, cap, "%s: expected a non-negative integer, found '%s'", flag, v);
+        a->lr_warmup_steps = n;
         break;
     case ID_MAXSTEPS:
         if (!parse_long(v, 1, 1000000000L, &n))
@@ -421,12 +442,18 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
     if (a->resume) {
         /* the run folder holds everything else; only a few flags may change */
         if (a->n_base || a->actual_resume || a->data_root || a->n_overrides || a->init_word ||
-            a->placeholder || a->dry_run || a->templates)
+            a->placeholder || a->dry_run || a->templates || a->lr_scheduler_given ||
+            a->lr_warmup_steps)
             return fail(msg, cap,
-                        "--resume: the run folder fixes the config, model and data; only "
-                        "--max_steps, --quiet and --gpus may be given with it");
+                        "--resume: the run folder fixes the config, model, data and schedule; "
+                        "only --max_steps, --quiet and --gpus may be given with it");
         return 0;
     }
+    if (a->lr_warmup_steps > 0 && a->lr_scheduler == TI_LR_CONSTANT)
+        return fail(msg, cap,
+                    "--lr_warmup_steps %ld: the constant schedule has no warm-up; add "
+                    "--lr_scheduler constant_with_warmup, linear or cosine",
+                    a->lr_warmup_steps);
     if (!a->n_base)
         return fail(msg, cap,
                     "--base: expected at least one YAML config (e.g. "

@@ -1,7 +1,7 @@
 /*
  * cli.h - ti-train's command line: the flags of the peer's main.py that textual inversion uses
  * (ti-peer.md §1.1), read with the peer's semantics, plus ti's own (--resume RUN, --precision,
- * --format, --dry_run).
+ * --format, --dry_run, --templates, --lr_scheduler, --lr_warmup_steps).
  *
  *   struct ti_train_args a;
  *   char msg[512];
@@ -33,6 +33,7 @@
 #include <stdio.h>  /* defines: FILE */
 
 #include "embedding_io.h" /* defines: enum ti_embedding_format */
+#include "lr_schedule.h"  /* defines: enum ti_lr_schedule */
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,9 +72,12 @@ struct ti_train_args {
     const char *resume;           /* --resume RUN_FOLDER or NULL */
     enum ti_train_precision precision;
     int precision_given;
-    enum ti_embedding_format format; /* --format, default TI_EMB_A1111 */
-    int quiet;                       /* --quiet: no progress line */
-    const char *templates;           /* --templates FILE (ti) or NULL: the peer's templates */
+    enum ti_embedding_format format;  /* --format, default TI_EMB_A1111 */
+    int quiet;                        /* --quiet: no progress line */
+    const char *templates;            /* --templates FILE (ti) or NULL: the peer's templates */
+    enum ti_lr_schedule lr_scheduler; /* --lr_scheduler (ti), default constant (the peer's) */
+    int lr_scheduler_given;           /* --lr_scheduler was given (refused with --resume) */
+    long lr_warmup_steps;             /* --lr_warmup_steps (ti), default 0 */
 };
 
 /* Fills *a from argv (argv[0] is the program). Returns 0 ok, 1 when --help was asked (a is

@@ -488,6 +488,41 @@ static int fail(struct ti_err *err, const char *what) {
     return 1;
 }
 
+/* The text encoders read 75 tokens (77 with BOS and EOS); a longer prompt loses its end, as in
+ * the reference, which says nothing. A learned word counts as its vectors (the manager inserts
+ * them after truncation, pushing the end out). Warns about `prompt`, naming the learned words
+ * that fall past the limit; returns 1 when it warned. */
+static int warn_long_prompt(const struct run *r, const char *what, const char *prompt) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct ti_err e = {0};
+    if (ti_tokenizer_tokenize(&ids, &n, r->tok, prompt, strlen(prompt), &e) != TI_OK) return 0;
+    size_t used = 0, cl = 0;
+    char cut[256] = "";
+    for (size_t i = 0; i < n; i++) {
+        const struct ti_emb_term *t = NULL;
+        for (int j = 0; j < r->em.n_terms && !t; j++)
+            if (r->em.terms[j].token == ids[i]) t = &r->em.terms[j];
+        int per = r->em.num_vectors_per_token, k = 1;
+        if (t) k = per == 1 ? 1 : per > 0 && per < t->n_vectors ? per : t->n_vectors;
+        if (t && used + (size_t)k > TI_TOKENS_MAX - 2 && cl + 64 < sizeof cut &&
+            !strstr(cut, t->placeholder)) {
+            int w =
+                snprintf(cut + cl, sizeof cut - cl, "%s'%.40s'", cl ? ", " : "", t->placeholder);
+            if (w > 0) cl += (size_t)w;
+        }
+        used += (size_t)k;
+    }
+    free(ids);
+    if (used <= TI_TOKENS_MAX - 2) return 0;
+    fprintf(stderr,
+            TOOL ": warning: %s is %zu tokens long%s; the text encoder reads the first %d and "
+                 "drops the rest, as the reference does%s%s\n",
+            what, used, r->em.n_terms ? " (a learned word counts as its vectors)" : "",
+            TI_TOKENS_MAX - 2, cl ? ". Dropped with it: the learned word " : "", cut);
+    return 1;
+}
+
 /* Counts the entries of a directory as os.listdir does (hidden ones too); -1 when it cannot be
  * read. */
 static int count_entries(const char *dir) {
@@ -767,6 +802,17 @@ static int prepare(struct run *r) {
             return fail(&err, "prompt");
     if (ti_emb_manager_prompt_ids(&r->em, r->tok, o->negative, idx, SEQ_LEN, &err) != TI_OK)
         return fail(&err, "--negative_prompt");
+    if (!o->from_file) {
+        warn_long_prompt(r, "--prompt", o->prompt);
+    } else {
+        int warned = 0;
+        for (int i = 0; i < r->n_prompts; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "prompt %d of --from-file", i + 1);
+            if (warned < 5) warned += warn_long_prompt(r, what, r->prompts[i]);
+        }
+    }
+    warn_long_prompt(r, "--negative_prompt", o->negative);
 
     /* the safety checker: every key and shape checked before the model load and any sampling */
     if (o->safety_checker) {

@@ -59,6 +59,7 @@ int main(void) {
 #include "fileio.h"            /* defines: ti_path_is_dir, ti_path_stem */
 #include "image.h"             /* defines: struct ti_image, ti_image_write_* */
 #include "ldm.h"               /* defines: struct ti_ldm */
+#include "lr_schedule.h"       /* defines: ti_lr_schedule_factor */
 #include "metrics.h"           /* defines: ti_metrics_*, ti_progress_* */
 #include "ops.h"               /* defines: ti_copy */
 #include "run_log.h"           /* defines: ti_train_config_build, ti_run_* */
@@ -426,6 +427,10 @@ static int run_main(int argc, char **argv) {
         printf("++++ NOT USING LR SCALING ++++\n");
         printf("Setting learning rate to %.2e\n", r->lr);
     }
+    if (r->a.lr_scheduler != TI_LR_CONSTANT)
+        printf("LR schedule: %s over %lld steps, %ld warm-up (--lr_scheduler)\n",
+               ti_lr_schedule_name(r->a.lr_scheduler), (long long)r->max_steps,
+               r->a.lr_warmup_steps);
     fflush(stdout);
 
     /* the model */
@@ -592,6 +597,9 @@ static int run_main(int argc, char **argv) {
         loss_sum /= g_world;
         if (!isfinite(loss_sum)) bad = 1;
         double loss = loss_sum / r->accum;
+        /* --lr_scheduler: the LR of this optimizer step (1 for the peer's constant LR) */
+        double lr_factor =
+            ti_lr_schedule_factor(r->a.lr_scheduler, step, r->a.lr_warmup_steps, r->max_steps);
         if (bad) {
             /* report and skip: no update from a non-finite loss */
             ti_trainer_zero_grad(r->t);
@@ -608,12 +616,13 @@ static int run_main(int argc, char **argv) {
         } else {
             consecutive_bad = 0;
             allreduce_grad(r->t);
+            ti_trainer_set_lr_factor(r->t, lr_factor);
             if (ti_trainer_optimizer_step(r->t, &err) != TI_OK) {
                 rc = 1;
                 goto out;
             }
         }
-        ti_metrics_add(r->metrics, step, loss, r->lr,
+        ti_metrics_add(r->metrics, step, loss, r->lr * lr_factor,
                        ti_train_embedding_norm(ti_trainer_embeddings(r->t)));
         /* the image logger and the checkpoint hook see global_step before its increment */
         if (writer && ti_run_is_image_step(step, r->img_freq)) {

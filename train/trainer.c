@@ -43,6 +43,7 @@ struct ti_trainer {
      * gradient's error against f32, docs/PERF.md "CPU bf16") */
     enum ti_dtype fdtype;
     double lr;
+    double lr_factor; /* the LR schedule's multiplier of both groups (1 unless set) */
     struct ti_ldm model;
     int model_ready;
     struct ti_tokenizer *tok;
@@ -242,6 +243,7 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     t->dtype = o->dtype;
     t->fdtype = o->dtype == TI_DTYPE_BF16 || o->dtype == TI_DTYPE_F16 ? TI_DTYPE_F32 : o->dtype;
     t->lr = o->lr;
+    t->lr_factor = 1.0;
     if (!t->cfg.personalization.present) {
         st = ti_error(err, TI_ERR_CONFIG,
                       "model.params.personalization_config: the config has no EmbeddingManager, "
@@ -518,7 +520,7 @@ static ti_status store_f32(struct ti_trainer *t, struct ti_tensor *dst, const fl
 ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err) {
     if (t->accum == 0) return TI_OK;
     t->step++;
-    adamw_f32(t->em.rows, t->grad, t->m, t->v, t->n_param, t->lr, t->step, t->accum);
+    adamw_f32(t->em.rows, t->grad, t->m, t->v, t->n_param, t->lr * t->lr_factor, t->step, t->accum);
     memset(t->grad, 0, t->n_param * sizeof *t->grad);
     ti_status st = TI_OK;
     for (int i = 0; i < t->n_mp; i++) {
@@ -526,7 +528,8 @@ ti_status ti_trainer_optimizer_step(struct ti_trainer *t, struct ti_err *err) {
         st = download_f32(t, t->hp_buf, p->n, p->w);
         if (st == TI_OK) st = download_f32(t, t->hg_buf, p->n, &p->g);
         if (st != TI_OK) break;
-        adamw_f32(t->hp_buf, t->hg_buf, p->m, p->v, p->n, t->model_lr, t->step, t->accum);
+        adamw_f32(t->hp_buf, t->hg_buf, p->m, p->v, p->n, t->model_lr * t->lr_factor, t->step,
+                  t->accum);
         st = store_f32(t, p->w, t->hp_buf);
         if (st == TI_OK) st = ti_ctx_zero(&t->ctx, &p->g);
         if (st != TI_OK) break;
@@ -569,7 +572,11 @@ int64_t ti_trainer_step(const struct ti_trainer *t) {
     return t->step;
 }
 double ti_trainer_lr(const struct ti_trainer *t) {
-    return t->lr;
+    return t->lr * t->lr_factor;
+}
+
+void ti_trainer_set_lr_factor(struct ti_trainer *t, double f) {
+    t->lr_factor = f;
 }
 void ti_trainer_latent_shape(const struct ti_trainer *t, int *channels, int *factor) {
     if (channels) *channels = t->cfg.vae.embed_dim;

@@ -128,7 +128,9 @@ struct ti_emb_manager *ti_trainer_embeddings(struct ti_trainer *t);
 struct ti_ldm *ti_trainer_model(struct ti_trainer *t);
 const struct ti_tokenizer *ti_trainer_tokenizer(const struct ti_trainer *t);
 int64_t ti_trainer_step(const struct ti_trainer *t); /* optimizer steps done */
-double ti_trainer_lr(const struct ti_trainer *t);
+double ti_trainer_lr(const struct ti_trainer *t);    /* the embedding group's LR now */
+/* Multiplies both groups' LR from the next optimizer step on (a schedule, lr_schedule.h). */
+void ti_trainer_set_lr_factor(struct ti_trainer *t, double f);
 /* The latent shape a (B, 3, H, W) image batch gives: channels and downsample factor. */
 void ti_trainer_latent_shape(const struct ti_trainer *t, int *channels, int *factor);
 /* The execution context (its arenas, for memory statistics). */
