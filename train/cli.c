@@ -241,9 +241,17 @@ static const struct flag flags[] = {
     {"--lr_warmup_steps", NULL, F_STR, ID_WARMUP},
 };
 
+/* an integer flag's value in lo..hi (lo 0 or 1) into *dst */
+static int set_long(long *dst, const char *flag, const char *v, long lo, long hi, char *msg,
+                    size_t cap) {
+    if (!parse_long(v, lo, hi, dst))
+        return fail(msg, cap, "%s: expected a %s integer, found '%s'", flag,
+                    lo > 0 ? "positive" : "non-negative", v);
+    return 0;
+}
+
 static int set_str(struct ti_train_args *a, int id, const char *flag, const char *v, char *msg,
                    size_t cap) {
-    long n;
     switch (id) {
     case ID_ACTUAL: a->actual_resume = v; break;
     case ID_NAME: a->name = v; break;
@@ -282,21 +290,9 @@ static int set_str(struct ti_train_args *a, int id, const char *flag, const char
                         ti_lr_schedule_names(), v);
         a->lr_scheduler_given = 1;
         break;
-    case ID_WARMUP:
-        if (!parse_long(v, 0, 1000000000L, &n))
-            return fail(msg, cap, "%s: expected a non-negative integer, found '%s'", flag, v);
-        a->lr_warmup_steps = n;
-        break;
-    case ID_MAXSTEPS:
-        if (!parse_long(v, 1, 1000000000L, &n))
-            return fail(msg, cap, "%s: expected a positive integer, found '%s'", flag, v);
-        a->max_steps = n;
-        break;
-    case ID_ACCUM:
-        if (!parse_long(v, 1, 1000000L, &n))
-            return fail(msg, cap, "%s: expected a positive integer, found '%s'", flag, v);
-        a->accumulate_grad_batches = n;
-        break;
+    case ID_WARMUP: return set_long(&a->lr_warmup_steps, flag, v, 0, 1000000000L, msg, cap);
+    case ID_MAXSTEPS: return set_long(&a->max_steps, flag, v, 1, 1000000000L, msg, cap);
+    case ID_ACCUM: return set_long(&a->accumulate_grad_batches, flag, v, 1, 1000000L, msg, cap);
     case ID_RESUME:
         if (!*v) return fail(msg, cap, "%s: expected a run folder, found an empty string", flag);
         a->resume = v;
