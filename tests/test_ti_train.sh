@@ -285,6 +285,14 @@ EOF
         check "SIGTERM run: exit 143 or (finished first) 0, got $rc" [ $rc -eq 0 ]
         echo "note: the run finished before SIGTERM arrived; the SIGTERM path was not exercised"
     fi
+    # a target at or below the step reached: refused, the run untouched (it used to rewind it)
+    ls -l --time-style=full-iso "$D/checkpoints" >"$TMP/before"
+    "$TT" --resume "$D" --max_steps 4 >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "resume below the step reached exits 2, got $rc" [ $rc -eq 2 ]
+    check "resume below: message" grep -q "already at step 6 and its target is 4 steps" "$TMP/err"
+    ls -l --time-style=full-iso "$D/checkpoints" >"$TMP/after"
+    check "resume below: the run's files unchanged" cmp -s "$TMP/before" "$TMP/after"
     # a cosine schedule continues exactly too (the LR depends on the step and --max_steps)
     train "$TMP/cs" --lr_scheduler cosine --lr_warmup_steps 1 >/dev/null 2>"$TMP/err" ||
         bad "cosine run: $(tail -n 2 "$TMP/err")"
@@ -419,6 +427,22 @@ EOF
     check "--placeholder_string in the captions" grep -q '<toy>' "$R/data/captions.txt"
     check "no '*' left in the captions" bash -c "! grep -q '\*' '$R/data/captions.txt'"
     check "4 prepared images" [ "$(ls "$R/data"/*.png | wc -l)" -eq 4 ]
+    # size: null keeps each image's size; a larger image after a smaller one (a 100x50 TGA
+    # after the 72x60 PNG) must fit the example buffer
+    mkdir -p "$TMP/sizes" && cp "$FIX/imgs/a_red.png" "$TMP/sizes/"
+    { printf '\0\0\2\0\0\0\0\0\0\0\0\0\144\0\62\0\30\40'; head -c 15000 /dev/zero | tr '\0' '\200'; } >"$TMP/sizes/wide.tga"
+    "$TT" --base "$SD_CFG" --dry_run --data_root "$TMP/sizes" -l "$TMP/dr5" \
+        data.params.train.params.size=null >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    check "size null, two sizes: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "size null: said" grep -q "2 images prepared at their own sizes" "$TMP/out"
+    # a 248-byte file name: the prepared copy's name is cut to fit beside its temporary name
+    LONGF="$(printf 'a%.0s' $(seq 1 244)).png"
+    mkdir -p "$TMP/longname" && cp "$FIX/imgs/a_red.png" "$TMP/longname/$LONGF"
+    "$TT" --base "$SD_CFG" --dry_run --data_root "$TMP/longname" -l "$TMP/dr6" >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "a 248-byte image name: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "its prepared copy" bash -c "ls '$(rundir "$TMP/dr6")'/data/000_aaaa*.png >/dev/null"
     # the same name twice (possibly in the same second): two folders, never a shared one
     for _ in 1 2; do
         "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr3" -n same >/dev/null 2>&1
@@ -467,6 +491,14 @@ bad)
             --data_root "$FIX/imgs" --templates "$TMP/two_slots.txt"
         expect_fail "missing templates file" 1 "templates.*nonexistent.txt" -- "$TT" $B \
             --data_root "$FIX/imgs" --templates "$TMP/nonexistent.txt"
+        # a failure after the run folder was made (a data folder name so long that the run
+        # folder <folder><date>_x fits 255 bytes but the saved config's temporary name beside
+        # <folder><date>-project.yaml does not): the folder goes too
+        LONGD="$TMP/$(printf 'e%.0s' $(seq 1 228))"
+        mkdir -p "$LONGD" && cp "$FIX/imgs/a_red.png" "$LONGD/"
+        expect_fail "run folder removed after a failure" 1 "File name too long" -- "$TT" \
+            --base "$SD_CFG" --dry_run --data_root "$LONGD" -n x
+        check "the removal is said" grep -q "unfinished run folder .* was removed" "$TMP/err"
         expect_fail "missing checkpoint" 1 "nonexistent.ckpt" -- "$TT" --base "$SD_CFG" -t \
             --actual_resume "$TMP/nonexistent.ckpt" --data_root "$FIX/imgs"
         needs_ldm

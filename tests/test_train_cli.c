@@ -164,6 +164,34 @@ TEST(usage_errors_name_the_flag) {
     CHECK(parse(&a, msg, argv3) == 1);
 }
 
+TEST(gpus_as_pytorch_lightning_reads_them) {
+    /* PL 1.5 parse_gpu_ids: a comma makes a list of ids, else a count (0: the CPU) */
+    struct {
+        const char *v;
+        int n, ids[3];
+    } ok[] = {{"0,", 1, {0}},   {"1,", 1, {1}}, {"0,3", 2, {0, 3}}, {"1", 1, {0}},
+              {"2", 2, {0, 1}}, {"0", 0, {0}},  {",2,", 1, {2}}};
+    struct ti_train_args a;
+    char msg[512];
+    for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
+        const char *argv[] = {"ti-train",        "-b", "a",      "--data_root", "d",
+                              "--actual_resume", "m",  "--gpus", ok[k].v,       NULL};
+        int r = parse(&a, msg, argv);
+        int good = r == 0 && a.n_gpus == ok[k].n && a.gpus && !strcmp(a.gpus, ok[k].v);
+        for (int i = 0; good && i < ok[k].n; i++)
+            good = a.gpu_ids[i] == ok[k].ids[i];
+        if (!good)
+            fprintf(stderr, "  --gpus '%s': r %d, %d devices (%s)\n", ok[k].v, r, a.n_gpus, msg);
+        CHECK(good);
+    }
+    const char *bad[] = {"-1", "17", "x", "1.5", ",", ""};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        const char *argv[] = {"ti-train",        "-b", "a",      "--data_root", "d",
+                              "--actual_resume", "m",  "--gpus", bad[k],        NULL};
+        CHECK(parse(&a, msg, argv) == -1 && strstr(msg, "--gpus"));
+    }
+}
+
 TEST(lr_schedules_are_diffusers) {
     /* diffusers' get_scheduler formulas, values worked by hand: W = 10 warm-up steps of T = 110 */
     struct {
@@ -527,6 +555,7 @@ int main(void) {
     RUN(defaults_and_readme_invocation);
     RUN(bools_overrides_and_lists);
     RUN(usage_errors_name_the_flag);
+    RUN(gpus_as_pytorch_lightning_reads_them);
     RUN(lr_schedules_are_diffusers);
     RUN(schedule_is_pl_1_5);
     RUN(config_assembly_and_lr);

@@ -50,8 +50,11 @@ void ti_train_usage(FILE *f) {
         "  --lr_warmup_steps N        (ti) steps of linear warm-up from 0 (default 0; needs a\n"
         "                             --lr_scheduler other than constant)\n"
         "  -s, --seed N               random seed (default 23)\n"
-        "  --gpus IDS                 run on CUDA device(s): \"0,\"; absent: CPU; several ids\n"
-        "                             (\"0,3\") need mpirun -np 2 (one process per GPU)\n"
+        "  --gpus IDS                 run on CUDA device(s), read as PyTorch Lightning does:\n"
+        "                             ids with a comma (\"0,\" device 0, \"0,3\"), or a count\n"
+        "                             (\"1\" device 0, \"2\" devices 0 and 1, \"0\" the CPU);\n"
+        "                             absent: CPU; several devices need mpirun -np N (one\n"
+        "                             process per GPU)\n"
         "  --precision P              fp32 (default), bf16, or fp16 (GPU only); also 32, 16\n"
         "\n");
     fprintf(
@@ -152,9 +155,27 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
     return 1;
 }
 
-/* "0," / "0,3,7,8" / "1" -> ids. The peer counts len(s.strip(",").split(",")). */
+/* --gpus as PyTorch Lightning 1.5 reads it (parse_gpu_ids): with a comma, device ids ("0," /
+ * "0,3,7,8"); without, a count N: devices 0..N-1 ("1" is device 0, "2" devices 0 and 1), 0 the
+ * CPU. -1 (every GPU) is refused: ti needs the ids. The peer's LR counts
+ * len(s.strip(",").split(",")) whatever PL uses (config.c). */
 static int parse_gpus(struct ti_train_args *a, const char *s, char *msg, size_t cap) {
     a->n_gpus = 0;
+    a->gpus = s;
+    if (!strchr(s, ',')) {
+        long n;
+        if (!strcmp(s, "-1"))
+            return fail(msg, cap,
+                        "--gpus -1 (every GPU): give the device ids instead, e.g. \"0,1\"");
+        if (!parse_long(s, 0, TI_TRAIN_MAX_GPUS, &n))
+            return fail(msg, cap,
+                        "--gpus: expected a GPU count (0 = the CPU, N = devices 0..N-1, at most "
+                        "%d) or device ids with a comma (\"0,\" or \"0,3\"), found '%s'",
+                        TI_TRAIN_MAX_GPUS, s);
+        for (int i = 0; i < (int)n; i++)
+            a->gpu_ids[a->n_gpus++] = i;
+        return 0;
+    }
     const char *p = s;
     while (*p) {
         if (*p == ',') {
@@ -167,7 +188,7 @@ static int parse_gpus(struct ti_train_args *a, const char *s, char *msg, size_t 
         if (errno || end == p || v < 0 || v > 1023 || (*end && *end != ','))
             return fail(msg, cap,
                         "--gpus: expected device ids separated by commas (\"0,\" or "
-                        "\"0,3\"), found '%s'",
+                        "\"0,3\") or a GPU count (\"1\"), found '%s'",
                         s);
         if (a->n_gpus == TI_TRAIN_MAX_GPUS)
             return fail(msg, cap, "--gpus: at most %d devices", TI_TRAIN_MAX_GPUS);
@@ -176,7 +197,6 @@ static int parse_gpus(struct ti_train_args *a, const char *s, char *msg, size_t 
     }
     if (!a->n_gpus)
         return fail(msg, cap, "--gpus: expected at least one device id (\"0,\"), found '%s'", s);
-    a->gpus = s;
     return 0;
 }
 

@@ -56,8 +56,8 @@ struct ti_train_args {
     const char *postfix;                /* -f/--postfix */
     const char *logdir;                 /* -l/--logdir, default "logs" */
     uint64_t seed;                      /* -s/--seed, default 23 */
-    const char *gpus;                   /* --gpus as written ("0," / "0,3"); NULL = CPU */
-    int n_gpus;                         /* ids in --gpus (0 without it) */
+    const char *gpus;                   /* --gpus as written ("0," / "0,3" / "2"); NULL: none */
+    int n_gpus;                         /* devices --gpus selects (0: the CPU) */
     int gpu_ids[TI_TRAIN_MAX_GPUS];     /* the ids */
     const char *data_root;              /* --data_root */
     const char *init_word;              /* --init_word or NULL */

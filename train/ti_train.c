@@ -134,7 +134,10 @@ static int fail_run(struct ti_train_run *r, const struct ti_err *err) {
         fprintf(stderr, PROG " (rank %d): error: %s\n", g_rank, err->msg);
     else
         fprintf(stderr, PROG ": error: %s\n", err->msg);
-    (void)r;
+    /* never a half-made run folder: one this invocation created is removed until training runs */
+    if (r->remove_on_fail && g_rank == 0 && ti_remove_tree(r->rundir) == 0)
+        fprintf(stderr, PROG ": the unfinished run folder %s was removed\n", r->rundir);
+    r->remove_on_fail = 0;
     abort_ranks(1);
     return 1;
 }
@@ -254,6 +257,12 @@ static int run_main(int argc, char **argv) {
     }
     for (int k = 0; k < cfg->n_warnings; k++)
         fprintf(stderr, PROG ": warning: %s\n", cfg->warnings[k].msg);
+    /* PL would take the devices from the config too; ti picks them before reading it */
+    if (!r->a.gpus && cfg->lightning.gpus[0] && g_rank == 0)
+        fprintf(stderr,
+                PROG ": warning: lightning.trainer.gpus '%s' is not used: ti-train runs on the "
+                     "CPU unless --gpus is given (--gpus %s)\n",
+                cfg->lightning.gpus, cfg->lightning.gpus);
     if (g_world > 1 && cfg->model.unfreeze_model) {
         ti_error(&err, TI_ERR_CONFIG,
                  "model.params.unfreeze_model: data-parallel runs (mpirun) average only the "
@@ -352,6 +361,15 @@ static int run_main(int argc, char **argv) {
                          "epochs, %lld steps (give --max_steps N to stop sooner)\n",
                     (long long)r->max_steps);
     }
+    /* a target at or below the step reached would rewind the run's files: refuse, touch nothing */
+    if (r->a.resume && r->max_steps <= resume_step) {
+        fprintf(stderr,
+                PROG ": --resume: %s is already at step %lld and its target is %lld steps: "
+                     "nothing to train; give --max_steps N with N > %lld to train on (the run "
+                     "is unchanged)\n",
+                r->rundir, (long long)resume_step, (long long)r->max_steps, (long long)resume_step);
+        return 2;
+    }
     if (!ti_image_exif_supported())
         fprintf(stderr,
                 PROG ": warning: built without libexif: EXIF orientation is not applied "
@@ -364,8 +382,9 @@ static int run_main(int argc, char **argv) {
         ti_run_dir_name(name, sizeof name, &r->a, r->now);
         snprintf(r->rundir, sizeof r->rundir, "%s/%s", r->a.logdir, name);
         /* two runs started in the same second with the same name would share a folder */
-        for (int k = 1; ti_path_is_dir(r->rundir) && k < 1000; k++)
+        for (int k = 1; ti_path_exists(r->rundir) && k < 1000; k++)
             snprintf(r->rundir, sizeof r->rundir, "%s/%s-%d", r->a.logdir, name, k);
+        r->remove_on_fail = !ti_path_exists(r->rundir);
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
     }
     /* the embedding's `name`: the run name, else the data folder's; never the date, so the same
@@ -392,11 +411,12 @@ static int run_main(int argc, char **argv) {
             return fail_run(r, &err);
         if (ti_train_dry_run(r, &err) != 0) return fail_run(r, &err);
         int n = ti_dataset_n_images(r->ds), size = cfg->data.train.size;
-        const struct ti_image *im0 = ti_dataset_image(r->ds, 0);
-        printf("dry run: %d image%s prepared at %dx%d (dataset length %zu with repeats %d), "
+        char at[64] = "their own sizes (size: null)";
+        if (size > 0) snprintf(at, sizeof at, "%dx%d", size, size);
+        printf("dry run: %d image%s prepared at %s (dataset length %zu with repeats %d), "
                "written to %s/data/; 20 sample captions in %s/data/captions.txt\n",
-               n, n == 1 ? "" : "s", size > 0 ? size : im0->w, size > 0 ? size : im0->h,
-               ti_dataset_len(r->ds), cfg->data.train.repeats, r->rundir, r->rundir);
+               n, n == 1 ? "" : "s", at, ti_dataset_len(r->ds), cfg->data.train.repeats, r->rundir,
+               r->rundir);
         printf("EXIF orientation: %s\n",
                ti_image_exif_supported() ? "applied" : "NOT applied (built without libexif)");
         printf("placeholder '%s'; batch %d; %lld steps; no model loaded\n",
@@ -406,8 +426,9 @@ static int run_main(int argc, char **argv) {
 
     if (cfg->data.train.size <= 0) {
         ti_error(&err, TI_ERR_CONFIG,
-                 "data.params.train.params.size: training needs one image size (the images are "
-                 "batched), found none (size: null keeps each image's own size)");
+                 "data.params.train.params.size is null (keep each image's own size): ti-train "
+                 "trains every image at one size; set it, e.g. data.params.train.params.size=512 "
+                 "(SD v1) or 256 (LDM)");
         return fail_run(r, &err);
     }
 
@@ -514,6 +535,7 @@ static int run_main(int argc, char **argv) {
     /* the loop */
     int64_t step = resume_step > 0 ? resume_step : 0;
     struct ti_progress prog;
+    r->remove_on_fail = 0; /* from here on the run folder holds the run */
     ti_progress_init(&prog, stderr, r->a.quiet ? 0 : -1, step, r->max_steps);
     int rc = 0;
     int size = cfg->data.train.size;

@@ -546,10 +546,22 @@ int ti_train_dry_run(struct ti_train_run *r, struct ti_err *err) {
     snprintf(dir, sizeof dir, "%s/data", r->rundir);
     if (ti_mkdirs(dir, err) != TI_OK) return 1;
     int n = ti_dataset_n_images(r->ds);
+    size_t px = 0; /* the largest image (size: null keeps each image's own size) */
     for (int i = 0; i < n; i++) {
         char stem[256];
         const char *src = ti_dataset_image_path(r->ds, i);
+        const struct ti_image *im = ti_dataset_image(r->ds, i);
+        if ((size_t)im->w * im->h > px) px = (size_t)im->w * im->h;
+        /* "NNN_<stem>.png" and the writer's temporary name beside it within NAME_MAX (255):
+         * a long stem is cut at 200 bytes, never inside a UTF-8 sequence */
         ti_path_stem(src, stem, sizeof stem);
+        size_t L = strlen(stem);
+        if (L > 200) {
+            L = 200;
+            while (L > 0 && ((unsigned char)stem[L] & 0xC0) == 0x80)
+                L--;
+            stem[L] = 0;
+        }
         snprintf(path, sizeof path, "%s/%03d_%s.png", dir, i, stem);
         const char *text[] = {"Source", src, NULL};
         struct ti_data_err de;
@@ -559,8 +571,7 @@ int ti_train_dry_run(struct ti_train_run *r, struct ti_err *err) {
         }
     }
     int size = r->cfg->data.train.size;
-    const struct ti_image *im0 = ti_dataset_image(r->ds, 0);
-    size_t px = size > 0 ? (size_t)size * size : (size_t)im0->w * im0->h;
+    if (size > 0) px = (size_t)size * size;
     float *chw = malloc(3 * px * sizeof *chw);
     size_t cap = 64 * 1024, used = 0;
     char *text = malloc(cap);

@@ -1,6 +1,7 @@
 /* fileio.c - mapped input files, atomic output files, CRC-32 (see fileio.h). */
 #include "fileio.h"
 
+#include <dirent.h>   /* defines: opendir, readdir */
 #include <errno.h>    /* defines: errno */
 #include <fcntl.h>    /* defines: open, O_* */
 #include <pthread.h>  /* defines: pthread_once */
@@ -313,4 +314,34 @@ int ti_path_is_dir(const char *path) {
 int ti_path_is_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int ti_path_exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+int ti_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        size_t n = strlen(path) + strlen(e->d_name) + 2;
+        char *sub = malloc(n);
+        if (!sub) {
+            rc = -1;
+            break;
+        }
+        snprintf(sub, n, "%s/%s", path, e->d_name);
+        if (ti_remove_tree(sub) != 0) rc = -1;
+        free(sub);
+    }
+    closedir(d);
+    if (rc == 0) rc = rmdir(path);
+    return rc;
 }
