@@ -21,6 +21,9 @@
 
 #define STBI_NO_STDIO
 #include "stb_image.h" /* defines: stbi_info_from_memory, stbi_load_from_memory, ... */
+#ifdef TI_HAVE_ZLIB
+#include <zlib.h> /* defines: z_stream, inflate, crc32 */
+#endif
 
 #ifdef TI_HAVE_EXIF
 #include <libexif/exif-data.h> /* defines: ExifData, exif_data_*, exif_content_get_entry */
@@ -169,6 +172,14 @@ int ti_image_exif_supported(void) {
 #endif
 }
 
+int ti_image_png_checked(void) {
+#ifdef TI_HAVE_ZLIB
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Walks a JPEG's marker segments from SOI: returns 1 when the end-of-image marker is reached,
  * 0 when the data ends first (truncated), -1 for a length field that cannot be right. Sets
  * *exif / *exif_len to the first APP1 "Exif\0\0" payload (TIFF header included). Bytes between
@@ -208,6 +219,55 @@ static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *e
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
+
+#ifdef TI_HAVE_ZLIB
+/* PIL refuses a PNG whose chunks before the image data fail their CRC ("broken PNG file (bad
+ * header checksum)") and one whose image data is not a valid zlib stream, its Adler-32 included
+ * ("broken data stream"); stb_image checks neither and decodes damaged pixels. The same
+ * refusals (IDAT's own CRC and the chunks after it are not checked, as PIL does not). A stream
+ * that merely ends early is left to the decoder's "truncated" message. 0 ok, -1 (e set). */
+static int png_check(const uint8_t *d, size_t n, const char *name, struct ti_data_err *e) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) return 0; /* no memory to check: stb still decodes */
+    static _Thread_local uint8_t out[1 << 16];
+    size_t pos = 8;
+    int seen_idat = 0, zrc = Z_OK, rc = 0;
+    while (pos + 12 <= n && rc == 0) {
+        uint32_t clen = be32(d + pos);
+        if (clen > n - pos - 12) break;
+        const uint8_t *type = d + pos + 4, *body = d + pos + 8;
+        if (!memcmp(type, "IDAT", 4)) {
+            seen_idat = 1;
+            zs.next_in = (Bytef *)body;
+            zs.avail_in = clen;
+            while (zs.avail_in > 0 && zrc == Z_OK) {
+                zs.next_out = out;
+                zs.avail_out = sizeof out;
+                zrc = inflate(&zs, Z_NO_FLUSH);
+                if (zrc == Z_BUF_ERROR) zrc = Z_OK; /* no progress this call: more input next */
+                if (zs.avail_out == sizeof out && zs.avail_in > 0 && zrc == Z_OK) break;
+            }
+            if (zrc == Z_DATA_ERROR)
+                rc = TI_DATA_FAIL(e,
+                                  "%s: damaged PNG: its image data is not a valid zlib stream "
+                                  "(%s); PIL refuses it too (broken data stream)",
+                                  name, zs.msg ? zs.msg : "data error");
+        } else if (!seen_idat) {
+            uint32_t crc = (uint32_t)crc32(crc32(0L, type, 4), body, clen);
+            if (crc != be32(body + clen))
+                rc = TI_DATA_FAIL(e,
+                                  "%s: damaged PNG: chunk '%.4s' fails its CRC check; PIL "
+                                  "refuses it too (bad header checksum)",
+                                  name, (const char *)type);
+        }
+        if (!memcmp(type, "IEND", 4)) break;
+        pos += 12 + (size_t)clen;
+    }
+    inflateEnd(&zs);
+    return rc;
+}
+#endif
 
 #ifdef TI_HAVE_EXIF
 /* The payload of a PNG's first eXIf chunk (a TIFF header, without "Exif\0\0"), or NULL. The
@@ -321,6 +381,9 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
          * header claims, as for the other formats */
         if (fmt && !strcmp(fmt, "PNG") && n >= 24 && !memcmp(data + 12, "IHDR", 4)) {
             uint32_t pw = be32(data + 16), ph = be32(data + 20);
+            if (pw == 0 || ph == 0)
+                return TI_DATA_FAIL(e, "%s: the PNG header claims %ux%u pixels: an empty image",
+                                    name, (unsigned)pw, (unsigned)ph);
             if (!size_ok(pw, ph)) {
                 return TI_DATA_FAIL(e,
                                     "%s: the PNG header claims %ux%u pixels; refusing images over "
@@ -347,6 +410,9 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
                             name);
     }
     if (!fmt) fmt = "TGA";
+    if (w == 0 || h == 0)
+        return TI_DATA_FAIL(e, "%s: the %s header claims %dx%d pixels: an empty image", name, fmt,
+                            w, h);
     if (!size_ok(w, h)) {
         return TI_DATA_FAIL(e,
                             "%s: the %s header claims %dx%d pixels; refusing images over %d "
@@ -360,6 +426,9 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         if (st == 0) return TI_DATA_FAIL(e, "%s: truncated JPEG (no end-of-image marker)", name);
         if (st < 0) return TI_DATA_FAIL(e, "%s: damaged JPEG (bad segment length)", name);
     }
+#ifdef TI_HAVE_ZLIB
+    if (!strcmp(fmt, "PNG") && png_check(data, n, name, e) != 0) return -1;
+#endif
     int x = 0, y = 0, c = 0;
     uint8_t *px = stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
     if (!px) {

@@ -77,13 +77,17 @@ const char *ti_resample_name(enum ti_resample r);
  * file, a file over TI_IMAGE_MAX_FILE_BYTES, something that is not one of these formats, a
  * header claiming more than TI_IMAGE_MAX_SIDE per side or TI_IMAGE_MAX_PIXELS in all (checked
  * from the header alone, before allocating the pixels), a JPEG without its end-of-image marker
- * (truncated), and any decode error stb_image reports. */
+ * (truncated), a PNG with a chunk before its image data that fails its CRC or with image data
+ * that is not a valid zlib stream (Adler-32 included), as PIL refuses them (needs zlib:
+ * ti_image_png_checked()), and any decode error stb_image reports. */
 int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e);
 /* The same from memory; `name` is used in messages (the file name). */
 int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
                          struct ti_data_err *e);
 /* 1 when this build applies EXIF orientation (built with libexif), else 0. */
 int ti_image_exif_supported(void);
+/* 1 when this build refuses damaged PNGs (CRC, zlib stream; built with zlib), else 0. */
+int ti_image_png_checked(void);
 /* The EXIF orientation (1-8) of an encoded JPEG/PNG in memory; 1 when there is none, it is
  * invalid, or the build has no libexif. Exposed for tests and tools. */
 int ti_image_exif_orientation(const uint8_t *data, size_t n);

@@ -1368,8 +1368,8 @@ ti_status ti_config_check_train(const struct ti_config *c, struct ti_err *err) {
             return ti_error(err, TI_ERR_CONFIG,
                             "data.params.%s.params.placeholder_token '%s' is not one of the "
                             "placeholder_strings (first: '%s'): the captions would never "
-                            "contain a learned token (set both; --placeholder_string alone "
-                            "changes only the embedding manager)",
+                            "contain a learned token (set both, or give --placeholder_string, "
+                            "which sets both)",
                             k ? "validation" : "train", s->placeholder_token,
                             e->placeholder_strings[0]);
     }

@@ -445,6 +445,66 @@ static int count_entries(const char *dir) {
     return n;
 }
 
+/* PIL refuses a PNG whose image data is damaged (zlib error or Adler-32 mismatch: "broken data
+ * stream") or whose chunks before the data fail their CRC; it does not check IDAT's own CRC.
+ * stb_image checks none of them. */
+TEST(damaged_png_refused_as_pil) {
+    if (!ti_image_png_checked()) {
+        printf("  (built without zlib: damaged PNGs are not checked; skipped)\n");
+        return;
+    }
+    struct ti_data_err e = {{0}};
+    struct ti_image im = {0}, back = {0};
+    DCHECK_OK(ti_image_alloc(&im, 40, 30, &e), &e);
+    uint32_t s = 777;
+    for (size_t i = 0; i < 40 * 30 * 3; i++) {
+        s = s * 1103515245u + 12345u;
+        im.px[i] = (uint8_t)(s >> 24);
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/damage.png", tmpdir);
+    DCHECK_OK(ti_image_write_png(&im, path, NULL, &e), &e);
+    size_t n = 0;
+    uint8_t *b = read_all(path, &n);
+    size_t idat = 0, ihdr = 0;
+    for (size_t pos = 8; b && pos + 12 <= n; pos += 12 + rd32(b + pos)) {
+        if (!memcmp(b + pos + 4, "IDAT", 4) && !idat) idat = pos;
+        if (!memcmp(b + pos + 4, "IHDR", 4)) ihdr = pos;
+    }
+    CHECK(b && idat > 0 && ihdr == 8);
+    if (!b || !idat) {
+        free(b);
+        ti_image_free(&im);
+        return;
+    }
+    uint32_t len = rd32(b + idat);
+    struct {
+        size_t at;
+        const char *want; /* NULL: loads, as in PIL */
+    } cases[] = {
+        {idat + 8 + len / 2, "not a valid zlib stream"}, /* a byte of the compressed pixels */
+        {idat + 8 + len - 2, "not a valid zlib stream"}, /* the Adler-32 trailer */
+        {ihdr + 8 + 13, "chunk 'IHDR' fails its CRC"},   /* IHDR's CRC */
+        {idat + 8 + len, NULL},                          /* IDAT's own CRC: PIL skips it */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        b[cases[k].at] ^= 0x10;
+        int rc = ti_image_load_memory(&back, b, n, "damage.png", &e);
+        int ok = cases[k].want
+                     ? rc == -1 && strstr(e.msg, cases[k].want) && strstr(e.msg, "damage.png")
+                     : rc == 0 && max_diff(&im, &back) == 0;
+        if (!ok) fprintf(stderr, "  case %zu: rc %d: %s\n", k, rc, rc ? e.msg : "");
+        CHECK(ok);
+        ti_image_free(&back);
+        b[cases[k].at] ^= 0x10;
+    }
+    DCHECK_OK(ti_image_load_memory(&back, b, n, "damage.png", &e), &e); /* undamaged */
+    CHECK(max_diff(&im, &back) == 0);
+    ti_image_free(&back);
+    free(b);
+    ti_image_free(&im);
+}
+
 TEST(png_writer_round_trip_and_text) {
     struct ti_data_err e = {{0}};
     struct ti_image im = {0}, back = {0};
@@ -543,6 +603,7 @@ int main(void) {
     RUN(grid_layout_as_make_grid);
     RUN(chw_conversions);
     RUN(png_writer_round_trip_and_text);
+    RUN(damaged_png_refused_as_pil);
     rmdir(tmpdir);
     return tc_finish();
 }

@@ -34,6 +34,18 @@ ti_status ti_train_config_build(struct ti_train_setup *s, const struct ti_train_
         st, ti_yaml_load_merged(&s->doc, a->base, a->n_base, a->overrides, a->n_overrides, err));
     struct ti_yaml_doc *d = s->doc;
     const struct ti_yaml_node *root = ti_yaml_root(d);
+    /* the flags below add keys under model:, which would then seem to come from them */
+    if (!ti_yaml_get(root, "model")) {
+        char files[1024] = "";
+        for (int i = 0; i < a->n_base && strlen(files) < 900; i++)
+            snprintf(files + strlen(files), sizeof files - strlen(files), "%s%s", i ? ", " : "",
+                     a->base[i]);
+        st = ti_error(err, TI_ERR_CONFIG,
+                      "--base %s: no 'model' section (empty, or not a model config); expected "
+                      "one such as configs/stable-diffusion/v1-finetune.yaml",
+                      files);
+        goto fail;
+    }
     /* main.py: trainer.accelerator = "ddp" (kept only with gpus), then the non-default PL flags
      * in sorted order (nondefault_trainer_args sorts them); keys the YAML has keep their place */
     if (a->gpus)
