@@ -198,6 +198,19 @@ TEST(conflicts_without_a_terminal) {
              out);
     CHECK(tool(args) == 1 && file_has("err", "'<cat-toy>' is not a single token") &&
           file_has("err", "--rename " FX("diffusers_2d.bin") ":<cat-toy>=NEW"));
+    /* a rename onto another spelling of a merged name's token (CLIP lower-cases: 'Cat' is
+     * 'cat'): a file with both would be refused by ti-sample */
+    args[0] = '\0';
+    cat(args, sizeof args,
+        "-sd --manager_ckpts %s %s --output_path %s --rename %s:*=cat --rename %s:*=Cat",
+        FX("a1111_f32.pt"), FX("kohya.pt"), out, FX("a1111_f32.pt"), FX("kohya.pt"));
+    CHECK(tool(args) == 1 && file_has("err", "placeholder 'Cat' is already used by '" FX(
+                                                 "a1111_f32.pt") "' (as 'cat': the same token)"));
+    CHECK(!tio_exists(out));
+    /* an SD file merged without -sd: the fix its width suggests */
+    snprintf(args, sizeof args, "--manager_ckpts " FX("diffusers_2d.bin") " --output_path %s", out);
+    CHECK(tool(args) == 1 && file_has("err", "'<cat-toy>' is not a single token") &&
+          file_has("err", "Stable Diffusion embedding, pass -sd"));
     /* a rename of a placeholder the file does not hold */
     args[0] = '\0';
     cat(args, sizeof args, "-sd --manager_ckpts %s --output_path %s --rename %s:@=cat",
@@ -258,7 +271,10 @@ TEST(usage_errors) {
     CHECK(tool("--manager_ckpts a.pt --output_path o.pt --rename b.pt:*=x") == 2 &&
           file_has("err", "FILE one of the --manager_ckpts"));
     CHECK(tool("--manager_ckpts a.pt --output_path o.pt --rename a.pt:*") == 2 &&
-          file_has("err", "non-empty OLD and NEW"));
+          file_has("err", "with a non-empty NEW"));
+    /* diffusers' learned_embeds.bin is a pickle; ti writes that layout only as safetensors */
+    CHECK(tool("--manager_ckpts a.pt --output_path o.bin --format diffusers") == 2 &&
+          file_has("err", "ending in .safetensors, not 'o.bin'"));
     CHECK(tool("--manager_ckpts a.pt --output_path o.pt --frob") == 2 &&
           file_has("err", "unknown argument '--frob'"));
     CHECK(tool("--manager_ckpts a.pt --output_path") == 2 && file_has("err", "needs a value"));

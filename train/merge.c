@@ -23,6 +23,15 @@ static const char *tok_name(const struct ti_tokenizer *tok) {
                                                          : "the LDM (BERT WordPiece) tokenizer";
 }
 
+/* When a file's width says it belongs to the other tokenizer: what to do, else "". */
+static const char *width_hint(int dim, const struct ti_tokenizer *tok) {
+    int bpe = ti_tokenizer_kind_of(tok) == TI_TOKENIZER_BPE;
+    if (!bpe && (dim == 768 || dim == 1024))
+        return "; or, as its width says it is a Stable Diffusion embedding, pass -sd";
+    if (bpe && dim == 1280) return "; or, as its width says it is an LDM embedding, drop -sd";
+    return "";
+}
+
 /* The merged term using `s` (or one of the file's terms already accepted), or -1. */
 static int find_merged(const struct ti_merge *m, const char *s) {
     for (int i = 0; i < m->emb.n_terms; i++)
@@ -36,6 +45,25 @@ static const char *taken_by(const struct ti_merge *m, const char *const *pending
     if (i >= 0) return m->term_src[i];
     for (int k = 0; k < n_pending; k++)
         if (!strcmp(pending_names[k], s)) return path;
+    return NULL;
+}
+
+/* The source of a merged or pending term whose token is `id` under another spelling (CLIP
+ * lower-cases: 'Cat' is 'cat'), with that term's name in *as; or NULL. Two names of one token
+ * make a file ti-sample refuses and the peer's scripts resolve by chance. */
+static const char *token_taken_by(const struct ti_merge *m, char *const *pending_names,
+                                  const int32_t *pending_ids, int n_pending, const char *path,
+                                  int32_t id, const char **as) {
+    for (int i = 0; i < m->emb.n_terms; i++)
+        if (m->emb.terms[i].token == id) {
+            *as = m->emb.terms[i].placeholder;
+            return m->term_src[i];
+        }
+    for (int k = 0; k < n_pending; k++)
+        if (pending_ids[k] == id) {
+            *as = pending_names[k];
+            return path;
+        }
     return NULL;
 }
 
@@ -114,6 +142,10 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
             int32_t id;
             ti_status ts = ti_tokenizer_single_token(&id, o->tok, s, &terr);
             const char *user = taken_by(m, (const char *const *)names, i, path, s);
+            const char *as = NULL; /* the other spelling of the same token */
+            if (ts == TI_OK && !user) user = token_taken_by(m, names, ids, i, path, id, &as);
+            char same[300] = "";
+            if (as) snprintf(same, sizeof same, " (as '%.200s': the same token)", as);
             if (ts == TI_OK && !user) {
                 names[i] = answer ? answer : NULL;
                 if (!answer && !(names[i] = malloc(strlen(s) + 1))) {
@@ -136,9 +168,9 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
                                     rn->file, rn->old_name, rn->new_name, rn->new_name,
                                     tok_name(o->tok), terr.msg)
                          : ti_error(err, TI_ERR_INVALID,
-                                    "--rename %s:%s=%s: placeholder '%s' is already used by '%s'; "
-                                    "choose another name",
-                                    rn->file, rn->old_name, rn->new_name, rn->new_name, user);
+                                    "--rename %s:%s=%s: placeholder '%s' is already used by "
+                                    "'%s'%s; choose another name",
+                                    rn->file, rn->old_name, rn->new_name, rn->new_name, user, same);
                 goto done;
             }
             if (!o->ask) {
@@ -146,15 +178,15 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
                 if (ts != TI_OK)
                     st = ti_error(err, TI_ERR_INVALID,
                                   "'%s': placeholder '%s' is not a single token for %s (%s); "
-                                  "give it another name with --rename %s:%s=NEW",
+                                  "give it another name with --rename %s:%s=NEW%s",
                                   path, t->placeholder, tok_name(o->tok), terr.msg, path,
-                                  t->placeholder);
+                                  t->placeholder, width_hint(t->dim, o->tok));
                 else
                     st = ti_error(err, TI_ERR_INVALID,
-                                  "placeholder '%s' of '%s' is already used by '%s'; rename one of "
-                                  "them with --rename %s:%s=NEW (ti-merge asks only when standard "
-                                  "input is a terminal)",
-                                  t->placeholder, path, user, path, t->placeholder);
+                                  "placeholder '%s' of '%s' is already used by '%s'%s; rename one "
+                                  "of them with --rename %s:%s=NEW (ti-merge asks only when "
+                                  "standard input is a terminal)",
+                                  t->placeholder, path, user, same, path, t->placeholder);
                 goto done;
             }
             /* the peer's prompts; ours for a name merged already (the peer overwrites it) */
@@ -171,9 +203,9 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
                          s);
             else
                 snprintf(prompt, sizeof prompt,
-                         "Placeholder string '%s' is already used by %s. Please enter another "
+                         "Placeholder string '%s' is already used by %s%s. Please enter another "
                          "string: ",
-                         s, user);
+                         s, user, same);
             free(answer);
             if ((st = ask(o, prompt, &answer, path, t->placeholder, err)) != TI_OK) goto done;
             s = answer;

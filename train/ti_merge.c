@@ -96,7 +96,7 @@ static int parse_rename(struct ti_merge_rename *r, char *arg, char **files, int 
     }
     if (!file) return 0;
     char *old = arg + best + 1, *eq = strchr(old, '=');
-    if (!eq || eq == old || !eq[1]) return -1;
+    if (!eq || !eq[1]) return -1; /* OLD may be empty: a file's '' placeholder */
     *eq = '\0';
     r->file = file;
     r->old_name = old;
@@ -167,6 +167,16 @@ int main(int argc, char **argv) {
             goto done;
         }
     }
+    /* diffusers' learned_embeds.bin is a torch pickle; ti writes the layout as safetensors */
+    if (out && fmt == TI_EMB_DIFFUSERS &&
+        (strlen(out) < 12 || strcmp(out + strlen(out) - 12, ".safetensors") != 0)) {
+        fprintf(stderr,
+                "ti-merge: --format diffusers writes a safetensors file: give an --output_path "
+                "ending in .safetensors, not '%s' (for a torch pickle use --format a1111 or "
+                "peer)\n",
+                out);
+        goto done;
+    }
     if (!n_files || !out) {
         fprintf(stderr, "ti-merge: %s is required\n",
                 !n_files ? "--manager_ckpts" : "--output_path");
@@ -179,8 +189,8 @@ int main(int argc, char **argv) {
             fprintf(stderr,
                     k == 0 ? "ti-merge: --rename '%s': expected FILE:OLD=NEW with FILE one of "
                              "the --manager_ckpts files\n"
-                           : "ti-merge: --rename '%s': expected FILE:OLD=NEW with non-empty OLD "
-                             "and NEW\n",
+                           : "ti-merge: --rename '%s': expected FILE:OLD=NEW with a non-empty "
+                             "NEW\n",
                     rename_args[r]);
             goto done;
         }
@@ -240,7 +250,7 @@ int main(int argc, char **argv) {
     /* the peer's pitfall: SD files merged without -sd (or LDM files with it) get the other
      * tokenizer's ids, which the peer's scripts then never find in a prompt */
     int dim = m.emb.n_terms ? m.emb.terms[0].dim : 0;
-    if ((sd && dim == 1280) || (!sd && dim == 768))
+    if ((sd && dim == 1280) || (!sd && (dim == 768 || dim == 1024)))
         fprintf(stderr,
                 "ti-merge: warning: the vectors have width %d (%s) but the token ids are %s's; "
                 "%s (ti-sample recomputes them, the original scripts do not)\n",
