@@ -422,9 +422,9 @@ EOF
     fi
     # a placeholder given on the command line reaches the captions (peer pitfall 1.7-b)
     "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr2" \
-        --placeholder_string '<toy>' >/dev/null 2>"$TMP/err"
+        --placeholder_string 'sks' >/dev/null 2>"$TMP/err"
     R=$(rundir "$TMP/dr2")
-    check "--placeholder_string in the captions" grep -q '<toy>' "$R/data/captions.txt"
+    check "--placeholder_string in the captions" grep -q 'sks' "$R/data/captions.txt"
     check "no '*' left in the captions" bash -c "! grep -q '\*' '$R/data/captions.txt'"
     check "4 prepared images" [ "$(ls "$R/data"/*.png | wc -l)" -eq 4 ]
     # size: null keeps each image's size; a larger image after a smaller one (a 100x50 TGA
@@ -486,6 +486,9 @@ bad)
             --placeholder_string "two words"
         expect_fail "several-token init word" 1 "single token" -- "$TT" $B --data_root "$FIX/imgs" \
             --init_word "qxzvbnmkwj"
+        # a dry run checks the words too (no model: the tokenizer alone)
+        expect_fail "dry run: several-token init word" 1 "initializer_words.*single token" -- \
+            "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" --init_word "qxzvbnmkwj"
         printf 'a photo of a {}\na [name] and a {}\n' >"$TMP/two_slots.txt"
         expect_fail "template with two slots" 1 "templates.*two_slots.txt:2:.*exactly one" -- "$TT" $B \
             --data_root "$FIX/imgs" --templates "$TMP/two_slots.txt"

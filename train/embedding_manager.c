@@ -153,13 +153,16 @@ done:
 
 /* The init vectors (N x dim) of initializer text `word`: one token repeated N times, or (where
  * ti differs from the peer) m <= N tokens spread over the vectors as AUTOMATIC1111 does. */
+/* The token of vector i (N of them) into pick[i]; te NULL checks the word only (a dry run), and
+ * out is then not written. */
 static ti_status init_vectors(float *out, const struct ti_tokenizer *tok,
                               const struct ti_text_encoder *te, const char *word, int N,
                               int is_clip, const char *what, struct ti_err *err) {
-    int dim = (int)te->tok_emb.shape[1];
     int32_t id;
     struct ti_err inner = {0};
     if (ti_tokenizer_single_token(&id, tok, word, &inner) == TI_OK) {
+        if (!te) return TI_OK;
+        int dim = (int)te->tok_emb.shape[1];
         TI_TRY(table_rows(te, &id, 1, is_clip, out, err));
         for (int i = 1; i < N; i++)
             memcpy(out + (size_t)i * (size_t)dim, out, (size_t)dim * sizeof(float));
@@ -191,7 +194,7 @@ static ti_status init_vectors(float *out, const struct ti_tokenizer *tok,
     }
     for (int i = 0; i < N; i++)
         pick[i] = ids[(size_t)i * m / (size_t)N];
-    ti_status st = table_rows(te, pick, N, is_clip, out, err);
+    ti_status st = te ? table_rows(te, pick, N, is_clip, out, err) : TI_OK;
     free(pick);
     free(ids);
     return st;
@@ -276,13 +279,14 @@ ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_
                                      const struct ti_text_encoder *te, uint64_t seed,
                                      struct ti_err *err) {
     const struct ti_cfg_personalization *p = &cfg->personalization;
-    ti_emb_manager_init(em, cfg->token_dim, te->is_clip);
+    int is_clip = te ? te->is_clip : cfg->text.kind == TI_TEXT_CLIP;
+    ti_emb_manager_init(em, cfg->token_dim, is_clip);
     if (!p->present)
         return ti_error(err, TI_ERR_CONFIG,
                         "model.params.personalization_config: the config has no EmbeddingManager, "
                         "so there is nothing to train (use a *-finetune.yaml config)");
-    if (te->hp.width != cfg->token_dim || te->tok_emb.ndim != 2 ||
-        te->tok_emb.shape[1] != cfg->token_dim)
+    if (te && (te->hp.width != cfg->token_dim || te->tok_emb.ndim != 2 ||
+               te->tok_emb.shape[1] != cfg->token_dim))
         return ti_error(err, TI_ERR_SHAPE,
                         "embedding manager: the text encoder is %d wide, the config's token "
                         "width is %d",
@@ -332,8 +336,9 @@ ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_
         if (has_init) {
             char iw[256];
             snprintf(iw, sizeof iw, KEY_PREFIX "initializer_words[%d]", i);
-            TI_TRY_GOTO(
-                st, init_vectors(vec, tok, te, p->initializer_words[i], N, te->is_clip, iw, err));
+            TI_TRY_GOTO(st,
+                        init_vectors(vec, tok, te, p->initializer_words[i], N, is_clip, iw, err));
+            if (!te) memset(vec, 0, (size_t)N * d * sizeof *vec); /* words checked, no table */
         } else {
             for (size_t k = 0; k < (size_t)N * d; k++)
                 vec[k] = (float)ti_rng_uniform(&rng); /* torch.rand: U[0, 1) */

@@ -84,7 +84,9 @@ struct ti_emb_manager {
 /* Training: placeholders / init words / num_vectors / progressive from cfg->personalization;
  * init vector = token_emb row (+ pos_emb[0] for CLIP, the peer's quirk), random U[0,1) without
  * an init word (seeded); then embedding_manager_ckpt when set. Errors name the config key and
- * the word. `te` may live on any backend and dtype (its rows are read back as f32). */
+ * the word. `te` may live on any backend and dtype (its rows are read back as f32). With te
+ * NULL nothing is read from a model: the same checks of the words and the file (ti-train
+ * --dry_run), with zero init vectors. */
 ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_config *cfg,
                                      const struct ti_tokenizer *tok,
                                      const struct ti_text_encoder *te, uint64_t seed,

@@ -67,6 +67,7 @@ int main(void) {
 #include "schedule.h"          /* defines: ti_schedule_init */
 #include "torch_gen.h"         /* defines: ti_torch_gen, ti_torch_randn */
 #include "train_run.h"         /* defines: struct ti_train_run, ti_train_* */
+#include "tokenizer.h"         /* defines: ti_tokenizer_load */
 #include "trainer.h"           /* defines: ti_trainer_* */
 #include "vae.h"               /* defines: ti_vae_encode, ti_vae_decode */
 
@@ -135,7 +136,8 @@ static int fail_run(struct ti_train_run *r, const struct ti_err *err) {
     else
         fprintf(stderr, PROG ": error: %s\n", err->msg);
     /* never a half-made run folder: one this invocation created is removed until training runs */
-    if (r->remove_on_fail && g_rank == 0 && ti_remove_tree(r->rundir) == 0)
+    if (r->remove_on_fail && g_rank == 0 && ti_path_exists(r->rundir) &&
+        ti_remove_tree(r->rundir) == 0)
         fprintf(stderr, PROG ": the unfinished run folder %s was removed\n", r->rundir);
     r->remove_on_fail = 0;
     abort_ranks(1);
@@ -407,6 +409,25 @@ static int run_main(int argc, char **argv) {
 
     if (r->a.dry_run) {
         if (g_rank != 0) return 0;
+        /* the words as training would check them (single tokens, init words), no model */
+        {
+            enum ti_tokenizer_kind kind =
+                cfg->text.kind == TI_TEXT_CLIP ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
+            char vpath[4200];
+            snprintf(vpath, sizeof vpath, "%s/%s", ti_tokenizer_vocab_dir(),
+                     ti_tokenizer_vocab_file(kind));
+            struct ti_tokenizer *tok = NULL;
+            struct ti_emb_manager em;
+            if (ti_tokenizer_load(&tok, kind, vpath, &err) != TI_OK) {
+                fprintf(stderr, PROG ": warning: the words were not checked: %s\n", err.msg);
+                ti_err_clear(&err);
+            } else {
+                ti_status st = ti_emb_manager_from_config(&em, cfg, tok, NULL, r->a.seed, &err);
+                if (st == TI_OK) ti_emb_manager_free(&em);
+                ti_tokenizer_free(&tok);
+                if (st != TI_OK) return fail_run(r, &err);
+            }
+        }
         if (ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK)
             return fail_run(r, &err);
         if (ti_train_dry_run(r, &err) != 0) return fail_run(r, &err);
