@@ -133,6 +133,14 @@ ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
+/* A placeholder key with a NUL byte would be cut there (and merge with another name). */
+static ti_status check_name(const struct ti_py *k, const char *what, struct ti_err *err) {
+    if (strlen(k->u.str.s) == k->u.str.len) return TI_OK;
+    return ti_error(err, TI_ERR_FORMAT,
+                    "'%s': the placeholder '%s\\x00...' holds a NUL byte; expected a word", what,
+                    k->u.str.s);
+}
+
 /* Converts one tensor ([n, dim] or [dim]) to a term. */
 static ti_status add_tensor_term(struct ti_embedding *emb, const char *what,
                                  const char *placeholder, int64_t token, const struct ti_tensor *t,
@@ -267,6 +275,7 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
                               what, i);
                 goto fail;
             }
+            TI_TRY_GOTO(st, check_name(k, what, err));
             const struct ti_py *tok = s2t ? ti_py_dict_get(s2t, k->u.str.s) : NULL;
             if (tok && tok->kind == TI_PY_TENSOR) peer = 1;
             int64_t id;
@@ -299,6 +308,7 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
         if (ti_py_dict_value(root, i)->kind == TI_PY_TENSOR) n_tensors++, which = i;
     if (n_tensors == 1 && ti_py_dict_key(root, which)->kind == TI_PY_STR) {
         emb->format = TI_EMB_DIFFUSERS;
+        TI_TRY_GOTO(st, check_name(ti_py_dict_key(root, which), what, err));
         TI_TRY_GOTO(st, add_tensor_term(emb, what, ti_py_dict_key(root, which)->u.str.s, -1,
                                         &ti_py_dict_value(root, which)->u.tensor.t, err));
         TI_TRY_GOTO(st, set_str(&emb->name, stem, err));
