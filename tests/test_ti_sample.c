@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -223,14 +224,15 @@ TEST(long_prompt_warns) {
     snprintf(full, sizeof full, "%s --prompt '%s@' --outdir %s/long2", args, words, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(strstr(err, "warning: --prompt is 76 tokens long") != NULL);
-    CHECK(strstr(err, "learned word '@'") != NULL && !strstr(err, "'*'"));
+    CHECK(strstr(err, "Dropped with it: the learned word '@'") != NULL &&
+          !strstr(err, "Dropped with it: the learned word '*'"));
     /* words past 75 with '*' among them, in the negative prompt too */
     snprintf(full, sizeof full,
              "%s --prompt '%s a a * a' --negative_prompt '%s%s' --outdir %s/long3", args, words,
              words, words, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(strstr(err, "warning: --prompt is 78 tokens long") != NULL);
-    CHECK(strstr(err, "learned word '*'") != NULL);
+    CHECK(strstr(err, "Dropped with it: the learned word '*'") != NULL);
     CHECK(strstr(err, "warning: --negative_prompt is 148 tokens long") != NULL);
     if (tc_failures) fprintf(stderr, "%s", err);
 }
@@ -329,6 +331,57 @@ TEST(bad_input) {
     refused(x, 1, "nofile.txt");
 }
 
+/* What users get wrong, said before any sampling: a NaN embedding, a prompt that is not UTF-8,
+ * an --outdir that is a file; and, while sampling, a learned word the tokenizer joins with its
+ * neighbours ("*," is one token), and an existing numbered file, which is never overwritten. */
+TEST(user_mistakes_named) {
+    char x[2048], p[512], err[4096];
+    struct ti_err e = {0};
+    struct ti_embedding emb;
+    float v[32];
+    for (int i = 0; i < 32; i++)
+        v[i] = i == 7 ? NAN : 0.1f * (float)i;
+    ti_embedding_init(&emb);
+    CHECK_OK(ti_embedding_add_term(&emb, "*", -1, 1, 32, v, &e), &e);
+    snprintf(p, sizeof p, "%s/nan.pt", dir);
+    CHECK_OK(ti_embedding_write(&emb, p, TI_EMB_A1111, &e), &e);
+    ti_embedding_free(&emb);
+    snprintf(x, sizeof x, "--embedding_path %s/nan.pt --H 64 --W 64 --prompt '*'", dir);
+    refused(x, 1, "hold NaN (vector 0, element 7)");
+    snprintf(p, sizeof p, "%s/latin1.txt", dir);
+    FILE *f = fopen(p, "wb");
+    fputs("a photo\nof a caf\xe9\n", f);
+    fclose(f);
+    snprintf(x, sizeof x, "--from-file %s --H 64 --W 64", p);
+    refused(x, 1, "prompt 2 is not valid UTF-8");
+    snprintf(p, sizeof p, "%s/afile", dir);
+    f = fopen(p, "w");
+    fclose(f);
+    snprintf(x, sizeof x, "--prompt x --H 64 --W 64 --ddim_steps 4 --outdir %s", p);
+    CHECK(run(x, err, sizeof err) == 1 && strstr(err, "exists and is not a folder"));
+    /* samples/00000.png and 00002.png exist (2 entries): the next sample skips 00002 */
+    snprintf(p, sizeof p, "%s/gap/samples", dir);
+    snprintf(x, sizeof x, "mkdir -p %s && touch %s/00000.png %s/00002.png", p, p, p);
+    CHECK(system(x) == 0);
+    snprintf(x, sizeof x,
+             "--embedding_path %s/star.pt --H 64 --W 64 --ddim_steps 4 --n_samples 1 --n_iter 1 "
+             "--prompt 'a photo of *, at night' --outdir %s/gap",
+             dir, dir);
+    CHECK(run(x, err, sizeof err) == 0);
+    CHECK(strstr(err, "the learned word '*'") && strstr(err, "put spaces around it"));
+    struct stat st;
+    snprintf(p, sizeof p, "%s/gap/samples/00002.png", dir);
+    CHECK(stat(p, &st) == 0 && st.st_size == 0); /* not overwritten */
+    CHECK(exists("%s/gap/samples/00003.png%s", ""));
+    CHECK(exists("%s/gap/grid-0000.png%s", ""));
+    /* the same word with spaces around it: no warning */
+    snprintf(x, sizeof x,
+             "--embedding_path %s/star.pt --H 64 --W 64 --ddim_steps 4 --n_samples 1 --n_iter 1 "
+             "--prompt 'a photo of * , at night' --outdir %s/gap",
+             dir, dir);
+    CHECK(run(x, err, sizeof err) == 0 && !strstr(err, "the learned word"));
+}
+
 /* Without --config, the default (configs/stable-diffusion/v1-inference.yaml) is found beside the
  * tool when the working folder has no configs/: the run gets past the config to the --ckpt check
  * (a missing config would be named first). A --config given is never looked for elsewhere. */
@@ -402,6 +455,7 @@ int main(int argc, char **argv) {
     if (setup() != 0) return 1;
     RUN(help_lists_every_flag);
     RUN(bad_input);
+    RUN(user_mistakes_named);
     RUN(default_config_from_any_folder);
     RUN(writes_pngs_same_bytes_for_same_seed);
     RUN(merged_file);

@@ -1,6 +1,7 @@
 /* embedding_io.c - embedding files in and out (see embedding_io.h). */
 #include "embedding_io.h"
 
+#include <math.h>   /* defines: isfinite, isnan */
 #include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, calloc, realloc, free */
 #include <string.h> /* defines: memcpy, strcmp, strlen */
@@ -127,6 +128,25 @@ ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_
                                     : "?",
                         d, ti_embedding_width_name(d), expected_dim,
                         ti_embedding_width_name(expected_dim));
+    }
+    return TI_OK;
+}
+
+ti_status ti_embedding_check_finite(const struct ti_embedding *emb, struct ti_err *err) {
+    for (int i = 0; i < emb->n_terms; i++) {
+        const struct ti_embedding_term *t = &emb->terms[i];
+        size_t n = (size_t)t->n_vectors * (size_t)t->dim;
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(t->vectors[k]))
+                return ti_error(err, TI_ERR_INVALID,
+                                "embedding '%s': the vectors of '%s' hold %s (vector %zu, "
+                                "element %zu): the run that made it diverged; every image would "
+                                "be black",
+                                emb->source ? emb->source
+                                : emb->name ? emb->name
+                                            : "?",
+                                t->placeholder, isnan(t->vectors[k]) ? "NaN" : "an infinity",
+                                k / (size_t)t->dim, k % (size_t)t->dim);
     }
     return TI_OK;
 }

@@ -110,6 +110,9 @@ ti_status ti_embedding_write(const struct ti_embedding *emb, const char *path,
  * (SD 2.x); this model expects 768 (SD v1)". */
 ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_dim,
                                    struct ti_err *err);
+/* TI_ERR_INVALID naming the file and placeholder when a vector holds NaN or an infinity (a run
+ * that diverged): such a word makes every image black. */
+ti_status ti_embedding_check_finite(const struct ti_embedding *emb, struct ti_err *err);
 
 const char *ti_embedding_format_name(enum ti_embedding_format f);
 /* "a1111", "peer", "diffusers", "kohya" -> format; TI_EMB_UNKNOWN otherwise. */

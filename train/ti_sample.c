@@ -21,6 +21,7 @@
  * the checker (model/safety_checker.h), the mark (data/watermark.h).
  */
 #include <errno.h>    /* defines: errno */
+#include <signal.h>   /* defines: sigprocmask, SIGINT */
 #include <stdint.h>   /* defines: uint64_t */
 #include <stdio.h>    /* defines: printf, fprintf, snprintf */
 #include <stdlib.h>   /* defines: strtod, strtoll, malloc, free */
@@ -42,6 +43,7 @@
 #include "sampler.h"
 #include "schedule.h"
 #include "tokenizer.h"
+#include "unicode.h"   /* defines: ti_utf8_valid */
 #include "watermark.h" /* defines: ti_watermark_encode, TI_WATERMARK_SD_TEXT */
 #endif
 
@@ -100,9 +102,10 @@ static void usage(FILE *f) {
         "  --C N                  latent channels (default: the model's, 4)\n"
         "  --f N                  downsampling factor (default: the model's, 8)\n"
         "img2img\n"
-        "  --init-img FILE        start from this image (EXIF orientation applied, sides cut\n"
-        "                         down to multiples of 32 with Lanczos as the reference; the\n"
-        "                         output has that size; DDIM only)\n"
+        "  --init-img FILE        start from this image (EXIF orientation applied and\n"
+        "                         transparency put on white (ti); sides cut down to multiples\n"
+        "                         of 32 with Lanczos as the reference; the output has that\n"
+        "                         size; DDIM only)\n"
         "  --strength X           0..1, how much of the schedule is re-noised (default 0.75;\n"
         "                         1.0 starts from pure noise)\n"
         "Output\n"
@@ -128,7 +131,7 @@ static void usage(FILE *f) {
         "\n"
         "Each PNG records the prompt, negative prompt, seed, steps, scale, sampler, model file,\n"
         "embedding files, watermark and safety check in tEXt chunks.\n"
-        "Numbering continues after the files already in DIR.\n"
+        "Numbering continues after the files already in DIR (none is overwritten).\n"
         "Exit status: 0 ok, 1 run-time error, 2 usage error.\n");
 }
 
@@ -789,17 +792,59 @@ static int prepare(struct run *r) {
         r->n_embs = i + 1;
         if (ti_embedding_read(&r->embs[i], o->emb[i], &err) != TI_OK) return fail(&err, o->emb[i]);
         if (ti_embedding_check_width(&r->embs[i], dim, &err) != TI_OK) return fail(&err, o->emb[i]);
+        if (ti_embedding_check_finite(&r->embs[i], &err) != TI_OK) return fail(&err, o->emb[i]);
         if (ti_emb_manager_add_file(&r->em, &r->embs[i], r->tok, &err) != TI_OK)
             return fail(&err, o->emb[i]);
         int k =
             snprintf(r->emb_list + el, sizeof r->emb_list - el, "%s%s", i ? ", " : "", o->emb[i]);
         if (k > 0 && el + (size_t)k < sizeof r->emb_list) el += (size_t)k;
     }
-    /* every prompt must tokenize (and fit the manager's rules) before any sampling */
+    /* every prompt must be UTF-8 (the reference fails reading it; the PNGs record it as UTF-8)
+     * and tokenize (and fit the manager's rules) before any sampling */
+    for (int i = 0; i <= r->n_prompts; i++) {
+        const char *p = i < r->n_prompts ? r->prompts[i] : o->negative;
+        if (ti_utf8_valid((const uint8_t *)p, strlen(p), 0)) continue;
+        if (i == r->n_prompts)
+            fprintf(stderr, TOOL ": --negative_prompt: not valid UTF-8\n");
+        else if (o->from_file)
+            fprintf(stderr, TOOL ": --from-file %s: prompt %d is not valid UTF-8\n", o->from_file,
+                    i + 1);
+        else
+            fprintf(stderr, TOOL ": --prompt: not valid UTF-8\n");
+        return 1;
+    }
     int32_t idx[SEQ_LEN];
-    for (int i = 0; i < r->n_prompts; i++)
-        if (ti_emb_manager_prompt_ids(&r->em, r->tok, r->prompts[i], idx, SEQ_LEN, &err) != TI_OK)
+    char *used = calloc((size_t)(r->em.n_terms ? r->em.n_terms : 1), 1);
+    if (!used) return fail(&(struct ti_err){.msg = "out of memory"}, NULL);
+    for (int i = 0; i < r->n_prompts; i++) {
+        if (ti_emb_manager_prompt_ids(&r->em, r->tok, r->prompts[i], idx, SEQ_LEN, &err) != TI_OK) {
+            free(used);
             return fail(&err, "prompt");
+        }
+        for (int k = 0; k < SEQ_LEN; k++)
+            for (int j = 0; idx[k] < 0 && j < r->em.n_terms; j++) {
+                int row = -1 - idx[k];
+                const struct ti_emb_term *t = &r->em.terms[j];
+                if (row >= t->row0 && row < t->row0 + t->n_vectors) used[j] = 1;
+            }
+    }
+    /* a learned word no prompt holds as a token of its own changes nothing: say so (the
+     * reference is silent; "*," is one CLIP token, so "a photo of *, at night" misses it) */
+    for (int j = 0; j < r->em.n_terms; j++) {
+        if (used[j]) continue;
+        const struct ti_emb_term *t = &r->em.terms[j];
+        int written = 0;
+        for (int i = 0; i < r->n_prompts && !written; i++)
+            written = strstr(r->prompts[i], t->placeholder) != NULL;
+        fprintf(stderr,
+                TOOL ": warning: the learned word '%s' (%s) is in no prompt as a word of its own, "
+                     "so it changes nothing%s\n",
+                t->placeholder, t->source ? t->source : "an --embedding_path file",
+                written ? ": the tokenizer joins it with the characters beside it (\"*,\" is one "
+                          "token); put spaces around it (\"a photo of * , at night\")"
+                        : "");
+    }
+    free(used);
     if (ti_emb_manager_prompt_ids(&r->em, r->tok, o->negative, idx, SEQ_LEN, &err) != TI_OK)
         return fail(&err, "--negative_prompt");
     if (!o->from_file) {
@@ -928,13 +973,34 @@ static void png_text(const char **t, const struct opts *o, const struct run *r,
     t[n] = NULL;
 }
 
+/* Ctrl-C (or SIGTERM, SIGHUP) waits while a PNG is written, so the temporary file is renamed
+ * into place first and never left behind; the signal then ends the run as usual. */
 static int write_png(const struct ti_image *img, const char *path, const char *const *text) {
     struct ti_data_err de = {{0}};
-    if (ti_image_write_png(img, path, text, &de) != 0) {
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    int rc = ti_image_write_png(img, path, text, &de);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         fprintf(stderr, TOOL ": %s\n", de.msg);
         return -1;
     }
     return 0;
+}
+
+/* The next number whose file does not exist yet: the reference numbers from the folder's entry
+ * count and overwrites a file that already has that number (a folder with gaps); ti skips it. */
+static int next_free(const char *fmt_dir, const char *dir, int n) {
+    char path[4200];
+    for (;; n++) {
+        snprintf(path, sizeof path, fmt_dir, dir, n);
+        struct stat st;
+        if (lstat(path, &st) != 0) return n;
+    }
 }
 
 /* The reference's check_safety: the decoded images (chw, B x (3, H, W) in [-1, 1]) rounded as
@@ -1018,7 +1084,16 @@ static int sample_all(struct run *r) {
     struct ti_err err = {0};
     char samples_dir[4096];
     snprintf(samples_dir, sizeof samples_dir, "%s/samples", o->outdir);
-    if (make_dir(o->outdir) != 0 || make_dir(samples_dir) != 0) {
+    struct stat ost;
+    if (stat(o->outdir, &ost) == 0 && !S_ISDIR(ost.st_mode)) {
+        fprintf(stderr, TOOL ": --outdir %s: exists and is not a folder\n", o->outdir);
+        return 1;
+    }
+    if (make_dir(o->outdir) != 0) {
+        fprintf(stderr, TOOL ": --outdir %s: cannot create it: %s\n", o->outdir, strerror(errno));
+        return 1;
+    }
+    if (make_dir(samples_dir) != 0) {
         fprintf(stderr, TOOL ": cannot create %s: %s\n", samples_dir, strerror(errno));
         return 1;
     }
@@ -1132,6 +1207,7 @@ static int sample_all(struct run *r) {
                 n_flagged += flagged[b];
                 if (!o->skip_save) {
                     char path[4200], seed_s[32];
+                    base_count = next_free("%s/%05d.png", samples_dir, base_count);
                     snprintf(path, sizeof path, "%s/%05d.png", samples_dir, base_count++);
                     snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seeds[b]);
                     /* the reference marks each saved sample; the grid is made from the unmarked
@@ -1180,6 +1256,7 @@ static int sample_all(struct run *r) {
             rc = 1;
         } else {
             char path[4200], seed_s[32];
+            grid_count = next_free("%s/grid-%04d.png", o->outdir, grid_count);
             snprintf(path, sizeof path, "%s/grid-%04d.png", o->outdir, grid_count);
             snprintf(seed_s, sizeof seed_s, "%llu", o->seed);
             const char *text[PNG_TEXT_N];
