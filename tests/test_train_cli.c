@@ -260,6 +260,11 @@ TEST(lr_schedules_are_diffusers) {
         "--lr_warmup_steps", "5",  NULL};
     CHECK(parse(&a, msg, lone) == -1 && strstr(msg, "--lr_warmup_steps") &&
           strstr(msg, "--lr_scheduler"));
+    /* argparse's attached short values: -s5, -nNAME, -l=... is not one (a value "=...") */
+    const char *att[] = {"ti-train", "-b",  "a",     "--data_root", "d", "--actual_resume",
+                         "m",        "-s5", "-ncat", "-f_x",        NULL};
+    CHECK(parse(&a, msg, att) == 0 && a.seed == 5 && !strcmp(a.name, "cat") &&
+          !strcmp(a.postfix, "_x"));
     const char *res[] = {"ti-train", "--resume", "logs/r", "--lr_scheduler", "linear", NULL};
     CHECK(parse(&a, msg, res) == -1 && strstr(msg, "--resume"));
 }

@@ -393,6 +393,15 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
             flagbuf[n] = 0;
             flag = flagbuf;
             inline_val = eq + 1;
+        } else if (arg[1] != '-' && arg[2]) {
+            /* argparse's -s5 / -nNAME: a short flag that takes a value, written attached */
+            for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+                if (flags[k].shrt && flags[k].kind == F_STR && !strncmp(arg, flags[k].shrt, 2)) {
+                    memcpy(flagbuf, arg, 2);
+                    flagbuf[2] = 0;
+                    flag = flagbuf;
+                    inline_val = arg + 2;
+                }
         }
         const struct flag *fl = NULL;
         for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
