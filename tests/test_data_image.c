@@ -445,6 +445,18 @@ static int count_entries(const char *dir) {
     return n;
 }
 
+/* A w x h image of LCG noise from `seed`, its first `smooth` rows a ramp instead. */
+static int noise_image(struct ti_image *im, int w, int h, uint32_t seed, int smooth,
+                       struct ti_data_err *e) {
+    if (ti_image_alloc(im, w, h, e) != 0) return -1;
+    uint32_t s = seed;
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) {
+        s = s * 1103515245u + 12345u;
+        im->px[i] = (uint8_t)(i < (size_t)w * 3 * smooth ? i * 3 : s >> 24);
+    }
+    return 0;
+}
+
 /* PIL refuses a PNG whose image data is damaged (zlib error or Adler-32 mismatch: "broken data
  * stream") or whose chunks before the data fail their CRC; it does not check IDAT's own CRC.
  * stb_image checks none of them. */
@@ -455,12 +467,7 @@ TEST(damaged_png_refused_as_pil) {
     }
     struct ti_data_err e = {{0}};
     struct ti_image im = {0}, back = {0};
-    DCHECK_OK(ti_image_alloc(&im, 40, 30, &e), &e);
-    uint32_t s = 777;
-    for (size_t i = 0; i < 40 * 30 * 3; i++) {
-        s = s * 1103515245u + 12345u;
-        im.px[i] = (uint8_t)(s >> 24);
-    }
+    DCHECK_OK(noise_image(&im, 40, 30, 777, 0, &e), &e);
     char path[512];
     snprintf(path, sizeof path, "%s/damage.png", tmpdir);
     DCHECK_OK(ti_image_write_png(&im, path, NULL, &e), &e);
@@ -508,12 +515,7 @@ TEST(damaged_png_refused_as_pil) {
 TEST(png_writer_round_trip_and_text) {
     struct ti_data_err e = {{0}};
     struct ti_image im = {0}, back = {0};
-    DCHECK_OK(ti_image_alloc(&im, 37, 23, &e), &e);
-    uint32_t s = 12345;
-    for (size_t i = 0; i < 37 * 23 * 3; i++) {
-        s = s * 1103515245u + 12345u;
-        im.px[i] = (uint8_t)(i < 37 * 3 * 10 ? i * 3 : s >> 24); /* smooth rows, then noise */
-    }
+    DCHECK_OK(noise_image(&im, 37, 23, 12345, 10, &e), &e); /* smooth rows, then noise */
     char path[512];
     snprintf(path, sizeof path, "%s/out.png", tmpdir);
     const char *const text[] = {"parameters", "a photo of *, Steps: 50", "prompt",

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "emb_test_util.h"
 #include "embedding_io.h"
 #include "merge.h"
 #include "test_common.h"
@@ -87,12 +88,8 @@ TEST(tool_file_three_times) {
     CHECK(mkdtemp(dir) != NULL);
     struct ti_err err = {0};
     static float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    struct ti_embedding a;
-    ti_embedding_init(&a);
-    CHECK_OK(ti_embedding_add_term(&a, "*", -1, 1, 8, v, &err), &err);
     snprintf(p, sizeof p, "%s/a.pt", dir);
-    CHECK_OK(ti_embedding_write(&a, p, TI_EMB_A1111, &err), &err);
-    ti_embedding_free(&a);
+    CHECK(etu_write_one(p, "*", 1, 8, v, TI_EMB_A1111) == 0);
     snprintf(out, sizeof out, "%s/m.pt", dir);
     snprintf(cmd, sizeof cmd,
              "%s --manager_ckpts %s %s %s --output_path %s -sd --rename '%s:*=@' --rename "

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "emb_test_util.h"
 #include "embedding_io.h"
 #include "image.h"
 #include "ldm.h"
@@ -336,16 +337,11 @@ TEST(bad_input) {
  * neighbours ("*," is one token), and an existing numbered file, which is never overwritten. */
 TEST(user_mistakes_named) {
     char x[2048], p[512], err[4096];
-    struct ti_err e = {0};
-    struct ti_embedding emb;
     float v[32];
     for (int i = 0; i < 32; i++)
         v[i] = i == 7 ? NAN : 0.1f * (float)i;
-    ti_embedding_init(&emb);
-    CHECK_OK(ti_embedding_add_term(&emb, "*", -1, 1, 32, v, &e), &e);
     snprintf(p, sizeof p, "%s/nan.pt", dir);
-    CHECK_OK(ti_embedding_write(&emb, p, TI_EMB_A1111, &e), &e);
-    ti_embedding_free(&emb);
+    CHECK(etu_write_one(p, "*", 1, 32, v, TI_EMB_A1111) == 0);
     snprintf(x, sizeof x, "--embedding_path %s/nan.pt --H 64 --W 64 --prompt '*'", dir);
     refused(x, 1, "hold NaN (vector 0, element 7)");
     snprintf(p, sizeof p, "%s/latin1.txt", dir);
