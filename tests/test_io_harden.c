@@ -15,6 +15,7 @@
  * usage: test_io_harden <ti-inspect> <ti-convert>   (ctest passes both)
  */
 #include "embedding_io.h"
+#include "fileio.h"
 #include "io_test_util.h"
 #include "pickle.h"
 #include "test_common.h"
@@ -26,7 +27,8 @@
 #include "ldm.h"
 #endif
 
-#include <time.h> /* defines: clock_gettime */
+#include <sys/stat.h> /* defines: mkfifo, lstat */
+#include <time.h>     /* defines: clock_gettime */
 
 static const char *tmp, *inspect, *convert;
 
@@ -479,6 +481,34 @@ TEST(inspect_reads_the_context_width_from_the_tensors) {
 #endif
 }
 
+/* Outputs are written to a temporary file renamed onto the name: a symlink must be written
+ * through (its target replaced, as torch.save does), a FIFO or device never replaced by a
+ * regular file, an existing file's permissions kept, and a missing folder named. */
+TEST(outputs_respect_what_is_at_the_name) {
+    struct ti_err err = {0};
+    char target[512], link[512], fifo[512], ro[512], nodir[512];
+    snprintf(target, sizeof target, "%s/target.bin", tmp);
+    snprintf(link, sizeof link, "%s/link.bin", tmp);
+    CHECK(symlink("target.bin", link) == 0); /* relative, dangling until written */
+    CHECK_OK(ti_file_write_atomic(link, "abc", 3, &err), &err);
+    struct stat st;
+    CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(stat(target, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 3);
+    snprintf(fifo, sizeof fifo, "%s/fifo", tmp);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(ti_file_write_atomic(fifo, "abc", 3, &err) == TI_ERR_IO &&
+          strstr(err.msg, "not a regular file"));
+    CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    snprintf(ro, sizeof ro, "%s/ro.bin", tmp);
+    CHECK_OK(ti_file_write_atomic(ro, "x", 1, &err), &err);
+    CHECK(chmod(ro, 0440) == 0);
+    CHECK_OK(ti_file_write_atomic(ro, "yz", 2, &err), &err);
+    CHECK(stat(ro, &st) == 0 && (st.st_mode & 07777) == 0440 && st.st_size == 2);
+    snprintf(nodir, sizeof nodir, "%s/no/such/dir/x.bin", tmp);
+    CHECK(ti_file_write_atomic(nodir, "x", 1, &err) == TI_ERR_IO &&
+          strstr(err.msg, "/no/such/dir/' does not exist"));
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_io_harden <ti-inspect> <ti-convert>\n");
@@ -497,6 +527,7 @@ int main(int argc, char **argv) {
     RUN(version_record_is_checked_as_torch_does);
     RUN(tools_allow_unknown_globals_on_request);
     RUN(inspect_reads_the_context_width_from_the_tensors);
+    RUN(outputs_respect_what_is_at_the_name);
     tio_rmrf(tmp);
     return tc_finish();
 }

@@ -98,6 +98,11 @@ TEST(inspect_refuses_bad_files) {
     CHECK(tool(inspect, args) == 1 && err_has("cut.pt"));
 }
 
+static void read_back(const char *name, struct ti_embedding *e) {
+    struct ti_err err = {0};
+    CHECK_OK(ti_embedding_read(e, tio_path(tmp, name), &err), &err);
+}
+
 TEST(convert_usage) {
     CHECK(tool(convert, "--help") == 0 && out_has("usage: ti-convert IN OUT"));
     CHECK(tool(convert, "") == 2 && err_has("IN and OUT are required"));
@@ -105,11 +110,35 @@ TEST(convert_usage) {
     CHECK(tool(convert, "a.pt b.pt --step x") == 2 && err_has("--step needs"));
     CHECK(tool(convert, "a.pt b.pt --format") == 2 && err_has("needs a value"));
     CHECK(tool(convert, "a.pt b.pt c.pt") == 2 && err_has("too many"));
+    /* an OUT name that contradicts the layout: loaders pick their reader by it */
+    CHECK(tool(convert, "a.pt b.bin --format diffusers") == 2 &&
+          err_has("ending in .safetensors (or a folder), not 'b.bin'"));
+    CHECK(tool(convert, "a.pt b.safetensors --format a1111") == 2 &&
+          err_has("writes a torch pickle, not safetensors"));
 }
 
-static void read_back(const char *name, struct ti_embedding *e) {
+/* OUT ending in .safetensors picks the diffusers layout when --format is not given; a 1280-wide
+ * (LDM) term without a token is stored under BERT's id of '*' (1008), not CLIP's (265). */
+TEST(convert_picks_by_extension_and_width) {
+    char args[2048];
+    struct ti_embedding e;
+    snprintf(args, sizeof args, "%s %s", tio_fixture("a1111_f16.pt"),
+             tio_path(tmp, "x.safetensors"));
+    CHECK(tool(convert, args) == 0);
+    read_back("x.safetensors", &e);
+    CHECK(e.format == TI_EMB_DIFFUSERS && e.n_terms == 1);
+    ti_embedding_free(&e);
     struct ti_err err = {0};
-    CHECK_OK(ti_embedding_read(e, tio_path(tmp, name), &err), &err);
+    static float v[1280];
+    for (int i = 0; i < 1280; i++)
+        v[i] = 0.001f * (float)i;
+    ti_embedding_init(&e);
+    CHECK_OK(ti_embedding_add_term(&e, "*", -1, 1, 1280, v, &err), &err);
+    CHECK_OK(ti_embedding_write(&e, tio_path(tmp, "ldm.pt"), TI_EMB_PEER, &err), &err);
+    ti_embedding_free(&e);
+    read_back("ldm.pt", &e);
+    CHECK(e.n_terms == 1 && e.terms[0].token == 1008);
+    ti_embedding_free(&e);
 }
 
 TEST(convert_files) {
@@ -179,6 +208,7 @@ int main(int argc, char **argv) {
     RUN(inspect_refuses_bad_files);
     RUN(convert_usage);
     RUN(convert_files);
+    RUN(convert_picks_by_extension_and_width);
     tio_rmrf(tmp);
     return tc_finish();
 }

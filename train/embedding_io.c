@@ -434,6 +434,12 @@ static struct ti_tensor term_tensor(const struct ti_embedding_term *t) {
                           (int64_t[]){t->n_vectors, t->dim});
 }
 
+/* The token id a term without one is stored under: '*' as its model's tokenizer gives it, told
+ * apart by the width (LDM text2img-large's BERT: 1008; SD's CLIP: 265, as A1111 writes). */
+static int64_t star_token(const struct ti_embedding_term *t) {
+    return t->token >= 0 ? t->token : t->dim == 1280 ? 1008 : 265;
+}
+
 static ti_status write_a1111(const struct ti_embedding *emb, const char *path, struct ti_err *err) {
     if (emb->n_terms != 1)
         return ti_error(err, TI_ERR_INVALID,
@@ -452,7 +458,7 @@ static ti_status write_a1111(const struct ti_embedding *emb, const char *path, s
     ti_pkw_str(pk, "string_to_token");
     ti_pkw_op(pk, TI_PK_EMPTY_DICT);
     ti_pkw_str(pk, "*");
-    ti_pkw_int(pk, t->token >= 0 ? t->token : 265); /* 265: CLIP's id of '*', as A1111 writes */
+    ti_pkw_int(pk, star_token(t));
     ti_pkw_op(pk, TI_PK_SETITEM);
     ti_pkw_str(pk, "string_to_param");
     ti_pkw_op(pk, TI_PK_EMPTY_DICT);
@@ -505,7 +511,7 @@ static ti_status write_peer(const struct ti_embedding *emb, const char *path, st
     ti_pkw_op(pk, TI_PK_EMPTY_DICT);
     ti_pkw_op(pk, TI_PK_MARK);
     for (int i = 0; i < emb->n_terms && st == TI_OK; i++) {
-        int64_t tok = emb->terms[i].token >= 0 ? emb->terms[i].token : 265;
+        int64_t tok = star_token(&emb->terms[i]);
         struct ti_tensor t = ti_tensor_view(&tok, TI_DTYPE_I64, TI_DEVICE_CPU, 0, NULL);
         ti_pkw_str(pk, emb->terms[i].placeholder);
         st = ti_torch_writer_tensor(&w, &t, 0, err);

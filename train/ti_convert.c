@@ -14,6 +14,7 @@
 #include <string.h> /* defines: strcmp */
 
 #include "embedding_io.h"
+#include "fileio.h" /* defines: ti_path_is_dir */
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ti-convert IN OUT [--format a1111|peer|diffusers] [--name NAME]\n"
@@ -23,11 +24,15 @@ static void usage(FILE *f) {
                "textual_inversion embeddings.pt, diffusers learned_embeds.bin/.safetensors, kohya\n"
                "emb_params; float32/16/bf16) into OUT, always float32.\n"
                "\n"
-               "  --format a1111      (default) AUTOMATIC1111 .pt; loads with\n"
+               "  --format a1111      (default, unless OUT ends in .safetensors: then\n"
+               "                      diffusers) AUTOMATIC1111 .pt; loads with\n"
                "                      torch.load(weights_only=True), in A1111, ComfyUI, diffusers\n"
                "  --format peer       the original textual_inversion format (nn.ParameterDict);\n"
                "                      the only one that holds several placeholders\n"
-               "  --format diffusers  learned_embeds.safetensors (OUT may be a folder)\n"
+               "  --format diffusers  learned_embeds.safetensors (OUT may be a folder); its key\n"
+               "                      is the placeholder: diffusers' load_textual_inversion\n"
+               "                      refuses a word its tokenizer has, such as '*', unless\n"
+               "                      given token=\"<name>\"\n"
                "  --name NAME         the embedding's name (a1111 `name`)\n"
                "  --step N            the training step to record (a1111 `step`)\n"
                "  --token ID          the token id of the placeholder (peer format; single term)\n"
@@ -53,6 +58,7 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out) 
 int main(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *name = NULL;
     enum ti_embedding_format fmt = TI_EMB_A1111;
+    int fmt_given = 0;
     long long step = -2, token = -2;
     unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
@@ -74,6 +80,7 @@ int main(int argc, char **argv) {
             const char *v = argv[++i];
             if (!strcmp(a, "--format")) {
                 fmt = ti_embedding_format_parse(v);
+                fmt_given = 1;
                 if (fmt != TI_EMB_A1111 && fmt != TI_EMB_PEER && fmt != TI_EMB_DIFFUSERS) {
                     fprintf(stderr,
                             "ti-convert: --format must be a1111, peer or diffusers, not "
@@ -115,6 +122,28 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    /* loaders pick the reader by the extension: a name that contradicts the layout would not
+     * load there (a safetensors file named .bin, a torch pickle named .safetensors) */
+    size_t ol = strlen(out);
+    int st_ext = ol >= 12 && !strcmp(out + ol - 12, ".safetensors");
+    if (!fmt_given && st_ext) fmt = TI_EMB_DIFFUSERS;
+    if (fmt == TI_EMB_DIFFUSERS && !st_ext && !ti_path_is_dir(out)) {
+        fprintf(stderr,
+                "ti-convert: --format diffusers writes a safetensors file: give OUT ending in "
+                ".safetensors (or a folder), not '%s'\n",
+                out);
+        return 2;
+    }
+    if (fmt != TI_EMB_DIFFUSERS && st_ext) {
+        fprintf(stderr,
+                "ti-convert: --format %s writes a torch pickle, not safetensors: give OUT "
+                "ending in .pt, or --format diffusers\n",
+                ti_embedding_format_name(fmt));
+        return 2;
+    }
+    if (fmt == TI_EMB_DIFFUSERS && (name || step != -2))
+        fprintf(stderr, "ti-convert: warning: the diffusers layout holds only the placeholder "
+                        "and its vectors: --name and --step are not stored\n");
     struct ti_err err = {0};
     struct ti_embedding emb;
     if (ti_embedding_read_flags(&emb, in, flags, &err) != TI_OK) {

@@ -98,36 +98,84 @@ char *ti_strdup(const char *s) {
     return p;
 }
 
-ti_status ti_outfile_open(struct ti_outfile *f, const char *path, struct ti_err *err) {
+/* The file a write to `path` must replace: a symlink is followed to its target (as open() and
+ * torch.save do; renaming onto the link would replace the link itself), up to 16 links; the
+ * result (malloc'd) may not exist yet. NULL on a loop or out of memory. */
+static char *write_target(const char *path) {
+    char *cur = ti_strdup(path);
+    for (int hop = 0; cur && hop < 16; hop++) {
+        struct stat ls;
+        if (lstat(cur, &ls) != 0 || !S_ISLNK(ls.st_mode)) return cur;
+        char link[4096];
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0) return cur;
+        link[n] = 0;
+        const char *slash = strrchr(cur, '/');
+        size_t dirlen = link[0] != '/' && slash ? (size_t)(slash - cur + 1) : 0;
+        char *next = malloc(dirlen + (size_t)n + 1);
+        if (next) {
+            memcpy(next, cur, dirlen);
+            memcpy(next + dirlen, link, (size_t)n + 1);
+        }
+        free(cur);
+        cur = next;
+    }
+    free(cur);
+    return NULL;
+}
+
+ti_status ti_outfile_open(struct ti_outfile *f, const char *path_in, struct ti_err *err) {
     memset(f, 0, sizeof *f);
     f->fd = -1;
-    if (!path || !*path) return ti_error(err, TI_ERR_INVALID, "empty output path");
-    if (ti_path_is_dir(path))
-        return ti_error(err, TI_ERR_IO, "output '%s' is a directory, expected a file name", path);
+    if (!path_in || !*path_in) return ti_error(err, TI_ERR_INVALID, "empty output path");
+    if (ti_path_is_dir(path_in))
+        return ti_error(err, TI_ERR_IO, "output '%s' is a directory, expected a file name",
+                        path_in);
+    char *target = write_target(path_in);
+    if (!target)
+        return ti_error(err, TI_ERR_IO, "output '%s': too many levels of symbolic links", path_in);
+    /* a device, FIFO or socket is never replaced by a regular file; an existing file keeps its
+     * permissions */
+    struct stat old;
+    int exists = stat(target, &old) == 0;
+    if (exists && !S_ISREG(old.st_mode)) {
+        ti_status st = ti_error(err, TI_ERR_IO,
+                                "output '%s' exists and is not a regular file (a device, FIFO or "
+                                "socket); ti writes a temporary file and renames it onto the "
+                                "name, which would replace it: give a file name",
+                                path_in);
+        free(target);
+        return st;
+    }
+    const char *path = target;
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
     const char *base = slash ? slash + 1 : path;
     size_t n = strlen(path) + 32;
-    f->path = ti_strdup(path);
+    f->path = target;
     f->tmp = malloc(n);
     f->buf = malloc(OUTFILE_BUF);
     if (!f->path || !f->tmp || !f->buf) {
         ti_outfile_abort(f);
-        return ti_error(err, TI_ERR_NOMEM, "out of memory opening '%s'", path);
+        return ti_error(err, TI_ERR_NOMEM, "out of memory opening '%s'", path_in);
     }
     /* the temporary name is hidden and in the same folder, so rename() is atomic */
     snprintf(f->tmp, n, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, base);
     f->fd = mkstemp(f->tmp);
     if (f->fd < 0) {
         int e = errno;
-        ti_status st = ti_error(err, TI_ERR_IO, "cannot create a temporary file next to '%s': %s",
-                                path, strerror(e));
+        ti_status st =
+            e == ENOENT && dirlen > 0
+                ? ti_error(err, TI_ERR_IO, "cannot write '%s': the folder '%.*s' does not exist",
+                           path, (int)dirlen, path)
+                : ti_error(err, TI_ERR_IO, "cannot create a temporary file next to '%s': %s", path,
+                           strerror(e));
         free(f->tmp);
         f->tmp = NULL; /* nothing to unlink */
         ti_outfile_abort(f);
         return st;
     }
-    (void)fchmod(f->fd, 0644);
+    (void)fchmod(f->fd, exists ? old.st_mode & 07777 : 0644);
     return TI_OK;
 }
 
