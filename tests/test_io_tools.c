@@ -117,6 +117,22 @@ TEST(convert_usage) {
           err_has("writes a torch pickle, not safetensors"));
 }
 
+/* ti-inspect shows a name's control bytes as \xNN: no raw ESC reaches the terminal. (A --token
+ * past the base vocabulary is legitimate: diffusers' added tokens start at 49408.) */
+TEST(inspect_escapes_control_bytes) {
+    struct ti_err err = {0};
+    struct ti_embedding e;
+    static float v[768];
+    ti_embedding_init(&e);
+    CHECK_OK(ti_embedding_add_term(&e, "\x1b[2J\nx", -1, 1, 768, v, &err), &err);
+    CHECK_OK(ti_embedding_write(&e, tio_path(tmp, "ctrl.safetensors"), TI_EMB_DIFFUSERS, &err),
+             &err);
+    ti_embedding_free(&e);
+    char args[2048];
+    snprintf(args, sizeof args, "%s", tio_path(tmp, "ctrl.safetensors"));
+    CHECK(tool(inspect, args) == 0 && out_has("term '\\x1b[2J\\x0ax'") && !out_has("\x1b"));
+}
+
 /* OUT ending in .safetensors picks the diffusers layout when --format is not given; a 1280-wide
  * (LDM) term without a token is stored under BERT's id of '*' (1008), not CLIP's (265). */
 TEST(convert_picks_by_extension_and_width) {
@@ -209,6 +225,7 @@ int main(int argc, char **argv) {
     RUN(convert_usage);
     RUN(convert_files);
     RUN(convert_picks_by_extension_and_width);
+    RUN(inspect_escapes_control_bytes);
     tio_rmrf(tmp);
     return tc_finish();
 }

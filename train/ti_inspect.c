@@ -288,20 +288,52 @@ static int inspect_watermark(int argc, char **argv) {
 #endif
 }
 
+/* Text from a file goes to the terminal with its control bytes (newlines, ESC sequences) shown
+ * as \xNN: a hostile name must not break the listing or drive the terminal. */
+static size_t vis_len(const char *s) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        n += *p < 0x20 || *p == 0x7f ? 4 : 1;
+    return n;
+}
+
+static void put_vis(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+}
+
+/* put_vis in quotes, or "-" for NULL */
+static void put_quoted(const char *s) {
+    if (!s) {
+        printf("-");
+        return;
+    }
+    putchar('\'');
+    put_vis(s);
+    putchar('\'');
+}
+
 static void print_embedding_text(const struct ti_embedding *e) {
-    printf("embedding: %s format, name '%s', step ", ti_embedding_format_name(e->format),
-           e->name ? e->name : "");
+    printf("embedding: %s format, name ", ti_embedding_format_name(e->format));
+    put_quoted(e->name ? e->name : "");
+    printf(", step ");
     if (e->step >= 0)
         printf("%lld", (long long)e->step);
     else
         printf("-");
-    printf(", sd_checkpoint %s%s%s, sd_checkpoint_name %s%s%s, vectors %s on disk\n",
-           e->sd_checkpoint ? "'" : "", e->sd_checkpoint ? e->sd_checkpoint : "-",
-           e->sd_checkpoint ? "'" : "", e->sd_checkpoint_name ? "'" : "",
-           e->sd_checkpoint_name ? e->sd_checkpoint_name : "-", e->sd_checkpoint_name ? "'" : "",
-           ti_dtype_name(e->file_dtype));
+    printf(", sd_checkpoint ");
+    put_quoted(e->sd_checkpoint);
+    printf(", sd_checkpoint_name ");
+    put_quoted(e->sd_checkpoint_name);
+    printf(", vectors %s on disk\n", ti_dtype_name(e->file_dtype));
     for (int i = 0; i < e->n_terms; i++) {
-        printf("  term '%s': token ", e->terms[i].placeholder);
+        printf("  term ");
+        put_quoted(e->terms[i].placeholder);
+        printf(": token ");
         if (e->terms[i].token >= 0)
             printf("%lld", (long long)e->terms[i].token);
         else
@@ -472,20 +504,31 @@ int main(int argc, char **argv) {
     } else {
         printf("file: %s\n", path);
         printf("container: %s", container);
-        if (tf && tf->prefix) printf(" (archive folder '%s')", tf->prefix);
+        if (tf && tf->prefix) {
+            printf(" (archive folder ");
+            put_quoted(tf->prefix);
+            printf(")");
+        }
         printf(", %zu tensors, %llu bytes of tensor data\n", l.n, (unsigned long long)total);
         if (desc[0]) printf("looks like: %s\n", desc);
         if (sf)
-            for (size_t i = 0; i < sf->n_meta; i++)
-                printf("metadata: %s = %s\n", sf->meta[2 * i], sf->meta[2 * i + 1]);
+            for (size_t i = 0; i < sf->n_meta; i++) {
+                printf("metadata: ");
+                put_vis(sf->meta[2 * i]);
+                printf(" = ");
+                put_vis(sf->meta[2 * i + 1]);
+                printf("\n");
+            }
         if (have_emb) print_embedding_text(&emb);
         size_t w = 3;
         for (size_t i = 0; i < l.n; i++)
-            if (strlen(l.v[i].key) > w) w = strlen(l.v[i].key);
+            if (vis_len(l.v[i].key) > w) w = vis_len(l.v[i].key);
         printf("%-*s  %-5s  %s\n", (int)w, "key", "dtype", "shape");
         for (size_t i = 0; i < l.n; i++) {
             char sh[160];
-            printf("%-*s  %-5s  %s\n", (int)w, l.v[i].key, ti_dtype_name(l.v[i].t.dtype),
+            put_vis(l.v[i].key);
+            printf("%*s  %-5s  %s\n", (int)(w - vis_len(l.v[i].key)), "",
+                   ti_dtype_name(l.v[i].t.dtype),
                    ti_shape_str(l.v[i].t.ndim, l.v[i].t.shape, sh, sizeof sh));
         }
     }

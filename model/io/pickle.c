@@ -608,9 +608,17 @@ static int storage_insert(struct ti_pickle *pk, struct ti_py_storage *s) {
     return 1;
 }
 
-/* BINPERSID: ('storage', <storage class>, key, location, numel[, view_metadata]) */
+/* BINPERSID: ('storage', <storage class>, key, location, numel[, view_metadata]); in legacy
+ * (pre-zip) torch.save files also ('module', <class>, source_file, source), which torch.load
+ * answers with the class itself (an nn.Module such as the peer's ParameterDict; the class was
+ * checked against the lists when its GLOBAL was read). */
 static ti_status persistent_load(struct ti_pickle *pk, struct ti_py *pid, const uint8_t *at,
                                  struct ti_py **out, struct ti_err *err) {
+    if (pid->kind == TI_PY_TUPLE && pid->u.seq.n == 4 &&
+        ti_py_is_str(pid->u.seq.items[0], "module") && pid->u.seq.items[1]->kind == TI_PY_GLOBAL) {
+        *out = pid->u.seq.items[1];
+        return TI_OK;
+    }
     if (pid->kind != TI_PY_TUPLE || pid->u.seq.n < 5 || pid->u.seq.n > 6 ||
         !ti_py_is_str(pid->u.seq.items[0], "storage"))
         return vm_error(pk, err, TI_ERR_FORMAT, at,

@@ -92,6 +92,15 @@ with cuda_locations():
     save({"string_to_token": {"*": torch.tensor(1008)},
           "string_to_param": torch.nn.ParameterDict({"*": torch.nn.Parameter(vectors(2, 1280, 6))})},
          "peer_ldm_1280.pt")
+# the same layout saved by the legacy (pre-zip) serializer: the nn.ParameterDict class goes in as
+# a ('module', class, source_file, source) persistent id. torch would embed the class's source
+# text; it is kept out (None, as torch writes when it cannot find the source).
+_get_source = torch.serialization.get_source_lines_and_file
+torch.serialization.get_source_lines_and_file = lambda obj: (_ for _ in ()).throw(OSError())
+save({"string_to_token": {"*": torch.tensor(265)},
+      "string_to_param": torch.nn.ParameterDict({"*": torch.nn.Parameter(vectors(2, 768, 9))})},
+     "legacy_peer_paramdict.pt", _use_new_zipfile_serialization=False)
+torch.serialization.get_source_lines_and_file = _get_source
 
 # diffusers: the 2022 script saved a 1-D vector, newer ones [n, 768]
 save({"<cat-toy>": vectors(1, 768, 7)[0]}, "diffusers_1d.bin")
