@@ -76,6 +76,8 @@ void ti_train_usage(FILE *f) {
         "                                 (nn.ParameterDict; several placeholders)\n"
         "                               diffusers  learned_embeds layout, written as\n"
         "                                 embeddings.safetensors / embeddings_gs-N.safetensors\n"
+        "                                 (diffusers' load_textual_inversion refuses a key its\n"
+        "                                 tokenizer knows, such as '*': give it token=\"<x>\")\n"
         "  --resume RUN_FOLDER        (ti) continue an interrupted run exactly where it stopped:\n"
         "                             same vectors, optimizer state, step and random state, so\n"
         "                             the result is bit-identical to an uninterrupted run;\n"
