@@ -93,15 +93,8 @@ static const struct want wants[] = {
      TI_DTYPE_F32,
      1,
      {{"*", 265, 1, 768, 3}}},
-    {"legacy_peer_paramdict.pt", /* ('module', ParameterDict, ...) persistent id */
-     TI_EMB_PEER,
-     NULL,
-     -1,
-     NULL,
-     NULL,
-     TI_DTYPE_F32,
-     1,
-     {{"*", 265, 2, 768, 9}}},
+    /* legacy: a ('module', ParameterDict, ...) persistent id */
+    {"legacy_peer.pt", TI_EMB_PEER, NULL, -1, NULL, NULL, TI_DTYPE_F32, 1, {{"*", 265, 2, 768, 9}}},
     {"peer_merged.pt",
      TI_EMB_PEER,
      NULL,

@@ -99,7 +99,7 @@ _get_source = torch.serialization.get_source_lines_and_file
 torch.serialization.get_source_lines_and_file = lambda obj: (_ for _ in ()).throw(OSError())
 save({"string_to_token": {"*": torch.tensor(265)},
       "string_to_param": torch.nn.ParameterDict({"*": torch.nn.Parameter(vectors(2, 768, 9))})},
-     "legacy_peer_paramdict.pt", _use_new_zipfile_serialization=False)
+     "legacy_peer.pt", _use_new_zipfile_serialization=False)
 torch.serialization.get_source_lines_and_file = _get_source
 
 # diffusers: the 2022 script saved a 1-D vector, newer ones [n, 768]
