@@ -246,6 +246,7 @@ TEST(img2img_size) {
              dir, dir, dir);
     CHECK(run(full, err, sizeof err) == 0);
     if (err[0]) fprintf(stderr, "%s", err);
+    CHECK(strstr(err, "target t_enc is 2 steps\n") != NULL); /* int(0.5 * 4), as the reference */
     snprintf(a, sizeof a, "%s/out6/samples/00000.png", dir);
     struct ti_image img = {0};
     struct ti_data_err de = {{0}};
@@ -257,6 +258,13 @@ TEST(img2img_size) {
              dir, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(exists("%s/out7/samples/00000.png%s", ""));
+    /* a strength under 1/steps denoises nothing, and --H/--W do not apply: both said */
+    snprintf(full, sizeof full,
+             "--init-img %s/init.png --strength 0.1 --ddim_steps 4 --n_samples 1 --H 128 --W 128 "
+             "--outdir %s/out7",
+             dir, dir);
+    CHECK(run(full, err, sizeof err) == 0 && strstr(err, "target t_enc is 0 steps (") &&
+          strstr(err, "--H/--W are not used with --init-img") && strstr(err, "96x64"));
 }
 
 /* one merged file gives the same images as the two files it merges */

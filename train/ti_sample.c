@@ -735,6 +735,11 @@ static int prepare(struct run *r) {
             fprintf(stderr, TOOL ": --init-img: %s\n", de.msg);
             return 1;
         }
+        if ((o->has_H || o->has_W) && !o->laion && (o->H != h || o->W != w))
+            fprintf(stderr,
+                    TOOL ": note: --H/--W are not used with --init-img: the output is the init "
+                         "image's size, %dx%d (as the reference)\n",
+                    w, h);
         o->H = h;
         o->W = w;
     }
@@ -1143,6 +1148,14 @@ static int sample_all(struct run *r) {
     snprintf(size_s, sizeof size_s, "%lldx%lld", o->W, o->H);
     snprintf(strength_s, sizeof strength_s, "%g", o->strength);
     int t_enc = o->init_img ? ti_sampler_img2img_t_enc(o->strength, (int)o->steps) : 0;
+    if (o->init_img) /* the reference prints this line too */
+        fprintf(stderr, TOOL ": target t_enc is %d steps%s\n", t_enc,
+                t_enc == 0 ? " (--strength is below 1/--ddim_steps: the init image comes back "
+                             "encoded and decoded, not denoised)"
+                           : "");
+    if (o->scale == 1.0 && o->negative[0])
+        fprintf(stderr, TOOL ": note: --negative_prompt is not used at --scale 1 (no guidance: "
+                             "the unconditional pass is skipped)\n");
     r->t0 = ti_now_seconds();
     int image_index = 0, batch_no = 0;
     for (int it = 0; it < o->n_iter && rc == 0; it++) {
