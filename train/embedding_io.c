@@ -106,6 +106,10 @@ enum ti_embedding_format ti_embedding_format_parse(const char *s) {
     return TI_EMB_UNKNOWN;
 }
 
+int ti_embedding_width_is_clip(int dim) {
+    return dim == 768 || dim == 1024 ? 1 : dim == 1280 ? 0 : -1;
+}
+
 const char *ti_embedding_width_name(int dim) {
     switch (dim) {
     case 768: return "SD v1";
@@ -437,7 +441,7 @@ static struct ti_tensor term_tensor(const struct ti_embedding_term *t) {
 /* The token id a term without one is stored under: '*' as its model's tokenizer gives it, told
  * apart by the width (LDM text2img-large's BERT: 1008; SD's CLIP: 265, as A1111 writes). */
 static int64_t star_token(const struct ti_embedding_term *t) {
-    return t->token >= 0 ? t->token : t->dim == 1280 ? 1008 : 265;
+    return t->token >= 0 ? t->token : ti_embedding_width_is_clip(t->dim) == 0 ? 1008 : 265;
 }
 
 static ti_status write_a1111(const struct ti_embedding *emb, const char *path, struct ti_err *err) {

@@ -119,6 +119,9 @@ const char *ti_embedding_format_name(enum ti_embedding_format f);
 enum ti_embedding_format ti_embedding_format_parse(const char *s);
 /* "SD v1" for 768, "SD 2.x" for 1024, "LDM text2img-large" for 1280, else "unknown model". */
 const char *ti_embedding_width_name(int dim);
+/* The tokenizer a width implies: 1 CLIP (SD: 768, 1024), 0 BERT (LDM: 1280), -1 unknown (the
+ * tiny models' widths say nothing). */
+int ti_embedding_width_is_clip(int dim);
 
 #ifdef __cplusplus
 }

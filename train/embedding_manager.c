@@ -49,6 +49,19 @@ const struct ti_emb_term *ti_emb_manager_find(const struct ti_emb_manager *em,
     return NULL;
 }
 
+const struct ti_emb_term *ti_emb_manager_find_token(const struct ti_emb_manager *em,
+                                                    int32_t token) {
+    for (int i = 0; i < em->n_terms; i++)
+        if (em->terms[i].token == token) return &em->terms[i];
+    return NULL;
+}
+
+int ti_emb_manager_term_vectors(const struct ti_emb_manager *em, const struct ti_emb_term *t) {
+    int per = em->num_vectors_per_token;
+    if (per == 1) return 1;
+    return per > 0 && per < t->n_vectors ? per : t->n_vectors;
+}
+
 /* Appends a term with its vectors (n x dim) and, when init is not NULL, its init vectors. */
 static ti_status add_term(struct ti_emb_manager *em, const char *placeholder, int32_t token, int n,
                           const float *vectors, const float *init, const char *source,
@@ -152,9 +165,8 @@ done:
 }
 
 /* The init vectors (N x dim) of initializer text `word`: one token repeated N times, or (where
- * ti differs from the peer) m <= N tokens spread over the vectors as AUTOMATIC1111 does. */
-/* The token of vector i (N of them) into pick[i]; te NULL checks the word only (a dry run), and
- * out is then not written. */
+ * ti differs from the peer) m <= N tokens spread over the vectors as AUTOMATIC1111 does. With te
+ * NULL only the word is checked (a dry run) and out is not written. */
 static ti_status init_vectors(float *out, const struct ti_tokenizer *tok,
                               const struct ti_text_encoder *te, const char *word, int N,
                               int is_clip, const char *what, struct ti_err *err) {
@@ -304,7 +316,7 @@ ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_
                         KEY_PREFIX "placeholder_strings: empty; expected at least one word "
                                    "(the reference default is [\"*\"])");
     size_t d = (size_t)cfg->token_dim;
-    float *vec = malloc((size_t)N * d * sizeof *vec);
+    float *vec = calloc((size_t)N * d, sizeof *vec); /* zeros stay where te is NULL */
     if (!vec) return ti_error(err, TI_ERR_NOMEM, "embedding manager: out of memory");
     struct ti_rng rng;
     ti_rng_seed(&rng, seed);
@@ -338,7 +350,6 @@ ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_
             snprintf(iw, sizeof iw, KEY_PREFIX "initializer_words[%d]", i);
             TI_TRY_GOTO(st,
                         init_vectors(vec, tok, te, p->initializer_words[i], N, is_clip, iw, err));
-            if (!te) memset(vec, 0, (size_t)N * d * sizeof *vec); /* words checked, no table */
         } else {
             for (size_t k = 0; k < (size_t)N * d; k++)
                 vec[k] = (float)ti_rng_uniform(&rng); /* torch.rand: U[0, 1) */
@@ -408,12 +419,12 @@ void ti_emb_manager_substitute(struct ti_emb_manager *em, int32_t *idx, int n, i
                 if (idx[i] == t->token) idx[i] = -1 - t->row0;
             continue;
         }
-        int64_t max_k = em->num_vectors_per_token > 0 ? em->num_vectors_per_token : t->n_vectors;
+        int k = ti_emb_manager_term_vectors(em, t);
         if (em->progressive_words) {
             em->progressive_counter++; /* once per call per placeholder, found or not */
-            max_k = 1 + em->progressive_counter / TI_EMB_PROGRESSIVE_SCALE;
+            int64_t max_k = 1 + em->progressive_counter / TI_EMB_PROGRESSIVE_SCALE;
+            k = t->n_vectors < max_k ? t->n_vectors : (int)max_k;
         }
-        int k = t->n_vectors < max_k ? t->n_vectors : (int)max_k;
         for (int b = 0; b < n; b++) {
             int32_t *row = idx + (size_t)b * (size_t)seq_len;
             /* right to left, so the columns still to visit do not move */

@@ -128,6 +128,12 @@ ti_status ti_emb_manager_to_embedding(const struct ti_emb_manager *em, struct ti
 /* The term of a placeholder string, or NULL. */
 const struct ti_emb_term *ti_emb_manager_find(const struct ti_emb_manager *em,
                                               const char *placeholder);
+/* The term whose token is `token`, or NULL. */
+const struct ti_emb_term *ti_emb_manager_find_token(const struct ti_emb_manager *em, int32_t token);
+/* How many vectors an occurrence of t takes in a prompt (the substitution rule above, progressive
+ * words aside): 1 with num_vectors_per_token 1, else min(its vectors, num_vectors_per_token),
+ * its own count when that is 0 (sampling). */
+int ti_emb_manager_term_vectors(const struct ti_emb_manager *em, const struct ti_emb_term *t);
 void ti_emb_manager_free(struct ti_emb_manager *em);
 
 #ifdef __cplusplus

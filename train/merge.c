@@ -25,10 +25,10 @@ static const char *tok_name(const struct ti_tokenizer *tok) {
 
 /* When a file's width says it belongs to the other tokenizer: what to do, else "". */
 static const char *width_hint(int dim, const struct ti_tokenizer *tok) {
-    int bpe = ti_tokenizer_kind_of(tok) == TI_TOKENIZER_BPE;
-    if (!bpe && (dim == 768 || dim == 1024))
+    int bpe = ti_tokenizer_kind_of(tok) == TI_TOKENIZER_BPE, clip = ti_embedding_width_is_clip(dim);
+    if (!bpe && clip == 1)
         return "; or, as its width says it is a Stable Diffusion embedding, pass -sd";
-    if (bpe && dim == 1280) return "; or, as its width says it is an LDM embedding, drop -sd";
+    if (bpe && clip == 0) return "; or, as its width says it is an LDM embedding, drop -sd";
     return "";
 }
 

@@ -124,8 +124,7 @@ int main(int argc, char **argv) {
 
     /* loaders pick the reader by the extension: a name that contradicts the layout would not
      * load there (a safetensors file named .bin, a torch pickle named .safetensors) */
-    size_t ol = strlen(out);
-    int st_ext = ol >= 12 && !strcmp(out + ol - 12, ".safetensors");
+    int st_ext = ti_path_has_suffix(out, ".safetensors");
     if (!fmt_given && st_ext) fmt = TI_EMB_DIFFUSERS;
     if (fmt == TI_EMB_DIFFUSERS && !st_ext && !ti_path_is_dir(out)) {
         fprintf(stderr,

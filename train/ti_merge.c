@@ -12,6 +12,7 @@
 #include <unistd.h> /* defines: isatty */
 
 #include "embedding_io.h"
+#include "fileio.h" /* defines: ti_path_has_suffix */
 #include "merge.h"
 #include "tokenizer.h"
 
@@ -168,8 +169,7 @@ int main(int argc, char **argv) {
         }
     }
     /* diffusers' learned_embeds.bin is a torch pickle; ti writes the layout as safetensors */
-    if (out && fmt == TI_EMB_DIFFUSERS &&
-        (strlen(out) < 12 || strcmp(out + strlen(out) - 12, ".safetensors") != 0)) {
+    if (out && fmt == TI_EMB_DIFFUSERS && !ti_path_has_suffix(out, ".safetensors")) {
         fprintf(stderr,
                 "ti-merge: --format diffusers writes a safetensors file: give an --output_path "
                 "ending in .safetensors, not '%s' (for a torch pickle use --format a1111 or "
@@ -250,7 +250,8 @@ int main(int argc, char **argv) {
     /* the peer's pitfall: SD files merged without -sd (or LDM files with it) get the other
      * tokenizer's ids, which the peer's scripts then never find in a prompt */
     int dim = m.emb.n_terms ? m.emb.terms[0].dim : 0;
-    if ((sd && dim == 1280) || (!sd && (dim == 768 || dim == 1024)))
+    int clip = ti_embedding_width_is_clip(dim);
+    if ((sd && clip == 0) || (!sd && clip == 1))
         fprintf(stderr,
                 "ti-merge: warning: the vectors have width %d (%s) but the token ids are %s's; "
                 "%s (ti-sample recomputes them, the original scripts do not)\n",

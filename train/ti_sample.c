@@ -503,11 +503,8 @@ static int warn_long_prompt(const struct run *r, const char *what, const char *p
     size_t used = 0, cl = 0;
     char cut[256] = "";
     for (size_t i = 0; i < n; i++) {
-        const struct ti_emb_term *t = NULL;
-        for (int j = 0; j < r->em.n_terms && !t; j++)
-            if (r->em.terms[j].token == ids[i]) t = &r->em.terms[j];
-        int per = r->em.num_vectors_per_token, k = 1;
-        if (t) k = per == 1 ? 1 : per > 0 && per < t->n_vectors ? per : t->n_vectors;
+        const struct ti_emb_term *t = ti_emb_manager_find_token(&r->em, ids[i]);
+        int k = t ? ti_emb_manager_term_vectors(&r->em, t) : 1;
         if (t && used + (size_t)k > TI_TOKENS_MAX - 2 && cl + 64 < sizeof cut &&
             !strstr(cut, t->placeholder)) {
             int w =
@@ -820,7 +817,10 @@ static int prepare(struct run *r) {
     }
     int32_t idx[SEQ_LEN];
     char *used = calloc((size_t)(r->em.n_terms ? r->em.n_terms : 1), 1);
-    if (!used) return fail(&(struct ti_err){.msg = "out of memory"}, NULL);
+    if (!used) {
+        fprintf(stderr, TOOL ": out of memory\n");
+        return 1;
+    }
     for (int i = 0; i < r->n_prompts; i++) {
         if (ti_emb_manager_prompt_ids(&r->em, r->tok, r->prompts[i], idx, SEQ_LEN, &err) != TI_OK) {
             free(used);

@@ -414,8 +414,7 @@ static int run_main(int argc, char **argv) {
             enum ti_tokenizer_kind kind =
                 cfg->text.kind == TI_TEXT_CLIP ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
             char vpath[4200];
-            snprintf(vpath, sizeof vpath, "%s/%s", ti_tokenizer_vocab_dir(),
-                     ti_tokenizer_vocab_file(kind));
+            ti_tokenizer_default_vocab(vpath, sizeof vpath, kind);
             struct ti_tokenizer *tok = NULL;
             struct ti_emb_manager em;
             if (ti_tokenizer_load(&tok, kind, vpath, &err) != TI_OK) {

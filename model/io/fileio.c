@@ -364,6 +364,11 @@ int ti_path_is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+int ti_path_has_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && !strcmp(path + n - k, suffix);
+}
+
 int ti_path_exists(const char *path) {
     struct stat st;
     return lstat(path, &st) == 0;

@@ -91,6 +91,8 @@ const char *ti_path_stem(const char *path, char *buf, size_t n);
 int ti_path_is_dir(const char *path);
 /* 1 if path names an existing regular file. */
 int ti_path_is_file(const char *path);
+/* 1 if path ends in suffix (".safetensors"), byte for byte. */
+int ti_path_has_suffix(const char *path, const char *suffix);
 /* 1 if anything (a link too, even a dangling one) exists at path. */
 int ti_path_exists(const char *path);
 /* Removes the directory `path` and everything under it (links are removed, not followed).
