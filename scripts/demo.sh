@@ -17,8 +17,8 @@
 # init word alone in more than DEMO_MAX_BASELINE % (the bars of docs/DEMO.md).
 #
 # Environment (defaults in brackets): DEMO_MODEL [models/tiny-sd] (config.yaml +
-# model.safetensors, and templates.txt when present: ti-train --templates), DEMO_STEPS [1000]
-# training steps, DEMO_SAMPLES [100] per prompt, DEMO_DDIM_STEPS [20], DEMO_SCALE [7.5]
+# model.safetensors, and templates.txt when present: ti-train --templates), DEMO_STEPS [the
+# model's demo_steps file when present (models/tiny-ldm: 2000), else 1000] training steps, DEMO_SAMPLES [100] per prompt, DEMO_DDIM_STEPS [20], DEMO_SCALE [7.5]
 # guidance (SD's usual), DEMO_VECTORS [1] vectors per token,
 # DEMO_CONCEPT [teal] (or heart: the data set's other unnamed concept, init word "object"),
 # DEMO_INIT [green for teal, object for heart] the init word, DEMO_SEED [2026] the seed of the
@@ -30,7 +30,13 @@ set -euo pipefail
 BUILD=${1:-build}
 BIN="$BUILD/bin"
 MODEL=${DEMO_MODEL:-models/tiny-sd}
-STEPS=${DEMO_STEPS:-1000}
+# a model folder may say how many steps its word needs (one whole number in demo_steps)
+MODEL_STEPS=1000
+if [ -f "$MODEL/demo_steps" ]; then
+    MODEL_STEPS=$(tr -d ' \n' < "$MODEL/demo_steps")
+fi
+STEPS=${DEMO_STEPS:-$MODEL_STEPS}
+case "$STEPS" in '' | *[!0-9]*) echo "demo: training steps: expected a whole number, got '$STEPS'" >&2; exit 1 ;; esac
 N=${DEMO_SAMPLES:-100}
 DDIM=${DEMO_DDIM_STEPS:-20}
 SCALE=${DEMO_SCALE:-7.5}

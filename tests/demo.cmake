@@ -1,4 +1,4 @@
-# make demo's short form: scripts/demo.sh end to end on the shipped tiny model (models/tiny-sd)
+# make demo's short form: scripts/demo.sh end to end on the shipped tiny models (models/tiny-sd, models/tiny-ldm)
 if(TARGET ti-train AND TARGET ti-sample AND TARGET ti-shapes AND TI_HAVE_YAML)
   add_test(NAME test_demo COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_demo.sh ${CMAKE_BINARY_DIR}
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
