@@ -12,14 +12,24 @@
  * (median and fastest of the timed steps after one warm-up step; peak RSS = VmHWM of the whole
  * process, model initialisation included) and timings of the parts on stderr.
  *
+ * With --grad-check N it times nothing: it measures how far the bf16 path's gradient is from
+ * f32's at this size (issue 10's "embedding gradient within 2e-2 of f32", which
+ * tests/test_train_bf16.c measures on the tiny models). N explicit steps (fixed image, caption,
+ * timestep, noise and posterior draw per draw k: ti_trainer_step_explicit) in f32, then the same
+ * N in bf16 on the same random weights (rounded to bf16 for the UNet), and per draw the rows
+ * gradient's |g_bf16 - g_f32| / |g_f32| and cosine; then
+ *   RESULT train_grad ti <latent> <rms over draws> <worst> <draws>
+ *
  * Usage: bench_train_step [--config FILE] [--latent N] [--steps N] [--dtype f32|bf16]
- *                         [--checkpoint] [--cuda]
+ *                         [--checkpoint] [--cuda] [--grad-check N]
  *   --dtype D     the trainer's dtype (default f32; bf16: bf16 UNet, f32 text encoder and VAE)
  *   --latent N    latent side (the image is 8N pixels; default: the config's, 64 for SD v1)
  *   --checkpoint  recompute UNet blocks in the backward (trainer option checkpointing)
  *   --cuda        run on the GPU; without one (or without CUDA in this build) prints
  *                 "SKIP ..." and exits 77
+ *   --grad-check N bf16 against f32, draws 0 to N-1 (above); --dtype and --steps are unused
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +47,87 @@ static int fail(const char *msg) {
 }
 
 static const char USAGE[] = "usage: bench_train_step [--config FILE] [--latent N] [--steps N] "
-                            "[--dtype f32|bf16] [--checkpoint] [--cuda]\n";
+                            "[--dtype f32|bf16] [--checkpoint] [--cuda] [--grad-check N]\n";
+
+/* Draw k of --grad-check: timestep and the latent noise / posterior draw, fixed functions of k
+ * (as test_train_bf16's draws). */
+static void grad_draw(int k, float *noise, float *eps, size_t nl, int *ts) {
+    for (size_t i = 0; i < nl; i++) {
+        noise[i] = (float)(1.7 * sin(0.37 * (double)i + 0.5 + k));
+        eps[i] = (float)(1.7 * cos(0.23 * (double)i + 0.1 + 2 * k));
+    }
+    *ts = (137 + 331 * k) % 1000;
+}
+
+/* --grad-check: N draws in f32 then in bf16, compared draw by draw. */
+static int grad_check(struct ti_trainer_opts *o, const float *img, int draws) {
+    struct ti_err err = {0};
+    const char *caption[1] = {"a photo of *"};
+    float *g[2] = {NULL, NULL}, *noise = NULL, *eps = NULL;
+    double *loss = calloc(2 * (size_t)draws, sizeof *loss);
+    size_t n = 0;
+    const enum ti_dtype dts[2] = {TI_DTYPE_F32, TI_DTYPE_BF16};
+    for (int p = 0; p < 2; p++) {
+        o->dtype = dts[p];
+        struct ti_trainer *t;
+        double a = bench_now();
+        if (ti_trainer_open(&t, o, &err) != TI_OK) return fail(err.msg);
+        int ch, f;
+        ti_trainer_latent_shape(t, &ch, &f);
+        size_t nl = (size_t)ch * (o->cfg->pixel_size / f) * (o->cfg->pixel_size / f);
+        if (!noise) {
+            noise = malloc(nl * sizeof *noise);
+            eps = malloc(nl * sizeof *eps);
+        }
+        for (int k = 0; k < draws; k++) {
+            int ts;
+            double ls;
+            grad_draw(k, noise, eps, nl, &ts);
+            ti_trainer_zero_grad(t);
+            if (ti_trainer_step_explicit(t, img, caption, 1, &ts, noise, eps, &loss[p * draws + k],
+                                         &ls, &err) != TI_OK)
+                return fail(err.msg);
+            float *gr = ti_trainer_grad(t, &n);
+            if (!g[p]) g[p] = malloc((size_t)draws * n * sizeof(float));
+            memcpy(g[p] + (size_t)k * n, gr, n * sizeof(float));
+        }
+        fprintf(stderr, "(%s: %d draws in %.1f s, open included)\n", p ? "bf16" : "f32", draws,
+                bench_now() - a);
+        ti_trainer_close(t);
+    }
+    double sum2 = 0, worst = 0;
+    for (int k = 0; k < draws; k++) {
+        const float *a = g[1] + (size_t)k * n, *b = g[0] + (size_t)k * n;
+        double dd = 0, nb = 0, na = 0, dot = 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = (double)a[i] - b[i];
+            dd += d * d;
+            nb += (double)b[i] * b[i];
+            na += (double)a[i] * a[i];
+            dot += (double)a[i] * b[i];
+        }
+        double r = sqrt(dd / nb);
+        int ts;
+        grad_draw(k, noise, eps, 0, &ts);
+        printf("draw %d (t %d): loss f32 %.6g bf16 %.6g; |g| %.3g; rows gradient bf16 vs f32 %.2e "
+               "(cosine %.6f)\n",
+               k, ts, loss[k], loss[draws + k], sqrt(nb), r, dot / sqrt(na * nb));
+        sum2 += r * r;
+        worst = r > worst ? r : worst;
+    }
+    printf("RESULT\ttrain_grad\tti\t%dx%d\t%.3e\t%.3e\t%d\n", o->cfg->pixel_size / 8,
+           o->cfg->pixel_size / 8, sqrt(sum2 / draws), worst, draws);
+    free(g[0]);
+    free(g[1]);
+    free(noise);
+    free(eps);
+    free(loss);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     const char *cfg_path = "configs/stable-diffusion/v1-finetune.yaml";
-    int latent = 0, steps = 3, ckpt = 0, cuda = 0;
+    int latent = 0, steps = 3, ckpt = 0, cuda = 0, grad_draws = 0;
     enum ti_dtype dt = TI_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc)
@@ -65,12 +151,14 @@ int main(int argc, char **argv) {
             ckpt = 1;
         else if (!strcmp(argv[i], "--cuda"))
             cuda = 1;
+        else if (!strcmp(argv[i], "--grad-check") && i + 1 < argc)
+            grad_draws = atoi(argv[++i]);
         else {
             fputs(USAGE, stderr);
             return 2;
         }
     }
-    if (steps < 1 || latent < 0 || latent % 8) {
+    if (steps < 1 || latent < 0 || latent % 8 || grad_draws < 0) {
         fprintf(stderr, "bench_train_step: --steps must be >= 1 and --latent a multiple of 8\n%s",
                 USAGE);
         return 2;
@@ -95,12 +183,6 @@ int main(int argc, char **argv) {
                                 .checkpointing = ckpt,
                                 .random_weights = 1,
                                 .random_seed = 1};
-    double t0 = bench_now();
-    struct ti_trainer *t;
-    if (ti_trainer_open(&t, &o, &err) != TI_OK) return fail(err.msg);
-    double t_open = bench_now() - t0;
-    double rss_open = bench_peak_rss_gib();
-
     int S = cfg.pixel_size;
     size_t n = (size_t)3 * S * S;
     float *img = malloc(n * sizeof *img);
@@ -109,6 +191,17 @@ int main(int argc, char **argv) {
     ti_rng_seed(&r, 5);
     for (size_t i = 0; i < n; i++)
         img[i] = 2.0f * (float)ti_rng_uniform(&r) - 1.0f;
+    if (grad_draws) {
+        int rc = grad_check(&o, img, grad_draws);
+        free(img);
+        return rc;
+    }
+
+    double t0 = bench_now();
+    struct ti_trainer *t;
+    if (ti_trainer_open(&t, &o, &err) != TI_OK) return fail(err.msg);
+    double t_open = bench_now() - t0;
+    double rss_open = bench_peak_rss_gib();
     const char *caption[1] = {"a photo of *"};
 
     double *times = calloc((size_t)steps + 1, sizeof *times);

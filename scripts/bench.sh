@@ -33,6 +33,8 @@
 #   - the UNet forward + input-grad (bench_unet / bench_torch_unet.py): BENCH_UNET_SIZES, _STEPS;
 #   - one textual-inversion training step at 64x64 latents (bench_train_step /
 #     bench_torch_train.py): BENCH_TRAIN_LATENT, _STEPS, _RECOMPUTE;
+#   - the bf16 step's embedding gradient against f32's (bench_train_step --grad-check; ti only):
+#     BENCH_GRAD_DRAWS;
 #   - one DDIM sampling step with guidance, batch 1, on the CPU and on the GPU where there is one
 #     (bench_sample / bench_torch_sample.py): BENCH_SAMPLE_SIZES, _STEPS, _RUNS, BENCH_CUDA.
 # Each is documented where it runs, below.
@@ -309,6 +311,27 @@ if [ "$FULL" != 0 ] && [ -x "$TRAIN_BIN" ] && [ -n "${BENCH_TRAIN_LATENT-64}" ];
     grep -h '^(' "$TMP/train_ti.txt" "$TMP/train_torch.txt" || true
     echo
     echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+fi
+
+# ---- the bf16 step's embedding gradient against f32's, full-size SD v1 (the CPU-speed issue's
+# accuracy goal: within 2e-2 relative). BENCH_GRAD_DRAWS (4; 0 skips): draws of timestep, noise
+# and posterior sample (bench_train_step --grad-check), each run in f32 and in bf16.
+if [ "$FULL" != 0 ] && [ -x "$TRAIN_BIN" ] && [ "${BENCH_GRAD_DRAWS:-4}" != 0 ]; then
+    echo
+    echo "## bf16 against f32: the textual-inversion step's embedding gradient, full-size SD v1"
+    echo
+    echo "bench_train_step --grad-check ${BENCH_GRAD_DRAWS:-4} (random weights, 64x64 latents, batch 1): per"
+    echo "draw the rows gradient's |g_bf16 - g_f32| / |g_f32|; goal <= 2e-2."
+    echo
+    OMP_NUM_THREADS="$THREADS" "$TRAIN_BIN" --config "$ROOT/configs/stable-diffusion/v1-finetune.yaml" \
+        --grad-check "${BENCH_GRAD_DRAWS:-4}" > "$TMP/grad.txt" 2>&1 || rc_note $? "$TMP/grad.txt"
+    echo '```'
+    grep -v '^RESULT' "$TMP/grad.txt" || true
+    echo '```'
+    awk '$1 == "RESULT" && $2 == "train_grad" {
+        printf "\nrms over %d draws %.2e, worst %.2e: goal <= 2e-2 %s\n", $7, $5, $6,
+               $6 <= 2e-2 ? "met in every draw" : ($5 <= 2e-2 ? "met in rms, not in every draw" : "NOT met")
+    }' "$TMP/grad.txt"
 fi
 
 # ---- ti-sample's sampling step: full-size SD v1 UNet, DDIM with guidance, batch 1 -------------
