@@ -1,11 +1,15 @@
 /*
- * image.c - decoding (stb_image), EXIF orientation (libexif), alloc/copy/crop/flip, grids and
- * the float CHW conversions. Resizing is in resize.c, the writers in image_write.c.
+ * image.c - decoding (stb_image; WebP through libwebp and TIFF through libtiff when built with
+ * them), EXIF orientation (libexif), alloc/copy/crop/flip, grids and the float CHW conversions.
+ * Resizing is in resize.c, the writers in image_write.c.
  *
  * Decoding reads the whole file (bounded by TI_IMAGE_MAX_FILE_BYTES), asks stb_image for the
  * header's dimensions first (stbi_info_from_memory) and refuses sizes over the limits before
  * any pixel buffer exists, then checks a JPEG's marker structure (a truncated JPEG decodes in
- * stb as grey rows; PIL refuses it, and so do we) while picking up its EXIF segment.
+ * stb as grey rows; PIL refuses it, and so do we) while picking up its EXIF segment. WebP and
+ * TIFF are dispatched on their first bytes to load_webp / load_tiff, which check the canvas /
+ * directory size the same way before decoding; every decoder's pixels go through the same
+ * alpha-on-white rule and the same orientation code.
  */
 #include "image.h"
 
@@ -27,6 +31,13 @@
 
 #ifdef TI_HAVE_EXIF
 #include <libexif/exif-data.h> /* defines: ExifData, exif_data_*, exif_content_get_entry */
+#endif
+#ifdef TI_HAVE_WEBP
+#include <webp/decode.h> /* defines: WebPDecode, WebPDecoderConfig, WebPGetFeatures */
+#include <webp/demux.h>  /* defines: WebPDemux, WebPDemuxGetFrame, WebPDemuxGetChunk */
+#endif
+#ifdef TI_HAVE_TIFF
+#include <tiffio.h> /* defines: TIFFClientOpenExt, TIFFRGBAImage*, TIFFGetField */
 #endif
 
 void ti_data_vset_err(struct ti_data_err *e, const char *fmt, va_list ap) {
@@ -136,6 +147,16 @@ void ti_image_hflip(struct ti_image *img) {
     }
 }
 
+/* ---- container signatures ------------------------------------------------------------------ */
+
+static int is_webp(const uint8_t *d, size_t n) {
+    return n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4);
+}
+
+static int is_tiff(const uint8_t *d, size_t n) {
+    return n >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4));
+}
+
 /* ---- EXIF orientation ---------------------------------------------------------------------- */
 
 int ti_image_orient(struct ti_image *img, int o, struct ti_data_err *e) {
@@ -166,6 +187,22 @@ int ti_image_orient(struct ti_image *img, int o, struct ti_data_err *e) {
 
 int ti_image_exif_supported(void) {
 #ifdef TI_HAVE_EXIF
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int ti_image_webp_supported(void) {
+#ifdef TI_HAVE_WEBP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int ti_image_tiff_supported(void) {
+#ifdef TI_HAVE_TIFF
     return 1;
 #else
     return 0;
@@ -310,6 +347,37 @@ static int exif_block_orientation(const uint8_t *blk, size_t len) {
     exif_data_unref(ed);
     return o >= 1 && o <= 8 ? o : 1;
 }
+
+/* Orientation from the payload of a PNG eXIf or WebP EXIF chunk: a TIFF header, or (as some
+ * writers store it, and PIL's Exif.load accepts) "Exif\0\0" + TIFF header. */
+static int exif_payload_orientation(const uint8_t *p, size_t len) {
+    if (len >= 6 && !memcmp(p, "Exif\0\0", 6)) return exif_block_orientation(p, len);
+    if (len < 8 || len > (1u << 24)) return 1;
+    uint8_t *blk = malloc(len + 6);
+    if (!blk) return 1;
+    memcpy(blk, "Exif\0\0", 6);
+    memcpy(blk + 6, p, len);
+    int o = exif_block_orientation(blk, len + 6);
+    free(blk);
+    return o;
+}
+
+#ifdef TI_HAVE_WEBP
+/* The payload of a WebP's EXIF chunk (found by the demuxer, as PIL finds it). */
+static int webp_exif_orientation(const uint8_t *data, size_t n) {
+    WebPData wd = {data, n};
+    WebPDemuxer *dmx = WebPDemux(&wd);
+    if (!dmx) return 1;
+    int o = 1;
+    WebPChunkIterator ci;
+    if (WebPDemuxGetChunk(dmx, "EXIF", 1, &ci)) {
+        o = exif_payload_orientation(ci.chunk.bytes, ci.chunk.size);
+        WebPDemuxReleaseChunkIterator(&ci);
+    }
+    WebPDemuxDelete(dmx);
+    return o;
+}
+#endif
 #endif
 
 int ti_image_exif_orientation(const uint8_t *data, size_t n) {
@@ -323,15 +391,11 @@ int ti_image_exif_orientation(const uint8_t *data, size_t n) {
     if (n >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8)) {
         size_t len = 0;
         const uint8_t *tiff = png_exif(data, n, &len);
-        if (!tiff || len < 8 || len > (1u << 24)) return 1;
-        uint8_t *blk = malloc(len + 6);
-        if (!blk) return 1;
-        memcpy(blk, "Exif\0\0", 6);
-        memcpy(blk + 6, tiff, len);
-        int o = exif_block_orientation(blk, len + 6);
-        free(blk);
-        return o;
+        return tiff ? exif_payload_orientation(tiff, len) : 1;
     }
+#ifdef TI_HAVE_WEBP
+    if (is_webp(data, n)) return webp_exif_orientation(data, n);
+#endif
 #else
     (void)data;
     (void)n;
@@ -349,16 +413,34 @@ static const char *format_name(const uint8_t *d, size_t n) {
     return NULL;
 }
 
-/* Image formats PIL may open but we do not: named in the message so the user knows to convert */
+/* The formats this build decodes, for messages. */
+#ifdef TI_HAVE_WEBP
+#define TI_FMT_WEBP ", WebP"
+#else
+#define TI_FMT_WEBP ""
+#endif
+#ifdef TI_HAVE_TIFF
+#define TI_FMT_TIFF ", TIFF"
+#else
+#define TI_FMT_TIFF ""
+#endif
+#define TI_FORMATS_READ "JPEG, PNG, BMP, TGA, GIF" TI_FMT_WEBP TI_FMT_TIFF
+
+const char *ti_image_formats(void) {
+    return TI_FORMATS_READ;
+}
+
+/* Image formats PIL may open but we do not: named in the message so the user knows to convert.
+ * WebP and TIFF reach here only in a build without libwebp / libtiff. */
 static const char *unsupported_format(const uint8_t *d, size_t n) {
-    if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return "WebP";
+    if (is_webp(d, n)) return "WebP";
     if (n >= 12 && !memcmp(d + 4, "ftyp", 4)) {
         if (!memcmp(d + 8, "avif", 4) || !memcmp(d + 8, "avis", 4)) return "AVIF";
         if (!memcmp(d + 8, "hei", 3) || !memcmp(d + 8, "mif1", 4) || !memcmp(d + 8, "msf1", 4)) {
             return "HEIF/HEIC";
         }
     }
-    if (n >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4))) return "TIFF";
+    if (is_tiff(d, n)) return "TIFF";
     if (n >= 4 && !memcmp(d, "\0\0\1\0", 4)) return "ICO";
     if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') return "PNM/PPM";
     if (n >= 4 && !memcmp(d, "8BPS", 4)) return "Photoshop";
@@ -366,14 +448,52 @@ static const char *unsupported_format(const uint8_t *d, size_t n) {
     return NULL;
 }
 
-int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
-                         struct ti_data_err *e) {
-    memset(img, 0, sizeof *img);
-    if (n == 0) return TI_DATA_FAIL(e, "%s: empty file, expected an image", name);
-    if (n > (size_t)TI_IMAGE_MAX_FILE_BYTES || n > (size_t)0x7FFFFFFF) {
-        return TI_DATA_FAIL(e, "%s: %zu bytes, more than the %ld an image file may have", name, n,
-                            (long)TI_IMAGE_MAX_FILE_BYTES);
+/* What to add to the refusal of `fmt` when a library would have read it. */
+static const char *missing_library_hint(const char *fmt) {
+    if (!strcmp(fmt, "WebP")) {
+        return "; this build of ti lacks libwebp (Debian libwebp-dev), with which it reads WebP";
     }
+    if (!strcmp(fmt, "TIFF")) {
+        return "; this build of ti lacks libtiff (Debian libtiff-dev), with which it reads 8-bit "
+               "RGB(A) and grey TIFFs";
+    }
+    return "";
+}
+
+static int refuse_too_large(const char *name, const char *fmt, long w, long h,
+                            struct ti_data_err *e) {
+    return TI_DATA_FAIL(e,
+                        "%s: the %s header claims %ldx%ld pixels; refusing images over %d pixels "
+                        "per side or %ld pixels in all (damaged or hostile file?)",
+                        name, fmt, w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
+}
+
+/* n pixels of c interleaved 8-bit channels (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) -> RGB, with
+ * alpha composited on white: out = (c*a + 255*(255-a) + 127) / 255 (integer division). */
+static void pixels_to_rgb(uint8_t *dst, const uint8_t *src, size_t n, int c) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = src + i * (size_t)c;
+        uint8_t *d = dst + i * 3;
+        unsigned r, g, b, a = 255;
+        if (c <= 2) {
+            r = g = b = s[0];
+            if (c == 2) a = s[1];
+        } else {
+            r = s[0], g = s[1], b = s[2];
+            if (c == 4) a = s[3];
+        }
+        if (a != 255) { /* composite on white */
+            r = (r * a + 255u * (255u - a) + 127u) / 255u;
+            g = (g * a + 255u * (255u - a) + 127u) / 255u;
+            b = (b * a + 255u * (255u - a) + 127u) / 255u;
+        }
+        d[0] = (uint8_t)r, d[1] = (uint8_t)g, d[2] = (uint8_t)b;
+    }
+}
+
+/* JPEG, PNG, BMP, TGA, GIF through stb_image, behind our header checks. */
+static int load_stb(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
+                    struct ti_data_err *e) {
     const char *fmt = format_name(data, n);
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, (int)n, &w, &h, &comp)) {
@@ -384,14 +504,7 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
             if (pw == 0 || ph == 0)
                 return TI_DATA_FAIL(e, "%s: the PNG header claims %ux%u pixels: an empty image",
                                     name, (unsigned)pw, (unsigned)ph);
-            if (!size_ok(pw, ph)) {
-                return TI_DATA_FAIL(e,
-                                    "%s: the PNG header claims %ux%u pixels; refusing images over "
-                                    "%d pixels per side or %ld pixels in all (damaged or hostile "
-                                    "file?)",
-                                    name, (unsigned)pw, (unsigned)ph, TI_IMAGE_MAX_SIDE,
-                                    (long)TI_IMAGE_MAX_PIXELS);
-            }
+            if (!size_ok(pw, ph)) return refuse_too_large(name, "PNG", (long)pw, (long)ph, e);
         }
         if (fmt) {
             return TI_DATA_FAIL(e, "%s: unreadable %s header (%s)", name, fmt,
@@ -400,25 +513,20 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         const char *other = unsupported_format(data, n);
         if (other) {
             return TI_DATA_FAIL(e,
-                                "%s: a %s image, which ti does not read (JPEG, PNG, BMP, TGA, "
-                                "GIF): convert it, e.g. to PNG",
-                                name, other);
+                                "%s: a %s image, which ti does not read (" TI_FORMATS_READ
+                                "): convert it, e.g. to PNG%s",
+                                name, other, missing_library_hint(other));
         }
         return TI_DATA_FAIL(e,
-                            "%s: not an image (expected JPEG, PNG, BMP, TGA or GIF; the first "
-                            "bytes match none of them)",
+                            "%s: not an image (expected " TI_FORMATS_READ
+                            "; the first bytes match none of them)",
                             name);
     }
     if (!fmt) fmt = "TGA";
     if (w == 0 || h == 0)
         return TI_DATA_FAIL(e, "%s: the %s header claims %dx%d pixels: an empty image", name, fmt,
                             w, h);
-    if (!size_ok(w, h)) {
-        return TI_DATA_FAIL(e,
-                            "%s: the %s header claims %dx%d pixels; refusing images over %d "
-                            "pixels per side or %ld pixels in all (damaged or hostile file?)",
-                            name, fmt, w, h, TI_IMAGE_MAX_SIDE, (long)TI_IMAGE_MAX_PIXELS);
-    }
+    if (!size_ok(w, h)) return refuse_too_large(name, fmt, w, h, e);
     if (!strcmp(fmt, "JPEG")) {
         const uint8_t *blk;
         size_t len;
@@ -444,26 +552,305 @@ int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, co
         stbi_image_free(px);
         return -1;
     }
-    size_t np = (size_t)w * h;
-    for (size_t i = 0; i < np; i++) {
-        const uint8_t *s = px + i * c;
-        uint8_t *d = img->px + i * 3;
-        unsigned r, g, b, a = 255;
-        if (c <= 2) {
-            r = g = b = s[0];
-            if (c == 2) a = s[1];
-        } else {
-            r = s[0], g = s[1], b = s[2];
-            if (c == 4) a = s[3];
-        }
-        if (a != 255) { /* composite on white */
-            r = (r * a + 255u * (255u - a) + 127u) / 255u;
-            g = (g * a + 255u * (255u - a) + 127u) / 255u;
-            b = (b * a + 255u * (255u - a) + 127u) / 255u;
-        }
-        d[0] = (uint8_t)r, d[1] = (uint8_t)g, d[2] = (uint8_t)b;
-    }
+    pixels_to_rgb(img->px, px, (size_t)w * h, c);
     stbi_image_free(px);
+    return 0;
+}
+
+#ifdef TI_HAVE_WEBP
+static const char *webp_status_text(VP8StatusCode st) {
+    switch (st) {
+    case VP8_STATUS_OK: return "ok";
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "damaged bitstream";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "aborted";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "the data ends early (truncated file?)";
+    }
+    return "unknown error";
+}
+
+/* A still or animated WebP (lossy, lossless, with or without alpha) through libwebp: its first
+ * frame as PIL 9.4 gets it. PIL reads every WebP with libwebp's animation decoder, whose first
+ * frame is the frame's bitstream decoded as straight (not premultiplied) RGBA at the frame's
+ * offset on a canvas that starts transparent (the ANIM chunk's background colour is a hint that
+ * decoder ignores). We decode that bitstream the same way (WebPDecode, default options: fancy
+ * upsampling, no dithering) and composite it, and the canvas it leaves uncovered, on white. The
+ * container is parsed and the canvas size checked before any pixel memory exists. */
+static int load_webp(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
+                     struct ti_data_err *e) {
+    WebPData wd = {data, n};
+    /* the whole file, as PIL's decoder wants it; the partial parse only names the failure */
+    WebPDemuxer *dmx = WebPDemux(&wd);
+    if (!dmx) {
+        WebPDemuxState state = WEBP_DEMUX_PARSE_ERROR;
+        WebPDemuxDelete(WebPDemuxPartial(&wd, &state));
+        if (state == WEBP_DEMUX_PARSE_ERROR)
+            return TI_DATA_FAIL(e,
+                                "%s: damaged WebP (its RIFF container or image header does not "
+                                "parse)",
+                                name);
+        return TI_DATA_FAIL(e, "%s: truncated WebP (the file ends before its RIFF size says)",
+                            name);
+    }
+    uint32_t cw = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_WIDTH);
+    uint32_t ch = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_HEIGHT);
+    if (!size_ok(cw, ch)) {
+        WebPDemuxDelete(dmx);
+        return refuse_too_large(name, "WebP", (long)cw, (long)ch, e);
+    }
+    WebPIterator it;
+    if (!WebPDemuxGetFrame(dmx, 1, &it)) {
+        WebPDemuxDelete(dmx);
+        return TI_DATA_FAIL(e, "%s: damaged WebP (no image frame)", name);
+    }
+    /* the frame's bitstream lies in `data`; the demuxer only points into it */
+    const uint8_t *bits = it.fragment.bytes;
+    size_t nbits = it.fragment.size;
+    long fx = it.x_offset, fy = it.y_offset, fw = it.width, fh = it.height;
+    WebPDemuxReleaseIterator(&it);
+    WebPDemuxDelete(dmx);
+
+    WebPDecoderConfig cfg;
+    if (!WebPInitDecoderConfig(&cfg))
+        return TI_DATA_FAIL(e, "%s: libwebp's decoder does not match its headers", name);
+    VP8StatusCode st = WebPGetFeatures(bits, nbits, &cfg.input);
+    if (st != VP8_STATUS_OK)
+        return TI_DATA_FAIL(e, "%s: cannot decode WebP: %s", name, webp_status_text(st));
+    if (cfg.input.width != fw || cfg.input.height != fh || fw < 1 || fh < 1 || fx < 0 || fy < 0 ||
+        fx + fw > (long)cw || fy + fh > (long)ch) {
+        return TI_DATA_FAIL(e,
+                            "%s: damaged WebP (a %dx%d bitstream for a %ldx%ld frame at (%ld,%ld) "
+                            "on a %ux%u canvas)",
+                            name, cfg.input.width, cfg.input.height, fw, fh, fx, fy, (unsigned)cw,
+                            (unsigned)ch);
+    }
+    size_t stride = (size_t)fw * 4, bytes = stride * (size_t)fh;
+    uint8_t *rgba = malloc(bytes);
+    if (!rgba) return TI_DATA_FAIL(e, "%s: out of memory decoding %ldx%ld WebP", name, fw, fh);
+    cfg.output.colorspace = MODE_RGBA;
+    cfg.output.is_external_memory = 1;
+    cfg.output.u.RGBA.rgba = rgba;
+    cfg.output.u.RGBA.stride = (int)stride;
+    cfg.output.u.RGBA.size = bytes;
+    st = WebPDecode(bits, nbits, &cfg);
+    WebPFreeDecBuffer(&cfg.output); /* external memory: releases nothing of ours */
+    if (st != VP8_STATUS_OK) {
+        free(rgba);
+        return TI_DATA_FAIL(e, "%s: cannot decode WebP: %s", name, webp_status_text(st));
+    }
+    if (ti_image_alloc(img, (int)cw, (int)ch, e)) {
+        free(rgba);
+        return -1;
+    }
+    if (fw != (long)cw || fh != (long)ch) memset(img->px, 255, (size_t)cw * ch * 3);
+    for (long y = 0; y < fh; y++) {
+        pixels_to_rgb(img->px + ((size_t)(fy + y) * cw + (size_t)fx) * 3, rgba + (size_t)y * stride,
+                      (size_t)fw, 4);
+    }
+    free(rgba);
+    return 0;
+}
+#endif
+
+#ifdef TI_HAVE_TIFF
+/* libtiff reads the file from memory through these; its messages go into err (the first error)
+ * rather than to stderr. */
+struct tiff_src {
+    const uint8_t *d;
+    toff_t n, pos;
+    char err[200];
+};
+
+static tmsize_t tiff_read(thandle_t h, void *buf, tmsize_t size) {
+    struct tiff_src *s = h;
+    if (size <= 0 || s->pos >= s->n) return 0;
+    toff_t k = s->n - s->pos < (toff_t)size ? s->n - s->pos : (toff_t)size;
+    memcpy(buf, s->d + s->pos, (size_t)k);
+    s->pos += k;
+    return (tmsize_t)k;
+}
+
+static tmsize_t tiff_write(thandle_t h, void *buf, tmsize_t size) {
+    (void)h, (void)buf, (void)size;
+    return -1;
+}
+
+static toff_t tiff_seek(thandle_t h, toff_t off, int whence) {
+    struct tiff_src *s = h;
+    toff_t base = whence == SEEK_CUR ? s->pos : whence == SEEK_END ? s->n : 0;
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END) return (toff_t)-1;
+    if (off > UINT64_MAX - base) return (toff_t)-1;
+    s->pos = base + off; /* past the end is allowed; reads there return 0 bytes */
+    return s->pos;
+}
+
+static int tiff_close(thandle_t h) {
+    (void)h;
+    return 0;
+}
+
+static toff_t tiff_size(thandle_t h) {
+    return ((struct tiff_src *)h)->n;
+}
+
+static int tiff_map(thandle_t h, void **base, toff_t *size) {
+    (void)h, (void)base, (void)size;
+    return 0;
+}
+
+static void tiff_unmap(thandle_t h, void *base, toff_t size) {
+    (void)h, (void)base, (void)size;
+}
+
+static int tiff_on_error(TIFF *t, void *user, const char *module, const char *fmt, va_list ap) {
+    (void)t, (void)module;
+    struct tiff_src *s = user;
+    if (!s->err[0]) vsnprintf(s->err, sizeof s->err, fmt, ap);
+    return 1; /* handled: nothing reaches libtiff's global handler (stderr) */
+}
+
+static int tiff_on_warning(TIFF *t, void *user, const char *module, const char *fmt, va_list ap) {
+    (void)t, (void)user, (void)module, (void)fmt, (void)ap;
+    return 1;
+}
+
+/* The first page (directory) of an 8-bit RGB, RGBA or grey TIFF through libtiff, upright: PIL
+ * 9.4 applies the TIFF orientation tag when it loads the pixels (TiffImageFile.load_end), so the
+ * peer trains on upright TIFFs; we do the same with ti_image_orient. libtiff's RGBA reader does
+ * the strips / tiles, planar layouts, compressions and MINISWHITE; it is told the data is
+ * already top-left so that it flips nothing itself. Alpha: for unassociated alpha (what PIL
+ * writes) libtiff hands back (c*a + 127) / 255, associated alpha is stored that way; on white
+ * that is p + 255 - a, the same value as (c*a + 255*(255-a) + 127) / 255 for the other formats.
+ * An extra sample marked "unspecified" is not alpha (PIL reads RGBX) and is ignored. Other
+ * kinds (16-bit, 1-bit, palette, CMYK, YCbCr, grey + alpha) are refused with what they are. */
+static int load_tiff(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
+                     struct ti_data_err *e) {
+    struct tiff_src src = {data, (toff_t)n, 0, {0}};
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) return TI_DATA_FAIL(e, "%s: out of memory opening TIFF", name);
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, tiff_on_error, &src);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, tiff_on_warning, &src);
+    /* one strip or tile buffer may hold at most an RGBA image at the pixel limit */
+    TIFFOpenOptionsSetMaxSingleMemAlloc(opts, (tmsize_t)TI_IMAGE_MAX_PIXELS * 4);
+    /* "m": no memory mapping (the procs above read the caller's buffer) */
+    TIFF *tif = TIFFClientOpenExt(name, "rm", &src, tiff_read, tiff_write, tiff_seek, tiff_close,
+                                  tiff_size, tiff_map, tiff_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    if (!tif) {
+        return TI_DATA_FAIL(e, "%s: damaged TIFF (%s)", name,
+                            src.err[0] ? src.err : "its header does not parse");
+    }
+    int rc = -1;
+    uint32_t w = 0, h = 0, *raster = NULL;
+    uint16_t bps = 0, spp = 0, photo = 0, fmt = SAMPLEFORMAT_UINT, orient = ORIENTATION_TOPLEFT;
+    uint16_t nextra = 0, *extra = NULL;
+    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &fmt);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_ORIENTATION, &orient);
+    if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photo)) {
+        rc = TI_DATA_FAIL(e, "%s: damaged TIFF (no PhotometricInterpretation tag)", name);
+        goto done;
+    }
+    if (w == 0 || h == 0) {
+        rc = TI_DATA_FAIL(e, "%s: the TIFF header claims %ux%u pixels: an empty image", name,
+                          (unsigned)w, (unsigned)h);
+        goto done;
+    }
+    if (!size_ok(w, h)) {
+        rc = refuse_too_large(name, "TIFF", (long)w, (long)h, e);
+        goto done;
+    }
+    int grey = (photo == PHOTOMETRIC_MINISBLACK || photo == PHOTOMETRIC_MINISWHITE) && spp == 1;
+    int rgb = photo == PHOTOMETRIC_RGB && (spp == 3 || spp == 4);
+    if (bps != 8 || fmt != SAMPLEFORMAT_UINT || !(grey || rgb)) {
+        rc = TI_DATA_FAIL(e,
+                          "%s: a TIFF of %u-bit samples, %u per pixel (photometric %u, sample "
+                          "format %u), which ti does not read (it reads 8-bit RGB, RGBA and grey "
+                          "TIFFs): convert it, e.g. to PNG",
+                          name, (unsigned)bps, (unsigned)spp, (unsigned)photo, (unsigned)fmt);
+        goto done;
+    }
+    /* RGB + one extra sample: alpha unless marked unspecified (PIL: RGBX, alpha ignored) */
+    int use_alpha = spp == 4 && nextra >= 1 && extra && extra[0] != EXTRASAMPLE_UNSPECIFIED;
+    char emsg[1024] = {0};
+    TIFFRGBAImage ri;
+    if (!TIFFRGBAImageOK(tif, emsg) || !TIFFRGBAImageBegin(&ri, tif, 1, emsg)) {
+        rc = TI_DATA_FAIL(e, "%s: cannot decode TIFF: %s", name,
+                          emsg[0]      ? emsg
+                          : src.err[0] ? src.err
+                                       : "unsupported layout");
+        goto done;
+    }
+    ri.orientation = ORIENTATION_TOPLEFT; /* rows as stored; orientation applied below */
+    ri.req_orientation = ORIENTATION_TOPLEFT;
+    raster = malloc((size_t)w * h * sizeof *raster);
+    int got = raster && TIFFRGBAImageGet(&ri, raster, w, h);
+    TIFFRGBAImageEnd(&ri);
+    if (!raster) {
+        rc = TI_DATA_FAIL(e, "%s: out of memory decoding %ux%u TIFF", name, (unsigned)w,
+                          (unsigned)h);
+        goto done;
+    }
+    if (!got) {
+        rc = TI_DATA_FAIL(e, "%s: cannot decode TIFF: damaged or truncated image data (%s)", name,
+                          src.err[0] ? src.err : "libtiff gives no reason");
+        goto done;
+    }
+    if (ti_image_alloc(img, (int)w, (int)h, e)) goto done;
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        uint32_t p = raster[i];
+        unsigned r = TIFFGetR(p), g = TIFFGetG(p), b = TIFFGetB(p), a = TIFFGetA(p);
+        if (use_alpha && a != 255) { /* premultiplied -> on white; clamped for p > a (damaged) */
+            r += 255u - a, g += 255u - a, b += 255u - a;
+            r = r > 255 ? 255 : r, g = g > 255 ? 255 : g, b = b > 255 ? 255 : b;
+        }
+        img->px[i * 3] = (uint8_t)r, img->px[i * 3 + 1] = (uint8_t)g,
+                    img->px[i * 3 + 2] = (uint8_t)b;
+    }
+    rc = 0;
+    if (orient != ORIENTATION_TOPLEFT && ti_image_orient(img, orient, e)) {
+        ti_image_free(img);
+        rc = -1;
+    }
+done:
+    free(raster);
+    TIFFClose(tif);
+    return rc;
+}
+#endif
+
+/* By the first bytes: WebP and TIFF through their libraries when built with them, everything
+ * else (and their refusal messages without them) through stb_image. */
+static int load_any(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
+                    struct ti_data_err *e) {
+#ifdef TI_HAVE_WEBP
+    if (is_webp(data, n)) return load_webp(img, data, n, name, e);
+#endif
+#ifdef TI_HAVE_TIFF
+    if (is_tiff(data, n)) return load_tiff(img, data, n, name, e);
+#endif
+    return load_stb(img, data, n, name, e);
+}
+
+int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
+                         struct ti_data_err *e) {
+    memset(img, 0, sizeof *img);
+    if (n == 0) return TI_DATA_FAIL(e, "%s: empty file, expected an image", name);
+    if (n > (size_t)TI_IMAGE_MAX_FILE_BYTES || n > (size_t)0x7FFFFFFF) {
+        return TI_DATA_FAIL(e, "%s: %zu bytes, more than the %ld an image file may have", name, n,
+                            (long)TI_IMAGE_MAX_FILE_BYTES);
+    }
+    if (load_any(img, data, n, name, e)) {
+        ti_image_free(img);
+        return -1;
+    }
     int o = ti_image_exif_orientation(data, n);
     if (o != 1 && ti_image_orient(img, o, e)) {
         ti_image_free(img);

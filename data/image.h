@@ -7,7 +7,8 @@
  * no colour management, no animation, no 16-bit output).
  *
  * Entry points:
- *   ti_image_load        file -> upright RGB8 (JPEG, PNG, BMP, TGA, GIF first frame)
+ *   ti_image_load        file -> upright RGB8 (JPEG, PNG, BMP, TGA, GIF first frame; WebP and
+ *                        TIFF when built with libwebp / libtiff)
  *   ti_image_resize      exactly PIL 9's Image.resize (bilinear, bicubic, lanczos, nearest)
  *   ti_image_center_crop the peer's center crop (min side, integer-division offsets)
  *   ti_image_write_png   PNG with text chunks; ti_image_write_jpeg (both temp file + rename)
@@ -66,12 +67,16 @@ enum ti_resample {
 int ti_resample_parse(enum ti_resample *r, const char *name, struct ti_data_err *e);
 const char *ti_resample_name(enum ti_resample r);
 
-/* Decodes `path` (JPEG, PNG, BMP, TGA, GIF: first frame) into upright RGB8:
- *  - EXIF orientation 1-8 (JPEG APP1 segment, PNG eXIf chunk) is applied as PIL's
- *    ImageOps.exif_transpose does, so phone photos come out upright (the peer ignores it;
+/* Decodes `path` (JPEG, PNG, BMP, TGA, GIF: first frame; WebP, still or animated: first frame,
+ * built with libwebp; TIFF, 8-bit RGB / RGBA / grey: first page, built with libtiff) into
+ * upright RGB8:
+ *  - EXIF orientation 1-8 (JPEG APP1 segment, PNG eXIf chunk, WebP EXIF chunk) is applied as
+ *    PIL's ImageOps.exif_transpose does, so phone photos come out upright (the peer ignores it;
  *    ti-peer.md §8.1). Built without libexif it is not applied (ti_image_exif_supported() == 0).
- *  - alpha (RGBA, grey+alpha, GIF transparency) is composited on white:
- *    out = (c*a + 255*(255-a) + 127) / 255 (integer division)
+ *    A TIFF's own orientation tag is applied by the TIFF decoder, as PIL 9.4 does on load.
+ *  - alpha (RGBA, grey+alpha, GIF transparency, WebP alpha, TIFF extra-sample alpha) is
+ *    composited on white: out = (c*a + 255*(255-a) + 127) / 255 (integer division); an animated
+ *    WebP's canvas outside its first frame is transparent, so white.
  *  - grey and palette images are expanded to RGB; 16-bit PNGs are reduced to 8 bits.
  * Refuses, with a message naming the file and the reason: a missing file, a directory, an empty
  * file, a file over TI_IMAGE_MAX_FILE_BYTES, something that is not one of these formats, a
@@ -79,17 +84,28 @@ const char *ti_resample_name(enum ti_resample r);
  * from the header alone, before allocating the pixels), a JPEG without its end-of-image marker
  * (truncated), a PNG with a chunk before its image data that fails its CRC or with image data
  * that is not a valid zlib stream (Adler-32 included), as PIL refuses them (needs zlib:
- * ti_image_png_checked()), and any decode error stb_image reports. */
+ * ti_image_png_checked()), a WebP that is truncated (shorter than its RIFF size) or damaged,
+ * a TIFF of another kind (16-bit, 1-bit, palette, CMYK, YCbCr) or with damaged data, WebP /
+ * TIFF in a build without their library (the message says so), and any decode error stb_image,
+ * libwebp or libtiff reports. */
 int ti_image_load(struct ti_image *img, const char *path, struct ti_data_err *e);
 /* The same from memory; `name` is used in messages (the file name). */
 int ti_image_load_memory(struct ti_image *img, const uint8_t *data, size_t n, const char *name,
                          struct ti_data_err *e);
 /* 1 when this build applies EXIF orientation (built with libexif), else 0. */
 int ti_image_exif_supported(void);
+/* 1 when this build reads WebP (built with libwebp), else 0: without it a WebP file is refused
+ * with a message naming the format and the missing library. */
+int ti_image_webp_supported(void);
+/* 1 when this build reads TIFF (built with libtiff >= 4.5), else 0 (refused likewise). */
+int ti_image_tiff_supported(void);
+/* The formats this build decodes, for messages: "JPEG, PNG, BMP, TGA, GIF[, WebP][, TIFF]". */
+const char *ti_image_formats(void);
 /* 1 when this build refuses damaged PNGs (CRC, zlib stream; built with zlib), else 0. */
 int ti_image_png_checked(void);
-/* The EXIF orientation (1-8) of an encoded JPEG/PNG in memory; 1 when there is none, it is
- * invalid, or the build has no libexif. Exposed for tests and tools. */
+/* The EXIF orientation (1-8) of an encoded JPEG/PNG/WebP in memory; 1 when there is none, it is
+ * invalid, or the build has no libexif (or, for WebP, no libwebp); 1 for a TIFF, whose own tag
+ * the TIFF decoder applies. Exposed for tests and tools. */
 int ti_image_exif_orientation(const uint8_t *data, size_t n);
 /* Applies EXIF orientation `o` (1-8) in place (reallocating when w and h swap): 2 mirror,
  * 3 rotate 180, 4 flip vertically, 5 transpose, 6 rotate 90 clockwise, 7 transverse,

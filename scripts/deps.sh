@@ -11,7 +11,7 @@
 set -eu
 OPT_PKGS="libdnnl-dev"
 
-PKGS="cmake make gcc g++ pkg-config clang-format libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libstb-dev zlib1g-dev libopenmpi-dev openmpi-bin python3 python3-torch python3-numpy python3-h5py python3-pil"
+PKGS="cmake make gcc g++ pkg-config clang-format libopenblas-openmp-dev libhdf5-dev libyaml-dev libexif-dev libwebp-dev libtiff-dev libstb-dev zlib1g-dev libopenmpi-dev openmpi-bin python3 python3-torch python3-numpy python3-h5py python3-pil"
 if [ "${1:-}" = "--fuzz" ]; then
     PKGS="$PKGS clang libclang-rt-dev"
 fi

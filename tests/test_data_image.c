@@ -231,8 +231,7 @@ TEST(hostile_files_refused) {
     CHECK(load_fails_with(FIX "hostile/truncated.jpg", "truncated"));
     CHECK(load_fails_with(FIX "hostile/truncated.png", "PNG"));
     CHECK(load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
-    CHECK(load_fails_with(FIX "hostile/photo.webp", "a WebP image, which ti does not read"));
-    CHECK(load_fails_with(FIX "hostile/scan.tif", "a TIFF image"));
+    /* photo.webp, scan.tif: test_data_webp / test_data_tiff (read or refused by build) */
     CHECK(load_fails_with(FIX "hostile/image.ppm", "a PNM/PPM image"));
     CHECK(load_fails_with(FIX "hostile", "directory"));
     /* a FIFO without a writer: refused at once, never waited on */

@@ -439,6 +439,7 @@ static int run_main(int argc, char **argv) {
                r->rundir);
         printf("EXIF orientation: %s\n",
                ti_image_exif_supported() ? "applied" : "NOT applied (built without libexif)");
+        printf("image formats read: %s\n", ti_image_formats());
         printf("placeholder '%s'; batch %d; %lld steps; no model loaded\n",
                cfg->data.train.placeholder_token, r->batch, (long long)r->max_steps);
         return 0;

@@ -21,9 +21,16 @@ Writes:
       (libjpeg-turbo); the test allows a few levels (stb_image's IDCT/upsampling differ).
   hostile/*: empty.jpg, text.png, truncated.jpg, truncated.png, huge.png (IHDR says
       60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt, and
-      photo.webp / scan.tif / image.ppm (formats PIL reads and ti does not).
+      photo.webp / scan.tif / image.ppm (formats PIL reads; ti reads the first two only when
+      built with libwebp / libtiff).
   dataset/*: a 50x37 source (PNG), the peer's preprocessing of it (numpy center crop as
       personalized.py, then PIL resize to 32): prep_crop_bicubic.png, prep_squash_lanczos.png.
+  webp/*: lossless / lossy, RGB / RGBA, animated (two frames; a first frame smaller than the
+      canvas), EXIF orientation 6 and 8, each with <name>.expected.png; truncated, damaged and
+      oversized files (webp_fixtures).
+  tiff/*: 8-bit RGB, RGBA, grey, two pages, orientation tag 6, each with <name>.expected.png;
+      16-bit grey and truncated files (tiff_fixtures).
+The webp and tiff sets draw from their own generators, so adding them changed no other file.
 """
 import io
 import os
@@ -32,7 +39,7 @@ import sys
 import zlib
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..",
                                                          "tests", "fixtures", "data")
@@ -97,14 +104,20 @@ EXIF_INV = {2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOT
             5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}
 
 
-def exif_fixtures():
-    d = mkdir("exif")
+def upright_pattern():
+    """exif/upright.png: 48x32, six coloured 16x16 blocks (no two rotations alike)."""
     colours = [[[230, 20, 20], [250, 250, 250], [20, 200, 40]],
                [[30, 40, 220], [10, 10, 10], [128, 128, 128]]]
     up = np.zeros((32, 48, 3), np.uint8)
     for r in range(2):
         for c in range(3):
             up[r * 16:(r + 1) * 16, c * 16:(c + 1) * 16] = colours[r][c]
+    return up
+
+
+def exif_fixtures():
+    d = mkdir("exif")
+    up = upright_pattern()
     upright = Image.fromarray(up, "RGB")
     save_png(upright, os.path.join(d, "upright.png"))
     for o in range(1, 9):
@@ -279,6 +292,200 @@ def hostile_fixtures():
         fh.write(bytes(data))
 
 
+def riff_chunks(data):
+    """A WebP file -> [(fourcc, payload)] of its top-level chunks."""
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    out, pos = [], 12
+    while pos + 8 <= len(data):
+        n = struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        out.append((data[pos:pos + 4], data[pos + 8:pos + 8 + n]))
+        pos += 8 + n + (n & 1)
+    return out
+
+
+def riff_chunk(tag, payload):
+    return tag + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) & 1 else b"")
+
+
+def riff_webp(chunks):
+    body = b"WEBP" + b"".join(riff_chunk(t, p) for t, p in chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def u24(v):
+    return struct.pack("<I", v)[:3]
+
+
+def webp_bitstream(arr):
+    """The VP8L chunk of a lossless still WebP of arr (RGB)."""
+    b = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(b, format="WEBP", lossless=True)
+    (tag, payload), = riff_chunks(b.getvalue())
+    assert tag == b"VP8L"
+    return payload
+
+
+def webp_fixtures():
+    """webp/*: WebP files and the RGB ti must decode from them (<name>.expected.png). PIL 9.4
+    reads WebP with the system's libwebp (1.2.4 here, the library ti links), through its
+    animation decoder: the first frame on a transparent canvas. Expected = PIL's decode,
+    alpha composited on white as for PNG (ti's rule, docs/DATA.md); where alpha is 255 that is
+    Image.open(p).convert("RGB") itself (asserted)."""
+    d = mkdir("webp")
+    r = np.random.default_rng(20261206)
+
+    def expect(name):
+        im = Image.open(os.path.join(d, name))
+        im.seek(0)
+        rgba = np.asarray(im.convert("RGBA"))
+        rgb = np.asarray(im.convert("RGB"))
+        opaque = rgba[..., 3] == 255
+        assert np.array_equal(rgba[..., :3][opaque], rgb[opaque])
+        out = composite_white(rgba)
+        save_png(Image.fromarray(out, "RGB"), os.path.join(d, name + ".expected.png"))
+        return im, rgba
+
+    rgb = r.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    Image.fromarray(rgb, "RGB").save(os.path.join(d, "lossless_rgb.webp"), lossless=True)
+    im, got = expect("lossless_rgb.webp")
+    assert im.mode == "RGB" and np.array_equal(got[..., :3], rgb)
+
+    rgba = r.integers(0, 256, (6, 11, 4), dtype=np.uint8)
+    rgba[0, :, 3] = 0
+    rgba[1, :, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(os.path.join(d, "lossless_rgba.webp"), lossless=True,
+                                       exact=True)
+    im, got = expect("lossless_rgba.webp")
+    assert im.mode == "RGBA" and np.array_equal(got, rgba)
+
+    yy, xx = np.mgrid[0:12, 0:16]
+    smooth = np.stack([xx * 15, yy * 20, 255 - (xx + yy) * 8], -1) + r.integers(-25, 26,
+                                                                              (12, 16, 3))
+    smooth = np.clip(smooth, 0, 255).astype(np.uint8)
+    Image.fromarray(smooth, "RGB").save(os.path.join(d, "lossy_rgb.webp"), quality=80)
+    im, _ = expect("lossy_rgb.webp")
+    assert im.mode == "RGB"
+    alpha = np.clip(xx * 20 + yy * 3, 0, 255).astype(np.uint8)[..., None]
+    Image.fromarray(np.concatenate([smooth, alpha], -1), "RGBA").save(
+        os.path.join(d, "lossy_rgba.webp"), quality=80)
+    im, _ = expect("lossy_rgba.webp")
+    assert im.mode == "RGBA"
+
+    # animated, two full frames: the first is read
+    f0 = r.integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    f1 = r.integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    Image.fromarray(f0).save(os.path.join(d, "anim.webp"), save_all=True,
+                             append_images=[Image.fromarray(f1)], lossless=True, duration=100)
+    im, got = expect("anim.webp")
+    assert im.n_frames == 2 and np.array_equal(got[..., :3], f0)
+    # animated by hand: a 10x8 canvas (alpha flag set), frame 1 is 6x4 at (2, 2), frame 2 the
+    # whole canvas; the ANIM background (opaque blue) is a hint libwebp ignores: PIL's first
+    # frame is transparent where frame 1 does not reach (ti: white)
+    small = r.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    full = r.integers(0, 256, (8, 10, 3), dtype=np.uint8)
+
+    def anmf(x, y, w, h, bits):
+        return (b"ANMF", u24(x // 2) + u24(y // 2) + u24(w - 1) + u24(h - 1) + u24(100) +
+                b"\0" + riff_chunk(b"VP8L", bits))
+
+    data = riff_webp([(b"VP8X", bytes([0x12, 0, 0, 0]) + u24(9) + u24(7)),
+                      (b"ANIM", bytes([255, 0, 0, 255]) + struct.pack("<H", 0)),
+                      anmf(2, 2, 6, 4, webp_bitstream(small)),
+                      anmf(0, 0, 10, 8, webp_bitstream(full))])
+    with open(os.path.join(d, "anim_offset.webp"), "wb") as fh:
+        fh.write(data)
+    im, got = expect("anim_offset.webp")
+    assert im.n_frames == 2 and im.mode == "RGBA"
+    assert np.array_equal(got[2:6, 2:8, :3], small) and (got[2:6, 2:8, 3] == 255).all()
+    got = got.copy()
+    got[2:6, 2:8] = 0
+    assert not got.any()
+
+    # EXIF orientation 6 (PIL stores the TIFF block without "Exif\0\0"), and 8 with the prefix
+    # (some writers keep it; PIL's Exif.load accepts both): exif_transpose gives the upright
+    # pattern back, which ti must give (compared with exif/upright.png)
+    up = upright_pattern()
+    for o, name, prefix in ((6, "orient_6.webp", False), (8, "orient_8_prefixed.webp", True)):
+        ex = Image.Exif()
+        ex[0x0112] = o
+        b = io.BytesIO()
+        Image.fromarray(up).transpose(EXIF_INV[o]).save(b, format="WEBP", lossless=True,
+                                                        exif=ex.tobytes())
+        chunks = riff_chunks(b.getvalue())
+        assert [t for t, _ in chunks].count(b"EXIF") == 1
+        if prefix:
+            chunks = [(t, b"Exif\0\0" + p if t == b"EXIF" else p) for t, p in chunks]
+        p = os.path.join(d, name)
+        with open(p, "wb") as fh:
+            fh.write(riff_webp(chunks))
+        back = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+        assert Image.open(p).getexif().get(0x0112) == o
+        assert np.array_equal(np.asarray(back), up)
+
+    # damaged: cut in half; the lossless bitstream's signature byte changed; a 16000 x 16000
+    # animation canvas with one 1x1 frame (refused before the 768 MB canvas exists)
+    lossy = open(os.path.join(d, "lossy_rgb.webp"), "rb").read()
+    with open(os.path.join(d, "truncated.webp"), "wb") as fh:
+        fh.write(lossy[:len(lossy) // 2])
+    bits = bytearray(webp_bitstream(rgb))
+    assert bits[0] == 0x2F
+    bits[0] = 0x2E
+    with open(os.path.join(d, "bad_signature.webp"), "wb") as fh:
+        fh.write(riff_webp([(b"VP8L", bytes(bits))]))
+    with open(os.path.join(d, "huge.webp"), "wb") as fh:
+        fh.write(riff_webp([(b"VP8X", bytes([0x02, 0, 0, 0]) + u24(15999) + u24(15999)),
+                            (b"ANIM", bytes(4) + struct.pack("<H", 0)),
+                            anmf(0, 0, 1, 1, webp_bitstream(rgb[:1, :1]))]))
+
+
+def tiff_fixtures():
+    """tiff/*: 8-bit TIFFs and the RGB ti must decode from them (<name>.expected.png): PIL's
+    Image.open(p).convert("RGB"), which is upright (PIL 9.4 applies the TIFF orientation tag
+    when it loads), with alpha composited on white as for PNG."""
+    d = mkdir("tiff")
+    r = np.random.default_rng(20261207)
+
+    def expect(name, want_rgba=None):
+        im = Image.open(os.path.join(d, name))
+        rgba = np.asarray(im.convert("RGBA"))
+        if want_rgba is not None:
+            assert np.array_equal(rgba, want_rgba)
+        save_png(Image.fromarray(composite_white(rgba), "RGB"),
+                 os.path.join(d, name + ".expected.png"))
+        return im
+
+    rgb = r.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    Image.fromarray(rgb, "RGB").save(os.path.join(d, "rgb.tif"))
+    expect("rgb.tif", np.concatenate([rgb, np.full((7, 9, 1), 255, np.uint8)], -1))
+    rgba = r.integers(0, 256, (6, 11, 4), dtype=np.uint8)
+    rgba[0, :, 3] = 0
+    rgba[1, :, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(os.path.join(d, "rgba_lzw.tif"), compression="tiff_lzw")
+    assert Image.open(os.path.join(d, "rgba_lzw.tif")).tag_v2.get(338) == (2,)  # unassociated
+    expect("rgba_lzw.tif", rgba)
+    grey = r.integers(0, 256, (5, 8), dtype=np.uint8)
+    Image.fromarray(grey, "L").save(os.path.join(d, "grey_deflate.tif"),
+                                    compression="tiff_adobe_deflate")
+    expect("grey_deflate.tif")
+    pages = [Image.fromarray(r.integers(0, 256, (4, 6, 3), dtype=np.uint8)) for _ in range(2)]
+    pages[0].save(os.path.join(d, "multipage.tif"), save_all=True, append_images=pages[1:])
+    im = expect("multipage.tif")
+    assert im.n_frames == 2
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[0x0112] = 6
+    up = upright_pattern()
+    Image.fromarray(up).transpose(EXIF_INV[6]).save(os.path.join(d, "orient_6.tif"),
+                                                    tiffinfo=info, compression="tiff_lzw")
+    im = expect("orient_6.tif")
+    assert im.size == (48, 32) and np.array_equal(np.asarray(im.convert("RGB")), up)
+    # what ti refuses: 16-bit grey, cut in half
+    Image.fromarray(r.integers(0, 65536, (3, 4), dtype=np.uint16), "I;16").save(
+        os.path.join(d, "grey16.tif"))
+    data = open(os.path.join(d, "rgb.tif"), "rb").read()
+    with open(os.path.join(d, "truncated.tif"), "wb") as fh:
+        fh.write(data[:len(data) // 2])
+
+
 def dataset_fixtures():
     d = mkdir("dataset")
     src = rng.integers(0, 256, (37, 50, 3), dtype=np.uint8)
@@ -301,4 +508,6 @@ if __name__ == "__main__":
     jpeg_fixtures()
     hostile_fixtures()
     dataset_fixtures()
+    webp_fixtures()
+    tiff_fixtures()
     print("wrote", os.path.abspath(OUT))
