@@ -128,16 +128,21 @@ TEST(formats_decode_to_rgb) {
  * so pixels may differ by a few levels. Measured when written: max 2 levels (4:2:0, progressive,
  * restart markers), 1 (grey, CMYK), 11 at a few 4:2:2 chroma edges; the mean stays below 0.3. */
 TEST(jpeg_close_to_pil) {
-    static const char *const names[] = {"jpeg420.jpg", "jpeg422.jpg", "progressive.jpg",
-                                        "restart.jpg", "grey.jpg",    "cmyk.jpg"};
+    /* stb_image's IDCT and YCbCr->RGB differ from libjpeg-turbo's by a level or two; its chroma
+     * upsampling is libjpeg's (data/stb_impl.c). jpeg422_odd.jpg has a chroma edge at the right
+     * border, where stb's own h2v1 upsampler was >100 levels off (jpeg422.jpg: 11);
+     * jpeg420_tiny.jpg (3 px wide) is where libjpeg replicates chroma instead of blending. */
+    static const char *const names[] = {"jpeg420.jpg",      "jpeg422.jpg",     "jpeg422_odd.jpg",
+                                        "jpeg420_tiny.jpg", "progressive.jpg", "restart.jpg",
+                                        "grey.jpg",         "cmyk.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct ti_image got = {0}, want = {0};
         load_with_expected(names[i], &got, &want);
         int mx = got.px && want.px ? max_diff(&got, &want) : 999;
         double md = mx < 999 ? mean_diff(&got, &want) : 999;
         printf("  %s: max %d, mean %.3f levels from PIL\n", names[i], mx, md);
-        CHECK(mx <= 16);
-        CHECK(md <= 0.5);
+        CHECK(mx <= 3);
+        CHECK(md <= 0.05);
         ti_image_free(&got), ti_image_free(&want);
     }
 }

@@ -17,8 +17,10 @@ Writes:
       frame differs from the second), rgb.bmp, rgb.tga, rgb_rle.tga, rgb16.png, each with
       <name>.expected.png: the RGB the decoder must give (alpha composited on white as
       (c*a + 255*(255-a) + 127) // 255, computed here with numpy).
-  formats/{jpeg420,jpeg422,progressive,restart,grey,cmyk}.jpg + .expected.png: PIL's decode
-      (libjpeg-turbo); the test allows a few levels (stb_image's IDCT/upsampling differ).
+  formats/{jpeg420,jpeg422,jpeg422_odd,jpeg420_tiny,progressive,restart,grey,cmyk}.jpg +
+      .expected.png: PIL's decode (libjpeg-turbo); the test allows a few levels (stb_image's IDCT
+      and colour conversion differ; its chroma upsampling is replaced by libjpeg's,
+      data/stb_impl.c).
   hostile/*: empty.jpg, text.png, truncated.jpg, truncated.png, huge.png (IHDR says
       60000x60000, tiny body, valid CRCs), huge.jpg (SOF says 60000x60000), notes.txt, and
       photo.webp / scan.tif / image.ppm (formats PIL reads; ti reads the first two only when
@@ -235,7 +237,20 @@ def jpeg_fixtures():
         img.save(os.path.join(d, name), format="JPEG", **kw)
     img.convert("L").save(os.path.join(d, "grey.jpg"), format="JPEG", quality=90)
     img.convert("CMYK").save(os.path.join(d, "cmyk.jpg"), format="JPEG", quality=90)
-    for name in list(variants) + ["grey.jpg", "cmyk.jpg"]:
+    # 4:2:2 (h2v1, as most DSLRs write), odd width, a chroma edge at the right border: stb_image's
+    # own h2v1 upsampler weights the last chroma column's left sample the wrong way round
+    # (data/stb_impl.c), >100 levels off in the last pixel column here
+    edge = np.zeros((16, 37, 3), np.uint8)
+    edge[:] = (40, 200, 60)
+    edge[:, 34:] = (230, 20, 200)
+    edge[:, 36] = (20, 40, 240)
+    Image.fromarray(edge, "RGB").save(os.path.join(d, "jpeg422_odd.jpg"), format="JPEG",
+                                      quality=95, subsampling=1)
+    # 3 pixels wide, 4:2:0: two chroma samples a row, which libjpeg replicates (no blending)
+    tiny = np.random.default_rng(11).integers(0, 256, (5, 3, 3), dtype=np.uint8)
+    Image.fromarray(tiny, "RGB").save(os.path.join(d, "jpeg420_tiny.jpg"), format="JPEG",
+                                      quality=95)
+    for name in list(variants) + ["grey.jpg", "cmyk.jpg", "jpeg422_odd.jpg", "jpeg420_tiny.jpg"]:
         save_png(Image.open(os.path.join(d, name)).convert("RGB"),
                  os.path.join(d, name + ".expected.png"))
 
