@@ -253,6 +253,57 @@ static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *e
     }
 }
 
+/* A four-component (CMYK) JPEG as libjpeg and PIL read it: without an Adobe APP14 segment
+ * libjpeg takes plain CMYK, and PIL always unpacks CMYK with Adobe's inverted convention; an
+ * unknown Adobe transform is taken as YCCK. stb_image reads an Adobe transform of 0 as that
+ * CMYK and 2 as YCCK, but anything else (no segment at all included) as YCbCr and drops the
+ * fourth channel: colours 100-255 levels off. Returns a malloc'd copy with an Adobe segment
+ * inserted after SOI (transform 0) or its transform set to 2, *out_n its size; NULL when the
+ * file needs nothing (or on no memory: stb then decodes it as it is). */
+static uint8_t *jpeg_cmyk_for_stb(const uint8_t *d, size_t n, size_t *out_n) {
+    size_t pos = 2, adobe_at = 0;
+    int comps = 0;
+    while (pos + 4 <= n && d[pos] == 0xFF) {
+        int m = d[pos + 1];
+        if (m == 0xFF) { /* fill byte */
+            pos++;
+            continue;
+        }
+        if (m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) {
+            pos += 2;
+            continue;
+        }
+        if (m == 0xDA || m == 0xD9) break; /* scan data: every header segment seen */
+        size_t len = (size_t)d[pos + 2] << 8 | d[pos + 3];
+        if (len < 2 || pos + 2 + len > n) return NULL;
+        const uint8_t *b = d + pos + 4;
+        int sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+        if (sof && len >= 8) comps = b[5];
+        if (m == 0xEE && len >= 14 && !memcmp(b, "Adobe", 5)) adobe_at = pos;
+        pos += 2 + len;
+    }
+    if (comps != 4) return NULL;
+    if (adobe_at) {
+        uint8_t t = d[adobe_at + 4 + 11];
+        if (t == 0 || t == 2) return NULL;
+        uint8_t *c = malloc(n);
+        if (!c) return NULL;
+        memcpy(c, d, n);
+        c[adobe_at + 4 + 11] = 2;
+        *out_n = n;
+        return c;
+    }
+    static const uint8_t app14[16] = {0xFF, 0xEE, 0, 14,  'A', 'd', 'o', 'b',
+                                      'e',  0,    0, 100, 0,   0,   0,   0};
+    uint8_t *c = malloc(n + sizeof app14);
+    if (!c) return NULL;
+    memcpy(c, d, 2);
+    memcpy(c + 2, app14, sizeof app14);
+    memcpy(c + 2 + sizeof app14, d + 2, n - 2);
+    *out_n = n + sizeof app14;
+    return c;
+}
+
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -538,7 +589,12 @@ static int load_stb(struct ti_image *img, const uint8_t *data, size_t n, const c
     if (!strcmp(fmt, "PNG") && png_check(data, n, name, e) != 0) return -1;
 #endif
     int x = 0, y = 0, c = 0;
-    uint8_t *px = stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
+    size_t fixed_n = 0;
+    uint8_t *fixed = !strcmp(fmt, "JPEG") ? jpeg_cmyk_for_stb(data, n, &fixed_n) : NULL;
+    uint8_t *px = fixed && fixed_n <= 0x7FFFFFFF
+                      ? stbi_load_from_memory(fixed, (int)fixed_n, &x, &y, &c, 0)
+                      : stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
+    free(fixed);
     if (!px) {
         const char *why = stbi_failure_reason();
         if (why && !strcmp(why, "outofdata")) why = "the data ends early (truncated file?)";

@@ -131,10 +131,12 @@ TEST(jpeg_close_to_pil) {
     /* stb_image's IDCT and YCbCr->RGB differ from libjpeg-turbo's by a level or two; its chroma
      * upsampling is libjpeg's (data/stb_impl.c). jpeg422_odd.jpg has a chroma edge at the right
      * border, where stb's own h2v1 upsampler was >100 levels off (jpeg422.jpg: 11);
-     * jpeg420_tiny.jpg (3 px wide) is where libjpeg replicates chroma instead of blending. */
-    static const char *const names[] = {"jpeg420.jpg",      "jpeg422.jpg",     "jpeg422_odd.jpg",
-                                        "jpeg420_tiny.jpg", "progressive.jpg", "restart.jpg",
-                                        "grey.jpg",         "cmyk.jpg"};
+     * jpeg420_tiny.jpg (3 px wide) is where libjpeg replicates chroma instead of blending.
+     * cmyk_no_adobe.jpg / cmyk_adobe1.jpg: CMYK stb read as YCbCr (255 levels off) until
+     * image.c gave it the Adobe transform libjpeg assumes. */
+    static const char *const names[] = {
+        "jpeg420.jpg", "jpeg422.jpg", "jpeg422_odd.jpg", "jpeg420_tiny.jpg",  "progressive.jpg",
+        "restart.jpg", "grey.jpg",    "cmyk.jpg",        "cmyk_no_adobe.jpg", "cmyk_adobe1.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct ti_image got = {0}, want = {0};
         load_with_expected(names[i], &got, &want);

@@ -17,7 +17,8 @@ Writes:
       frame differs from the second), rgb.bmp, rgb.tga, rgb_rle.tga, rgb16.png, each with
       <name>.expected.png: the RGB the decoder must give (alpha composited on white as
       (c*a + 255*(255-a) + 127) // 255, computed here with numpy).
-  formats/{jpeg420,jpeg422,jpeg422_odd,jpeg420_tiny,progressive,restart,grey,cmyk}.jpg +
+  formats/{jpeg420,jpeg422,jpeg422_odd,jpeg420_tiny,progressive,restart,grey,cmyk,
+      cmyk_no_adobe,cmyk_adobe1}.jpg +
       .expected.png: PIL's decode (libjpeg-turbo); the test allows a few levels (stb_image's IDCT
       and colour conversion differ; its chroma upsampling is replaced by libjpeg's,
       data/stb_impl.c).
@@ -250,7 +251,24 @@ def jpeg_fixtures():
     tiny = np.random.default_rng(11).integers(0, 256, (5, 3, 3), dtype=np.uint8)
     Image.fromarray(tiny, "RGB").save(os.path.join(d, "jpeg420_tiny.jpg"), format="JPEG",
                                       quality=95)
-    for name in list(variants) + ["grey.jpg", "cmyk.jpg", "jpeg422_odd.jpg", "jpeg420_tiny.jpg"]:
+    # CMYK without the Adobe APP14 segment (libjpeg: plain CMYK; PIL unpacks it inverted, as
+    # always) and with an Adobe transform other than 0 or 2 (libjpeg: YCCK); stb_image read both
+    # as YCbCr without the K channel
+    cmyk = open(os.path.join(d, "cmyk.jpg"), "rb").read()
+    pos, segs = 2, []
+    while cmyk[pos + 1] != 0xDA:
+        n = struct.unpack(">H", cmyk[pos + 2:pos + 4])[0]
+        segs.append((pos, n, cmyk[pos + 1]))
+        pos += 2 + n
+    adobe = [(p, n) for p, n, m in segs if m == 0xEE and cmyk[p + 4:p + 9] == b"Adobe"]
+    assert len(adobe) == 1 and cmyk[adobe[0][0] + 15] == 0
+    p, n = adobe[0]
+    with open(os.path.join(d, "cmyk_no_adobe.jpg"), "wb") as fh:
+        fh.write(cmyk[:p] + cmyk[p + 2 + n:])
+    with open(os.path.join(d, "cmyk_adobe1.jpg"), "wb") as fh:
+        fh.write(cmyk[:p + 15] + b"\x01" + cmyk[p + 16:])
+    for name in list(variants) + ["grey.jpg", "cmyk.jpg", "jpeg422_odd.jpg", "jpeg420_tiny.jpg",
+                                  "cmyk_no_adobe.jpg", "cmyk_adobe1.jpg"]:
         save_png(Image.open(os.path.join(d, name)).convert("RGB"),
                  os.path.join(d, name + ".expected.png"))
 
