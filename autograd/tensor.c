@@ -1,6 +1,7 @@
 /* tensor.c - tensor metadata helpers, dtype table, f16/bf16 conversion (see tensor.h). */
 #include "tensor.h"
 
+#include <math.h>   /* defines: sqrt */
 #include <stdio.h>  /* defines: snprintf */
 #include <string.h> /* defines: memcpy, memset */
 
@@ -90,6 +91,21 @@ uint16_t ti_f32_to_bf16(float f) {
     uint32_t lsb = (u >> 16) & 1u;
     u += 0x7fffu + lsb;
     return (uint16_t)(u >> 16);
+}
+
+double ti_f32_rel_diff(const float *a, const float *ref, size_t n, double *cosine,
+                       double *ref_norm) {
+    double dd = 0, nr = 0, na = 0, dot = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - ref[i];
+        dd += d * d;
+        nr += (double)ref[i] * ref[i];
+        na += (double)a[i] * a[i];
+        dot += (double)a[i] * ref[i];
+    }
+    if (cosine) *cosine = dot / sqrt(na * nr);
+    if (ref_norm) *ref_norm = sqrt(nr);
+    return sqrt(dd / nr);
 }
 
 /* ---- construction and queries ------------------------------------------------------------- */

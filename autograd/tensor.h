@@ -71,6 +71,11 @@ float ti_f16_to_f32(uint16_t h);
 uint16_t ti_f32_to_f16(float f);
 float ti_bf16_to_f32(uint16_t h);
 uint16_t ti_f32_to_bf16(float f);
+/* |a - ref| / |ref| over n host floats (in f64; NaN when ref is all zero); *cosine and *ref_norm
+ * (either may be NULL) get the cosine between a and ref and |ref|. How far a bf16 result is
+ * from f32's (test_train_bf16, bench_train_step --grad-check). */
+double ti_f32_rel_diff(const float *a, const float *ref, size_t n, double *cosine,
+                       double *ref_norm);
 
 /* ---- construction ----------------------------------------------------------------------- */
 /* An empty tensor: data NULL, ndim 0, grad -1. Used for "absent" optional arguments. */

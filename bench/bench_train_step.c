@@ -97,21 +97,13 @@ static int grad_check(struct ti_trainer_opts *o, const float *img, int draws) {
     }
     double sum2 = 0, worst = 0;
     for (int k = 0; k < draws; k++) {
-        const float *a = g[1] + (size_t)k * n, *b = g[0] + (size_t)k * n;
-        double dd = 0, nb = 0, na = 0, dot = 0;
-        for (size_t i = 0; i < n; i++) {
-            double d = (double)a[i] - b[i];
-            dd += d * d;
-            nb += (double)b[i] * b[i];
-            na += (double)a[i] * a[i];
-            dot += (double)a[i] * b[i];
-        }
-        double r = sqrt(dd / nb);
+        double cosv, norm;
+        double r = ti_f32_rel_diff(g[1] + (size_t)k * n, g[0] + (size_t)k * n, n, &cosv, &norm);
         int ts;
         grad_draw(k, noise, eps, 0, &ts);
         printf("draw %d (t %d): loss f32 %.6g bf16 %.6g; |g| %.3g; rows gradient bf16 vs f32 %.2e "
                "(cosine %.6f)\n",
-               k, ts, loss[k], loss[draws + k], sqrt(nb), r, dot / sqrt(na * nb));
+               k, ts, loss[k], loss[draws + k], norm, r, cosv);
         sum2 += r * r;
         worst = r > worst ? r : worst;
     }

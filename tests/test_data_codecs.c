@@ -21,19 +21,9 @@
 #include "test_common.h"
 #include "test_util.h"
 #include "image.h"
+#include "image_test_util.h"
 
 #define FIX "tests/fixtures/data/"
-
-/* largest |a - b| over two equal-size images, or 999 when the sizes differ */
-static int max_diff(const struct ti_image *a, const struct ti_image *b) {
-    if (a->w != b->w || a->h != b->h) return 999;
-    int m = 0;
-    for (size_t i = 0; i < (size_t)a->w * a->h * 3; i++) {
-        int d = abs((int)a->px[i] - (int)b->px[i]);
-        if (d > m) m = d;
-    }
-    return m;
-}
 
 /* FIX <dir>/<name> decoded must equal FIX <dir>/<name>.expected.png exactly. */
 static int decodes_as_expected(const char *dir, const char *name) {
@@ -46,21 +36,10 @@ static int decodes_as_expected(const char *dir, const char *name) {
     if (rc) fprintf(stderr, "  %s: %s\n", name, e.msg);
     int rc2 = ti_image_load(&want, q, &e);
     if (rc2) fprintf(stderr, "  %s: %s\n", q, e.msg);
-    int d = rc || rc2 ? 999 : max_diff(&got, &want);
+    int d = rc || rc2 ? 999 : image_max_diff(&got, &want);
     if (d) fprintf(stderr, "  %s: %dx%d, max diff %d from PIL\n", name, got.w, got.h, d);
     ti_image_free(&got), ti_image_free(&want);
     return d == 0;
-}
-
-/* Loading `path` fails, leaves the image empty, and the message names the file and says `what`. */
-static int load_fails_with(const char *path, const char *what) {
-    struct ti_data_err e = {{0}};
-    struct ti_image im = {0};
-    int rc = ti_image_load(&im, path, &e);
-    int ok = rc == -1 && im.px == NULL && strstr(e.msg, path) && (!what || strstr(e.msg, what));
-    if (!ok) fprintf(stderr, "  %s: rc %d, message '%s' (want '%s')\n", path, rc, e.msg, what);
-    ti_image_free(&im);
-    return ok;
 }
 
 /* Every proper prefix of FIX <rel> is refused with a message naming the file (tail_ok: except
@@ -84,7 +63,7 @@ static void damage_sweep(const char *rel, int tail_ok) {
         struct ti_image im = {0};
         e.msg[0] = 0;
         int rc = ti_image_load_memory(&im, b, k, name, &e);
-        if (rc == 0 && tail_ok && whole.px && max_diff(&im, &whole) == 0) {
+        if (rc == 0 && tail_ok && whole.px && image_max_diff(&im, &whole) == 0) {
             tails++;
         } else if (rc != -1 || im.px || !strstr(e.msg, name)) {
             fprintf(stderr, "  %s cut to %zu bytes: rc %d: %s\n", rel, k, rc, e.msg);
@@ -162,7 +141,7 @@ TEST(webp_exif_orientation) {
         free(b);
         struct ti_image im = {0};
         DCHECK_OK(ti_image_load(&im, cases[i].path, &e), &e);
-        int d = im.px ? max_diff(&im, &up) : 999;
+        int d = im.px ? image_max_diff(&im, &up) : 999;
         if (d) fprintf(stderr, "  %s: %dx%d, max diff %d\n", cases[i].path, im.w, im.h, d);
         CHECK(d == 0);
         ti_image_free(&im);
@@ -171,10 +150,10 @@ TEST(webp_exif_orientation) {
 }
 
 TEST(webp_damaged_refused) {
-    CHECK(load_fails_with(FIX "webp/truncated.webp", "truncated WebP"));
-    CHECK(load_fails_with(FIX "webp/bad_signature.webp", "damaged WebP"));
+    CHECK(image_load_fails_with(FIX "webp/truncated.webp", "truncated WebP"));
+    CHECK(image_load_fails_with(FIX "webp/bad_signature.webp", "damaged WebP"));
     /* a 16000 x 16000 canvas: refused from the header, before a canvas is allocated */
-    CHECK(load_fails_with(FIX "webp/huge.webp", "claims 16000x16000"));
+    CHECK(image_load_fails_with(FIX "webp/huge.webp", "claims 16000x16000"));
     damage_sweep("webp/lossy_rgba.webp", 0);
     damage_sweep("webp/lossless_rgba.webp", 0);
     damage_sweep("webp/anim_offset.webp", 0);
@@ -194,7 +173,7 @@ TEST(tiff_decodes_as_pil) {
     struct ti_image im = {0}, up = {0};
     DCHECK_OK(ti_image_load(&im, FIX "tiff/orient_6.tif", &e), &e);
     DCHECK_OK(ti_image_load(&up, FIX "exif/upright.png", &e), &e);
-    CHECK(max_diff(&im, &up) == 0);
+    CHECK(image_max_diff(&im, &up) == 0);
     ti_image_free(&im), ti_image_free(&up);
     /* the 4x4 (1, 2, 3) file that older builds refused */
     DCHECK_OK(ti_image_load(&im, FIX "hostile/scan.tif", &e), &e);
@@ -203,8 +182,8 @@ TEST(tiff_decodes_as_pil) {
 }
 
 TEST(tiff_damaged_refused) {
-    CHECK(load_fails_with(FIX "tiff/grey16.tif", "a TIFF of 16-bit samples, 1 per pixel"));
-    CHECK(load_fails_with(FIX "tiff/truncated.tif", "damaged or truncated"));
+    CHECK(image_load_fails_with(FIX "tiff/grey16.tif", "a TIFF of 16-bit samples, 1 per pixel"));
+    CHECK(image_load_fails_with(FIX "tiff/truncated.tif", "damaged or truncated"));
     damage_sweep("tiff/rgba_lzw.tif", 1);
     damage_sweep("tiff/orient_6.tif", 1);
     damage_sweep("tiff/grey_deflate.tif", 1);
@@ -215,14 +194,14 @@ TEST(tiff_damaged_refused) {
 /* The refusal names the file, the format and the missing library; the decoding cases cannot run
  * and are a counted skip. */
 TEST(webp_refused_without_libwebp) {
-    CHECK(load_fails_with(FIX "webp/lossless_rgb.webp", "a WebP image"));
-    CHECK(load_fails_with(FIX "hostile/photo.webp", "lacks libwebp"));
+    CHECK(image_load_fails_with(FIX "webp/lossless_rgb.webp", "a WebP image"));
+    CHECK(image_load_fails_with(FIX "hostile/photo.webp", "lacks libwebp"));
     TC_SKIP_TEST("built without libwebp (Debian libwebp-dev): WebP is not decoded");
 }
 
 TEST(tiff_refused_without_libtiff) {
-    CHECK(load_fails_with(FIX "tiff/rgb.tif", "a TIFF image"));
-    CHECK(load_fails_with(FIX "hostile/scan.tif", "lacks libtiff"));
+    CHECK(image_load_fails_with(FIX "tiff/rgb.tif", "a TIFF image"));
+    CHECK(image_load_fails_with(FIX "hostile/scan.tif", "lacks libtiff"));
     TC_SKIP_TEST("built without libtiff >= 4.5 (Debian libtiff-dev): TIFF is not decoded");
 }
 

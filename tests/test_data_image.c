@@ -18,21 +18,11 @@
 #include "test_common.h"
 #include "test_util.h"
 #include "image.h"
+#include "image_test_util.h"
 
 #define FIX "tests/fixtures/data/"
 
 static char tmpdir[256]; /* a fresh folder for written files, made in main */
-
-/* largest |a - b| over two equal-size images, or 999 when the sizes differ */
-static int max_diff(const struct ti_image *a, const struct ti_image *b) {
-    if (a->w != b->w || a->h != b->h) return 999;
-    int m = 0;
-    for (size_t i = 0; i < (size_t)a->w * a->h * 3; i++) {
-        int d = abs((int)a->px[i] - (int)b->px[i]);
-        if (d > m) m = d;
-    }
-    return m;
-}
 
 static double mean_diff(const struct ti_image *a, const struct ti_image *b) {
     double s = 0;
@@ -63,7 +53,7 @@ TEST(resize_matches_pil_exactly) {
         DCHECK_OK(ti_image_load(&want, p, &e), &e);
         DCHECK_OK(ti_resample_parse(&r, filt, &e), &e);
         DCHECK_OK(ti_image_resize(&got, &s, w, h, r, &e), &e);
-        int d = got.px && want.px ? max_diff(&got, &want) : 999;
+        int d = got.px && want.px ? image_max_diff(&got, &want) : 999;
         if (d != 0) {
             fprintf(stderr, "  %s -> %dx%d %s: max diff %d (want exact)\n", src, w, h, filt, d);
         }
@@ -85,7 +75,7 @@ TEST(resize_edges) {
         a.px[i] = (uint8_t)(i * 7);
     /* same size: a copy, as PIL (which returns self.copy()) */
     DCHECK_OK(ti_image_resize(&b, &a, 5, 4, TI_RESAMPLE_LANCZOS, &e), &e);
-    CHECK(max_diff(&a, &b) == 0);
+    CHECK(image_max_diff(&a, &b) == 0);
     ti_image_free(&b);
     CHECK(ti_image_resize(&b, &a, 0, 4, TI_RESAMPLE_BICUBIC, &e) == -1);
     CHECK(strstr(e.msg, "0x4") != NULL);
@@ -117,7 +107,7 @@ TEST(formats_decode_to_rgb) {
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct ti_image got = {0}, want = {0};
         load_with_expected(names[i], &got, &want);
-        int d = got.px && want.px ? max_diff(&got, &want) : 999;
+        int d = got.px && want.px ? image_max_diff(&got, &want) : 999;
         if (d) fprintf(stderr, "  %s: max diff %d\n", names[i], d);
         CHECK(d == 0);
         ti_image_free(&got), ti_image_free(&want);
@@ -140,7 +130,7 @@ TEST(jpeg_close_to_pil) {
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         struct ti_image got = {0}, want = {0};
         load_with_expected(names[i], &got, &want);
-        int mx = got.px && want.px ? max_diff(&got, &want) : 999;
+        int mx = got.px && want.px ? image_max_diff(&got, &want) : 999;
         double md = mx < 999 ? mean_diff(&got, &want) : 999;
         printf("  %s: max %d, mean %.3f levels from PIL\n", names[i], mx, md);
         CHECK(mx <= 3);
@@ -172,7 +162,7 @@ TEST(exif_orientation_1_to_8) {
         CHECK(im.w == 48 && im.h == 32);
         if (im.w == 48 && im.h == 32) {
             double md = mean_diff(&im, &up);
-            int mx = max_diff(&im, &up);
+            int mx = image_max_diff(&im, &up);
             if (md > 2.0 || mx > 40) fprintf(stderr, "  orient %d: mean %.2f max %d\n", o, md, mx);
             CHECK(md <= 2.0);
             CHECK(mx <= 40);
@@ -182,10 +172,10 @@ TEST(exif_orientation_1_to_8) {
     /* PNG eXIf chunk (lossless: exact), before and after IDAT */
     struct ti_image im = {0};
     DCHECK_OK(ti_image_load(&im, FIX "exif/orient_6.png", &e), &e);
-    CHECK(max_diff(&im, &up) == 0);
+    CHECK(image_max_diff(&im, &up) == 0);
     ti_image_free(&im);
     DCHECK_OK(ti_image_load(&im, FIX "exif/orient_8_late.png", &e), &e);
-    CHECK(max_diff(&im, &up) == 0);
+    CHECK(image_max_diff(&im, &up) == 0);
     ti_image_free(&im);
     ti_image_free(&up);
 }
@@ -221,31 +211,21 @@ TEST(orient_transforms) {
 
 /* ---- hostile files -------------------------------------------------------------------------- */
 
-static int load_fails_with(const char *path, const char *what) {
-    struct ti_data_err e = {{0}};
-    struct ti_image im = {0};
-    int rc = ti_image_load(&im, path, &e);
-    int ok = rc == -1 && im.px == NULL && strstr(e.msg, path) && (!what || strstr(e.msg, what));
-    if (!ok) fprintf(stderr, "  %s: rc %d, message '%s' (want '%s')\n", path, rc, e.msg, what);
-    ti_image_free(&im);
-    return ok;
-}
-
 TEST(hostile_files_refused) {
-    CHECK(load_fails_with(FIX "hostile/empty.jpg", "empty"));
-    CHECK(load_fails_with(FIX "hostile/text.png", "not an image"));
-    CHECK(load_fails_with(FIX "hostile/notes.txt", "not an image"));
-    CHECK(load_fails_with(FIX "hostile/truncated.jpg", "truncated"));
-    CHECK(load_fails_with(FIX "hostile/truncated.png", "PNG"));
-    CHECK(load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
+    CHECK(image_load_fails_with(FIX "hostile/empty.jpg", "empty"));
+    CHECK(image_load_fails_with(FIX "hostile/text.png", "not an image"));
+    CHECK(image_load_fails_with(FIX "hostile/notes.txt", "not an image"));
+    CHECK(image_load_fails_with(FIX "hostile/truncated.jpg", "truncated"));
+    CHECK(image_load_fails_with(FIX "hostile/truncated.png", "PNG"));
+    CHECK(image_load_fails_with(FIX "hostile/does-not-exist.png", "No such file"));
     /* photo.webp, scan.tif: test_data_webp / test_data_tiff (read or refused by build) */
-    CHECK(load_fails_with(FIX "hostile/image.ppm", "a PNM/PPM image"));
-    CHECK(load_fails_with(FIX "hostile", "directory"));
+    CHECK(image_load_fails_with(FIX "hostile/image.ppm", "a PNM/PPM image"));
+    CHECK(image_load_fails_with(FIX "hostile", "directory"));
     /* a FIFO without a writer: refused at once, never waited on */
     char fifo[300];
     snprintf(fifo, sizeof fifo, "%s/fifo.png", tmpdir);
     CHECK(mkfifo(fifo, 0600) == 0);
-    CHECK(load_fails_with(fifo, "not a regular file"));
+    CHECK(image_load_fails_with(fifo, "not a regular file"));
     unlink(fifo);
 }
 
@@ -505,14 +485,14 @@ TEST(damaged_png_refused_as_pil) {
         int rc = ti_image_load_memory(&back, b, n, "damage.png", &e);
         int ok = cases[k].want
                      ? rc == -1 && strstr(e.msg, cases[k].want) && strstr(e.msg, "damage.png")
-                     : rc == 0 && max_diff(&im, &back) == 0;
+                     : rc == 0 && image_max_diff(&im, &back) == 0;
         if (!ok) fprintf(stderr, "  case %zu: rc %d: %s\n", k, rc, rc ? e.msg : "");
         CHECK(ok);
         ti_image_free(&back);
         b[cases[k].at] ^= 0x10;
     }
     DCHECK_OK(ti_image_load_memory(&back, b, n, "damage.png", &e), &e); /* undamaged */
-    CHECK(max_diff(&im, &back) == 0);
+    CHECK(image_max_diff(&im, &back) == 0);
     ti_image_free(&back);
     free(b);
     ti_image_free(&im);
@@ -529,7 +509,7 @@ TEST(png_writer_round_trip_and_text) {
     DCHECK_OK(ti_image_write_png(&im, path, text, &e), &e);
     CHECK(count_entries(tmpdir) == 1); /* no temporary file left */
     DCHECK_OK(ti_image_load(&back, path, &e), &e);
-    CHECK(max_diff(&im, &back) == 0);
+    CHECK(image_max_diff(&im, &back) == 0);
     size_t n = 0;
     uint8_t *b = read_all(path, &n);
     CHECK(b && n > 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8));

@@ -128,21 +128,6 @@ static int step(int which, const char *path, enum ti_dtype dt, int draw, double 
     return 0;
 }
 
-/* |a - b| / |b| over the whole vector, and the cosine between them */
-static double rel_diff(const float *a, const float *b, size_t n, double *cosv, double *norm) {
-    double dd = 0, nb = 0, na = 0, dot = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        dd += d * d;
-        nb += (double)b[i] * b[i];
-        na += (double)a[i] * a[i];
-        dot += (double)a[i] * b[i];
-    }
-    if (cosv) *cosv = dot / sqrt(na * nb);
-    if (norm) *norm = sqrt(nb);
-    return sqrt(dd / nb);
-}
-
 /* draws of timesteps, noise and posterior draw checked per model (TI_TRAIN_BF16_DRAWS overrides) */
 static int n_draws(void) {
     const char *e = getenv("TI_TRAIN_BF16_DRAWS");
@@ -171,7 +156,7 @@ static void check_model(int which) {
         CHECK(n32 == n16 && n32 > 0);
         if (n32 != n16 || n32 == 0) goto next;
         double c_all, gn;
-        double r_all = rel_diff(g16, g32, n32, &c_all, &gn);
+        double r_all = ti_f32_rel_diff(g16, g32, n32, &c_all, &gn);
         double lrel = fabs(l16 - l32) / fabs(l32);
         printf("  %s, draw %d: loss f32 %.6g, bf16 %.6g (rel %.2e); rows gradient |g| %.3g;\n"
                "    bf16 vs f32 rel diff %.2e (cosine %.6f)\n",
@@ -187,8 +172,8 @@ static void check_model(int which) {
             CHECK(n32r == n32);
             if (n32r == n32) {
                 double c_act, c_w;
-                double r_act = rel_diff(g16, g32r, n32, &c_act, NULL),
-                       r_w = rel_diff(g32r, g32, n32, &c_w, NULL);
+                double r_act = ti_f32_rel_diff(g16, g32r, n32, &c_act, NULL),
+                       r_w = ti_f32_rel_diff(g32r, g32, n32, &c_w, NULL);
                 printf("    f32 with bf16-rounded weights vs f32 %.2e (%.6f);\n"
                        "    bf16 vs f32 with the same bf16-rounded weights %.2e (%.6f)\n",
                        r_w, c_w, r_act, c_act);
