@@ -246,6 +246,62 @@ TEST(shape_check_messages) {
     ti_state_dict_close(sd);
 }
 
+/* A small spec of ti's tiny SD-layout configs: CLIP keys, context width 32. */
+static const struct ti_param_spec tiny_spec[] = {
+    {"model.diffusion_model.input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+    {TO_K, 2, {8, 32}},
+    {"cond_stage_model.transformer.text_model.final_layer_norm.weight", 1, {32}},
+};
+
+static void expect_tiny(const char *file, ti_status code, const char *n1, const char *n2) {
+    struct ti_state_dict *sd = NULL;
+    struct ti_err err = {0};
+    CHECK_OK(ti_state_dict_open(&sd, file, NULL, &err), &err);
+    if (!sd) return;
+    ti_status st = ti_state_dict_check(sd, tiny_spec, 3, "SD v1", &err);
+    int ok = st == code && strstr(err.msg, n1) && (!n2 || strstr(err.msg, n2));
+    CHECK(ok);
+    if (!ok) fprintf(stderr, "  %s: expected '%s' / '%s', got %d: %s\n", file, n1, n2, st, err.msg);
+    ti_state_dict_close(sd);
+}
+
+/* Files that hold what a model needs in another form: the message says which form. A tiny
+ * SD-layout file (width 32) with one bad shape is the spec's own family, not "which SD v1
+ * cannot use" (spec_family once judged the spec by the 768 width alone). */
+TEST(missing_key_hints) {
+    const struct kshape bad[] = {
+        {"model.diffusion_model.input_blocks.0.0.weight", 4, {8, 4, 3, 1}},
+        {TO_K, 2, {8, 32}},
+        {"cond_stage_model.transformer.text_model.final_layer_norm.weight", 1, {32}}};
+    expect_tiny(write_st("tiny_bad.safetensors", bad, 3), TI_ERR_SHAPE, "expects [8, 4, 3, 3]",
+                "SD v1-layout checkpoint (CLIP text encoder, context width 32), so it may be "
+                "damaged");
+    const struct kshape ema[] = {
+        {"model_ema.diffusion_modelinput_blocks00weight", 4, {8, 4, 3, 3}},
+        {"model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_kweight", 2, {8, 32}},
+        {"model_ema.decay", 0, {0}},
+        {"cond_stage_model.transformer.text_model.final_layer_norm.weight", 1, {32}}};
+    expect_tiny(write_st("ema_only.safetensors", ema, 4), TI_ERR_NOT_FOUND,
+                "has no tensor 'model.diffusion_model.input_blocks.0.0.weight'",
+                "only as EMA copies ('model_ema.diffusion_modelinput_blocks00weight')");
+    const struct kshape ddp[] = {
+        {"module.model.diffusion_model.input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+        {"module." TO_K, 2, {8, 32}},
+        {"module.cond_stage_model.transformer.text_model.final_layer_norm.weight", 1, {32}}};
+    expect_tiny(write_st("ddp.safetensors", ddp, 3), TI_ERR_NOT_FOUND, "(3 of the 3",
+                "carry the extra prefix 'module.'");
+    const struct kshape bare[] = {
+        {"input_blocks.0.0.weight", 4, {8, 4, 3, 3}},
+        {"input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", 2, {8, 32}}};
+    expect_tiny(write_st("bare_unet.safetensors", bare, 2), TI_ERR_NOT_FOUND,
+                "has it as 'input_blocks.0.0.weight'", "lack the prefix 'model.diffusion_model.'");
+    const struct kshape dif[] = {{"conv_in.weight", 4, {8, 4, 3, 3}},
+                                 {"conv_in.bias", 1, {8}},
+                                 {"down_blocks.0.attentions.0.proj_in.weight", 2, {8, 8}}};
+    expect_tiny(write_st("diffusers_unet.safetensors", dif, 3), TI_ERR_NOT_FOUND,
+                "diffusers names (such as 'conv_in.", "give the folder");
+}
+
 TEST(bad_sources) {
     struct ti_state_dict *sd = NULL;
     struct ti_err err = {0};
@@ -421,6 +477,7 @@ int main(void) {
     RUN(diffusers_key_map);
     RUN(diffusers_folder_matches_original);
     RUN(shape_check_messages);
+    RUN(missing_key_hints);
     RUN(bad_sources);
     RUN(complete_sd_v1_and_ldm_layouts);
     tio_rmrf(tmp);

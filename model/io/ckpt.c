@@ -672,16 +672,79 @@ const char *ti_state_dict_describe(const struct ti_state_dict *sd, char *buf, si
     return buf;
 }
 
-/* The family a spec describes, from its cross-attention width. */
+/* The family a spec describes: from its text encoder's keys (CLIP: SD v1 layout, BERT: LDM
+ * layout), which a model of any width (ti's tiny configs) shares with its family; else from
+ * its cross-attention width. */
 static enum family spec_family(const struct ti_param_spec *spec, size_t n) {
+    enum family by_width = FAM_UNKNOWN;
     for (size_t i = 0; i < n; i++) {
+        if (!strncmp(spec[i].key, "cond_stage_model.transformer.text_model.", 40)) return FAM_SD1;
+        if (!strcmp(spec[i].key, "cond_stage_model.transformer.token_emb.weight")) return FAM_LDM;
         if (strcmp(spec[i].key,
                    "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"))
             continue;
-        if (spec[i].ndim == 2 && spec[i].shape[1] == 768) return FAM_SD1;
-        if (spec[i].ndim == 2 && spec[i].shape[1] == 1280) return FAM_LDM;
+        if (spec[i].ndim == 2 && spec[i].shape[1] == 768) by_width = FAM_SD1;
+        if (spec[i].ndim == 2 && spec[i].shape[1] == 1280) by_width = FAM_LDM;
     }
-    return FAM_UNKNOWN;
+    return by_width;
+}
+
+/* Why the spec key `key` is missing when the file holds it in another form, into out ("" when
+ * it does not): only as an EMA copy (model_ema.*), under an extra prefix (a DDP-wrapped
+ * "module." model), without its prefix (a UNet-only export), or under diffusers names. */
+static void missing_hint(const struct ti_state_dict *sd, const char *key, char *out, size_t n) {
+    char k2[KEY_MAX];
+    out[0] = '\0';
+    if (ema_key(key, k2, sizeof k2) && find_entry(sd, k2)) {
+        snprintf(out, n,
+                 "; the file holds the UNet only as EMA copies ('%s'): an EMA-only export "
+                 "that kept LitEma's names. The reference code loads the UNet from "
+                 "model.diffusion_model.* and would leave it untrained; rename the copies to "
+                 "model.diffusion_model.* (dots restored) to use them",
+                 k2);
+        return;
+    }
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < sd->n; i++) { /* an extra prefix: "<prefix>" + key */
+        const char *e = sd->e[i].key;
+        size_t el = strlen(e);
+        if (el > kl && e[el - kl - 1] == '.' && !strcmp(e + el - kl, key)) {
+            snprintf(out, n,
+                     "; the file has it as '%s': its keys carry the extra prefix '%.*s' (a "
+                     "model saved inside a wrapper, such as DDP's 'module.'), which the "
+                     "reference code does not strip either",
+                     e, (int)(el - kl), e);
+            return;
+        }
+    }
+    for (const char *s = strchr(key, '.'); s; s = strchr(s + 1, '.')) /* a missing prefix */
+        if (strchr(s + 1, '.') && find_entry(sd, s + 1)) {
+            snprintf(out, n,
+                     "; the file has it as '%s': its keys lack the prefix '%.*s' (a part of "
+                     "the model saved on its own), which the reference code does not add "
+                     "either",
+                     s + 1, (int)(s + 1 - key), key);
+            return;
+        }
+    size_t diffusers = 0;
+    const char *example = NULL;
+    for (size_t i = 0; i < sd->n; i++) {
+        const char *e = sd->e[i].key, *dot = strchr(e, '.');
+        char m[KEY_MAX];
+        int hit =
+            map_unet(e, m, sizeof m) || map_vae(e, m, sizeof m) || !strncmp(e, "text_model.", 11);
+        if (!hit && dot &&
+            (!strncmp(e, "unet.", 5) || !strncmp(e, "vae.", 4) || !strncmp(e, "text_encoder.", 13)))
+            hit = map_unet(dot + 1, m, sizeof m) || map_vae(dot + 1, m, sizeof m) ||
+                  !strncmp(dot + 1, "text_model.", 11);
+        if (hit && !diffusers++) example = e;
+    }
+    if (diffusers * 2 > sd->n)
+        snprintf(out, n,
+                 "; its keys are diffusers names (such as '%s'): ti maps those only from a "
+                 "diffusers folder (unet/, text_encoder/, vae/); give the folder, or convert "
+                 "the file to the original layout",
+                 example);
 }
 
 static void cause(const struct ti_state_dict *sd, const struct ti_param_spec *spec, size_t n,
@@ -732,8 +795,10 @@ ti_status ti_state_dict_check(const struct ti_state_dict *sd, const struct ti_pa
                         s->key, ti_shape_str(t->ndim, t->shape, a, sizeof a), model,
                         ti_shape_str(s->ndim, s->shape, b, sizeof b), more, why);
     }
+    char hint[KEY_MAX + 512];
+    missing_hint(sd, spec[first_missing].key, hint, sizeof hint);
     return ti_error(err, TI_ERR_NOT_FOUND,
                     "'%s' has no tensor '%s', which %s needs (%zu of the "
                     "%zu tensors it needs are missing)%s",
-                    sd->path, spec[first_missing].key, model, missing, n, why);
+                    sd->path, spec[first_missing].key, model, missing, n, hint[0] ? hint : why);
 }

@@ -35,7 +35,13 @@
  * ti_state_dict_check reports the first missing key or mismatching shape with both shapes and
  * the likely cause, from the file's own keys: an SD 2.x file (OpenCLIP, 1024-wide context),
  * SDXL (`conditioner.` keys, 2048-wide context), LDM text2img-large (BERT, 1280) vs SD v1
- * (CLIP, 768), inpainting UNets (9 input channels), VAE-only, LoRA and embedding files.
+ * (CLIP, 768), inpainting UNets (9 input channels), VAE-only, LoRA and embedding files; the
+ * spec's own family (a damaged or modified file) is judged from its text encoder's keys, so a
+ * tiny config of the SD v1 layout counts as SD v1. A missing key the file holds in another form
+ * is named with that form: only as an EMA copy (model_ema.*), under an extra prefix (DDP's
+ * "module."), without its prefix (a UNet-only export), or under diffusers names (a single
+ * diffusers file instead of a folder). The reference loads none of these either (strict=False
+ * leaves the weights untrained).
  * Extra keys in the file are ignored (the peer loads with strict=False).
  *
  * Not here: the containers (torchfile.h, safetensors.h), embeddings (train/embedding_io.h).
