@@ -48,6 +48,22 @@ TEST(lightning_checkpoint_and_ema) {
     CHECK(o2 && o2->dtype == TI_DTYPE_F16);
     ti_state_dict_close(sd);
 
+    /* "EMA when present" (a config's use_ema): the EMA values here, the plain ones where the
+     * file has no model_ema.* */
+    struct ti_state_dict_opts ip = {.use_ema = TI_USE_EMA_IF_PRESENT};
+    ti_err_clear(&err);
+    CHECK_OK(ti_state_dict_open(&sd, tio_fixture("lightning_mini.ckpt"), &ip, &err), &err);
+    if (sd) {
+        b = ti_state_dict_find(sd, "model.diffusion_model.input_blocks.0.0.bias");
+        CHECK(b && ((const float *)b->data)[1] == tio_value(1, 32));
+        ti_state_dict_close(sd);
+    }
+    ti_err_clear(&err);
+    CHECK_OK(ti_state_dict_open(&sd, tio_fixture("diffusers_tiny_original.safetensors"), &ip, &err),
+             &err);
+    ti_state_dict_close(sd);
+    sd = NULL;
+
     /* asking for EMA where there is none is an error that says why */
     ti_err_clear(&err);
     CHECK(ti_state_dict_open(&sd, tio_fixture("diffusers_tiny_original.safetensors"), &o, &err) ==

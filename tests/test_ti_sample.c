@@ -14,11 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "config.h"
 #include "emb_test_util.h"
 #include "embedding_io.h"
 #include "image.h"
 #include "ldm.h"
+#include "safetensors.h"
 #include "sample_test_util.h"
 #include "test_common.h"
 #include "test_util.h"
@@ -288,6 +290,96 @@ TEST(merged_file) {
     }
 }
 
+/* A lightning-style file whose UNet weights are zeros and whose model_ema.* copies are the real
+ * ones: with use_ema: True (DDPM's default) the reference samples under ema_scope(), so from the
+ * EMA copies, the same image as model.safetensors; with use_ema: False from the zeros. ti-sample
+ * once ignored use_ema and always sampled from model.diffusion_model.*. */
+TEST(config_use_ema) {
+    char p[512], q[512], full[4096], err[4096], a[512];
+    struct ti_err e = {0};
+    struct ti_state_dict *sd = NULL;
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK_OK(ti_state_dict_open(&sd, p, NULL, &e), &e);
+    if (!sd) return;
+    size_t n = ti_state_dict_count(sd), k = 0, zn = 0;
+    struct ti_st_entry *ent = calloc(2 * n, sizeof *ent);
+    struct ti_tensor *zt = calloc(n, sizeof *zt);
+    char **names = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
+        int64_t m = ti_tensor_numel(&x->t);
+        if (m > (int64_t)zn) zn = (size_t)m;
+    }
+    float *zeros = calloc(zn ? zn : 1, sizeof *zeros);
+    for (size_t i = 0; i < n; i++) {
+        const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
+        const char *pre = "model.diffusion_model.";
+        if (strncmp(x->key, pre, strlen(pre))) {
+            ent[k++] = (struct ti_st_entry){x->key, &x->t};
+            continue;
+        }
+        names[i] = calloc(strlen(x->key) + 32, 1);
+        strcpy(names[i], "model_ema.diffusion_model");
+        size_t l = strlen(names[i]);
+        for (const char *c = x->key + strlen(pre); *c; c++)
+            if (*c != '.') names[i][l++] = *c;
+        ent[k++] = (struct ti_st_entry){names[i], &x->t};
+        zt[i] = ti_tensor_view(zeros, TI_DTYPE_F32, TI_DEVICE_CPU, x->t.ndim, x->t.shape);
+        ent[k++] = (struct ti_st_entry){x->key, &zt[i]};
+    }
+    snprintf(q, sizeof q, "%s/ema.safetensors", dir);
+    CHECK_OK(ti_safetensors_write(q, ent, k, NULL, 0, &e), &e);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(zeros);
+    free(zt);
+    free(ent);
+    ti_state_dict_close(sd);
+    /* the tiny inference config with use_ema: True */
+    size_t cn;
+    char *cfg = tu_read_file("configs/tiny/sd-tiny-inference.yaml", &cn);
+    char *u = cfg ? strstr(cfg, "use_ema: False") : NULL;
+    CHECK(u != NULL);
+    if (!u) {
+        free(cfg);
+        return;
+    }
+    memcpy(u, "use_ema: True ", 14);
+    snprintf(p, sizeof p, "%s/ema.yaml", dir);
+    FILE *f = fopen(p, "w");
+    fwrite(cfg, 1, cn, f);
+    fclose(f);
+    free(cfg);
+    const char *common = "--H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 1 --seed 3 "
+                         "--prompt 'a red circle' --skip_grid --outdir";
+    snprintf(full, sizeof full, "%s %s/ema_ref", common, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    snprintf(full, sizeof full, "%s %s/ema_on", common, dir);
+    CHECK(run_model(p, "ema.safetensors", full, err, sizeof err) == 0);
+    if (err[0]) fprintf(stderr, "%s", err);
+    snprintf(full, sizeof full, "%s %s/ema_off", common, dir);
+    CHECK(run_model("configs/tiny/sd-tiny-inference.yaml", "ema.safetensors", full, err,
+                    sizeof err) == 0);
+    snprintf(p, sizeof p, "%s/ema_ref/samples/00000.png", dir);
+    snprintf(q, sizeof q, "%s/ema_on/samples/00000.png", dir);
+    snprintf(a, sizeof a, "%s/ema_off/samples/00000.png", dir);
+    /* pixels (the PNGs' tEXt chunks name the files) */
+    struct ti_image x = {0}, y = {0}, z = {0};
+    struct ti_data_err de = {{0}};
+    CHECK(ti_image_load(&x, p, &de) == 0 && ti_image_load(&y, q, &de) == 0 &&
+          ti_image_load(&z, a, &de) == 0);
+    CHECK(x.px && y.px && z.px && x.w == 64 && y.w == 64 && z.w == 64 && x.h == 64 && y.h == 64 &&
+          z.h == 64);
+    if (x.px && y.px && z.px) {
+        CHECK(!memcmp(x.px, y.px, 64 * 64 * 3));
+        CHECK(memcmp(x.px, z.px, 64 * 64 * 3) != 0);
+    }
+    ti_image_free(&x);
+    ti_image_free(&y);
+    ti_image_free(&z);
+}
+
 /* the LDM config (BERT, WordPiece): its script's defaults (n_samples 4, n_iter 1) */
 TEST(ldm_config) {
     char full[4096], err[4096];
@@ -467,6 +559,7 @@ int main(int argc, char **argv) {
     RUN(long_prompt_warns);
     RUN(img2img_size);
     RUN(ldm_config);
+    RUN(config_use_ema);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

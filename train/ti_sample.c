@@ -897,7 +897,10 @@ static int prepare(struct run *r) {
     }
     r->dt = want_cuda && !strcmp(o->precision, "autocast") ? TI_DTYPE_F16 : TI_DTYPE_F32;
     if (ti_ldm_alloc(&r->m, r->be, r->dt, &err) != TI_OK) return fail(&err, "model");
-    if (ti_ldm_load_file(&r->m, o->ckpt, NULL, r->m.text_is_clip ? "SD v1" : "LDM", &err) != TI_OK)
+    /* the reference samples under ema_scope(): with use_ema (DDPM's default) the UNet runs on
+     * the file's model_ema.* weights when it has them */
+    struct ti_state_dict_opts so = {.use_ema = r->cfg.model.use_ema ? TI_USE_EMA_IF_PRESENT : 0};
+    if (ti_ldm_load_file(&r->m, o->ckpt, &so, r->m.text_is_clip ? "SD v1" : "LDM", &err) != TI_OK)
         return fail(&err, o->ckpt);
     if (ti_ctx_init(&r->ctx, r->be, 0, 0) != TI_OK) {
         fprintf(stderr, TOOL ": cannot set up the %s backend: %s\n", want_cuda ? "cuda" : "cpu",

@@ -475,7 +475,8 @@ ti_status ti_state_dict_open(struct ti_state_dict **out, const char *path,
     if (st == TI_OK)
         for (size_t i = 0; i < sd->n && !sd->has_ema; i++)
             if (!strncmp(sd->e[i].key, "model_ema.", 10)) sd->has_ema = 1;
-    if (st == TI_OK && o.use_ema) st = select_ema(sd, err);
+    if (st == TI_OK && o.use_ema && (o.use_ema != TI_USE_EMA_IF_PRESENT || sd->has_ema))
+        st = select_ema(sd, err);
     if (st != TI_OK) {
         ti_state_dict_close(sd);
         return st;

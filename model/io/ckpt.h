@@ -68,8 +68,12 @@ struct ti_param_spec {
 
 enum ti_state_dict_source { TI_SD_TORCH = 1, TI_SD_SAFETENSORS = 2, TI_SD_DIFFUSERS = 3 };
 
+#define TI_USE_EMA_IF_PRESENT 2
+
 struct ti_state_dict_opts {
-    int use_ema;    /* expose model_ema.* weights as the UNet's (default 0, like the peer) */
+    int use_ema;    /* expose model_ema.* weights as the UNet's (default 0, like the peer);
+                     * TI_USE_EMA_IF_PRESENT: only when the file holds model_ema.* (a config's
+                     * use_ema: the reference samples under ema_scope then) */
     int verify_crc; /* check the CRC-32 of every zip record (reads the whole file) */
     int allow_unknown_globals; /* keep pickle globals outside the allowlist inert (pickle.h) */
 };
