@@ -1,6 +1,8 @@
 /* ldm.c - config -> network hyperparameters, and the three networks together (see ldm.h). */
 #include "ldm.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +112,54 @@ static ti_status state_dict_get(void *user, const char *key, struct ti_tensor *v
     return TI_OK;
 }
 
+/* One schedule buffer of the file into out[0..n) as float32; its length, or 0 when it is absent
+ * or not a usable schedule (not 1-D float, longer than TI_LDM_MAX_T, a value outside [0, 1]). */
+static int read_sched_buffer(const struct ti_state_dict *sd, const char *key, float *out) {
+    const struct ti_tensor *v = ti_state_dict_find(sd, key);
+    if (!v || v->ndim != 1 || v->shape[0] < 2 || v->shape[0] > TI_LDM_MAX_T) return 0;
+    int n = (int)v->shape[0];
+    for (int i = 0; i < n; i++) {
+        const char *p = (const char *)v->data +
+                        (ptrdiff_t)(i * v->stride[0]) * (ptrdiff_t)ti_dtype_size(v->dtype);
+        float x;
+        switch (v->dtype) {
+        case TI_DTYPE_F32: memcpy(&x, p, sizeof x); break;
+        case TI_DTYPE_F64: {
+            double d;
+            memcpy(&d, p, sizeof d);
+            x = (float)d;
+            break;
+        }
+        case TI_DTYPE_F16:
+        case TI_DTYPE_BF16: {
+            uint16_t h;
+            memcpy(&h, p, sizeof h);
+            x = v->dtype == TI_DTYPE_F16 ? ti_f16_to_f32(h) : ti_bf16_to_f32(h);
+            break;
+        }
+        default: return 0;
+        }
+        if (!(x >= 0.0f && x <= 1.0f)) return 0;
+        out[i] = x;
+    }
+    return n;
+}
+
+static void read_sched(struct ti_ldm_file_schedule *fs, const struct ti_state_dict *sd) {
+    static const char *const keys[3] = {"alphas_cumprod", "sqrt_alphas_cumprod",
+                                        "sqrt_one_minus_alphas_cumprod"};
+    float *outs[3] = {fs->alphas_cumprod, fs->sqrt_alphas_cumprod,
+                      fs->sqrt_one_minus_alphas_cumprod};
+    memset(fs, 0, sizeof *fs);
+    for (int i = 0; i < 3; i++) {
+        int n = read_sched_buffer(sd, keys[i], outs[i]);
+        if (n && (!fs->T || n == fs->T)) {
+            fs->T = n;
+            fs->have |= 1u << i;
+        }
+    }
+}
+
 ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,
                            const struct ti_state_dict_opts *opts, const char *model,
                            struct ti_err *err) {
@@ -137,6 +187,7 @@ ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,
         struct ti_weight_source src = {sd, path, state_dict_get};
         st = ti_ldm_load(m, &src, err);
     }
+    if (st == TI_OK) read_sched(&m->file_sched, sd);
     ti_state_dict_close(sd);
     free(spec);
     return st;

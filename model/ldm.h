@@ -28,6 +28,26 @@
 #define TI_LDM_PREFIX_CLIP "cond_stage_model.transformer.text_model."
 #define TI_LDM_PREFIX_BERT "cond_stage_model.transformer."
 
+/* The diffusion schedule's buffers as a checkpoint may store them (lightning checkpoints of the
+ * reference's LatentDiffusion do: register_schedule's float32 buffers). The reference loads them
+ * with load_state_dict(strict=False) over the ones its config computed, so its samplers and
+ * q_sample use the file's values: the same numbers for a float32 file of the same schedule,
+ * float16-rounded ones for a half-precision export. ti_ldm_load_file reads them here; the
+ * schedule's users (train/schedule.h ti_schedule_use_file, the trainer) decide. */
+#define TI_LDM_MAX_T 1000
+enum {
+    TI_LDM_BUF_ALPHAS_CUMPROD = 1u,
+    TI_LDM_BUF_SQRT_ALPHAS_CUMPROD = 2u,
+    TI_LDM_BUF_SQRT_ONE_MINUS_ALPHAS_CUMPROD = 4u
+};
+struct ti_ldm_file_schedule {
+    unsigned have; /* TI_LDM_BUF_* bits: which were found, 1-D, float, finite, in [0, 1] */
+    int T;         /* their common length (a buffer of another length is left out) */
+    float alphas_cumprod[TI_LDM_MAX_T];
+    float sqrt_alphas_cumprod[TI_LDM_MAX_T];
+    float sqrt_one_minus_alphas_cumprod[TI_LDM_MAX_T];
+};
+
 struct ti_ldm {
     struct ti_unet_hparams unet_hp;
     struct ti_vae_hparams vae_hp;
@@ -37,6 +57,7 @@ struct ti_ldm {
     struct ti_vae vae;
     struct ti_text_encoder text;
     struct ti_weights unet_w, vae_w, text_w;
+    struct ti_ldm_file_schedule file_sched; /* filled by ti_ldm_load_file */
 };
 
 /* Network hyperparameters from a loaded config (errors name the config key). */
@@ -51,8 +72,9 @@ ti_status ti_ldm_alloc(struct ti_ldm *m, const struct ti_backend *be, enum ti_dt
                        struct ti_err *err);
 ti_status ti_ldm_load(struct ti_ldm *m, const struct ti_weight_source *src, struct ti_err *err);
 ti_status ti_ldm_randomize(struct ti_ldm *m, uint64_t seed, struct ti_err *err);
-/* Opens a checkpoint (.ckpt / .safetensors / diffusers folder; opts may be NULL), checks every
- * key and shape the three networks need (a mismatch names the key, both shapes and the likely
+/* Opens a checkpoint (.ckpt / .safetensors / diffusers folder; opts may be NULL), reads the
+ * schedule buffers it holds into m->file_sched, checks every key and shape the three networks
+ * need (a mismatch names the key, both shapes and the likely
  * cause: an SD 2.x, SDXL or LDM file for an SD v1 config, ...; `model` names the config in
  * messages, e.g. "SD v1"), streams and copies the weights, and closes the file. */
 ti_status ti_ldm_load_file(struct ti_ldm *m, const char *path,

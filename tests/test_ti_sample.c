@@ -22,6 +22,7 @@
 #include "ldm.h"
 #include "safetensors.h"
 #include "sample_test_util.h"
+#include "schedule.h"
 #include "test_common.h"
 #include "test_util.h"
 #include "tokenizer.h"
@@ -380,6 +381,106 @@ TEST(config_use_ema) {
     ti_image_free(&z);
 }
 
+/* dir/<name>: model.safetensors plus an "alphas_cumprod" buffer of n values in dtype dt (f32 or
+ * f16) rounded from vals, as a lightning checkpoint (or its half-precision export) holds it. */
+static void write_with_schedule(const char *name, const float *vals, int n, enum ti_dtype dt) {
+    char p[512];
+    struct ti_err e = {0};
+    struct ti_state_dict *sd = NULL;
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK_OK(ti_state_dict_open(&sd, p, NULL, &e), &e);
+    if (!sd) return;
+    size_t cnt = ti_state_dict_count(sd);
+    struct ti_st_entry *ent = calloc(cnt + 1, sizeof *ent);
+    for (size_t i = 0; i < cnt; i++) {
+        const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
+        ent[i] = (struct ti_st_entry){x->key, &x->t};
+    }
+    uint16_t h[1000];
+    for (int i = 0; i < n; i++)
+        h[i] = ti_f32_to_f16(vals[i]);
+    struct ti_tensor buf = ti_tensor_view(dt == TI_DTYPE_F16 ? (void *)h : (void *)vals, dt,
+                                          TI_DEVICE_CPU, 1, (int64_t[]){n});
+    ent[cnt] = (struct ti_st_entry){"alphas_cumprod", &buf};
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    CHECK_OK(ti_safetensors_write(p, ent, cnt + 1, NULL, 0, &e), &e);
+    free(ent);
+    ti_state_dict_close(sd);
+}
+
+/* Pixels of dir/<out>/samples/00000.png equal (want_same) or not those of dir/sched_ref/. */
+static void check_same_pixels(const char *out, int want_same) {
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/sched_ref/samples/00000.png", dir);
+    snprintf(b, sizeof b, "%s/%s/samples/00000.png", dir, out);
+    struct ti_image x = {0}, y = {0};
+    struct ti_data_err de = {{0}};
+    CHECK(ti_image_load(&x, a, &de) == 0 && ti_image_load(&y, b, &de) == 0);
+    CHECK(x.px && y.px && x.w == y.w && x.h == y.h);
+    if (x.px && y.px && x.w == y.w && x.h == y.h)
+        CHECK((memcmp(x.px, y.px, (size_t)x.w * x.h * 3) == 0) == want_same);
+    ti_image_free(&x);
+    ti_image_free(&y);
+}
+
+/* The schedule buffers a checkpoint stores replace the config's, as the reference's
+ * load_state_dict(strict=False) does: a float32 alphas_cumprod of the config's own schedule
+ * changes nothing; a float16-rounded one (a half-precision export) is what the DDIM schedule
+ * uses, and ti-sample says so; one of another length is left out, with a note. */
+TEST(file_schedule_buffers) {
+    struct ti_err e = {0};
+    struct ti_config cfg;
+    const char *cpath = "configs/tiny/sd-tiny-inference.yaml";
+    CHECK_OK(ti_config_load(&cfg, &cpath, 1, NULL, 0, &e), &e);
+    struct ti_schedule s;
+    CHECK_OK(ti_schedule_init(&s, &cfg.model, &e), &e);
+    if (s.T != 1000) return;
+    write_with_schedule("sched32.safetensors", s.alphas_cumprod_f32, s.T, TI_DTYPE_F32);
+    write_with_schedule("sched16.safetensors", s.alphas_cumprod_f32, s.T, TI_DTYPE_F16);
+    write_with_schedule("sched500.safetensors", s.alphas_cumprod_f32, 500, TI_DTYPE_F32);
+
+    /* the loader reads the buffer; the DDIM schedule takes the file's float16-rounded values */
+    struct ti_ldm m;
+    char p[512];
+    snprintf(p, sizeof p, "%s/sched16.safetensors", dir);
+    CHECK_OK(ti_ldm_init(&m, &cfg, &e), &e);
+    CHECK_OK(ti_ldm_alloc(&m, ti_backend_cpu(), TI_DTYPE_F32, &e), &e);
+    CHECK_OK(ti_ldm_load_file(&m, p, NULL, "SD v1", &e), &e);
+    CHECK(m.file_sched.have == TI_LDM_BUF_ALPHAS_CUMPROD && m.file_sched.T == 1000);
+    struct ti_schedule s16 = s;
+    char note[1024];
+    CHECK(ti_schedule_use_file(&s16, &m.file_sched, p, note, sizeof note) == 1);
+    CHECK(strstr(note, "stores its diffusion schedule") != NULL);
+    struct ti_ddim_schedule d;
+    CHECK_OK(ti_ddim_schedule_init(&d, &s16, 4, 0.0, &e), &e);
+    int differs = 0;
+    for (int i = 0; i < d.n; i++) {
+        float want = ti_f16_to_f32(ti_f32_to_f16(s.alphas_cumprod_f32[d.timesteps[i]]));
+        CHECK(d.alphas[i] == want);
+        differs |= want != s.alphas_cumprod_f32[d.timesteps[i]];
+    }
+    CHECK(differs);
+    ti_ldm_free(&m);
+
+    char full[4096], err[4096];
+    const char *common = "--H 64 --W 64 --ddim_steps 4 --n_samples 1 --n_iter 1 --seed 5 "
+                         "--prompt 'a red circle' --skip_grid --outdir";
+    snprintf(full, sizeof full, "%s %s/sched_ref", common, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    snprintf(full, sizeof full, "%s %s/sched32", common, dir);
+    CHECK(run_model(cpath, "sched32.safetensors", full, err, sizeof err) == 0);
+    CHECK(strstr(err, "diffusion schedule") == NULL);
+    check_same_pixels("sched32", 1);
+    snprintf(full, sizeof full, "%s %s/sched16", common, dir);
+    CHECK(run_model(cpath, "sched16.safetensors", full, err, sizeof err) == 0);
+    CHECK(strstr(err, "stores its diffusion schedule (alphas_cumprod) up to") != NULL);
+    check_same_pixels("sched16", 0);
+    snprintf(full, sizeof full, "%s %s/sched500", common, dir);
+    CHECK(run_model(cpath, "sched500.safetensors", full, err, sizeof err) == 0);
+    CHECK(strstr(err, "stores a 500-step diffusion schedule") != NULL);
+    check_same_pixels("sched500", 1);
+}
+
 /* the LDM config (BERT, WordPiece): its script's defaults (n_samples 4, n_iter 1) */
 TEST(ldm_config) {
     char full[4096], err[4096];
@@ -560,6 +661,7 @@ int main(int argc, char **argv) {
     RUN(img2img_size);
     RUN(ldm_config);
     RUN(config_use_ema);
+    RUN(file_schedule_buffers);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (tc_failures == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

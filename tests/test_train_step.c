@@ -19,7 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "h5util.h"
+#include "safetensors.h"
+#include "schedule.h"
 #include "test_common.h"
 #include "trainer.h"
 
@@ -441,6 +444,87 @@ TEST(same_seed_bitwise) {
     ti_trainer_close(c.t);
 }
 
+/* dir/<name>: the SD test model plus q_sample's two schedule buffers, from the reference's
+ * float64 schedule (schedule.h) rounded to dtype dt (f32, or f16 as a half-precision export). */
+static void write_sched_model(const char *name, enum ti_dtype dt) {
+    struct ti_err err = {0};
+    struct ti_config cfg;
+    CHECK_OK(ti_config_load(&cfg, &CFG[1], 1, NULL, 0, &err), &err);
+    struct ti_schedule s;
+    CHECK_OK(ti_schedule_init(&s, &cfg.model, &err), &err);
+    static float v32[2][1000];
+    static uint16_t v16[2][1000];
+    for (int i = 0; i < s.T; i++) {
+        v32[0][i] = (float)sqrt(s.alphas_cumprod[i]);
+        v32[1][i] = (float)sqrt(1.0 - s.alphas_cumprod[i]);
+        v16[0][i] = ti_f32_to_f16(v32[0][i]);
+        v16[1][i] = ti_f32_to_f16(v32[1][i]);
+    }
+    char path[512];
+    model_path(path, sizeof path, 1);
+    struct ti_state_dict *sd = NULL;
+    CHECK_OK(ti_state_dict_open(&sd, path, NULL, &err), &err);
+    if (!sd) return;
+    size_t n = ti_state_dict_count(sd);
+    struct ti_st_entry *ent = calloc(n + 2, sizeof *ent);
+    for (size_t i = 0; i < n; i++) {
+        const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
+        ent[i] = (struct ti_st_entry){x->key, &x->t};
+    }
+    struct ti_tensor b[2];
+    static const char *const keys[2] = {"sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod"};
+    for (int k = 0; k < 2; k++) {
+        b[k] = ti_tensor_view(dt == TI_DTYPE_F16 ? (void *)v16[k] : (void *)v32[k], dt,
+                              TI_DEVICE_CPU, 1, (int64_t[]){s.T});
+        ent[n + k] = (struct ti_st_entry){keys[k], &b[k]};
+    }
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    CHECK_OK(ti_safetensors_write(path, ent, n + 2, NULL, 0, &err), &err);
+    free(ent);
+    ti_state_dict_close(sd);
+}
+
+/* One forward/backward's loss (seed 9: the same timesteps and noise) on dir/<name>, or on the
+ * plain test model when name is NULL. */
+static double sched_loss(const char *name) {
+    struct ti_err err = {0};
+    struct ti_config cfg;
+    CHECK_OK(ti_config_load(&cfg, &CFG[1], 1, NULL, 0, &err), &err);
+    char path[512];
+    if (name)
+        snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    else
+        model_path(path, sizeof path, 1);
+    struct ti_trainer_opts o = {.cfg = &cfg,
+                                .ckpt_path = path,
+                                .be = ti_backend_cpu(),
+                                .dtype = TI_DTYPE_F32,
+                                .seed = 9,
+                                .lr = 0.01,
+                                .vocab_dir = "model/vocab"};
+    struct ti_trainer *t = NULL;
+    CHECK_OK(ti_trainer_open(&t, &o, &err), &err);
+    double l = NAN;
+    if (t) CHECK_OK(ti_trainer_forward_backward(t, g_images, g_caps, 2, &l, &err), &err);
+    ti_trainer_close(t);
+    return l;
+}
+
+/* q_sample takes the schedule buffers the checkpoint stores, as the reference's
+ * load_state_dict(strict=False) loads them over its config's: float32 ones of the same
+ * schedule give the config's loss (to float32 rounding), float16-rounded ones another. */
+TEST(file_schedule_buffers) {
+    write_sched_model("sched32.safetensors", TI_DTYPE_F32);
+    write_sched_model("sched16.safetensors", TI_DTYPE_F16);
+    double l0 = sched_loss(NULL), l32 = sched_loss("sched32.safetensors"),
+           l16 = sched_loss("sched16.safetensors");
+    printf("  loss: config schedule %.9g, float32 buffers %.9g, float16 buffers %.9g\n", l0, l32,
+           l16);
+    CHECK(isfinite(l0) && l0 > 0);
+    CHECK(fabs(l32 - l0) <= 1e-6 * l0);
+    CHECK(fabs(l16 - l0) > 1e-6 * l0);
+}
+
 TEST(resume_bitwise) {
     char state[512];
     snprintf(state, sizeof state, "%s/train_step_state.bin", g_dir);
@@ -552,6 +636,7 @@ int main(int argc, char **argv) {
     RUN(oracle_ldm_f64);
     RUN(oracle_sd_unfrozen);
     RUN(same_seed_bitwise);
+    RUN(file_schedule_buffers);
     RUN(resume_bitwise);
     RUN(resume_unfrozen_bitwise);
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

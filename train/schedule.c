@@ -65,6 +65,33 @@ ti_status ti_schedule_init(struct ti_schedule *s, const struct ti_cfg_diffusion 
     return ti_schedule_init_linear(s, d->linear_start, d->linear_end, d->timesteps, err);
 }
 
+int ti_schedule_use_file(struct ti_schedule *s, const struct ti_ldm_file_schedule *f,
+                         const char *file, char *note, size_t note_size) {
+    if (note_size) note[0] = 0;
+    if (!(f->have & TI_LDM_BUF_ALPHAS_CUMPROD)) return 0;
+    if (f->T != s->T) {
+        snprintf(note, note_size,
+                 "%s stores a %d-step diffusion schedule, the config has %d steps: using the "
+                 "config's (the reference refuses such a file)",
+                 file, f->T, s->T);
+        return -1;
+    }
+    double m = 0;
+    for (int i = 0; i < s->T; i++) {
+        double d = fabs((double)f->alphas_cumprod[i] - s->alphas_cumprod_f32[i]) /
+                   (double)s->alphas_cumprod_f32[i];
+        m = d > m ? d : m;
+        s->alphas_cumprod_f32[i] = f->alphas_cumprod[i];
+    }
+    if (m > 1e-6)
+        snprintf(note, note_size,
+                 "%s stores its diffusion schedule (alphas_cumprod) up to %.2g %% away from the "
+                 "config's (a half-precision export?): using the stored one, as the reference "
+                 "does",
+                 file, 100.0 * m);
+    return 1;
+}
+
 int ti_ddim_steps_taken(int T, int steps) {
     if (steps < 1 || steps > T) return -1;
     int c = T / steps;

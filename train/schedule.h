@@ -28,6 +28,7 @@
 #define TI_SCHEDULE_H
 
 #include "config.h"
+#include "ldm.h" /* defines: struct ti_ldm_file_schedule */
 #include "status.h"
 
 #define TI_SCHEDULE_MAX_T 1000
@@ -45,6 +46,16 @@ ti_status ti_schedule_init(struct ti_schedule *s, const struct ti_cfg_diffusion 
 /* The same from explicit values (T <= TI_SCHEDULE_MAX_T). */
 ti_status ti_schedule_init_linear(struct ti_schedule *s, double linear_start, double linear_end,
                                   int T, struct ti_err *err);
+
+/* Takes the alphas_cumprod buffer a checkpoint stores (m->file_sched after ti_ldm_load_file)
+ * as the model's float32 buffer, as the reference's load_state_dict(strict=False) does, so the
+ * DDIM / PLMS schedules made from s afterwards use the file's values (float16-rounded in a
+ * half-precision export). Returns 1 when taken, 0 when the file has none, -1 when its length is
+ * not s->T (s unchanged). note (note_size bytes) gets a sentence for the user, or "", when the
+ * stored schedule differs from the config's (more than 1e-6 relative) or is not taken; `file`
+ * names the checkpoint in it. */
+int ti_schedule_use_file(struct ti_schedule *s, const struct ti_ldm_file_schedule *f,
+                         const char *file, char *note, size_t note_size);
 
 struct ti_ddim_schedule {
     int n;                            /* number of DDIM steps actually taken */

@@ -902,6 +902,14 @@ static int prepare(struct run *r) {
     struct ti_state_dict_opts so = {.use_ema = r->cfg.model.use_ema ? TI_USE_EMA_IF_PRESENT : 0};
     if (ti_ldm_load_file(&r->m, o->ckpt, &so, r->m.text_is_clip ? "SD v1" : "LDM", &err) != TI_OK)
         return fail(&err, o->ckpt);
+    /* the schedule buffers the file stores replace the config's, as the reference's
+     * load_state_dict(strict=False) does (float16-rounded in a half-precision export) */
+    char note[TI_CFG_PATH_MAX + 256];
+    int sched_used = ti_schedule_use_file(&r->sched, &r->m.file_sched, o->ckpt, note, sizeof note);
+    if (note[0]) fprintf(stderr, TOOL ": %s\n", note);
+    if (sched_used > 0 &&
+        ti_ddim_schedule_init(r->dsch, &r->sched, (int)o->steps, o->eta, &err) != TI_OK)
+        return fail(&err, o->ckpt);
     if (ti_ctx_init(&r->ctx, r->be, 0, 0) != TI_OK) {
         fprintf(stderr, TOOL ": cannot set up the %s backend: %s\n", want_cuda ? "cuda" : "cpu",
                 r->ctx.err.msg);

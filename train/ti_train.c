@@ -498,6 +498,14 @@ static int run_main(int argc, char **argv) {
     to.lr = r->lr;
     if (ti_trainer_open(&r->t, &to, &err) != TI_OK) return fail_run(r, &err);
     {
+        /* the image logger's sampler takes the schedule the file stores, as the trainer's
+         * q_sample does (trainer.c) and the reference's load_state_dict */
+        char note[TI_CFG_PATH_MAX + 256];
+        ti_schedule_use_file(&r->sched, &ti_trainer_model(r->t)->file_sched, to.ckpt_path, note,
+                             sizeof note);
+        if (note[0]) fprintf(stderr, PROG ": %s\n", note);
+    }
+    {
         /* the captions' placeholder must be a learned term, or no vector ever gets a gradient
          * (an embedding_manager_ckpt for another placeholder replaces the config's terms; the
          * peer then trains on, learning nothing) */

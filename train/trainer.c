@@ -272,6 +272,19 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
     else
         TI_TRY_GOTO(st, ti_ldm_load_file(&t->model, o->ckpt_path, NULL, name, err));
     {
+        /* q_sample's buffers as the file stores them: the reference's load_state_dict
+         * (strict=False) loads them over its config's (float16-rounded in a half-precision
+         * export); ti-train says so (ti_schedule_use_file on the same file) */
+        const struct ti_ldm_file_schedule *fs = &t->model.file_sched;
+        if (!o->random_weights && fs->T == t->T) {
+            if (fs->have & TI_LDM_BUF_SQRT_ALPHAS_CUMPROD)
+                memcpy(t->sqrt_ab, fs->sqrt_alphas_cumprod, (size_t)t->T * sizeof(float));
+            if (fs->have & TI_LDM_BUF_SQRT_ONE_MINUS_ALPHAS_CUMPROD)
+                memcpy(t->sqrt_1m_ab, fs->sqrt_one_minus_alphas_cumprod,
+                       (size_t)t->T * sizeof(float));
+        }
+    }
+    {
         enum ti_tokenizer_kind kind =
             t->model.text_is_clip ? TI_TOKENIZER_BPE : TI_TOKENIZER_WORDPIECE;
         char path[TI_CFG_PATH_MAX + 64];
