@@ -44,7 +44,18 @@ VECTORS=${DEMO_VECTORS:-1}
 MIN_RATE=${DEMO_MIN_RATE:-90}
 MAX_BASE=${DEMO_MAX_BASELINE:-20}
 CHECK=${DEMO_CHECK_RATES:-1}
-OUT=${DEMO_OUT:-logs/demo-$(date +%Y%m%dT%H%M%S)}
+OUT=${DEMO_OUT:-}
+if [ -z "$OUT" ]; then # a fresh folder, even for two demos started in the same second
+    base=logs/demo-$(date +%Y%m%dT%H%M%S)
+    OUT=$base
+    mkdir -p logs
+    k=1
+    until mkdir "$OUT" 2>/dev/null; do
+        [ "$k" -lt 100 ] || { echo "demo: cannot create a folder $base-N under logs/" >&2; exit 1; }
+        OUT=$base-$k
+        k=$((k + 1))
+    done
+fi
 CONCEPT=${DEMO_CONCEPT:-teal}
 case "$CONCEPT" in
 teal) INIT=${DEMO_INIT:-green} COUNT="--colour teal" ;;

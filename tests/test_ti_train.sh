@@ -448,6 +448,14 @@ EOF
         "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr3" -n same >/dev/null 2>&1
     done
     check "two runs, two folders" [ "$(ls "$TMP/dr3" | wc -l)" -eq 2 ]
+    # four started together (the same second, the same name; each sees the name free before
+    # any makes its folder): four folders, each with its own configs and data
+    for i in 1 2 3 4; do
+        "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr7" -n same >"$TMP/par$i" 2>&1 &
+    done
+    wait
+    check "four runs side by side, four folders ($(ls "$TMP/dr7" | tr '\n' ' '))" [ "$(ls "$TMP/dr7" | wc -l)" -eq 4 ]
+    check "each side-by-side run names its own folder" [ "$(sed -n 's/.*written to \(.*\)\/data\/;.*/\1/p' "$TMP"/par[1-4] | sort -u | wc -l)" -eq 4 ]
     # --templates: every caption comes from the file's two templates
     printf '# two frames\na drawing of a {}\nthe [name] on a shelf\n' >"$TMP/tmpl.txt"
     "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr4" \

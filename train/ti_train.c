@@ -144,6 +144,24 @@ static int fail_run(struct ti_train_run *r, const struct ti_err *err) {
     return 1;
 }
 
+/* Makes a new run's folder with mkdir, which fails when the name is taken: another ti-train
+ * started in the same second under the same name may have taken it since the name was chosen
+ * (both saw it free), and the two runs would then write into one folder. On EEXIST the next
+ * free name (-1, -2, ... as above) is tried; rundir, ckdir and imgdir follow. */
+static ti_status claim_run_dir(struct ti_train_run *r, struct ti_err *err) {
+    TI_TRY(ti_mkdirs(r->a.logdir, err));
+    for (int k = 1; mkdir(r->rundir, 0777) != 0; k++) {
+        if (errno != EEXIST || k >= 1000)
+            return ti_error(err, TI_ERR_IO, "cannot create the run folder %s: %s", r->rundir,
+                            strerror(errno));
+        snprintf(r->rundir, sizeof r->rundir, "%s/%s-%d", r->a.logdir, r->runname, k);
+    }
+    r->remove_on_fail = 1;
+    snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
+    snprintf(r->imgdir, sizeof r->imgdir, "%s/images/train", r->rundir);
+    return TI_OK;
+}
+
 static int run_main(int argc, char **argv) {
     static struct ti_train_run R;
     struct ti_train_run *r = &R;
@@ -382,11 +400,13 @@ static int run_main(int argc, char **argv) {
         ti_run_now_string(r->now, sizeof r->now, &r->a, time(NULL));
         char name[600];
         ti_run_dir_name(name, sizeof name, &r->a, r->now);
+        memcpy(r->runname, name, sizeof name);
         snprintf(r->rundir, sizeof r->rundir, "%s/%s", r->a.logdir, name);
-        /* two runs started in the same second with the same name would share a folder */
+        /* two runs started in the same second with the same name would share a folder (the
+         * folder itself is claimed with mkdir when it is made: claim_run_dir) */
         for (int k = 1; ti_path_exists(r->rundir) && k < 1000; k++)
             snprintf(r->rundir, sizeof r->rundir, "%s/%s-%d", r->a.logdir, name, k);
-        r->remove_on_fail = !ti_path_exists(r->rundir);
+        r->remove_on_fail = 0; /* set by claim_run_dir, once the folder is ours */
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
     }
     /* the embedding's `name`: the run name, else the data folder's; never the date, so the same
@@ -427,7 +447,8 @@ static int run_main(int argc, char **argv) {
                 if (st != TI_OK) return fail_run(r, &err);
             }
         }
-        if (ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK)
+        if (claim_run_dir(r, &err) != TI_OK ||
+            ti_run_write_configs(&r->setup, r->rundir, r->now, &err) != TI_OK)
             return fail_run(r, &err);
         if (ti_train_dry_run(r, &err) != 0) return fail_run(r, &err);
         int n = ti_dataset_n_images(r->ds), size = cfg->data.train.size;
@@ -550,6 +571,7 @@ static int run_main(int argc, char **argv) {
 
     /* run folder (§1.4): configs, args for --resume */
     int writer = g_rank == 0;
+    if (writer && !r->a.resume && claim_run_dir(r, &err) != TI_OK) return fail_run(r, &err);
     if (writer && (ti_mkdirs(r->ckdir, &err) != TI_OK || ti_mkdirs(r->imgdir, &err) != TI_OK))
         return fail_run(r, &err);
     if (writer && !r->a.resume) {

@@ -69,6 +69,7 @@ struct ti_train_run {
     struct ti_train_setup setup;
     const struct ti_config *cfg;
     char rundir[4096], ckdir[4200], imgdir[4200], now[256], nowname[512], model_stem[256];
+    char runname[600]; /* a new run's folder name under logdir, before any -N suffix */
     int64_t max_steps;
     int remove_on_fail; /* this run created rundir and has not trained yet: a failure removes it */
     int batch, accum, every_ckpt, img_freq, max_images;
