@@ -291,12 +291,40 @@ TEST(merged_file) {
     }
 }
 
+/* One 64x64 image of "a red circle" (2 DDIM steps, seed 3) from config + dir/<ckpt> into
+ * dir/<out>/samples/00000.png; the exit status, stderr in err. */
+static int sample_one(const char *config, const char *ckpt, const char *out, char *err,
+                      size_t errcap) {
+    char args[1024];
+    snprintf(args, sizeof args,
+             "--H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 1 --seed 3 "
+             "--prompt 'a red circle' --skip_grid --outdir %s/%s",
+             dir, out);
+    return run_model(config, ckpt, args, err, errcap);
+}
+
+/* The pixels of dir/<out>/samples/00000.png equal (want_same) or not those of dir/<ref>/'s (the
+ * PNGs' tEXt chunks name the model files, so the files themselves differ). */
+static void check_same_pixels(const char *ref, const char *out, int want_same) {
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/%s/samples/00000.png", dir, ref);
+    snprintf(b, sizeof b, "%s/%s/samples/00000.png", dir, out);
+    struct ti_image x = {0}, y = {0};
+    struct ti_data_err de = {{0}};
+    CHECK(ti_image_load(&x, a, &de) == 0 && ti_image_load(&y, b, &de) == 0);
+    CHECK(x.px && y.px && x.w == y.w && x.h == y.h);
+    if (x.px && y.px && x.w == y.w && x.h == y.h)
+        CHECK((memcmp(x.px, y.px, (size_t)x.w * x.h * 3) == 0) == want_same);
+    ti_image_free(&x);
+    ti_image_free(&y);
+}
+
 /* A lightning-style file whose UNet weights are zeros and whose model_ema.* copies are the real
  * ones: with use_ema: True (DDPM's default) the reference samples under ema_scope(), so from the
  * EMA copies, the same image as model.safetensors; with use_ema: False from the zeros. ti-sample
  * once ignored use_ema and always sampled from model.diffusion_model.*. */
 TEST(config_use_ema) {
-    char p[512], q[512], full[4096], err[4096], a[512];
+    char p[512], q[512], err[4096];
     struct ti_err e = {0};
     struct ti_state_dict *sd = NULL;
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
@@ -352,33 +380,13 @@ TEST(config_use_ema) {
     fwrite(cfg, 1, cn, f);
     fclose(f);
     free(cfg);
-    const char *common = "--H 64 --W 64 --ddim_steps 2 --n_samples 1 --n_iter 1 --seed 3 "
-                         "--prompt 'a red circle' --skip_grid --outdir";
-    snprintf(full, sizeof full, "%s %s/ema_ref", common, dir);
-    CHECK(run(full, err, sizeof err) == 0);
-    snprintf(full, sizeof full, "%s %s/ema_on", common, dir);
-    CHECK(run_model(p, "ema.safetensors", full, err, sizeof err) == 0);
+    const char *tiny = "configs/tiny/sd-tiny-inference.yaml";
+    CHECK(sample_one(tiny, "model.safetensors", "ema_ref", err, sizeof err) == 0);
+    CHECK(sample_one(p, "ema.safetensors", "ema_on", err, sizeof err) == 0);
     if (err[0]) fprintf(stderr, "%s", err);
-    snprintf(full, sizeof full, "%s %s/ema_off", common, dir);
-    CHECK(run_model("configs/tiny/sd-tiny-inference.yaml", "ema.safetensors", full, err,
-                    sizeof err) == 0);
-    snprintf(p, sizeof p, "%s/ema_ref/samples/00000.png", dir);
-    snprintf(q, sizeof q, "%s/ema_on/samples/00000.png", dir);
-    snprintf(a, sizeof a, "%s/ema_off/samples/00000.png", dir);
-    /* pixels (the PNGs' tEXt chunks name the files) */
-    struct ti_image x = {0}, y = {0}, z = {0};
-    struct ti_data_err de = {{0}};
-    CHECK(ti_image_load(&x, p, &de) == 0 && ti_image_load(&y, q, &de) == 0 &&
-          ti_image_load(&z, a, &de) == 0);
-    CHECK(x.px && y.px && z.px && x.w == 64 && y.w == 64 && z.w == 64 && x.h == 64 && y.h == 64 &&
-          z.h == 64);
-    if (x.px && y.px && z.px) {
-        CHECK(!memcmp(x.px, y.px, 64 * 64 * 3));
-        CHECK(memcmp(x.px, z.px, 64 * 64 * 3) != 0);
-    }
-    ti_image_free(&x);
-    ti_image_free(&y);
-    ti_image_free(&z);
+    CHECK(sample_one(tiny, "ema.safetensors", "ema_off", err, sizeof err) == 0);
+    check_same_pixels("ema_ref", "ema_on", 1);
+    check_same_pixels("ema_ref", "ema_off", 0);
 }
 
 /* dir/<name>: model.safetensors plus an "alphas_cumprod" buffer of n values in dtype dt (f32 or
@@ -406,21 +414,6 @@ static void write_with_schedule(const char *name, const float *vals, int n, enum
     CHECK_OK(ti_safetensors_write(p, ent, cnt + 1, NULL, 0, &e), &e);
     free(ent);
     ti_state_dict_close(sd);
-}
-
-/* Pixels of dir/<out>/samples/00000.png equal (want_same) or not those of dir/sched_ref/. */
-static void check_same_pixels(const char *out, int want_same) {
-    char a[512], b[512];
-    snprintf(a, sizeof a, "%s/sched_ref/samples/00000.png", dir);
-    snprintf(b, sizeof b, "%s/%s/samples/00000.png", dir, out);
-    struct ti_image x = {0}, y = {0};
-    struct ti_data_err de = {{0}};
-    CHECK(ti_image_load(&x, a, &de) == 0 && ti_image_load(&y, b, &de) == 0);
-    CHECK(x.px && y.px && x.w == y.w && x.h == y.h);
-    if (x.px && y.px && x.w == y.w && x.h == y.h)
-        CHECK((memcmp(x.px, y.px, (size_t)x.w * x.h * 3) == 0) == want_same);
-    ti_image_free(&x);
-    ti_image_free(&y);
 }
 
 /* The schedule buffers a checkpoint stores replace the config's, as the reference's
@@ -462,23 +455,17 @@ TEST(file_schedule_buffers) {
     CHECK(differs);
     ti_ldm_free(&m);
 
-    char full[4096], err[4096];
-    const char *common = "--H 64 --W 64 --ddim_steps 4 --n_samples 1 --n_iter 1 --seed 5 "
-                         "--prompt 'a red circle' --skip_grid --outdir";
-    snprintf(full, sizeof full, "%s %s/sched_ref", common, dir);
-    CHECK(run(full, err, sizeof err) == 0);
-    snprintf(full, sizeof full, "%s %s/sched32", common, dir);
-    CHECK(run_model(cpath, "sched32.safetensors", full, err, sizeof err) == 0);
+    char err[4096];
+    CHECK(sample_one(cpath, "model.safetensors", "sched_ref", err, sizeof err) == 0);
+    CHECK(sample_one(cpath, "sched32.safetensors", "sched32", err, sizeof err) == 0);
     CHECK(strstr(err, "diffusion schedule") == NULL);
-    check_same_pixels("sched32", 1);
-    snprintf(full, sizeof full, "%s %s/sched16", common, dir);
-    CHECK(run_model(cpath, "sched16.safetensors", full, err, sizeof err) == 0);
+    check_same_pixels("sched_ref", "sched32", 1);
+    CHECK(sample_one(cpath, "sched16.safetensors", "sched16", err, sizeof err) == 0);
     CHECK(strstr(err, "stores its diffusion schedule (alphas_cumprod) up to") != NULL);
-    check_same_pixels("sched16", 0);
-    snprintf(full, sizeof full, "%s %s/sched500", common, dir);
-    CHECK(run_model(cpath, "sched500.safetensors", full, err, sizeof err) == 0);
+    check_same_pixels("sched_ref", "sched16", 0);
+    CHECK(sample_one(cpath, "sched500.safetensors", "sched500", err, sizeof err) == 0);
     CHECK(strstr(err, "stores a 500-step diffusion schedule") != NULL);
-    check_same_pixels("sched500", 1);
+    check_same_pixels("sched_ref", "sched500", 1);
 }
 
 /* the LDM config (BERT, WordPiece): its script's defaults (n_samples 4, n_iter 1) */
