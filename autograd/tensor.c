@@ -93,6 +93,28 @@ uint16_t ti_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
+float ti_dtype_load_f32(const void *p, enum ti_dtype dt) {
+    switch (dt) {
+    case TI_DTYPE_F32: {
+        float f;
+        memcpy(&f, p, sizeof f);
+        return f;
+    }
+    case TI_DTYPE_F64: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        return (float)d;
+    }
+    case TI_DTYPE_F16:
+    case TI_DTYPE_BF16: {
+        uint16_t h;
+        memcpy(&h, p, sizeof h);
+        return dt == TI_DTYPE_F16 ? ti_f16_to_f32(h) : ti_bf16_to_f32(h);
+    }
+    default: return 0.0f;
+    }
+}
+
 double ti_f32_rel_diff(const float *a, const float *ref, size_t n, double *cosine,
                        double *ref_norm) {
     double dd = 0, nr = 0, na = 0, dot = 0;

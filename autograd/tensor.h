@@ -71,6 +71,9 @@ float ti_f16_to_f32(uint16_t h);
 uint16_t ti_f32_to_f16(float f);
 float ti_bf16_to_f32(uint16_t h);
 uint16_t ti_f32_to_bf16(float f);
+/* One element of a float dtype (f32, f64, f16, bf16) at host address p, as float32 (0 for
+ * another dtype: callers check ti_dtype_is_float first). */
+float ti_dtype_load_f32(const void *p, enum ti_dtype dt);
 /* |a - ref| / |ref| over n host floats (in f64; NaN when ref is all zero); *cosine and *ref_norm
  * (either may be NULL) get the cosine between a and ref and |ref|. How far a bf16 result is
  * from f32's (test_train_bf16, bench_train_step --grad-check). */

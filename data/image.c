@@ -217,14 +217,22 @@ int ti_image_png_checked(void) {
 #endif
 }
 
+/* What jpeg_walk finds in a JPEG's segments. */
+struct jpeg_segs {
+    const uint8_t *exif; /* the first APP1 "Exif\0\0" payload (TIFF header included), or NULL */
+    size_t exif_len;
+    int comps;             /* the frame header's component count (0: none seen) */
+    size_t adobe_xform_at; /* offset of the Adobe APP14 segment's transform byte (0: none) */
+};
+
 /* Walks a JPEG's marker segments from SOI: returns 1 when the end-of-image marker is reached,
- * 0 when the data ends first (truncated), -1 for a length field that cannot be right. Sets
- * *exif / *exif_len to the first APP1 "Exif\0\0" payload (TIFF header included). Bytes between
- * segments that are not a marker are skipped as libjpeg does ("extraneous bytes"). */
-static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *exif_len) {
+ * 0 when the data ends first (truncated), -1 for a length field that cannot be right; fills *js
+ * (the frame header and Adobe segment from before the first scan). Bytes between segments that
+ * are not a marker are skipped as libjpeg does ("extraneous bytes"). */
+static int jpeg_walk(const uint8_t *d, size_t n, struct jpeg_segs *js) {
     size_t pos = 2;
-    *exif = NULL;
-    *exif_len = 0;
+    int in_scans = 0;
+    memset(js, 0, sizeof *js);
     for (;;) {
         while (pos < n && d[pos] != 0xFF)
             pos++;
@@ -238,12 +246,19 @@ static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *e
         size_t len = (size_t)d[pos] << 8 | d[pos + 1];
         if (len < 2) return -1;
         if (pos + len > n) return 0;
-        if (marker == 0xE1 && !*exif && len >= 8 && !memcmp(d + pos + 2, "Exif\0\0", 6)) {
-            *exif = d + pos + 2;
-            *exif_len = len - 2;
+        const uint8_t *b = d + pos + 2; /* the payload, len - 2 bytes */
+        if (marker == 0xE1 && !js->exif && len >= 8 && !memcmp(b, "Exif\0\0", 6)) {
+            js->exif = b;
+            js->exif_len = len - 2;
         }
+        int sof =
+            marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+        if (!in_scans && sof && len >= 8) js->comps = b[5];
+        if (!in_scans && marker == 0xEE && len >= 14 && !memcmp(b, "Adobe", 5))
+            js->adobe_xform_at = (size_t)(b + 11 - d);
         pos += len;
         if (marker == 0xDA) { /* entropy-coded data up to the next marker other than RSTn */
+            in_scans = 1;
             while (pos + 1 < n && !(d[pos] == 0xFF && d[pos + 1] != 0x00 &&
                                     !(d[pos + 1] >= 0xD0 && d[pos + 1] <= 0xD7))) {
                 pos++;
@@ -259,37 +274,17 @@ static int jpeg_walk(const uint8_t *d, size_t n, const uint8_t **exif, size_t *e
  * CMYK and 2 as YCCK, but anything else (no segment at all included) as YCbCr and drops the
  * fourth channel: colours 100-255 levels off. Returns a malloc'd copy with an Adobe segment
  * inserted after SOI (transform 0) or its transform set to 2, *out_n its size; NULL when the
- * file needs nothing (or on no memory: stb then decodes it as it is). */
-static uint8_t *jpeg_cmyk_for_stb(const uint8_t *d, size_t n, size_t *out_n) {
-    size_t pos = 2, adobe_at = 0;
-    int comps = 0;
-    while (pos + 4 <= n && d[pos] == 0xFF) {
-        int m = d[pos + 1];
-        if (m == 0xFF) { /* fill byte */
-            pos++;
-            continue;
-        }
-        if (m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) {
-            pos += 2;
-            continue;
-        }
-        if (m == 0xDA || m == 0xD9) break; /* scan data: every header segment seen */
-        size_t len = (size_t)d[pos + 2] << 8 | d[pos + 3];
-        if (len < 2 || pos + 2 + len > n) return NULL;
-        const uint8_t *b = d + pos + 4;
-        int sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
-        if (sof && len >= 8) comps = b[5];
-        if (m == 0xEE && len >= 14 && !memcmp(b, "Adobe", 5)) adobe_at = pos;
-        pos += 2 + len;
-    }
-    if (comps != 4) return NULL;
-    if (adobe_at) {
-        uint8_t t = d[adobe_at + 4 + 11];
+ * file needs nothing (or on no memory: stb then decodes it as it is). js: jpeg_walk's. */
+static uint8_t *jpeg_cmyk_for_stb(const uint8_t *d, size_t n, const struct jpeg_segs *js,
+                                  size_t *out_n) {
+    if (js->comps != 4) return NULL;
+    if (js->adobe_xform_at) {
+        uint8_t t = d[js->adobe_xform_at];
         if (t == 0 || t == 2) return NULL;
         uint8_t *c = malloc(n);
         if (!c) return NULL;
         memcpy(c, d, n);
-        c[adobe_at + 4 + 11] = 2;
+        c[js->adobe_xform_at] = 2;
         *out_n = n;
         return c;
     }
@@ -434,10 +429,9 @@ static int webp_exif_orientation(const uint8_t *data, size_t n) {
 int ti_image_exif_orientation(const uint8_t *data, size_t n) {
 #ifdef TI_HAVE_EXIF
     if (n >= 4 && data[0] == 0xFF && data[1] == 0xD8) {
-        const uint8_t *blk;
-        size_t len;
-        jpeg_walk(data, n, &blk, &len);
-        return blk ? exif_block_orientation(blk, len) : 1;
+        struct jpeg_segs js;
+        jpeg_walk(data, n, &js);
+        return js.exif ? exif_block_orientation(js.exif, js.exif_len) : 1;
     }
     if (n >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8)) {
         size_t len = 0;
@@ -578,10 +572,9 @@ static int load_stb(struct ti_image *img, const uint8_t *data, size_t n, const c
         return TI_DATA_FAIL(e, "%s: the %s header claims %dx%d pixels: an empty image", name, fmt,
                             w, h);
     if (!size_ok(w, h)) return refuse_too_large(name, fmt, w, h, e);
+    struct jpeg_segs js = {0};
     if (!strcmp(fmt, "JPEG")) {
-        const uint8_t *blk;
-        size_t len;
-        int st = jpeg_walk(data, n, &blk, &len);
+        int st = jpeg_walk(data, n, &js);
         if (st == 0) return TI_DATA_FAIL(e, "%s: truncated JPEG (no end-of-image marker)", name);
         if (st < 0) return TI_DATA_FAIL(e, "%s: damaged JPEG (bad segment length)", name);
     }
@@ -590,7 +583,7 @@ static int load_stb(struct ti_image *img, const uint8_t *data, size_t n, const c
 #endif
     int x = 0, y = 0, c = 0;
     size_t fixed_n = 0;
-    uint8_t *fixed = !strcmp(fmt, "JPEG") ? jpeg_cmyk_for_stb(data, n, &fixed_n) : NULL;
+    uint8_t *fixed = !strcmp(fmt, "JPEG") ? jpeg_cmyk_for_stb(data, n, &js, &fixed_n) : NULL;
     uint8_t *px = fixed && fixed_n <= 0x7FFFFFFF
                       ? stbi_load_from_memory(fixed, (int)fixed_n, &x, &y, &c, 0)
                       : stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);

@@ -2,7 +2,6 @@
 #include "ldm.h"
 
 #include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,29 +115,13 @@ static ti_status state_dict_get(void *user, const char *key, struct ti_tensor *v
  * or not a usable schedule (not 1-D float, longer than TI_LDM_MAX_T, a value outside [0, 1]). */
 static int read_sched_buffer(const struct ti_state_dict *sd, const char *key, float *out) {
     const struct ti_tensor *v = ti_state_dict_find(sd, key);
-    if (!v || v->ndim != 1 || v->shape[0] < 2 || v->shape[0] > TI_LDM_MAX_T) return 0;
+    if (!v || v->ndim != 1 || v->shape[0] < 2 || v->shape[0] > TI_LDM_MAX_T ||
+        !ti_dtype_is_float(v->dtype))
+        return 0;
     int n = (int)v->shape[0];
+    size_t step = (size_t)v->stride[0] * ti_dtype_size(v->dtype);
     for (int i = 0; i < n; i++) {
-        const char *p = (const char *)v->data +
-                        (ptrdiff_t)(i * v->stride[0]) * (ptrdiff_t)ti_dtype_size(v->dtype);
-        float x;
-        switch (v->dtype) {
-        case TI_DTYPE_F32: memcpy(&x, p, sizeof x); break;
-        case TI_DTYPE_F64: {
-            double d;
-            memcpy(&d, p, sizeof d);
-            x = (float)d;
-            break;
-        }
-        case TI_DTYPE_F16:
-        case TI_DTYPE_BF16: {
-            uint16_t h;
-            memcpy(&h, p, sizeof h);
-            x = v->dtype == TI_DTYPE_F16 ? ti_f16_to_f32(h) : ti_bf16_to_f32(h);
-            break;
-        }
-        default: return 0;
-        }
+        float x = ti_dtype_load_f32((const char *)v->data + (size_t)i * step, v->dtype);
         if (!(x >= 0.0f && x <= 1.0f)) return 0;
         out[i] = x;
     }

@@ -189,30 +189,7 @@ static ti_status add_tensor_term(struct ti_embedding *emb, const char *what,
     int64_t rs = t->ndim == 2 ? t->stride[0] : 0, cs = t->stride[t->ndim - 1];
     for (int64_t r = 0; r < n; r++)
         for (int64_t c = 0; c < dim; c++) {
-            const uint8_t *p = base + (r * rs + c * cs) * (int64_t)es;
-            float v;
-            switch (t->dtype) {
-            case TI_DTYPE_F32: memcpy(&v, p, 4); break;
-            case TI_DTYPE_F64: {
-                double d;
-                memcpy(&d, p, 8);
-                v = (float)d;
-                break;
-            }
-            case TI_DTYPE_F16: {
-                uint16_t h;
-                memcpy(&h, p, 2);
-                v = ti_f16_to_f32(h);
-                break;
-            }
-            default: {
-                uint16_t h;
-                memcpy(&h, p, 2);
-                v = ti_bf16_to_f32(h);
-                break;
-            }
-            }
-            dst[r * dim + c] = v;
+            dst[r * dim + c] = ti_dtype_load_f32(base + (r * rs + c * cs) * (int64_t)es, t->dtype);
         }
     emb->file_dtype = t->dtype;
     return TI_OK;

@@ -144,10 +144,10 @@ static int fail_run(struct ti_train_run *r, const struct ti_err *err) {
     return 1;
 }
 
-/* Makes a new run's folder with mkdir, which fails when the name is taken: another ti-train
- * started in the same second under the same name may have taken it since the name was chosen
- * (both saw it free), and the two runs would then write into one folder. On EEXIST the next
- * free name (-1, -2, ... as above) is tried; rundir, ckdir and imgdir follow. */
+/* Makes a new run's folder with mkdir, which fails when the name is taken (an earlier run, or
+ * another ti-train started in the same second under the same name: a check before creating
+ * would let both take one folder). On EEXIST the next name (-1, -2, ...) is tried; rundir, ckdir
+ * and imgdir follow. */
 static ti_status claim_run_dir(struct ti_train_run *r, struct ti_err *err) {
     TI_TRY(ti_mkdirs(r->a.logdir, err));
     for (int k = 1; mkdir(r->rundir, 0777) != 0; k++) {
@@ -401,11 +401,8 @@ static int run_main(int argc, char **argv) {
         char name[600];
         ti_run_dir_name(name, sizeof name, &r->a, r->now);
         memcpy(r->runname, name, sizeof name);
+        /* claim_run_dir makes it (the next free -N name when it is taken) */
         snprintf(r->rundir, sizeof r->rundir, "%s/%s", r->a.logdir, name);
-        /* two runs started in the same second with the same name would share a folder (the
-         * folder itself is claimed with mkdir when it is made: claim_run_dir) */
-        for (int k = 1; ti_path_exists(r->rundir) && k < 1000; k++)
-            snprintf(r->rundir, sizeof r->rundir, "%s/%s-%d", r->a.logdir, name, k);
         r->remove_on_fail = 0; /* set by claim_run_dir, once the folder is ours */
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
     }

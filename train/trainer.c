@@ -276,7 +276,7 @@ ti_status ti_trainer_open(struct ti_trainer **out, const struct ti_trainer_opts 
          * (strict=False) loads them over its config's (float16-rounded in a half-precision
          * export); ti-train says so (ti_schedule_use_file on the same file) */
         const struct ti_ldm_file_schedule *fs = &t->model.file_sched;
-        if (!o->random_weights && fs->T == t->T) {
+        if (fs->T == t->T) { /* random weights: no file, T 0 */
             if (fs->have & TI_LDM_BUF_SQRT_ALPHAS_CUMPROD)
                 memcpy(t->sqrt_ab, fs->sqrt_alphas_cumprod, (size_t)t->T * sizeof(float));
             if (fs->have & TI_LDM_BUF_SQRT_ONE_MINUS_ALPHAS_CUMPROD)
