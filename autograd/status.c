@@ -19,6 +19,7 @@ const char *ti_status_str(ti_status s) {
     case TI_ERR_NOT_FOUND: return "not found";
     case TI_ERR_CONFIG: return "config error";
     case TI_ERR_INTERNAL: return "internal error";
+    case TI_ERR_CANCELLED: return "cancelled";
     default: return "unknown error";
     }
 }

@@ -38,7 +38,8 @@ enum {
     TI_ERR_UNSAFE = -9,      /* refused: a file references a dangerous callable */
     TI_ERR_NOT_FOUND = -10,  /* missing key, file or record */
     TI_ERR_CONFIG = -11,     /* config file problem */
-    TI_ERR_INTERNAL = -12    /* broken invariant inside ti (a bug) */
+    TI_ERR_INTERNAL = -12,   /* broken invariant inside ti (a bug) */
+    TI_ERR_CANCELLED = -13   /* stopped on request (Ctrl-C) before it finished */
 };
 
 #define TI_ERR_MSG_MAX 1024

@@ -267,6 +267,22 @@ fail:
     return -1;
 }
 
+uint64_t ti_dataset_fingerprint(const struct ti_dataset *ds) {
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+#define FNV(byte) (h = (h ^ (uint8_t)(byte)) * 0x100000001b3ull)
+    for (int i = 0; i < ds->n; i++) {
+        const struct ti_image *im = &ds->imgs[i];
+        uint32_t dims[2] = {(uint32_t)im->w, (uint32_t)im->h};
+        for (int k = 0; k < 8; k++)
+            FNV(dims[k / 4] >> (8 * (k % 4)));
+        size_t n = (size_t)im->w * (size_t)im->h * 3;
+        for (size_t k = 0; k < n; k++)
+            FNV(im->px[k]);
+    }
+#undef FNV
+    return h;
+}
+
 size_t ti_dataset_len(const struct ti_dataset *ds) {
     return ds->o.is_train ? (size_t)ds->n * (size_t)ds->o.repeats : (size_t)ds->n;
 }

@@ -76,6 +76,9 @@ int ti_dataset_open(struct ti_dataset **ds, const struct ti_dataset_opts *o, ti_
                     void *user, struct ti_data_err *e);
 void ti_dataset_close(struct ti_dataset *ds);
 
+/* A 64-bit hash of the decoded images (count, sizes, pixels) in folder order: another value
+ * means other training images. */
+uint64_t ti_dataset_fingerprint(const struct ti_dataset *ds);
 size_t ti_dataset_len(const struct ti_dataset *ds); /* n_images * repeats (train) or n_images */
 int ti_dataset_n_images(const struct ti_dataset *ds);
 const char *ti_dataset_image_path(const struct ti_dataset *ds, int i); /* root/name */

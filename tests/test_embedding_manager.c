@@ -442,8 +442,74 @@ TEST(manager_ckpt) {
     CHECK(ti_emb_manager_from_config(&em, &f.cfg, f.tok, &f.m.text, 1, &err) != TI_OK);
     CHECK(strstr(err.msg, "num_vectors_per_token") != NULL);
     fprintf(stderr, "(expected) %s\n", err.msg);
+    /* a NaN vector: refused by name (every step would have been skipped as non-finite) */
+    ti_err_clear(&err);
+    v[3] = NAN;
+    ti_embedding_init(&e);
+    CHECK_OK(ti_embedding_add_term(&e, "*", 265, 1, 32, v, &err), &err);
+    CHECK_OK(ti_embedding_write(&e, path, TI_EMB_PEER, &err), &err);
+    ti_embedding_free(&e);
+    CHECK(ti_emb_manager_from_config(&em, &f.cfg, f.tok, &f.m.text, 1, &err) != TI_OK);
+    CHECK(strstr(err.msg, "embedding_manager_ckpt") != NULL);
+    fprintf(stderr, "(expected) %s\n", err.msg);
     fx_close(&f);
     unlink(path);
+}
+
+/* The reference substitutes at the stored token id: a '*' term stored for another word is that
+ * word; A1111's own id of '*' (265), no id, or an id that is no whole word keeps '*'. The ids
+ * come from the tokenizer, not from constants. */
+static void words_case(int clip, const char *word, const char *piece) {
+    struct fx f;
+    fx_open(&f, clip, NULL, 0);
+    if (!f.ok) return;
+    struct ti_err err = {0};
+    int32_t star, wid;
+    CHECK_OK(ti_tokenizer_single_token(&star, f.tok, "*", &err), &err);
+    CHECK_OK(ti_tokenizer_single_token(&wid, f.tok, word, &err), &err);
+    /* a vocabulary entry that is not a word of its own (CLIP: no end of word; BERT: ##) */
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(ti_tokenizer_tokenize(&ids, &n, f.tok, piece, strlen(piece), &err), &err);
+    CHECK(n >= 2);
+    int32_t inner = n >= 2 ? ids[clip ? 0 : 1] : -1;
+    free(ids);
+    float v[64] = {0};
+    const char *keys[5] = {"*", "*", "*", "*", "@"};
+    int64_t toks[5] = {wid, star, -1, inner, wid};
+    for (int c = 0; c < 5; c++) {
+        struct ti_embedding e;
+        ti_embedding_init(&e);
+        e.source = dupstr("x.pt");
+        CHECK_OK(ti_embedding_add_term(&e, keys[c], toks[c], 1, 32, v, &err), &err);
+        char note[512];
+        int got = ti_embedding_words_from_tokens(&e, f.tok, note, sizeof note);
+        CHECK(got == (c == 0));
+        CHECK(!strcmp(e.terms[0].placeholder, c == 0 ? word : keys[c]));
+        CHECK(c == 0 ? strstr(note, "x.pt") && strstr(note, word) : !note[0]);
+        ti_embedding_free(&e);
+    }
+    /* and the manager then substitutes the file's vectors at that word */
+    struct ti_embedding one;
+    ti_embedding_init(&one);
+    CHECK_OK(ti_embedding_add_term(&one, word, wid, 1, 32, v, &err), &err);
+    struct ti_emb_manager em;
+    ti_emb_manager_init(&em, 32, clip);
+    CHECK_OK(ti_emb_manager_add_file(&em, &one, f.tok, &err), &err);
+    int32_t idx[77];
+    char prompt[64];
+    snprintf(prompt, sizeof prompt, "a photo of %s", word);
+    CHECK_OK(ti_emb_manager_prompt_ids(&em, f.tok, prompt, idx, 77, &err), &err);
+    CHECK(idx[4] == -1);
+    ti_emb_manager_free(&em);
+    ti_embedding_free(&one);
+    fx_close(&f);
+}
+TEST(words_from_tokens_clip) {
+    words_case(1, "sks", "photorealistic");
+}
+TEST(words_from_tokens_bert) {
+    words_case(0, "toy", "embeddings");
 }
 
 int main(void) {
@@ -464,6 +530,8 @@ int main(void) {
     RUN(progressive_counter);
     RUN(add_files);
     RUN(manager_ckpt);
+    RUN(words_from_tokens_clip);
+    RUN(words_from_tokens_bert);
     return tc_finish();
 #endif
 }

@@ -499,6 +499,10 @@ TEST(outputs_respect_what_is_at_the_name) {
     CHECK(ti_file_write_atomic(fifo, "abc", 3, &err) == TI_ERR_IO &&
           strstr(err.msg, "not a regular file"));
     CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    /* read as an input: refused at once (the open used to wait for a writer forever) */
+    ti_err_clear(&err);
+    struct ti_fmap m;
+    CHECK(ti_fmap_open(&m, fifo, &err) == TI_ERR_IO && strstr(err.msg, "not a regular file"));
     snprintf(ro, sizeof ro, "%s/ro.bin", tmp);
     CHECK_OK(ti_file_write_atomic(ro, "x", 1, &err), &err);
     CHECK(chmod(ro, 0440) == 0);

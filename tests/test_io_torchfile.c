@@ -241,7 +241,8 @@ TEST(every_truncation_is_an_error) {
 
 /* Writes a torch archive by hand: data.pkl from `pk`, records data/<i> from recs. */
 static const char *hand_archive(const char *name, const struct ti_pkw *pk, const void *const *recs,
-                                const size_t *sizes, int n, unsigned align, const char *extra) {
+                                const size_t *sizes, int n, unsigned align, const char *extra,
+                                const char *extra_data) {
     struct ti_err err = {0};
     struct ti_outfile f;
     const char *p = tio_path(tmp, name);
@@ -255,7 +256,7 @@ static const char *hand_archive(const char *name, const struct ti_pkw *pk, const
         snprintf(rn, sizeof rn, "arch/data/%d", i);
         CHECK_OK(ti_zip_writer_add(&w, rn, recs[i], sizes[i], &err), &err);
     }
-    if (extra) CHECK_OK(ti_zip_writer_add(&w, extra, "big", 3, &err), &err);
+    if (extra) CHECK_OK(ti_zip_writer_add(&w, extra, extra_data, strlen(extra_data), &err), &err);
     CHECK_OK(ti_zip_writer_add(&w, "arch/version", "3\n", 2, &err), &err);
     CHECK_OK(ti_zip_writer_finish(&w, &err), &err);
     ti_zip_writer_free(&w);
@@ -286,27 +287,37 @@ TEST(inconsistent_archives) {
     struct ti_torchfile *tf = NULL;
     struct ti_err err = {0};
     /* a storage record shorter than the pickle declares */
-    const char *p = hand_archive("short.pt", &w.pk, recs, short_size, 1, 64, NULL);
+    const char *p = hand_archive("short.pt", &w.pk, recs, short_size, 1, 64, NULL, NULL);
     CHECK(ti_torchfile_open(&tf, p, 0, &err) == TI_ERR_FORMAT);
     CHECK(strstr(err.msg, "holds 16 bytes but the pickle declares 8 f32 elements (32 bytes)") !=
           NULL);
     /* a missing storage record */
     ti_err_clear(&err);
-    p = hand_archive("missing.pt", &w.pk, recs, full_size, 0, 64, NULL);
+    p = hand_archive("missing.pt", &w.pk, recs, full_size, 0, 64, NULL, NULL);
     CHECK(ti_torchfile_open(&tf, p, 0, &err) == TI_ERR_FORMAT);
     CHECK(strstr(err.msg, "has no record 'arch/data/0'") != NULL);
     /* big-endian files and TorchScript archives */
     ti_err_clear(&err);
-    p = hand_archive("big.pt", &w.pk, recs, full_size, 1, 64, "arch/byteorder");
+    p = hand_archive("big.pt", &w.pk, recs, full_size, 1, 64, "arch/byteorder", "big");
     CHECK(ti_torchfile_open(&tf, p, 0, &err) == TI_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "big-endian") != NULL);
+    /* torch.load takes 'little' and refuses any other byteorder ("Unknown endianness type") */
     ti_err_clear(&err);
-    p = hand_archive("script.pt", &w.pk, recs, full_size, 1, 64, "arch/constants.pkl");
+    p = hand_archive("little.pt", &w.pk, recs, full_size, 1, 64, "arch/byteorder", "little");
+    CHECK_OK(ti_torchfile_open(&tf, p, 0, &err), &err);
+    ti_torchfile_close(tf);
+    tf = NULL;
+    ti_err_clear(&err);
+    p = hand_archive("middle.pt", &w.pk, recs, full_size, 1, 64, "arch/byteorder", "middle");
+    CHECK(ti_torchfile_open(&tf, p, 0, &err) == TI_ERR_FORMAT);
+    CHECK(strstr(err.msg, "arch/byteorder record is neither 'little' nor 'big'") != NULL);
+    ti_err_clear(&err);
+    p = hand_archive("script.pt", &w.pk, recs, full_size, 1, 64, "arch/constants.pkl", "x");
     CHECK(ti_torchfile_open(&tf, p, 0, &err) == TI_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "TorchScript") != NULL);
     /* records not aligned to their element size are copied into aligned memory */
     ti_err_clear(&err);
-    p = hand_archive("unaligned.pt", &w.pk, recs, full_size, 1, 1, NULL);
+    p = hand_archive("unaligned.pt", &w.pk, recs, full_size, 1, 1, NULL, NULL);
     CHECK_OK(ti_torchfile_open(&tf, p, TI_TORCH_VERIFY_CRC, &err), &err);
     if (tf) {
         const struct ti_tensor *t = &tf->root->u.tensor.t;
@@ -316,7 +327,7 @@ TEST(inconsistent_archives) {
         tf = NULL;
     }
     /* CRC: storages checked on request, data.pkl always */
-    p = hand_archive("crc.pt", &w.pk, recs, full_size, 1, 64, NULL);
+    p = hand_archive("crc.pt", &w.pk, recs, full_size, 1, 64, NULL, NULL);
     size_t n;
     uint8_t *d = tio_read(p, &n);
     const uint8_t *pos = d ? memmem(d, n, data, 32) : NULL;

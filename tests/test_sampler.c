@@ -365,6 +365,12 @@ TEST(img2img_full) {
     run_case("img2img_full");
 }
 
+static void count_step(void *user, int step, int steps) {
+    (void)step;
+    (void)steps;
+    ++*(int *)user;
+}
+
 TEST(bad_arguments) {
     struct ti_err err = {0};
     struct ti_ctx ctx;
@@ -388,6 +394,18 @@ TEST(bad_arguments) {
     o.steps = 9;
     CHECK(ti_sampler_run(&ctx, &model, &sched, &o, &cond, NULL, &x, NULL, NULL, NULL, &err) != 0);
     CHECK(strstr(err.msg, "ddim_steps") != NULL);
+    /* a stop asked (Ctrl-C in ti-train's image log): no step runs, x is left as it was */
+    ti_err_clear(&err);
+    o.steps = 5;
+    volatile sig_atomic_t stop = 1;
+    o.cancel = &stop;
+    int calls = 0;
+    CHECK(ti_sampler_run(&ctx, &model, &sched, &o, &cond, NULL, &x, NULL, count_step, &calls,
+                         &err) == TI_ERR_CANCELLED);
+    CHECK(calls == 0 && strstr(err.msg, "interrupted") != NULL);
+    float back[4 * 8 * 8];
+    CHECK_OK(ti_ctx_download(&ctx, back, sizeof back, &x), &ctx.err);
+    CHECK(memcmp(back, xh, sizeof back) == 0);
     ti_tensor_release(&x);
     ti_tensor_release(&cond);
     ti_tensor_release(&badc);

@@ -330,6 +330,41 @@ EOF
     rc=$?
     check "-n with --resume exits 2, got $rc" [ $rc -eq 2 ]
     check "-n with --resume message" grep -q "cannot be specified both" "$TMP/err"
+    # other flags with --resume are refused too, naming the flag (they used to be ignored)
+    "$TT" --resume "$D" --seed 5 >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "--seed with --resume exits 2, got $rc" [ $rc -eq 2 ]
+    check "--seed with --resume message" grep -q "'--seed' cannot be given with it" "$TMP/err"
+    # --resume takes the run's own config (RUN/configs): the --base file edited after the
+    # interrupt changes nothing; -r also takes a file inside the run (the original's -r FILE)
+    cp "$SD_CFG" "$TMP/edit.yaml"
+    cp -r "$FIX/imgs" "$TMP/imgs_ed"
+    TI_TRAIN_RAISE_SIGINT_AT=2 "$TT" --base "$TMP/edit.yaml" -t --actual_resume \
+        "$TMP/sd.safetensors" --data_root "$TMP/imgs_ed" -l "$TMP/ed" -n run --max_steps 6 \
+        --quiet $SMALL >/dev/null 2>"$TMP/err"
+    check "edited-config run interrupted: exit 130" [ $? -eq 130 ]
+    sed -i 's/base_learning_rate: .*/base_learning_rate: 0.7/' "$TMP/edit.yaml"
+    ED=$(rundir "$TMP/ed")
+    "$TT" -r "$ED/checkpoints/embeddings.pt" --quiet >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    check "resume from a checkpoint file exits 0, got $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "resume from a checkpoint file names the run folder" grep -q "the run folder of" "$TMP/out"
+    check "edited --base after the interrupt: resumed == uninterrupted" \
+        cmp -s "$A/checkpoints/embeddings_gs-5.pt" "$ED/checkpoints/embeddings_gs-5.pt"
+    check "unchanged images: no data warning" bash -c "! grep -q 'not those the run was trained on' '$TMP/err'"
+    # the images changed since: a warning naming the folder
+    cp "$(ls "$TMP"/imgs_ed/* | head -n 1)" "$TMP/imgs_ed/zz_added.png"
+    "$TT" -r "$ED/checkpoints" --quiet --max_steps 7 >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "resume after the images changed exits 0, got $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "changed images: warned" grep -q "imgs_ed are not those the run was trained on" "$TMP/err"
+    # Ctrl-C during the last step: the run is complete and ends as any other (it used to exit
+    # 130 with a resume the tool then refused); -p and -d (the peer's flags) are accepted
+    TI_TRAIN_RAISE_SIGINT_AT=6 train "$TMP/last" -p proj -d >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "SIGINT in the last step exits 0, got $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "SIGINT in the last step: the final embeddings_gs-5.pt == uninterrupted" \
+        cmp -s "$A/checkpoints/embeddings_gs-5.pt" "$(rundir "$TMP/last")/checkpoints/embeddings_gs-5.pt"
     ;;
 kill9)
     # 20 kills at random moments; in between the run is resumed when it saved a resume state
@@ -543,7 +578,10 @@ bad)
         check "the '*' embedding file exists" [ -n "$STAR" ]
         expect_fail "embedding file without the captions' placeholder" 1 "'cat'.*not" -- "$TT" $B \
             --data_root "$FIX/imgs" --placeholder_string cat --embedding_manager_ckpt "${STAR:-x}"
-        expect_fail "resume of a non-run" 1 "not a ti-train run|not a folder" -- "$TT" --resume "$TMP/empty"
+        "$TT" --resume "$TMP/empty" >"$TMP/out" 2>"$TMP/err" # (expect_fail adds -l: refused with --resume)
+        rc=$?
+        check "resume of a non-run: exit status 1, got $rc" [ $rc -eq 1 ]
+        check "resume of a non-run: message" grep -qiE "not a ti-train run|not a folder" "$TMP/err"
     }
     # mixed folder: the bad files are skipped with warnings, the good ones used
     "$TT" --base "$SD_CFG" --dry_run --data_root "$TMP/mixed" -l "$TMP/lm" >"$TMP/out" 2>"$TMP/err"

@@ -68,25 +68,33 @@ void ti_train_usage(FILE *f) {
         "  --datadir_in_name [BOOL]   start the folder name with the data folder name (default\n"
         "                             true)\n"
         "  --format F                 embedding files written (ti):\n"
-        "                               a1111 (default) one file every loader accepts:\n"
+        "                               a1111 (default) AUTOMATIC1111's layout:\n"
         "                                 torch.load(weights_only=True), AUTOMATIC1111, ComfyUI,\n"
-        "                                 diffusers, and the original txt2img and\n"
-        "                                 merge_embeddings.py (it holds string_to_token and\n"
-        "                                 string_to_param too)\n"
+        "                                 diffusers, ti-sample, ti-merge. The vectors are\n"
+        "                                 stored under '*' with the word's token id beside them\n"
+        "                                 (ti-sample and ti-merge read that word back)\n"
         "                               peer   the original EmbeddingManager layout\n"
-        "                                 (nn.ParameterDict; several placeholders)\n"
+        "                                 (nn.ParameterDict; several placeholders): for the\n"
+        "                                 original txt2img and merge_embeddings.py, whose\n"
+        "                                 EmbeddingManager needs the token id as a tensor\n"
         "                               diffusers  learned_embeds layout, written as\n"
         "                                 embeddings.safetensors / embeddings_gs-N.safetensors\n"
         "                                 (diffusers' load_textual_inversion refuses a key its\n"
         "                                 tokenizer knows, such as '*': give it token=\"<x>\")\n"
-        "  --resume RUN_FOLDER        (ti) continue an interrupted run exactly where it stopped:\n"
+        "  -r, --resume RUN_FOLDER    (ti) continue an interrupted run exactly where it stopped:\n"
         "                             same vectors, optimizer state, step and random state, so\n"
         "                             the result is bit-identical to an uninterrupted run;\n"
-        "                             --max_steps may raise the target\n"
+        "                             --max_steps may raise the target. The config is the run's\n"
+        "                             own (RUN/configs/); a file inside the run\n"
+        "                             (RUN/checkpoints/embeddings.pt, as the original's -r takes)\n"
+        "                             or RUN/checkpoints also names the run\n"
         "  --dry_run                  (ti) prepare the data exactly as training would, write each\n"
         "                             prepared image to RUN/data/NNN_<name>.png and 20 sample\n"
         "                             captions to RUN/data/captions.txt, then stop (no model)\n"
         "  --no-test [BOOL]           accepted for compatibility; ti never runs a test split\n"
+        "  -p, --project P, -d, --debug [BOOL]\n"
+        "                             accepted for compatibility, no effect (the original never\n"
+        "                             reads --project; --debug starts its Python debugger)\n"
         "  --quiet                    (ti) no progress line\n"
         "  -h, --help                 this text\n"
         "\n"
@@ -234,7 +242,9 @@ enum {
     ID_QUIET,
     ID_TEMPLATES,
     ID_LRSCHED,
-    ID_WARMUP
+    ID_WARMUP,
+    ID_PROJECT,
+    ID_DEBUG
 };
 static const struct flag flags[] = {
     {"--base", "-b", F_BASE, ID_BASE},
@@ -262,6 +272,8 @@ static const struct flag flags[] = {
     {"--templates", NULL, F_STR, ID_TEMPLATES},
     {"--lr_scheduler", NULL, F_STR, ID_LRSCHED},
     {"--lr_warmup_steps", NULL, F_STR, ID_WARMUP},
+    {"--project", "-p", F_STR, ID_PROJECT},
+    {"--debug", "-d", F_BOOL, ID_DEBUG},
 };
 
 /* an integer flag's value in lo..hi (lo 0 or 1) into *dst */
@@ -366,6 +378,7 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
     a->accumulate_grad_batches = -1;
     a->format = TI_EMB_A1111;
     int name_given = 0;
+    unsigned long long given = 0; /* 1 << ID_*: the flags on the command line */
     if (msg && cap) msg[0] = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -415,6 +428,7 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
                         "unknown flag '%s' (see --help; config keys are set as "
                         "key.path=value)",
                         flag);
+        given |= 1ull << fl->id;
         if (fl->kind == F_BOOL) {
             int b = 1;
             if (inline_val) {
@@ -469,12 +483,17 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
                     "--resume_from_checkpoint");
     if (a->resume) {
         /* the run folder holds everything else; only a few flags may change */
-        if (a->n_base || a->actual_resume || a->data_root || a->n_overrides || a->init_word ||
-            a->placeholder || a->dry_run || a->templates || a->lr_scheduler_given ||
-            a->lr_warmup_steps)
+        const unsigned long long allowed =
+            1ull << ID_RESUME | 1ull << ID_MAXSTEPS | 1ull << ID_QUIET | 1ull << ID_GPUS |
+            1ull << ID_TRAIN | 1ull << ID_NOTEST | 1ull << ID_PROJECT | 1ull << ID_DEBUG;
+        const char *bad = a->n_overrides ? a->overrides[0] : NULL;
+        for (size_t k = 0; !bad && k < sizeof flags / sizeof flags[0]; k++)
+            if ((given & ~allowed) >> flags[k].id & 1) bad = flags[k].lng;
+        if (bad)
             return fail(msg, cap,
                         "--resume: the run folder fixes the config, model, data and schedule; "
-                        "only --max_steps, --quiet and --gpus may be given with it");
+                        "'%s' cannot be given with it (only --max_steps, --quiet and --gpus may)",
+                        bad);
         return 0;
     }
     if (a->lr_warmup_steps > 0 && a->lr_scheduler == TI_LR_CONSTANT)

@@ -4,6 +4,7 @@
  */
 #include "embedding_manager.h"
 
+#include <stdint.h> /* defines: INT32_MAX */
 #include <stdio.h>  /* defines: snprintf */
 #include <stdlib.h> /* defines: malloc, realloc, free */
 #include <string.h> /* defines: memcpy, memmove, strcmp, strlen */
@@ -221,6 +222,7 @@ static ti_status load_ckpt(struct ti_emb_manager *em, const char *path,
     struct ti_emb_manager nm;
     ti_emb_manager_init(&nm, em->dim, em->is_clip);
     ti_status st = ti_embedding_read(&emb, path, err);
+    if (st == TI_OK) st = ti_embedding_check_finite(&emb, err); /* NaN: every step would skip */
     if (st != TI_OK) {
         ti_embedding_free(&emb);
         return ti_error(err, st, " (" KEY_PREFIX "embedding_manager_ckpt)");
@@ -367,6 +369,54 @@ fail:
     return st;
 }
 
+int ti_embedding_words_from_tokens(struct ti_embedding *emb, const struct ti_tokenizer *tok,
+                                   char *note, size_t cap) {
+    if (cap) note[0] = 0;
+    int32_t star;
+    struct ti_err e = {0};
+    if (ti_tokenizer_single_token(&star, tok, "*", &e) != TI_OK) return 0;
+    int renamed = 0;
+    for (int i = 0; i < emb->n_terms; i++) {
+        struct ti_embedding_term *t = &emb->terms[i];
+        if (strcmp(t->placeholder, "*") || t->token < 0 || t->token == star || t->token > INT32_MAX)
+            continue;
+        int32_t id = (int32_t)t->token, back;
+        char *word = NULL;
+        if (ti_tokenizer_decode(&word, tok, &id, 1, &e) != TI_OK || !word) {
+            free(word);
+            ti_err_clear(&e);
+            continue;
+        }
+        /* decode may put a space around the word; the word must come back as this one id */
+        char *w = word;
+        while (*w == ' ')
+            w++;
+        size_t L = strlen(w);
+        while (L && w[L - 1] == ' ')
+            w[--L] = 0;
+        if (!L || ti_tokenizer_single_token(&back, tok, w, &e) != TI_OK || back != id) {
+            ti_err_clear(&e);
+            free(word);
+            continue;
+        }
+        char *np = strdup(w);
+        free(word);
+        if (!np) continue;
+        if (!renamed && cap)
+            snprintf(note, cap,
+                     "'%s' stores its vectors under '*' for the word '%s' (stored token %d, "
+                     "where the original substitutes them): the prompt word is '%s'",
+                     emb->source ? emb->source
+                     : emb->name ? emb->name
+                                 : "(embedding)",
+                     np, (int)id, np);
+        free(t->placeholder);
+        t->placeholder = np;
+        renamed++;
+    }
+    return renamed;
+}
+
 ti_status ti_emb_manager_add_file(struct ti_emb_manager *em, const struct ti_embedding *emb,
                                   const struct ti_tokenizer *tok, struct ti_err *err) {
     const char *src = emb->source ? emb->source : emb->name ? emb->name : "(embedding)";
@@ -399,7 +449,8 @@ ti_status ti_emb_manager_add_file(struct ti_emb_manager *em, const struct ti_emb
             if (strcmp(t->placeholder, e->placeholder) == 0 || t->token == token)
                 return ti_error(err, TI_ERR_INVALID,
                                 "placeholder '%s' is defined twice: in '%s' and in '%s'%s; rename "
-                                "one of them (ti-convert) or load only one",
+                                "one of them (ti-merge --manager_ckpts FILE --rename "
+                                "'FILE:OLD=NEW' --output_path NEW.pt) or load only one",
                                 e->placeholder, t->source, src,
                                 strcmp(t->placeholder, e->placeholder) == 0
                                     ? ""

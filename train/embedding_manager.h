@@ -92,6 +92,15 @@ ti_status ti_emb_manager_from_config(struct ti_emb_manager *em, const struct ti_
                                      const struct ti_text_encoder *te, uint64_t seed,
                                      struct ti_err *err);
 
+/* The reference substitutes a term at its stored token id, whatever its key: a term keyed '*'
+ * (the AUTOMATIC1111 layout, ti-train's default output) whose stored id is another word of this
+ * tokenizer, one token on its own ('sks' after --placeholder_string sks), is renamed to that
+ * word. A stored id of '*' itself (what AUTOMATIC1111 writes), none, or an id that is no whole
+ * word leaves the key. Returns how many terms were renamed; note (cap bytes) then gets a
+ * sentence naming the file, the word and the id, else "". */
+int ti_embedding_words_from_tokens(struct ti_embedding *emb, const struct ti_tokenizer *tok,
+                                   char *note, size_t cap);
+
 /* Sampling: an empty manager of width dim (num_vectors_per_token 0: each term's own count). */
 void ti_emb_manager_init(struct ti_emb_manager *em, int dim, int is_clip);
 /* Adds every term of a file (ti_embedding_read): the placeholder must be one token (the file's

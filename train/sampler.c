@@ -218,6 +218,11 @@ ti_status ti_sampler_run(struct ti_ctx *ctx, const struct ti_ldm *m, const struc
     }
     int total = o->t_start > 0 && o->t_start < d->n ? o->t_start : d->n;
     for (int i = 0; st == TI_OK && i < total; i++) {
+        if (o->cancel && *o->cancel) {
+            st = ti_error(err, TI_ERR_CANCELLED, "sampling stopped at step %d of %d (interrupted)",
+                          i, total);
+            break;
+        }
         int index = total - i - 1;
         int t = d->timesteps[index];
         st = model_eps(&r, xh, t, e, err);

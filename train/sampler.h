@@ -26,6 +26,7 @@
 #ifndef TI_SAMPLER_H
 #define TI_SAMPLER_H
 
+#include <signal.h> /* defines: sig_atomic_t */
 #include <stdint.h>
 
 #include "context.h"
@@ -42,6 +43,8 @@ struct ti_sampler_opts {
     /* optional: every intermediate (host, B*C*h*w floats each) after step i (0-based) */
     void (*on_latent)(void *user, int step, const float *x, const float *pred_x0);
     void *latent_user;
+    /* optional: when *cancel is non-zero before a step, stop with TI_ERR_CANCELLED (Ctrl-C) */
+    const volatile sig_atomic_t *cancel;
 };
 
 /* x (B, C, h, w) f32, any device: in x_T (or z_enc), out the sampled latent x_0.

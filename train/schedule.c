@@ -65,6 +65,13 @@ ti_status ti_schedule_init(struct ti_schedule *s, const struct ti_cfg_diffusion 
     return ti_schedule_init_linear(s, d->linear_start, d->linear_end, d->timesteps, err);
 }
 
+void ti_schedule_q_sample_coefs(const struct ti_schedule *s, float *sqrt_ab, float *sqrt_1m_ab) {
+    for (int i = 0; i < s->T; i++) {
+        sqrt_ab[i] = (float)sqrt(s->alphas_cumprod[i]);
+        sqrt_1m_ab[i] = (float)sqrt(1.0 - s->alphas_cumprod[i]);
+    }
+}
+
 int ti_schedule_use_file(struct ti_schedule *s, const struct ti_ldm_file_schedule *f,
                          const char *file, char *note, size_t note_size) {
     if (note_size) note[0] = 0;

@@ -22,7 +22,8 @@
  *                    values, the division as float32 reciprocal(1 - a) times (1 - ap) (torch's
  *                    __rtruediv__); all in float32 for a one-step schedule (numpy's dtype)
  *   sqrt(1 - a)    = computed in float32
- * Not here: the sampling loops (sampler.h), training's q_sample.
+ *   q_sample       = sqrt(alphas_cumprod), sqrt(1 - alphas_cumprod) in float64, then float32
+ * Not here: the sampling loops (sampler.h).
  */
 #ifndef TI_SCHEDULE_H
 #define TI_SCHEDULE_H
@@ -46,6 +47,10 @@ ti_status ti_schedule_init(struct ti_schedule *s, const struct ti_cfg_diffusion 
 /* The same from explicit values (T <= TI_SCHEDULE_MAX_T). */
 ti_status ti_schedule_init_linear(struct ti_schedule *s, double linear_start, double linear_end,
                                   int T, struct ti_err *err);
+
+/* The peer's q_sample buffers sqrt_alphas_cumprod and sqrt_one_minus_alphas_cumprod (T floats
+ * each): np.sqrt of the float64 cumulative product, then float32. */
+void ti_schedule_q_sample_coefs(const struct ti_schedule *s, float *sqrt_ab, float *sqrt_1m_ab);
 
 /* Takes the alphas_cumprod buffer a checkpoint stores (m->file_sched after ti_ldm_load_file)
  * as the model's float32 buffer, as the reference's load_state_dict(strict=False) does, so the

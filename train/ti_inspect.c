@@ -396,8 +396,12 @@ int main(int argc, char **argv) {
         if (st == TI_OK) ti_state_dict_describe(sd, desc, sizeof desc);
     } else if ((st = ti_fmap_open(&m, path, &err)) == TI_OK) {
         if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
-            st = ti_torchfile_open_mem(&tf, m.data, m.size, path,
-                                       allow ? TI_TORCH_ALLOW_UNKNOWN_GLOBALS : 0, &err);
+            /* CRC-32 of every record, as the tools that load the file check it (a damaged
+             * file must not look good here); skipped above 1 GiB, where it would read gigabytes
+             * of weights that are only listed */
+            unsigned fl = (allow ? TI_TORCH_ALLOW_UNKNOWN_GLOBALS : 0) |
+                          (m.size <= (1ull << 30) ? TI_TORCH_VERIFY_CRC : 0);
+            st = ti_torchfile_open_mem(&tf, m.data, m.size, path, fl, &err);
             if (st == TI_OK) {
                 container = tf->container == TI_TORCH_ZIP ? "torch-zip" : "torch-legacy";
                 st = ti_pickle_walk_tensors(tf->pk, tf->root, on_tensor, &l, &err);

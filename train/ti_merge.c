@@ -14,6 +14,7 @@
 #include "embedding_io.h"
 #include "fileio.h" /* defines: ti_path_has_suffix */
 #include "merge.h"
+#include "embedding_manager.h" /* defines: ti_embedding_words_from_tokens */
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
@@ -236,6 +237,14 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ti-merge: error: %s\n", err.msg);
             goto done;
         }
+        /* a '*' term stored for another word is that word (as ti-sample reads it), unless a
+         * --rename names this file's '*' */
+        int renamed_star = 0;
+        for (int r = 0; r < n_renames; r++)
+            renamed_star |= !strcmp(renames[r].file, files[i]) && !strcmp(renames[r].old_name, "*");
+        char note[1024];
+        if (!renamed_star && ti_embedding_words_from_tokens(&e, tok, note, sizeof note))
+            printf("note: %s\n", note);
         ti_status st = ti_merge_add(&m, &e, files[i], &o, &err);
         ti_embedding_free(&e);
         if (st != TI_OK) {

@@ -795,6 +795,9 @@ static int prepare(struct run *r) {
         if (ti_embedding_read(&r->embs[i], o->emb[i], &err) != TI_OK) return fail(&err, o->emb[i]);
         if (ti_embedding_check_width(&r->embs[i], dim, &err) != TI_OK) return fail(&err, o->emb[i]);
         if (ti_embedding_check_finite(&r->embs[i], &err) != TI_OK) return fail(&err, o->emb[i]);
+        char note[1024];
+        if (ti_embedding_words_from_tokens(&r->embs[i], r->tok, note, sizeof note))
+            fprintf(stderr, TOOL ": note: %s\n", note);
         if (ti_emb_manager_add_file(&r->em, &r->embs[i], r->tok, &err) != TI_OK)
             return fail(&err, o->emb[i]);
         int k =

@@ -47,7 +47,7 @@ int main(void) {
 #include <string.h>   /* defines: strcmp, strlen */
 #include <sys/stat.h> /* defines: stat */
 #include <time.h>     /* defines: time */
-#include <unistd.h>   /* defines: unlink */
+#include <unistd.h>   /* defines: unlink, access */
 
 #include "backend.h"           /* defines: ti_backend_cpu, ti_backend_cuda */
 #include "cpu_info.h"          /* defines: ti_cpu_describe */
@@ -177,13 +177,20 @@ static int run_main(int argc, char **argv) {
         return 2;
     }
     r->resume_written = -1;
+    r->stop = &g_stop;
 
     /* --resume: the saved command line, with a new --max_steps / --quiet / --gpus on top */
     static struct ti_train_saved_args sa;
+    static char run_arg[4096], saved_cfg[2][4400];
     int64_t resume_step = -1;
+    uint64_t resume_fp = 0;
     char resume_state[4400] = "";
     if (r->a.resume) {
         struct ti_train_args now_args = r->a;
+        if (ti_train_resume_folder(now_args.resume, run_arg, sizeof run_arg)) {
+            printf("--resume: the run folder of %s is %s\n", now_args.resume, run_arg);
+            now_args.resume = run_arg;
+        }
         if (ti_train_read_args(&sa, now_args.resume, &err) != TI_OK) return fail_run(r, &err);
         if (ti_train_args_parse(&r->a, sa.argc, sa.argv, msg, sizeof msg) != 0) {
             fprintf(stderr, PROG ": --resume: the saved command line is not valid: %s\n", msg);
@@ -215,9 +222,27 @@ static int run_main(int argc, char **argv) {
         while (L > 1 && r->rundir[L - 1] == '/')
             r->rundir[--L] = 0;
         snprintf(r->now, sizeof r->now, "%s", sa.now);
+        /* the config is the run's own merged one (main.py prepends the files of RUN/configs): a
+         * --base file edited or removed since does not change the run; the command line's
+         * overrides are in it already */
+        snprintf(saved_cfg[0], sizeof saved_cfg[0], "%s/configs/%s-project.yaml", r->rundir,
+                 sa.now);
+        snprintf(saved_cfg[1], sizeof saved_cfg[1], "%s/configs/%s-lightning.yaml", r->rundir,
+                 sa.now);
+        if (access(saved_cfg[0], R_OK) == 0 && access(saved_cfg[1], R_OK) == 0) {
+            r->a.n_base = 2;
+            r->a.base[0] = saved_cfg[0];
+            r->a.base[1] = saved_cfg[1];
+            r->a.n_overrides = 0;
+        } else {
+            fprintf(stderr,
+                    PROG ": warning: --resume: %s/configs/ lacks %s-project.yaml or "
+                         "-lightning.yaml; the config is rebuilt from the run's --base files\n",
+                    r->rundir, sa.now);
+        }
         snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->rundir);
-        if (ti_train_read_resume(r->ckdir, &resume_step, resume_state, sizeof resume_state, &err) !=
-            TI_OK)
+        if (ti_train_read_resume(r->ckdir, &resume_step, resume_state, sizeof resume_state,
+                                 &resume_fp, &err) != TI_OK)
             return fail_run(r, &err);
     }
 
@@ -342,6 +367,13 @@ static int run_main(int argc, char **argv) {
 
     /* data, before any model (zero usable images is an error here) */
     if (ti_train_open_dataset(r, print_data_warning, NULL, &err) != 0) return fail_run(r, &err);
+    r->data_fp = ti_dataset_fingerprint(r->ds);
+    if (r->a.resume && resume_fp && resume_fp != r->data_fp)
+        fprintf(stderr,
+                PROG ": warning: --resume: the images in %s are not those the run was trained on "
+                     "(files added, removed or changed since); the remaining steps train on the "
+                     "folder as it is now\n",
+                cfg->data.train.data_root);
     r->stream.seed = r->a.seed;
     r->stream.len = ti_dataset_len(r->ds);
     r->stream.epoch = -1;
@@ -538,7 +570,7 @@ static int run_main(int argc, char **argv) {
                      "the captions' placeholder '%s' (data.params.train.params.placeholder_token) "
                      "is not among the learned placeholders (%s%s): nothing would be learned; "
                      "use --placeholder_string with one of those, or rename the file's "
-                     "placeholder (ti-convert)",
+                     "placeholder (ti-merge --rename)",
                      ph, have,
                      cfg->personalization.embedding_manager_ckpt[0]
                          ? ", from model.params.personalization_config.params."
@@ -742,7 +774,8 @@ static int run_main(int argc, char **argv) {
         double sv = g_stop ? (double)g_stop : 0.0;
         allreduce_sum(&sv, 1);
         if (sv > 0 && !g_stop) g_stop = SIGINT;
-        stop = sv > 0;
+        /* a stop asked during the last step: the run is complete, it ends as any other */
+        stop = sv > 0 && step < r->max_steps;
     }
     ti_progress_break(&prog);
     if (stop && !writer) goto out;

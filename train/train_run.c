@@ -12,7 +12,7 @@
 #include <stdio.h>  /* defines: snprintf, fopen */
 #include <stdlib.h> /* defines: malloc, free */
 #include <string.h> /* defines: strcmp, strlen */
-#include <unistd.h> /* defines: unlink, getcwd */
+#include <unistd.h> /* defines: unlink, getcwd, access */
 
 #include "context.h"      /* defines: struct ti_ctx */
 #include "embedding_io.h" /* defines: ti_embedding_write */
@@ -91,12 +91,13 @@ static size_t stream_index(struct ti_train_stream *s, uint64_t k) {
  *   state resume_gs-<step>.state                                                            */
 
 ti_status ti_train_write_resume(struct ti_trainer *t, const char *ckdir, int64_t step,
-                                int64_t prev_step, struct ti_err *err) {
+                                int64_t prev_step, uint64_t data_fp, struct ti_err *err) {
     char path[4300], text[256];
     snprintf(path, sizeof path, "%s/resume_gs-%lld.state", ckdir, (long long)step);
     TI_TRY(ti_trainer_save_state(t, path, err));
-    snprintf(text, sizeof text, "ti-train resume 1\nstep %lld\nstate resume_gs-%lld.state\n",
-             (long long)step, (long long)step);
+    snprintf(text, sizeof text,
+             "ti-train resume 1\nstep %lld\nstate resume_gs-%lld.state\ndata %016llx\n",
+             (long long)step, (long long)step, (unsigned long long)data_fp);
     snprintf(path, sizeof path, "%s/resume.txt", ckdir);
     TI_TRY(ti_write_text_atomic(path, text, err));
     if (prev_step >= 0 && prev_step != step) {
@@ -107,7 +108,7 @@ ti_status ti_train_write_resume(struct ti_trainer *t, const char *ckdir, int64_t
 }
 
 ti_status ti_train_read_resume(const char *ckdir, int64_t *step, char *state, size_t cap,
-                               struct ti_err *err) {
+                               uint64_t *data_fp, struct ti_err *err) {
     char path[4600];
     if (snprintf(path, sizeof path, "%s/resume.txt", ckdir) >= (int)sizeof path)
         return ti_error(err, TI_ERR_INVALID, "--resume: the path '%s' is too long", ckdir);
@@ -120,6 +121,9 @@ ti_status ti_train_read_resume(const char *ckdir, int64_t *step, char *state, si
     long long s = -1;
     char name[256] = "";
     int ok = fscanf(f, "ti-train resume 1 step %lld state %255s", &s, name) == 2;
+    unsigned long long fp = 0;
+    if (ok && fscanf(f, " data %llx", &fp) != 1) fp = 0;
+    *data_fp = fp;
     fclose(f);
     if (!ok || s < 0)
         return ti_error(err, TI_ERR_FORMAT,
@@ -154,6 +158,40 @@ ti_status ti_train_write_args(const char *rundir, const char *now, int argc, cha
     ti_status st = ti_write_text_atomic(path, buf, err);
     free(buf);
     return st;
+}
+
+static int has_args_file(const char *dir) {
+    char p[4400];
+    if (snprintf(p, sizeof p, "%s/args.txt", dir) >= (int)sizeof p) return 0;
+    return access(p, F_OK) == 0;
+}
+
+int ti_train_resume_folder(const char *arg, char *out, size_t cap) {
+    snprintf(out, cap, "%s", arg);
+    size_t L = strlen(out);
+    while (L > 1 && out[L - 1] == '/')
+        out[--L] = 0;
+    int strip = 0;
+    if (!ti_path_is_dir(out) && access(out, F_OK) == 0)
+        strip = 2; /* main.py: logdir = "/".join(paths[:-2]) */
+    else if (ti_path_is_dir(out) && !has_args_file(out))
+        strip = 1; /* RUN/checkpoints */
+    char cand[4300];
+    snprintf(cand, sizeof cand, "%s", out);
+    for (int k = 0; k < strip; k++) {
+        char *slash = strrchr(cand, '/');
+        if (!slash) {
+            snprintf(cand, sizeof cand, "%s", ".");
+            break;
+        }
+        if (slash == cand)
+            slash[1] = 0;
+        else
+            *slash = 0;
+    }
+    if (!strip || !ti_path_is_dir(cand) || !has_args_file(cand)) return 0;
+    snprintf(out, cap, "%s", cand);
+    return 1;
 }
 
 ti_status ti_train_read_args(struct ti_train_saved_args *sa, const char *rundir,
@@ -251,7 +289,7 @@ ti_status ti_train_checkpoint(struct ti_train_run *r, int64_t emb_step, int64_t 
     /* the metrics rows before the resume state that points past them: a kill in between then
      * leaves extra rows (dropped on resume), never a gap */
     TI_TRY(ti_metrics_flush(r->metrics, 1, err));
-    TI_TRY(ti_train_write_resume(r->t, r->ckdir, resume_step, r->resume_written, err));
+    TI_TRY(ti_train_write_resume(r->t, r->ckdir, resume_step, r->resume_written, r->data_fp, err));
     r->resume_written = resume_step;
     return save_plot(r, err);
 }
@@ -375,6 +413,7 @@ static ti_status log_samples(struct ti_train_run *r, struct ti_ctx *ctx,
         so.steps = r->log_ddim_steps;
         so.eta = r->log_ddim_eta;
         so.scale = k == 0 ? 1.0 : 5.0;
+        so.cancel = r->stop;
         if (st == TI_OK)
             st = ti_sampler_run(ctx, m, &r->sched, &so, &cond, k == 0 ? NULL : &uncond, &x, gens,
                                 NULL, NULL, err);

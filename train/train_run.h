@@ -30,6 +30,7 @@
 #ifndef TI_TRAIN_RUN_H
 #define TI_TRAIN_RUN_H
 
+#include <signal.h> /* defines: sig_atomic_t */
 #include <stddef.h> /* defines: size_t */
 #include <stdint.h> /* defines: int64_t, uint64_t */
 
@@ -86,6 +87,8 @@ struct ti_train_run {
     double log_ddim_eta;
     enum ti_dtype dtype;
     struct ti_schedule sched;
+    const volatile sig_atomic_t *stop; /* non-zero: Ctrl-C; image logs stop sampling */
+    uint64_t data_fp;                  /* ti_dataset_fingerprint of the training images */
 };
 
 /* ---- data --------------------------------------------------------------------------------- */
@@ -104,10 +107,16 @@ void ti_train_sample_randomness(uint64_t seed, uint64_t k, int T, int *t, float 
 int ti_train_dry_run(struct ti_train_run *r, struct ti_err *err);
 
 /* ---- resume ------------------------------------------------------------------------------- */
+/* RUN/checkpoints/resume.txt: the step, the state file and the data set's fingerprint
+ * (ti_dataset_fingerprint; 0 when a run folder from before it has none). */
 ti_status ti_train_write_resume(struct ti_trainer *t, const char *ckdir, int64_t step,
-                                int64_t prev_step, struct ti_err *err);
+                                int64_t prev_step, uint64_t data_fp, struct ti_err *err);
 ti_status ti_train_read_resume(const char *ckdir, int64_t *step, char *state, size_t cap,
-                               struct ti_err *err);
+                               uint64_t *data_fp, struct ti_err *err);
+/* --resume's argument as a run folder (cap bytes into out): the folder itself, RUN/checkpoints,
+ * or a file inside RUN/checkpoints (the original's -r FILE: the path less its last two
+ * components). Returns 1 when out differs from arg. */
+int ti_train_resume_folder(const char *arg, char *out, size_t cap);
 ti_status ti_train_write_args(const char *rundir, const char *now, int argc, char **argv,
                               struct ti_err *err);
 ti_status ti_train_read_args(struct ti_train_saved_args *sa, const char *rundir,

@@ -8,10 +8,11 @@
 #include <stdlib.h> /* defines: calloc, malloc, free */
 #include <string.h> /* defines: memcpy, memset, strlen */
 
-#include "fileio.h" /* defines: ti_outfile, ti_fmap, ti_crc32 */
-#include "ops.h"    /* defines: ti_copy, ti_scale, ti_mul, ti_add, ti_mse_loss, ti_reshape */
-#include "rng.h"    /* defines: struct ti_rng */
-#include "tape.h"   /* defines: ti_tape_watch, ti_tape_backward */
+#include "fileio.h"   /* defines: ti_outfile, ti_fmap, ti_crc32 */
+#include "ops.h"      /* defines: ti_copy, ti_scale, ti_mul, ti_add, ti_mse_loss, ti_reshape */
+#include "rng.h"      /* defines: struct ti_rng */
+#include "schedule.h" /* defines: ti_schedule_init, ti_schedule_q_sample_coefs */
+#include "tape.h"     /* defines: ti_tape_watch, ti_tape_backward */
 
 #define ADAM_BETA1 0.9
 #define ADAM_BETA2 0.999
@@ -121,28 +122,22 @@ static ti_status download_f32(struct ti_trainer *t, float *host, size_t n,
     return st;
 }
 
-/* The peer's register_schedule: betas = torch.linspace(sqrt(a), sqrt(b), T, float64) ** 2,
- * alphas_cumprod = np.cumprod(1 - betas), then np.sqrt(...) cast to float32 buffers. */
+/* q_sample's float32 buffers from the config's schedule (schedule.h) */
 static ti_status make_schedule(struct ti_trainer *t, struct ti_err *err) {
-    const struct ti_cfg_diffusion *d = &t->cfg.model;
-    int T = d->timesteps;
-    if (T < 2 || T > 100000)
-        return ti_error(err, TI_ERR_CONFIG, "model.params.timesteps: %d; expected 2 to 100000", T);
-    t->T = T;
-    t->sqrt_ab = malloc((size_t)T * sizeof(float));
-    t->sqrt_1m_ab = malloc((size_t)T * sizeof(float));
-    if (!t->sqrt_ab || !t->sqrt_1m_ab) return ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
-    double a = sqrt(d->linear_start), b = sqrt(d->linear_end);
-    double step = (b - a) / (double)(T - 1), ab = 1.0;
-    for (int i = 0; i < T; i++) {
-        /* torch.linspace fills from both ends (the second half counts back from `end`) */
-        double x = i < T / 2 ? a + step * (double)i : b - step * (double)(T - 1 - i);
-        double beta = x * x;
-        ab *= 1.0 - beta;
-        t->sqrt_ab[i] = (float)sqrt(ab);
-        t->sqrt_1m_ab[i] = (float)sqrt(1.0 - ab);
+    struct ti_schedule *s = malloc(sizeof *s);
+    if (!s) return ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
+    ti_status st = ti_schedule_init(s, &t->cfg.model, err);
+    if (st == TI_OK) {
+        t->T = s->T;
+        t->sqrt_ab = malloc((size_t)s->T * sizeof(float));
+        t->sqrt_1m_ab = malloc((size_t)s->T * sizeof(float));
+        if (!t->sqrt_ab || !t->sqrt_1m_ab)
+            st = ti_error(err, TI_ERR_NOMEM, "trainer: out of memory");
+        else
+            ti_schedule_q_sample_coefs(s, t->sqrt_ab, t->sqrt_1m_ab);
     }
-    return TI_OK;
+    free(s);
+    return st;
 }
 
 /* ---- open / close -----------------------------------------------------------------------------

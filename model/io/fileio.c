@@ -16,7 +16,9 @@
 
 ti_status ti_fmap_open(struct ti_fmap *m, const char *path, struct ti_err *err) {
     memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given as a file is refused below instead of waiting for a writer (no
+     * effect on regular files) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ti_error(err, errno == ENOENT ? TI_ERR_NOT_FOUND : TI_ERR_IO, "cannot open '%s': %s",
                         path, strerror(errno));

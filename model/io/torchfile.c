@@ -152,11 +152,24 @@ static ti_status open_zip(struct ti_torchfile *tf, unsigned flags, struct ti_err
     char rec[TI_ZIP_MAX_NAME + 64];
     snprintf(rec, sizeof rec, "%s/byteorder", tf->prefix);
     const struct ti_zip_record *bo = ti_zip_find(&tf->zip, rec);
-    if (bo && bo->method == 0 && bo->size == 3 && !memcmp(tf->data + bo->data_offset, "big", 3))
-        return ti_error(err, TI_ERR_UNSUPPORTED,
-                        "'%s' was written on a big-endian machine "
-                        "(byteorder 'big'); ti reads little-endian files",
-                        tf->name);
+    if (bo) { /* torch.load: 'little' or 'big', anything else is "Unknown endianness type" */
+        const uint8_t *b;
+        void *bown;
+        TI_TRY(ti_zip_read(&tf->zip, bo, &b, &bown, err));
+        int little = bo->size == 6 && !memcmp(b, "little", 6);
+        int big = bo->size == 3 && !memcmp(b, "big", 3);
+        free(bown);
+        if (big)
+            return ti_error(err, TI_ERR_UNSUPPORTED,
+                            "'%s' was written on a big-endian machine "
+                            "(byteorder 'big'); ti reads little-endian files",
+                            tf->name);
+        if (!little)
+            return ti_error(err, TI_ERR_FORMAT,
+                            "'%s': its %s record is neither 'little' nor 'big' (torch.load "
+                            "refuses it: unknown endianness type)",
+                            tf->name, rec);
+    }
 
     TI_TRY(check_version(tf, err));
 
