@@ -588,8 +588,23 @@ static int load_stb(struct ti_image *img, const uint8_t *data, size_t n, const c
                       ? stbi_load_from_memory(fixed, (int)fixed_n, &x, &y, &c, 0)
                       : stbi_load_from_memory(data, (int)n, &x, &y, &c, 0);
     free(fixed);
+    static const uint8_t iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+    if (!px && !strcmp(fmt, "PNG") && (n < 12 || memcmp(data + n - 12, iend, 12)) &&
+        n <= 0x7FFFFFFF - 12) {
+        /* no IEND chunk (a cut-off writer): PIL decodes what the IDAT chunks hold, stb reads on
+         * past the end; so does ti, with the chunk put back */
+        uint8_t *whole = malloc(n + 12);
+        if (whole) {
+            memcpy(whole, data, n);
+            memcpy(whole + n, iend, 12);
+            px = stbi_load_from_memory(whole, (int)(n + 12), &x, &y, &c, 0);
+            free(whole);
+        }
+    }
     if (!px) {
         const char *why = stbi_failure_reason();
+        if (why && !(why[0] >= ' ' && why[0] < 127))
+            why = "a chunk the decoder does not know (damaged or truncated file?)";
         if (why && !strcmp(why, "outofdata")) why = "the data ends early (truncated file?)";
         return TI_DATA_FAIL(e, "%s: cannot decode %s: %s", name, fmt, why ? why : "unknown error");
     }
