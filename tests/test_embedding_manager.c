@@ -413,18 +413,35 @@ TEST(add_files) {
 
 /* embedding_manager_ckpt replaces the vectors; a 2-vector file with num_vectors_per_token 1 is
  * refused (the peer fails there with a shape mismatch). */
+/* path <- a peer file of '*' (token 265) with n_vectors x 32 of v */
+static void write_star(const char *path, int n_vectors, const float *v) {
+    struct ti_err err = {0};
+    struct ti_embedding e;
+    ti_embedding_init(&e);
+    CHECK_OK(ti_embedding_add_term(&e, "*", 265, n_vectors, 32, v, &err), &err);
+    CHECK_OK(ti_embedding_write(&e, path, TI_EMB_PEER, &err), &err);
+    ti_embedding_free(&e);
+}
+
+/* from_config with the file written last: refused, the message naming `want` */
+static void expect_refused(struct fx *f, const char *want) {
+    struct ti_err err = {0};
+    struct ti_emb_manager em;
+    CHECK(ti_emb_manager_from_config(&em, &f->cfg, f->tok, &f->m.text, 1, &err) != TI_OK);
+    CHECK(strstr(err.msg, want) != NULL);
+    fprintf(stderr, "(expected) %s\n", err.msg);
+}
+
 TEST(manager_ckpt) {
-    const char *path = "/tmp/ti_test_emb_manager_ckpt.pt";
+    char path[128], ovs[256]; /* the process id: suites running side by side do not collide */
+    snprintf(path, sizeof path, "/tmp/ti_test_emb_manager_ckpt_%d.pt", (int)getpid());
+    snprintf(ovs, sizeof ovs, PP "embedding_manager_ckpt=%s", path);
     struct ti_err err = {0};
     float v[64];
     for (int i = 0; i < 64; i++)
         v[i] = 0.25f * (float)i;
-    struct ti_embedding e;
-    ti_embedding_init(&e);
-    CHECK_OK(ti_embedding_add_term(&e, "*", 265, 1, 32, v, &err), &err);
-    CHECK_OK(ti_embedding_write(&e, path, TI_EMB_PEER, &err), &err);
-    ti_embedding_free(&e);
-    const char *ov[] = {PP "embedding_manager_ckpt=/tmp/ti_test_emb_manager_ckpt.pt"};
+    write_star(path, 1, v);
+    const char *ov[] = {ovs};
     struct fx f;
     fx_open(&f, 1, ov, 1);
     if (!f.ok) return;
@@ -434,24 +451,12 @@ TEST(manager_ckpt) {
     CHECK(em.terms[0].has_init); /* the init vectors of "sculpture" stay for the regulariser */
     CHECK(ti_emb_manager_reg_loss(&em, 1.0, NULL) > 0);
     ti_emb_manager_free(&em);
-
-    ti_embedding_init(&e);
-    CHECK_OK(ti_embedding_add_term(&e, "*", 265, 2, 32, v, &err), &err);
-    CHECK_OK(ti_embedding_write(&e, path, TI_EMB_PEER, &err), &err);
-    ti_embedding_free(&e);
-    CHECK(ti_emb_manager_from_config(&em, &f.cfg, f.tok, &f.m.text, 1, &err) != TI_OK);
-    CHECK(strstr(err.msg, "num_vectors_per_token") != NULL);
-    fprintf(stderr, "(expected) %s\n", err.msg);
+    write_star(path, 2, v);
+    expect_refused(&f, "num_vectors_per_token");
     /* a NaN vector: refused by name (every step would have been skipped as non-finite) */
-    ti_err_clear(&err);
     v[3] = NAN;
-    ti_embedding_init(&e);
-    CHECK_OK(ti_embedding_add_term(&e, "*", 265, 1, 32, v, &err), &err);
-    CHECK_OK(ti_embedding_write(&e, path, TI_EMB_PEER, &err), &err);
-    ti_embedding_free(&e);
-    CHECK(ti_emb_manager_from_config(&em, &f.cfg, f.tok, &f.m.text, 1, &err) != TI_OK);
-    CHECK(strstr(err.msg, "embedding_manager_ckpt") != NULL);
-    fprintf(stderr, "(expected) %s\n", err.msg);
+    write_star(path, 1, v);
+    expect_refused(&f, "embedding_manager_ckpt");
     fx_close(&f);
     unlink(path);
 }
