@@ -20,7 +20,8 @@
 #include "test_common.h"
 #include "tokenizer.h"
 
-#include <stdarg.h> /* defines: va_list */
+#include <stdarg.h>   /* defines: va_list */
+#include <sys/stat.h> /* defines: mkdir */
 
 static const char *tmp, *merge;
 
@@ -256,6 +257,20 @@ TEST(widths_files_and_formats) {
     CHECK(m.format == TI_EMB_DIFFUSERS && m.n_terms == 1 && !strcmp(m.terms[0].placeholder, "sks"));
     CHECK(same_vectors(&m, "sks", FX("kohya.pt"), "*"));
     ti_embedding_free(&m);
+    /* an existing folder: FOLDER/learned_embeds.safetensors, as ti-convert writes it */
+    char fold[1024], inner[1100];
+    snprintf(fold, sizeof fold, "%s/dfold", tmp);
+    snprintf(inner, sizeof inner, "%s/learned_embeds.safetensors", fold);
+    CHECK(mkdir(fold, 0755) == 0);
+    args[0] = '\0';
+    cat(args, sizeof args,
+        "-sd --manager_ckpts %s --output_path %s --format diffusers --rename %s:*=sks",
+        FX("kohya.pt"), fold, FX("kohya.pt"));
+    CHECK(tool(args) == 0);
+    CHECK_OK(ti_embedding_read(&m, inner, &err), &err);
+    CHECK(m.format == TI_EMB_DIFFUSERS && m.n_terms == 1 &&
+          same_vectors(&m, "sks", FX("kohya.pt"), "*"));
+    ti_embedding_free(&m);
 }
 
 TEST(usage_errors) {
@@ -274,7 +289,8 @@ TEST(usage_errors) {
           file_has("err", "with a non-empty NEW"));
     /* diffusers' learned_embeds.bin is a pickle; ti writes that layout only as safetensors */
     CHECK(tool("--manager_ckpts a.pt --output_path o.bin --format diffusers") == 2 &&
-          file_has("err", "ending in .safetensors, not 'o.bin'"));
+          file_has("err", "ending in .safetensors or an existing folder") &&
+          file_has("err", "not 'o.bin'"));
     CHECK(tool("--manager_ckpts a.pt --output_path o.pt --frob") == 2 &&
           file_has("err", "unknown argument '--frob'"));
     CHECK(tool("--manager_ckpts a.pt --output_path") == 2 && file_has("err", "needs a value"));

@@ -224,19 +224,29 @@ TEST(long_prompt_warns) {
     snprintf(full, sizeof full, "%s --prompt '%s*' --outdir %s/long1", args, words, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(!strstr(err, "tokens long"));
-    /* 74 + '@' (2 vectors) = 76: the second vector is pushed out */
+    /* 74 + '@' (2 vectors) = 76: both vectors stay, EOS is pushed out (the reference cuts the
+     * widened row at 77 tokens, BOS and EOS included) */
     snprintf(full, sizeof full, "%s --prompt '%s@' --outdir %s/long2", args, words, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(strstr(err, "warning: --prompt is 76 tokens long") != NULL);
-    CHECK(strstr(err, "Dropped with it: the learned word '@'") != NULL &&
-          !strstr(err, "Dropped with it: the learned word '*'"));
+    CHECK(!strstr(err, "Cut with it"));
+    /* '@' + 73 + '@': the second '@' starts at slot 76 and keeps 1 of its 2 vectors */
+    snprintf(full, sizeof full, "%s --prompt '@ %s@' --outdir %s/long2b", args, words + 2, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    CHECK(strstr(err, "warning: --prompt is 77 tokens long") != NULL);
+    CHECK(strstr(err, "Cut with it: the learned word '@' (1 of its 2 vectors kept)") != NULL);
+    /* 75 + '@': the tokenizer's 75 tokens end before it, all of it is cut */
+    snprintf(full, sizeof full, "%s --prompt '%sa @' --outdir %s/long2c", args, words, dir);
+    CHECK(run(full, err, sizeof err) == 0);
+    CHECK(strstr(err, "Cut with it: the learned word '@'\n") != NULL);
     /* words past 75 with '*' among them, in the negative prompt too */
     snprintf(full, sizeof full,
              "%s --prompt '%s a a * a' --negative_prompt '%s%s' --outdir %s/long3", args, words,
              words, words, dir);
     CHECK(run(full, err, sizeof err) == 0);
     CHECK(strstr(err, "warning: --prompt is 78 tokens long") != NULL);
-    CHECK(strstr(err, "Dropped with it: the learned word '*'") != NULL);
+    CHECK(strstr(err, "Cut with it: the learned word '*'") != NULL);
+    CHECK(strstr(err, "it is token 77 of") && strstr(err, "past the 75 the text encoder reads"));
     CHECK(strstr(err, "warning: --negative_prompt is 148 tokens long") != NULL);
     if (tc_failures) fprintf(stderr, "%s", err);
 }
@@ -552,7 +562,8 @@ TEST(user_mistakes_named) {
              "--prompt 'a photo of *, at night' --outdir %s/gap",
              dir, dir);
     CHECK(run(x, err, sizeof err) == 0);
-    CHECK(strstr(err, "the learned word '*'") && strstr(err, "put spaces around it"));
+    CHECK(strstr(err, "the learned word '*'") && strstr(err, "put spaces around it") &&
+          strstr(err, "(\"*,\" is one token)"));
     struct stat st;
     snprintf(p, sizeof p, "%s/gap/samples/00002.png", dir);
     CHECK(stat(p, &st) == 0 && st.st_size == 0); /* not overwritten */
@@ -564,6 +575,12 @@ TEST(user_mistakes_named) {
              "--prompt 'a photo of * , at night' --outdir %s/gap",
              dir, dir);
     CHECK(run(x, err, sizeof err) == 0 && !strstr(err, "the learned word"));
+    /* the token named is the one the tokenizer made ("*." here, not "*,") */
+    snprintf(x, sizeof x,
+             "--embedding_path %s/star.pt --H 64 --W 64 --ddim_steps 4 --n_samples 1 --n_iter 1 "
+             "--prompt 'a photo of *.' --outdir %s/gap",
+             dir, dir);
+    CHECK(run(x, err, sizeof err) == 0 && strstr(err, "(\"*.\" is one token)"));
 }
 
 /* Without --config, the default (configs/stable-diffusion/v1-inference.yaml) is found beside the

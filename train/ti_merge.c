@@ -51,7 +51,9 @@ static void usage(FILE *f) {
         "                            the number of placeholders, as the original does.\n"
         "  --format a1111            AUTOMATIC1111 .pt (one placeholder only: A1111 refuses\n"
         "                            files with several terms)\n"
-        "  --format diffusers        learned_embeds.safetensors (one placeholder only)\n"
+        "  --format diffusers        learned_embeds.safetensors (one placeholder only);\n"
+        "                            an existing folder as --output_path gets\n"
+        "                            FOLDER/learned_embeds.safetensors\n"
         "  --vocab PATH              the tokenizer vocabulary (default: vocab/ next to this\n"
         "                            executable, else %s)\n"
         "  --allow-unknown-globals   read torch files whose pickle names globals outside\n"
@@ -170,11 +172,12 @@ int main(int argc, char **argv) {
         }
     }
     /* diffusers' learned_embeds.bin is a torch pickle; ti writes the layout as safetensors */
-    if (out && fmt == TI_EMB_DIFFUSERS && !ti_path_has_suffix(out, ".safetensors")) {
+    if (out && fmt == TI_EMB_DIFFUSERS && !ti_path_has_suffix(out, ".safetensors") &&
+        !ti_path_is_dir(out)) {
         fprintf(stderr,
                 "ti-merge: --format diffusers writes a safetensors file: give an --output_path "
-                "ending in .safetensors, not '%s' (for a torch pickle use --format a1111 or "
-                "peer)\n",
+                "ending in .safetensors or an existing folder (for FOLDER/learned_embeds."
+                "safetensors), not '%s' (for a torch pickle use --format a1111 or peer)\n",
                 out);
         goto done;
     }

@@ -491,6 +491,40 @@ static int fail(struct ti_err *err, const char *what) {
     return 1;
 }
 
+/* Why a learned word written in `prompt` is not substituted, into why (": ..." or ""): the
+ * 75-token limit cut it, or the tokenizer joined it with the characters beside it (naming the
+ * token it made). */
+static void why_unused(const struct run *r, const struct ti_emb_term *t, const char *prompt,
+                       char *why, size_t cap) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct ti_err e = {0};
+    why[0] = 0;
+    if (ti_tokenizer_tokenize(&ids, &n, r->tok, prompt, strlen(prompt), &e) != TI_OK) return;
+    for (size_t i = 0; i < n && !why[0]; i++)
+        if (ids[i] == t->token)
+            snprintf(why, cap,
+                     ": it is token %zu of \"%.60s%s\", past the %d the text encoder reads", i + 1,
+                     prompt, strlen(prompt) > 60 ? "..." : "", TI_TOKENS_MAX - 2);
+    for (size_t i = 0; i < n && !why[0]; i++) {
+        char *text = NULL;
+        if (ti_tokenizer_decode(&text, r->tok, &ids[i], 1, &e) != TI_OK || !text) {
+            free(text);
+            break;
+        }
+        const char *tx = text;
+        while (*tx == ' ')
+            tx++;
+        if (strstr(tx, t->placeholder))
+            snprintf(why, cap,
+                     ": the tokenizer joins it with the characters beside it (\"%.40s\" is one "
+                     "token); put spaces around it (\"a photo of %s , at night\")",
+                     tx, t->placeholder);
+        free(text);
+    }
+    free(ids);
+}
+
 /* The text encoders read 75 tokens (77 with BOS and EOS); a longer prompt loses its end, as in
  * the reference, which says nothing. A learned word counts as its vectors (the manager inserts
  * them after truncation, pushing the end out). Warns about `prompt`, naming the learned words
@@ -505,10 +539,17 @@ static int warn_long_prompt(const struct run *r, const char *what, const char *p
     for (size_t i = 0; i < n; i++) {
         const struct ti_emb_term *t = ti_emb_manager_find_token(&r->em, ids[i]);
         int k = t ? ti_emb_manager_term_vectors(&r->em, t) : 1;
-        if (t && used + (size_t)k > TI_TOKENS_MAX - 2 && cl + 64 < sizeof cut &&
-            !strstr(cut, t->placeholder)) {
+        /* the tokenizer keeps 75 tokens; the manager then widens each learned word to its k
+         * vectors at slot 1 + used and cuts the sequence at 77, EOS included: the word keeps
+         * min(k, 76 - used) of them */
+        long room = i < (size_t)(TI_TOKENS_MAX - 2) ? (long)(TI_TOKENS_MAX - 1) - (long)used : 0;
+        int kept = room <= 0 ? 0 : room < k ? (int)room : k;
+        if (t && kept < k && cl + 96 < sizeof cut && !strstr(cut, t->placeholder)) {
             int w =
-                snprintf(cut + cl, sizeof cut - cl, "%s'%.40s'", cl ? ", " : "", t->placeholder);
+                kept ? snprintf(cut + cl, sizeof cut - cl, "%s'%.40s' (%d of its %d vectors kept)",
+                                cl ? ", " : "", t->placeholder, kept, k)
+                     : snprintf(cut + cl, sizeof cut - cl, "%s'%.40s'", cl ? ", " : "",
+                                t->placeholder);
             if (w > 0) cl += (size_t)w;
         }
         used += (size_t)k;
@@ -519,7 +560,7 @@ static int warn_long_prompt(const struct run *r, const char *what, const char *p
             TOOL ": warning: %s is %zu tokens long%s; the text encoder reads the first %d and "
                  "drops the rest, as the reference does%s%s\n",
             what, used, r->em.n_terms ? " (a learned word counts as its vectors)" : "",
-            TI_TOKENS_MAX - 2, cl ? ". Dropped with it: the learned word " : "", cut);
+            TI_TOKENS_MAX - 2, cl ? ". Cut with it: the learned word " : "", cut);
     return 1;
 }
 
@@ -841,16 +882,15 @@ static int prepare(struct run *r) {
     for (int j = 0; j < r->em.n_terms; j++) {
         if (used[j]) continue;
         const struct ti_emb_term *t = &r->em.terms[j];
-        int written = 0;
+        const char *written = NULL;
         for (int i = 0; i < r->n_prompts && !written; i++)
-            written = strstr(r->prompts[i], t->placeholder) != NULL;
+            if (strstr(r->prompts[i], t->placeholder)) written = r->prompts[i];
+        char why[320] = "";
+        if (written) why_unused(r, t, written, why, sizeof why);
         fprintf(stderr,
                 TOOL ": warning: the learned word '%s' (%s) is in no prompt as a word of its own, "
                      "so it changes nothing%s\n",
-                t->placeholder, t->source ? t->source : "an --embedding_path file",
-                written ? ": the tokenizer joins it with the characters beside it (\"*,\" is one "
-                          "token); put spaces around it (\"a photo of * , at night\")"
-                        : "");
+                t->placeholder, t->source ? t->source : "an --embedding_path file", why);
     }
     free(used);
     if (ti_emb_manager_prompt_ids(&r->em, r->tok, o->negative, idx, SEQ_LEN, &err) != TI_OK)
