@@ -451,6 +451,37 @@ TEST(tools_allow_unknown_globals_on_request) {
     CHECK(tool(convert, "--help") == 0 && file_has("out", "--allow-unknown-globals"));
 }
 
+/* ti-inspect checks the records' CRC-32 as the loading tools do: a damaged vector is refused,
+ * not shown as a good file */
+TEST(inspect_checks_crcs) {
+    float v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = 1.2345f + (float)i;
+    struct ti_embedding e;
+    struct ti_err err = {0};
+    ti_embedding_init(&e);
+    CHECK_OK(ti_embedding_add_term(&e, "*", 265, 1, 8, v, &err), &err);
+    char p[1024];
+    snprintf(p, sizeof p, "%s", tio_path(tmp, "crc_flip.pt"));
+    CHECK_OK(ti_embedding_write(&e, p, TI_EMB_A1111, &err), &err);
+    ti_embedding_free(&e);
+    CHECK(tool(inspect, p) == 0);
+    FILE *f = fopen(p, "r+b");
+    CHECK(f != NULL);
+    if (!f) return;
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    uint8_t *at = memmem(buf, n, &v[3], sizeof v[3]);
+    CHECK(at != NULL);
+    if (at) {
+        at[0] ^= 1;
+        fseek(f, (long)(at - buf), SEEK_SET);
+        fwrite(at, 1, 1, f);
+    }
+    fclose(f);
+    CHECK(tool(inspect, p) == 1 && file_has("err", "CRC") && file_has("err", "crc_flip.pt"));
+}
+
 /* ---- 14: the context width comes from the tensors -------------------------------------------- */
 
 TEST(inspect_reads_the_context_width_from_the_tensors) {
@@ -529,6 +560,7 @@ int main(int argc, char **argv) {
     RUN(stride0_views_are_bounded_by_their_storage);
     RUN(embedding_values_are_bounded);
     RUN(version_record_is_checked_as_torch_does);
+    RUN(inspect_checks_crcs);
     RUN(tools_allow_unknown_globals_on_request);
     RUN(inspect_reads_the_context_width_from_the_tensors);
     RUN(outputs_respect_what_is_at_the_name);
