@@ -22,6 +22,7 @@
 #include <unistd.h>   /* defines: unlink, rmdir */
 
 #include "ckpt.h"
+#include "safetensors.h"
 #include "test_common.h"
 #include "test_util.h"
 
@@ -93,6 +94,30 @@ static inline int tio_count_entries(const char *dir) {
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
     closedir(d);
     return n;
+}
+
+/* dst <- the tensors of checkpoint src plus n_extra more (keys[i]: extra[i]), as safetensors: a
+ * model file with buffers added (a lightning checkpoint's schedule, say). */
+static inline void tio_safetensors_plus(const char *src, const char *dst, const char *const *keys,
+                                        const struct ti_tensor *extra, int n_extra) {
+    struct ti_err e = {0};
+    struct ti_state_dict *sd = NULL;
+    CHECK_OK(ti_state_dict_open(&sd, src, NULL, &e), &e);
+    if (!sd) return;
+    size_t n = ti_state_dict_count(sd);
+    struct ti_st_entry *ent = calloc(n + (size_t)n_extra, sizeof *ent);
+    CHECK(ent != NULL);
+    if (ent) {
+        for (size_t i = 0; i < n; i++) {
+            const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
+            ent[i] = (struct ti_st_entry){x->key, &x->t};
+        }
+        for (int k = 0; k < n_extra; k++)
+            ent[n + (size_t)k] = (struct ti_st_entry){keys[k], &extra[k]};
+        CHECK_OK(ti_safetensors_write(dst, ent, n + (size_t)n_extra, NULL, 0, &e), &e);
+    }
+    free(ent);
+    ti_state_dict_close(sd);
 }
 
 /* Loads "key<TAB>AxBxC<TAB>dtype" lines (tests/fixtures/keys/<name>.tsv) as a spec table. Keys are

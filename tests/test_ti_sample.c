@@ -19,6 +19,7 @@
 #include "emb_test_util.h"
 #include "embedding_io.h"
 #include "image.h"
+#include "io_test_util.h"
 #include "ldm.h"
 #include "safetensors.h"
 #include "sample_test_util.h"
@@ -402,28 +403,16 @@ TEST(config_use_ema) {
 /* dir/<name>: model.safetensors plus an "alphas_cumprod" buffer of n values in dtype dt (f32 or
  * f16) rounded from vals, as a lightning checkpoint (or its half-precision export) holds it. */
 static void write_with_schedule(const char *name, const float *vals, int n, enum ti_dtype dt) {
-    char p[512];
-    struct ti_err e = {0};
-    struct ti_state_dict *sd = NULL;
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    CHECK_OK(ti_state_dict_open(&sd, p, NULL, &e), &e);
-    if (!sd) return;
-    size_t cnt = ti_state_dict_count(sd);
-    struct ti_st_entry *ent = calloc(cnt + 1, sizeof *ent);
-    for (size_t i = 0; i < cnt; i++) {
-        const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
-        ent[i] = (struct ti_st_entry){x->key, &x->t};
-    }
+    char src[512], dst[512];
+    snprintf(src, sizeof src, "%s/model.safetensors", dir);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
     uint16_t h[1000];
     for (int i = 0; i < n; i++)
         h[i] = ti_f32_to_f16(vals[i]);
     struct ti_tensor buf = ti_tensor_view(dt == TI_DTYPE_F16 ? (void *)h : (void *)vals, dt,
                                           TI_DEVICE_CPU, 1, (int64_t[]){n});
-    ent[cnt] = (struct ti_st_entry){"alphas_cumprod", &buf};
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    CHECK_OK(ti_safetensors_write(p, ent, cnt + 1, NULL, 0, &e), &e);
-    free(ent);
-    ti_state_dict_close(sd);
+    const char *key = "alphas_cumprod";
+    tio_safetensors_plus(src, dst, &key, &buf, 1);
 }
 
 /* The schedule buffers a checkpoint stores replace the config's, as the reference's

@@ -21,6 +21,7 @@
 
 #include "ckpt.h"
 #include "h5util.h"
+#include "io_test_util.h"
 #include "safetensors.h"
 #include "schedule.h"
 #include "test_common.h"
@@ -460,28 +461,15 @@ static void write_sched_model(const char *name, enum ti_dtype dt) {
         v16[0][i] = ti_f32_to_f16(v32[0][i]);
         v16[1][i] = ti_f32_to_f16(v32[1][i]);
     }
-    char path[512];
-    model_path(path, sizeof path, 1);
-    struct ti_state_dict *sd = NULL;
-    CHECK_OK(ti_state_dict_open(&sd, path, NULL, &err), &err);
-    if (!sd) return;
-    size_t n = ti_state_dict_count(sd);
-    struct ti_st_entry *ent = calloc(n + 2, sizeof *ent);
-    for (size_t i = 0; i < n; i++) {
-        const struct ti_state_dict_entry *x = ti_state_dict_at(sd, i);
-        ent[i] = (struct ti_st_entry){x->key, &x->t};
-    }
+    char src[512], dst[512];
+    model_path(src, sizeof src, 1);
+    snprintf(dst, sizeof dst, "%s/%s", g_dir, name);
     struct ti_tensor b[2];
     static const char *const keys[2] = {"sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod"};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2; k++)
         b[k] = ti_tensor_view(dt == TI_DTYPE_F16 ? (void *)v16[k] : (void *)v32[k], dt,
                               TI_DEVICE_CPU, 1, (int64_t[]){s.T});
-        ent[n + k] = (struct ti_st_entry){keys[k], &b[k]};
-    }
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    CHECK_OK(ti_safetensors_write(path, ent, n + 2, NULL, 0, &err), &err);
-    free(ent);
-    ti_state_dict_close(sd);
+    tio_safetensors_plus(src, dst, keys, b, 2);
 }
 
 /* One forward/backward's loss (seed 9: the same timesteps and noise) on dir/<name>, or on the

@@ -119,6 +119,10 @@ const char *ti_embedding_width_name(int dim) {
     }
 }
 
+const char *ti_embedding_label(const struct ti_embedding *emb) {
+    return emb->source ? emb->source : emb->name ? emb->name : "(embedding)";
+}
+
 ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_dim,
                                    struct ti_err *err) {
     for (int i = 0; i < emb->n_terms; i++) {
@@ -127,10 +131,7 @@ ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_
         return ti_error(err, TI_ERR_SHAPE,
                         "embedding '%s' has vectors of width %d (%s); this "
                         "model expects %d (%s)",
-                        emb->source ? emb->source
-                        : emb->name ? emb->name
-                                    : "?",
-                        d, ti_embedding_width_name(d), expected_dim,
+                        ti_embedding_label(emb), d, ti_embedding_width_name(d), expected_dim,
                         ti_embedding_width_name(expected_dim));
     }
     return TI_OK;
@@ -146,11 +147,9 @@ ti_status ti_embedding_check_finite(const struct ti_embedding *emb, struct ti_er
                                 "embedding '%s': the vectors of '%s' hold %s (vector %zu, "
                                 "element %zu): the run that made it diverged; every image would "
                                 "be black",
-                                emb->source ? emb->source
-                                : emb->name ? emb->name
-                                            : "?",
-                                t->placeholder, isnan(t->vectors[k]) ? "NaN" : "an infinity",
-                                k / (size_t)t->dim, k % (size_t)t->dim);
+                                ti_embedding_label(emb), t->placeholder,
+                                isnan(t->vectors[k]) ? "NaN" : "an infinity", k / (size_t)t->dim,
+                                k % (size_t)t->dim);
     }
     return TI_OK;
 }

@@ -108,6 +108,9 @@ ti_status ti_embedding_write(const struct ti_embedding *emb, const char *path,
 
 /* Every term's width is expected_dim, else e.g. "embedding 'x.pt' has vectors of width 1024
  * (SD 2.x); this model expects 768 (SD v1)". */
+/* How messages name an embedding: the file it was read from, else its name, else
+ * "(embedding)". */
+const char *ti_embedding_label(const struct ti_embedding *emb);
 ti_status ti_embedding_check_width(const struct ti_embedding *emb, int expected_dim,
                                    struct ti_err *err);
 /* TI_ERR_INVALID naming the file and placeholder when a vector holds NaN or an infinity (a run

@@ -406,10 +406,7 @@ int ti_embedding_words_from_tokens(struct ti_embedding *emb, const struct ti_tok
             snprintf(note, cap,
                      "'%s' stores its vectors under '*' for the word '%s' (stored token %d, "
                      "where the original substitutes them): the prompt word is '%s'",
-                     emb->source ? emb->source
-                     : emb->name ? emb->name
-                                 : "(embedding)",
-                     np, (int)id, np);
+                     ti_embedding_label(emb), np, (int)id, np);
         free(t->placeholder);
         t->placeholder = np;
         renamed++;
@@ -419,7 +416,7 @@ int ti_embedding_words_from_tokens(struct ti_embedding *emb, const struct ti_tok
 
 ti_status ti_emb_manager_add_file(struct ti_emb_manager *em, const struct ti_embedding *emb,
                                   const struct ti_tokenizer *tok, struct ti_err *err) {
-    const char *src = emb->source ? emb->source : emb->name ? emb->name : "(embedding)";
+    const char *src = ti_embedding_label(emb);
     for (int i = 0; i < emb->n_terms; i++) {
         const struct ti_embedding_term *e = &emb->terms[i];
         if (e->dim != em->dim)

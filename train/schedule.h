@@ -32,7 +32,7 @@
 #include "ldm.h" /* defines: struct ti_ldm_file_schedule */
 #include "status.h"
 
-#define TI_SCHEDULE_MAX_T 1000
+#define TI_SCHEDULE_MAX_T TI_LDM_MAX_T /* the longest schedule ti reads or makes */
 
 struct ti_schedule {
     int T;

@@ -12,9 +12,9 @@
 #include <unistd.h> /* defines: isatty */
 
 #include "embedding_io.h"
-#include "fileio.h" /* defines: ti_path_has_suffix */
-#include "merge.h"
 #include "embedding_manager.h" /* defines: ti_embedding_words_from_tokens */
+#include "fileio.h"            /* defines: ti_path_has_suffix, ti_path_is_dir */
+#include "merge.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {

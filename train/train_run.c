@@ -12,7 +12,7 @@
 #include <stdio.h>  /* defines: snprintf, fopen */
 #include <stdlib.h> /* defines: malloc, free */
 #include <string.h> /* defines: strcmp, strlen */
-#include <unistd.h> /* defines: unlink, getcwd, access */
+#include <unistd.h> /* defines: unlink, getcwd */
 
 #include "context.h"      /* defines: struct ti_ctx */
 #include "embedding_io.h" /* defines: ti_embedding_write */
@@ -162,8 +162,7 @@ ti_status ti_train_write_args(const char *rundir, const char *now, int argc, cha
 
 static int has_args_file(const char *dir) {
     char p[4400];
-    if (snprintf(p, sizeof p, "%s/args.txt", dir) >= (int)sizeof p) return 0;
-    return access(p, F_OK) == 0;
+    return snprintf(p, sizeof p, "%s/args.txt", dir) < (int)sizeof p && ti_path_exists(p);
 }
 
 int ti_train_resume_folder(const char *arg, char *out, size_t cap) {
@@ -172,9 +171,9 @@ int ti_train_resume_folder(const char *arg, char *out, size_t cap) {
     while (L > 1 && out[L - 1] == '/')
         out[--L] = 0;
     int strip = 0;
-    if (!ti_path_is_dir(out) && access(out, F_OK) == 0)
-        strip = 2; /* main.py: logdir = "/".join(paths[:-2]) */
-    else if (ti_path_is_dir(out) && !has_args_file(out))
+    if (!ti_path_is_dir(out))
+        strip = ti_path_exists(out) ? 2 : 0; /* main.py: logdir = "/".join(paths[:-2]) */
+    else if (!has_args_file(out))
         strip = 1; /* RUN/checkpoints */
     char cand[4300];
     snprintf(cand, sizeof cand, "%s", out);
