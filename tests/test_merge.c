@@ -246,31 +246,26 @@ TEST(widths_files_and_formats) {
     CHECK_OK(ti_embedding_read(&m, out, &err), &err);
     CHECK(m.format == TI_EMB_A1111 && m.n_terms == 1 && token_of(&m, "*") == 265);
     ti_embedding_free(&m);
-    char sf[1024];
-    snprintf(sf, sizeof sf, "%s/w.safetensors", tmp);
-    args[0] = '\0';
-    cat(args, sizeof args,
-        "-sd --manager_ckpts %s --output_path %s --format diffusers --rename %s:*=sks",
-        FX("kohya.pt"), sf, FX("kohya.pt"));
-    CHECK(tool(args) == 0);
-    CHECK_OK(ti_embedding_read(&m, sf, &err), &err);
-    CHECK(m.format == TI_EMB_DIFFUSERS && m.n_terms == 1 && !strcmp(m.terms[0].placeholder, "sks"));
-    CHECK(same_vectors(&m, "sks", FX("kohya.pt"), "*"));
-    ti_embedding_free(&m);
-    /* an existing folder: FOLDER/learned_embeds.safetensors, as ti-convert writes it */
-    char fold[1024], inner[1100];
-    snprintf(fold, sizeof fold, "%s/dfold", tmp);
-    snprintf(inner, sizeof inner, "%s/learned_embeds.safetensors", fold);
-    CHECK(mkdir(fold, 0755) == 0);
-    args[0] = '\0';
-    cat(args, sizeof args,
-        "-sd --manager_ckpts %s --output_path %s --format diffusers --rename %s:*=sks",
-        FX("kohya.pt"), fold, FX("kohya.pt"));
-    CHECK(tool(args) == 0);
-    CHECK_OK(ti_embedding_read(&m, inner, &err), &err);
-    CHECK(m.format == TI_EMB_DIFFUSERS && m.n_terms == 1 &&
-          same_vectors(&m, "sks", FX("kohya.pt"), "*"));
-    ti_embedding_free(&m);
+    /* a .safetensors path, and an existing folder: FOLDER/learned_embeds.safetensors, as
+     * ti-convert writes it */
+    char outs[2][1024], reads[2][1100];
+    snprintf(outs[0], sizeof outs[0], "%s/w.safetensors", tmp);
+    snprintf(reads[0], sizeof reads[0], "%s", outs[0]);
+    snprintf(outs[1], sizeof outs[1], "%s/dfold", tmp);
+    snprintf(reads[1], sizeof reads[1], "%s/learned_embeds.safetensors", outs[1]);
+    CHECK(mkdir(outs[1], 0755) == 0);
+    for (int k = 0; k < 2; k++) {
+        args[0] = '\0';
+        cat(args, sizeof args,
+            "-sd --manager_ckpts %s --output_path %s --format diffusers --rename %s:*=sks",
+            FX("kohya.pt"), outs[k], FX("kohya.pt"));
+        CHECK(tool(args) == 0);
+        CHECK_OK(ti_embedding_read(&m, reads[k], &err), &err);
+        CHECK(m.format == TI_EMB_DIFFUSERS && m.n_terms == 1 &&
+              !strcmp(m.terms[0].placeholder, "sks"));
+        CHECK(same_vectors(&m, "sks", FX("kohya.pt"), "*"));
+        ti_embedding_free(&m);
+    }
 }
 
 TEST(usage_errors) {
