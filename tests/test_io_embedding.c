@@ -9,6 +9,7 @@
 #include "embedding_io.h"
 #include "io_test_util.h"
 #include "test_common.h"
+#include "torchfile.h"
 #include "zip.h"
 
 static const char *tmp;
@@ -432,6 +433,69 @@ TEST(failed_writes_leave_nothing) {
     ti_embedding_free(&named);
 }
 
+/* A file ti reads as a diffusers output folder, an empty file, and a peer file whose
+ * string_to_token names a placeholder that string_to_param lacks (the original's KeyError). */
+TEST(folders_empty_files_and_disagreeing_keys) {
+    struct ti_embedding e, want;
+    struct ti_err err = {0};
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/my_concept", tmp);
+    CHECK(mkdir(dir, 0755) == 0);
+    expect_read_error(dir, TI_ERR_NOT_FOUND, "without learned_embeds.safetensors");
+    size_t n;
+    uint8_t *bin = tio_read(tio_fixture("diffusers_2d.bin"), &n);
+    CHECK(bin && tio_write(tio_path(dir, "learned_embeds.bin"), bin, n));
+    free(bin);
+    CHECK_OK(ti_embedding_read(&want, tio_fixture("diffusers_2d.bin"), &err), &err);
+    CHECK_OK(ti_embedding_read(&e, dir, &err), &err);
+    CHECK(e.format == TI_EMB_DIFFUSERS && same_embedding(&want, &e, 0) &&
+          !strcmp(e.terms[0].placeholder, want.terms[0].placeholder) &&
+          !strcmp(e.name, "my_concept") && strstr(e.source, "my_concept/learned_embeds.bin"));
+    ti_embedding_free(&e);
+    ti_embedding_free(&want);
+    /* with both, the .safetensors (as diffusers prefers it) */
+    bin = tio_read(tio_fixture("learned_embeds.safetensors"), &n);
+    CHECK(bin && tio_write(tio_path(dir, "learned_embeds.safetensors"), bin, n));
+    free(bin);
+    CHECK_OK(ti_embedding_read(&want, tio_fixture("learned_embeds.safetensors"), &err), &err);
+    CHECK_OK(ti_embedding_read(&e, dir, &err), &err);
+    CHECK(same_embedding(&want, &e, 0) && !strcmp(e.name, "my_concept") &&
+          strstr(e.source, "learned_embeds.safetensors"));
+    ti_embedding_free(&e);
+    ti_embedding_free(&want);
+
+    const char *empty = tio_path(tmp, "empty.pt");
+    CHECK(tio_write(empty, "", 0));
+    expect_read_error(empty, TI_ERR_FORMAT, "is empty (0 bytes)");
+
+    static float v[8];
+    struct ti_torch_writer w;
+    ti_torch_writer_init(&w);
+    struct ti_pkw *pk = &w.pk;
+    ti_pkw_proto(pk, 2);
+    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
+    ti_pkw_op(pk, TI_PK_MARK);
+    ti_pkw_str(pk, "string_to_token");
+    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
+    ti_pkw_op(pk, TI_PK_MARK);
+    ti_pkw_str(pk, "*");
+    ti_pkw_int(pk, 265);
+    ti_pkw_str(pk, "sks");
+    ti_pkw_int(pk, 48136);
+    ti_pkw_op(pk, TI_PK_SETITEMS);
+    ti_pkw_str(pk, "string_to_param");
+    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
+    ti_pkw_str(pk, "*");
+    struct ti_tensor t = ti_tensor_view(v, TI_DTYPE_F32, TI_DEVICE_CPU, 2, (int64_t[]){1, 8});
+    CHECK_OK(ti_torch_writer_tensor(&w, &t, 1, &err), &err);
+    ti_pkw_op(pk, TI_PK_SETITEM);
+    ti_pkw_op(pk, TI_PK_SETITEMS);
+    const char *p = tio_path(tmp, "disagree.pt");
+    CHECK_OK(ti_torch_writer_save(&w, p, &err), &err);
+    ti_torch_writer_free(&w);
+    expect_read_error(p, TI_ERR_FORMAT, "string_to_token has the placeholder 'sks'");
+}
+
 int main(void) {
     tmp = tio_tmpdir();
     RUN(files_written_by_torch);
@@ -439,6 +503,7 @@ int main(void) {
     RUN(round_trips_bit_exact);
     RUN(a1111_file_layout);
     RUN(failed_writes_leave_nothing);
+    RUN(folders_empty_files_and_disagreeing_keys);
     tio_rmrf(tmp);
     return tc_finish();
 }

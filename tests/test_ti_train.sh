@@ -558,6 +558,8 @@ bad)
             data.params.train.params.size=null
         expect_fail "several GPUs in one process" 2 "--gpus .*mpirun" -- "$TT" $B --data_root "$FIX/imgs" --gpus 0,3
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
+        expect_fail "Lightning flag ti does not map" 2 "--max_epochs' is a PyTorch Lightning Trainer flag.*--max_steps" -- \
+            "$TT" $B --data_root "$FIX/imgs" --max_epochs 3
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
         expect_fail "fp16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision fp16
         # bf16 runs on the CPU (autograd/cpu/bf16.c): one step, a finite loss, an embedding file

@@ -150,6 +150,31 @@ static int fail(char *msg, size_t cap, const char *fmt, ...) {
     return -1;
 }
 
+/* The Trainer flags main.py accepts through Trainer.add_argparse_args (PyTorch Lightning 1.x)
+ * that ti-train does not map: named as such instead of "unknown". */
+static int is_lightning_flag(const char *flag) {
+    static const char pl[] =
+        " --max_epochs --min_epochs --min_steps --max_time --check_val_every_n_epoch"
+        " --val_check_interval --limit_train_batches --limit_val_batches --limit_test_batches"
+        " --log_every_n_steps --gradient_clip_val --gradient_clip_algorithm --num_nodes"
+        " --num_processes --devices --accelerator --strategy --tpu_cores --ipus"
+        " --auto_select_gpus --benchmark --deterministic --fast_dev_run --overfit_batches"
+        " --num_sanity_val_steps --resume_from_checkpoint --default_root_dir"
+        " --enable_checkpointing --checkpoint_callback --enable_progress_bar"
+        " --progress_bar_refresh_rate --enable_model_summary --weights_summary"
+        " --track_grad_norm --amp_backend --amp_level --auto_lr_find --auto_scale_batch_size"
+        " --replace_sampler_ddp --detect_anomaly --profiler --reload_dataloaders_every_n_epochs"
+        " --sync_batchnorm --logger --plugins --move_metrics_to_cpu"
+        " --multiple_trainloader_mode --stochastic_weight_avg --terminate_on_nan"
+        " --flush_logs_every_n_steps --prepare_data_per_node --process_position"
+        " --weights_save_path ";
+    size_t n = strlen(flag);
+    if (n < 3) return 0;
+    for (const char *p = strstr(pl, flag); p; p = strstr(p + 1, flag))
+        if (p[-1] == ' ' && p[n] == ' ') return 1;
+    return 0;
+}
+
 /* A dot-list override: "a.b=c" with a key that starts with a letter or '_'. */
 static int is_override(const char *s) {
     const char *eq = strchr(s, '=');
@@ -423,6 +448,13 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
         for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
             if (!strcmp(flag, flags[k].lng) || (flags[k].shrt && !strcmp(flag, flags[k].shrt)))
                 fl = &flags[k];
+        if (!fl && is_lightning_flag(flag))
+            return fail(msg, cap,
+                        "'%s' is a PyTorch Lightning Trainer flag that ti-train does not take: "
+                        "it maps only --max_steps, --accumulate_grad_batches, --precision and "
+                        "--gpus (one epoch of the original is images x data.params.train.params."
+                        "repeats (100) / batch_size steps; stop with --max_steps)",
+                        flag);
         if (!fl)
             return fail(msg, cap,
                         "unknown flag '%s' (see --help; config keys are set as "

@@ -282,6 +282,20 @@ ti_status ti_embedding_from_torch(struct ti_embedding *emb, const struct ti_torc
             token_of(tok, &id);
             TI_TRY_GOTO(st, add_tensor_term(emb, what, k->u.str.s, id, &v->u.tensor.t, err));
         }
+        /* the original's EmbeddingManager substitutes every string_to_token key with
+         * string_to_param[key]: a key without vectors is its KeyError at the first prompt */
+        if (s2t && s2t->kind == TI_PY_DICT)
+            for (size_t i = 0; i < ti_py_dict_len(s2t); i++) {
+                const struct ti_py *k = ti_py_dict_key(s2t, i);
+                if (k->kind == TI_PY_STR && !ti_py_dict_get(params, k->u.str.s)) {
+                    st = ti_error(err, TI_ERR_FORMAT,
+                                  "'%s': string_to_token has the placeholder '%s' but "
+                                  "string_to_param has no vectors for it (the original fails "
+                                  "with KeyError '%s'); the two dicts must have the same keys",
+                                  what, k->u.str.s, k->u.str.s);
+                    goto fail;
+                }
+            }
         emb->format = peer ? TI_EMB_PEER : TI_EMB_A1111;
         TI_TRY_GOTO(st, meta_str(root, "name", &emb->name, what, err));
         TI_TRY_GOTO(st, meta_str(root, "sd_checkpoint", &emb->sd_checkpoint, what, err));
@@ -361,12 +375,36 @@ ti_status ti_embedding_read(struct ti_embedding *emb, const char *path, struct t
 ti_status ti_embedding_read_flags(struct ti_embedding *emb, const char *path, unsigned flags,
                                   struct ti_err *err) {
     struct ti_fmap m;
-    char stem[256];
+    char stem[256], inner[4096];
     ti_embedding_init(emb);
     ti_path_stem(path, stem, sizeof stem);
-    TI_TRY(ti_fmap_open(&m, path, err));
+    const char *file = path;
+    if (ti_path_is_dir(path)) {
+        /* a diffusers textual-inversion output folder (what load_textual_inversion takes): its
+         * learned_embeds.safetensors, else learned_embeds.bin; the folder names the embedding */
+        static const char *const names[] = {"learned_embeds.safetensors", "learned_embeds.bin"};
+        file = NULL;
+        for (size_t i = 0; i < sizeof names / sizeof *names && !file; i++) {
+            if (snprintf(inner, sizeof inner, "%s/%s", path, names[i]) >= (int)sizeof inner)
+                return ti_error(err, TI_ERR_INVALID, "'%s': path too long", path);
+            if (ti_path_is_file(inner)) file = inner;
+        }
+        if (!file)
+            return ti_error(err, TI_ERR_NOT_FOUND,
+                            "'%s' is a folder without learned_embeds.safetensors or "
+                            "learned_embeds.bin; expected an embedding file or a diffusers "
+                            "textual-inversion folder",
+                            path);
+    }
+    TI_TRY(ti_fmap_open(&m, file, err));
+    path = file;
     ti_status st;
-    if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
+    if (m.size == 0) {
+        st = ti_error(err, TI_ERR_FORMAT,
+                      "'%s' is empty (0 bytes); expected an embedding file (a torch .pt/.bin or "
+                      "a .safetensors file)",
+                      path);
+    } else if (ti_torchfile_sniff(m.data, m.size) != TI_TORCH_NONE) {
         struct ti_torchfile *tf;
         st = ti_torchfile_open_mem(&tf, m.data, m.size, path,
                                    TI_TORCH_VERIFY_CRC | (flags & TI_TORCH_ALLOW_UNKNOWN_GLOBALS),
