@@ -491,6 +491,11 @@ EOF
     wait
     check "four runs side by side, four folders ($(ls "$TMP/dr7" | tr '\n' ' '))" [ "$(ls "$TMP/dr7" | wc -l)" -eq 4 ]
     check "each side-by-side run names its own folder" [ "$(sed -n 's/.*written to \(.*\)\/data\/;.*/\1/p' "$TMP"/par[1-4] | sort -u | wc -l)" -eq 4 ]
+    # -n a/b: the run in a folder of its own, as the peer's os.makedirs makes it
+    "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr8" -n grp/run1 >/dev/null 2>"$TMP/err"
+    rc=$?
+    check "-n grp/run1: exit status $rc ($(tail -n 2 "$TMP/err"))" [ $rc -eq 0 ]
+    check "-n grp/run1: LOGDIR/<now>_grp/run1/configs" bash -c "ls -d '$TMP'/dr8/*_grp/run1/configs >/dev/null"
     # --templates: every caption comes from the file's two templates
     printf '# two frames\na drawing of a {}\nthe [name] on a shelf\n' >"$TMP/tmpl.txt"
     "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr4" \

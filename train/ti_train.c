@@ -150,6 +150,14 @@ static int fail_run(struct ti_train_run *r, const struct ti_err *err) {
  * and imgdir follow. */
 static ti_status claim_run_dir(struct ti_train_run *r, struct ti_err *err) {
     TI_TRY(ti_mkdirs(r->a.logdir, err));
+    /* -n a/b: the peer's os.makedirs makes RUN_a/b, the run in a folder of its own */
+    char parent[sizeof r->rundir];
+    snprintf(parent, sizeof parent, "%s", r->rundir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash > parent + strlen(r->a.logdir)) {
+        *slash = 0;
+        TI_TRY(ti_mkdirs(parent, err));
+    }
     for (int k = 1; mkdir(r->rundir, 0777) != 0; k++) {
         if (errno != EEXIST || k >= 1000)
             return ti_error(err, TI_ERR_IO, "cannot create the run folder %s: %s", r->rundir,
