@@ -24,6 +24,7 @@
 #include "ckpt.h"
 #include "safetensors.h"
 #include "test_common.h"
+#include "torchfile.h"
 #include "test_util.h"
 
 #define TIO_FIXTURES "tests/fixtures/io"
@@ -94,6 +95,48 @@ static inline int tio_count_entries(const char *dir) {
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
     closedir(d);
     return n;
+}
+
+/* A torch embedding file written op by op: string_to_token {tok[i]: id[i]} (plain ints, as
+ * A1111 writes them), string_to_param {par[j]: 1x8 zeros}, and, when gm is not NULL, an entry
+ * "extra" = REDUCE(gm.gn, ()) - a global in an otherwise real file. */
+static inline void tio_embedding_pickle(const char *path, int n_tok, const char *const *tok,
+                                        const int64_t *id, int n_par, const char *const *par,
+                                        const char *gm, const char *gn) {
+    static float v[8];
+    struct ti_torch_writer w;
+    struct ti_err err = {0};
+    ti_torch_writer_init(&w);
+    struct ti_pkw *pk = &w.pk;
+    ti_pkw_proto(pk, 2);
+    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
+    ti_pkw_op(pk, TI_PK_MARK);
+    ti_pkw_str(pk, "string_to_token");
+    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
+    ti_pkw_op(pk, TI_PK_MARK);
+    for (int i = 0; i < n_tok; i++) {
+        ti_pkw_str(pk, tok[i]);
+        ti_pkw_int(pk, id[i]);
+    }
+    ti_pkw_op(pk, TI_PK_SETITEMS);
+    ti_pkw_str(pk, "string_to_param");
+    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
+    ti_pkw_op(pk, TI_PK_MARK);
+    for (int j = 0; j < n_par; j++) {
+        ti_pkw_str(pk, par[j]);
+        struct ti_tensor t = ti_tensor_view(v, TI_DTYPE_F32, TI_DEVICE_CPU, 2, (int64_t[]){1, 8});
+        CHECK_OK(ti_torch_writer_tensor(&w, &t, 1, &err), &err);
+    }
+    ti_pkw_op(pk, TI_PK_SETITEMS);
+    if (gm) {
+        ti_pkw_str(pk, "extra");
+        ti_pkw_global(pk, gm, gn);
+        ti_pkw_op(pk, TI_PK_EMPTY_TUPLE);
+        ti_pkw_op(pk, TI_PK_REDUCE);
+    }
+    ti_pkw_op(pk, TI_PK_SETITEMS);
+    CHECK_OK(ti_torch_writer_save(&w, path, &err), &err);
+    ti_torch_writer_free(&w);
 }
 
 /* dst <- the tensors of checkpoint src plus n_extra more (keys[i]: extra[i]), as safetensors: a

@@ -9,7 +9,6 @@
 #include "embedding_io.h"
 #include "io_test_util.h"
 #include "test_common.h"
-#include "torchfile.h"
 #include "zip.h"
 
 static const char *tmp;
@@ -468,31 +467,9 @@ TEST(folders_empty_files_and_disagreeing_keys) {
     CHECK(tio_write(empty, "", 0));
     expect_read_error(empty, TI_ERR_FORMAT, "is empty (0 bytes)");
 
-    static float v[8];
-    struct ti_torch_writer w;
-    ti_torch_writer_init(&w);
-    struct ti_pkw *pk = &w.pk;
-    ti_pkw_proto(pk, 2);
-    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
-    ti_pkw_op(pk, TI_PK_MARK);
-    ti_pkw_str(pk, "string_to_token");
-    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
-    ti_pkw_op(pk, TI_PK_MARK);
-    ti_pkw_str(pk, "*");
-    ti_pkw_int(pk, 265);
-    ti_pkw_str(pk, "sks");
-    ti_pkw_int(pk, 48136);
-    ti_pkw_op(pk, TI_PK_SETITEMS);
-    ti_pkw_str(pk, "string_to_param");
-    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
-    ti_pkw_str(pk, "*");
-    struct ti_tensor t = ti_tensor_view(v, TI_DTYPE_F32, TI_DEVICE_CPU, 2, (int64_t[]){1, 8});
-    CHECK_OK(ti_torch_writer_tensor(&w, &t, 1, &err), &err);
-    ti_pkw_op(pk, TI_PK_SETITEM);
-    ti_pkw_op(pk, TI_PK_SETITEMS);
     const char *p = tio_path(tmp, "disagree.pt");
-    CHECK_OK(ti_torch_writer_save(&w, p, &err), &err);
-    ti_torch_writer_free(&w);
+    tio_embedding_pickle(p, 2, (const char *[]){"*", "sks"}, (const int64_t[]){265, 48136}, 1,
+                         (const char *[]){"*"}, NULL, NULL);
     expect_read_error(p, TI_ERR_FORMAT, "string_to_token has the placeholder 'sks'");
 }
 

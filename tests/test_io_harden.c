@@ -130,36 +130,11 @@ static const char *archive(const char *name, const struct ti_pkw *pk, const void
     return p;
 }
 
-/* An a1111 embedding whose `name` is REDUCE(module.name, ()) - a global in an otherwise real
- * file. */
+/* An a1111 embedding with an entry REDUCE(m.n, ()) - a global in an otherwise real file. */
 static const char *a1111_with_global(const char *file, const char *m, const char *n) {
-    static float v[8];
-    struct ti_torch_writer w;
-    struct ti_err err = {0};
-    ti_torch_writer_init(&w);
-    struct ti_pkw *pk = &w.pk;
-    ti_pkw_proto(pk, 2);
-    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
-    ti_pkw_op(pk, TI_PK_MARK);
-    ti_pkw_str(pk, "string_to_token");
-    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
-    ti_pkw_str(pk, "*");
-    ti_pkw_int(pk, 265);
-    ti_pkw_op(pk, TI_PK_SETITEM);
-    ti_pkw_str(pk, "string_to_param");
-    ti_pkw_op(pk, TI_PK_EMPTY_DICT);
-    ti_pkw_str(pk, "*");
-    struct ti_tensor t = ti_tensor_view(v, TI_DTYPE_F32, TI_DEVICE_CPU, 2, (int64_t[]){1, 8});
-    CHECK_OK(ti_torch_writer_tensor(&w, &t, 1, &err), &err);
-    ti_pkw_op(pk, TI_PK_SETITEM);
-    ti_pkw_str(pk, "extra");
-    ti_pkw_global(pk, m, n);
-    ti_pkw_op(pk, TI_PK_EMPTY_TUPLE);
-    ti_pkw_op(pk, TI_PK_REDUCE);
-    ti_pkw_op(pk, TI_PK_SETITEMS);
     const char *p = tio_path(tmp, file);
-    CHECK_OK(ti_torch_writer_save(&w, p, &err), &err);
-    ti_torch_writer_free(&w);
+    tio_embedding_pickle(p, 1, (const char *[]){"*"}, (const int64_t[]){265}, 1,
+                         (const char *[]){"*"}, m, n);
     return p;
 }
 
