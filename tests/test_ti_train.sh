@@ -491,6 +491,19 @@ EOF
     wait
     check "four runs side by side, four folders ($(ls "$TMP/dr7" | tr '\n' ' '))" [ "$(ls "$TMP/dr7" | wc -l)" -eq 4 ]
     check "each side-by-side run names its own folder" [ "$(sed -n 's/.*written to \(.*\)\/data\/;.*/\1/p' "$TMP"/par[1-4] | sort -u | wc -l)" -eq 4 ]
+    # --max_epochs: PL stops at whichever of max_steps and max_epochs comes first; an epoch is
+    # 4 images x 100 repeats / batch 2 = 200 micro-batches, with accumulation 3 ceil(200/3) = 67
+    # optimizer steps (PL steps at the epoch's end)
+    for ex in "1 500 1:200" "2 500 3:134" "3 50 1:50"; do
+        set -- $ex
+        acc=${3%%:*} want=${3#*:}
+        "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr9" --max_epochs "$1" \
+            --max_steps "$2" --accumulate_grad_batches "$acc" >"$TMP/out" 2>"$TMP/err"
+        check "--max_epochs $1 --max_steps $2 (accumulate $acc): $want steps ($(tail -n 1 "$TMP/out"))" \
+            grep -q "; $want steps;" "$TMP/out"
+    done
+    check "--max_epochs: in the run's lightning config" \
+        bash -c "grep -q 'max_epochs: 3' '$TMP'/dr9/*/configs/*-lightning.yaml"
     # -n a/b: the run in a folder of its own, as the peer's os.makedirs makes it
     "$TT" --base "$SD_CFG" --dry_run --data_root "$FIX/imgs" -l "$TMP/dr8" -n grp/run1 >/dev/null 2>"$TMP/err"
     rc=$?
@@ -563,8 +576,8 @@ bad)
             data.params.train.params.size=null
         expect_fail "several GPUs in one process" 2 "--gpus .*mpirun" -- "$TT" $B --data_root "$FIX/imgs" --gpus 0,3
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
-        expect_fail "Lightning flag ti does not map" 2 "--max_epochs' is a PyTorch Lightning Trainer flag.*--max_steps" -- \
-            "$TT" $B --data_root "$FIX/imgs" --max_epochs 3
+        expect_fail "Lightning flag ti does not map" 2 "--min_epochs' is a PyTorch Lightning Trainer flag.*--max_steps" -- \
+            "$TT" $B --data_root "$FIX/imgs" --min_epochs 3
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x
         expect_fail "fp16 on the CPU" 2 "--precision" -- "$TT" $B --data_root "$FIX/imgs" --precision fp16
         # bf16 runs on the CPU (autograd/cpu/bf16.c): one step, a finite loss, an embedding file

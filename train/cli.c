@@ -42,6 +42,9 @@ void ti_train_usage(FILE *f) {
         "                             model whose text encoder knows other words (models/tiny-*\n"
         "                             ship theirs as templates.txt)\n"
         "  --max_steps N              optimizer steps (lightning.trainer.max_steps)\n"
+        "  --max_epochs N             stop after N epochs if that comes first\n"
+        "                             (lightning.trainer.max_epochs; an epoch is images x\n"
+        "                             repeats / batch_size micro-batches)\n"
         "  --accumulate_grad_batches K  micro-batches per optimizer step\n"
         "  --scale_lr [BOOL]          lr = accumulate * gpus * batch * base_lr (default true)\n"
         "  --lr_scheduler NAME        (ti) how the LR changes over the --max_steps steps, as in\n"
@@ -154,7 +157,7 @@ static int fail(char *msg, size_t cap, const char *fmt, ...) {
  * that ti-train does not map: named as such instead of "unknown". */
 static int is_lightning_flag(const char *flag) {
     static const char pl[] =
-        " --max_epochs --min_epochs --min_steps --max_time --check_val_every_n_epoch"
+        " --min_epochs --min_steps --max_time --check_val_every_n_epoch"
         " --val_check_interval --limit_train_batches --limit_val_batches --limit_test_batches"
         " --log_every_n_steps --gradient_clip_val --gradient_clip_algorithm --num_nodes"
         " --num_processes --devices --accelerator --strategy --tpu_cores --ipus"
@@ -260,6 +263,7 @@ enum {
     ID_SCALE,
     ID_DDIN,
     ID_MAXSTEPS,
+    ID_MAXEPOCHS,
     ID_ACCUM,
     ID_RESUME,
     ID_PREC,
@@ -289,6 +293,7 @@ static const struct flag flags[] = {
     {"--scale_lr", NULL, F_BOOL, ID_SCALE},
     {"--datadir_in_name", NULL, F_BOOL, ID_DDIN},
     {"--max_steps", NULL, F_STR, ID_MAXSTEPS},
+    {"--max_epochs", NULL, F_STR, ID_MAXEPOCHS},
     {"--accumulate_grad_batches", NULL, F_STR, ID_ACCUM},
     {"--resume", "-r", F_STR, ID_RESUME},
     {"--precision", NULL, F_STR, ID_PREC},
@@ -352,6 +357,7 @@ static int set_str(struct ti_train_args *a, int id, const char *flag, const char
         break;
     case ID_WARMUP: return set_long(&a->lr_warmup_steps, flag, v, 0, 1000000000L, msg, cap);
     case ID_MAXSTEPS: return set_long(&a->max_steps, flag, v, 1, 1000000000L, msg, cap);
+    case ID_MAXEPOCHS: return set_long(&a->max_epochs, flag, v, 1, 1000000000L, msg, cap);
     case ID_ACCUM: return set_long(&a->accumulate_grad_batches, flag, v, 1, 1000000L, msg, cap);
     case ID_RESUME:
         if (!*v) return fail(msg, cap, "%s: expected a run folder, found an empty string", flag);
@@ -400,6 +406,7 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
     a->scale_lr = 1;
     a->datadir_in_name = 1;
     a->max_steps = -1;
+    a->max_epochs = -1;
     a->accumulate_grad_batches = -1;
     a->format = TI_EMB_A1111;
     int name_given = 0;
@@ -451,9 +458,8 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
         if (!fl && is_lightning_flag(flag))
             return fail(msg, cap,
                         "'%s' is a PyTorch Lightning Trainer flag that ti-train does not take: "
-                        "it maps only --max_steps, --accumulate_grad_batches, --precision and "
-                        "--gpus (one epoch of the original is images x data.params.train.params."
-                        "repeats (100) / batch_size steps; stop with --max_steps)",
+                        "it maps only --max_steps, --max_epochs, --accumulate_grad_batches, "
+                        "--precision and --gpus",
                         flag);
         if (!fl)
             return fail(msg, cap,

@@ -68,6 +68,7 @@ struct ti_train_args {
     const char *overrides[TI_TRAIN_MAX_OVERRIDES]; /* key.path=value, in order */
     int n_overrides;
     long max_steps;               /* --max_steps; -1 = not given */
+    long max_epochs;              /* --max_epochs; -1 = not given */
     long accumulate_grad_batches; /* --accumulate_grad_batches; -1 = not given */
     const char *resume;           /* --resume RUN_FOLDER or NULL */
     enum ti_train_precision precision;

@@ -55,6 +55,8 @@ ti_status ti_train_config_build(struct ti_train_setup *s, const struct ti_train_
                                      a->accumulate_grad_batches));
     if (a->gpus)
         TI_TRY_GOTO(st, ti_yaml_set_str(d, "lightning.trainer.gpus", a->gpus, "--gpus", err));
+    if (a->max_epochs > 0)
+        TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.max_epochs", a->max_epochs));
     if (a->max_steps > 0)
         TI_TRY_GOTO(st, override_fmt(d, err, "lightning.trainer.max_steps", a->max_steps));
     if (a->precision_given && a->precision == TI_PREC_FP16)
