@@ -78,6 +78,38 @@ static int64_t token_of(const struct ti_embedding *e, const char *placeholder) {
     return -2;
 }
 
+/* The peer's merge copies a new string's stored token as it is, whatever -sd says: an SD file
+ * merged without -sd keeps CLIP's 265 for '*', an LDM file with -sd keeps BERT's 1008 (it used
+ * to be re-tokenized, which broke both); diffusers output names a '*' stored for another word
+ * by that word. */
+TEST(stored_token_ids_are_copied) {
+    static const struct {
+        const char *fx, *flags;
+        int64_t token;
+    } cases[] = {
+        {FX("peer_dict.pt"), "", 265},
+        {FX("a1111_f32.pt"), "", 265},
+        {FX("peer_ldm_1280.pt"), "-sd", 1008},
+        {FX("peer_ldm_1280.pt"), "", 1008},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[1024], args[2048];
+        snprintf(out, sizeof out, "%s/kept%zu.pt", tmp, i);
+        snprintf(args, sizeof args, "%s --manager_ckpts %s --output_path %s", cases[i].flags,
+                 cases[i].fx, out);
+        CHECK(tool(args) == 0);
+        struct ti_embedding m;
+        struct ti_err err = {0};
+        CHECK_OK(ti_embedding_read(&m, out, &err), &err);
+        if (err.msg[0]) continue;
+        CHECK(m.n_terms == 1 && token_of(&m, "*") == cases[i].token);
+        if (token_of(&m, "*") != cases[i].token)
+            fprintf(stderr, "  %s %s: '*' has token %lld, want %lld\n", cases[i].fx, cases[i].flags,
+                    (long long)token_of(&m, "*"), (long long)cases[i].token);
+        ti_embedding_free(&m);
+    }
+}
+
 /* ---- the tool ------------------------------------------------------------------------------ */
 
 TEST(merge_every_format_sd) {
@@ -396,6 +428,7 @@ int main(int argc, char **argv) {
     }
     merge = argv[1];
     tmp = tio_tmpdir();
+    RUN(stored_token_ids_are_copied);
     RUN(merge_every_format_sd);
     RUN(merge_ldm_recomputes_bert_ids);
     RUN(conflicts_without_a_terminal);

@@ -145,11 +145,19 @@ static int merge_warns(const char *fx, const char *flag, const char *needle) {
     return ok;
 }
 
+/* Stored ids are copied (the peer's merge), so only a renamed term's id comes from the chosen
+ * tokenizer: the warning is for those, when the width says the other model. */
 TEST(tool_warns_about_the_tokenizer) {
-    CHECK(merge_warns("tests/fixtures/io/a1111_f32.pt", "", "pass -sd"));
-    CHECK(merge_warns("tests/fixtures/io/a1111_f32.pt", "-sd", NULL));
-    CHECK(merge_warns("tests/fixtures/io/peer_ldm_1280.pt", "-sd", "drop -sd"));
-    CHECK(merge_warns("tests/fixtures/io/peer_ldm_1280.pt", "", NULL));
+#define SD_FX  "tests/fixtures/io/a1111_f32.pt"
+#define LDM_FX "tests/fixtures/io/peer_ldm_1280.pt"
+    CHECK(merge_warns(SD_FX, "", NULL));
+    CHECK(merge_warns(SD_FX, "--rename " SD_FX ":*=cat", "pass -sd"));
+    CHECK(merge_warns(SD_FX, "-sd --rename " SD_FX ":*=cat", NULL));
+    CHECK(merge_warns(LDM_FX, "-sd", NULL));
+    CHECK(merge_warns(LDM_FX, "-sd --rename " LDM_FX ":*=cat", "drop -sd"));
+    CHECK(merge_warns(LDM_FX, "--rename " LDM_FX ":*=cat", NULL));
+#undef SD_FX
+#undef LDM_FX
 }
 
 int main(int argc, char **argv) {

@@ -8,6 +8,7 @@
 void ti_merge_init(struct ti_merge *m) {
     ti_embedding_init(&m->emb);
     m->term_src = NULL;
+    m->computed_ids = 0;
 }
 
 void ti_merge_free(struct ti_merge *m) {
@@ -86,8 +87,9 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
     int n = e->n_terms;
     char **names = calloc((size_t)(n ? n : 1), sizeof *names);
     int32_t *ids = calloc((size_t)(n ? n : 1), sizeof *ids);
+    char *computed = calloc((size_t)(n ? n : 1), 1);
     ti_status st = TI_OK;
-    if (!names || !ids) {
+    if (!names || !ids || !computed) {
         st = ti_error(err, TI_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -140,7 +142,11 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
             /* 3. one token for this tokenizer */
             struct ti_err terr = {0};
             int32_t id;
-            ti_status ts = ti_tokenizer_single_token(&id, o->tok, s, &terr);
+            /* the peer copies a new string's stored token as it is; a renamed string, an
+             * answer, and a term stored without one (diffusers, kohya) get `tok`'s */
+            int stored = !rn && round == 0 && t->token >= 0 && t->token <= INT32_MAX;
+            ti_status ts = stored ? (id = (int32_t)t->token, TI_OK)
+                                  : ti_tokenizer_single_token(&id, o->tok, s, &terr);
             const char *user = taken_by(m, (const char *const *)names, i, path, s);
             const char *as = NULL; /* the other spelling of the same token */
             if (ts == TI_OK && !user) user = token_taken_by(m, names, ids, i, path, id, &as);
@@ -154,6 +160,7 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
                 }
                 if (!answer) memcpy(names[i], s, strlen(s) + 1);
                 ids[i] = id;
+                computed[i] = !stored;
                 break;
             }
             if (ts == TI_ERR_NOMEM) {
@@ -233,12 +240,14 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
             goto done;
         }
         m->term_src[m->emb.n_terms - 1] = p;
+        m->computed_ids += computed[i];
     }
 done:
     for (int i = 0; names && i < n; i++)
         free(names[i]);
     free(names);
     free(ids);
+    free(computed);
     return st;
 }
 

@@ -15,10 +15,12 @@
  *      applies to one occurrence of its file, the first not yet renamed (a file given twice);
  *   2. the vectors must have the width of the terms merged so far: otherwise an error naming
  *      both files and both widths (the peer never checks, and writes an unusable file);
- *   3. the placeholder must be a single token for `tok` (ti_tokenizer_single_token, the peer's
- *      rule); its token id is recomputed with `tok` (files from another tokenizer carry other
- *      ids, and a1111/kohya/diffusers files carry none or a dummy);
- *   4. it must not be a placeholder merged already.
+ *   3. its token id: the one the file stores, copied as the peer copies it; for a renamed
+ *      string, an answer to a prompt, or a term stored without an id (diffusers, kohya), the
+ *      string must be a single token for `tok` (ti_tokenizer_single_token, the peer's rule) and
+ *      its id is `tok`'s;
+ *   4. it must not be a placeholder merged already (nor, a ti check, its token under another
+ *      name).
  * When 3 or 4 fails for a string that came from a file, `ask` (when set) is asked for a
  * replacement with the peer's prompts, verbatim: "Placeholder string <s> was already used.
  * Please enter a replacement string: " for a conflict, "Placeholder string '<new>' maps to more
@@ -61,8 +63,9 @@ struct ti_merge_opts {
 };
 
 struct ti_merge {
-    struct ti_embedding emb; /* the merged terms, tokens recomputed */
+    struct ti_embedding emb; /* the merged terms */
     char **term_src;         /* (emb.n_terms): the file each term came from */
+    int computed_ids;        /* how many of their token ids came from the tokenizer */
 };
 
 void ti_merge_init(struct ti_merge *m);

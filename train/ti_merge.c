@@ -34,10 +34,12 @@ static void usage(FILE *f) {
         "  --manager_ckpts FILE ...  the embedding files to merge, in order (required)\n"
         "  --output_path OUT         the merged file (required); written to a temporary name\n"
         "                            and renamed, so OUT appears only when the merge succeeded\n"
-        "  -sd, --stable_diffusion   placeholders are checked and their token ids computed\n"
-        "                            with Stable Diffusion's CLIP BPE tokenizer; without it,\n"
-        "                            with LDM's BERT WordPiece tokenizer (as the original).\n"
-        "                            Each placeholder must be a single token (ti-tokenize\n"
+        "  -sd, --stable_diffusion   renamed placeholders (and those of files that store no\n"
+        "                            token id: diffusers, kohya) are checked and their ids\n"
+        "                            computed with Stable Diffusion's CLIP BPE tokenizer;\n"
+        "                            without it, with LDM's BERT WordPiece tokenizer. A\n"
+        "                            stored id is copied as it is, as the original does.\n"
+        "                            Such a placeholder must be a single token (ti-tokenize\n"
         "                            --check shows why a string is not).\n"
         "  --rename FILE:OLD=NEW     in FILE (as given to --manager_ckpts), use placeholder\n"
         "                            NEW instead of OLD; repeatable. NEW must be a single\n"
@@ -241,9 +243,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ti-merge: error: %s\n", err.msg);
             goto done;
         }
-        /* a '*' term stored for another word is that word (as ti-sample reads it), unless a
-         * --rename names this file's '*' */
-        int renamed_star = 0;
+        /* diffusers output, whose key is the prompt word: a '*' term stored for another word
+         * is that word (as ti-sample reads it), unless a --rename names this file's '*'. The
+         * other formats keep '*' and the stored id, as the peer's merge does. */
+        int renamed_star = fmt != TI_EMB_DIFFUSERS;
         for (int r = 0; r < n_renames; r++)
             renamed_star |= !strcmp(renames[r].file, files[i]) && !strcmp(renames[r].old_name, "*");
         char note[1024];
@@ -260,14 +263,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ti-merge: error: %s\n", err.msg);
         goto done;
     }
-    /* the peer's pitfall: SD files merged without -sd (or LDM files with it) get the other
-     * tokenizer's ids, which the peer's scripts then never find in a prompt */
+    /* the peer's pitfall: a renamed SD term merged without -sd (or an LDM one with it) gets
+     * the other tokenizer's id, which no prompt then finds */
     int dim = m.emb.n_terms ? m.emb.terms[0].dim : 0;
     int clip = ti_embedding_width_is_clip(dim);
-    if ((sd && clip == 0) || (!sd && clip == 1))
+    if (m.computed_ids && ((sd && clip == 0) || (!sd && clip == 1)))
         fprintf(stderr,
-                "ti-merge: warning: the vectors have width %d (%s) but the token ids are %s's; "
-                "%s (ti-sample recomputes them, the original scripts do not)\n",
+                "ti-merge: warning: the vectors have width %d (%s) but the token ids of renamed "
+                "placeholders (and of files that store none) are %s's; %s\n",
                 dim, ti_embedding_width_name(dim), sd ? "SD's CLIP" : "LDM's BERT",
                 sd ? "drop -sd for LDM embeddings" : "pass -sd for Stable Diffusion embeddings");
     printf("Saving combined manager...\n");
