@@ -6,6 +6,9 @@
  *
  * usage: test_io_tools <ti-inspect> <ti-convert>   (ctest passes both)
  */
+#include <math.h> /* defines: NAN */
+
+#include "emb_test_util.h"
 #include "embedding_io.h"
 #include "io_test_util.h"
 #include "test_common.h"
@@ -108,7 +111,25 @@ TEST(convert_usage) {
     CHECK(tool(convert, "") == 2 && err_has("IN and OUT are required"));
     CHECK(tool(convert, "a.pt b.pt --format onnx") == 2 && err_has("--format must be"));
     CHECK(tool(convert, "a.pt b.pt --step x") == 2 && err_has("--step needs"));
-    CHECK(tool(convert, "a.pt b.pt --format") == 2 && err_has("needs a value"));
+    CHECK(tool(convert, "a.pt b.pt --format") == 2 && err_has("--format expected one argument"));
+    /* argparse: an option is not a value ("expected one argument"); --flag=value is one */
+    CHECK(tool(convert, "a.pt b.pt --name --format peer") == 2 &&
+          err_has("--name expected one argument, not the option '--format'"));
+    char args[2048];
+    snprintf(args, sizeof args, "tests/fixtures/io/peer_dict.pt %s --format=a1111 --name=-5",
+             tio_path(tmp, "eq.pt"));
+    CHECK(tool(convert, args) == 0);
+    struct ti_embedding e;
+    read_back("eq.pt", &e);
+    CHECK(e.format == TI_EMB_A1111 && e.name && !strcmp(e.name, "-5"));
+    ti_embedding_free(&e);
+    /* NaN vectors (a diverged run): refused, as ti-sample refuses them */
+    static float v[768];
+    v[3] = NAN;
+    CHECK(etu_write_one(tio_path(tmp, "nan.pt"), "*", 1, 768, v, TI_EMB_A1111) == 0);
+    snprintf(args, sizeof args, "%s %s", tio_path(tmp, "nan.pt"), tio_path(tmp, "nan_out.pt"));
+    CHECK(tool(convert, args) == 1 && err_has("hold NaN (vector 0, element 3)"));
+    CHECK(!tio_exists(tio_path(tmp, "nan_out.pt")));
     CHECK(tool(convert, "a.pt b.pt c.pt") == 2 && err_has("too many"));
     /* an OUT name that contradicts the layout: loaders pick their reader by it */
     CHECK(tool(convert, "a.pt b.bin --format diffusers") == 2 &&

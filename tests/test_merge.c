@@ -14,12 +14,14 @@
  *
  * usage: test_merge <ti-merge>   (ctest passes it)
  */
+#include "emb_test_util.h"
 #include "embedding_io.h"
 #include "io_test_util.h"
 #include "merge.h"
 #include "test_common.h"
 #include "tokenizer.h"
 
+#include <math.h>     /* defines: NAN */
 #include <stdarg.h>   /* defines: va_list */
 #include <sys/stat.h> /* defines: mkdir */
 
@@ -108,6 +110,56 @@ TEST(stored_token_ids_are_copied) {
                     (long long)token_of(&m, "*"), (long long)cases[i].token);
         ti_embedding_free(&m);
     }
+}
+
+/* argparse's forms: --flag=value, and an option is never taken as a value (the peer's
+ * "expected one argument"; ti-merge used to write a file named '-sd') */
+TEST(argparse_forms) {
+    char args[2048];
+    snprintf(args, sizeof args, "--manager_ckpts=%s --output_path=%s/eq.pt -sd", FX("peer_dict.pt"),
+             tmp);
+    CHECK(tool(args) == 0);
+    snprintf(args, sizeof args, "%s/eq.pt", tmp);
+    CHECK(tio_exists(args));
+    snprintf(args, sizeof args, "--manager_ckpts %s --output_path -sd", FX("peer_dict.pt"));
+    CHECK(tool(args) == 2 && file_has("err", "--output_path expected one argument, not the "
+                                             "option '-sd'"));
+    snprintf(args, sizeof args, "%s/-sd", tmp);
+    CHECK(!tio_exists(args) && !tio_exists("-sd"));
+    snprintf(args, sizeof args, "--manager_ckpts %s --output_path %s/x.pt --stable_diffusion=1",
+             FX("peer_dict.pt"), tmp);
+    CHECK(tool(args) == 2 && file_has("err", "--stable_diffusion takes no value"));
+}
+
+/* NaN vectors (a diverged run) are refused, as ti-sample and ti-train refuse them; the peer
+ * merged them silently */
+TEST(nan_vectors_refused) {
+    static float v[768];
+    v[5] = NAN;
+    char in[1024], out[1024], args[4096];
+    snprintf(in, sizeof in, "%s/nan.pt", tmp);
+    snprintf(out, sizeof out, "%s/nan_merged.pt", tmp);
+    CHECK(etu_write_one(in, "*", 1, 768, v, TI_EMB_A1111) == 0);
+    snprintf(args, sizeof args, "--manager_ckpts %s --output_path %s -sd", in, out);
+    CHECK(tool(args) == 1 && file_has("err", "hold NaN (vector 0, element 5)"));
+    CHECK(!tio_exists(out));
+}
+
+/* one a1111 file written as a1111: its name, step and checkpoint are kept (they were dropped) */
+TEST(one_file_keeps_its_metadata) {
+    char out[1024], args[4096];
+    snprintf(out, sizeof out, "%s/one.pt", tmp);
+    snprintf(args, sizeof args, "--manager_ckpts %s --output_path %s --format a1111 -sd",
+             FX("a1111_f32.pt"), out);
+    CHECK(tool(args) == 0);
+    struct ti_embedding a, b;
+    struct ti_err err = {0};
+    CHECK_OK(ti_embedding_read(&a, FX("a1111_f32.pt"), &err), &err);
+    CHECK_OK(ti_embedding_read(&b, out, &err), &err);
+    CHECK(a.name && b.name && !strcmp(a.name, b.name) && a.step == b.step && a.step > 0 &&
+          a.sd_checkpoint && b.sd_checkpoint && !strcmp(a.sd_checkpoint, b.sd_checkpoint));
+    ti_embedding_free(&a);
+    ti_embedding_free(&b);
 }
 
 /* ---- the tool ------------------------------------------------------------------------------ */
@@ -320,7 +372,8 @@ TEST(usage_errors) {
           file_has("err", "not 'o.bin'"));
     CHECK(tool("--manager_ckpts a.pt --output_path o.pt --frob") == 2 &&
           file_has("err", "unknown argument '--frob'"));
-    CHECK(tool("--manager_ckpts a.pt --output_path") == 2 && file_has("err", "needs a value"));
+    CHECK(tool("--manager_ckpts a.pt --output_path") == 2 &&
+          file_has("err", "--output_path expected one argument"));
 }
 
 /* The tool on a terminal (util-linux `script` gives it a pseudo-terminal): the peer's prompts
@@ -429,6 +482,9 @@ int main(int argc, char **argv) {
     merge = argv[1];
     tmp = tio_tmpdir();
     RUN(stored_token_ids_are_copied);
+    RUN(argparse_forms);
+    RUN(nan_vectors_refused);
+    RUN(one_file_keeps_its_metadata);
     RUN(merge_every_format_sd);
     RUN(merge_ldm_recomputes_bert_ids);
     RUN(conflicts_without_a_terminal);

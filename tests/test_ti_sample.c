@@ -507,6 +507,9 @@ TEST(bad_input) {
     refused("--ddim_steps 9 --H 64 --W 64", 2, "8 or 10");
     refused("--plms --ddim_eta 0.5", 2, "PLMS");
     refused("--bogus 3", 2, "--bogus");
+    /* argparse: an option is never a value (it sampled the prompt "--skip_grid") */
+    refused("--prompt --skip_grid", 2,
+            "--prompt expected one argument, not the option '--skip_grid'");
     refused("--scale x", 2, "--scale needs a number");
     snprintf(x, sizeof x, "--init-img %s/init.png --strength 1.5", dir);
     refused(x, 2, "--strength");

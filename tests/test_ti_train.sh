@@ -576,6 +576,8 @@ bad)
             data.params.train.params.size=null
         expect_fail "several GPUs in one process" 2 "--gpus .*mpirun" -- "$TT" $B --data_root "$FIX/imgs" --gpus 0,3
         expect_fail "unknown flag" 2 "--bogus" -- "$TT" $B --data_root "$FIX/imgs" --bogus
+        expect_fail "an option as a value" 2 "--name: expected one argument, not the option '--seed'" -- \
+            "$TT" $B --data_root "$FIX/imgs" -n --seed 3
         expect_fail "Lightning flag ti does not map" 2 "--min_epochs' is a PyTorch Lightning Trainer flag.*--max_steps" -- \
             "$TT" $B --data_root "$FIX/imgs" --min_epochs 3
         expect_fail "bad --max_steps" 2 "--max_steps" -- "$TT" $B --data_root "$FIX/imgs" --max_steps x

@@ -153,6 +153,41 @@ static int fail(char *msg, size_t cap, const char *fmt, ...) {
     return -1;
 }
 
+int ti_cli_is_option(const char *s) {
+    if (!s || s[0] != '-' || !s[1] || strchr(s, ' ')) return 0;
+    const char *p = s + 1;
+    int digits = 0, dot = 0;
+    for (; *p; p++) {
+        if (*p >= '0' && *p <= '9')
+            digits++;
+        else if (*p == '.' && !dot)
+            dot = 1;
+        else
+            return 1;
+    }
+    return !digits; /* "-5", "-.5", "-1.25": a negative number */
+}
+
+const char *ti_cli_next_value(const char *tool, int argc, char **argv, int i) {
+    if (i + 1 < argc && !ti_cli_is_option(argv[i + 1])) return argv[i + 1];
+    if (i + 1 < argc)
+        fprintf(stderr, "%s: %s expected one argument, not the option '%s'\n", tool, argv[i],
+                argv[i + 1]);
+    else
+        fprintf(stderr, "%s: %s expected one argument\n", tool, argv[i]);
+    return NULL;
+}
+
+const char *ti_cli_split_eq(const char *arg, char *buf, size_t cap) {
+    const char *eq = strchr(arg, '=');
+    if (arg[0] != '-' || arg[1] != '-' || !eq || !cap) return NULL;
+    size_t n = (size_t)(eq - arg);
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, arg, n);
+    buf[n] = 0;
+    return eq + 1;
+}
+
 /* The Trainer flags main.py accepts through Trainer.add_argparse_args (PyTorch Lightning 1.x)
  * that ti-train does not map: named as such instead of "unknown". */
 static int is_lightning_flag(const char *flag) {
@@ -507,7 +542,10 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
         }
         const char *v = inline_val;
         if (!v) {
-            if (i + 1 >= argc) return fail(msg, cap, "%s: expected a value after it", fl->lng);
+            if (i + 1 >= argc) return fail(msg, cap, "%s: expected one argument", fl->lng);
+            if (ti_cli_is_option(argv[i + 1]))
+                return fail(msg, cap, "%s: expected one argument, not the option '%s'", fl->lng,
+                            argv[i + 1]);
             v = argv[++i];
         }
         if (fl->id == ID_NAME) name_given = 1;

@@ -93,6 +93,19 @@ void ti_train_usage(FILE *f);
 /* str2bool: yes/true/t/y/1 -> 1, no/false/f/n/0 -> 0 (any case), else -1. */
 int ti_train_str2bool(const char *s);
 
+/* 1 when argparse would read `s` as an option rather than as a value: it starts with '-', is
+ * longer than "-", holds no space and is not a negative number ("-5", "-.5"). An option that
+ * takes a value refuses such a token ("expected one argument"): every ti tool does the same. */
+int ti_cli_is_option(const char *s);
+
+/* `--flag=value`: copies "--flag" into buf (cap bytes) and returns the value; NULL (buf
+ * untouched) when `arg` is not a long option with '='. */
+const char *ti_cli_split_eq(const char *arg, char *buf, size_t cap);
+
+/* The value of option argv[i] from argv[i + 1], or NULL after printing "TOOL: FLAG expected one
+ * argument[, not the option '...']" to stderr (argv[i + 1] missing or an option). */
+const char *ti_cli_next_value(const char *tool, int argc, char **argv, int i);
+
 /* "fp32" / "bf16" / "fp16". */
 const char *ti_train_precision_name(enum ti_train_precision p);
 

@@ -13,6 +13,7 @@
 #include <stdlib.h> /* defines: strtoll */
 #include <string.h> /* defines: strcmp */
 
+#include "cli.h" /* defines: ti_cli_next_value, ti_cli_split_eq */
 #include "embedding_io.h"
 #include "fileio.h" /* defines: ti_path_is_dir */
 
@@ -63,6 +64,9 @@ int main(int argc, char **argv) {
     unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        char flagbuf[64];
+        const char *inl = ti_cli_split_eq(a, flagbuf, sizeof flagbuf); /* --flag=value */
+        if (inl) a = flagbuf;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -73,11 +77,9 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(a, "--format") || !strcmp(a, "--name") || !strcmp(a, "--step") ||
             !strcmp(a, "--token")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "ti-convert: %s needs a value\n", a);
-                return 2;
-            }
-            const char *v = argv[++i];
+            const char *v = inl ? inl : ti_cli_next_value("ti-convert", argc, argv, i);
+            if (!v) return 2;
+            if (!inl) i++;
             if (!strcmp(a, "--format")) {
                 fmt = ti_embedding_format_parse(v);
                 fmt_given = 1;
@@ -101,6 +103,11 @@ int main(int argc, char **argv) {
                 return 2;
             }
             continue;
+        }
+        if (inl) {
+            fprintf(stderr, "ti-convert: unknown option '%s' (in '%s')\n", a, argv[i]);
+            usage(stderr);
+            return 2;
         }
         if (a[0] == '-' && a[1]) {
             fprintf(stderr, "ti-convert: unknown option '%s'\n", a);
@@ -147,6 +154,12 @@ int main(int argc, char **argv) {
     struct ti_embedding emb;
     if (ti_embedding_read_flags(&emb, in, flags, &err) != TI_OK) {
         fprintf(stderr, "ti-convert: error: %s\n", err.msg);
+        return 1;
+    }
+    /* NaN or infinite vectors (a diverged run): ti-sample and ti-train refuse them too */
+    if (ti_embedding_check_finite(&emb, &err) != TI_OK) {
+        fprintf(stderr, "ti-convert: error: %s\n", err.msg);
+        ti_embedding_free(&emb);
         return 1;
     }
     ti_status st = TI_OK;

@@ -11,6 +11,7 @@
 #include <string.h> /* defines: strcmp, strncmp, strlen, strchr, strrchr */
 #include <unistd.h> /* defines: isatty */
 
+#include "cli.h" /* defines: ti_cli_is_option, ti_cli_split_eq */
 #include "embedding_io.h"
 #include "embedding_manager.h" /* defines: ti_embedding_words_from_tokens */
 #include "fileio.h"            /* defines: ti_path_has_suffix, ti_path_is_dir */
@@ -132,13 +133,23 @@ int main(int argc, char **argv) {
     ti_merge_init(&m);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        char flagbuf[64];
+        const char *inl = ti_cli_split_eq(a, flagbuf, sizeof flagbuf); /* --flag=value */
+        if (inl) a = flagbuf;
+        int valued = !strcmp(a, "--manager_ckpts") || !strcmp(a, "--output_path") ||
+                     !strcmp(a, "--rename") || !strcmp(a, "--format") || !strcmp(a, "--vocab");
+        if (inl && !valued) {
+            fprintf(stderr, "ti-merge: %s takes no value ('%s')\n", a, argv[i]);
+            goto done;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             rc = 0;
             goto done;
         } else if (!strcmp(a, "--manager_ckpts")) {
             int k = 0;
-            while (i + 1 < argc && argv[i + 1][0] != '-')
+            if (inl) files[n_files++] = (char *)inl, k++;
+            while (!inl && i + 1 < argc && !ti_cli_is_option(argv[i + 1]))
                 files[n_files++] = argv[++i], k++;
             if (!k) {
                 fprintf(stderr, "ti-merge: --manager_ckpts needs at least one file\n");
@@ -150,15 +161,13 @@ int main(int argc, char **argv) {
             flags |= TI_TORCH_ALLOW_UNKNOWN_GLOBALS;
         } else if (!strcmp(a, "--output_path") || !strcmp(a, "--rename") ||
                    !strcmp(a, "--format") || !strcmp(a, "--vocab")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "ti-merge: %s needs a value\n", a);
-                goto done;
-            }
-            char *v = argv[++i];
+            const char *v = inl ? inl : ti_cli_next_value("ti-merge", argc, argv, i);
+            if (!v) goto done;
+            if (!inl) i++;
             if (!strcmp(a, "--output_path")) {
                 out = v;
             } else if (!strcmp(a, "--rename")) {
-                rename_args[n_renames++] = v;
+                rename_args[n_renames++] = (char *)v; /* in argv: parse_rename cuts it */
             } else if (!strcmp(a, "--vocab")) {
                 vocab = v;
             } else {
@@ -241,6 +250,19 @@ int main(int argc, char **argv) {
         struct ti_embedding e;
         if (ti_embedding_read_flags(&e, files[i], flags, &err) != TI_OK) {
             fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+            goto done;
+        }
+        /* NaN or infinite vectors (a diverged run): ti-sample and ti-train refuse them too */
+        if (ti_embedding_check_finite(&e, &err) != TI_OK) {
+            fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+            ti_embedding_free(&e);
+            goto done;
+        }
+        /* one file: its name, step and checkpoint stay with it (a1111 output stores them) */
+        if (n_files == 1 && ti_embedding_set_meta(&m.emb, e.name, e.step, e.sd_checkpoint,
+                                                  e.sd_checkpoint_name, &err) != TI_OK) {
+            fprintf(stderr, "ti-merge: error: %s\n", err.msg);
+            ti_embedding_free(&e);
             goto done;
         }
         /* diffusers output, whose key is the prompt word: a '*' term stored for another word

@@ -32,6 +32,7 @@
 #ifdef TI_HAVE_DATA
 #include <dirent.h> /* defines: opendir, readdir */
 
+#include "cli.h"             /* defines: ti_cli_next_value */
 #include "clip_preprocess.h" /* defines: ti_clip_image_from_chw, ti_clip_preprocess */
 #include "cpu_info.h"        /* defines: ti_cpu_describe */
 #include "embedding_manager.h"
@@ -286,11 +287,8 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
             return 2;
         }
         if (!val) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, TOOL ": %s needs a value\n", a);
-                return 2;
-            }
-            val = argv[++i];
+            if (!(val = ti_cli_next_value(TOOL, argc, argv, i))) return 2;
+            i++;
         }
         long long n;
         double d;
