@@ -269,7 +269,7 @@ TEST(conflicts_without_a_terminal) {
     args[0] = '\0';
     cat(args, sizeof args, "-sd --manager_ckpts %s %s --output_path %s --rename %s:*=opossum",
         FX("a1111_f32.pt"), FX("kohya.pt"), out, FX("kohya.pt"));
-    CHECK(tool(args) == 1 && file_has("err", "'opossum' is not a single token"));
+    CHECK(tool(args) == 1 && file_has("err", "\"opossum\" is not a single token"));
     CHECK(!tio_exists(out));
     /* a rename onto a name merged already (the peer would overwrite it silently) */
     args[0] = '\0';
@@ -281,7 +281,7 @@ TEST(conflicts_without_a_terminal) {
     /* a multi-token placeholder from a file names the file and the fix */
     snprintf(args, sizeof args, "-sd --manager_ckpts " FX("diffusers_2d.bin") " --output_path %s",
              out);
-    CHECK(tool(args) == 1 && file_has("err", "'<cat-toy>' is not a single token") &&
+    CHECK(tool(args) == 1 && file_has("err", "\"<cat-toy>\" is not a single token") &&
           file_has("err", "--rename " FX("diffusers_2d.bin") ":<cat-toy>=NEW"));
     /* a rename onto another spelling of a merged name's token (CLIP lower-cases: 'Cat' is
      * 'cat'): a file with both would be refused by ti-sample */
@@ -294,7 +294,7 @@ TEST(conflicts_without_a_terminal) {
     CHECK(!tio_exists(out));
     /* an SD file merged without -sd: the fix its width suggests */
     snprintf(args, sizeof args, "--manager_ckpts " FX("diffusers_2d.bin") " --output_path %s", out);
-    CHECK(tool(args) == 1 && file_has("err", "'<cat-toy>' is not a single token") &&
+    CHECK(tool(args) == 1 && file_has("err", "\"<cat-toy>\" is not a single token") &&
           file_has("err", "Stable Diffusion embedding, pass -sd"));
     /* a rename of a placeholder the file does not hold */
     args[0] = '\0';

@@ -19,11 +19,6 @@ void ti_merge_free(struct ti_merge *m) {
     m->term_src = NULL;
 }
 
-static const char *tok_name(const struct ti_tokenizer *tok) {
-    return ti_tokenizer_kind_of(tok) == TI_TOKENIZER_BPE ? "the SD (CLIP BPE) tokenizer"
-                                                         : "the LDM (BERT WordPiece) tokenizer";
-}
-
 /* When a file's width says it belongs to the other tokenizer: what to do, else "". */
 static const char *width_hint(int dim, const struct ti_tokenizer *tok) {
     int bpe = ti_tokenizer_kind_of(tok) == TI_TOKENIZER_BPE, clip = ti_embedding_width_is_clip(dim);
@@ -170,10 +165,8 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
             }
             if (rn) {
                 st = ts != TI_OK
-                         ? ti_error(err, TI_ERR_INVALID,
-                                    "--rename %s:%s=%s: '%s' is not a single token for %s (%s)",
-                                    rn->file, rn->old_name, rn->new_name, rn->new_name,
-                                    tok_name(o->tok), terr.msg)
+                         ? ti_error(err, TI_ERR_INVALID, "--rename %s:%s=%s: %s", rn->file,
+                                    rn->old_name, rn->new_name, terr.msg)
                          : ti_error(err, TI_ERR_INVALID,
                                     "--rename %s:%s=%s: placeholder '%s' is already used by "
                                     "'%s'%s; choose another name",
@@ -184,10 +177,8 @@ ti_status ti_merge_add(struct ti_merge *m, const struct ti_embedding *e, const c
                 free(answer);
                 if (ts != TI_OK)
                     st = ti_error(err, TI_ERR_INVALID,
-                                  "'%s': placeholder '%s' is not a single token for %s (%s); "
-                                  "give it another name with --rename %s:%s=NEW%s",
-                                  path, t->placeholder, tok_name(o->tok), terr.msg, path,
-                                  t->placeholder, width_hint(t->dim, o->tok));
+                                  "'%s': %s; give it another name with --rename %s:%s=NEW%s", path,
+                                  terr.msg, path, t->placeholder, width_hint(t->dim, o->tok));
                 else
                     st = ti_error(err, TI_ERR_INVALID,
                                   "placeholder '%s' of '%s' is already used by '%s'%s; rename one "
