@@ -468,14 +468,8 @@ int ti_train_args_parse(struct ti_train_args *a, int argc, char **argv, char *ms
         char flagbuf[64];
         const char *inline_val = NULL;
         const char *flag = arg;
-        const char *eq = strchr(arg, '=');
-        if (eq && arg[1] == '-') {
-            size_t n = (size_t)(eq - arg);
-            if (n >= sizeof flagbuf) n = sizeof flagbuf - 1;
-            memcpy(flagbuf, arg, n);
-            flagbuf[n] = 0;
+        if ((inline_val = ti_cli_split_eq(arg, flagbuf, sizeof flagbuf))) {
             flag = flagbuf;
-            inline_val = eq + 1;
         } else if (arg[1] != '-' && arg[2]) {
             /* argparse's -s5 / -nNAME: a short flag that takes a value, written attached */
             for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)

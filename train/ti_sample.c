@@ -32,7 +32,7 @@
 #ifdef TI_HAVE_DATA
 #include <dirent.h> /* defines: opendir, readdir */
 
-#include "cli.h"             /* defines: ti_cli_next_value */
+#include "cli.h"             /* defines: ti_cli_next_value, ti_cli_split_eq */
 #include "clip_preprocess.h" /* defines: ti_clip_image_from_chw, ti_clip_preprocess */
 #include "cpu_info.h"        /* defines: ti_cpu_describe */
 #include "embedding_manager.h"
@@ -190,13 +190,7 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
     for (int i = 1; i < argc; i++) {
         char flag[64];
         const char *a = argv[i], *val = NULL;
-        const char *eq = strchr(a, '=');
-        if (!strncmp(a, "--", 2) && eq && (size_t)(eq - a) < sizeof flag) {
-            memcpy(flag, a, (size_t)(eq - a));
-            flag[eq - a] = 0;
-            a = flag;
-            val = eq + 1;
-        }
+        if ((val = ti_cli_split_eq(a, flag, sizeof flag))) a = flag; /* --flag=value */
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             *help = 1;
             return 0;
