@@ -33,6 +33,12 @@ TEST(inspect_usage) {
     CHECK(tool(inspect, "") == 2 && err_has("usage"));
     CHECK(tool(inspect, "--frobnicate x") == 2 && err_has("unknown option '--frobnicate'"));
     CHECK(tool(inspect, "a b") == 2 && err_has("one FILE expected"));
+    /* `--` ends the options (argparse): a FILE may then start with '-' */
+    CHECK(tool(inspect, "-- -not-there.pt") == 1 && err_has("-not-there.pt"));
+    CHECK(tool(inspect, "-- a b") == 2 && err_has("one FILE expected"));
+    char args[1024];
+    snprintf(args, sizeof args, "--json -- %s", tio_fixture("a1111_f32.pt"));
+    CHECK(tool(inspect, args) == 0 && out_has("\"name\": \"cat\""));
 }
 
 TEST(inspect_files) {
@@ -53,7 +59,8 @@ TEST(inspect_files) {
              tio_value(0, 1), tio_value(1, 1), tio_value(2, 1), tio_value(3, 1), tio_value(4, 1),
              tio_value(5, 1), tio_value(6, 1), tio_value(7, 1), sum);
     CHECK(out_has(want));
-    CHECK(out_has("{\"placeholder\": \"*\", \"token\": 265, \"n_vectors\": 2, \"dim\": 768}"));
+    CHECK(out_has("{\"placeholder\": \"*\", \"token\": 265, \"n_vectors\": 2, \"dim\": 768, "
+                  "\"nonfinite\": 0}"));
     CHECK(out_has("\"name\": \"cat\", \"step\": 500, \"sd_checkpoint\": \"abc123\""));
     CHECK(out_has("\"container\": \"torch-zip\""));
     snprintf(args, sizeof args, "--json %s", tio_fixture("dtypes.pt"));
@@ -130,6 +137,17 @@ TEST(convert_usage) {
     snprintf(args, sizeof args, "%s %s", tio_path(tmp, "nan.pt"), tio_path(tmp, "nan_out.pt"));
     CHECK(tool(convert, args) == 1 && err_has("hold NaN (vector 0, element 3)"));
     CHECK(!tio_exists(tio_path(tmp, "nan_out.pt")));
+    /* ti-inspect reads such a file and says what is wrong with it (text and --json) */
+    v[700] = -INFINITY;
+    CHECK(etu_write_one(tio_path(tmp, "nan2.pt"), "*", 1, 768, v, TI_EMB_A1111) == 0);
+    snprintf(args, sizeof args, "%s", tio_path(tmp, "nan2.pt"));
+    CHECK(tool(inspect, args) == 0 && out_has("warning: 2 of its 768 values are NaN or infinite"));
+    snprintf(args, sizeof args, "--json %s", tio_path(tmp, "nan2.pt"));
+    CHECK(tool(inspect, args) == 0 && out_has("\"dim\": 768, \"nonfinite\": 2}"));
+    /* a diffusers folder OUT that does not exist is named */
+    snprintf(args, sizeof args, "tests/fixtures/io/peer_dict.pt %s --format diffusers",
+             tio_path(tmp, "no_such_folder/"));
+    CHECK(tool(convert, args) == 1 && err_has("no_such_folder/' (OUT) does not exist"));
     CHECK(tool(convert, "a.pt b.pt c.pt") == 2 && err_has("too many"));
     /* an OUT name that contradicts the layout: loaders pick their reader by it */
     CHECK(tool(convert, "a.pt b.bin --format diffusers") == 2 &&

@@ -133,6 +133,11 @@ int main(int argc, char **argv) {
      * load there (a safetensors file named .bin, a torch pickle named .safetensors) */
     int st_ext = ti_path_has_suffix(out, ".safetensors");
     if (!fmt_given && st_ext) fmt = TI_EMB_DIFFUSERS;
+    size_t out_len = strlen(out);
+    if (fmt == TI_EMB_DIFFUSERS && out_len > 0 && out[out_len - 1] == '/' && !ti_path_is_dir(out)) {
+        fprintf(stderr, "ti-convert: the folder '%s' (OUT) does not exist\n", out);
+        return 1;
+    }
     if (fmt == TI_EMB_DIFFUSERS && !st_ext && !ti_path_is_dir(out)) {
         fprintf(stderr,
                 "ti-convert: --format diffusers writes a safetensors file: give OUT ending in "

@@ -30,13 +30,15 @@
 #endif
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: ti-inspect FILE [--json] [--allow-unknown-globals]\n"
+    fprintf(f, "usage: ti-inspect FILE [--json] [--allow-unknown-globals]   (-- FILE: a name that\n"
+               "       starts with '-')\n"
                "\n"
                "Lists what FILE holds: each tensor's key, dtype and shape. FILE may be a torch\n"
                "checkpoint or embedding (.ckpt, .pt, .pth, .bin; zip or legacy format), a\n"
                ".safetensors file, or a diffusers model folder (unet/, text_encoder/, vae/).\n"
                "For embedding files it also shows the format (a1111, peer, diffusers, kohya),\n"
-               "placeholder strings, token ids, vector count and width, name and step.\n"
+               "placeholder strings, token ids, vector count and width, name and step, and\n"
+               "warns of vectors that hold NaN or infinite values.\n"
                "\n"
                "  --json   machine-readable output; adds each tensor's first 8 values and its\n"
                "           sum (in f64), which reads every byte of the file (sums are null when\n"
@@ -187,6 +189,14 @@ static void json_num(double v, enum ti_dtype dt) {
         printf("%.9g", v);
 }
 
+/* How many of a term's values are NaN or infinite (a diverged run's file). */
+static size_t term_nonfinite(const struct ti_embedding_term *t) {
+    size_t k = 0, n = (size_t)t->n_vectors * (size_t)t->dim;
+    for (size_t j = 0; j < n; j++)
+        k += !isfinite(t->vectors[j]);
+    return k;
+}
+
 static void print_embedding_json(const struct ti_embedding *e) {
     printf("  \"embedding\": {\"format\": ");
     json_str(ti_embedding_format_name(e->format));
@@ -219,7 +229,8 @@ static void print_embedding_json(const struct ti_embedding *e) {
             printf("%lld", (long long)e->terms[i].token);
         else
             printf("null");
-        printf(", \"n_vectors\": %d, \"dim\": %d}", e->terms[i].n_vectors, e->terms[i].dim);
+        printf(", \"n_vectors\": %d, \"dim\": %d, \"nonfinite\": %zu}", e->terms[i].n_vectors,
+               e->terms[i].dim, term_nonfinite(&e->terms[i]));
     }
     printf("]},\n");
 }
@@ -341,6 +352,11 @@ static void print_embedding_text(const struct ti_embedding *e) {
         printf(", %d vector%s of width %d (%s)\n", e->terms[i].n_vectors,
                e->terms[i].n_vectors == 1 ? "" : "s", e->terms[i].dim,
                ti_embedding_width_name(e->terms[i].dim));
+        size_t bad = term_nonfinite(&e->terms[i]);
+        if (bad)
+            printf("    warning: %zu of its %lld values are NaN or infinite (the run that made it "
+                   "diverged): ti-sample, ti-train, ti-merge and ti-convert refuse it\n",
+                   bad, (long long)e->terms[i].n_vectors * e->terms[i].dim);
     }
 }
 
@@ -356,6 +372,13 @@ int main(int argc, char **argv) {
             json = 1;
         } else if (!strcmp(argv[i], "--allow-unknown-globals")) {
             allow = 1;
+        } else if (!strcmp(argv[i], "--") && i + 1 < argc && !path) {
+            path = argv[++i]; /* a FILE that starts with '-' */
+            if (i + 1 < argc) {
+                fprintf(stderr, "ti-inspect: one FILE expected, got '%s' and '%s'\n", path,
+                        argv[i + 1]);
+                return 2;
+            }
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "ti-inspect: unknown option '%s'\n", argv[i]);
             usage(stderr);

@@ -1301,6 +1301,7 @@ static int sample_all(struct run *r) {
             }
             for (int b = 0; b < B; b++)
                 ti_image_free(&imgs[b]);
+            if (rc != 0) break; /* a sample was not written: the batch is not done */
             if (!r->tty)
                 fprintf(stderr, TOOL ": batch %d/%d done (%d images, %.1f s)\n", r->batch_k,
                         r->batch_total, B, ti_now_seconds() - r->t0);
