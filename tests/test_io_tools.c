@@ -39,6 +39,9 @@ TEST(inspect_usage) {
     char args[1024];
     snprintf(args, sizeof args, "--json -- %s", tio_fixture("a1111_f32.pt"));
     CHECK(tool(inspect, args) == 0 && out_has("\"name\": \"cat\""));
+    /* argparse's abbreviations: --js is --json */
+    snprintf(args, sizeof args, "--js %s", tio_fixture("a1111_f32.pt"));
+    CHECK(tool(inspect, args) == 0 && out_has("\"name\": \"cat\""));
 }
 
 TEST(inspect_files) {
@@ -129,6 +132,13 @@ TEST(convert_usage) {
     struct ti_embedding e;
     read_back("eq.pt", &e);
     CHECK(e.format == TI_EMB_A1111 && e.name && !strcmp(e.name, "-5"));
+    ti_embedding_free(&e);
+    /* argparse's abbreviations: --fo and --na are --format and --name */
+    snprintf(args, sizeof args, "tests/fixtures/io/peer_dict.pt %s --fo=a1111 --na abbr",
+             tio_path(tmp, "abbr.pt"));
+    CHECK(tool(convert, args) == 0);
+    read_back("abbr.pt", &e);
+    CHECK(e.format == TI_EMB_A1111 && e.name && !strcmp(e.name, "abbr"));
     ti_embedding_free(&e);
     /* NaN vectors (a diverged run): refused, as ti-sample refuses them */
     static float v[768];

@@ -129,6 +129,11 @@ TEST(argparse_forms) {
     snprintf(args, sizeof args, "--manager_ckpts %s --output_path %s/x.pt --stable_diffusion=1",
              FX("peer_dict.pt"), tmp);
     CHECK(tool(args) == 2 && file_has("err", "--stable_diffusion takes no value"));
+    /* argparse's abbreviations, as merge_embeddings.py takes them: --man, --out, --st */
+    snprintf(args, sizeof args, "--man %s --out=%s/abbr.pt --st", FX("peer_dict.pt"), tmp);
+    CHECK(tool(args) == 0);
+    snprintf(args, sizeof args, "%s/abbr.pt", tmp);
+    CHECK(tio_exists(args));
 }
 
 /* NaN vectors (a diverged run) are refused, as ti-sample and ti-train refuse them; the peer

@@ -534,6 +534,13 @@ TEST(user_mistakes_named) {
     CHECK(etu_write_one(p, "*", 1, 32, v, TI_EMB_A1111) == 0);
     snprintf(x, sizeof x, "--embedding_path %s/nan.pt --H 64 --W 64 --prompt '*'", dir);
     refused(x, 1, "hold NaN (vector 0, element 7)");
+    /* argparse's abbreviations: a prefix of one option is that option (--emb, --prom: the run
+     * gets as far as the embedding); a prefix of several is refused, naming them */
+    snprintf(x, sizeof x, "--emb %s/nan.pt --H 64 --W 64 --prom '*'", dir);
+    refused(x, 1, "hold NaN (vector 0, element 7)");
+    refused("--pr x --H 64 --W 64", 2, "ambiguous option: --pr could match --prompt, --precision");
+    refused("--prompt=x --n_s=1 --H 64 --W 64 --n 2", 2,
+            "--n could match --negative_prompt, --n_samples, --n_iter, --n_rows, --no-watermark");
     snprintf(p, sizeof p, "%s/latin1.txt", dir);
     FILE *f = fopen(p, "wb");
     fputs("a photo\nof a caf\xe9\n", f);

@@ -188,6 +188,29 @@ const char *ti_cli_split_eq(const char *arg, char *buf, size_t cap) {
     return eq + 1;
 }
 
+const char *ti_cli_expand(const char *tool, const char *arg, const char *const *names) {
+    if (arg[0] != '-' || arg[1] != '-' || !arg[2]) return arg;
+    size_t n = strlen(arg);
+    const char *hit = NULL;
+    int hits = 0;
+    for (int k = 0; names[k]; k++) {
+        if (!strcmp(arg, names[k])) return arg;
+        if (!strncmp(arg, names[k], n)) {
+            hit = names[k];
+            hits++;
+        }
+    }
+    if (hits <= 1) return hits ? hit : arg;
+    fprintf(stderr, "%s: ambiguous option: %s could match", tool, arg);
+    for (int k = 0, first = 1; names[k]; k++)
+        if (!strncmp(arg, names[k], n)) {
+            fprintf(stderr, "%s %s", first ? "" : ",", names[k]);
+            first = 0;
+        }
+    fputc('\n', stderr);
+    return NULL;
+}
+
 /* The Trainer flags main.py accepts through Trainer.add_argparse_args (PyTorch Lightning 1.x)
  * that ti-train does not map: named as such instead of "unknown". */
 static int is_lightning_flag(const char *flag) {

@@ -106,6 +106,14 @@ const char *ti_cli_split_eq(const char *arg, char *buf, size_t cap);
  * argument[, not the option '...']" to stderr (argv[i + 1] missing or an option). */
 const char *ti_cli_next_value(const char *tool, int argc, char **argv, int i);
 
+/* argparse's allow_abbrev for ti-sample, ti-merge, ti-convert and ti-inspect: a long option
+ * written as the prefix of exactly one of `names` ("--name" strings, NULL-terminated) is that
+ * option. Returns the full name (a string of `names`); `arg` itself when it is a name, not a long
+ * option, or the prefix of none (the caller reports it as unknown); NULL after printing "TOOL:
+ * ambiguous option: ARG could match --a, --b" to stderr when it starts several. ti-train does
+ * not abbreviate: main.py's options and Lightning's share too many prefixes. */
+const char *ti_cli_expand(const char *tool, const char *arg, const char *const *names);
+
 /* "fp32" / "bf16" / "fp16". */
 const char *ti_train_precision_name(enum ti_train_precision p);
 

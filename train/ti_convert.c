@@ -67,6 +67,9 @@ int main(int argc, char **argv) {
         char flagbuf[64];
         const char *inl = ti_cli_split_eq(a, flagbuf, sizeof flagbuf); /* --flag=value */
         if (inl) a = flagbuf;
+        static const char *const names[] = {
+            "--format", "--name", "--step", "--token", "--allow-unknown-globals", "--help", NULL};
+        if (!(a = ti_cli_expand("ti-convert", a, names))) return 2; /* argparse's abbreviations */
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;

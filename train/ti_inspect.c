@@ -20,6 +20,7 @@
 #include <string.h> /* defines: strcmp, memcpy */
 
 #include "ckpt.h"
+#include "cli.h" /* defines: ti_cli_expand */
 #include "embedding_io.h"
 #include "fileio.h"
 #include "safetensors.h"
@@ -364,13 +365,16 @@ int main(int argc, char **argv) {
     if (watermark_requested(argc, argv)) return inspect_watermark(argc, argv);
     const char *path = NULL;
     int json = 0, allow = 0;
+    static const char *const names[] = {"--json", "--allow-unknown-globals", "--help", NULL};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        const char *a = ti_cli_expand("ti-inspect", argv[i], names); /* argparse's abbreviations */
+        if (!a) return 2;
+        if (!strcmp(a, "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--json")) {
+        } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(argv[i], "--allow-unknown-globals")) {
+        } else if (!strcmp(a, "--allow-unknown-globals")) {
             allow = 1;
         } else if (!strcmp(argv[i], "--") && i + 1 < argc && !path) {
             path = argv[++i]; /* a FILE that starts with '-' */

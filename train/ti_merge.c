@@ -136,6 +136,16 @@ int main(int argc, char **argv) {
         char flagbuf[64];
         const char *inl = ti_cli_split_eq(a, flagbuf, sizeof flagbuf); /* --flag=value */
         if (inl) a = flagbuf;
+        static const char *const names[] = {"--manager_ckpts",
+                                            "--output_path",
+                                            "--stable_diffusion",
+                                            "--rename",
+                                            "--format",
+                                            "--vocab",
+                                            "--allow-unknown-globals",
+                                            "--help",
+                                            NULL};
+        if (!(a = ti_cli_expand("ti-merge", a, names))) goto done; /* argparse's abbreviations */
         int valued = !strcmp(a, "--manager_ckpts") || !strcmp(a, "--output_path") ||
                      !strcmp(a, "--rename") || !strcmp(a, "--format") || !strcmp(a, "--vocab");
         if (inl && !valued) {

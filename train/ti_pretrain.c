@@ -63,6 +63,9 @@ static void usage(FILE *f) {
         "  --weight_decay X    AdamW weight decay (default 0.01)\n"
         "  --kl_weight X       stage vae: KL weight per latent element (default 1e-4)\n"
         "  --posterior_noise X stage vae: scale of the posterior sample's noise (default 1)\n"
+        "  --decoder_only      stage vae: train the decoder (and post_quant_conv) only; the\n"
+        "                      encoder, and so every latent a stage-2 model learned, stays\n"
+        "                      as it is\n"
         "  --p_uncond X        stage ldm: fraction of empty captions (default 0.1)\n"
         "  --data_size N       stage ldm: data set images, encoded once (default 8192); each\n"
         "                      step draws a batch of them with fresh posterior noise\n"
@@ -90,7 +93,7 @@ struct opts {
     uint64_t seed, data_seed;
     long steps, batch, warmup, log_every, save_every, n, recon, data_size, cond_check;
     double lr, wd, kl_weight, p_uncond, scale_factor, scale, post_noise, teal_rate;
-    int has_steps, cont;
+    int has_steps, cont, decoder_only;
 };
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -149,6 +152,10 @@ static int parse_args(struct opts *o, int argc, char **argv) {
         }
         if (!strcmp(a, "--continue")) {
             o->cont = 1;
+            continue;
+        }
+        if (!strcmp(a, "--decoder_only")) {
+            o->decoder_only = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -465,6 +472,12 @@ static int train(struct opts *o) {
             rc = fail(&err, "optimizer");
             goto done;
         }
+        if (o->decoder_only) /* the encoder (and so every latent) stays as it is */
+            for (int i = 0; i < r.m.vae_w.n; i++) {
+                const char *key = r.m.vae_w.items[i].key + strlen(TI_LDM_PREFIX_VAE);
+                if (!strncmp(key, "encoder.", 8) || !strncmp(key, "quant_conv.", 11))
+                    ti_wopt_skip(&ov, r.m.vae_w.items[i].slot, 0);
+            }
     } else {
         if (ti_wopt_init(&ot, &r.m.text_w, &hp, &err) != TI_OK ||
             ti_wopt_init(&ou, &r.m.unet_w, &hp, &err) != TI_OK) {
@@ -783,7 +796,9 @@ static int eval(struct opts *o) {
         float *chw = malloc((size_t)3 * S * S * sizeof *chw);
         uint8_t *recon_dump = o->grid ? calloc((size_t)16 * S * 2 * S * 3, 1) : NULL;
         uint8_t *px = malloc((size_t)S * S * 3), *out = malloc((size_t)S * S * 3);
-        int ok_s = 0, ok_c = 0, cnt = 0;
+        int ok_s = 0, ok_c = 0, cnt = 0, col_n[TI_COLOUR_COUNT] = {0},
+            col_ok[TI_COLOUR_COUNT] = {0}, tex_n[TI_TEXTURE_COUNT] = {0},
+            tex_ok[TI_TEXTURE_COUNT] = {0};
         for (long i = 0; chw && px && out && i < o->recon; i++) {
             struct ti_shapes_attr a;
             if (ti_shapes_sample(&sp, (1ull << 44) + (uint64_t)i, &a, px, NULL, 0, &de)) break;
@@ -810,10 +825,23 @@ static int eval(struct opts *o) {
                 }
             ok_s += lab.shape == (int)a.shape;
             ok_c += lab.colour == (int)a.colour;
+            col_n[a.colour]++;
+            col_ok[a.colour] += lab.colour == (int)a.colour;
+            tex_n[a.texture]++;
+            tex_ok[a.texture] += lab.colour == (int)a.colour;
             cnt++;
         }
         printf("reconstructions: %d images, shape %.1f %%, colour %.1f %%\n", cnt,
                cnt ? 100.0 * ok_s / cnt : 0, cnt ? 100.0 * ok_c / cnt : 0);
+        printf("reconstructed colour per colour:");
+        for (int c = 0; c < TI_COLOUR_COUNT; c++)
+            if (col_n[c])
+                printf(" %s %d/%d", ti_colour_name((enum ti_colour)c), col_ok[c], col_n[c]);
+        printf("\nreconstructed colour per texture:");
+        for (int t = 0; t < TI_TEXTURE_COUNT; t++)
+            if (tex_n[t])
+                printf(" %s %d/%d", ti_texture_name((enum ti_texture)t), tex_ok[t], tex_n[t]);
+        printf("\n");
         if (recon_dump) {
             char rp[4200];
             snprintf(rp, sizeof rp, "%s.recon.ppm", o->grid);

@@ -191,6 +191,40 @@ static int parse_args(struct opts *o, int argc, char **argv, int *help) {
         char flag[64];
         const char *a = argv[i], *val = NULL;
         if ((val = ti_cli_split_eq(a, flag, sizeof flag))) a = flag; /* --flag=value */
+        static const char *const names[] = {"--prompt",
+                                            "--from-file",
+                                            "--negative_prompt",
+                                            "--embedding_path",
+                                            "--config",
+                                            "--ckpt",
+                                            "--ckpt_path",
+                                            "--device",
+                                            "--precision",
+                                            "--ddim_steps",
+                                            "--plms",
+                                            "--laion400m",
+                                            "--ddim_eta",
+                                            "--scale",
+                                            "--seed",
+                                            "--fixed_code",
+                                            "--n_samples",
+                                            "--n_iter",
+                                            "--H",
+                                            "--W",
+                                            "--C",
+                                            "--f",
+                                            "--init-img",
+                                            "--strength",
+                                            "--outdir",
+                                            "--skip_save",
+                                            "--skip_grid",
+                                            "--n_rows",
+                                            "--no-watermark",
+                                            "--safety_checker",
+                                            "--dpm_solver",
+                                            "--help",
+                                            NULL};
+        if (!(a = ti_cli_expand(TOOL, a, names))) return 2; /* argparse's abbreviations */
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             *help = 1;
             return 0;
