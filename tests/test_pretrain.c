@@ -5,9 +5,11 @@
  *                           update written out here in double (three steps, two tensors)
  *   recipe_prefix_vae       the first steps of stage 1 of scripts/pretrain_tiny.sh, run again,
  *                           (stage 1b starts from stage 1's weights, not shipped: not replayed)
+ *   recipe_prefix_vae1c     and of stage 1c (from 1b's autoencoder, which tiny-sd ships),
  *   recipe_prefix_ldm       and of stage 2 (from the shipped model's frozen autoencoder),
  *                           reproduce the first lines of the committed logs models/tiny-sd/
- *                           log_vae.csv and log_ldm.csv, and models/tiny-ldm/log_ldm.csv
+ *                           log_vae.csv and log_ldm.csv, and models/tiny-ldm/log_vae1c.csv and
+ *                           log_ldm.csv
  *   shipped_model_loads     models/tiny-sd and models/tiny-ldm load with ti_ldm_load_file
  *                           under their configs
  *   half_command            `ti-pretrain half` on the shipped model (already text encoder and
@@ -161,9 +163,25 @@ TEST(recipe_prefix_vae) {
     compare_logs(tio_path(tmp, "vae/log_vae.csv"), "models/tiny-sd/log_vae.csv", 3, 6);
 }
 
-/* The flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the
- * stage-1b one (stage 2 never changes it), text encoder and UNet start from the seed. Stage 1b
- * itself is not replayed: it starts from stage 1's autoencoder, which is not shipped. */
+/* Stage 1c (the LDM model's autoencoder) starts from stage 1b's autoencoder, which models/tiny-sd
+ * ships (its stage 2 never changed it): its first steps must reproduce models/tiny-ldm/
+ * log_vae1c.csv. The script runs it under configs/tiny/sd-tiny-finetune.yaml on 1b's own file;
+ * the autoencoder's part of the config is the same. */
+TEST(recipe_prefix_vae1c) {
+    char args[2048];
+    snprintf(args, sizeof args,
+             "--config models/tiny-sd/config.yaml --init models/tiny-sd/model.safetensors "
+             "--out '%s/vae1c' --stage vae --seed 3 --data_seed 3 --held_out_colour_rate 0.0625 "
+             "--steps 3 --batch 8 --lr 1e-3 --warmup 50 --kl_weight 1e-4 --scale_factor 1",
+             tmp);
+    CHECK(run_tool(args) == 0);
+    compare_logs(tio_path(tmp, "vae1c/log_vae.csv"), "models/tiny-ldm/log_vae1c.csv", 3, 6);
+}
+
+/* The flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the one
+ * its stage 2 ran on (1b for tiny-sd, 1c for tiny-ldm; stage 2 never changes it), text encoder
+ * and UNet start from the seed. Stage 1b itself is not replayed: it starts from stage 1's
+ * autoencoder, which is not shipped. */
 static void replay_stage2(const char *model) {
     char args[2048], out[256], want[256];
     snprintf(out, sizeof out, "ldm-%s", strrchr(model, '/') + 1);
@@ -258,6 +276,7 @@ int main(int argc, char **argv) {
     RUN(shipped_model_loads);
     RUN(half_command);
     RUN(recipe_prefix_vae);
+    RUN(recipe_prefix_vae1c);
     RUN(recipe_prefix_ldm);
     tio_rmrf(tmp);
     return tc_finish();
