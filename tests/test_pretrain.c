@@ -150,17 +150,25 @@ static void compare_logs(const char *got_path, const char *want_path, int steps,
     }
 }
 
+/* Runs 3 steps of a stage-vae command (flags: what differs between stages) into tmp/out and
+ * compares its log with the committed one. */
+static void replay_vae(const char *flags, const char *out, const char *want) {
+    char args[2048], got[256];
+    snprintf(args, sizeof args,
+             "%s --out '%s/%s' --stage vae --steps 3 --batch 8 --warmup 50 --kl_weight 1e-4 "
+             "--scale_factor 1",
+             flags, tmp, out);
+    CHECK(run_tool(args) == 0);
+    snprintf(got, sizeof got, "%s/log_vae.csv", out);
+    compare_logs(tio_path(tmp, got), want, 3, 6);
+}
+
 TEST(recipe_prefix_vae) {
-    char args[2048];
     /* the flags of stage 1 in scripts/pretrain_tiny.sh (the data set without the held-out
      * colour); --scale_factor skips its measurement */
-    snprintf(args, sizeof args,
-             "--config configs/tiny/sd-tiny-finetune.yaml --out '%s/vae' --stage vae --seed 0 "
-             "--held_out_colour_rate 0 "
-             "--steps 3 --batch 8 --lr 2e-3 --warmup 50 --kl_weight 1e-4 --scale_factor 1",
-             tmp);
-    CHECK(run_tool(args) == 0);
-    compare_logs(tio_path(tmp, "vae/log_vae.csv"), "models/tiny-sd/log_vae.csv", 3, 6);
+    replay_vae("--config configs/tiny/sd-tiny-finetune.yaml --seed 0 --held_out_colour_rate 0 "
+               "--lr 2e-3",
+               "vae", "models/tiny-sd/log_vae.csv");
 }
 
 /* Stage 1c (the LDM model's autoencoder) starts from stage 1b's autoencoder, which models/tiny-sd
@@ -168,14 +176,9 @@ TEST(recipe_prefix_vae) {
  * log_vae1c.csv. The script runs it under configs/tiny/sd-tiny-finetune.yaml on 1b's own file;
  * the autoencoder's part of the config is the same. */
 TEST(recipe_prefix_vae1c) {
-    char args[2048];
-    snprintf(args, sizeof args,
-             "--config models/tiny-sd/config.yaml --init models/tiny-sd/model.safetensors "
-             "--out '%s/vae1c' --stage vae --seed 3 --data_seed 3 --held_out_colour_rate 0.0625 "
-             "--steps 3 --batch 8 --lr 1e-3 --warmup 50 --kl_weight 1e-4 --scale_factor 1",
-             tmp);
-    CHECK(run_tool(args) == 0);
-    compare_logs(tio_path(tmp, "vae1c/log_vae.csv"), "models/tiny-ldm/log_vae1c.csv", 3, 6);
+    replay_vae("--config models/tiny-sd/config.yaml --init models/tiny-sd/model.safetensors "
+               "--seed 3 --data_seed 3 --held_out_colour_rate 0.0625 --lr 1e-3",
+               "vae1c", "models/tiny-ldm/log_vae1c.csv");
 }
 
 /* The flags of stage 2 in scripts/pretrain_tiny.sh: the shipped model's autoencoder is the one
